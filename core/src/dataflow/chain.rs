@@ -1,0 +1,276 @@
+//! A chain: the operators fused into one task (forward edges of equal parallelism), an optional
+//! sink at its end, and the edges that leave it. All of it is synchronous; the task loop around
+//! it moves the messages it queues onto channels.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use arrow::record_batch::RecordBatch;
+use tokio::sync::mpsc::Sender;
+
+use crate::dataflow::builder::Port;
+use crate::error::{Error, ErrorDomain, Result};
+use crate::message::{Barrier, EventTime, Message};
+use crate::metrics::OperatorMetrics;
+use crate::operator::{Collector, Operator, Output, TaskInfo};
+use crate::partition::Partitioner;
+use crate::sink::Sink;
+
+pub(crate) struct ChainOp {
+    pub(crate) task: TaskInfo,
+    pub(crate) op: Box<dyn Operator>,
+    pub(crate) metrics: Arc<OperatorMetrics>,
+    pub(crate) collector: Collector,
+}
+
+pub(crate) struct ChainSink {
+    pub(crate) task: TaskInfo,
+    pub(crate) sink: Box<dyn Sink>,
+    pub(crate) metrics: Arc<OperatorMetrics>,
+}
+
+/// An edge leaving the chain from stage `from` (`None`: the chain's source).
+pub(crate) struct OutputEdge {
+    pub(crate) from: Option<usize>,
+    pub(crate) port: Port,
+    pub(crate) partitioner: Partitioner,
+    pub(crate) senders: Vec<Sender<Message>>,
+}
+
+/// A message waiting to go out on `edge` to subtask `target`.
+pub(crate) struct Pending {
+    pub(crate) edge: usize,
+    pub(crate) target: usize,
+    pub(crate) message: Message,
+}
+
+pub(crate) struct Chain {
+    pub(crate) ops: Vec<ChainOp>,
+    pub(crate) sink: Option<ChainSink>,
+    pub(crate) outputs: Vec<OutputEdge>,
+    /// Metrics of the chain's head for backpressure accounting.
+    pub(crate) head_metrics: Arc<OperatorMetrics>,
+}
+
+fn op_error(task: &TaskInfo, e: Error) -> Error {
+    match e {
+        Error::Operator { .. } => e,
+        Error::Malformed { .. } | Error::Schema { .. } | Error::Config { .. } => e,
+        other => Error::Operator {
+            operator: task.operator.to_string(),
+            subtask: task.subtask,
+            domain: other.domain(),
+            message: other.to_string(),
+        },
+    }
+}
+
+impl Chain {
+    pub(crate) fn start(&mut self) -> Result<()> {
+        for op in &mut self.ops {
+            op.op.on_start(&op.task).map_err(|e| op_error(&op.task, e))?;
+        }
+        if let Some(s) = &mut self.sink {
+            s.sink.open(&s.task).map_err(|e| op_error(&s.task, e))?;
+        }
+        Ok(())
+    }
+
+    /// A batch produced at `stage` (`None`: the source) on the main output.
+    pub(crate) fn emit_data(
+        &mut self,
+        stage: Option<usize>,
+        batch: RecordBatch,
+        pending: &mut Vec<Pending>,
+    ) -> Result<()> {
+        let next = stage.map_or(0, |s| s + 1);
+        if next < self.ops.len() {
+            return self.process(next, 0, batch, pending);
+        }
+        if let Some(s) = &mut self.sink {
+            let t = Instant::now();
+            OperatorMetrics::add(&s.metrics.records_in, batch.num_rows() as u64);
+            OperatorMetrics::add(&s.metrics.batches_in, 1);
+            s.sink.write(&batch).map_err(|e| op_error(&s.task, e))?;
+            OperatorMetrics::add(&s.metrics.busy_ns, t.elapsed().as_nanos() as u64);
+            return Ok(());
+        }
+        self.route(stage, &Port::Main, batch, pending)
+    }
+
+    fn route(
+        &mut self,
+        stage: Option<usize>,
+        port: &Port,
+        batch: RecordBatch,
+        pending: &mut Vec<Pending>,
+    ) -> Result<()> {
+        for (edge, out) in self.outputs.iter_mut().enumerate() {
+            if out.from == stage && &out.port == port {
+                out.partitioner.partition(&batch, |target, piece| {
+                    pending.push(Pending {
+                        edge,
+                        target,
+                        message: Message::Data(piece),
+                    })
+                })?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Sends a control message on every edge leaving `stage`.
+    fn broadcast_from(&self, stage: Option<usize>, msg: &Message, pending: &mut Vec<Pending>) {
+        for (edge, out) in self.outputs.iter().enumerate() {
+            if out.from == stage {
+                for target in 0..out.senders.len() {
+                    pending.push(Pending {
+                        edge,
+                        target,
+                        message: msg.clone(),
+                    });
+                }
+            }
+        }
+    }
+
+    /// Sends a control message on every edge of the chain.
+    pub(crate) fn broadcast_all(&self, msg: &Message, pending: &mut Vec<Pending>) {
+        for (edge, out) in self.outputs.iter().enumerate() {
+            for target in 0..out.senders.len() {
+                pending.push(Pending {
+                    edge,
+                    target,
+                    message: msg.clone(),
+                });
+            }
+        }
+    }
+
+    /// Feeds `batch` to the operator at `stage`.
+    pub(crate) fn process(
+        &mut self,
+        stage: usize,
+        input: usize,
+        batch: RecordBatch,
+        pending: &mut Vec<Pending>,
+    ) -> Result<()> {
+        let op = &mut self.ops[stage];
+        let t = Instant::now();
+        OperatorMetrics::add(&op.metrics.records_in, batch.num_rows() as u64);
+        OperatorMetrics::add(&op.metrics.batches_in, 1);
+        let r = op.op.process(input, batch, &mut op.collector);
+        OperatorMetrics::add(&op.metrics.busy_ns, t.elapsed().as_nanos() as u64);
+        r.map_err(|e| op_error(&op.task, e))?;
+        self.drain(stage, pending)
+    }
+
+    /// Event time advanced to `wm` for the operator at `stage` (`None`: the source emitted it).
+    pub(crate) fn watermark(
+        &mut self,
+        stage: Option<usize>,
+        wm: EventTime,
+        pending: &mut Vec<Pending>,
+    ) -> Result<()> {
+        let next = stage.map_or(0, |s| s + 1);
+        self.broadcast_from(stage, &Message::Watermark(wm), pending);
+        if next < self.ops.len() {
+            let op = &mut self.ops[next];
+            let t = Instant::now();
+            let r = op.op.on_watermark(wm, &mut op.collector);
+            OperatorMetrics::add(&op.metrics.busy_ns, t.elapsed().as_nanos() as u64);
+            r.map_err(|e| op_error(&op.task, e))?;
+            self.drain(next, pending)?;
+        }
+        Ok(())
+    }
+
+    /// Moves what the operator at `stage` emitted down the chain or onto edges.
+    fn drain(&mut self, stage: usize, pending: &mut Vec<Pending>) -> Result<()> {
+        let mut outputs = std::mem::take(&mut self.ops[stage].collector.outputs);
+        let mut result = Ok(());
+        for out in outputs.drain(..) {
+            let r = match out {
+                Output::Data(b) => {
+                    OperatorMetrics::add(
+                        &self.ops[stage].metrics.records_out,
+                        b.num_rows() as u64,
+                    );
+                    self.emit_data(Some(stage), b, pending)
+                }
+                Output::Side(tag, b) => {
+                    OperatorMetrics::add(
+                        &self.ops[stage].metrics.records_side,
+                        b.num_rows() as u64,
+                    );
+                    self.route(Some(stage), &Port::Side(tag), b, pending)
+                }
+                Output::Watermark(wm) => self.watermark(Some(stage), wm, pending),
+            };
+            if let Err(e) = r {
+                result = Err(e);
+                break;
+            }
+        }
+        outputs.clear();
+        self.ops[stage].collector.outputs = outputs;
+        result
+    }
+
+    /// A barrier has been aligned: every operator sees it in chain order (and may emit before
+    /// it), then snapshots; the sink pre-commits. Returns the operator states by stage.
+    pub(crate) fn barrier(
+        &mut self,
+        barrier: Barrier,
+        pending: &mut Vec<Pending>,
+    ) -> Result<Vec<Option<Vec<u8>>>> {
+        let mut states = Vec::with_capacity(self.ops.len());
+        for stage in 0..self.ops.len() {
+            let op = &mut self.ops[stage];
+            op.op
+                .on_barrier(barrier.epoch, &mut op.collector)
+                .map_err(|e| op_error(&op.task, e))?;
+            self.drain(stage, pending)?;
+            let op = &mut self.ops[stage];
+            states.push(
+                op.op
+                    .snapshot(barrier.epoch)
+                    .map_err(|e| op_error(&op.task, e))?,
+            );
+        }
+        if let Some(s) = &mut self.sink {
+            s.sink
+                .pre_commit(barrier.epoch)
+                .map_err(|e| op_error(&s.task, e))?;
+        }
+        self.broadcast_all(&Message::Barrier(barrier), pending);
+        Ok(states)
+    }
+
+    /// Every input ended: operators flush in chain order, the sink closes, End goes out.
+    pub(crate) fn end(&mut self, pending: &mut Vec<Pending>) -> Result<()> {
+        for stage in 0..self.ops.len() {
+            let op = &mut self.ops[stage];
+            let t = Instant::now();
+            let r = op.op.on_end(&mut op.collector);
+            OperatorMetrics::add(&op.metrics.busy_ns, t.elapsed().as_nanos() as u64);
+            r.map_err(|e| op_error(&op.task, e))?;
+            self.drain(stage, pending)?;
+        }
+        if let Some(s) = &mut self.sink {
+            s.sink.close().map_err(|e| op_error(&s.task, e))?;
+        }
+        self.broadcast_all(&Message::End, pending);
+        Ok(())
+    }
+}
+
+/// A send failed because the receiving task is gone: the job is failing elsewhere.
+pub(crate) fn closed_error() -> Error {
+    Error::Operator {
+        operator: "channel".into(),
+        subtask: 0,
+        message: "downstream task is gone".into(),
+        domain: ErrorDomain::Internal,
+    }
+}

@@ -1,0 +1,54 @@
+//! Job control shared by every task: stop/cancel flags, the first failure, checkpoint triggers
+//! and the acknowledgements tasks send back.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Mutex;
+
+use crate::error::Error;
+use crate::message::Epoch;
+use crate::source::SourcePosition;
+
+/// What one task reports when a checkpoint barrier passed it.
+#[derive(Debug, Clone)]
+pub struct TaskAck {
+    /// The checkpoint.
+    pub epoch: Epoch,
+    /// Task name (`head[subtask]`).
+    pub task: String,
+    /// Source position at the barrier, for source tasks.
+    pub position: Option<SourcePosition>,
+    /// Operator states by chain stage (`None`: stateless).
+    pub states: Vec<Option<Vec<u8>>>,
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct JobControl {
+    pub(crate) stop_following: AtomicBool,
+    pub(crate) cancelled: AtomicBool,
+    pub(crate) failure: Mutex<Option<Error>>,
+    pub(crate) checkpoint_requested: AtomicU64,
+    pub(crate) acks: Mutex<Vec<TaskAck>>,
+}
+
+impl JobControl {
+    /// Records the first real failure and cancels the job. Later failures (usually the echo of
+    /// the first one: closed channels) are ignored.
+    pub(crate) fn fail(&self, e: Error) {
+        let mut f = self.failure.lock().unwrap_or_else(|p| p.into_inner());
+        if f.is_none() {
+            *f = Some(e);
+        }
+        self.cancelled.store(true, Ordering::SeqCst);
+    }
+
+    pub(crate) fn is_cancelled(&self) -> bool {
+        self.cancelled.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn ack(&self, ack: TaskAck) {
+        self.acks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(ack);
+    }
+}

@@ -1,0 +1,248 @@
+//! From the logical graph to tasks: resolves parallelism and edges, chains forward edges of
+//! equal parallelism, and wires one bounded channel per (producer subtask, consumer subtask).
+
+use std::sync::Arc;
+
+use tokio::sync::mpsc::{channel, Receiver};
+
+use crate::dataflow::builder::{Graph, NodeId, NodeKind, Port};
+use crate::dataflow::chain::{Chain, ChainOp, ChainSink, OutputEdge};
+use crate::error::{Error, Result};
+use crate::message::Message;
+use crate::metrics::{MetricsRegistry, OperatorMetrics};
+use crate::operator::{Collector, TaskInfo};
+use crate::partition::{Edge, Partitioner};
+use crate::source::Source;
+
+/// One input channel of a task: the logical input number of the chain head, and the receiver.
+pub(crate) struct TaskInput {
+    pub(crate) input: usize,
+    pub(crate) rx: Receiver<Message>,
+}
+
+/// One runnable task: a parallel instance of a chain.
+pub(crate) struct Task {
+    pub(crate) name: String,
+    pub(crate) source: Option<(Box<dyn Source>, TaskInfo, Arc<OperatorMetrics>)>,
+    pub(crate) chain: Chain,
+    pub(crate) inputs: Vec<TaskInput>,
+}
+
+struct ChainSpec {
+    nodes: Vec<NodeId>,
+    parallelism: usize,
+}
+
+fn resolve_parallelism(g: &Graph) -> Vec<usize> {
+    let mut par = vec![1; g.nodes.len()];
+    for (i, n) in g.nodes.iter().enumerate() {
+        par[i] = match (n.parallelism, &n.kind) {
+            (Some(p), _) => p,
+            (None, NodeKind::Source(_)) => 1,
+            (None, _) => n
+                .inputs
+                .iter()
+                .map(|inp| par[inp.from])
+                .max()
+                .unwrap_or(g.config.default_parallelism.max(1)),
+        };
+    }
+    par
+}
+
+fn resolve_edges(g: &Graph, par: &[usize]) -> Result<Vec<Vec<Edge>>> {
+    let mut edges = Vec::with_capacity(g.nodes.len());
+    for (i, n) in g.nodes.iter().enumerate() {
+        let mut node_edges = Vec::with_capacity(n.inputs.len());
+        for inp in &n.inputs {
+            let same = par[inp.from] == par[i];
+            let e = match &inp.edge {
+                None if same => Edge::Forward,
+                None => Edge::Rebalance,
+                Some(Edge::Forward) if !same => {
+                    return Err(Error::config(
+                        format!("{}.edge", n.name),
+                        format!(
+                            "a forward edge needs equal parallelism, but `{}` has {} and `{}` has {}",
+                            g.nodes[inp.from].name, par[inp.from], n.name, par[i]
+                        ),
+                    ))
+                }
+                Some(e) => e.clone(),
+            };
+            node_edges.push(e);
+        }
+        edges.push(node_edges);
+    }
+    Ok(edges)
+}
+
+/// Builds the tasks of a graph. Factories are called here, once per subtask.
+pub(crate) fn build_tasks(
+    g: &Graph,
+    metrics: &mut MetricsRegistry,
+) -> Result<(Vec<Task>, Vec<usize>)> {
+    if g.nodes.is_empty() {
+        return Err(Error::config("dataflow", "the dataflow has no nodes"));
+    }
+    let par = resolve_parallelism(g);
+    let edges = resolve_edges(g, &par)?;
+
+    // consumers of each node, any port
+    let mut consumers: Vec<Vec<(NodeId, usize)>> = vec![Vec::new(); g.nodes.len()];
+    for (i, n) in g.nodes.iter().enumerate() {
+        for (k, inp) in n.inputs.iter().enumerate() {
+            consumers[inp.from].push((i, k));
+        }
+    }
+    for (i, n) in g.nodes.iter().enumerate() {
+        if !matches!(n.kind, NodeKind::Sink(_)) && consumers[i].is_empty() {
+            return Err(Error::config(
+                format!("{}", n.name),
+                "this stream is not consumed: end it in a sink".to_string(),
+            ));
+        }
+        if matches!(n.kind, NodeKind::Sink(_)) && !consumers[i].is_empty() {
+            return Err(Error::config(
+                format!("{}", n.name),
+                "a sink cannot feed another operator".to_string(),
+            ));
+        }
+    }
+
+    // chaining: n chains onto its only input when that input is forward, main-port, of equal
+    // parallelism, and n is that output's only consumer.
+    let chained_onto = |n: NodeId| -> Option<NodeId> {
+        let node = &g.nodes[n];
+        if node.inputs.len() != 1 || matches!(node.kind, NodeKind::Source(_)) {
+            return None;
+        }
+        let inp = &node.inputs[0];
+        let only = consumers[inp.from].len() == 1;
+        (inp.port == Port::Main
+            && edges[n][0] == Edge::Forward
+            && par[inp.from] == par[n]
+            && only
+            && !matches!(g.nodes[inp.from].kind, NodeKind::Sink(_)))
+        .then_some(inp.from)
+    };
+    let mut chains: Vec<ChainSpec> = Vec::new();
+    let mut chain_of = vec![(usize::MAX, 0usize); g.nodes.len()]; // (chain, position)
+    for start in 0..g.nodes.len() {
+        if chained_onto(start).is_some() {
+            continue;
+        }
+        let mut nodes = vec![start];
+        let mut cur = start;
+        while let Some(&(next, _)) = consumers[cur].first() {
+            if consumers[cur].len() == 1 && chained_onto(next) == Some(cur) {
+                nodes.push(next);
+                cur = next;
+            } else {
+                break;
+            }
+        }
+        for (pos, &n) in nodes.iter().enumerate() {
+            chain_of[n] = (chains.len(), pos);
+        }
+        chains.push(ChainSpec {
+            parallelism: par[start],
+            nodes,
+        });
+    }
+
+    // stage of a node inside its chain: None for a chain's source, else index into ops
+    let stage_of = |n: NodeId| -> Option<usize> {
+        let (c, pos) = chain_of[n];
+        let head_is_source = matches!(g.nodes[chains[c].nodes[0]].kind, NodeKind::Source(_));
+        if head_is_source {
+            pos.checked_sub(1)
+        } else {
+            Some(pos)
+        }
+    };
+
+    // instantiate chains
+    let mut tasks: Vec<Vec<Task>> = Vec::new();
+    for spec in &chains {
+        let mut instances = Vec::new();
+        for subtask in 0..spec.parallelism {
+            let mut source = None;
+            let mut ops = Vec::new();
+            let mut sink = None;
+            let mut head_metrics = None;
+            for &n in &spec.nodes {
+                let node = &g.nodes[n];
+                let task = TaskInfo {
+                    operator: node.name.clone(),
+                    subtask,
+                    parallelism: spec.parallelism,
+                };
+                let m = metrics.register(node.name.clone(), subtask);
+                head_metrics.get_or_insert_with(|| m.clone());
+                match &node.kind {
+                    NodeKind::Source(f) => source = Some((f(&task)?, task, m)),
+                    NodeKind::Operator(f) => ops.push(ChainOp {
+                        op: f(&task),
+                        task,
+                        metrics: m,
+                        collector: Collector::default(),
+                    }),
+                    NodeKind::Sink(f) => {
+                        sink = Some(ChainSink {
+                            sink: f(&task)?,
+                            task,
+                            metrics: m,
+                        })
+                    }
+                }
+            }
+            let head = &g.nodes[spec.nodes[0]];
+            instances.push(Task {
+                name: format!("{}[{}]", head.name, subtask),
+                source,
+                chain: Chain {
+                    ops,
+                    sink,
+                    outputs: Vec::new(),
+                    head_metrics: head_metrics.expect("chain has a node"),
+                },
+                inputs: Vec::new(),
+            });
+        }
+        tasks.push(instances);
+    }
+
+    // wire channels: for every input of every chain head
+    let capacity = g.config.channel_capacity.max(1);
+    for (c, spec) in chains.iter().enumerate() {
+        let head = spec.nodes[0];
+        for (k, inp) in g.nodes[head].inputs.iter().enumerate() {
+            let edge = &edges[head][k];
+            let (pc, _) = chain_of[inp.from];
+            let from_stage = stage_of(inp.from);
+            let producers = chains[pc].parallelism;
+            let consumers_n = spec.parallelism;
+            for ps in 0..producers {
+                let targets: Vec<usize> = match edge {
+                    Edge::Forward => vec![ps],
+                    _ => (0..consumers_n).collect(),
+                };
+                let mut senders = Vec::with_capacity(targets.len());
+                for &cs in &targets {
+                    let (tx, rx) = channel(capacity);
+                    senders.push(tx);
+                    tasks[c][cs].inputs.push(TaskInput { input: k, rx });
+                }
+                let n_targets = senders.len();
+                tasks[pc][ps].chain.outputs.push(OutputEdge {
+                    from: from_stage,
+                    port: inp.port.clone(),
+                    partitioner: Partitioner::new(edge.clone(), n_targets, ps),
+                    senders,
+                });
+            }
+        }
+    }
+    Ok((tasks.into_iter().flatten().collect(), par))
+}

@@ -1,0 +1,168 @@
+//! Per-operator metrics: records in and out, batches, busy time, time blocked by backpressure;
+//! and the summary printed when a job ends.
+
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Counters of one operator subtask, updated by the runtime with relaxed atomics.
+#[derive(Debug, Default)]
+pub struct OperatorMetrics {
+    /// Records received.
+    pub records_in: AtomicU64,
+    /// Records emitted on the main output.
+    pub records_out: AtomicU64,
+    /// Records emitted on side outputs.
+    pub records_side: AtomicU64,
+    /// Batches received.
+    pub batches_in: AtomicU64,
+    /// Nanoseconds spent inside the operator's hooks.
+    pub busy_ns: AtomicU64,
+    /// Nanoseconds the task waited for room on a full output channel.
+    pub backpressure_ns: AtomicU64,
+}
+
+impl OperatorMetrics {
+    #[inline]
+    pub(crate) fn add(counter: &AtomicU64, v: u64) {
+        counter.fetch_add(v, Ordering::Relaxed);
+    }
+}
+
+/// Progress of a bounded source: units done out of a known total (bytes for files).
+#[derive(Debug, Default)]
+pub struct Progress {
+    /// Units done.
+    pub done: AtomicU64,
+    /// Units in all; 0 when unknown (unbounded).
+    pub total: AtomicU64,
+}
+
+/// Every operator subtask of a job, by registration order.
+#[derive(Debug, Default, Clone)]
+pub struct MetricsRegistry {
+    pub(crate) entries: Vec<(Arc<str>, usize, Arc<OperatorMetrics>)>,
+    pub(crate) progress: Vec<Arc<Progress>>,
+}
+
+impl MetricsRegistry {
+    pub(crate) fn register(&mut self, operator: Arc<str>, subtask: usize) -> Arc<OperatorMetrics> {
+        let m = Arc::new(OperatorMetrics::default());
+        self.entries.push((operator, subtask, m.clone()));
+        m
+    }
+
+    /// Sum over the sources' progress gauges: (done, total); total 0 when unknown.
+    pub fn progress(&self) -> (u64, u64) {
+        self.progress.iter().fold((0, 0), |(d, t), p| {
+            (
+                d + p.done.load(Ordering::Relaxed),
+                t + p.total.load(Ordering::Relaxed),
+            )
+        })
+    }
+
+    /// Totals per operator (subtasks summed), in the order operators were added.
+    pub fn snapshot(&self) -> Vec<OperatorSummary> {
+        let mut out: Vec<OperatorSummary> = Vec::new();
+        for (name, _, m) in &self.entries {
+            let idx = match out.iter().position(|s| &*s.operator == &**name) {
+                Some(i) => i,
+                None => {
+                    out.push(OperatorSummary {
+                        operator: name.to_string(),
+                        ..Default::default()
+                    });
+                    out.len() - 1
+                }
+            };
+            let s = &mut out[idx];
+            s.subtasks += 1;
+            s.records_in += m.records_in.load(Ordering::Relaxed);
+            s.records_out += m.records_out.load(Ordering::Relaxed);
+            s.records_side += m.records_side.load(Ordering::Relaxed);
+            s.batches_in += m.batches_in.load(Ordering::Relaxed);
+            s.busy += Duration::from_nanos(m.busy_ns.load(Ordering::Relaxed));
+            s.backpressure += Duration::from_nanos(m.backpressure_ns.load(Ordering::Relaxed));
+        }
+        out
+    }
+}
+
+/// Totals of one operator over its subtasks.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct OperatorSummary {
+    /// Operator name.
+    pub operator: String,
+    /// Number of subtasks.
+    pub subtasks: usize,
+    /// Records received.
+    pub records_in: u64,
+    /// Records emitted on the main output.
+    pub records_out: u64,
+    /// Records emitted on side outputs.
+    pub records_side: u64,
+    /// Batches received.
+    pub batches_in: u64,
+    /// Time inside the operator, summed over subtasks.
+    pub busy: Duration,
+    /// Time blocked on full output channels, summed over subtasks.
+    pub backpressure: Duration,
+}
+
+/// What a finished job reports.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct JobSummary {
+    /// The job name.
+    pub name: String,
+    /// Wall-clock run time.
+    pub elapsed: Duration,
+    /// Per-operator totals.
+    pub operators: Vec<OperatorSummary>,
+    /// Malformed records sent to the dead-letter sink.
+    pub dead_letters: u64,
+    /// The dead-letter file, when one was configured.
+    pub dead_letter_path: Option<std::path::PathBuf>,
+}
+
+impl JobSummary {
+    /// The totals of one operator, by name.
+    pub fn operator(&self, name: &str) -> Option<&OperatorSummary> {
+        self.operators.iter().find(|o| o.operator == name)
+    }
+}
+
+impl fmt::Display for JobSummary {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "job `{}` finished in {:.3}s",
+            self.name,
+            self.elapsed.as_secs_f64()
+        )?;
+        writeln!(
+            f,
+            "  {:<24} {:>4} {:>12} {:>12} {:>9} {:>10} {:>10}",
+            "operator", "par", "records in", "records out", "batches", "busy", "blocked"
+        )?;
+        for o in &self.operators {
+            writeln!(
+                f,
+                "  {:<24} {:>4} {:>12} {:>12} {:>9} {:>9.3}s {:>9.3}s",
+                o.operator,
+                o.subtasks,
+                o.records_in,
+                o.records_out + o.records_side,
+                o.batches_in,
+                o.busy.as_secs_f64(),
+                o.backpressure.as_secs_f64()
+            )?;
+        }
+        match (&self.dead_letter_path, self.dead_letters) {
+            (_, 0) => writeln!(f, "  malformed records: 0"),
+            (Some(p), n) => writeln!(f, "  malformed records: {n} (see {})", p.display()),
+            (None, n) => writeln!(f, "  malformed records: {n}"),
+        }
+    }
+}

@@ -1,0 +1,139 @@
+//! The operator contract: many defaulted hooks, so simple operators stay tiny.
+//!
+//! An operator receives micro-batches through [`Operator::process`] and emits through the
+//! [`Collector`]. The runtime merges watermarks of several inputs (the minimum) before calling
+//! [`Operator::on_watermark`], aligns barriers before [`Operator::snapshot`], and calls
+//! [`Operator::on_end`] once every input has ended (after a final [`MAX_WATERMARK`]).
+//!
+//! [`MAX_WATERMARK`]: crate::message::MAX_WATERMARK
+
+use std::sync::Arc;
+
+use arrow::record_batch::RecordBatch;
+
+use crate::error::Result;
+use crate::message::{Epoch, EventTime};
+
+/// Identity of one parallel instance of an operator.
+#[derive(Debug, Clone)]
+pub struct TaskInfo {
+    /// Operator name as given to the builder.
+    pub operator: Arc<str>,
+    /// This instance's index, `0..parallelism`.
+    pub subtask: usize,
+    /// Number of parallel instances.
+    pub parallelism: usize,
+}
+
+impl TaskInfo {
+    /// `name[subtask]`, for logs and errors.
+    pub fn task_name(&self) -> String {
+        format!("{}[{}]", self.operator, self.subtask)
+    }
+}
+
+/// One output of an operator call.
+#[derive(Debug, Clone)]
+pub enum Output {
+    /// Records for the main output.
+    Data(RecordBatch),
+    /// Records for a named side output (e.g. late data of a window).
+    Side(&'static str, RecordBatch),
+    /// A watermark for downstream.
+    Watermark(EventTime),
+}
+
+/// Where an operator puts what it emits. The runtime drains it after each call and passes the
+/// outputs down the chain or onto the channels; the buffer is reused, so emitting allocates nothing.
+#[derive(Debug, Default)]
+pub struct Collector {
+    pub(crate) outputs: Vec<Output>,
+}
+
+impl Collector {
+    /// Emits a batch on the main output. Empty batches are dropped here.
+    pub fn emit(&mut self, batch: RecordBatch) {
+        if batch.num_rows() > 0 {
+            self.outputs.push(Output::Data(batch));
+        }
+    }
+
+    /// Emits a batch on the side output `tag`.
+    pub fn emit_side(&mut self, tag: &'static str, batch: RecordBatch) {
+        if batch.num_rows() > 0 {
+            self.outputs.push(Output::Side(tag, batch));
+        }
+    }
+
+    /// Emits a watermark.
+    pub fn emit_watermark(&mut self, watermark: EventTime) {
+        self.outputs.push(Output::Watermark(watermark));
+    }
+
+    /// Takes everything emitted so far (used by tests that drive one operator by hand).
+    pub fn drain(&mut self) -> std::vec::Drain<'_, Output> {
+        self.outputs.drain(..)
+    }
+
+    /// The main-output batches emitted so far, leaving side outputs and watermarks in place.
+    pub fn take_data(&mut self) -> Vec<RecordBatch> {
+        let mut data = Vec::new();
+        self.outputs.retain(|o| match o {
+            Output::Data(b) => {
+                data.push(b.clone());
+                false
+            }
+            _ => true,
+        });
+        data
+    }
+}
+
+/// A streaming operator over Arrow micro-batches.
+///
+/// Only [`process`](Operator::process) is required. State that must survive a failure is
+/// returned by [`snapshot`](Operator::snapshot) and given back to [`restore`](Operator::restore)
+/// before the first record after a restart.
+pub trait Operator: Send + 'static {
+    /// Called once before the first message, with the task identity.
+    fn on_start(&mut self, _task: &TaskInfo) -> Result<()> {
+        Ok(())
+    }
+
+    /// Processes one micro-batch that arrived on input `input` (0 for single-input operators).
+    fn process(&mut self, input: usize, batch: RecordBatch, out: &mut Collector) -> Result<()>;
+
+    /// Event time has advanced to `watermark` on every input. The default forwards it.
+    fn on_watermark(&mut self, watermark: EventTime, out: &mut Collector) -> Result<()> {
+        out.emit_watermark(watermark);
+        Ok(())
+    }
+
+    /// A checkpoint barrier has been aligned on every input; state is about to be snapshotted.
+    fn on_barrier(&mut self, _epoch: Epoch, _out: &mut Collector) -> Result<()> {
+        Ok(())
+    }
+
+    /// Serializes the operator state for checkpoint `epoch`. Stateless operators return `None`.
+    fn snapshot(&mut self, _epoch: Epoch) -> Result<Option<Vec<u8>>> {
+        Ok(None)
+    }
+
+    /// Restores state written by [`snapshot`](Operator::snapshot).
+    fn restore(&mut self, _state: &[u8]) -> Result<()> {
+        Ok(())
+    }
+
+    /// Every input has ended. Flush what is left.
+    fn on_end(&mut self, _out: &mut Collector) -> Result<()> {
+        Ok(())
+    }
+}
+
+/// Builds one operator instance per parallel subtask.
+pub type OperatorFactory = Arc<dyn Fn(&TaskInfo) -> Box<dyn Operator> + Send + Sync>;
+
+/// Makes a factory from a cloneable operator: every subtask gets its own clone.
+pub fn factory_from_clone<O: Operator + Clone + Sync>(op: O) -> OperatorFactory {
+    Arc::new(move |_| Box::new(op.clone()))
+}
