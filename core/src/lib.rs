@@ -51,6 +51,7 @@ pub mod operators;
 pub mod partition;
 pub mod sink;
 pub mod source;
+pub mod window;
 
 pub use error::{Error, ErrorDomain, Result};
 

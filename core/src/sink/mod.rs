@@ -8,7 +8,11 @@
 //! |---|---|
 //! | [`memory`] | collects batches in a shared vector |
 
+pub mod csv;
+pub mod jsonl;
 pub mod memory;
+pub mod parquet;
+pub mod stdout;
 
 use std::sync::Arc;
 

@@ -11,8 +11,11 @@
 //! | [`dead_letter`] | the place malformed records go, with counts |
 
 pub mod dead_letter;
+pub mod file;
 pub mod generator;
+pub mod hybrid;
 pub mod memory;
+pub mod parquet;
 
 use std::sync::Arc;
 use std::time::Duration;
