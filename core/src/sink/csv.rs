@@ -1,1 +1,215 @@
-//! (being written)
+//! A sink writing CSV text files through `arrow`'s CSV writer.
+//!
+//! Each subtask writes its own file (see [`CsvSinkOptions::path`]). On a checkpoint barrier
+//! [`pre_commit`](Sink::pre_commit) flushes and fsyncs what was written so far, so it is
+//! durable; [`commit`](Sink::commit) does nothing yet: rows appear in the file as they are
+//! written, and a rollback to an earlier checkpoint is not undone in the file. Whole files per
+//! epoch, published on commit, come with the checkpoint work.
+
+use std::path::PathBuf;
+
+use arrow::record_batch::RecordBatch;
+
+use super::file_target::{arrow_error, check_path, subtask_path, FileTarget};
+use super::Sink;
+use crate::error::{Error, Result};
+use crate::message::Epoch;
+use crate::operator::TaskInfo;
+
+/// Settings of a [`CsvSink`].
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct CsvSinkOptions {
+    /// The file to write; parent directories are created and an existing file is replaced.
+    /// With parallelism 1 this is the file itself; with more, subtask `i` writes
+    /// `stem-i.ext` beside it (`out/data.csv` → `out/data-0.csv`, `out/data-1.csv`, …).
+    pub path: PathBuf,
+    /// Write a header row with the column names first. Default: `true`.
+    #[serde(default = "default_true")]
+    pub header: bool,
+    /// Field delimiter. Default: `b','`. Must not be a quote, CR or LF.
+    #[serde(default = "default_delimiter")]
+    pub delimiter: u8,
+}
+
+fn default_true() -> bool {
+    true
+}
+
+fn default_delimiter() -> u8 {
+    b','
+}
+
+impl CsvSinkOptions {
+    /// Options writing `path`, with a header row and `,` as delimiter.
+    pub fn new(path: impl Into<PathBuf>) -> Self {
+        CsvSinkOptions {
+            path: path.into(),
+            header: true,
+            delimiter: b',',
+        }
+    }
+}
+
+/// Checks a delimiter shared by the CSV sinks.
+pub(crate) fn check_delimiter(key: &str, delimiter: u8) -> Result<()> {
+    if matches!(delimiter, b'"' | b'\n' | b'\r') {
+        return Err(Error::config(
+            key,
+            format!(
+                "{:?} cannot be a delimiter",
+                char::from(delimiter).to_string()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Writes record batches as CSV. Cheap to clone; the file is created in
+/// [`open`](Sink::open).
+#[derive(Debug)]
+pub struct CsvSink {
+    options: CsvSinkOptions,
+    file: Option<FileTarget>,
+    header_written: bool,
+}
+
+impl Clone for CsvSink {
+    /// A clone is an unopened sink with the same options.
+    fn clone(&self) -> Self {
+        CsvSink {
+            options: self.options.clone(),
+            file: None,
+            header_written: false,
+        }
+    }
+}
+
+impl CsvSink {
+    /// A sink with checked `options`.
+    pub fn new(options: CsvSinkOptions) -> Result<Self> {
+        check_path("csv sink.path", &options.path)?;
+        check_delimiter("csv sink.delimiter", options.delimiter)?;
+        Ok(CsvSink {
+            options,
+            file: None,
+            header_written: false,
+        })
+    }
+
+    fn target(&mut self) -> Result<&mut FileTarget> {
+        self.file
+            .as_mut()
+            .ok_or_else(|| Error::Internal("csv sink used before open".into()))
+    }
+}
+
+impl Sink for CsvSink {
+    fn open(&mut self, task: &TaskInfo) -> Result<()> {
+        self.file = Some(FileTarget::create(subtask_path(&self.options.path, task))?);
+        self.header_written = false;
+        Ok(())
+    }
+
+    fn write(&mut self, batch: &RecordBatch) -> Result<()> {
+        let header = self.options.header && !self.header_written;
+        let delimiter = self.options.delimiter;
+        let target = self.target()?;
+        let path = target.path().to_path_buf();
+        {
+            // The arrow writer flushes into our buffer at the end of each `write`.
+            let mut w = arrow::csv::WriterBuilder::new()
+                .with_header(header)
+                .with_delimiter(delimiter)
+                .build(target.writer());
+            w.write(batch).map_err(|e| arrow_error(&path, e))?;
+        }
+        self.header_written = true;
+        Ok(())
+    }
+
+    fn pre_commit(&mut self, _epoch: Epoch) -> Result<()> {
+        self.target()?.sync()
+    }
+
+    fn close(&mut self) -> Result<()> {
+        match self.file.take() {
+            Some(mut t) => t.sync(),
+            None => Ok(()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use arrow::array::{Float64Array, StringArray};
+
+    use super::*;
+
+    fn task(subtask: usize, parallelism: usize) -> TaskInfo {
+        TaskInfo {
+            operator: Arc::from("csv"),
+            subtask,
+            parallelism,
+        }
+    }
+
+    fn batch(names: Vec<Option<&str>>, x: Vec<Option<f64>>) -> RecordBatch {
+        RecordBatch::try_from_iter([
+            ("name", Arc::new(StringArray::from(names)) as _),
+            ("x", Arc::new(Float64Array::from(x)) as _),
+        ])
+        .unwrap()
+    }
+
+    #[test]
+    fn writes_one_header_and_rows() -> Result<()> {
+        let dir = tempfile::tempdir().map_err(|e| Error::io("tmp", e))?;
+        let path = dir.path().join("sub/out.csv");
+        let mut sink = CsvSink::new(CsvSinkOptions::new(&path))?;
+        sink.open(&task(0, 1))?;
+        sink.write(&batch(vec![Some("a,b"), None], vec![Some(1.5), Some(2.0)]))?;
+        sink.pre_commit(Epoch(1))?;
+        sink.write(&batch(vec![Some("c")], vec![None]))?;
+        sink.close()?;
+        let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
+        assert_eq!(text, "name,x\n\"a,b\",1.5\n,2.0\nc,\n");
+        Ok(())
+    }
+
+    #[test]
+    fn no_header_and_other_delimiter_per_subtask_file() -> Result<()> {
+        let dir = tempfile::tempdir().map_err(|e| Error::io("tmp", e))?;
+        let mut options = CsvSinkOptions::new(dir.path().join("out.csv"));
+        options.header = false;
+        options.delimiter = b';';
+        let mut sink = CsvSink::new(options)?;
+        sink.open(&task(1, 2))?;
+        sink.write(&batch(vec![Some("a")], vec![Some(1.0)]))?;
+        sink.close()?;
+        let path = dir.path().join("out-1.csv");
+        let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
+        assert_eq!(text, "a;1.0\n");
+        assert!(!dir.path().join("out.csv").exists());
+        Ok(())
+    }
+
+    #[test]
+    fn bad_options_are_refused() {
+        assert!(matches!(
+            CsvSink::new(CsvSinkOptions::new("")),
+            Err(Error::Config { .. })
+        ));
+        let mut o = CsvSinkOptions::new("x.csv");
+        o.delimiter = b'"';
+        assert!(matches!(CsvSink::new(o), Err(Error::Config { key, .. }) if key == "csv sink.delimiter"));
+    }
+
+    #[test]
+    fn write_before_open_is_an_error() {
+        let mut sink = CsvSink::new(CsvSinkOptions::new("x.csv")).unwrap();
+        assert!(sink.write(&batch(vec![Some("a")], vec![Some(1.0)])).is_err());
+    }
+}
