@@ -1,11 +1,26 @@
 //! # eddy-algorithms — features, learners, evaluation
 //!
-//! This crate holds everything that learns: feature operators (scalers, encoders, hashing,
-//! crosses, windowed aggregates), online learners (FTRL, SGD family, FM, naive Bayes,
-//! streaming k-means), batch learners through linfa, progressive validation and pipelines.
-//! It builds on `eddy-core` record batches and never depends on `eddy-ps`: parameter-server
-//! training meets it through the `GradientModel` / `UpdateRule` traits.
+//! Everything that learns lives here: feature steps over Arrow record batches, the
+//! [`Features`](features::Features) matrix learners consume, and (as the feature-operator and
+//! learner issues land) online and batch learners, progressive validation and pipelines. It
+//! builds on `eddy-core` and never depends on `eddy-ps`: parameter-server training meets it
+//! through the `GradientModel` / `UpdateRule` traits.
 //!
-//! The crate is part of the workspace layout from the start (ARCHITECTURE §1) so that its
-//! place in the dependency order is fixed; its modules arrive with the feature-operator and
-//! learner issues.
+//! ## Modules
+//! | module | what |
+//! |---|---|
+//! | [`columns`] | typed column access with errors naming step and column |
+//! | [`feature`] | feature steps: numeric and categorical, loaded by kind |
+//! | [`features`] | [`CsrMatrix`](features::CsrMatrix), [`Features`](features::Features), [`Examples`](features::Examples) |
+//! | [`transform`] | the step contracts: `Transformer`, `Estimator`, `OnlineEstimator`, `Mergeable`, `ToFeatures`, `Params` |
+//! | [`hash`] | MurmurHash3 for feature hashing |
+//! | [`error`] | the crate's error type |
+
+pub mod columns;
+pub mod error;
+pub mod feature;
+pub mod features;
+pub mod hash;
+pub mod transform;
+
+pub use error::{Error, Result};

@@ -1,0 +1,97 @@
+//! The crate's one error type.
+
+/// Errors of feature steps, learners, evaluation and model files.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A parameter is out of its documented range; names the parameter.
+    #[error("invalid parameter `{param}`: {message}")]
+    InvalidParam {
+        /// The parameter, e.g. `ftrl.alpha`.
+        param: String,
+        /// What is wrong and what is expected.
+        message: String,
+    },
+    /// A required input column is missing.
+    #[error("{step}: missing column `{column}`")]
+    MissingColumn {
+        /// The step that needs it.
+        step: String,
+        /// The column name.
+        column: String,
+    },
+    /// A column has a type the step cannot use.
+    #[error("{step}: column `{column}` has type {found}, expected {expected}")]
+    ColumnType {
+        /// The step.
+        step: String,
+        /// The column name.
+        column: String,
+        /// The type found.
+        found: String,
+        /// The types accepted.
+        expected: String,
+    },
+    /// A value the step's policy does not accept (an unseen category under `error`, a NaN
+    /// where none is allowed); names the row.
+    #[error("{step}: column `{column}`, row {row}: {message}")]
+    InvalidValue {
+        /// The step.
+        step: String,
+        /// The column name.
+        column: String,
+        /// Row index within the batch.
+        row: usize,
+        /// What is wrong.
+        message: String,
+    },
+    /// The step or model was used before it was fitted.
+    #[error("{0} is not fitted")]
+    NotFitted(String),
+    /// Shapes or dimensions do not agree.
+    #[error("shape mismatch: {0}")]
+    Shape(String),
+    /// A model or pipeline file is corrupt, truncated or of an unknown format.
+    #[error("model file {path}: {message}")]
+    ModelFile {
+        /// The file.
+        path: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// An I/O error on a file.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: String,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// An Arrow kernel error.
+    #[error("arrow: {0}")]
+    Arrow(#[from] arrow::error::ArrowError),
+    /// An error from the dataflow core.
+    #[error(transparent)]
+    Core(#[from] eddy_core::Error),
+}
+
+impl Error {
+    /// An invalid-parameter error.
+    pub fn param(param: impl Into<String>, message: impl Into<String>) -> Self {
+        Error::InvalidParam {
+            param: param.into(),
+            message: message.into(),
+        }
+    }
+
+    /// A missing-column error.
+    pub fn missing(step: impl Into<String>, column: impl Into<String>) -> Self {
+        Error::MissingColumn {
+            step: step.into(),
+            column: column.into(),
+        }
+    }
+}
+
+/// The crate's result type.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
