@@ -68,7 +68,9 @@ fn op_error(task: &TaskInfo, e: Error) -> Error {
 impl Chain {
     pub(crate) fn start(&mut self) -> Result<()> {
         for op in &mut self.ops {
-            op.op.on_start(&op.task).map_err(|e| op_error(&op.task, e))?;
+            op.op
+                .on_start(&op.task)
+                .map_err(|e| op_error(&op.task, e))?;
         }
         if let Some(s) = &mut self.sink {
             s.sink.open(&s.task).map_err(|e| op_error(&s.task, e))?;
@@ -155,6 +157,10 @@ impl Chain {
         batch: RecordBatch,
         pending: &mut Vec<Pending>,
     ) -> Result<()> {
+        if stage >= self.ops.len() {
+            // a chain that is only a sink: the batch goes straight to it
+            return self.emit_data(stage.checked_sub(1), batch, pending);
+        }
         let op = &mut self.ops[stage];
         let t = Instant::now();
         OperatorMetrics::add(&op.metrics.records_in, batch.num_rows() as u64);
@@ -192,10 +198,7 @@ impl Chain {
         for out in outputs.drain(..) {
             let r = match out {
                 Output::Data(b) => {
-                    OperatorMetrics::add(
-                        &self.ops[stage].metrics.records_out,
-                        b.num_rows() as u64,
-                    );
+                    OperatorMetrics::add(&self.ops[stage].metrics.records_out, b.num_rows() as u64);
                     self.emit_data(Some(stage), b, pending)
                 }
                 Output::Side(tag, b) => {

@@ -58,7 +58,12 @@ impl JobHandle {
     /// Injects a checkpoint barrier at every source; returns its epoch. Acknowledgements arrive
     /// in [`checkpoint_acks`](JobHandle::checkpoint_acks) as tasks pass the barrier.
     pub fn trigger_checkpoint(&self) -> Epoch {
-        Epoch(self.control.checkpoint_requested.fetch_add(1, Ordering::SeqCst) + 1)
+        Epoch(
+            self.control
+                .checkpoint_requested
+                .fetch_add(1, Ordering::SeqCst)
+                + 1,
+        )
     }
 
     /// Takes the checkpoint acknowledgements received so far.
@@ -149,9 +154,7 @@ impl Dataflow {
                         let ctx_parts = (config.bounds, dl.clone(), progress, config.idle_poll);
                         handles.push((
                             name,
-                            tokio::task::spawn_blocking(move || {
-                                run_source_task(t, ctx_parts, ctl)
-                            }),
+                            tokio::task::spawn_blocking(move || run_source_task(t, ctx_parts, ctl)),
                         ));
                     }
                     for (name, h) in handles {
