@@ -204,12 +204,16 @@ mod tests {
         ));
         let mut o = CsvSinkOptions::new("x.csv");
         o.delimiter = b'"';
-        assert!(matches!(CsvSink::new(o), Err(Error::Config { key, .. }) if key == "csv sink.delimiter"));
+        assert!(
+            matches!(CsvSink::new(o), Err(Error::Config { key, .. }) if key == "csv sink.delimiter")
+        );
     }
 
     #[test]
     fn write_before_open_is_an_error() {
         let mut sink = CsvSink::new(CsvSinkOptions::new("x.csv")).unwrap();
-        assert!(sink.write(&batch(vec![Some("a")], vec![Some(1.0)])).is_err());
+        assert!(sink
+            .write(&batch(vec![Some("a")], vec![Some(1.0)]))
+            .is_err());
     }
 }

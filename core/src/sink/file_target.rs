@@ -73,10 +73,12 @@ pub(crate) fn arrow_error(path: &Path, e: arrow::error::ArrowError) -> Error {
 /// A Parquet writer error on `path`, classified like [`arrow_error`].
 pub(crate) fn parquet_error(path: &Path, e: parquet::errors::ParquetError) -> Error {
     match e {
-        parquet::errors::ParquetError::External(inner) => match inner.downcast::<std::io::Error>() {
-            Ok(io) => Error::io(path, *io),
-            Err(other) => Error::io(path, std::io::Error::other(other)),
-        },
+        parquet::errors::ParquetError::External(inner) => {
+            match inner.downcast::<std::io::Error>() {
+                Ok(io) => Error::io(path, *io),
+                Err(other) => Error::io(path, std::io::Error::other(other)),
+            }
+        }
         other => Error::schema(path.display().to_string(), other.to_string()),
     }
 }
@@ -137,7 +139,10 @@ mod tests {
     fn subtask_paths() {
         let p = Path::new("out/data.csv");
         assert_eq!(subtask_path(p, &task(0, 1)), PathBuf::from("out/data.csv"));
-        assert_eq!(subtask_path(p, &task(1, 3)), PathBuf::from("out/data-1.csv"));
+        assert_eq!(
+            subtask_path(p, &task(1, 3)),
+            PathBuf::from("out/data-1.csv")
+        );
         assert_eq!(
             subtask_path(Path::new("out/data"), &task(2, 3)),
             PathBuf::from("out/data-2")
@@ -164,7 +169,10 @@ mod tests {
             .write_all(b"hello")
             .map_err(|e| Error::io(&path, e))?;
         t.sync()?;
-        assert_eq!(std::fs::read(&path).map_err(|e| Error::io(&path, e))?, b"hello");
+        assert_eq!(
+            std::fs::read(&path).map_err(|e| Error::io(&path, e))?,
+            b"hello"
+        );
         // a file where a directory is needed
         let bad = path.join("d.txt");
         match FileTarget::create(bad) {

@@ -7,8 +7,14 @@
 //! | module | what |
 //! |---|---|
 //! | [`memory`] | collects batches in a shared vector |
+//! | [`csv`] | CSV files, one per subtask |
+//! | [`jsonl`] | JSON-lines files, one per subtask |
+//! | [`parquet`] | snappy Parquet files, published by rename on close |
+//! | [`stdout`] | CSV text on standard output, with an optional row limit (the CLI) |
+//! | `file_target` | per-subtask file names, durable flushes, errors naming the file |
 
 pub mod csv;
+mod file_target;
 pub mod jsonl;
 pub mod memory;
 pub mod parquet;

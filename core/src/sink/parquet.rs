@@ -18,6 +18,7 @@
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
 use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
@@ -75,7 +76,13 @@ pub fn temporary_path(path: &Path) -> PathBuf {
 struct Open {
     path: PathBuf,
     tmp: PathBuf,
-    writer: Option<ArrowWriter<File>>,
+    /// In a mutex only to make the sink `Sync` (the writer is not); it is only ever reached
+    /// through `&mut self`, so it is never locked.
+    writer: Option<Mutex<ArrowWriter<File>>>,
+}
+
+fn exclusive<T>(m: &mut Mutex<T>) -> &mut T {
+    m.get_mut().unwrap_or_else(|p| p.into_inner())
 }
 
 /// Writes record batches to a Parquet file (snappy), published by rename on close. Cheap to
@@ -143,7 +150,7 @@ impl Sink for ParquetSink {
         let path = subtask_path(&self.options.path, task);
         let tmp = temporary_path(&path);
         let writer = match &self.options.schema {
-            Some(schema) => Some(self.create_writer(&tmp, schema.clone())?),
+            Some(schema) => Some(Mutex::new(self.create_writer(&tmp, schema.clone())?)),
             None => None,
         };
         self.open = Some(Open { path, tmp, writer });
@@ -157,10 +164,12 @@ impl Sink for ParquetSink {
             .ok_or_else(|| Error::Internal("parquet sink used before open".into()))?;
         let result = (|| {
             if open.writer.is_none() {
-                open.writer = Some(self.create_writer(&open.tmp, batch.schema())?);
+                open.writer = Some(Mutex::new(self.create_writer(&open.tmp, batch.schema())?));
             }
             match &mut open.writer {
-                Some(w) => w.write(batch).map_err(|e| parquet_error(&open.tmp, e)),
+                Some(w) => exclusive(w)
+                    .write(batch)
+                    .map_err(|e| parquet_error(&open.tmp, e)),
                 None => Ok(()),
             }
         })();
@@ -174,7 +183,7 @@ impl Sink for ParquetSink {
                 tmp,
                 writer: Some(w),
                 ..
-            }) => sync(w, tmp),
+            }) => sync(exclusive(w), tmp),
             _ => Ok(()),
         }
     }
@@ -183,9 +192,10 @@ impl Sink for ParquetSink {
         let Some(Open { path, tmp, writer }) = self.open.take() else {
             return Ok(());
         };
-        let Some(mut writer) = writer else {
+        let Some(writer) = writer else {
             return Ok(());
         };
+        let mut writer = writer.into_inner().unwrap_or_else(|p| p.into_inner());
         writer.finish().map_err(|e| parquet_error(&tmp, e))?;
         sync(&mut writer, &tmp)?;
         drop(writer);
@@ -217,8 +227,9 @@ mod tests {
             ("n", Arc::new(Int64Array::from_iter_values(0..n)) as _),
             (
                 "s",
-                Arc::new(StringArray::from_iter((0..n).map(|i| (i % 3 != 0).then(|| i.to_string()))))
-                    as _,
+                Arc::new(StringArray::from_iter(
+                    (0..n).map(|i| (i % 3 != 0).then(|| i.to_string())),
+                )) as _,
             ),
         ])
         .unwrap()
@@ -228,7 +239,10 @@ mod tests {
         let file = File::open(path).unwrap();
         let b = ParquetRecordBatchReaderBuilder::try_new(file).unwrap();
         let groups = b.metadata().num_row_groups();
-        let batches = b.build().unwrap().collect::<std::result::Result<Vec<_>, _>>();
+        let batches = b
+            .build()
+            .unwrap()
+            .collect::<std::result::Result<Vec<_>, _>>();
         (batches.unwrap(), groups)
     }
 
@@ -293,7 +307,10 @@ mod tests {
         sink.write(&batch(10))?;
         sink.close()?;
         assert_eq!(read(&path).1, 3);
-        assert_eq!(temporary_path(Path::new("d/a.parquet")), PathBuf::from("d/.a.parquet.tmp"));
+        assert_eq!(
+            temporary_path(Path::new("d/a.parquet")),
+            PathBuf::from("d/.a.parquet.tmp")
+        );
         Ok(())
     }
 }
