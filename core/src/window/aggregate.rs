@@ -14,7 +14,9 @@
 //! `n` distinct values the chance of any undercount is below `n² / 2⁶⁵` (under 3·10⁻⁸ for a
 //! million values). `-0.0` counts as `0.0` and every NaN as one value.
 
-use arrow::array::{Array, AsArray, Float32Array, Float64Array, Int32Array, Int64Array, StringArray};
+use arrow::array::{
+    Array, AsArray, Float32Array, Float64Array, Int32Array, Int64Array, StringArray,
+};
 use arrow::datatypes::{DataType, Float32Type, Float64Type, Int32Type, Int64Type, Schema};
 use arrow::record_batch::RecordBatch;
 use xxhash_rust::xxh3::xxh3_64;
@@ -129,15 +131,22 @@ pub(crate) fn bind_aggs(aggs: &[Agg], schema: &Schema, operator: &str) -> Result
             let index = schema.index_of(name).map_err(|_| {
                 Error::schema(
                     operator,
-                    format!("aggregate `{}` reads column `{name}`, which is not in the stream", agg.alias),
+                    format!(
+                        "aggregate `{}` reads column `{name}`, which is not in the stream",
+                        agg.alias
+                    ),
                 )
             })?;
             let input = schema.field(index).data_type();
             let output = match (agg.kind, input) {
-                (AggKind::Count | AggKind::DistinctCount, t) if is_numeric(t) || *t == DataType::Utf8 => {
+                (AggKind::Count | AggKind::DistinctCount, t)
+                    if is_numeric(t) || *t == DataType::Utf8 =>
+                {
                     DataType::Int64
                 }
-                (AggKind::Sum | AggKind::Mean | AggKind::Min | AggKind::Max, t) if is_numeric(t) => {
+                (AggKind::Sum | AggKind::Mean | AggKind::Min | AggKind::Max, t)
+                    if is_numeric(t) =>
+                {
                     DataType::Float64
                 }
                 (AggKind::Last, DataType::Int64 | DataType::Int32) => DataType::Int64,
@@ -178,7 +187,7 @@ pub(crate) enum Values<'a> {
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub(crate) enum Scalar {
     I64(i64),
-    F64(f64),
+    F64(#[serde(with = "super::accumulator::bits")] f64),
     Str(String),
 }
 
@@ -219,12 +228,22 @@ impl<'a> Values<'a> {
     #[inline]
     pub(crate) fn hash(&self, row: usize) -> Option<u64> {
         fn float(v: f64) -> u64 {
-            let v = if v == 0.0 { 0.0 } else if v.is_nan() { f64::NAN } else { v };
+            let v = if v == 0.0 {
+                0.0
+            } else if v.is_nan() {
+                f64::NAN
+            } else {
+                v
+            };
             xxh3_64(&v.to_bits().to_le_bytes())
         }
         match self {
-            Values::I64(a) => a.is_valid(row).then(|| xxh3_64(&a.value(row).to_le_bytes())),
-            Values::I32(a) => a.is_valid(row).then(|| xxh3_64(&(a.value(row) as i64).to_le_bytes())),
+            Values::I64(a) => a
+                .is_valid(row)
+                .then(|| xxh3_64(&a.value(row).to_le_bytes())),
+            Values::I32(a) => a
+                .is_valid(row)
+                .then(|| xxh3_64(&(a.value(row) as i64).to_le_bytes())),
             Values::F64(a) => a.is_valid(row).then(|| float(a.value(row))),
             Values::F32(a) => a.is_valid(row).then(|| float(a.value(row) as f64)),
             Values::Utf8(a) => a.is_valid(row).then(|| xxh3_64(a.value(row).as_bytes())),
@@ -277,13 +296,26 @@ mod tests {
             Field::new("s", DataType::Utf8, true),
         ]);
         let ok = bind_aggs(
-            &[Agg::count("n"), Agg::sum("x", "sx"), Agg::last("s", "ls"), Agg::last("x", "lx")],
+            &[
+                Agg::count("n"),
+                Agg::sum("x", "sx"),
+                Agg::last("s", "ls"),
+                Agg::last("x", "lx"),
+            ],
             &schema,
             "w",
         )
         .unwrap();
         let outputs: Vec<_> = ok.iter().map(|b| b.output.clone()).collect();
-        assert_eq!(outputs, vec![DataType::Int64, DataType::Float64, DataType::Utf8, DataType::Int64]);
+        assert_eq!(
+            outputs,
+            vec![
+                DataType::Int64,
+                DataType::Float64,
+                DataType::Utf8,
+                DataType::Int64
+            ]
+        );
         let missing = bind_aggs(&[Agg::sum("y", "sy")], &schema, "w").unwrap_err();
         assert!(missing.to_string().contains("`y`"), "{missing}");
         let wrong = bind_aggs(&[Agg::mean("s", "ms")], &schema, "w").unwrap_err();

@@ -65,6 +65,8 @@
 //! | [`aggregate`] | [`Agg`] specs, their input and output types |
 //! | `accumulator` | window accumulators (mergeable, serializable) and output builders |
 //! | `key_codec` | key columns as comparable bytes, hashed once per batch |
+//! | `key_table` | key → per-key state (sessions, over windows) |
+//! | `binding` | key codec, event-time column, aggregates and output schema of one input schema |
 //! | [`assigner`] | [`WindowSpec`]: tumbling, sliding, session; window assignment |
 //! | `window_table` | (key, window) → state, with no allocation for existing keys |
 //! | [`event_window`] | [`EventWindowOperator`]: keyed tumbling and sliding windows |
@@ -72,25 +74,30 @@
 //! | [`over`] | [`OverSpec`], [`OverOperator`]: per-row aggregates over the last N rows / T ms |
 //! | `over_acc` | sliding accumulators: monotonic deques, add/subtract, value counts |
 //! | `snapshot` | the versioned state format shared by the window operators |
+//! | `tests` | operator-level unit tests: firing, lateness, merging, eviction, snapshot/restore |
 
 mod accumulator;
 pub mod aggregate;
 pub mod assigner;
+mod binding;
 pub mod event_window;
 mod key_codec;
+mod key_table;
 pub mod keyed;
 pub mod over;
 mod over_acc;
 pub mod session;
 mod snapshot;
+#[cfg(test)]
+mod tests;
 pub mod timestamps;
 mod window_table;
 
 pub use aggregate::{Agg, AggKind};
-pub use assigner::WindowSpec;
+pub use assigner::{WindowKind, WindowSpec};
 pub use event_window::EventWindowOperator;
 pub use keyed::KeyedStream;
-pub use over::{OverOperator, OverSpec};
+pub use over::{OverOperator, OverRange, OverSpec};
 pub use session::SessionWindowOperator;
 pub use timestamps::{AssignTimestampsOperator, EVENT_TIME_METADATA};
 
