@@ -39,22 +39,22 @@ pub enum Format {
 pub struct CtrArgs {
     /// Number of rows.
     #[arg(long)]
-    rows: u64,
+    pub rows: u64,
     /// Seed of the hidden model and the stream.
     #[arg(long, default_value_t = DEFAULT_SEED)]
-    seed: u64,
+    pub seed: u64,
     /// Output format (default: from the file extension, else csv).
     #[arg(long, value_enum)]
-    format: Option<Format>,
+    pub format: Option<Format>,
     /// Output file.
     #[arg(long)]
-    out: PathBuf,
+    pub out: PathBuf,
     /// Also print the hidden model's own logloss and AUC on the stream (a JSON line on stdout).
     #[arg(long)]
-    oracle: bool,
+    pub oracle: bool,
     /// Add an event-time column `ts` (ms; 1 ms apart, out of order by up to 500 ms).
     #[arg(long)]
-    event_time: bool,
+    pub event_time: bool,
 }
 
 /// Runs `eddy gen …`.
@@ -74,7 +74,8 @@ fn format_of(args: &CtrArgs) -> Format {
     })
 }
 
-fn ctr(args: CtrArgs) -> anyhow::Result<()> {
+/// Writes the click stream as `args` asks.
+pub fn ctr(args: CtrArgs) -> anyhow::Result<()> {
     let format = format_of(&args);
     if let Some(dir) = args.out.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;

@@ -3,9 +3,17 @@
 //! | module | command |
 //! |---|---|
 //! | [`gen`] | `eddy gen ctr`: the synthetic click stream |
+//! | [`agg`] | `eddy agg`: keyed event-time window aggregation over a file |
+//! | [`bench`] | `eddy bench`: throughput benchmarks |
+//! | [`io`] | sources and sinks chosen by file extension |
+//! | [`duration`] | `10s`-style durations |
 //! | [`progress`] | progress bars that stay silent off a terminal |
 
+pub mod agg;
+pub mod bench;
+pub mod duration;
 pub mod gen;
+pub mod io;
 pub mod progress;
 
 use clap::{Parser, Subcommand};
@@ -23,11 +31,18 @@ enum Command {
     /// Generate synthetic data.
     #[command(subcommand)]
     Gen(gen::GenCommand),
+    /// Aggregate a file per key over event-time windows (bounded, or following the file).
+    Agg(agg::AggArgs),
+    /// Measure throughput.
+    #[command(subcommand)]
+    Bench(bench::BenchCommand),
 }
 
 /// Runs one parsed command line.
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Gen(cmd) => gen::run(cmd),
+        Command::Agg(args) => agg::run(args),
+        Command::Bench(cmd) => bench::run(cmd),
     }
 }

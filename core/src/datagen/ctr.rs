@@ -15,7 +15,7 @@
 //! more rows. Numeric values are rounded to six significant digits in every format, so CSV,
 //! JSON lines and Parquet hold the same values.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use arrow::array::{ArrayRef, Float64Array, Int64Array, StringBuilder};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
@@ -85,6 +85,8 @@ pub struct CtrGenerator {
     x34: Vec<f64>,
     bias: f64,
     schema: SchemaRef,
+    /// The last chunk generated: consecutive batches mostly fall in the same chunk.
+    last_chunk: Mutex<Option<(u64, Arc<CtrChunk>)>>,
 }
 
 impl std::fmt::Debug for CtrGenerator {
@@ -153,6 +155,7 @@ impl CtrGenerator {
             x34,
             bias: 0.0,
             schema: Arc::new(Schema::new(fields)),
+            last_chunk: Mutex::new(None),
         };
         g.bias = g.calibrate_bias();
         g
@@ -179,7 +182,9 @@ impl CtrGenerator {
             .collect();
         num[2] = (0..n).map(|_| exp.sample(rng)).collect();
         num[3] = (0..n).map(|_| rng.random::<f64>()).collect();
-        num[4] = (0..n).map(|_| lognormal_count.sample(rng).floor()).collect();
+        num[4] = (0..n)
+            .map(|_| lognormal_count.sample(rng).floor())
+            .collect();
         let mut ranks: [Vec<usize>; 10] = Default::default();
         for (k, c) in self.cats.iter().enumerate() {
             ranks[k] = (0..n)
@@ -245,9 +250,7 @@ impl CtrGenerator {
             .collect();
         let base = index as i64 * n as i64;
         let ts = (0..n as i64)
-            .map(|i| {
-                TS_START_MS + (base + i) * TS_STEP_MS - rng.random_range(0..TS_JITTER_MS)
-            })
+            .map(|i| TS_START_MS + (base + i) * TS_STEP_MS - rng.random_range(0..TS_JITTER_MS))
             .collect();
         for col in &mut num {
             for v in col.iter_mut() {
@@ -267,6 +270,18 @@ impl CtrGenerator {
         }
     }
 
+    fn cached_chunk(&self, index: u64) -> Arc<CtrChunk> {
+        let mut last = self.last_chunk.lock().unwrap_or_else(|p| p.into_inner());
+        match &*last {
+            Some((i, c)) if *i == index => c.clone(),
+            _ => {
+                let c = Arc::new(self.chunk(index));
+                *last = Some((index, c.clone()));
+                c
+            }
+        }
+    }
+
     /// Rows `start .. start + len` as one record batch.
     pub fn batch(&self, start: u64, len: usize) -> Result<RecordBatch> {
         let mut labels = Vec::with_capacity(len);
@@ -280,7 +295,7 @@ impl CtrGenerator {
         let mut text = String::with_capacity(8);
         while row < end {
             let chunk_index = row / CHUNK_ROWS as u64;
-            let chunk = self.chunk(chunk_index);
+            let chunk = self.cached_chunk(chunk_index);
             let from = (row - chunk_index * CHUNK_ROWS as u64) as usize;
             let to = ((end - chunk_index * CHUNK_ROWS as u64) as usize).min(CHUNK_ROWS);
             labels.extend_from_slice(&chunk.labels[from..to]);

@@ -35,7 +35,12 @@ pub fn write_g6(out: &mut String, x: f64) {
         }
     } else {
         let m = mantissa.trim_end_matches('0').trim_end_matches('.');
-        let _ = write!(out, "{m}e{}{:02}", if exp < 0 { '-' } else { '+' }, exp.abs());
+        let _ = write!(
+            out,
+            "{m}e{}{:02}",
+            if exp < 0 { '-' } else { '+' },
+            exp.abs()
+        );
     }
 }
 

@@ -1,0 +1,102 @@
+//! Sources and sinks chosen by file extension, shared by the commands.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use eddy_core::dataflow::{Dataflow, Stream};
+use eddy_core::sink::csv::{CsvSink, CsvSinkOptions};
+use eddy_core::sink::jsonl::{JsonLinesSink, JsonLinesSinkOptions};
+use eddy_core::sink::parquet::{ParquetSink, ParquetSinkOptions};
+use eddy_core::sink::stdout::{StdoutSink, StdoutSinkOptions};
+use eddy_core::source::file::{CsvOptions, CsvSource, JsonLinesOptions, JsonLinesSource};
+use eddy_core::source::parquet::{ParquetSource, ParquetSourceOptions};
+
+/// File formats understood by the commands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum DataFormat {
+    /// Comma-separated values with a header row.
+    Csv,
+    /// One JSON object per line.
+    Jsonl,
+    /// Apache Parquet.
+    Parquet,
+}
+
+/// The format named by `path`'s extension (for a directory: of its first data file), else CSV.
+pub fn format_of(path: &Path) -> DataFormat {
+    let from_ext = |p: &Path| match p.extension().and_then(|e| e.to_str()) {
+        Some("jsonl") | Some("json") | Some("ndjson") => Some(DataFormat::Jsonl),
+        Some("parquet") => Some(DataFormat::Parquet),
+        Some("csv") => Some(DataFormat::Csv),
+        _ => None,
+    };
+    if path.is_dir() {
+        if let Ok(entries) = std::fs::read_dir(path) {
+            let mut names: Vec<PathBuf> = entries.flatten().map(|e| e.path()).collect();
+            names.sort();
+            if let Some(f) = names.iter().find_map(|p| from_ext(p)) {
+                return f;
+            }
+        }
+    }
+    from_ext(path).unwrap_or(DataFormat::Csv)
+}
+
+/// Adds a source reading `path` (a file or directory) to `flow`, split over `parallelism`
+/// subtasks when bounded.
+pub fn source(
+    flow: &Dataflow,
+    path: &Path,
+    format: Option<DataFormat>,
+    follow: bool,
+    parallelism: usize,
+) -> anyhow::Result<Stream> {
+    let format = format.unwrap_or_else(|| format_of(path));
+    let parallelism = if follow { 1 } else { parallelism.max(1) };
+    let name = format!("source {}", path.display());
+    let stream = match format {
+        DataFormat::Csv => {
+            let options = CsvOptions::new(path).with_follow(follow);
+            // open once now, so a bad path or header is reported before the job starts
+            CsvSource::new(options.clone()).with_context(|| format!("reading {}", path.display()))?;
+            flow.source_with(&name, CsvSource::factory(options))
+        }
+        DataFormat::Jsonl => {
+            let options = JsonLinesOptions::new(path).with_follow(follow);
+            JsonLinesSource::new(options.clone())
+                .with_context(|| format!("reading {}", path.display()))?;
+            flow.source_with(&name, JsonLinesSource::factory(options))
+        }
+        DataFormat::Parquet => {
+            let mut options = ParquetSourceOptions::new(path);
+            options.follow = follow;
+            ParquetSource::new(options.clone())
+                .with_context(|| format!("reading {}", path.display()))?;
+            flow.source_with(&name, ParquetSource::factory(options))
+        }
+    };
+    Ok(stream.parallelism(parallelism))
+}
+
+/// Ends `stream` in a sink writing `path` (format by extension), or stdout when `None`.
+pub fn sink(stream: &Stream, name: &str, path: Option<&Path>) -> anyhow::Result<()> {
+    let Some(path) = path else {
+        stream.sink(
+            name,
+            StdoutSink::new(StdoutSinkOptions::default()).context("stdout sink")?,
+        );
+        return Ok(());
+    };
+    match format_of(path) {
+        DataFormat::Csv => {
+            stream.sink(name, CsvSink::new(CsvSinkOptions::new(path))?);
+        }
+        DataFormat::Jsonl => {
+            stream.sink(name, JsonLinesSink::new(JsonLinesSinkOptions::new(path))?);
+        }
+        DataFormat::Parquet => {
+            stream.sink(name, ParquetSink::new(ParquetSinkOptions::new(path))?);
+        }
+    }
+    Ok(())
+}
