@@ -9,7 +9,9 @@ pub type EventTime = i64;
 pub const MAX_WATERMARK: EventTime = i64::MAX;
 
 /// A checkpoint number. Epochs increase by one per checkpoint, starting at 1.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
 pub struct Epoch(pub u64);
 
 impl std::fmt::Display for Epoch {

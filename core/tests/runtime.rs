@@ -41,10 +41,13 @@ fn a_sink_alone_in_its_task_receives_everything() {
     for p in 1..=3 {
         let out = MemorySink::new();
         let flow = Dataflow::new(DataflowConfig::default());
-        flow.source("numbers", MemorySource::from_batches(numbers(1000, 64)).unwrap())
-            .rebalance()
-            .sink("out", out.clone())
-            .parallelism(p);
+        flow.source(
+            "numbers",
+            MemorySource::from_batches(numbers(1000, 64)).unwrap(),
+        )
+        .rebalance()
+        .sink("out", out.clone())
+        .parallelism(p);
         flow.run().unwrap();
         assert_eq!(sorted_x(&out), (0..1000).collect::<Vec<_>>(), "p={p}");
     }
@@ -54,14 +57,17 @@ fn a_sink_alone_in_its_task_receives_everything() {
 fn hash_edges_keep_each_key_on_one_subtask_and_lose_nothing() {
     let out = MemorySink::new();
     let flow = Dataflow::new(DataflowConfig::default());
-    flow.source("numbers", MemorySource::from_batches(numbers(5000, 100)).unwrap())
-        .partition_by(["k"])
-        .map("tag subtask", |b| Ok(b))
-        .parallelism(3)
-        .broadcast()
-        .project("x only", ["x", "k"])
-        .parallelism(2)
-        .sink("out", out.clone());
+    flow.source(
+        "numbers",
+        MemorySource::from_batches(numbers(5000, 100)).unwrap(),
+    )
+    .partition_by(["k"])
+    .map("tag subtask", |b| Ok(b))
+    .parallelism(3)
+    .broadcast()
+    .project("x only", ["x", "k"])
+    .parallelism(2)
+    .sink("out", out.clone());
     let summary = flow.run().unwrap();
     // broadcast to 2 subtasks doubles every row
     let got = sorted_x(&out);
@@ -104,7 +110,10 @@ fn a_panicking_operator_fails_the_job_instead_of_hanging() {
         .parallelism(2)
         .sink("out", MemorySink::new());
     let err = flow.run().unwrap_err().to_string();
-    assert!(err.contains("panicked") && err.contains("operator bug"), "{err}");
+    assert!(
+        err.contains("panicked") && err.contains("operator bug"),
+        "{err}"
+    );
 }
 
 #[test]

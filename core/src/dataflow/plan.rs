@@ -59,13 +59,15 @@ fn resolve_edges(g: &Graph, par: &[usize]) -> Result<Vec<Vec<Edge>>> {
             let e = match &inp.edge {
                 None if same => Edge::Forward,
                 None => Edge::Rebalance,
-                Some(Edge::Forward) if !same => return Err(Error::config(
-                    format!("{}.edge", n.name),
-                    format!(
+                Some(Edge::Forward) if !same => {
+                    return Err(Error::config(
+                        format!("{}.edge", n.name),
+                        format!(
                         "a forward edge needs equal parallelism, but `{}` has {} and `{}` has {}",
                         g.nodes[inp.from].name, par[inp.from], n.name, par[i]
                     ),
-                )),
+                    ))
+                }
                 Some(e) => e.clone(),
             };
             node_edges.push(e);

@@ -19,7 +19,11 @@ impl Operator for UnionOperator {
             Some(s) if s.fields() != batch.schema().fields() => {
                 return Err(Error::schema(
                     "union",
-                    format!("input {input} has schema {:?}, expected {:?}", batch.schema(), s),
+                    format!(
+                        "input {input} has schema {:?}, expected {:?}",
+                        batch.schema(),
+                        s
+                    ),
                 ))
             }
             Some(_) => {}
