@@ -13,6 +13,7 @@
 //! | [`feature`] | feature steps: numeric and categorical, loaded by kind |
 //! | [`features`] | [`CsrMatrix`](features::CsrMatrix), [`Features`](features::Features), [`Examples`](features::Examples) |
 //! | [`transform`] | the step contracts: `Transformer`, `Estimator`, `OnlineEstimator`, `Mergeable`, `ToFeatures`, `Params` |
+//! | [`learner`] | learner contracts: `Predictor`, `OnlineLearner`, `BatchLearner`, `UpdateRule`, `GradientModel` |
 //! | [`hash`] | MurmurHash3 for feature hashing |
 //! | [`error`] | the crate's error type |
 
@@ -21,6 +22,11 @@ pub mod error;
 pub mod feature;
 pub mod features;
 pub mod hash;
+pub mod learner;
+pub mod eval;
+pub mod model;
+pub mod online;
+pub mod optim;
 pub mod transform;
 
 pub use error::{Error, Result};
