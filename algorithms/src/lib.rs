@@ -9,6 +9,7 @@
 //! ## Modules
 //! | module | what |
 //! |---|---|
+//! | [`conformance`] | the suite every online learner passes |
 //! | [`columns`] | typed column access with errors naming step and column |
 //! | [`feature`] | feature steps: numeric and categorical, loaded by kind |
 //! | [`features`] | [`CsrMatrix`](features::CsrMatrix), [`Features`](features::Features), [`Examples`](features::Examples) |
@@ -18,6 +19,7 @@
 //! | [`error`] | the crate's error type |
 
 pub mod columns;
+pub mod conformance;
 pub mod error;
 pub mod feature;
 pub mod features;
