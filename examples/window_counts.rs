@@ -31,7 +31,11 @@ fn build(
     csv_out: Option<&Path>,
 ) -> anyhow::Result<Dataflow> {
     let flow = Dataflow::new(DataflowConfig {
-        name: if follow { "follow".into() } else { "bounded".into() },
+        name: if follow {
+            "follow".into()
+        } else {
+            "bounded".into()
+        },
         ..DataflowConfig::default()
     });
     let windows = flow
@@ -67,7 +71,12 @@ fn rows(sink: &MemorySink) -> Vec<String> {
         let start = b.column(1).as_primitive::<Int64Type>();
         let count = b.column(3).as_primitive::<Int64Type>();
         for i in 0..b.num_rows() {
-            out.push(format!("{} {} {}", key.value(i), start.value(i), count.value(i)));
+            out.push(format!(
+                "{} {} {}",
+                key.value(i),
+                start.value(i),
+                count.value(i)
+            ));
         }
     }
     out.sort();
@@ -91,7 +100,10 @@ fn main() -> anyhow::Result<()> {
     let dir = PathBuf::from("target/eddy-example");
     std::fs::create_dir_all(&dir)?;
     let input = dir.join("clicks.csv");
-    println!("1. generating {n_rows} clicks with event time → {}", input.display());
+    println!(
+        "1. generating {n_rows} clicks with event time → {}",
+        input.display()
+    );
     write_csv(&input, n_rows)?;
 
     println!("2. bounded run: the file as a batch job");
@@ -118,7 +130,12 @@ fn main() -> anyhow::Result<()> {
     print!("{summary}");
 
     let (a, b) = (rows(&bounded), rows(&followed));
-    ensure!(a == b, "bounded and followed runs differ: {} vs {} windows", a.len(), b.len());
+    ensure!(
+        a == b,
+        "bounded and followed runs differ: {} vs {} windows",
+        a.len(),
+        b.len()
+    );
     println!(
         "4. both runs produced the same {} (category, window) counts ✓\n   results: {}\n   next: `eddy agg --data {} --key c3 --time ts --window 1m --agg count --agg mean:f0` \
          (add --follow to keep reading as the file grows; `eddy --help` lists every command)",

@@ -67,7 +67,7 @@ impl MetricsRegistry {
     pub fn snapshot(&self) -> Vec<OperatorSummary> {
         let mut out: Vec<OperatorSummary> = Vec::new();
         for (name, _, m) in &self.entries {
-            let idx = match out.iter().position(|s| &*s.operator == &**name) {
+            let idx = match out.iter().position(|s| *s.operator == **name) {
                 Some(i) => i,
                 None => {
                     out.push(OperatorSummary {
@@ -141,15 +141,22 @@ impl fmt::Display for JobSummary {
             self.name,
             self.elapsed.as_secs_f64()
         )?;
+        let w = self
+            .operators
+            .iter()
+            .map(|o| o.operator.chars().count())
+            .max()
+            .unwrap_or(0)
+            .clamp(8, 48);
         writeln!(
             f,
-            "  {:<24} {:>4} {:>12} {:>12} {:>9} {:>10} {:>10}",
+            "  {:<w$} {:>4} {:>12} {:>12} {:>9} {:>10} {:>10}",
             "operator", "par", "records in", "records out", "batches", "busy", "blocked"
         )?;
         for o in &self.operators {
             writeln!(
                 f,
-                "  {:<24} {:>4} {:>12} {:>12} {:>9} {:>9.3}s {:>9.3}s",
+                "  {:<w$} {:>4} {:>12} {:>12} {:>9} {:>9.3}s {:>9.3}s",
                 o.operator,
                 o.subtasks,
                 o.records_in,

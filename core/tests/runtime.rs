@@ -62,7 +62,7 @@ fn hash_edges_keep_each_key_on_one_subtask_and_lose_nothing() {
         MemorySource::from_batches(numbers(5000, 100)).unwrap(),
     )
     .partition_by(["k"])
-    .map("tag subtask", |b| Ok(b))
+    .map("tag subtask", Ok)
     .parallelism(3)
     .broadcast()
     .project("x only", ["x", "k"])
@@ -121,7 +121,7 @@ fn an_unconsumed_stream_is_a_configuration_error() {
     let flow = Dataflow::new(DataflowConfig::default());
     flow.source("a", MemorySource::from_batches(numbers(10, 5)).unwrap())
         .project("dangling", ["x"]);
-    let err = flow.run().err().expect("must fail").to_string();
+    let err = flow.run().expect_err("must fail").to_string();
     assert!(err.contains("dangling"), "{err}");
 }
 

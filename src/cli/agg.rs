@@ -90,9 +90,7 @@ pub fn parse_agg(spec: &str) -> anyhow::Result<Agg> {
         ("max", Some(c)) => Agg::max(c, &alias(c)),
         ("last", Some(c)) => Agg::last(c, &alias(c)),
         ("distinct", Some(c)) => Agg::distinct_count(c, &alias(c)),
-        _ => bail!(
-            "--agg `{spec}`: expected `count` or `sum|mean|min|max|last|distinct:COLUMN`"
-        ),
+        _ => bail!("--agg `{spec}`: expected `count` or `sum|mean|min|max|last|distinct:COLUMN`"),
     })
 }
 

@@ -18,7 +18,11 @@ pub fn parse(text: &str) -> Result<Duration, String> {
         "m" | "min" => 60.0,
         "h" => 3600.0,
         "d" => 86400.0,
-        other => return Err(format!("unknown unit `{other}` in `{text}` (use ms, s, m, h or d)")),
+        other => {
+            return Err(format!(
+                "unknown unit `{other}` in `{text}` (use ms, s, m, h or d)"
+            ))
+        }
     };
     if !(value * scale).is_finite() || value < 0.0 {
         return Err(format!("`{text}` is not a valid duration"));

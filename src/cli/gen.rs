@@ -65,13 +65,12 @@ pub fn run(cmd: GenCommand) -> anyhow::Result<()> {
 }
 
 fn format_of(args: &CtrArgs) -> Format {
-    args.format.unwrap_or_else(|| {
-        match args.out.extension().and_then(|e| e.to_str()) {
+    args.format
+        .unwrap_or_else(|| match args.out.extension().and_then(|e| e.to_str()) {
             Some("jsonl") | Some("json") => Format::Jsonl,
             Some("parquet") => Format::Parquet,
             _ => Format::Csv,
-        }
-    })
+        })
 }
 
 /// Writes the click stream as `args` asks.
@@ -81,7 +80,8 @@ pub fn ctr(args: CtrArgs) -> anyhow::Result<()> {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     }
     let generator = Arc::new(CtrGenerator::new(args.seed, args.event_time));
-    let file = File::create(&args.out).with_context(|| format!("creating {}", args.out.display()))?;
+    let file =
+        File::create(&args.out).with_context(|| format!("creating {}", args.out.display()))?;
     let bar = progress::bar(args.rows, "rows");
     let mut oracle = args.oracle.then(Vec::new);
     let mut positives = 0u64;
@@ -250,7 +250,13 @@ mod tests {
 
     #[test]
     fn auc_matches_pair_counting() {
-        let s = vec![(0.1, false), (0.4, true), (0.35, false), (0.8, true), (0.4, false)];
+        let s = vec![
+            (0.1, false),
+            (0.4, true),
+            (0.35, false),
+            (0.8, true),
+            (0.4, false),
+        ];
         // pairs (pos, neg): (0.4,0.1)=1 (0.4,0.35)=1 (0.4,0.4)=0.5 (0.8,*)=3 → 5.5/6
         let (_, auc) = logloss_auc(s);
         assert!((auc - 5.5 / 6.0).abs() < 1e-12);

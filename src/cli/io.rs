@@ -58,7 +58,8 @@ pub fn source(
         DataFormat::Csv => {
             let options = CsvOptions::new(path).with_follow(follow);
             // open once now, so a bad path or header is reported before the job starts
-            CsvSource::new(options.clone()).with_context(|| format!("reading {}", path.display()))?;
+            CsvSource::new(options.clone())
+                .with_context(|| format!("reading {}", path.display()))?;
             flow.source_with(&name, CsvSource::factory(options))
         }
         DataFormat::Jsonl => {

@@ -128,7 +128,7 @@ pub(crate) fn build_tasks(
     };
     let mut chains: Vec<ChainSpec> = Vec::new();
     let mut chain_of = vec![(usize::MAX, 0usize); g.nodes.len()]; // (chain, position)
-    for start in 0..g.nodes.len() {
+    for (start, &start_par) in par.iter().enumerate() {
         if chained_onto(start).is_some() {
             continue;
         }
@@ -146,7 +146,7 @@ pub(crate) fn build_tasks(
             chain_of[n] = (chains.len(), pos);
         }
         chains.push(ChainSpec {
-            parallelism: par[start],
+            parallelism: start_par,
             nodes,
         });
     }

@@ -299,8 +299,8 @@ impl CtrGenerator {
             let from = (row - chunk_index * CHUNK_ROWS as u64) as usize;
             let to = ((end - chunk_index * CHUNK_ROWS as u64) as usize).min(CHUNK_ROWS);
             labels.extend_from_slice(&chunk.labels[from..to]);
-            for j in 0..5 {
-                numeric[j].extend_from_slice(&chunk.numeric[j][from..to]);
+            for (out, col) in numeric.iter_mut().zip(&chunk.numeric) {
+                out.extend_from_slice(&col[from..to]);
             }
             for (k, b) in cats.iter_mut().enumerate() {
                 for &id in &chunk.categorical[k][from..to] {

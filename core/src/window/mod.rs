@@ -53,7 +53,8 @@
 //! - **Output rows** of window operators: the key columns, `window_start` and `window_end`
 //!   (Int64 ms), then one column per aggregate. Within one watermark, rows come by window end,
 //!   then in the order in which their (key, window) first appeared. At `MAX_WATERMARK` (end of
-//!   bounded input) everything fires.
+//!   bounded input) everything fires. Window output carries no event-time marker: a window
+//!   downstream of another names its time column (e.g. `window_start`) in its spec.
 //! - **Event time** is Int64 milliseconds or an Arrow `Timestamp` of any unit (converted to ms).
 //!   A null event time is an error that names the column.
 //!
