@@ -83,6 +83,10 @@ pub enum Error {
     /// The job was cancelled.
     #[error("job cancelled")]
     Cancelled,
+    /// A connected task stopped without finishing its stream: the echo of a failure elsewhere,
+    /// reported only when no other cause is known.
+    #[error("task `{0}`: a connected task stopped unexpectedly")]
+    Disconnected(String),
     /// A broken runtime invariant (a bug).
     #[error("internal error: {0}")]
     Internal(String),
@@ -98,7 +102,9 @@ impl Error {
             Error::Io { .. } => ErrorDomain::External,
             Error::Operator { domain, .. } => *domain,
             Error::Arrow(_) | Error::Parquet(_) => ErrorDomain::User,
-            Error::Panic { .. } | Error::Internal(_) => ErrorDomain::Internal,
+            Error::Panic { .. } | Error::Internal(_) | Error::Disconnected(_) => {
+                ErrorDomain::Internal
+            }
             Error::Cancelled => ErrorDomain::External,
         }
     }

@@ -9,7 +9,7 @@ use arrow::record_batch::RecordBatch;
 use tokio::sync::mpsc::Sender;
 
 use crate::dataflow::builder::Port;
-use crate::error::{Error, ErrorDomain, Result};
+use crate::error::{Error, Result};
 use crate::message::{Barrier, EventTime, Message};
 use crate::metrics::OperatorMetrics;
 use crate::operator::{Collector, Operator, Output, TaskInfo};
@@ -270,10 +270,5 @@ impl Chain {
 
 /// A send failed because the receiving task is gone: the job is failing elsewhere.
 pub(crate) fn closed_error() -> Error {
-    Error::Operator {
-        operator: "channel".into(),
-        subtask: 0,
-        message: "downstream task is gone".into(),
-        domain: ErrorDomain::Internal,
-    }
+    Error::Disconnected("downstream".into())
 }

@@ -31,12 +31,16 @@ pub(crate) struct JobControl {
 }
 
 impl JobControl {
-    /// Records the first real failure and cancels the job. Later failures (usually the echo of
-    /// the first one: closed channels) are ignored.
+    /// Records a task's failure and cancels the job. The first root cause wins; a
+    /// [`Error::Disconnected`] (the echo of a failure elsewhere) never displaces one.
     pub(crate) fn fail(&self, e: Error) {
         let mut f = self.failure.lock().unwrap_or_else(|p| p.into_inner());
-        if f.is_none() {
-            *f = Some(e);
+        match (&*f, &e) {
+            (None, _) => *f = Some(e),
+            (Some(Error::Disconnected(_)), other) if !matches!(other, Error::Disconnected(_)) => {
+                *f = Some(e)
+            }
+            _ => {}
         }
         self.cancelled.store(true, Ordering::SeqCst);
     }

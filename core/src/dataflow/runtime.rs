@@ -143,10 +143,18 @@ impl Dataflow {
             .spawn(move || {
                 runtime.block_on(async move {
                     let mut handles = Vec::new();
+                    // A task records its own failure the moment it fails, so the root cause
+                    // is known before its neighbours notice the disconnection.
                     for t in operator_tasks {
                         let ctl = ctl.clone();
                         let name = t.name.clone();
-                        handles.push((name, tokio::spawn(run_operator_task(t, ctl))));
+                        handles.push((
+                            name,
+                            tokio::spawn(async move {
+                                let r = run_operator_task(t, ctl.clone()).await;
+                                settle(&ctl, r)
+                            }),
+                        ));
                     }
                     for (t, progress) in source_tasks {
                         let ctl = ctl.clone();
@@ -154,13 +162,17 @@ impl Dataflow {
                         let ctx_parts = (config.bounds, dl.clone(), progress, config.idle_poll);
                         handles.push((
                             name,
-                            tokio::task::spawn_blocking(move || run_source_task(t, ctx_parts, ctl)),
+                            tokio::task::spawn_blocking(move || {
+                                let r = run_source_task(t, ctx_parts, ctl.clone());
+                                settle(&ctl, r)
+                            }),
                         ));
                     }
+                    let mut echoes = Vec::new();
                     for (name, h) in handles {
                         match h.await {
                             Ok(Ok(())) => {}
-                            Ok(Err(e)) => ctl.fail(e),
+                            Ok(Err(e)) => echoes.push(e),
                             Err(j) => {
                                 let message = j
                                     .try_into_panic()
@@ -178,6 +190,10 @@ impl Dataflow {
                             }
                         }
                     }
+                    // disconnections count only when nothing else explains them
+                    for e in echoes {
+                        ctl.fail(e);
+                    }
                 });
             })
             .map_err(|e| Error::Internal(format!("cannot start the job thread: {e}")))?;
@@ -189,6 +205,18 @@ impl Dataflow {
             started: Instant::now(),
             thread: Some(thread),
         })
+    }
+}
+
+/// Records a task's root-cause failure at once; hands back disconnections for later.
+fn settle(control: &JobControl, result: Result<()>) -> Result<()> {
+    match result {
+        Err(e @ Error::Disconnected(_)) => Err(e),
+        Err(e) => {
+            control.fail(e);
+            Ok(())
+        }
+        Ok(()) => Ok(()),
     }
 }
 
