@@ -10,12 +10,19 @@ use crate::error::{Error, Result};
 
 /// A sparse matrix in compressed sparse row form: row `i` holds the entries
 /// `indptr[i]..indptr[i + 1]` of `indices` / `values`. Indices are hashed feature ids below `dim`.
-#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct CsrMatrix {
     indptr: Vec<u32>,
     indices: Vec<u32>,
     values: Vec<f32>,
     dim: u64,
+}
+
+impl Default for CsrMatrix {
+    /// An empty matrix of dimension 0 (no rows).
+    fn default() -> Self {
+        CsrMatrix::with_capacity(0, 0, 0)
+    }
 }
 
 impl CsrMatrix {
@@ -88,7 +95,7 @@ impl CsrMatrix {
 
     /// Number of rows.
     pub fn rows(&self) -> usize {
-        self.indptr.len() - 1
+        self.indptr.len().saturating_sub(1)
     }
 
     /// Number of columns (the hashed feature space).
@@ -194,9 +201,7 @@ impl Features {
     pub fn slice_rows(&self, start: usize, end: usize) -> Features {
         match self {
             Features::Sparse(m) => Features::Sparse(m.slice_rows(start, end)),
-            Features::Dense(a) => {
-                Features::Dense(a.slice(ndarray::s![start..end, ..]).to_owned())
-            }
+            Features::Dense(a) => Features::Dense(a.slice(ndarray::s![start..end, ..]).to_owned()),
         }
     }
 }
@@ -286,6 +291,8 @@ mod tests {
         assert_eq!(s.row(1), (&[7u32][..], &[-1.0f32][..]));
         assert!(CsrMatrix::from_parts(4, vec![0, 1], vec![4], vec![1.0]).is_err());
         assert!(CsrMatrix::from_parts(4, vec![0, 2], vec![1], vec![1.0]).is_err());
+        let empty = CsrMatrix::default();
+        assert_eq!((empty.rows(), empty.nnz()), (0, 0));
     }
 
     #[test]

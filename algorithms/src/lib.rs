@@ -14,20 +14,26 @@
 //! | [`feature`] | feature steps: numeric and categorical, loaded by kind |
 //! | [`features`] | [`CsrMatrix`](features::CsrMatrix), [`Features`](features::Features), [`Examples`](features::Examples) |
 //! | [`transform`] | the step contracts: `Transformer`, `Estimator`, `OnlineEstimator`, `Mergeable`, `ToFeatures`, `Params` |
+//! | [`batch`] | batch learners through linfa (logistic, linear/ridge, k-means, decision tree) and the warm-start weights |
 //! | [`learner`] | learner contracts: `Predictor`, `OnlineLearner`, `BatchLearner`, `UpdateRule`, `GradientModel` |
+//! | [`pipeline`] | [`Pipeline`](pipeline::Pipeline): steps + featurizer, saved as one versioned document |
+//! | [`stream`] | feature steps as dataflow operators (`stream.feature_steps(..)`) |
 //! | [`hash`] | MurmurHash3 for feature hashing |
 //! | [`error`] | the crate's error type |
 
+pub mod batch;
 pub mod columns;
 pub mod conformance;
 pub mod error;
+pub mod eval;
 pub mod feature;
 pub mod features;
 pub mod hash;
 pub mod learner;
-pub mod eval;
 pub mod model;
 pub mod online;
+pub mod pipeline;
+pub mod stream;
 pub mod optim;
 pub mod transform;
 

@@ -29,7 +29,7 @@
 //! - A stateful step whose column has seen no finite value yet refuses to transform with
 //!   `Error::NotFitted` (constant imputation needs no statistics).
 //! - `transform` never mutates; transforming N one-row batches equals one N-row batch.
-//! - [`load`] reads every kind back from its `save()` JSON, re-checking the parameters and the
+//! - [`load_step`](crate::feature::load_step) reads every kind back from its `save()` JSON, re-checking the parameters and the
 //!   consistency of the statistics; a corrupt state is an error, never a panic.
 
 mod binarizer;

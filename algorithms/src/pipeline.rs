@@ -1,0 +1,299 @@
+//! [`Pipeline`]: feature steps and the featurizer as one value — fitted as one, updated as one,
+//! saved and loaded as one versioned document — so the rows a model is served are featurized
+//! exactly as its training rows were.
+//!
+//! The serialized form is `{"format": N, "steps": [{"kind": …, "state": …}, …], "featurizer": …,
+//! "label": …}`. A document of a newer `format` than this build reads is refused with a message
+//! that says so; an unknown step kind or a corrupt state is refused, never half-loaded.
+
+use arrow::record_batch::RecordBatch;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::feature::categorical::{Featurizer, LabelSpec};
+use crate::feature::load_step;
+use crate::features::{Examples, Features};
+use crate::transform::{FeatureStep, ToFeatures};
+
+/// The pipeline document format this build writes and the newest it reads.
+pub const PIPELINE_FORMAT: u32 = 1;
+
+/// Feature steps in order, then the featurizer that writes the learner's matrix.
+#[derive(Debug, Clone)]
+pub struct Pipeline {
+    steps: Vec<Box<dyn FeatureStep>>,
+    featurizer: Featurizer,
+    label: Option<LabelSpec>,
+}
+
+impl PartialEq for Pipeline {
+    fn eq(&self, other: &Self) -> bool {
+        // steps compare by their saved state
+        let saved = |p: &Pipeline| SavedPipeline::of(p).ok();
+        saved(self) == saved(other)
+    }
+}
+
+impl Pipeline {
+    /// A pipeline of `steps` ending in `featurizer`; `label` says where labels and weights come
+    /// from when training.
+    pub fn new(
+        steps: Vec<Box<dyn FeatureStep>>,
+        featurizer: Featurizer,
+        label: Option<LabelSpec>,
+    ) -> Self {
+        Pipeline {
+            steps,
+            featurizer,
+            label,
+        }
+    }
+
+    /// The steps, in order.
+    pub fn steps(&self) -> &[Box<dyn FeatureStep>] {
+        &self.steps
+    }
+
+    /// The featurizer.
+    pub fn featurizer(&self) -> &Featurizer {
+        &self.featurizer
+    }
+
+    /// Where labels come from.
+    pub fn label(&self) -> Option<&LabelSpec> {
+        self.label.as_ref()
+    }
+
+    /// The dimension of the feature matrices the pipeline produces.
+    pub fn dim(&self) -> u64 {
+        self.featurizer.dim()
+    }
+
+    /// Runs every step on `batch` (not the featurizer).
+    pub fn transform(&self, batch: &RecordBatch) -> Result<RecordBatch> {
+        let mut b = batch.clone();
+        for s in &self.steps {
+            b = s.transform(&b)?;
+        }
+        Ok(b)
+    }
+
+    /// Runs the steps and the featurizer, writing the matrix into `out` (reused).
+    pub fn features(&self, batch: &RecordBatch, out: &mut Features) -> Result<()> {
+        let b = self.transform(batch)?;
+        self.featurizer.to_features(&b, out)
+    }
+
+    /// Features plus labels and weights of a training batch, into `out` (reused).
+    pub fn examples_into(&self, batch: &RecordBatch, out: &mut Examples) -> Result<()> {
+        let label = self
+            .label
+            .as_ref()
+            .ok_or_else(|| Error::param("pipeline.label", "the pipeline has no label column"))?;
+        let b = self.transform(batch)?;
+        label.examples_into(&b, &self.featurizer, out)
+    }
+
+    /// Folds `batch` into every step's statistics, in order: each step is updated with the rows
+    /// as the steps before it transform them, then transforms them for the next.
+    pub fn update(&mut self, batch: &RecordBatch) -> Result<()> {
+        let mut b = batch.clone();
+        for s in &mut self.steps {
+            s.update(&b)?;
+            b = s.transform(&b)?;
+        }
+        self.featurizer.update(&b)
+    }
+
+    /// The versioned document of the whole pipeline.
+    pub fn to_json(&self) -> Result<serde_json::Value> {
+        serde_json::to_value(SavedPipeline::of(self)?)
+            .map_err(|e| Error::param("pipeline", format!("cannot encode: {e}")))
+    }
+
+    /// Reads a document written by [`to_json`](Pipeline::to_json).
+    pub fn from_json(value: serde_json::Value) -> Result<Self> {
+        let format = value.get("format").and_then(|f| f.as_u64()).ok_or_else(|| {
+            Error::ModelFile {
+                path: "<pipeline>".into(),
+                message: "no `format` field: not an eddy pipeline".into(),
+            }
+        })?;
+        if format > u64::from(PIPELINE_FORMAT) {
+            return Err(Error::ModelFile {
+                path: "<pipeline>".into(),
+                message: format!(
+                    "written by a newer eddy (pipeline format {format}; this build reads up to {PIPELINE_FORMAT})"
+                ),
+            });
+        }
+        let saved: SavedPipeline = serde_json::from_value(value).map_err(|e| Error::ModelFile {
+            path: "<pipeline>".into(),
+            message: format!("corrupt pipeline document: {e}"),
+        })?;
+        let steps = saved
+            .steps
+            .into_iter()
+            .map(|s| load_step(&s.kind, s.state))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Pipeline {
+            steps,
+            featurizer: saved.featurizer,
+            label: saved.label,
+        })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SavedStep {
+    kind: String,
+    state: serde_json::Value,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SavedPipeline {
+    format: u32,
+    steps: Vec<SavedStep>,
+    featurizer: Featurizer,
+    label: Option<LabelSpec>,
+}
+
+impl SavedPipeline {
+    fn of(p: &Pipeline) -> Result<Self> {
+        Ok(SavedPipeline {
+            format: PIPELINE_FORMAT,
+            steps: p
+                .steps
+                .iter()
+                .map(|s| {
+                    Ok(SavedStep {
+                        kind: s.kind().to_string(),
+                        state: s.save()?,
+                    })
+                })
+                .collect::<Result<_>>()?,
+            featurizer: p.featurizer.clone(),
+            label: p.label.clone(),
+        })
+    }
+}
+
+impl Serialize for Pipeline {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        SavedPipeline::of(self)
+            .map_err(serde::ser::Error::custom)?
+            .serialize(serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for Pipeline {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let value = serde_json::Value::deserialize(deserializer)?;
+        Pipeline::from_json(value).map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use arrow::array::{ArrayRef, Float64Array, Int64Array, StringArray};
+
+    use super::*;
+    use crate::feature::categorical::{FeatureHasher, FeatureHasherParams};
+    use crate::feature::numeric::{StandardScaler, StandardScalerParams};
+    use crate::transform::{Estimator, Params};
+
+    fn batch(rows: usize, offset: usize) -> RecordBatch {
+        let f: Vec<f64> = (0..rows).map(|i| ((i + offset) % 13) as f64 * 0.7).collect();
+        let c: Vec<String> = (0..rows).map(|i| format!("v{}", (i + offset) % 5)).collect();
+        let d: Vec<String> = (0..rows).map(|i| format!("w{}", (i + offset) % 3)).collect();
+        let y: Vec<i64> = (0..rows).map(|i| ((i + offset) % 3 == 0) as i64).collect();
+        RecordBatch::try_from_iter([
+            ("f", Arc::new(Float64Array::from(f)) as ArrayRef),
+            ("c", Arc::new(StringArray::from(c)) as ArrayRef),
+            ("d", Arc::new(StringArray::from(d)) as ArrayRef),
+            ("label", Arc::new(Int64Array::from(y)) as ArrayRef),
+        ])
+        .unwrap()
+    }
+
+    fn pipeline() -> Pipeline {
+        let scaler: StandardScaler = StandardScalerParams {
+            input_cols: vec!["f".into()],
+            ..Default::default()
+        }
+        .fit(&[batch(50, 0)])
+        .unwrap();
+        let hasher = FeatureHasher::new(
+            FeatureHasherParams {
+                numeric: vec!["f".into()],
+                categorical: vec!["c".into(), "d".into()],
+                crosses: vec![vec!["c".into(), "d".into()]],
+                bits: 12,
+                ..Default::default()
+            }
+            .check()
+            .unwrap(),
+        );
+        Pipeline::new(
+            vec![Box::new(scaler)],
+            Featurizer::Hasher(hasher),
+            Some(LabelSpec::new("label")),
+        )
+    }
+
+    #[test]
+    fn save_load_gives_identical_features() {
+        let p = pipeline();
+        let json = p.to_json().unwrap();
+        let back = Pipeline::from_json(json.clone()).unwrap();
+        assert_eq!(back, p);
+        let b = batch(40, 3);
+        let (mut x1, mut x2) = (
+            Features::Sparse(Default::default()),
+            Features::Sparse(Default::default()),
+        );
+        p.features(&b, &mut x1).unwrap();
+        back.features(&b, &mut x2).unwrap();
+        assert_eq!(x1, x2);
+        // through serde too (how it travels inside model files)
+        let text = serde_json::to_string(&p).unwrap();
+        let again: Pipeline = serde_json::from_str(&text).unwrap();
+        assert_eq!(again, p);
+    }
+
+    #[test]
+    fn newer_formats_unknown_kinds_and_corruption_are_refused() {
+        let mut json = pipeline().to_json().unwrap();
+        json["format"] = serde_json::json!(PIPELINE_FORMAT + 1);
+        let e = Pipeline::from_json(json).unwrap_err().to_string();
+        assert!(e.contains("newer eddy"), "{e}");
+
+        let mut json = pipeline().to_json().unwrap();
+        json["steps"][0]["kind"] = serde_json::json!("flux-capacitor");
+        let e = Pipeline::from_json(json).unwrap_err().to_string();
+        assert!(e.contains("flux-capacitor"), "{e}");
+
+        let mut json = pipeline().to_json().unwrap();
+        json["steps"][0]["state"] = serde_json::json!({"nonsense": true});
+        assert!(Pipeline::from_json(json).is_err());
+
+        assert!(Pipeline::from_json(serde_json::json!({"steps": []})).is_err());
+    }
+
+    #[test]
+    fn update_follows_the_stream_and_examples_carry_labels() {
+        let mut p = pipeline();
+        let before = p.to_json().unwrap();
+        p.update(&batch(30, 100)).unwrap();
+        assert_ne!(p.to_json().unwrap(), before, "the scaler statistics moved");
+        let mut ex = Examples::new(Features::Sparse(Default::default()), vec![], None).unwrap();
+        p.examples_into(&batch(9, 0), &mut ex).unwrap();
+        assert_eq!(ex.len(), 9);
+        assert_eq!(ex.labels[0], 1.0);
+        assert_eq!(ex.features.rows(), 9);
+    }
+}
