@@ -25,6 +25,10 @@ pub struct AggArgs {
     /// Input format (default: from the extension).
     #[arg(long, value_enum)]
     pub format: Option<io::DataFormat>,
+    /// Column types, `name:type,…` (int64, int32, float64, float32, utf8, bool); default: inferred
+    /// from the first rows.
+    #[arg(long)]
+    pub schema: Option<String>,
     /// Key column(s); repeat or separate with commas.
     #[arg(long, value_delimiter = ',', required = true)]
     pub key: Vec<String>,
@@ -115,7 +119,8 @@ impl AggArgs {
         let spec = self.window_spec()?;
         let flow = Dataflow::new(config);
         let p = self.parallelism.max(1);
-        let windows = io::source(&flow, &self.data, self.format, self.follow, p)?
+        let schema = self.schema.as_deref().map(io::parse_schema).transpose()?;
+        let windows = io::source(&flow, &self.data, self.format, schema, self.follow, p)?
             .assign_timestamps("event time", &self.time, self.out_of_orderness)
             .key_by(self.key.clone())
             .window("window", spec, aggs)

@@ -97,6 +97,7 @@ fn window(args: WindowBenchArgs) -> anyhow::Result<()> {
             let job = AggArgs {
                 data: data.clone(),
                 format: Some(DataFormat::Csv),
+                schema: None,
                 key: vec![args.key.clone()],
                 time: "ts".into(),
                 out_of_orderness: Duration::from_millis(500),

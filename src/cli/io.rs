@@ -2,7 +2,10 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::Context;
+use std::sync::Arc;
+
+use anyhow::{bail, Context};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use eddy_core::dataflow::{Dataflow, Stream};
 use eddy_core::sink::csv::{CsvSink, CsvSinkOptions};
 use eddy_core::sink::jsonl::{JsonLinesSink, JsonLinesSinkOptions};
@@ -42,12 +45,38 @@ pub fn format_of(path: &Path) -> DataFormat {
     from_ext(path).unwrap_or(DataFormat::Csv)
 }
 
+/// Parses `name:type,name:type,…` (types: int64, int32, float64, float32, utf8, bool) into a
+/// schema, naming the entry at fault.
+pub fn parse_schema(text: &str) -> anyhow::Result<SchemaRef> {
+    let mut fields = Vec::new();
+    for (i, entry) in text.split(',').enumerate() {
+        let Some((name, ty)) = entry.trim().split_once(':') else {
+            bail!("--schema entry {} `{entry}`: expected NAME:TYPE", i + 1);
+        };
+        let data_type = match ty.trim().to_ascii_lowercase().as_str() {
+            "int64" | "i64" | "long" => DataType::Int64,
+            "int32" | "i32" | "int" => DataType::Int32,
+            "float64" | "f64" | "double" => DataType::Float64,
+            "float32" | "f32" | "float" => DataType::Float32,
+            "utf8" | "string" | "str" => DataType::Utf8,
+            "bool" | "boolean" => DataType::Boolean,
+            other => bail!(
+                "--schema entry {} `{entry}`: unknown type `{other}` (int64, int32, float64, float32, utf8, bool)",
+                i + 1
+            ),
+        };
+        fields.push(Field::new(name.trim(), data_type, true));
+    }
+    Ok(Arc::new(Schema::new(fields)))
+}
+
 /// Adds a source reading `path` (a file or directory) to `flow`, split over `parallelism`
-/// subtasks when bounded.
+/// subtasks when bounded; `schema` overrides inference.
 pub fn source(
     flow: &Dataflow,
     path: &Path,
     format: Option<DataFormat>,
+    schema: Option<SchemaRef>,
     follow: bool,
     parallelism: usize,
 ) -> anyhow::Result<Stream> {
@@ -56,14 +85,20 @@ pub fn source(
     let name = format!("source {}", path.display());
     let stream = match format {
         DataFormat::Csv => {
-            let options = CsvOptions::new(path).with_follow(follow);
+            let mut options = CsvOptions::new(path).with_follow(follow);
+            if let Some(s) = schema {
+                options = options.with_schema(s);
+            }
             // open once now, so a bad path or header is reported before the job starts
             CsvSource::new(options.clone())
                 .with_context(|| format!("reading {}", path.display()))?;
             flow.source_with(&name, CsvSource::factory(options))
         }
         DataFormat::Jsonl => {
-            let options = JsonLinesOptions::new(path).with_follow(follow);
+            let mut options = JsonLinesOptions::new(path).with_follow(follow);
+            if let Some(s) = schema {
+                options = options.with_schema(s);
+            }
             JsonLinesSource::new(options.clone())
                 .with_context(|| format!("reading {}", path.display()))?;
             flow.source_with(&name, JsonLinesSource::factory(options))
@@ -71,6 +106,7 @@ pub fn source(
         DataFormat::Parquet => {
             let mut options = ParquetSourceOptions::new(path);
             options.follow = follow;
+            options.schema = schema;
             ParquetSource::new(options.clone())
                 .with_context(|| format!("reading {}", path.display()))?;
             flow.source_with(&name, ParquetSource::factory(options))
@@ -79,25 +115,24 @@ pub fn source(
     Ok(stream.parallelism(parallelism))
 }
 
-/// Ends `stream` in a sink writing `path` (format by extension), or stdout when `None`.
+/// Ends `stream` in a sink writing `path` (format by extension), or stdout when `None`. The
+/// sink has one subtask, so the output is one file whatever the parallelism upstream.
 pub fn sink(stream: &Stream, name: &str, path: Option<&Path>) -> anyhow::Result<()> {
-    let Some(path) = path else {
-        stream.sink(
+    let node = match path {
+        None => stream.sink(
             name,
             StdoutSink::new(StdoutSinkOptions::default()).context("stdout sink")?,
-        );
-        return Ok(());
+        ),
+        Some(path) => match format_of(path) {
+            DataFormat::Csv => stream.sink(name, CsvSink::new(CsvSinkOptions::new(path))?),
+            DataFormat::Jsonl => {
+                stream.sink(name, JsonLinesSink::new(JsonLinesSinkOptions::new(path))?)
+            }
+            DataFormat::Parquet => {
+                stream.sink(name, ParquetSink::new(ParquetSinkOptions::new(path))?)
+            }
+        },
     };
-    match format_of(path) {
-        DataFormat::Csv => {
-            stream.sink(name, CsvSink::new(CsvSinkOptions::new(path))?);
-        }
-        DataFormat::Jsonl => {
-            stream.sink(name, JsonLinesSink::new(JsonLinesSinkOptions::new(path))?);
-        }
-        DataFormat::Parquet => {
-            stream.sink(name, ParquetSink::new(ParquetSinkOptions::new(path))?);
-        }
-    }
+    node.parallelism(1);
     Ok(())
 }

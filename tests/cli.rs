@@ -1,0 +1,145 @@
+//! End-to-end tests of the `eddy` binary: generation, aggregation, dead letters, errors.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn eddy(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_eddy"))
+        .args(args)
+        .output()
+        .expect("the eddy binary runs")
+}
+
+fn ok(args: &[&str]) -> Output {
+    let out = eddy(args);
+    assert!(
+        out.status.success(),
+        "eddy {args:?} failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+fn p(path: &Path) -> &str {
+    path.to_str().expect("utf-8 temp path")
+}
+
+#[test]
+fn gen_ctr_is_deterministic_and_formats_agree() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (dir.path().join("a.csv"), dir.path().join("b.csv"));
+    ok(&["gen", "ctr", "--rows", "3000", "--out", p(&a)]);
+    ok(&["gen", "ctr", "--rows", "3000", "--out", p(&b)]);
+    let text = std::fs::read_to_string(&a).unwrap();
+    assert_eq!(text, std::fs::read_to_string(&b).unwrap());
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 3001);
+    assert_eq!(
+        lines[0],
+        "label,f0,f1,f2,f3,f4,c0,c1,c2,c3,c4,c5,c6,c7,c8,c9"
+    );
+    // a prefix of a longer stream
+    let longer = dir.path().join("longer.csv");
+    ok(&["gen", "ctr", "--rows", "4000", "--out", p(&longer)]);
+    assert!(std::fs::read_to_string(&longer).unwrap().starts_with(&text));
+    // JSON lines carry the same values
+    let jl = dir.path().join("a.jsonl");
+    ok(&["gen", "ctr", "--rows", "3000", "--out", p(&jl)]);
+    let first: serde_json::Value =
+        serde_json::from_str(std::fs::read_to_string(&jl).unwrap().lines().next().unwrap())
+            .unwrap();
+    let csv_first: Vec<&str> = lines[1].split(',').collect();
+    assert_eq!(first["label"].to_string(), csv_first[0]);
+    assert_eq!(first["c9"], csv_first[15]);
+    assert_eq!(first["f1"].as_f64().unwrap(), csv_first[2].parse::<f64>().unwrap());
+    // parquet writes, and the oracle prints its metrics
+    let pq = dir.path().join("a.parquet");
+    let out = ok(&["gen", "ctr", "--rows", "3000", "--out", p(&pq), "--oracle"]);
+    let oracle: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let auc = oracle["oracle_auc"].as_f64().unwrap();
+    assert!((0.8..0.95).contains(&auc), "{oracle}");
+    assert!(std::fs::metadata(&pq).unwrap().len() > 0);
+}
+
+#[test]
+fn agg_counts_per_key_and_window_in_every_format() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("clicks.csv");
+    ok(&["gen", "ctr", "--rows", "20000", "--event-time", "--out", p(&data)]);
+    let mut totals = Vec::new();
+    for (input, parallelism) in [(data.clone(), "1"), (data.clone(), "2")] {
+        let out = dir.path().join(format!("counts_{parallelism}.csv"));
+        ok(&[
+            "agg", "--data", p(&input), "--key", "c0", "--time", "ts", "--window", "5s",
+            "--agg", "count", "--parallelism", parallelism, "--out", p(&out),
+        ]);
+        let text = std::fs::read_to_string(&out).unwrap();
+        let mut rows: Vec<String> = text.lines().skip(1).map(String::from).collect();
+        rows.sort();
+        let total: i64 = rows
+            .iter()
+            .map(|r| r.rsplit(',').next().unwrap().parse::<i64>().unwrap())
+            .sum();
+        assert_eq!(total, 20_000, "every row is counted once");
+        totals.push(rows);
+    }
+    assert_eq!(totals[0], totals[1], "parallelism does not change the result");
+}
+
+#[test]
+fn malformed_rows_go_to_the_dead_letter_file_and_are_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("bad.csv");
+    std::fs::write(
+        &data,
+        b"user,ts,amount\n\
+          a,1000,5\n\
+          b,1500\n\
+          a,2000,oops\n\
+          b,2500,7\n\
+          c,3000,\xff\xfe\n\
+          a,12000,1\n",
+    )
+    .unwrap();
+    let dead = dir.path().join("dead.jsonl");
+    let out = dir.path().join("out.csv");
+    let run = ok(&[
+        "agg", "--data", p(&data), "--schema", "user:utf8,ts:int64,amount:int64",
+        "--key", "user", "--time", "ts", "--window", "10s", "--agg", "sum:amount", "--out", p(&out), "--dead-letter", p(&dead), "--json",
+    ]);
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(stderr.contains("malformed records: 3"), "{stderr}");
+    let summary: serde_json::Value = serde_json::from_slice(&run.stdout).unwrap();
+    assert_eq!(summary["dead_letters"], 3);
+    let dead: Vec<serde_json::Value> = std::fs::read_to_string(&dead)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let lines: Vec<u64> = dead.iter().map(|d| d["line"].as_u64().unwrap()).collect();
+    assert_eq!(lines, vec![3, 4, 6]);
+    assert_eq!(dead[1]["raw"], "a,2000,oops");
+    let text = std::fs::read_to_string(&out).unwrap();
+    // a: 5 in [0,10s) and 1 in [10s,20s); b: 7
+    assert!(text.contains("a,0,10000,5"), "{text}");
+    assert!(text.contains("b,0,10000,7"), "{text}");
+    assert!(text.contains("a,10000,20000,1"), "{text}");
+
+    let failed = eddy(&[
+        "agg", "--data", p(&data), "--schema", "user:utf8,ts:int64,amount:int64",
+        "--key", "user", "--time", "ts", "--window", "10s", "--on-error", "fail", "--out", p(&out),
+    ]);
+    assert!(!failed.status.success());
+    let err = String::from_utf8_lossy(&failed.stderr);
+    assert!(err.contains("bad.csv:3:"), "{err}");
+}
+
+#[test]
+fn bad_arguments_are_named() {
+    let out = eddy(&["agg", "--data", "nope.csv", "--key", "k", "--time", "ts", "--window", "10 parsecs"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("parsecs"));
+    let out = eddy(&["agg", "--data", "/definitely/missing.csv", "--key", "k", "--time", "ts", "--window", "1s"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("/definitely/missing.csv"));
+}
