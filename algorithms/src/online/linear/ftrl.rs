@@ -1,0 +1,270 @@
+//! [`FtrlLogisticRegression`]: logistic regression trained by FTRL-Proximal
+//! ([`FtrlProximal`], McMahan et al. 2013).
+//!
+//! Layout: one flat array of `dim` slots `[w, z, n]` indexed by hashed feature (12 bytes, so a
+//! feature's weight and state share one cache line: one memory access per feature per row at
+//! `2^22` features, where the table no longer fits in cache), plus one slot for the intercept.
+
+use serde::{Deserialize, Serialize};
+
+use super::{binary_target, check_indices, for_each_entry, resolve_dim, sigmoid};
+use crate::error::{Error, Result};
+use crate::features::{Examples, Features};
+use crate::learner::{OnlineLearner, Predictor, Task};
+use crate::optim::{FtrlProximal, FtrlProximalParams};
+use crate::transform::Params;
+
+const NAME: &str = "ftrl-logistic-regression";
+
+/// Parameters of [`FtrlLogisticRegression`].
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields, default)]
+pub struct FtrlLogisticParams {
+    /// The FTRL rule: `alpha` 0.1, `beta` 1, `l1` 0, `l2` 0 by default.
+    pub ftrl: FtrlProximalParams,
+    /// The model has `2^bits` weights (1..=31). Default 22. Ignored when `dim` is set.
+    pub bits: u32,
+    /// An explicit number of weights (1..=2^32), e.g. `2^bits + 1` for a hasher with a bias
+    /// column. Default: none (`2^bits`).
+    pub dim: Option<u64>,
+    /// Learn an intercept (a constant feature 1 under the same rule). Default true.
+    pub fit_intercept: bool,
+}
+
+impl Default for FtrlLogisticParams {
+    fn default() -> Self {
+        FtrlLogisticParams {
+            ftrl: FtrlProximalParams::default(),
+            bits: 22,
+            dim: None,
+            fit_intercept: true,
+        }
+    }
+}
+
+impl FtrlLogisticParams {
+    /// Checks the params and builds a fresh model (all weights and state zero).
+    pub fn build(&self) -> Result<FtrlLogisticRegression> {
+        let rule = self.ftrl.check()?;
+        let dim = resolve_dim(NAME, self.bits, self.dim)?;
+        Ok(FtrlLogisticRegression {
+            rule,
+            dim,
+            fit_intercept: self.fit_intercept,
+            slots: vec![[0.0; 3]; dim as usize],
+            bias: [0.0; 3],
+            rows_seen: 0,
+        })
+    }
+}
+
+/// FTRL-Proximal logistic regression; build it with [`FtrlLogisticParams::build`].
+/// `predict` gives `P(label = 1)`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(try_from = "FtrlSnapshot")]
+pub struct FtrlLogisticRegression {
+    rule: FtrlProximal,
+    dim: u64,
+    fit_intercept: bool,
+    /// `[w, z, n]` per feature.
+    slots: Vec<[f32; 3]>,
+    /// `[w, z, n]` of the intercept.
+    bias: [f32; 3],
+    rows_seen: u64,
+}
+
+/// The serialized form, checked on load (the table must have `dim` slots).
+#[derive(Deserialize)]
+struct FtrlSnapshot {
+    rule: FtrlProximal,
+    dim: u64,
+    fit_intercept: bool,
+    slots: Vec<[f32; 3]>,
+    bias: [f32; 3],
+    rows_seen: u64,
+}
+
+impl TryFrom<FtrlSnapshot> for FtrlLogisticRegression {
+    type Error = Error;
+    fn try_from(s: FtrlSnapshot) -> Result<Self> {
+        if s.slots.len() as u64 != s.dim {
+            return Err(Error::Shape(format!(
+                "{NAME} snapshot: {} slots for dim {}",
+                s.slots.len(),
+                s.dim
+            )));
+        }
+        Ok(FtrlLogisticRegression {
+            rule: s.rule,
+            dim: s.dim,
+            fit_intercept: s.fit_intercept,
+            slots: s.slots,
+            bias: s.bias,
+            rows_seen: s.rows_seen,
+        })
+    }
+}
+
+impl FtrlLogisticRegression {
+    /// The number of weights (the largest feature index plus one that it accepts).
+    pub fn dim(&self) -> u64 {
+        self.dim
+    }
+
+    /// The update rule.
+    pub fn rule(&self) -> &FtrlProximal {
+        &self.rule
+    }
+
+    /// The weight of feature `i` (None when out of range).
+    pub fn weight(&self, i: usize) -> Option<f32> {
+        self.slots.get(i).map(|s| s[0])
+    }
+
+    /// All weights, by feature index.
+    pub fn weights(&self) -> impl ExactSizeIterator<Item = f32> + '_ {
+        self.slots.iter().map(|s| s[0])
+    }
+
+    /// The intercept (0 when `fit_intercept` is false).
+    pub fn intercept(&self) -> f32 {
+        self.bias[0]
+    }
+
+    /// The [`LogisticGradientModel`](super::LogisticGradientModel) of the same shape, for
+    /// training these weights on a parameter server with this model's rule.
+    pub fn gradient_model(&self) -> super::LogisticGradientModel {
+        super::LogisticGradientModel::new(self.dim, self.fit_intercept)
+    }
+
+    /// Seeds the model with weights trained elsewhere (a batch logistic regression): feature
+    /// `i < weights.len()` gets weight `weights[i]`, the intercept `intercept`, with `n = 0` and
+    /// `z` chosen by [`FtrlProximal::z_for_weight`] — with `c = β/α + λ₂`,
+    /// `z = −(w c + sgn(w) λ₁)` — so the lazily computed FTRL weight equals the given one and
+    /// the first gradients move it from there. Meant for a fresh model; features past
+    /// `weights.len()` keep their state. Refuses more weights than `dim`, non-finite weights,
+    /// and `β = λ₂ = 0` (no finite `z` then).
+    pub fn warm_start(&mut self, weights: &[f32], intercept: f32) -> Result<()> {
+        if weights.len() as u64 > self.dim {
+            return Err(Error::Shape(format!(
+                "{NAME}: warm start with {} weights, but the model's dim is {}",
+                weights.len(),
+                self.dim
+            )));
+        }
+        let zs: Vec<f32> = weights
+            .iter()
+            .map(|&w| self.rule.z_for_weight(w))
+            .collect::<Result<_>>()?;
+        let zb = if self.fit_intercept {
+            self.rule.z_for_weight(intercept)?
+        } else {
+            0.0
+        };
+        for ((slot, &w), z) in self.slots.iter_mut().zip(weights).zip(zs) {
+            *slot = [self.rule.weight(z, 0.0), z, 0.0];
+            debug_assert!((slot[0] - w).abs() <= 1e-5 * (1.0 + w.abs()));
+        }
+        if self.fit_intercept {
+            self.bias = [self.rule.weight(zb, 0.0), zb, 0.0];
+        }
+        Ok(())
+    }
+
+    /// The margin `b + Σ w_i x_i` of row `r`.
+    #[inline(always)]
+    fn margin(&self, x: &Features, r: usize) -> f32 {
+        let slots = &self.slots[..];
+        let mut m = self.bias[0];
+        for_each_entry(&x.row(r), |i, v| m += slots[i][0] * v);
+        m
+    }
+
+    /// The fused pass: per row, the margin once, then (if `PREDICT`) the prediction, then the
+    /// FTRL step on every entry and the intercept. The layout is matched once per batch.
+    /// Sparse entries are not filtered for zeros: an FTRL step with `g = 0` leaves `z`, `n` and
+    /// `w` exactly as they were, so the result is the same as skipping them.
+    fn run<const PREDICT: bool>(&mut self, ex: &Examples, out: &mut Vec<f32>) -> Result<()> {
+        check_indices(NAME, &ex.features, self.dim)?;
+        if PREDICT {
+            out.reserve(ex.len());
+        }
+        match &ex.features {
+            Features::Sparse(m) => {
+                for r in 0..ex.len() {
+                    let (idx, val) = m.row(r);
+                    let entries = idx.iter().map(|&i| i as usize).zip(val.iter().copied());
+                    self.step_row::<PREDICT, _>(entries, ex, r, out);
+                }
+            }
+            Features::Dense(a) => {
+                for (r, row) in a.rows().into_iter().enumerate() {
+                    let entries = row.iter().copied().enumerate().filter(|e| e.1 != 0.0);
+                    self.step_row::<PREDICT, _>(entries, ex, r, out);
+                }
+            }
+        }
+        self.rows_seen += ex.len() as u64;
+        Ok(())
+    }
+
+    /// Predicts and learns example `r`, whose nonzero entries are `entries`.
+    #[inline(always)]
+    fn step_row<const PREDICT: bool, I>(
+        &mut self,
+        entries: I,
+        ex: &Examples,
+        r: usize,
+        out: &mut Vec<f32>,
+    ) where
+        I: Iterator<Item = (usize, f32)> + Clone,
+    {
+        let slots = &mut self.slots[..];
+        let mut margin = self.bias[0];
+        for (i, v) in entries.clone() {
+            margin += slots[i][0] * v;
+        }
+        let p = sigmoid(margin);
+        if PREDICT {
+            out.push(p);
+        }
+        let g = ex.weight(r) * (p - binary_target(ex.labels[r]));
+        let rule = self.rule;
+        for (i, v) in entries {
+            let [w, z, n] = &mut slots[i];
+            *w = rule.step(*w, z, n, g * v);
+        }
+        if self.fit_intercept {
+            let [w, z, n] = &mut self.bias;
+            *w = rule.step(*w, z, n, g);
+        }
+    }
+}
+
+impl Predictor for FtrlLogisticRegression {
+    fn task(&self) -> Task {
+        Task::BinaryClassification
+    }
+
+    fn predict(&self, x: &Features, out: &mut Vec<f32>) -> Result<()> {
+        out.clear();
+        check_indices(NAME, x, self.dim)?;
+        out.extend((0..x.rows()).map(|r| sigmoid(self.margin(x, r))));
+        Ok(())
+    }
+}
+
+impl OnlineLearner for FtrlLogisticRegression {
+    fn learn(&mut self, examples: &Examples) -> Result<()> {
+        self.run::<false>(examples, &mut Vec::new())
+    }
+
+    fn predict_learn(&mut self, examples: &Examples, out: &mut Vec<f32>) -> Result<()> {
+        out.clear();
+        self.run::<true>(examples, out)
+    }
+
+    fn rows_seen(&self) -> u64 {
+        self.rows_seen
+    }
+}
