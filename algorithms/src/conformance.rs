@@ -46,7 +46,10 @@ where
     let mut out = vec![1.0];
     l.predict(&empty.features, &mut out)
         .expect("predict on empty input");
-    assert!(out.is_empty(), "predict on empty input must clear the output");
+    assert!(
+        out.is_empty(),
+        "predict on empty input must clear the output"
+    );
     l.predict_learn(&empty, &mut out)
         .expect("predict_learn on empty input");
     assert!(out.is_empty());

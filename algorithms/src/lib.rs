@@ -18,6 +18,7 @@
 //! | [`learner`] | learner contracts: `Predictor`, `OnlineLearner`, `BatchLearner`, `UpdateRule`, `GradientModel` |
 //! | [`pipeline`] | [`Pipeline`](pipeline::Pipeline): steps + featurizer, saved as one versioned document |
 //! | [`stream`] | feature steps as dataflow operators (`stream.feature_steps(..)`) |
+//! | [`trained`] | [`TrainedModel`](trained::TrainedModel): pipeline + learner in one model file |
 //! | [`hash`] | MurmurHash3 for feature hashing |
 //! | [`error`] | the crate's error type |
 
@@ -35,6 +36,7 @@ pub mod online;
 pub mod pipeline;
 pub mod stream;
 pub mod optim;
+pub mod trained;
 pub mod transform;
 
 pub use error::{Error, Result};

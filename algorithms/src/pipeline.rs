@@ -105,6 +105,24 @@ impl Pipeline {
         self.featurizer.update(&b)
     }
 
+    /// Online training in one pass: every step folds `batch` into its statistics and then
+    /// transforms it (as [`update`](Pipeline::update)), and the result becomes examples in
+    /// `out` — the same rows [`examples_into`](Pipeline::examples_into) would give after
+    /// `update`, without transforming twice.
+    pub fn learn_examples_into(&mut self, batch: &RecordBatch, out: &mut Examples) -> Result<()> {
+        let label = self
+            .label
+            .clone()
+            .ok_or_else(|| Error::param("pipeline.label", "the pipeline has no label column"))?;
+        let mut b = batch.clone();
+        for s in &mut self.steps {
+            s.update(&b)?;
+            b = s.transform(&b)?;
+        }
+        self.featurizer.update(&b)?;
+        label.examples_into(&b, &self.featurizer, out)
+    }
+
     /// The versioned document of the whole pipeline.
     pub fn to_json(&self) -> Result<serde_json::Value> {
         serde_json::to_value(SavedPipeline::of(self)?)
@@ -292,6 +310,10 @@ mod tests {
         assert_ne!(p.to_json().unwrap(), before, "the scaler statistics moved");
         let mut ex = Examples::new(Features::Sparse(Default::default()), vec![], None).unwrap();
         p.examples_into(&batch(9, 0), &mut ex).unwrap();
+        let mut q = pipeline();
+        let mut ex2 = ex.clone();
+        q.learn_examples_into(&batch(30, 100), &mut ex2).unwrap();
+        assert_eq!(q.to_json().unwrap(), p.to_json().unwrap(), "one-pass update == update");
         assert_eq!(ex.len(), 9);
         assert_eq!(ex.labels[0], 1.0);
         assert_eq!(ex.features.rows(), 9);

@@ -120,7 +120,8 @@ impl AggArgs {
         let flow = Dataflow::new(config);
         let p = self.parallelism.max(1);
         let schema = self.schema.as_deref().map(io::parse_schema).transpose()?;
-        let windows = io::source(&flow, &self.data, self.format, schema, self.follow, p)?
+        let (source, _) = io::source(&flow, &self.data, self.format, schema, self.follow, p)?;
+        let windows = source
             .assign_timestamps("event time", &self.time, self.out_of_orderness)
             .key_by(self.key.clone())
             .window("window", spec, aggs)

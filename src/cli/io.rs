@@ -13,6 +13,7 @@ use eddy_core::sink::parquet::{ParquetSink, ParquetSinkOptions};
 use eddy_core::sink::stdout::{StdoutSink, StdoutSinkOptions};
 use eddy_core::source::file::{CsvOptions, CsvSource, JsonLinesOptions, JsonLinesSource};
 use eddy_core::source::parquet::{ParquetSource, ParquetSourceOptions};
+use eddy_core::source::Source;
 
 /// File formats understood by the commands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -79,40 +80,43 @@ pub fn source(
     schema: Option<SchemaRef>,
     follow: bool,
     parallelism: usize,
-) -> anyhow::Result<Stream> {
+) -> anyhow::Result<(Stream, SchemaRef)> {
     let format = format.unwrap_or_else(|| format_of(path));
     let parallelism = if follow { 1 } else { parallelism.max(1) };
     let name = format!("source {}", path.display());
-    let stream = match format {
+    let (stream, schema) = match format {
         DataFormat::Csv => {
             let mut options = CsvOptions::new(path).with_follow(follow);
             if let Some(s) = schema {
                 options = options.with_schema(s);
             }
-            // open once now, so a bad path or header is reported before the job starts
-            CsvSource::new(options.clone())
+            // open once now, so a bad path or header is reported before the job starts, and
+            // every split then reads with the same (inferred) schema
+            let probe = CsvSource::new(options.clone())
                 .with_context(|| format!("reading {}", path.display()))?;
-            flow.source_with(&name, CsvSource::factory(options))
+            let options = options.with_schema(probe.schema());
+            (flow.source_with(&name, CsvSource::factory(options)), probe.schema())
         }
         DataFormat::Jsonl => {
             let mut options = JsonLinesOptions::new(path).with_follow(follow);
             if let Some(s) = schema {
                 options = options.with_schema(s);
             }
-            JsonLinesSource::new(options.clone())
+            let probe = JsonLinesSource::new(options.clone())
                 .with_context(|| format!("reading {}", path.display()))?;
-            flow.source_with(&name, JsonLinesSource::factory(options))
+            let options = options.with_schema(probe.schema());
+            (flow.source_with(&name, JsonLinesSource::factory(options)), probe.schema())
         }
         DataFormat::Parquet => {
             let mut options = ParquetSourceOptions::new(path);
             options.follow = follow;
             options.schema = schema;
-            ParquetSource::new(options.clone())
+            let probe = ParquetSource::new(options.clone())
                 .with_context(|| format!("reading {}", path.display()))?;
-            flow.source_with(&name, ParquetSource::factory(options))
+            (flow.source_with(&name, ParquetSource::factory(options)), probe.schema())
         }
     };
-    Ok(stream.parallelism(parallelism))
+    Ok((stream.parallelism(parallelism), schema))
 }
 
 /// Ends `stream` in a sink writing `path` (format by extension), or stdout when `None`. The

@@ -1,0 +1,111 @@
+//! `eddy predict`: scores a file with a model saved by `eddy learn --save`. The rows go through
+//! the model's own pipeline, so they are featurized exactly as the training rows were. Output:
+//! the input columns plus `prediction` (and `score_<i>` columns for multiclass models).
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context;
+use arrow::array::{ArrayRef, Float32Array};
+use arrow::record_batch::RecordBatch;
+use clap::Args;
+use eddy_algorithms::features::Features;
+use eddy_algorithms::learner::Predictor;
+use eddy_algorithms::trained::TrainedModel;
+use eddy_core::dataflow::{Dataflow, DataflowConfig};
+use eddy_core::error::ErrorDomain;
+use eddy_core::operators::with_column::set_column;
+use eddy_core::source::ErrorPolicy;
+
+use super::io;
+
+/// Arguments of `eddy predict`.
+#[derive(Debug, Clone, Args)]
+pub struct PredictArgs {
+    /// A model file written by `eddy learn --save`.
+    #[arg(long)]
+    pub model: PathBuf,
+    /// Rows to score (CSV, JSON lines or Parquet, by extension).
+    #[arg(long)]
+    pub data: PathBuf,
+    /// Input format (default: from the extension).
+    #[arg(long, value_enum)]
+    pub format: Option<io::DataFormat>,
+    /// Column types, `name:type,…` (default: inferred).
+    #[arg(long)]
+    pub schema: Option<String>,
+    /// Output file (CSV, JSON lines or Parquet by extension); default: stdout.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Dead-letter file for malformed records.
+    #[arg(long)]
+    pub dead_letter: Option<PathBuf>,
+    /// What a malformed record does: `dead-letter` (default) or `fail`.
+    #[arg(long, default_value = "dead-letter")]
+    pub on_error: ErrorPolicy,
+}
+
+/// Appends the model's predictions to `batch`.
+pub fn score(model: &TrainedModel, batch: &RecordBatch) -> eddy_algorithms::Result<RecordBatch> {
+    let mut features = Features::Sparse(Default::default());
+    let mut out = Vec::new();
+    model.pipeline.features(batch, &mut features)?;
+    let width = model.model.predict_scores(&features, &mut out)?;
+    let mut predictions = Vec::new();
+    model.model.predict(&features, &mut predictions)?;
+    let mut scored = set_column(
+        batch,
+        "prediction",
+        Arc::new(Float32Array::from(predictions)) as ArrayRef,
+    )?;
+    if width > 1 {
+        for class in 0..width {
+            let col: Vec<f32> = out.chunks(width).map(|row| row[class]).collect();
+            scored = set_column(
+                &scored,
+                &format!("score_{class}"),
+                Arc::new(Float32Array::from(col)) as ArrayRef,
+            )?;
+        }
+    }
+    Ok(scored)
+}
+
+/// Runs `eddy predict`.
+pub fn run(args: PredictArgs) -> anyhow::Result<()> {
+    let model = Arc::new(
+        TrainedModel::load(&args.model)
+            .with_context(|| format!("loading the model {}", args.model.display()))?,
+    );
+    let flow = Dataflow::new(DataflowConfig {
+        name: "predict".into(),
+        dead_letter_path: args.dead_letter.clone(),
+        on_error: args.on_error,
+        ..DataflowConfig::default()
+    });
+    let schema = args.schema.as_deref().map(io::parse_schema).transpose()?;
+    let (source, _) = io::source(&flow, &args.data, args.format, schema, false, 1)?;
+    let m = model.clone();
+    let scored = source.map("predict", move |batch| {
+        score(&m, &batch).map_err(|e| eddy_core::Error::Operator {
+            operator: "predict".into(),
+            subtask: 0,
+            message: e.to_string(),
+            domain: ErrorDomain::User,
+        })
+    });
+    io::sink(&scored, "out", args.out.as_deref())?;
+    let summary = flow.run()?;
+    if summary.dead_letters > 0 {
+        eprintln!("malformed records: {}", summary.dead_letters);
+    }
+    if let Some(out) = &args.out {
+        eprintln!(
+            "scored {} rows with {} → {}",
+            summary.operator("predict").map_or(0, |o| o.records_out),
+            args.model.display(),
+            out.display()
+        );
+    }
+    Ok(())
+}
