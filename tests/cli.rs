@@ -143,3 +143,59 @@ fn bad_arguments_are_named() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("/definitely/missing.csv"));
 }
+
+#[test]
+fn learn_saves_a_model_that_predict_applies_like_the_library() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("clicks.csv");
+    ok(&["gen", "ctr", "--rows", "20000", "--out", p(&data)]);
+    let model = dir.path().join("model.eddy");
+    let learned = ok(&[
+        "learn", "--data", p(&data), "--label", "label", "--hash-bits", "18", "--cross", "c0,c1",
+        "--save", p(&model),
+    ]);
+    let report: serde_json::Value = serde_json::from_slice(&learned.stdout).unwrap();
+    assert_eq!(report["rows"], 20000);
+    assert!(report["auc"].as_f64().unwrap() > 0.7, "{report}");
+    assert!(report["logloss"].as_f64().unwrap() < 0.42, "{report}");
+
+    let scored = dir.path().join("scored.csv");
+    ok(&["predict", "--model", p(&model), "--data", p(&data), "--out", p(&scored)]);
+    let text = std::fs::read_to_string(&scored).unwrap();
+    let header: Vec<&str> = text.lines().next().unwrap().split(',').collect();
+    let col = header.iter().position(|h| *h == "prediction").unwrap();
+    let cli: Vec<f32> = text
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').nth(col).unwrap().parse().unwrap())
+        .collect();
+    assert_eq!(cli.len(), 20000);
+
+    // the library, on the same rows, gives the same numbers
+    use eddy::algorithms::features::Features;
+    use eddy::algorithms::trained::TrainedModel;
+    use eddy::core::prelude::*;
+    use eddy::core::source::file::{CsvOptions, CsvSource};
+    let trained = TrainedModel::load(&model).unwrap();
+    let mut source = CsvSource::new(CsvOptions::new(&data)).unwrap();
+    let ctx = SourceContext::standalone("check");
+    source.open(&ctx).unwrap();
+    let (mut features, mut out, mut lib) = (Features::Sparse(Default::default()), Vec::new(), Vec::new());
+    while let SourcePoll::Batch(b) = source.poll_next(&ctx).unwrap() {
+        trained.predict_batch(&b, &mut features, &mut out).unwrap();
+        lib.extend_from_slice(&out);
+    }
+    assert_eq!(lib.len(), cli.len());
+    for (a, b) in lib.iter().zip(&cli) {
+        assert!((a - b).abs() <= 1e-6 * a.abs().max(1.0), "{a} vs {b}");
+    }
+
+    // a damaged model file is refused, naming it
+    let mut bytes = std::fs::read(&model).unwrap();
+    let n = bytes.len();
+    bytes.truncate(n - 10);
+    std::fs::write(&model, &bytes).unwrap();
+    let failed = eddy(&["predict", "--model", p(&model), "--data", p(&data)]);
+    assert!(!failed.status.success());
+    assert!(String::from_utf8_lossy(&failed.stderr).contains("model.eddy"));
+}

@@ -15,7 +15,12 @@ use crate::error::Result;
 use crate::features::{Examples, Features};
 use crate::learner::{OnlineLearner, Predictor, Task};
 use crate::model;
+use crate::online::fm::FactorizationMachine;
+use crate::online::kmeans::StreamingKMeans;
 use crate::online::linear::{FtrlLogisticRegression, SgdLinearRegression, SgdLogisticRegression};
+use crate::online::naive_bayes::{GaussianNb, MultinomialNb};
+use crate::online::passive_aggressive::PassiveAggressive;
+use crate::online::softmax::Softmax;
 use crate::pipeline::Pipeline;
 
 /// The kind written in model files that hold a [`TrainedModel`].
@@ -31,6 +36,18 @@ pub enum OnlineModel {
     SgdLogistic(SgdLogisticRegression),
     /// SGD linear regression.
     SgdLinear(SgdLinearRegression),
+    /// Factorization machine.
+    Fm(FactorizationMachine),
+    /// Passive-aggressive.
+    PassiveAggressive(PassiveAggressive),
+    /// Gaussian naive Bayes.
+    GaussianNb(GaussianNb),
+    /// Multinomial naive Bayes.
+    MultinomialNb(MultinomialNb),
+    /// Softmax regression.
+    Softmax(Softmax),
+    /// Streaming k-means.
+    KMeans(StreamingKMeans),
 }
 
 macro_rules! each_model {
@@ -39,6 +56,12 @@ macro_rules! each_model {
             OnlineModel::Ftrl($m) => $body,
             OnlineModel::SgdLogistic($m) => $body,
             OnlineModel::SgdLinear($m) => $body,
+            OnlineModel::Fm($m) => $body,
+            OnlineModel::PassiveAggressive($m) => $body,
+            OnlineModel::GaussianNb($m) => $body,
+            OnlineModel::MultinomialNb($m) => $body,
+            OnlineModel::Softmax($m) => $body,
+            OnlineModel::KMeans($m) => $body,
         }
     };
 }
@@ -50,6 +73,12 @@ impl OnlineModel {
             OnlineModel::Ftrl(_) => "ftrl",
             OnlineModel::SgdLogistic(_) => "sgd",
             OnlineModel::SgdLinear(_) => "sgd-regression",
+            OnlineModel::Fm(_) => "fm",
+            OnlineModel::PassiveAggressive(_) => "pa",
+            OnlineModel::GaussianNb(_) => "nb (gaussian)",
+            OnlineModel::MultinomialNb(_) => "nb (multinomial)",
+            OnlineModel::Softmax(_) => "softmax",
+            OnlineModel::KMeans(_) => "kmeans",
         }
     }
 }

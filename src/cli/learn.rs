@@ -17,11 +17,21 @@ use arrow::record_batch::RecordBatch;
 use clap::{Args, ValueEnum};
 use eddy_algorithms::eval::{ProgressiveConfig, ProgressiveValidation, Report, Tail};
 use eddy_algorithms::feature::categorical::{
-    FeatureHasher, FeatureHasherParams, Featurizer, LabelSpec,
+    FeatureHasher, FeatureHasherParams, Featurizer, LabelSpec, VectorAssembler,
+    VectorAssemblerParams,
 };
 use eddy_algorithms::feature::numeric::{StandardScaler, StandardScalerParams};
 use eddy_algorithms::features::{Examples, Features};
+use eddy_algorithms::online::fm::{FactorizationMachine, FmParams, FmTask};
+use eddy_algorithms::online::kmeans::{StreamingKMeans, StreamingKMeansParams};
 use eddy_algorithms::online::linear::{FtrlLogisticParams, SgdLinearParams};
+use eddy_algorithms::online::naive_bayes::{
+    GaussianNb, GaussianNbParams, MultinomialNb, MultinomialNbParams,
+};
+use eddy_algorithms::online::passive_aggressive::{
+    PaTask, PassiveAggressive, PassiveAggressiveParams,
+};
+use eddy_algorithms::online::softmax::{Softmax, SoftmaxParams};
 use eddy_algorithms::optim::{FtrlProximalParams, NormalizedAdaptiveParams, RuleParams};
 use eddy_algorithms::pipeline::Pipeline;
 use eddy_algorithms::trained::{OnlineModel, TrainedModel};
@@ -42,6 +52,17 @@ pub enum ModelKind {
     Sgd,
     /// SGD linear regression (squared loss).
     SgdRegression,
+    /// Factorization machine (binary, logistic loss) over hashed features.
+    Fm,
+    /// Passive-aggressive classifier (PA-I).
+    Pa,
+    /// Naive Bayes: multinomial over hashed categorical features, or Gaussian over numeric
+    /// columns when there are no categorical ones.
+    Nb,
+    /// Softmax regression (labels are class indices 0..classes).
+    Softmax,
+    /// Streaming k-means over the numeric columns (the label is ignored).
+    Kmeans,
 }
 
 /// Arguments of `eddy learn`.
@@ -77,6 +98,18 @@ pub struct LearnArgs {
     /// Learning rate (SGD).
     #[arg(long, default_value_t = 0.5)]
     pub lr: f32,
+    /// Factors of the factorization machine.
+    #[arg(long, default_value_t = 8)]
+    pub factors: usize,
+    /// Classes (softmax, naive Bayes); labels are 0..classes.
+    #[arg(long, default_value_t = 2)]
+    pub classes: usize,
+    /// Clusters (k-means).
+    #[arg(long, default_value_t = 8)]
+    pub k: usize,
+    /// Aggressiveness C (passive-aggressive).
+    #[arg(long, default_value_t = 1.0)]
+    pub c: f32,
     /// The feature space has 2^bits hashed features.
     #[arg(long, default_value_t = 22)]
     pub hash_bits: u32,
@@ -193,8 +226,43 @@ impl LearnArgs {
         Ok(out)
     }
 
+    /// Whether the model reads dense numeric columns (k-means, Gaussian naive Bayes) rather
+    /// than hashed features.
+    fn dense(&self, categorical: &[String]) -> bool {
+        self.model == ModelKind::Kmeans || (self.model == ModelKind::Nb && categorical.is_empty())
+    }
+
     fn pipeline(&self, schema: &SchemaRef) -> anyhow::Result<Pipeline> {
-        let (numeric, categorical) = feature_columns(schema, &self.label)?;
+        let (mut numeric, categorical) = feature_columns(schema, &self.label)?;
+        if self.dense(&categorical) {
+            let mut steps: Vec<Box<dyn FeatureStep>> = Vec::new();
+            if !self.no_scale && !numeric.is_empty() {
+                let scaler = StandardScalerParams {
+                    input_cols: numeric.clone(),
+                    ..Default::default()
+                };
+                steps.push(Box::new(StandardScaler::new(scaler.check()?)));
+            }
+            let assembler = VectorAssemblerParams {
+                numeric,
+                ..Default::default()
+            };
+            return Ok(Pipeline::new(
+                steps,
+                Featurizer::Assembler(VectorAssembler::new(assembler.check()?)),
+                Some(LabelSpec::new(self.label.clone())),
+            ));
+        }
+        if self.model == ModelKind::Nb {
+            // multinomial naive Bayes counts non-negative features: the hashed categories
+            if !numeric.is_empty() {
+                eprintln!(
+                    "note: --model nb uses the categorical columns; numeric columns ({}) are left out",
+                    numeric.join(", ")
+                );
+            }
+            numeric.clear();
+        }
         let mut steps: Vec<Box<dyn FeatureStep>> = Vec::new();
         if !self.no_scale && !numeric.is_empty() {
             let scaler = StandardScalerParams {
@@ -225,7 +293,7 @@ impl LearnArgs {
         }
     }
 
-    fn model(&self, dim: u64) -> anyhow::Result<OnlineModel> {
+    fn model(&self, dim: u64, dense: bool) -> anyhow::Result<OnlineModel> {
         Ok(match self.model {
             ModelKind::Ftrl => OnlineModel::Ftrl(
                 FtrlLogisticParams {
@@ -244,6 +312,32 @@ impl LearnArgs {
             ModelKind::SgdRegression => {
                 OnlineModel::SgdLinear(self.sgd(dim).build_regression()?)
             }
+            ModelKind::Fm => {
+                let params = FmParams {
+                    factors: self.factors,
+                    ..FmParams::new(dim, FmTask::Binary)
+                };
+                OnlineModel::Fm(FactorizationMachine::new(params.check()?))
+            }
+            ModelKind::Pa => {
+                let params = PassiveAggressiveParams {
+                    c: self.c,
+                    ..PassiveAggressiveParams::new(dim, PaTask::Classification)
+                };
+                OnlineModel::PassiveAggressive(PassiveAggressive::new(params.check()?))
+            }
+            ModelKind::Nb if dense => OnlineModel::GaussianNb(GaussianNb::new(
+                GaussianNbParams::new(dim, self.classes).check()?,
+            )),
+            ModelKind::Nb => OnlineModel::MultinomialNb(MultinomialNb::new(
+                MultinomialNbParams::new(dim, self.classes).check()?,
+            )),
+            ModelKind::Softmax => OnlineModel::Softmax(Softmax::new(
+                SoftmaxParams::new(dim, self.classes).check()?,
+            )),
+            ModelKind::Kmeans => OnlineModel::KMeans(StreamingKMeans::new(
+                StreamingKMeansParams::new(dim, self.k).check()?,
+            )),
         })
     }
 }
@@ -274,7 +368,8 @@ pub fn run(args: LearnArgs) -> anyhow::Result<()> {
     });
     let (source, schema) = io::source(&flow, &args.data, Some(format), schema_override, false, 1)?;
     let pipeline = args.pipeline(&schema)?;
-    let model = args.model(pipeline.dim())?;
+    let dense = matches!(pipeline.featurizer(), Featurizer::Assembler(_));
+    let model = args.model(pipeline.dim(), dense)?;
     let tail = if args.tail90 {
         if format == io::DataFormat::Parquet {
             bail!("--tail90 needs a CSV or JSON-lines file (rows are counted first)");

@@ -148,10 +148,10 @@ impl Confusion {
         let w = f64::from(weight);
         let (p, y) = (is_positive(prediction), is_positive(label));
         let one = |b: bool| f64::from(u8::from(b));
-        self.true_pos += w * one(p && y);
-        self.false_pos += w * one(p && !y);
-        self.false_neg += w * one(!p && y);
-        self.true_neg += w * one(!p && !y);
+        self.true_pos += w * one(p & y);
+        self.false_pos += w * one(p & !y);
+        self.false_neg += w * one(!p & y);
+        self.true_neg += w * one(!p & !y);
     }
 
     /// Adds rows (lengths as in [`Metric::update_batch`]), counting in registers.
