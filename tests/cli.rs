@@ -45,13 +45,21 @@ fn gen_ctr_is_deterministic_and_formats_agree() {
     // JSON lines carry the same values
     let jl = dir.path().join("a.jsonl");
     ok(&["gen", "ctr", "--rows", "3000", "--out", p(&jl)]);
-    let first: serde_json::Value =
-        serde_json::from_str(std::fs::read_to_string(&jl).unwrap().lines().next().unwrap())
-            .unwrap();
+    let first: serde_json::Value = serde_json::from_str(
+        std::fs::read_to_string(&jl)
+            .unwrap()
+            .lines()
+            .next()
+            .unwrap(),
+    )
+    .unwrap();
     let csv_first: Vec<&str> = lines[1].split(',').collect();
     assert_eq!(first["label"].to_string(), csv_first[0]);
     assert_eq!(first["c9"], csv_first[15]);
-    assert_eq!(first["f1"].as_f64().unwrap(), csv_first[2].parse::<f64>().unwrap());
+    assert_eq!(
+        first["f1"].as_f64().unwrap(),
+        csv_first[2].parse::<f64>().unwrap()
+    );
     // parquet writes, and the oracle prints its metrics
     let pq = dir.path().join("a.parquet");
     let out = ok(&["gen", "ctr", "--rows", "3000", "--out", p(&pq), "--oracle"]);
@@ -65,13 +73,34 @@ fn gen_ctr_is_deterministic_and_formats_agree() {
 fn agg_counts_per_key_and_window_in_every_format() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("clicks.csv");
-    ok(&["gen", "ctr", "--rows", "20000", "--event-time", "--out", p(&data)]);
+    ok(&[
+        "gen",
+        "ctr",
+        "--rows",
+        "20000",
+        "--event-time",
+        "--out",
+        p(&data),
+    ]);
     let mut totals = Vec::new();
     for (input, parallelism) in [(data.clone(), "1"), (data.clone(), "2")] {
         let out = dir.path().join(format!("counts_{parallelism}.csv"));
         ok(&[
-            "agg", "--data", p(&input), "--key", "c0", "--time", "ts", "--window", "5s",
-            "--agg", "count", "--parallelism", parallelism, "--out", p(&out),
+            "agg",
+            "--data",
+            p(&input),
+            "--key",
+            "c0",
+            "--time",
+            "ts",
+            "--window",
+            "5s",
+            "--agg",
+            "count",
+            "--parallelism",
+            parallelism,
+            "--out",
+            p(&out),
         ]);
         let text = std::fs::read_to_string(&out).unwrap();
         let mut rows: Vec<String> = text.lines().skip(1).map(String::from).collect();
@@ -83,7 +112,10 @@ fn agg_counts_per_key_and_window_in_every_format() {
         assert_eq!(total, 20_000, "every row is counted once");
         totals.push(rows);
     }
-    assert_eq!(totals[0], totals[1], "parallelism does not change the result");
+    assert_eq!(
+        totals[0], totals[1],
+        "parallelism does not change the result"
+    );
 }
 
 #[test]
@@ -104,8 +136,24 @@ fn malformed_rows_go_to_the_dead_letter_file_and_are_counted() {
     let dead = dir.path().join("dead.jsonl");
     let out = dir.path().join("out.csv");
     let run = ok(&[
-        "agg", "--data", p(&data), "--schema", "user:utf8,ts:int64,amount:int64",
-        "--key", "user", "--time", "ts", "--window", "10s", "--agg", "sum:amount", "--out", p(&out), "--dead-letter", p(&dead), "--json",
+        "agg",
+        "--data",
+        p(&data),
+        "--schema",
+        "user:utf8,ts:int64,amount:int64",
+        "--key",
+        "user",
+        "--time",
+        "ts",
+        "--window",
+        "10s",
+        "--agg",
+        "sum:amount",
+        "--out",
+        p(&out),
+        "--dead-letter",
+        p(&dead),
+        "--json",
     ]);
     let stderr = String::from_utf8_lossy(&run.stderr);
     assert!(stderr.contains("malformed records: 3"), "{stderr}");
@@ -126,8 +174,21 @@ fn malformed_rows_go_to_the_dead_letter_file_and_are_counted() {
     assert!(text.contains("a,10000,20000,1"), "{text}");
 
     let failed = eddy(&[
-        "agg", "--data", p(&data), "--schema", "user:utf8,ts:int64,amount:int64",
-        "--key", "user", "--time", "ts", "--window", "10s", "--on-error", "fail", "--out", p(&out),
+        "agg",
+        "--data",
+        p(&data),
+        "--schema",
+        "user:utf8,ts:int64,amount:int64",
+        "--key",
+        "user",
+        "--time",
+        "ts",
+        "--window",
+        "10s",
+        "--on-error",
+        "fail",
+        "--out",
+        p(&out),
     ]);
     assert!(!failed.status.success());
     let err = String::from_utf8_lossy(&failed.stderr);
@@ -136,10 +197,30 @@ fn malformed_rows_go_to_the_dead_letter_file_and_are_counted() {
 
 #[test]
 fn bad_arguments_are_named() {
-    let out = eddy(&["agg", "--data", "nope.csv", "--key", "k", "--time", "ts", "--window", "10 parsecs"]);
+    let out = eddy(&[
+        "agg",
+        "--data",
+        "nope.csv",
+        "--key",
+        "k",
+        "--time",
+        "ts",
+        "--window",
+        "10 parsecs",
+    ]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("parsecs"));
-    let out = eddy(&["agg", "--data", "/definitely/missing.csv", "--key", "k", "--time", "ts", "--window", "1s"]);
+    let out = eddy(&[
+        "agg",
+        "--data",
+        "/definitely/missing.csv",
+        "--key",
+        "k",
+        "--time",
+        "ts",
+        "--window",
+        "1s",
+    ]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("/definitely/missing.csv"));
 }
@@ -151,8 +232,17 @@ fn learn_saves_a_model_that_predict_applies_like_the_library() {
     ok(&["gen", "ctr", "--rows", "20000", "--out", p(&data)]);
     let model = dir.path().join("model.eddy");
     let learned = ok(&[
-        "learn", "--data", p(&data), "--label", "label", "--hash-bits", "18", "--cross", "c0,c1",
-        "--save", p(&model),
+        "learn",
+        "--data",
+        p(&data),
+        "--label",
+        "label",
+        "--hash-bits",
+        "18",
+        "--cross",
+        "c0,c1",
+        "--save",
+        p(&model),
     ]);
     let report: serde_json::Value = serde_json::from_slice(&learned.stdout).unwrap();
     assert_eq!(report["rows"], 20000);
@@ -160,7 +250,15 @@ fn learn_saves_a_model_that_predict_applies_like_the_library() {
     assert!(report["logloss"].as_f64().unwrap() < 0.42, "{report}");
 
     let scored = dir.path().join("scored.csv");
-    ok(&["predict", "--model", p(&model), "--data", p(&data), "--out", p(&scored)]);
+    ok(&[
+        "predict",
+        "--model",
+        p(&model),
+        "--data",
+        p(&data),
+        "--out",
+        p(&scored),
+    ]);
     let text = std::fs::read_to_string(&scored).unwrap();
     let header: Vec<&str> = text.lines().next().unwrap().split(',').collect();
     let col = header.iter().position(|h| *h == "prediction").unwrap();
@@ -180,7 +278,8 @@ fn learn_saves_a_model_that_predict_applies_like_the_library() {
     let mut source = CsvSource::new(CsvOptions::new(&data)).unwrap();
     let ctx = SourceContext::standalone("check");
     source.open(&ctx).unwrap();
-    let (mut features, mut out, mut lib) = (Features::Sparse(Default::default()), Vec::new(), Vec::new());
+    let (mut features, mut out, mut lib) =
+        (Features::Sparse(Default::default()), Vec::new(), Vec::new());
     while let SourcePoll::Batch(b) = source.poll_next(&ctx).unwrap() {
         trained.predict_batch(&b, &mut features, &mut out).unwrap();
         lib.extend_from_slice(&out);

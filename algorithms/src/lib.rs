@@ -33,9 +33,9 @@ pub mod hash;
 pub mod learner;
 pub mod model;
 pub mod online;
+pub mod optim;
 pub mod pipeline;
 pub mod stream;
-pub mod optim;
 pub mod trained;
 pub mod transform;
 

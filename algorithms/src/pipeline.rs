@@ -131,12 +131,13 @@ impl Pipeline {
 
     /// Reads a document written by [`to_json`](Pipeline::to_json).
     pub fn from_json(value: serde_json::Value) -> Result<Self> {
-        let format = value.get("format").and_then(|f| f.as_u64()).ok_or_else(|| {
-            Error::ModelFile {
+        let format = value
+            .get("format")
+            .and_then(|f| f.as_u64())
+            .ok_or_else(|| Error::ModelFile {
                 path: "<pipeline>".into(),
                 message: "no `format` field: not an eddy pipeline".into(),
-            }
-        })?;
+            })?;
         if format > u64::from(PIPELINE_FORMAT) {
             return Err(Error::ModelFile {
                 path: "<pipeline>".into(),
@@ -225,9 +226,15 @@ mod tests {
     use crate::transform::{Estimator, Params};
 
     fn batch(rows: usize, offset: usize) -> RecordBatch {
-        let f: Vec<f64> = (0..rows).map(|i| ((i + offset) % 13) as f64 * 0.7).collect();
-        let c: Vec<String> = (0..rows).map(|i| format!("v{}", (i + offset) % 5)).collect();
-        let d: Vec<String> = (0..rows).map(|i| format!("w{}", (i + offset) % 3)).collect();
+        let f: Vec<f64> = (0..rows)
+            .map(|i| ((i + offset) % 13) as f64 * 0.7)
+            .collect();
+        let c: Vec<String> = (0..rows)
+            .map(|i| format!("v{}", (i + offset) % 5))
+            .collect();
+        let d: Vec<String> = (0..rows)
+            .map(|i| format!("w{}", (i + offset) % 3))
+            .collect();
         let y: Vec<i64> = (0..rows).map(|i| ((i + offset) % 3 == 0) as i64).collect();
         RecordBatch::try_from_iter([
             ("f", Arc::new(Float64Array::from(f)) as ArrayRef),
@@ -313,7 +320,11 @@ mod tests {
         let mut q = pipeline();
         let mut ex2 = ex.clone();
         q.learn_examples_into(&batch(30, 100), &mut ex2).unwrap();
-        assert_eq!(q.to_json().unwrap(), p.to_json().unwrap(), "one-pass update == update");
+        assert_eq!(
+            q.to_json().unwrap(),
+            p.to_json().unwrap(),
+            "one-pass update == update"
+        );
         assert_eq!(ex.len(), 9);
         assert_eq!(ex.labels[0], 1.0);
         assert_eq!(ex.features.rows(), 9);

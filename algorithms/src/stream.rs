@@ -114,7 +114,10 @@ impl Operator for FeatureOperator {
         Ok(())
     }
 
-    fn snapshot(&mut self, _epoch: eddy_core::message::Epoch) -> eddy_core::Result<Option<Vec<u8>>> {
+    fn snapshot(
+        &mut self,
+        _epoch: eddy_core::message::Epoch,
+    ) -> eddy_core::Result<Option<Vec<u8>>> {
         let saved = self
             .steps
             .iter()
@@ -145,8 +148,12 @@ impl Operator for FeatureOperator {
 /// Adds feature steps to dataflow streams.
 pub trait FeaturesExt {
     /// Runs `steps` in order on every batch of the stream.
-    fn feature_steps(&self, name: &str, steps: Vec<Box<dyn FeatureStep>>, mode: FeatureMode)
-        -> Stream;
+    fn feature_steps(
+        &self,
+        name: &str,
+        steps: Vec<Box<dyn FeatureStep>>,
+        mode: FeatureMode,
+    ) -> Stream;
 }
 
 impl FeaturesExt for Stream {
@@ -156,7 +163,10 @@ impl FeaturesExt for Stream {
         steps: Vec<Box<dyn FeatureStep>>,
         mode: FeatureMode,
     ) -> Stream {
-        self.apply(name, factory_from_clone(FeatureOperator::new(name, steps, mode)))
+        self.apply(
+            name,
+            factory_from_clone(FeatureOperator::new(name, steps, mode)),
+        )
     }
 }
 
@@ -181,11 +191,8 @@ mod tests {
     }
 
     fn batch(xs: &[f64]) -> RecordBatch {
-        RecordBatch::try_from_iter([(
-            "x",
-            Arc::new(Float64Array::from(xs.to_vec())) as ArrayRef,
-        )])
-        .unwrap()
+        RecordBatch::try_from_iter([("x", Arc::new(Float64Array::from(xs.to_vec())) as ArrayRef)])
+            .unwrap()
     }
 
     #[test]
@@ -209,7 +216,10 @@ mod tests {
     fn errors_name_the_operator() {
         let mut op = FeatureOperator::new("scale", scaler(), FeatureMode::Frozen);
         let mut out = Collector::default();
-        let e = op.process(0, batch(&[1.0]), &mut out).unwrap_err().to_string();
+        let e = op
+            .process(0, batch(&[1.0]), &mut out)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("scale"), "{e}");
     }
 }

@@ -141,7 +141,12 @@ mod pipeline_json {
 
 impl TrainedModel {
     /// Predictions for raw rows: featurized by the pipeline, scored by the model.
-    pub fn predict_batch(&self, batch: &RecordBatch, features: &mut Features, out: &mut Vec<f32>) -> Result<()> {
+    pub fn predict_batch(
+        &self,
+        batch: &RecordBatch,
+        features: &mut Features,
+        out: &mut Vec<f32>,
+    ) -> Result<()> {
         self.pipeline.features(batch, features)?;
         self.model.predict(features, out)
     }
@@ -203,9 +208,21 @@ mod tests {
             .check()
             .unwrap(),
         );
-        let pipeline = Pipeline::new(vec![], Featurizer::Hasher(hasher), Some(LabelSpec::new("label")));
-        let model = FtrlLogisticParams { bits: 10, ..Default::default() }.build().unwrap();
-        let mut trained = TrainedModel { pipeline, model: OnlineModel::Ftrl(model) };
+        let pipeline = Pipeline::new(
+            vec![],
+            Featurizer::Hasher(hasher),
+            Some(LabelSpec::new("label")),
+        );
+        let model = FtrlLogisticParams {
+            bits: 10,
+            ..Default::default()
+        }
+        .build()
+        .unwrap();
+        let mut trained = TrainedModel {
+            pipeline,
+            model: OnlineModel::Ftrl(model),
+        };
         let b = batch();
         let mut ex = Examples::new(Features::Sparse(Default::default()), vec![], None).unwrap();
         trained.pipeline.examples_into(&b, &mut ex).unwrap();
@@ -215,7 +232,10 @@ mod tests {
         let path = dir.path().join("m.eddy");
         trained.save(&path).unwrap();
         let back = TrainedModel::load(&path).unwrap();
-        let (mut f1, mut f2) = (Features::Sparse(Default::default()), Features::Sparse(Default::default()));
+        let (mut f1, mut f2) = (
+            Features::Sparse(Default::default()),
+            Features::Sparse(Default::default()),
+        );
         let (mut p1, mut p2) = (Vec::new(), Vec::new());
         trained.predict_batch(&b, &mut f1, &mut p1).unwrap();
         back.predict_batch(&b, &mut f2, &mut p2).unwrap();

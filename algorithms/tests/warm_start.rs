@@ -61,7 +61,8 @@ fn batch_model_warm_starts_ftrl_and_beats_a_cold_start() {
         ..Default::default()
     };
     let mut warm = params.build().unwrap();
-    warm.warm_start(&weights.weights, weights.intercept).unwrap();
+    warm.warm_start(&weights.weights, weights.intercept)
+        .unwrap();
 
     // before learning anything, the warm learner predicts what the batch model predicts
     let (mut a, mut b) = (Vec::new(), Vec::new());

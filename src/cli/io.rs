@@ -95,7 +95,10 @@ pub fn source(
             let probe = CsvSource::new(options.clone())
                 .with_context(|| format!("reading {}", path.display()))?;
             let options = options.with_schema(probe.schema());
-            (flow.source_with(&name, CsvSource::factory(options)), probe.schema())
+            (
+                flow.source_with(&name, CsvSource::factory(options)),
+                probe.schema(),
+            )
         }
         DataFormat::Jsonl => {
             let mut options = JsonLinesOptions::new(path).with_follow(follow);
@@ -105,7 +108,10 @@ pub fn source(
             let probe = JsonLinesSource::new(options.clone())
                 .with_context(|| format!("reading {}", path.display()))?;
             let options = options.with_schema(probe.schema());
-            (flow.source_with(&name, JsonLinesSource::factory(options)), probe.schema())
+            (
+                flow.source_with(&name, JsonLinesSource::factory(options)),
+                probe.schema(),
+            )
         }
         DataFormat::Parquet => {
             let mut options = ParquetSourceOptions::new(path);
@@ -113,7 +119,10 @@ pub fn source(
             options.schema = schema;
             let probe = ParquetSource::new(options.clone())
                 .with_context(|| format!("reading {}", path.display()))?;
-            (flow.source_with(&name, ParquetSource::factory(options)), probe.schema())
+            (
+                flow.source_with(&name, ParquetSource::factory(options)),
+                probe.schema(),
+            )
         }
     };
     Ok((stream.parallelism(parallelism), schema))

@@ -179,7 +179,10 @@ impl Sink for LearnSink {
 
 fn feature_columns(schema: &SchemaRef, label: &str) -> anyhow::Result<(Vec<String>, Vec<String>)> {
     if schema.index_of(label).is_err() {
-        bail!("--label `{label}` is not a column of the data (columns: {})", names(schema));
+        bail!(
+            "--label `{label}` is not a column of the data (columns: {})",
+            names(schema)
+        );
     }
     let (mut numeric, mut categorical) = (Vec::new(), Vec::new());
     for f in schema.fields() {
@@ -191,7 +194,10 @@ fn feature_columns(schema: &SchemaRef, label: &str) -> anyhow::Result<(Vec<Strin
             DataType::Utf8 | DataType::LargeUtf8 | DataType::Boolean => {
                 categorical.push(f.name().clone())
             }
-            other => bail!("column `{}` has type {other}, which eddy learn cannot use", f.name()),
+            other => bail!(
+                "column `{}` has type {other}, which eddy learn cannot use",
+                f.name()
+            ),
         }
     }
     Ok((numeric, categorical))
@@ -309,9 +315,7 @@ impl LearnArgs {
                 .build()?,
             ),
             ModelKind::Sgd => OnlineModel::SgdLogistic(self.sgd(dim).build_logistic()?),
-            ModelKind::SgdRegression => {
-                OnlineModel::SgdLinear(self.sgd(dim).build_regression()?)
-            }
+            ModelKind::SgdRegression => OnlineModel::SgdLinear(self.sgd(dim).build_regression()?),
             ModelKind::Fm => {
                 let params = FmParams {
                     factors: self.factors,
@@ -332,9 +336,9 @@ impl LearnArgs {
             ModelKind::Nb => OnlineModel::MultinomialNb(MultinomialNb::new(
                 MultinomialNbParams::new(dim, self.classes).check()?,
             )),
-            ModelKind::Softmax => OnlineModel::Softmax(Softmax::new(
-                SoftmaxParams::new(dim, self.classes).check()?,
-            )),
+            ModelKind::Softmax => {
+                OnlineModel::Softmax(Softmax::new(SoftmaxParams::new(dim, self.classes).check()?))
+            }
             ModelKind::Kmeans => OnlineModel::KMeans(StreamingKMeans::new(
                 StreamingKMeansParams::new(dim, self.k).check()?,
             )),
@@ -389,9 +393,12 @@ pub fn run(args: LearnArgs) -> anyhow::Result<()> {
         eval,
         examples: Examples::new(Features::Sparse(Default::default()), Vec::new(), None)?,
     }));
-    source
-        .rebalance()
-        .sink("learn", LearnSink { state: state.clone() });
+    source.rebalance().sink(
+        "learn",
+        LearnSink {
+            state: state.clone(),
+        },
+    );
     let start = Instant::now();
     let handle = flow.start()?;
     let bar = progress::byte_bar(0);
