@@ -1,5 +1,5 @@
-//! Learner throughput: `learn` and `predict_learn` of FTRL-Proximal and SGD logistic
-//! regression, with the features prepared beforehand (the learner alone, one core).
+//! Learner throughput: `learn`, `predict` and `predict_learn` of every online learner, with the
+//! features prepared beforehand (the learner alone, one core).
 //!
 //! - `ctr`: the `eddy gen ctr` stream (200 k rows featurized by the same hasher as the
 //!   `featurize` bench: 5 numeric, 10 categorical, 3 crosses and a bias column, 2^22 + 1
@@ -17,7 +17,14 @@ use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Through
 use eddy_algorithms::feature::categorical::{FeatureHasher, FeatureHasherParams};
 use eddy_algorithms::features::{CsrMatrix, Examples, Features};
 use eddy_algorithms::learner::OnlineLearner;
+use eddy_algorithms::online::fm::{FactorizationMachine, FmParams, FmTask};
+use eddy_algorithms::online::kmeans::{StreamingKMeans, StreamingKMeansParams};
 use eddy_algorithms::online::linear::{FtrlLogisticParams, SgdLinearParams};
+use eddy_algorithms::online::naive_bayes::{MultinomialNb, MultinomialNbParams};
+use eddy_algorithms::online::passive_aggressive::{
+    PaTask, PassiveAggressive, PassiveAggressiveParams,
+};
+use eddy_algorithms::online::softmax::{Softmax, SoftmaxParams};
 use eddy_algorithms::optim::FtrlProximalParams;
 use eddy_algorithms::transform::{Params, ToFeatures};
 use eddy_core::datagen::ctr::{CtrGenerator, DEFAULT_SEED};
@@ -108,16 +115,58 @@ fn sgd(dim: u64) -> Box<dyn OnlineLearner> {
     Box::new(p.build_logistic().expect("sgd"))
 }
 
-type Make = fn(u64) -> Box<dyn OnlineLearner>;
-const LEARNERS: [(&str, Make); 2] = [("ftrl", ftrl), ("sgd-normalized-adaptive", sgd)];
+fn fm(dim: u64) -> Box<dyn OnlineLearner> {
+    let p = FmParams::new(dim, FmTask::Binary);
+    Box::new(FactorizationMachine::new(p.check().expect("fm")))
+}
 
-/// Benchmarks `learn` and `predict_learn` of each learner over `batches` in one group.
-fn bench_pass(c: &mut Criterion, group: &str, label: &str, dim: u64, batches: &[Examples]) {
+fn pa(dim: u64) -> Box<dyn OnlineLearner> {
+    let p = PassiveAggressiveParams::new(dim, PaTask::Classification);
+    Box::new(PassiveAggressive::new(p.check().expect("pa")))
+}
+
+fn softmax(dim: u64) -> Box<dyn OnlineLearner> {
+    Box::new(Softmax::new(
+        SoftmaxParams::new(dim, 2).check().expect("softmax"),
+    ))
+}
+
+fn naive_bayes(dim: u64) -> Box<dyn OnlineLearner> {
+    let p = MultinomialNbParams::new(dim, 2);
+    Box::new(MultinomialNb::new(p.check().expect("nb")))
+}
+
+fn kmeans(dim: u64) -> Box<dyn OnlineLearner> {
+    let p = StreamingKMeansParams::new(dim, 8);
+    Box::new(StreamingKMeans::new(p.check().expect("kmeans")))
+}
+
+type Make = fn(u64) -> Box<dyn OnlineLearner>;
+/// Learners that take any real-valued features (the ctr hasher signs its entries).
+const LEARNERS: [(&str, Make); 5] = [
+    ("ftrl", ftrl),
+    ("sgd-normalized-adaptive", sgd),
+    ("fm-k8", fm),
+    ("passive-aggressive", pa),
+    ("softmax", softmax),
+];
+/// Learners of non-negative counts or of geometry, measured on the synthetic grid.
+const COUNT_LEARNERS: [(&str, Make); 2] = [("naive-bayes", naive_bayes), ("kmeans-k8", kmeans)];
+
+/// Benchmarks `learn`, `predict` and `predict_learn` of each learner over `batches`.
+fn bench_pass(
+    c: &mut Criterion,
+    group: &str,
+    label: &str,
+    dim: u64,
+    batches: &[Examples],
+    learners: &[(&str, Make)],
+) {
     let rows: usize = batches.iter().map(Examples::len).sum();
     let mut g = c.benchmark_group(group);
     g.throughput(Throughput::Elements(rows as u64));
     g.sample_size(10);
-    for (name, make) in LEARNERS {
+    for &(name, make) in learners {
         // one learner per benchmark, trained on across iterations: the steady state of a stream
         let mut learner = make(dim);
         g.bench_function(BenchmarkId::new(format!("{name}/learn"), label), |b| {
@@ -128,6 +177,15 @@ fn bench_pass(c: &mut Criterion, group: &str, label: &str, dim: u64, batches: &[
             })
         });
         let mut out = Vec::with_capacity(BATCH);
+        g.bench_function(BenchmarkId::new(format!("{name}/predict"), label), |b| {
+            b.iter(|| {
+                for ex in batches {
+                    learner
+                        .predict(black_box(&ex.features), &mut out)
+                        .expect("predict");
+                }
+            })
+        });
         g.bench_function(
             BenchmarkId::new(format!("{name}/predict_learn"), label),
             |b| {
@@ -157,7 +215,7 @@ fn ctr(c: &mut Criterion) {
         "ctr: {CTR_ROWS} rows, {:.1} entries per row, dim {dim}",
         nnz as f64 / CTR_ROWS as f64
     );
-    bench_pass(c, "ctr-200k", "bits22", dim, &batches);
+    bench_pass(c, "ctr-200k", "bits22", dim, &batches, &LEARNERS);
 }
 
 fn synthetic_grid(c: &mut Criterion) {
@@ -166,7 +224,8 @@ fn synthetic_grid(c: &mut Criterion) {
             for bits in [18, 22] {
                 let batches = synthetic(rows, nnz, bits);
                 let label = format!("rows{rows}/nnz{nnz}/bits{bits}");
-                bench_pass(c, "synthetic", &label, 1 << bits, &batches);
+                bench_pass(c, "synthetic", &label, 1 << bits, &batches, &LEARNERS);
+                bench_pass(c, "synthetic", &label, 1 << bits, &batches, &COUNT_LEARNERS);
             }
         }
     }

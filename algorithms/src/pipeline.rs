@@ -15,6 +15,9 @@ use crate::feature::load_step;
 use crate::features::{Examples, Features};
 use crate::transform::{FeatureStep, ToFeatures};
 
+/// The kind written in model files that hold a bare [`Pipeline`].
+pub const PIPELINE_KIND: &str = "eddy-pipeline";
+
 /// The pipeline document format this build writes and the newest it reads.
 pub const PIPELINE_FORMAT: u32 = 1;
 
@@ -121,6 +124,21 @@ impl Pipeline {
         }
         self.featurizer.update(&b)?;
         label.examples_into(&b, &self.featurizer, out)
+    }
+
+    /// Writes the pipeline as a model file (checksummed, versioned; temp file, fsync, rename).
+    pub fn save(&self, path: &std::path::Path) -> Result<()> {
+        crate::model::save_model(path, PIPELINE_KIND, &self.to_json()?.to_string())
+    }
+
+    /// Reads a pipeline file, refusing a corrupt, truncated, foreign or newer one.
+    pub fn load(path: &std::path::Path) -> Result<Self> {
+        let text: String = crate::model::load_model(path, PIPELINE_KIND)?;
+        let value = serde_json::from_str(&text).map_err(|e| Error::ModelFile {
+            path: path.display().to_string(),
+            message: format!("corrupt pipeline document: {e}"),
+        })?;
+        Self::from_json(value)
     }
 
     /// The versioned document of the whole pipeline.
@@ -288,6 +306,23 @@ mod tests {
         let text = serde_json::to_string(&p).unwrap();
         let again: Pipeline = serde_json::from_str(&text).unwrap();
         assert_eq!(again, p);
+    }
+
+    #[test]
+    fn pipeline_files_round_trip_and_damaged_ones_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("features.eddy");
+        let p = pipeline();
+        p.save(&path).unwrap();
+        let back = Pipeline::load(&path).unwrap();
+        let b = batch(25, 7);
+        assert_eq!(back.transform(&b).unwrap(), p.transform(&b).unwrap());
+        let mut bytes = std::fs::read(&path).unwrap();
+        let at = bytes.len() / 2;
+        bytes[at] ^= 1;
+        std::fs::write(&path, &bytes).unwrap();
+        let e = Pipeline::load(&path).unwrap_err().to_string();
+        assert!(e.contains("features.eddy"), "{e}");
     }
 
     #[test]
