@@ -11,6 +11,7 @@
 //! |---|---|
 //! | [`conformance`] | the suite every online learner passes |
 //! | [`columns`] | typed column access with errors naming step and column |
+//! | [`eval`] | streaming metrics and progressive validation (test-then-train, label delay, window and tail reports) |
 //! | [`feature`] | feature steps: numeric and categorical, loaded by kind |
 //! | [`features`] | [`CsrMatrix`](features::CsrMatrix), [`Features`](features::Features), [`Examples`](features::Examples) |
 //! | [`transform`] | the step contracts: `Transformer`, `Estimator`, `OnlineEstimator`, `Mergeable`, `ToFeatures`, `Params` |

@@ -30,11 +30,9 @@ impl Metric for LogLoss {
     fn update(&mut self, prediction: f32, label: f32, weight: f32) {
         let p = f64::from(prediction).clamp(LOGLOSS_EPS, 1.0 - LOGLOSS_EPS);
         let y = f64::from(label);
-        // The 0/1 cases take one logarithm, of a bitwise select rather than a branch (labels
-        // are hard to predict); the general formula serves soft labels.
+        // The 0/1 cases take one logarithm; the general formula serves soft labels.
         let loss = if y == 0.0 || y == 1.0 {
-            let mask = u64::from(y == 1.0).wrapping_neg();
-            -f64::from_bits((p.to_bits() & mask) | ((1.0 - p).to_bits() & !mask)).ln()
+            -(if y == 1.0 { p } else { 1.0 - p }).ln()
         } else {
             -(y * p.ln() + (1.0 - y) * (1.0 - p).ln())
         };

@@ -3,5 +3,4 @@
 
 mod learner;
 mod metrics;
-mod perf_tmp;
 mod progressive;
