@@ -38,10 +38,12 @@
 //! | [`source`] | the [`Source`](source::Source) contract (position/seek), dead letters, built-in sources |
 //! | [`sink`] | the two-phase [`Sink`](sink::Sink) contract and built-in sinks |
 //! | [`dataflow`] | builder, chaining plan, runtime, job handle |
+//! | [`checkpoint`] | completed checkpoints and the local-directory [`CheckpointStore`](checkpoint::CheckpointStore) |
 //! | [`datagen`] | deterministic synthetic streams (`eddy gen ctr`) |
 //! | [`metrics`] | per-operator counters and the job summary |
 //! | [`error`] | one error enum, classified by domain |
 
+pub mod checkpoint;
 pub mod dataflow;
 pub mod datagen;
 pub mod error;

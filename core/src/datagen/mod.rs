@@ -3,7 +3,7 @@
 //! | module | what |
 //! |---|---|
 //! | [`ctr`] | a click stream drawn from a hidden logistic model with interactions |
-//! | [`format`] | compact, stable number formatting shared by the writers |
+//! | [`format`](mod@self::format) | compact, stable number formatting shared by the writers |
 
 pub mod ctr;
 pub mod format;

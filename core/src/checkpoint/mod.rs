@@ -1,0 +1,149 @@
+//! Completed checkpoints and where they are kept (ARCHITECTURE §3 "Checkpoints").
+//!
+//! When a barrier has passed every task, the coordinator holds one [`TaskAck`] per task. Those
+//! acks, turned into [`TaskSnapshot`]s, make a [`CompletedCheckpoint`], which a
+//! [`CheckpointStore`] writes durably and gives back on restore.
+//!
+//! ```
+//! use eddy_core::checkpoint::{CheckpointStore, CompletedCheckpoint, TaskSnapshot};
+//! use eddy_core::message::Epoch;
+//! use eddy_core::source::SourcePosition;
+//!
+//! let dir = tempfile::tempdir()?;
+//! let store = CheckpointStore::open(dir.path(), 2)?;
+//! let source = TaskSnapshot {
+//!     task: "events[0]".into(),
+//!     position: Some(SourcePosition::of(&42u64)),
+//!     states: vec![None, Some(b"counts".to_vec())],
+//! };
+//! store.write(&CompletedCheckpoint::new(Epoch(1), vec![source]))?;
+//! let restored = store.latest()?.expect("one checkpoint was written");
+//! assert_eq!(restored.epoch, Epoch(1));
+//! assert_eq!(restored.tasks[0].states[1].as_deref(), Some(&b"counts"[..]));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! | module | what |
+//! |---|---|
+//! | [`store`] | [`CheckpointStore`]: a local directory, write-then-rename, checksummed manifest, retention |
+//! | `format` | the on-disk layout: `MANIFEST.json` and the per-task state files |
+
+mod format;
+pub mod store;
+
+pub use store::CheckpointStore;
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use crate::dataflow::TaskAck;
+use crate::error::{Error, Result};
+use crate::message::Epoch;
+use crate::source::SourcePosition;
+
+/// What one task reported when the barrier of a checkpoint passed it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct TaskSnapshot {
+    /// Task name (`head[subtask]`), unique within a checkpoint.
+    pub task: String,
+    /// Source position at the barrier, for source tasks.
+    pub position: Option<SourcePosition>,
+    /// Operator states by chain stage (`None`: the stage is stateless).
+    pub states: Vec<Option<Vec<u8>>>,
+}
+
+impl From<TaskAck> for TaskSnapshot {
+    fn from(ack: TaskAck) -> Self {
+        TaskSnapshot {
+            task: ack.task,
+            position: ack.position,
+            states: ack.states,
+        }
+    }
+}
+
+/// A checkpoint whose barrier has passed every task: the unit a [`CheckpointStore`] keeps.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct CompletedCheckpoint {
+    /// The checkpoint.
+    pub epoch: Epoch,
+    /// When it completed, in milliseconds since the Unix epoch.
+    pub created_ms: u64,
+    /// One snapshot per task.
+    pub tasks: Vec<TaskSnapshot>,
+}
+
+impl CompletedCheckpoint {
+    /// A checkpoint of `epoch` completed now.
+    pub fn new(epoch: Epoch, tasks: Vec<TaskSnapshot>) -> Self {
+        let created_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+            .unwrap_or(0);
+        CompletedCheckpoint {
+            epoch,
+            created_ms,
+            tasks,
+        }
+    }
+
+    /// A checkpoint of `epoch` completed now, from the tasks' acks. Fails if an ack belongs to
+    /// another epoch (a bug in the coordinator).
+    pub fn from_acks(epoch: Epoch, acks: impl IntoIterator<Item = TaskAck>) -> Result<Self> {
+        let tasks = acks
+            .into_iter()
+            .map(|ack| {
+                if ack.epoch == epoch {
+                    Ok(TaskSnapshot::from(ack))
+                } else {
+                    Err(Error::Internal(format!(
+                        "checkpoint {epoch}: task `{}` acknowledged epoch {}",
+                        ack.task, ack.epoch
+                    )))
+                }
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(CompletedCheckpoint::new(epoch, tasks))
+    }
+
+    /// The snapshot of the task named `task`, if it took part.
+    pub fn task(&self, task: &str) -> Option<&TaskSnapshot> {
+        self.tasks.iter().find(|t| t.task == task)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ack(epoch: u64, task: &str) -> TaskAck {
+        TaskAck {
+            epoch: Epoch(epoch),
+            task: task.into(),
+            position: Some(SourcePosition::of(&7u32)),
+            states: vec![Some(vec![1, 2]), None],
+        }
+    }
+
+    #[test]
+    fn from_acks_keeps_everything_the_tasks_reported() -> Result<()> {
+        let chk = CompletedCheckpoint::from_acks(Epoch(3), [ack(3, "a[0]"), ack(3, "b[1]")])?;
+        assert_eq!(chk.epoch, Epoch(3));
+        assert!(chk.created_ms > 0);
+        let b = chk
+            .task("b[1]")
+            .ok_or_else(|| Error::Internal("no b[1]".into()))?;
+        assert_eq!(b.position, Some(SourcePosition::of(&7u32)));
+        assert_eq!(b.states, vec![Some(vec![1, 2]), None]);
+        assert!(chk.task("c[0]").is_none());
+        Ok(())
+    }
+
+    #[test]
+    fn from_acks_rejects_an_ack_of_another_epoch() {
+        let err = CompletedCheckpoint::from_acks(Epoch(3), [ack(3, "a[0]"), ack(2, "b[1]")])
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(err.contains("`b[1]` acknowledged epoch 2"), "{err}");
+    }
+}

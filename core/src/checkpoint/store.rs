@@ -1,0 +1,388 @@
+//! [`CheckpointStore`]: completed checkpoints kept in a local directory.
+//!
+//! Each checkpoint is a directory `chk-<epoch>/` (layout in the `format` module). Every file is
+//! written under a temporary name, fsynced and renamed into place; the directory is fsynced;
+//! `MANIFEST.json` is written last, so its presence means the checkpoint is complete. On
+//! load, the manifest's own checksum and every file's length and xxh3-64 checksum are checked.
+//! A checkpoint that does not verify is refused, loudly, never half-used.
+
+use std::collections::HashSet;
+use std::fs::{self, File};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+use super::format::{self, FileEntry, Manifest, TaskEntry, FORMAT_VERSION, MANIFEST};
+use super::{CompletedCheckpoint, TaskSnapshot};
+use crate::error::{Error, Result};
+use crate::message::Epoch;
+
+const DIR_PREFIX: &str = "chk-";
+const TMP_PREFIX: &str = ".tmp-";
+
+/// A local directory of completed checkpoints, keeping the newest `retain` of them.
+///
+/// One store per job directory, with one writer at a time.
+#[derive(Debug, Clone)]
+pub struct CheckpointStore {
+    dir: PathBuf,
+    retain: usize,
+}
+
+impl CheckpointStore {
+    /// Opens (creating it if needed) the store in `dir`, keeping the newest `retain` (≥ 1)
+    /// complete checkpoints after each write.
+    pub fn open(dir: impl Into<PathBuf>, retain: usize) -> Result<Self> {
+        let dir = dir.into();
+        if retain == 0 {
+            return Err(Error::config(
+                "checkpoint.retain",
+                "must keep at least 1 checkpoint, got 0",
+            ));
+        }
+        fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+        Ok(CheckpointStore { dir, retain })
+    }
+
+    /// The store's directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The directory checkpoint `epoch` lives in.
+    pub fn checkpoint_dir(&self, epoch: Epoch) -> PathBuf {
+        self.dir.join(format!("{DIR_PREFIX}{epoch}"))
+    }
+
+    /// Writes `checkpoint` durably and returns its directory, then applies retention.
+    ///
+    /// An incomplete directory of the same epoch (left by a crash) is replaced; a complete
+    /// one is an error, since epochs only grow.
+    pub fn write(&self, checkpoint: &CompletedCheckpoint) -> Result<PathBuf> {
+        let epoch = checkpoint.epoch;
+        let dir = self.checkpoint_dir(epoch);
+        check_task_names(checkpoint)?;
+        if dir.exists() {
+            if dir.join(MANIFEST).exists() && self.verify(epoch).is_ok() {
+                return Err(Error::Internal(format!(
+                    "checkpoint {epoch} already exists in {}",
+                    dir.display()
+                )));
+            }
+            tracing::warn!(dir = %dir.display(), "replacing an incomplete or corrupt checkpoint");
+            remove_checkpoint_dir(&dir)?;
+        }
+        fs::create_dir(&dir).map_err(|e| Error::io(&dir, e))?;
+        sync_dir(&self.dir)?;
+
+        let mut tasks = Vec::with_capacity(checkpoint.tasks.len());
+        let mut files = Vec::with_capacity(checkpoint.tasks.len());
+        for (i, task) in checkpoint.tasks.iter().enumerate() {
+            let name = format!("task-{i}.bin");
+            let bytes = format::encode_states(&task.states).map_err(|m| {
+                Error::Internal(format!("checkpoint {epoch}, task `{}`: {m}", task.task))
+            })?;
+            write_atomic(&dir, &name, &bytes)?;
+            files.push(FileEntry {
+                name: name.clone(),
+                len: bytes.len() as u64,
+                xxh3: format::checksum(&bytes),
+            });
+            tasks.push(TaskEntry {
+                task: task.task.clone(),
+                position: task.position.clone(),
+                file: name,
+            });
+        }
+        sync_dir(&dir)?;
+
+        let manifest = Manifest {
+            format: FORMAT_VERSION,
+            epoch: epoch.0,
+            created_ms: checkpoint.created_ms,
+            tasks,
+            files,
+        };
+        let bytes = format::encode_manifest(&manifest).map_err(|m| {
+            Error::Internal(format!("checkpoint {epoch}: cannot encode manifest: {m}"))
+        })?;
+        write_atomic(&dir, MANIFEST, &bytes)?;
+        sync_dir(&dir)?;
+
+        self.retain_newest(epoch)?;
+        Ok(dir)
+    }
+
+    /// The epochs of complete checkpoints (those with a manifest), oldest first. Their
+    /// contents are verified when loaded.
+    pub fn list(&self) -> Result<Vec<Epoch>> {
+        Ok(self
+            .scan()?
+            .into_iter()
+            .filter(|&e| self.checkpoint_dir(e).join(MANIFEST).is_file())
+            .collect())
+    }
+
+    /// Loads checkpoint `epoch`, verifying it completely. The error names the file and what
+    /// failed.
+    pub fn load(&self, epoch: Epoch) -> Result<CompletedCheckpoint> {
+        let dir = self.checkpoint_dir(epoch);
+        let manifest = read_manifest(&dir)?;
+        if manifest.epoch != epoch.0 {
+            return Err(corrupt(
+                dir.join(MANIFEST),
+                format!("manifest is for epoch {}, expected {epoch}", manifest.epoch),
+            ));
+        }
+        let mut tasks = Vec::with_capacity(manifest.tasks.len());
+        for entry in &manifest.tasks {
+            let bytes = read_verified(&dir, &manifest, &entry.file)?;
+            let states =
+                format::decode_states(&bytes).map_err(|m| corrupt(dir.join(&entry.file), m))?;
+            tasks.push(TaskSnapshot {
+                task: entry.task.clone(),
+                position: entry.position.clone(),
+                states,
+            });
+        }
+        Ok(CompletedCheckpoint {
+            epoch,
+            created_ms: manifest.created_ms,
+            tasks,
+        })
+    }
+
+    /// The newest checkpoint that verifies completely, or `None` when there is none at all.
+    ///
+    /// Every newer checkpoint that is incomplete or corrupt is refused with a warning naming
+    /// its directory and the reason. If checkpoints were completed but not one verifies, this
+    /// is an error rather than `None`: starting from scratch would silently lose state.
+    pub fn latest(&self) -> Result<Option<CompletedCheckpoint>> {
+        let mut refused = Vec::new();
+        for epoch in self.scan()?.into_iter().rev() {
+            let dir = self.checkpoint_dir(epoch);
+            if !dir.join(MANIFEST).exists() {
+                tracing::warn!(
+                    dir = %dir.display(),
+                    "refusing checkpoint {epoch}: incomplete, no {MANIFEST} (crash during write?)"
+                );
+                continue;
+            }
+            match self.load(epoch) {
+                Ok(checkpoint) => return Ok(Some(checkpoint)),
+                Err(e) => {
+                    tracing::warn!(dir = %dir.display(), "refusing checkpoint {epoch}: {e}");
+                    refused.push(format!("{epoch}: {e}"));
+                }
+            }
+        }
+        if refused.is_empty() {
+            Ok(None)
+        } else {
+            Err(corrupt(
+                self.dir.clone(),
+                format!("no completed checkpoint verifies ({})", refused.join("; ")),
+            ))
+        }
+    }
+
+    /// Checks checkpoint `epoch` completely without keeping its contents.
+    fn verify(&self, epoch: Epoch) -> Result<()> {
+        self.load(epoch).map(|_| ())
+    }
+
+    /// Every `chk-<epoch>` directory, complete or not, oldest first.
+    fn scan(&self) -> Result<Vec<Epoch>> {
+        let entries = fs::read_dir(&self.dir).map_err(|e| Error::io(&self.dir, e))?;
+        let mut epochs = Vec::new();
+        for entry in entries {
+            let entry = entry.map_err(|e| Error::io(&self.dir, e))?;
+            let name = entry.file_name();
+            let Some(epoch) = name.to_str().and_then(parse_dir_name) else {
+                continue;
+            };
+            if entry.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+                epochs.push(epoch);
+            }
+        }
+        epochs.sort();
+        Ok(epochs)
+    }
+
+    /// Keeps the newest `retain` sound checkpoints up to `written` and deletes every other
+    /// checkpoint directory older than `written` (older checkpoints, crash leftovers, corrupt
+    /// ones). "Sound" checks the manifest and file lengths, not the data checksums: rereading
+    /// every kept checkpoint on each write would cost more than the check is worth; `load`
+    /// checks them all.
+    fn retain_newest(&self, written: Epoch) -> Result<()> {
+        let mut kept = 0usize;
+        for epoch in self.scan()?.into_iter().rev() {
+            if epoch > written {
+                continue;
+            }
+            let dir = self.checkpoint_dir(epoch);
+            if kept < self.retain && (epoch == written || is_sound(&dir)) {
+                kept += 1;
+                continue;
+            }
+            remove_checkpoint_dir(&dir)?;
+        }
+        sync_dir(&self.dir)
+    }
+}
+
+/// `chk-<n>` with `n` written exactly as an epoch is displayed (no sign, no leading zeros).
+fn parse_dir_name(name: &str) -> Option<Epoch> {
+    let digits = name.strip_prefix(DIR_PREFIX)?;
+    let n: u64 = digits.parse().ok()?;
+    (n.to_string() == digits).then_some(Epoch(n))
+}
+
+fn check_task_names(checkpoint: &CompletedCheckpoint) -> Result<()> {
+    let mut seen = HashSet::new();
+    for task in &checkpoint.tasks {
+        if !seen.insert(task.task.as_str()) {
+            return Err(Error::Internal(format!(
+                "checkpoint {}: task `{}` appears twice",
+                checkpoint.epoch, task.task
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// An `Error::Io` of kind `InvalidData` on `path`: the file is there but its contents are wrong.
+fn corrupt(path: PathBuf, message: String) -> Error {
+    Error::io(path, io::Error::new(io::ErrorKind::InvalidData, message))
+}
+
+fn read_manifest(dir: &Path) -> Result<Manifest> {
+    let path = dir.join(MANIFEST);
+    let bytes = fs::read(&path).map_err(|e| Error::io(&path, e))?;
+    format::decode_manifest(&bytes).map_err(|m| corrupt(path, m))
+}
+
+/// Reads `name` from `dir` and checks it against its manifest entry.
+fn read_verified(dir: &Path, manifest: &Manifest, name: &str) -> Result<Vec<u8>> {
+    let path = dir.join(name);
+    let entry = manifest
+        .files
+        .iter()
+        .find(|f| f.name == name)
+        .ok_or_else(|| corrupt(path.clone(), "not listed in the manifest's files".into()))?;
+    let bytes = fs::read(&path).map_err(|e| Error::io(&path, e))?;
+    if bytes.len() as u64 != entry.len {
+        return Err(corrupt(
+            path,
+            format!(
+                "length mismatch: manifest says {} bytes, file has {}",
+                entry.len,
+                bytes.len()
+            ),
+        ));
+    }
+    let actual = format::checksum(&bytes);
+    if actual != entry.xxh3 {
+        return Err(corrupt(
+            path,
+            format!(
+                "checksum mismatch: manifest says xxh3 {}, file hashes to {actual}",
+                entry.xxh3
+            ),
+        ));
+    }
+    Ok(bytes)
+}
+
+/// Manifest verifies and every listed file exists with the listed length.
+fn is_sound(dir: &Path) -> bool {
+    read_manifest(dir).is_ok_and(|m| {
+        m.files.iter().all(|f| {
+            fs::metadata(dir.join(&f.name)).is_ok_and(|md| md.is_file() && md.len() == f.len)
+        })
+    })
+}
+
+/// Writes `bytes` to `dir/.tmp-<name>`, fsyncs it and renames it to `dir/<name>`. The caller
+/// fsyncs `dir` to make the rename durable.
+fn write_atomic(dir: &Path, name: &str, bytes: &[u8]) -> Result<()> {
+    let tmp = dir.join(format!("{TMP_PREFIX}{name}"));
+    let mut file = File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
+    file.write_all(bytes).map_err(|e| Error::io(&tmp, e))?;
+    file.sync_all().map_err(|e| Error::io(&tmp, e))?;
+    drop(file);
+    let path = dir.join(name);
+    fs::rename(&tmp, &path).map_err(|e| Error::io(&path, e))
+}
+
+/// Makes renames and removals inside `dir` durable. Directories cannot be opened for syncing
+/// on every platform; there the rename is as durable as the OS makes it.
+fn sync_dir(dir: &Path) -> Result<()> {
+    #[cfg(unix)]
+    {
+        File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(|e| Error::io(dir, e))?;
+    }
+    #[cfg(not(unix))]
+    let _ = dir;
+    Ok(())
+}
+
+/// Removes a checkpoint directory, its manifest first, so that a crash midway leaves an
+/// incomplete checkpoint rather than a damaged complete one.
+fn remove_checkpoint_dir(dir: &Path) -> Result<()> {
+    let manifest = dir.join(MANIFEST);
+    match fs::remove_file(&manifest) {
+        Ok(()) => sync_dir(dir)?,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(Error::io(manifest, e)),
+    }
+    fs::remove_dir_all(dir).map_err(|e| Error::io(dir, e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dir_names_parse_only_in_canonical_form() {
+        assert_eq!(parse_dir_name("chk-0"), Some(Epoch(0)));
+        assert_eq!(parse_dir_name("chk-17"), Some(Epoch(17)));
+        assert_eq!(parse_dir_name("chk-017"), None);
+        assert_eq!(parse_dir_name("chk-+1"), None);
+        assert_eq!(parse_dir_name("chk-"), None);
+        assert_eq!(parse_dir_name("chk-1.tmp"), None);
+        assert_eq!(parse_dir_name("other-1"), None);
+    }
+
+    #[test]
+    fn retain_zero_is_a_config_error() {
+        let dir = std::env::temp_dir().join("eddy-checkpoint-retain-zero-never-created");
+        let err = CheckpointStore::open(&dir, 0).err().map(|e| e.to_string());
+        assert!(
+            err.as_deref()
+                .is_some_and(|e| e.contains("checkpoint.retain")),
+            "{err:?}"
+        );
+        assert!(!dir.exists());
+    }
+
+    #[test]
+    fn duplicate_task_names_are_refused_before_anything_is_written() -> Result<()> {
+        let tmp = tempfile::tempdir().map_err(|e| Error::io("tempdir", e))?;
+        let store = CheckpointStore::open(tmp.path(), 1)?;
+        let task = TaskSnapshot {
+            task: "a[0]".into(),
+            position: None,
+            states: vec![],
+        };
+        let chk = CompletedCheckpoint::new(Epoch(1), vec![task.clone(), task]);
+        let err = store.write(&chk).err().map(|e| e.to_string());
+        assert!(
+            err.as_deref().is_some_and(|e| e.contains("appears twice")),
+            "{err:?}"
+        );
+        assert!(!store.checkpoint_dir(Epoch(1)).exists());
+        Ok(())
+    }
+}
