@@ -137,6 +137,18 @@ pub(crate) fn check_sketch_size(kind: &str, k: usize) -> Result<()> {
 }
 
 /// `f(x)` for every slot of `arr` in one vectorizable pass; the null mask is kept as is.
+/// Every input column of a step as `Float64`, in order; errors name the step and the column.
+pub(crate) fn f64_inputs<'a>(
+    batch: &'a arrow::record_batch::RecordBatch,
+    kind: &str,
+    columns: &[String],
+) -> Result<Vec<std::borrow::Cow<'a, Float64Array>>> {
+    columns
+        .iter()
+        .map(|c| crate::columns::f64_column(batch, kind, c))
+        .collect()
+}
+
 pub(crate) fn map_values(arr: &Float64Array, f: impl Fn(f64) -> f64) -> ArrayRef {
     Arc::new(arr.unary::<_, Float64Type>(f))
 }

@@ -14,8 +14,8 @@ use serde::{Deserialize, Serialize};
 
 use super::bucketizer::{bucketize, NanPolicy, OutOfRangePolicy};
 use super::common::{
-    check_cols, check_sketch_size, corrupt, feature_step, merge_mismatch, not_fitted, outputs,
-    valid_params,
+    check_cols, check_sketch_size, corrupt, f64_inputs, feature_step, merge_mismatch, not_fitted,
+    outputs, valid_params,
 };
 use super::sketch::{QuantileSketch, DEFAULT_SKETCH_SIZE};
 use crate::columns::{f64_column, with_columns};
@@ -201,12 +201,7 @@ impl Transformer for QuantileDiscretizer {
 
 impl OnlineEstimator for QuantileDiscretizer {
     fn update(&mut self, batch: &RecordBatch) -> Result<()> {
-        let cols = self
-            .params
-            .input_cols
-            .iter()
-            .map(|c| f64_column(batch, Self::KIND, c))
-            .collect::<Result<Vec<_>>>()?;
+        let cols = f64_inputs(batch, Self::KIND, &self.params.input_cols)?;
         for (s, arr) in self.sketches.iter_mut().zip(&cols) {
             s.insert_array(arr);
         }

@@ -19,8 +19,8 @@ use arrow::record_batch::RecordBatch;
 use serde::{Deserialize, Serialize};
 
 use super::common::{
-    check_cols, check_sketch_size, corrupt, feature_step, merge_mismatch, not_fitted, outputs,
-    valid_params,
+    check_cols, check_sketch_size, corrupt, f64_inputs, feature_step, merge_mismatch, not_fitted,
+    outputs, valid_params,
 };
 use super::impute_state::Surrogate;
 use super::sketch::DEFAULT_SKETCH_SIZE;
@@ -241,12 +241,7 @@ impl Transformer for Imputer {
 
 impl OnlineEstimator for Imputer {
     fn update(&mut self, batch: &RecordBatch) -> Result<()> {
-        let cols = self
-            .params
-            .input_cols
-            .iter()
-            .map(|c| f64_column(batch, Self::KIND, c))
-            .collect::<Result<Vec<_>>>()?;
+        let cols = f64_inputs(batch, Self::KIND, &self.params.input_cols)?;
         for (s, arr) in self.states.iter_mut().zip(&cols) {
             s.update(arr);
         }

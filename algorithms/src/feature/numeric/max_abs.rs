@@ -8,8 +8,8 @@ use arrow::record_batch::RecordBatch;
 use serde::{Deserialize, Serialize};
 
 use super::common::{
-    check_cols, corrupt, feature_step, for_each_finite, map_values, merge_mismatch, not_fitted,
-    outputs, valid_params,
+    check_cols, corrupt, f64_inputs, feature_step, for_each_finite, map_values, merge_mismatch,
+    not_fitted, outputs, valid_params,
 };
 use crate::columns::{f64_column, with_columns};
 use crate::error::{Error, Result};
@@ -132,12 +132,7 @@ impl Transformer for MaxAbsScaler {
 
 impl OnlineEstimator for MaxAbsScaler {
     fn update(&mut self, batch: &RecordBatch) -> Result<()> {
-        let cols = self
-            .params
-            .input_cols
-            .iter()
-            .map(|c| f64_column(batch, Self::KIND, c))
-            .collect::<Result<Vec<_>>>()?;
+        let cols = f64_inputs(batch, Self::KIND, &self.params.input_cols)?;
         for (m, arr) in self.max_abs.iter_mut().zip(&cols) {
             for_each_finite(arr, |v| fold(m, v.abs()));
         }

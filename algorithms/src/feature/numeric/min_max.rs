@@ -11,7 +11,7 @@ use arrow::record_batch::RecordBatch;
 use serde::{Deserialize, Serialize};
 
 use super::common::{
-    check_cols, corrupt, feature_step, map_values, merge_mismatch, not_fitted, outputs,
+    check_cols, corrupt, f64_inputs, feature_step, map_values, merge_mismatch, not_fitted, outputs,
     valid_params,
 };
 use super::stats::Extent;
@@ -158,12 +158,7 @@ impl Transformer for MinMaxScaler {
 
 impl OnlineEstimator for MinMaxScaler {
     fn update(&mut self, batch: &RecordBatch) -> Result<()> {
-        let cols = self
-            .params
-            .input_cols
-            .iter()
-            .map(|c| f64_column(batch, Self::KIND, c))
-            .collect::<Result<Vec<_>>>()?;
+        let cols = f64_inputs(batch, Self::KIND, &self.params.input_cols)?;
         for (e, arr) in self.extents.iter_mut().zip(&cols) {
             e.merge(&Extent::of(arr));
         }

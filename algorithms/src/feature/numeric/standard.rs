@@ -10,7 +10,7 @@ use arrow::record_batch::RecordBatch;
 use serde::{Deserialize, Serialize};
 
 use super::common::{
-    check_cols, corrupt, feature_step, map_values, merge_mismatch, not_fitted, outputs,
+    check_cols, corrupt, f64_inputs, feature_step, map_values, merge_mismatch, not_fitted, outputs,
     valid_params,
 };
 use super::stats::Moments;
@@ -148,12 +148,7 @@ impl Transformer for StandardScaler {
 
 impl OnlineEstimator for StandardScaler {
     fn update(&mut self, batch: &RecordBatch) -> Result<()> {
-        let cols = self
-            .params
-            .input_cols
-            .iter()
-            .map(|c| f64_column(batch, Self::KIND, c))
-            .collect::<Result<Vec<_>>>()?;
+        let cols = f64_inputs(batch, Self::KIND, &self.params.input_cols)?;
         for (m, arr) in self.stats.iter_mut().zip(&cols) {
             m.merge(&Moments::of(arr));
         }
