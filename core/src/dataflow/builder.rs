@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::rc::Rc;
 use std::sync::Arc;
 
+use crate::dataflow::checkpointing::CheckpointConfig;
 use crate::operator::{factory_from_clone, Operator, OperatorFactory};
 use crate::partition::Edge;
 use crate::sink::{Sink, SinkFactory};
@@ -30,6 +31,8 @@ pub struct DataflowConfig {
     pub dead_letter_path: Option<PathBuf>,
     /// How long a followed source sleeps when it has no new data.
     pub idle_poll: std::time::Duration,
+    /// Checkpoints and restore; the default takes none.
+    pub checkpoint: CheckpointConfig,
 }
 
 impl Default for DataflowConfig {
@@ -43,6 +46,7 @@ impl Default for DataflowConfig {
             on_error: ErrorPolicy::DeadLetter,
             dead_letter_path: None,
             idle_poll: std::time::Duration::from_millis(20),
+            checkpoint: CheckpointConfig::default(),
         }
     }
 }

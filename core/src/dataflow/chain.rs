@@ -52,7 +52,7 @@ pub(crate) struct Chain {
     pub(crate) head_metrics: Arc<OperatorMetrics>,
 }
 
-fn op_error(task: &TaskInfo, e: Error) -> Error {
+pub(crate) fn op_error(task: &TaskInfo, e: Error) -> Error {
     match e {
         Error::Operator { .. } => e,
         Error::Malformed { .. } | Error::Schema { .. } | Error::Config { .. } => e,
@@ -248,6 +248,14 @@ impl Chain {
         }
         self.broadcast_all(&Message::Barrier(barrier), pending);
         Ok(states)
+    }
+
+    /// Checkpoint `epoch` (and every one before it) completed: the sink publishes it.
+    pub(crate) fn commit(&mut self, epoch: crate::message::Epoch) -> Result<()> {
+        match &mut self.sink {
+            Some(s) => s.sink.commit(epoch).map_err(|e| op_error(&s.task, e)),
+            None => Ok(()),
+        }
     }
 
     /// Every input ended: operators flush in chain order, the sink closes, End goes out.

@@ -28,6 +28,14 @@ pub(crate) struct JobControl {
     pub(crate) failure: Mutex<Option<Error>>,
     pub(crate) checkpoint_requested: AtomicU64,
     pub(crate) acks: Mutex<Vec<TaskAck>>,
+    /// Where acks go while a checkpoint coordinator runs (instead of `acks`).
+    pub(crate) coordinator: Mutex<Option<std::sync::mpsc::Sender<TaskAck>>>,
+    /// The epoch restored on start (0: none); sources number barriers after it.
+    pub(crate) restored: AtomicU64,
+    /// Checkpoints written to the store, in order.
+    pub(crate) completed: Mutex<Vec<Epoch>>,
+    /// The newest completed epoch (0: none); chains with a sink commit it.
+    pub(crate) committed: tokio::sync::watch::Sender<u64>,
 }
 
 impl JobControl {
@@ -50,6 +58,13 @@ impl JobControl {
     }
 
     pub(crate) fn ack(&self, ack: TaskAck) {
+        let ack = match &*self.coordinator.lock().unwrap_or_else(|p| p.into_inner()) {
+            Some(tx) => match tx.send(ack) {
+                Ok(()) => return,
+                Err(std::sync::mpsc::SendError(ack)) => ack,
+            },
+            None => ack,
+        };
         self.acks
             .lock()
             .unwrap_or_else(|p| p.into_inner())

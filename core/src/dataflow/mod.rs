@@ -8,13 +8,16 @@
 //! | `chain` | the synchronous operator chain inside one task |
 //! | `runtime` | task loops, [`JobHandle`], barrier alignment, the summary |
 //! | `control` | job-wide flags, failures and checkpoint acknowledgements |
+//! | [`checkpointing`] | the checkpoint coordinator and exactly-once restore, [`CheckpointConfig`] |
 
 mod builder;
 mod chain;
+pub mod checkpointing;
 mod control;
 mod plan;
 mod runtime;
 
 pub use builder::{Dataflow, DataflowConfig, Stream};
+pub use checkpointing::CheckpointConfig;
 pub use control::TaskAck;
 pub use runtime::JobHandle;

@@ -5,10 +5,11 @@ use std::sync::Arc;
 
 use tokio::sync::mpsc::{channel, Receiver};
 
+use crate::checkpoint::TaskSnapshot;
 use crate::dataflow::builder::{Graph, NodeId, NodeKind, Port};
 use crate::dataflow::chain::{Chain, ChainOp, ChainSink, OutputEdge};
 use crate::error::{Error, Result};
-use crate::message::Message;
+use crate::message::{Epoch, Message};
 use crate::metrics::{MetricsRegistry, OperatorMetrics};
 use crate::operator::{Collector, TaskInfo};
 use crate::partition::{Edge, Partitioner};
@@ -26,6 +27,10 @@ pub(crate) struct Task {
     pub(crate) source: Option<(Box<dyn Source>, TaskInfo, Arc<OperatorMetrics>)>,
     pub(crate) chain: Chain,
     pub(crate) inputs: Vec<TaskInput>,
+    /// What to restore before the first record (set by the checkpoint restore step).
+    pub(crate) restore: Option<TaskSnapshot>,
+    /// The restored checkpoint, for the sink's recovery commit.
+    pub(crate) restored_epoch: Option<Epoch>,
 }
 
 struct ChainSpec {
@@ -208,6 +213,8 @@ pub(crate) fn build_tasks(
                     head_metrics: head_metrics.expect("chain has a node"),
                 },
                 inputs: Vec::new(),
+                restore: None,
+                restored_epoch: None,
             });
         }
         tasks.push(instances);

@@ -11,6 +11,7 @@ use tokio::sync::mpsc::error::TrySendError;
 
 use crate::dataflow::builder::Dataflow;
 use crate::dataflow::chain::{closed_error, Chain, Pending};
+use crate::dataflow::checkpointing::{self, Coordinator};
 use crate::dataflow::control::{JobControl, TaskAck};
 use crate::dataflow::plan::{build_tasks, Task, TaskInput};
 use crate::error::{Error, Result};
@@ -66,7 +67,26 @@ impl JobHandle {
         )
     }
 
-    /// Takes the checkpoint acknowledgements received so far.
+    /// The checkpoints the coordinator completed and wrote so far, oldest first (empty
+    /// without [`CheckpointConfig::dir`](crate::dataflow::CheckpointConfig::dir)).
+    pub fn completed_checkpoints(&self) -> Vec<Epoch> {
+        self.control
+            .completed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// The checkpoint this job restored on start, if any.
+    pub fn restored_checkpoint(&self) -> Option<Epoch> {
+        match self.control.restored.load(Ordering::SeqCst) {
+            0 => None,
+            e => Some(Epoch(e)),
+        }
+    }
+
+    /// Takes the checkpoint acknowledgements received so far. While a checkpoint coordinator
+    /// runs (a checkpoint directory is set), acks go to it instead and this stays empty.
     pub fn checkpoint_acks(&self) -> Vec<TaskAck> {
         std::mem::take(&mut *self.control.acks.lock().unwrap_or_else(|p| p.into_inner()))
     }
@@ -112,9 +132,32 @@ impl Dataflow {
             None => DeadLetterSink::in_memory(config.on_error),
         });
         let mut metrics = MetricsRegistry::default();
-        let (tasks, _) = build_tasks(&g, &mut metrics)?;
+        let (mut tasks, _) = build_tasks(&g, &mut metrics)?;
         drop(g);
         let control = Arc::new(JobControl::default());
+        let coordinator = match checkpointing::open_store(&config.checkpoint)? {
+            Some(store) => {
+                if let Some(epoch) = checkpointing::assign_restore(&store, &mut tasks)? {
+                    control.restored.store(epoch.0, Ordering::SeqCst);
+                    control
+                        .checkpoint_requested
+                        .store(epoch.0, Ordering::SeqCst);
+                }
+                let (tx, rx) = std::sync::mpsc::channel();
+                *control
+                    .coordinator
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner()) = Some(tx);
+                let coordinator = Coordinator {
+                    store,
+                    interval: config.checkpoint.interval,
+                    expected_tasks: tasks.len(),
+                    control: control.clone(),
+                };
+                Some((coordinator, rx))
+            }
+            None => None,
+        };
         let mut runtime = tokio::runtime::Builder::new_multi_thread();
         if config.threads > 0 {
             runtime.worker_threads(config.threads);
@@ -137,10 +180,26 @@ impl Dataflow {
             }
         }
         let ctl = control.clone();
+        let ctl_end = control.clone();
+        let coordinator_name = format!("eddy-checkpoints-{}", config.name);
         let dl = dead_letters.clone();
         let thread = std::thread::Builder::new()
             .name(format!("eddy-job-{}", config.name))
             .spawn(move || {
+                let coordinator = coordinator.and_then(|(c, rx)| {
+                    let spawned = std::thread::Builder::new()
+                        .name(coordinator_name)
+                        .spawn(move || c.run(rx));
+                    match spawned {
+                        Ok(t) => Some(t),
+                        Err(e) => {
+                            ctl.fail(Error::Internal(format!(
+                                "cannot start the checkpoint coordinator: {e}"
+                            )));
+                            None
+                        }
+                    }
+                });
                 runtime.block_on(async move {
                     let mut handles = Vec::new();
                     // A task records its own failure the moment it fails, so the root cause
@@ -195,6 +254,17 @@ impl Dataflow {
                         ctl.fail(e);
                     }
                 });
+                // the last sender goes: the coordinator handles the acks left and stops
+                ctl_end
+                    .coordinator
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .take();
+                if let Some(c) = coordinator {
+                    if c.join().is_err() {
+                        ctl_end.fail(Error::Internal("checkpoint coordinator panicked".into()));
+                    }
+                }
             })
             .map_err(|e| Error::Internal(format!("cannot start the job thread: {e}")))?;
         Ok(JobHandle {
@@ -291,9 +361,19 @@ async fn next_input(
     .await
 }
 
+/// What an operator task woke up for.
+enum Wake {
+    Input(Option<(usize, Option<Message>)>),
+    Committed(Epoch),
+    CommitsGone,
+}
+
 async fn run_operator_task(mut t: Task, control: Arc<JobControl>) -> Result<()> {
     let chain = &mut t.chain;
     chain.start()?;
+    checkpointing::restore_task(chain, None, t.restore.take(), t.restored_epoch)?;
+    // only a chain that ends in a sink listens for completed checkpoints
+    let mut commits = chain.sink.is_some().then(|| control.committed.subscribe());
     let n = t.inputs.len();
     let mut watermarks = vec![i64::MIN; n];
     let mut current_wm = i64::MIN;
@@ -306,7 +386,28 @@ async fn run_operator_task(mut t: Task, control: Arc<JobControl>) -> Result<()> 
         if control.is_cancelled() {
             return Ok(());
         }
-        let Some((ch, msg)) = next_input(&mut t.inputs, &blocked, &mut cursor).await else {
+        let wake = match commits.as_mut() {
+            Some(rx) => tokio::select! {
+                changed = rx.changed() => match changed {
+                    Ok(()) => Wake::Committed(Epoch(*rx.borrow_and_update())),
+                    Err(_) => Wake::CommitsGone,
+                },
+                m = next_input(&mut t.inputs, &blocked, &mut cursor) => Wake::Input(m),
+            },
+            None => Wake::Input(next_input(&mut t.inputs, &blocked, &mut cursor).await),
+        };
+        let next = match wake {
+            Wake::Input(next) => next,
+            Wake::Committed(epoch) => {
+                chain.commit(epoch)?;
+                continue;
+            }
+            Wake::CommitsGone => {
+                commits = None;
+                continue;
+            }
+        };
+        let Some((ch, msg)) = next else {
             return Err(Error::Internal(format!("{}: no open input", t.name)));
         };
         let Some(msg) = msg else {
@@ -390,9 +491,12 @@ fn run_source_task(
     let chain = &mut t.chain;
     source.open(&ctx)?;
     chain.start()?;
+    checkpointing::restore_task(chain, Some(&mut source), t.restore.take(), t.restored_epoch)?;
+    let mut commits = chain.sink.is_some().then(|| control.committed.subscribe());
     let mut pending = Vec::new();
     let mut stopped = false;
-    let mut injected = 0u64;
+    // barriers are numbered after the restored checkpoint
+    let mut injected = control.restored.load(Ordering::SeqCst);
     loop {
         if control.is_cancelled() {
             return Ok(());
@@ -400,6 +504,12 @@ fn run_source_task(
         if !stopped && control.stop_following.load(Ordering::Relaxed) {
             source.stop_following();
             stopped = true;
+        }
+        if let Some(rx) = commits.as_mut() {
+            if rx.has_changed().unwrap_or(false) {
+                let epoch = Epoch(*rx.borrow_and_update());
+                chain.commit(epoch)?;
+            }
         }
         let requested = control.checkpoint_requested.load(Ordering::SeqCst);
         if requested > injected {

@@ -1,0 +1,183 @@
+//! The checkpoint coordinator and exactly-once restore (ARCHITECTURE §3 "Checkpoints",
+//! "Failover").
+//!
+//! With [`CheckpointConfig::dir`] set, a job runs a coordinator next to its tasks:
+//!
+//! 1. it triggers a checkpoint every [`CheckpointConfig::interval`] (and whenever
+//!    [`JobHandle::trigger_checkpoint`](crate::dataflow::JobHandle::trigger_checkpoint) is
+//!    called): every source injects `Barrier(epoch)` between two batches;
+//! 2. it collects the tasks' acks; once every task of the plan (sources and operator chains)
+//!    acked an epoch, it builds a [`CompletedCheckpoint`] and writes it to the
+//!    [`CheckpointStore`];
+//! 3. only then does it tell the tasks, and every chain that ends in a sink calls
+//!    [`Sink::commit`](crate::sink::Sink::commit) with that epoch. `commit(e)` covers every
+//!    epoch up to `e` (a task may see only the newest of several completed epochs).
+//!
+//! On start, the newest checkpoint that verifies is restored: each task, matched by name
+//! (`head[subtask]`), seeks its source to the recorded position and restores each chained
+//! operator's state by stage index, after `on_start`/`open` and before the first record. A task
+//! or stage with no recorded state (a new operator) starts fresh. Epochs continue after the
+//! restored one. Then every sink gets `commit(restored)` before any record: the **recovery
+//! commit**, which tells a two-phase sink to publish what an earlier attempt pre-committed up to
+//! that epoch and to abort whatever it staged after it.
+//!
+//! Checkpoints complete only while every task runs: once a bounded source has ended, later
+//! barriers are not injected by it, and a bounded job's last records are published by
+//! `Sink::close`.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::checkpoint::{CheckpointStore, CompletedCheckpoint, TaskSnapshot};
+use crate::dataflow::chain::{op_error, Chain};
+use crate::dataflow::control::{JobControl, TaskAck};
+use crate::dataflow::plan::Task;
+use crate::error::{Error, Result};
+use crate::message::Epoch;
+use crate::source::Source;
+
+/// Checkpointing settings of a job. The default (no `dir`) takes no checkpoints.
+#[derive(Debug, Clone)]
+pub struct CheckpointConfig {
+    /// Directory of the [`CheckpointStore`]. `None` (default): no coordinator, no restore.
+    pub dir: Option<PathBuf>,
+    /// Time between periodic checkpoints. `None` (default): only on demand.
+    pub interval: Option<Duration>,
+    /// How many completed checkpoints to keep (default 3, at least 1).
+    pub retain: usize,
+}
+
+impl Default for CheckpointConfig {
+    fn default() -> Self {
+        CheckpointConfig {
+            dir: None,
+            interval: None,
+            retain: 3,
+        }
+    }
+}
+
+/// Opens the store of `config`, if checkpointing is on.
+pub(crate) fn open_store(config: &CheckpointConfig) -> Result<Option<CheckpointStore>> {
+    config
+        .dir
+        .as_ref()
+        .map(|dir| CheckpointStore::open(dir, config.retain))
+        .transpose()
+}
+
+/// Loads the newest good checkpoint and hands each task its snapshot. Returns the restored
+/// epoch, `None` when there is nothing to restore.
+pub(crate) fn assign_restore(store: &CheckpointStore, tasks: &mut [Task]) -> Result<Option<Epoch>> {
+    let Some(checkpoint) = store.latest()? else {
+        return Ok(None);
+    };
+    for task in tasks.iter_mut() {
+        if let Some(snapshot) = checkpoint.task(&task.name) {
+            if snapshot.states.len() > task.chain.ops.len() {
+                return Err(Error::config(
+                    format!("checkpoint.{}", task.name),
+                    format!(
+                        "checkpoint {} has state for {} chained operators, the task has {}",
+                        checkpoint.epoch,
+                        snapshot.states.len(),
+                        task.chain.ops.len()
+                    ),
+                ));
+            }
+            task.restore = Some(snapshot.clone());
+        }
+        task.restored_epoch = Some(checkpoint.epoch);
+    }
+    tracing::info!(epoch = %checkpoint.epoch, dir = %store.dir().display(), "restoring checkpoint");
+    Ok(Some(checkpoint.epoch))
+}
+
+/// Applies a task's restore step after `open`/`on_start`, before the first record: seeks the
+/// source, restores operator states by stage, and sends the sink its recovery commit.
+pub(crate) fn restore_task(
+    chain: &mut Chain,
+    source: Option<&mut Box<dyn Source>>,
+    snapshot: Option<TaskSnapshot>,
+    epoch: Option<Epoch>,
+) -> Result<()> {
+    if let Some(snapshot) = snapshot {
+        if let (Some(source), Some(position)) = (source, &snapshot.position) {
+            source.seek(position)?;
+        }
+        for (stage, state) in snapshot.states.iter().enumerate() {
+            if let (Some(state), Some(op)) = (state, chain.ops.get_mut(stage)) {
+                op.op.restore(state).map_err(|e| op_error(&op.task, e))?;
+            }
+        }
+    }
+    if let Some(epoch) = epoch {
+        chain.commit(epoch)?;
+    }
+    Ok(())
+}
+
+/// The coordinator's loop: collects acks, triggers on the interval, completes checkpoints.
+/// Runs on its own thread until every ack sender is gone (the job finished).
+pub(crate) struct Coordinator {
+    pub(crate) store: CheckpointStore,
+    pub(crate) interval: Option<Duration>,
+    pub(crate) expected_tasks: usize,
+    pub(crate) control: Arc<JobControl>,
+}
+
+impl Coordinator {
+    pub(crate) fn run(self, acks: Receiver<TaskAck>) {
+        let mut pending: BTreeMap<Epoch, Vec<TaskAck>> = BTreeMap::new();
+        let mut next_trigger = self.interval.map(|i| Instant::now() + i);
+        loop {
+            let received = match next_trigger {
+                Some(at) => acks.recv_timeout(at.saturating_duration_since(Instant::now())),
+                None => acks.recv().map_err(|_| RecvTimeoutError::Disconnected),
+            };
+            match received {
+                Ok(ack) => {
+                    let epoch = ack.epoch;
+                    let acked = pending.entry(epoch).or_default();
+                    acked.push(ack);
+                    if acked.len() == self.expected_tasks {
+                        // barriers stay in order, so older epochs can no longer complete
+                        let rest = pending.split_off(&epoch);
+                        pending = rest;
+                        let acked = pending.remove(&epoch).unwrap_or_default();
+                        if let Err(e) = self.complete(epoch, acked) {
+                            tracing::error!(%epoch, "checkpoint failed: {e}");
+                            self.control.fail(e);
+                        }
+                    }
+                }
+                Err(RecvTimeoutError::Timeout) => {
+                    if !self.control.is_cancelled() {
+                        self.control
+                            .checkpoint_requested
+                            .fetch_add(1, Ordering::SeqCst);
+                    }
+                    next_trigger = self.interval.map(|i| Instant::now() + i);
+                }
+                Err(RecvTimeoutError::Disconnected) => return,
+            }
+        }
+    }
+
+    fn complete(&self, epoch: Epoch, acks: Vec<TaskAck>) -> Result<()> {
+        let checkpoint = CompletedCheckpoint::from_acks(epoch, acks)?;
+        self.store.write(&checkpoint)?;
+        self.control
+            .completed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(epoch);
+        self.control.committed.send_replace(epoch.0);
+        tracing::debug!(%epoch, "checkpoint completed");
+        Ok(())
+    }
+}
