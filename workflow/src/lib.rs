@@ -4,5 +4,15 @@
 //! online serving as one DAG; `eddy run` executes it. The model registry and the HTTP/gRPC
 //! serving layer live here too.
 //!
-//! The crate is part of the workspace layout from the start (ARCHITECTURE §1); its modules
-//! arrive with the registry/serving and workflow issues.
+//! ## Modules
+//! | module | what |
+//! |---|---|
+//! | [`registry`] | versioned model files with metadata and stages, written atomically; in-process subscribers and a cross-process [`Watcher`](registry::Watcher) |
+//! | [`error`] | the crate's [`Error`] and [`Result`] |
+//!
+//! The workflow DAG and the serving layer arrive with their issues (ARCHITECTURE §6).
+
+pub mod error;
+pub mod registry;
+
+pub use error::{Error, Result};
