@@ -18,9 +18,9 @@ use arrow::array::{Array, ArrayRef, Float64Array};
 use arrow::record_batch::RecordBatch;
 use serde::{Deserialize, Serialize};
 
+use super::column_stat::{combine_columns, fold_columns};
 use super::common::{
-    check_cols, check_sketch_size, corrupt, f64_inputs, feature_step, merge_mismatch, not_fitted,
-    outputs, valid_params,
+    check_cols, check_sketch_size, corrupt, feature_step, not_fitted, outputs, valid_params,
 };
 use super::impute_state::Surrogate;
 use super::sketch::DEFAULT_SKETCH_SIZE;
@@ -241,10 +241,7 @@ impl Transformer for Imputer {
 
 impl OnlineEstimator for Imputer {
     fn update(&mut self, batch: &RecordBatch) -> Result<()> {
-        let cols = f64_inputs(batch, Self::KIND, &self.params.input_cols)?;
-        for (s, arr) in self.states.iter_mut().zip(&cols) {
-            s.update(arr);
-        }
+        fold_columns(batch, Self::KIND, &self.params.input_cols, &mut self.states)?;
         self.refresh();
         Ok(())
     }
@@ -252,12 +249,12 @@ impl OnlineEstimator for Imputer {
 
 impl Mergeable for Imputer {
     fn merge(&mut self, other: &Self) -> Result<()> {
-        if self.params != other.params {
-            return Err(merge_mismatch(Self::KIND));
-        }
-        for (s, o) in self.states.iter_mut().zip(&other.states) {
-            s.merge(o)?;
-        }
+        combine_columns(
+            Self::KIND,
+            (&self.params, &other.params),
+            &mut self.states,
+            &other.states,
+        )?;
         self.refresh();
         Ok(())
     }

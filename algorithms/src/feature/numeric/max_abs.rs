@@ -7,9 +7,9 @@
 use arrow::record_batch::RecordBatch;
 use serde::{Deserialize, Serialize};
 
+use super::column_stat::{combine_columns, fold_columns};
 use super::common::{
-    check_cols, corrupt, f64_inputs, feature_step, for_each_finite, map_values, merge_mismatch,
-    not_fitted, outputs, valid_params,
+    check_cols, corrupt, feature_step, map_values, not_fitted, outputs, valid_params,
 };
 use crate::columns::{f64_column, with_columns};
 use crate::error::{Error, Result};
@@ -111,10 +111,6 @@ impl MaxAbsScaler {
     }
 }
 
-fn fold(acc: &mut Option<f64>, v: f64) {
-    *acc = Some(acc.map_or(v, |m| m.max(v)));
-}
-
 impl Transformer for MaxAbsScaler {
     fn transform(&self, batch: &RecordBatch) -> Result<RecordBatch> {
         let p = &self.params;
@@ -132,24 +128,24 @@ impl Transformer for MaxAbsScaler {
 
 impl OnlineEstimator for MaxAbsScaler {
     fn update(&mut self, batch: &RecordBatch) -> Result<()> {
-        let cols = f64_inputs(batch, Self::KIND, &self.params.input_cols)?;
-        for (m, arr) in self.max_abs.iter_mut().zip(&cols) {
-            for_each_finite(arr, |v| fold(m, v.abs()));
-        }
+        fold_columns(
+            batch,
+            Self::KIND,
+            &self.params.input_cols,
+            &mut self.max_abs,
+        )?;
         Ok(())
     }
 }
 
 impl Mergeable for MaxAbsScaler {
     fn merge(&mut self, other: &Self) -> Result<()> {
-        if self.params != other.params {
-            return Err(merge_mismatch(Self::KIND));
-        }
-        for (m, o) in self.max_abs.iter_mut().zip(&other.max_abs) {
-            if let Some(v) = *o {
-                fold(m, v);
-            }
-        }
+        combine_columns(
+            Self::KIND,
+            (&self.params, &other.params),
+            &mut self.max_abs,
+            &other.max_abs,
+        )?;
         Ok(())
     }
 }

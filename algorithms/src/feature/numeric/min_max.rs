@@ -10,9 +10,9 @@
 use arrow::record_batch::RecordBatch;
 use serde::{Deserialize, Serialize};
 
+use super::column_stat::{combine_columns, fold_columns};
 use super::common::{
-    check_cols, corrupt, f64_inputs, feature_step, map_values, merge_mismatch, not_fitted, outputs,
-    valid_params,
+    check_cols, corrupt, feature_step, map_values, not_fitted, outputs, valid_params,
 };
 use super::stats::Extent;
 use crate::columns::{f64_column, with_columns};
@@ -158,22 +158,24 @@ impl Transformer for MinMaxScaler {
 
 impl OnlineEstimator for MinMaxScaler {
     fn update(&mut self, batch: &RecordBatch) -> Result<()> {
-        let cols = f64_inputs(batch, Self::KIND, &self.params.input_cols)?;
-        for (e, arr) in self.extents.iter_mut().zip(&cols) {
-            e.merge(&Extent::of(arr));
-        }
+        fold_columns(
+            batch,
+            Self::KIND,
+            &self.params.input_cols,
+            &mut self.extents,
+        )?;
         Ok(())
     }
 }
 
 impl Mergeable for MinMaxScaler {
     fn merge(&mut self, other: &Self) -> Result<()> {
-        if self.params != other.params {
-            return Err(merge_mismatch(Self::KIND));
-        }
-        for (e, o) in self.extents.iter_mut().zip(&other.extents) {
-            e.merge(o);
-        }
+        combine_columns(
+            Self::KIND,
+            (&self.params, &other.params),
+            &mut self.extents,
+            &other.extents,
+        )?;
         Ok(())
     }
 }

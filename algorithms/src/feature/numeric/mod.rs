@@ -34,6 +34,7 @@
 
 mod binarizer;
 mod bucketizer;
+mod column_stat;
 pub(crate) mod common;
 mod discretizer;
 mod impute_state;

@@ -8,9 +8,10 @@
 use arrow::record_batch::RecordBatch;
 use serde::{Deserialize, Serialize};
 
+use super::column_stat::{combine_columns, fold_columns};
 use super::common::{
-    check_cols, check_sketch_size, corrupt, f64_inputs, feature_step, map_values, merge_mismatch,
-    not_fitted, outputs, valid_params,
+    check_cols, check_sketch_size, corrupt, feature_step, map_values, not_fitted, outputs,
+    valid_params,
 };
 use super::sketch::{QuantileSketch, DEFAULT_SKETCH_SIZE};
 use crate::columns::{f64_column, with_columns};
@@ -192,10 +193,12 @@ impl Transformer for RobustScaler {
 
 impl OnlineEstimator for RobustScaler {
     fn update(&mut self, batch: &RecordBatch) -> Result<()> {
-        let cols = f64_inputs(batch, Self::KIND, &self.params.input_cols)?;
-        for (s, arr) in self.sketches.iter_mut().zip(&cols) {
-            s.insert_array(arr);
-        }
+        fold_columns(
+            batch,
+            Self::KIND,
+            &self.params.input_cols,
+            &mut self.sketches,
+        )?;
         self.refresh();
         Ok(())
     }
@@ -203,12 +206,12 @@ impl OnlineEstimator for RobustScaler {
 
 impl Mergeable for RobustScaler {
     fn merge(&mut self, other: &Self) -> Result<()> {
-        if self.params != other.params {
-            return Err(merge_mismatch(Self::KIND));
-        }
-        for (s, o) in self.sketches.iter_mut().zip(&other.sketches) {
-            s.merge(o)?;
-        }
+        combine_columns(
+            Self::KIND,
+            (&self.params, &other.params),
+            &mut self.sketches,
+            &other.sketches,
+        )?;
         self.refresh();
         Ok(())
     }

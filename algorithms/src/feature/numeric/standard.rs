@@ -9,9 +9,9 @@
 use arrow::record_batch::RecordBatch;
 use serde::{Deserialize, Serialize};
 
+use super::column_stat::{combine_columns, fold_columns};
 use super::common::{
-    check_cols, corrupt, f64_inputs, feature_step, map_values, merge_mismatch, not_fitted, outputs,
-    valid_params,
+    check_cols, corrupt, feature_step, map_values, not_fitted, outputs, valid_params,
 };
 use super::stats::Moments;
 use crate::columns::{f64_column, with_columns};
@@ -148,22 +148,19 @@ impl Transformer for StandardScaler {
 
 impl OnlineEstimator for StandardScaler {
     fn update(&mut self, batch: &RecordBatch) -> Result<()> {
-        let cols = f64_inputs(batch, Self::KIND, &self.params.input_cols)?;
-        for (m, arr) in self.stats.iter_mut().zip(&cols) {
-            m.merge(&Moments::of(arr));
-        }
+        fold_columns(batch, Self::KIND, &self.params.input_cols, &mut self.stats)?;
         Ok(())
     }
 }
 
 impl Mergeable for StandardScaler {
     fn merge(&mut self, other: &Self) -> Result<()> {
-        if self.params != other.params {
-            return Err(merge_mismatch(Self::KIND));
-        }
-        for (m, o) in self.stats.iter_mut().zip(&other.stats) {
-            m.merge(o);
-        }
+        combine_columns(
+            Self::KIND,
+            (&self.params, &other.params),
+            &mut self.stats,
+            &other.stats,
+        )?;
         Ok(())
     }
 }
