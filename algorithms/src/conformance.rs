@@ -121,6 +121,17 @@ where
         0.0,
     );
 
+    // 5b. the model file (bincode payload) round-trips too: bincode is not self-describing, so
+    // a learner whose state holds an internally tagged enum would save but never load.
+    let file = crate::model::encode("conformance", &first).expect("encode model file");
+    let loaded: L = crate::model::decode(&file, "conformance").expect("decode model file");
+    assert_close(
+        "predictions after the model file round trip",
+        &predictions(&first, data),
+        &predictions(&loaded, data),
+        0.0,
+    );
+
     // 6. predict does not mutate
     let before = serde_json::to_vec(&first).expect("snapshot");
     let _ = predictions(&first, data);

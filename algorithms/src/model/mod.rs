@@ -23,6 +23,7 @@
 //! | module | what |
 //! |---|---|
 //! | this one | [`encode`] / [`decode`] (bytes), [`save_model`] / [`load_model`] (files), [`read_header`] |
+//! | `params_json` | learner params as a JSON string inside the payload (bincode cannot read internally tagged enums) |
 //! | `tests` | one test per refusal |
 
 use std::fs::{self, File};
@@ -33,6 +34,8 @@ use serde::{de::DeserializeOwned, Serialize};
 use xxhash_rust::xxh3::xxh3_64;
 
 use crate::error::{Error, Result};
+
+pub(crate) mod params_json;
 
 /// The first bytes of every model file.
 pub const MAGIC: [u8; 8] = *b"EDDYMODL";

@@ -180,6 +180,7 @@ fn check_dim(x: &Features, dim: u64) -> Result<()> {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(try_from = "FmState")]
 pub struct FactorizationMachine {
+    #[serde(serialize_with = "crate::model::params_json::serialize")]
     params: FmValidParams,
     w0: f32,
     w0_state: Vec<f32>,
@@ -193,6 +194,7 @@ pub struct FactorizationMachine {
 
 #[derive(Deserialize)]
 struct FmState {
+    #[serde(deserialize_with = "crate::model::params_json::deserialize")]
     params: FmParams,
     w0: f32,
     w0_state: Vec<f32>,

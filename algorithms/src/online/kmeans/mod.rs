@@ -46,8 +46,10 @@ const MIN_SCALE: f64 = 1e-30;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(try_from = "KMeansState")]
 pub struct StreamingKMeans {
+    #[serde(serialize_with = "crate::model::params_json::serialize")]
     params: StreamingKMeansValidParams,
-    /// Per-point decay factor `a`.
+    /// Per-point decay factor `a` (derived from the params, so not stored).
+    #[serde(skip_serializing)]
     decay: f64,
     /// Whether the centres exist (k-means++ may still be buffering rows).
     initialized: bool,
@@ -67,6 +69,7 @@ pub struct StreamingKMeans {
 
 #[derive(Deserialize)]
 struct KMeansState {
+    #[serde(deserialize_with = "crate::model::params_json::deserialize")]
     params: StreamingKMeansParams,
     initialized: bool,
     u: Vec<f64>,

@@ -117,6 +117,7 @@ impl Params for SoftmaxParams {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(try_from = "SoftmaxState")]
 pub struct Softmax {
+    #[serde(serialize_with = "crate::model::params_json::serialize")]
     params: SoftmaxValidParams,
     /// Weights, `index · k + class`.
     w: Vec<f32>,
@@ -130,6 +131,7 @@ pub struct Softmax {
 
 #[derive(Deserialize)]
 struct SoftmaxState {
+    #[serde(deserialize_with = "crate::model::params_json::deserialize")]
     params: SoftmaxParams,
     w: Vec<f32>,
     w_state: Vec<f32>,
