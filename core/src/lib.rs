@@ -37,11 +37,31 @@
 //! | [`keys`] | stable row hashing and key groups |
 //! | [`source`] | the [`Source`](source::Source) contract (position/seek), dead letters, built-in sources |
 //! | [`sink`] | the two-phase [`Sink`](sink::Sink) contract and built-in sinks |
-//! | [`dataflow`] | builder, chaining plan, runtime, job handle |
+//! | [`dataflow`] | builder, chaining plan, runtime, job handle, barrier alignment, failover supervisor |
+//! | [`dataflow::failover`] | exactly-once / approximate failover, restart policy, fault injection |
 //! | [`checkpoint`] | completed checkpoints and the local-directory [`CheckpointStore`](checkpoint::CheckpointStore) |
 //! | [`datagen`] | deterministic synthetic streams (`eddy gen ctr`) |
 //! | [`metrics`] | per-operator counters and the job summary |
 //! | [`error`] | one error enum, classified by domain |
+//!
+//! ## Checkpoints and failover: the decisions
+//! - **Two lanes per channel.** Data, watermarks and `End` travel in order on the bounded data
+//!   lane; barriers travel on a small priority lane and carry their *position* (data-lane
+//!   messages sent before them), so a consumer knows where a barrier belongs without reading up
+//!   to it. Aligned checkpoints process each input up to that position; unaligned ones snapshot
+//!   at once and persist the unprocessed messages before it (the in-flight data), which a
+//!   restore processes first. `alignment_timeout` turns a slow aligned checkpoint unaligned.
+//! - **Two-phase files.** In a checkpointed job the CSV and JSON-lines sinks write one part file
+//!   per epoch and subtask, published by rename on commit (`DIR/part-<subtask>-<epoch>.<ext>`);
+//!   a restart reconciles the files with the restored checkpoint. Without checkpoints they keep
+//!   writing one plain file per subtask.
+//! - **A supervisor decides restarts** from the error's domain: user errors fail fast, others
+//!   restart with a doubling backoff until the policy's budget per window is spent, and then the
+//!   root cause is reported. Exactly-once restarts every task from the last checkpoint;
+//!   approximate restarts the failed task alone, reconnecting it to peers that never stopped, and
+//!   counts what was routed to it and not processed in `records_lost`.
+//! - **Faults are injected by configuration** ([`dataflow::FaultInjection`]), per job, never
+//!   through a global.
 
 pub mod checkpoint;
 pub mod dataflow;

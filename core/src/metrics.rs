@@ -3,7 +3,7 @@
 
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// Counters of one operator subtask, updated by the runtime with relaxed atomics.
@@ -39,18 +39,79 @@ pub struct Progress {
     pub total: AtomicU64,
 }
 
+/// What one completed checkpoint cost.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+pub struct CheckpointStats {
+    /// The checkpoint.
+    pub epoch: u64,
+    /// From the trigger to the checkpoint written to the store.
+    pub duration: Duration,
+    /// Bytes of operator state and in-flight data written.
+    pub bytes: u64,
+    /// Longest time a task spent aligning barriers for it.
+    pub alignment: Duration,
+    /// Bytes of in-flight data (overtaken by unaligned barriers) persisted with it.
+    pub inflight_bytes: u64,
+    /// Whether any task took its snapshot unaligned.
+    pub unaligned: bool,
+}
+
+/// Job-wide failover and checkpoint counters.
+#[derive(Debug, Default)]
+pub struct JobMetrics {
+    /// Task restarts (a whole-job restart in exactly-once mode counts once).
+    pub restarts: AtomicU64,
+    /// Records dropped because the task they were routed to was down (approximate failover).
+    pub records_lost: AtomicU64,
+    /// Completed checkpoints, oldest first.
+    pub checkpoints: Mutex<Vec<CheckpointStats>>,
+}
+
+impl JobMetrics {
+    /// The completed checkpoints so far.
+    pub fn checkpoints(&self) -> Vec<CheckpointStats> {
+        self.checkpoints
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+}
+
 /// Every operator subtask of a job, by registration order.
 #[derive(Debug, Default, Clone)]
 pub struct MetricsRegistry {
     pub(crate) entries: Vec<(Arc<str>, usize, Arc<OperatorMetrics>)>,
     pub(crate) progress: Vec<Arc<Progress>>,
+    pub(crate) job: Arc<JobMetrics>,
 }
 
 impl MetricsRegistry {
+    /// The counters of `operator[subtask]`, created on first use (a restarted task keeps its
+    /// counters).
     pub(crate) fn register(&mut self, operator: Arc<str>, subtask: usize) -> Arc<OperatorMetrics> {
+        if let Some((_, _, m)) = self
+            .entries
+            .iter()
+            .find(|(o, s, _)| *s == subtask && **o == *operator)
+        {
+            return m.clone();
+        }
         let m = Arc::new(OperatorMetrics::default());
         self.entries.push((operator, subtask, m.clone()));
         m
+    }
+
+    /// Job-wide counters: restarts, records lost, checkpoint statistics.
+    pub fn job(&self) -> &JobMetrics {
+        &self.job
+    }
+
+    /// The counters of one operator subtask, if it exists.
+    pub fn subtask(&self, operator: &str, subtask: usize) -> Option<&OperatorMetrics> {
+        self.entries
+            .iter()
+            .find(|(o, s, _)| *s == subtask && &**o == operator)
+            .map(|(_, _, m)| &**m)
     }
 
     /// Sum over the sources' progress gauges: (done, total); total 0 when unknown.
@@ -124,6 +185,12 @@ pub struct JobSummary {
     pub dead_letters: u64,
     /// The dead-letter file, when one was configured.
     pub dead_letter_path: Option<std::path::PathBuf>,
+    /// Task restarts by the failover supervisor.
+    pub restarts: u64,
+    /// Records dropped while the task they were routed to was down (approximate failover).
+    pub records_lost: u64,
+    /// Completed checkpoints and what each cost.
+    pub checkpoints: Vec<CheckpointStats>,
 }
 
 impl JobSummary {
@@ -164,6 +231,31 @@ impl fmt::Display for JobSummary {
                 o.batches_in,
                 o.busy.as_secs_f64(),
                 o.backpressure.as_secs_f64()
+            )?;
+        }
+        if self.restarts > 0 || self.records_lost > 0 {
+            writeln!(
+                f,
+                "  restarts: {}, records lost: {}",
+                self.restarts, self.records_lost
+            )?;
+        }
+        if let Some(last) = self.checkpoints.last() {
+            let n = self.checkpoints.len();
+            let max = self
+                .checkpoints
+                .iter()
+                .map(|c| c.duration)
+                .max()
+                .unwrap_or_default();
+            writeln!(
+                f,
+                "  checkpoints: {n} (last {} took {:.3}s, {} bytes, {} in flight; slowest {:.3}s)",
+                last.epoch,
+                last.duration.as_secs_f64(),
+                last.bytes,
+                last.inflight_bytes,
+                max.as_secs_f64()
             )?;
         }
         match (&self.dead_letter_path, self.dead_letters) {

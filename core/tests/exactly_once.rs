@@ -291,6 +291,7 @@ fn checkpoints_in(dir: &Path, interval: Option<Duration>) -> CheckpointConfig {
         dir: Some(dir.to_path_buf()),
         interval,
         retain: 3,
+        ..CheckpointConfig::default()
     }
 }
 

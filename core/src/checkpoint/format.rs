@@ -3,6 +3,8 @@
 //! - `task-<i>.bin`, one per task: its operator states by chain stage. Layout (little endian):
 //!   magic `EDDYCHK1`, `u32` stage count, then per stage a tag byte (`0` = stateless, `1` =
 //!   state) followed, for a state, by a `u64` length and the bytes.
+//! - `task-<i>.inflight`, only for a task snapshotted unaligned: the input it had taken but not
+//!   processed when it snapshotted, replayed first on restore (encoded by the runtime).
 //! - `MANIFEST.json`, written last: the epoch, the tasks (name, position, state file) and every
 //!   file with its length and xxh3-64 checksum. It reads
 //!   `{"checksum":"<16 hex>","manifest":<body>}` where the checksum is the xxh3-64 of the exact
@@ -43,6 +45,9 @@ pub(crate) struct TaskEntry {
     pub(crate) task: String,
     pub(crate) position: Option<SourcePosition>,
     pub(crate) file: String,
+    /// The task's in-flight data file (unaligned snapshots only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) inflight: Option<String>,
 }
 
 /// One data file in the manifest.
@@ -188,6 +193,7 @@ mod tests {
                 task: "src[0]".into(),
                 position: Some(SourcePosition::of(&serde_json::json!({"offset": 0.1}))),
                 file: "task-0.bin".into(),
+                inflight: None,
             }],
             files: vec![FileEntry {
                 name: "task-0.bin".into(),

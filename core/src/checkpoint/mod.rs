@@ -15,6 +15,7 @@
 //!     task: "events[0]".into(),
 //!     position: Some(SourcePosition::of(&42u64)),
 //!     states: vec![None, Some(b"counts".to_vec())],
+//!     inflight: None,
 //! };
 //! store.write(&CompletedCheckpoint::new(Epoch(1), vec![source]))?;
 //! let restored = store.latest()?.expect("one checkpoint was written");
@@ -49,6 +50,10 @@ pub struct TaskSnapshot {
     pub position: Option<SourcePosition>,
     /// Operator states by chain stage (`None`: the stage is stateless).
     pub states: Vec<Option<Vec<u8>>>,
+    /// In-flight input an unaligned barrier overtook, replayed first on restore (an opaque
+    /// encoding of the runtime; `None` for aligned snapshots).
+    #[serde(default)]
+    pub inflight: Option<Vec<u8>>,
 }
 
 impl From<TaskAck> for TaskSnapshot {
@@ -57,6 +62,7 @@ impl From<TaskAck> for TaskSnapshot {
             task: ack.task,
             position: ack.position,
             states: ack.states,
+            inflight: None,
         }
     }
 }

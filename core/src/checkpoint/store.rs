@@ -87,10 +87,24 @@ impl CheckpointStore {
                 len: bytes.len() as u64,
                 xxh3: format::checksum(&bytes),
             });
+            let inflight = match &task.inflight {
+                Some(bytes) => {
+                    let name = format!("task-{i}.inflight");
+                    write_atomic(&dir, &name, bytes)?;
+                    files.push(FileEntry {
+                        name: name.clone(),
+                        len: bytes.len() as u64,
+                        xxh3: format::checksum(bytes),
+                    });
+                    Some(name)
+                }
+                None => None,
+            };
             tasks.push(TaskEntry {
                 task: task.task.clone(),
                 position: task.position.clone(),
                 file: name,
+                inflight,
             });
         }
         sync_dir(&dir)?;
@@ -138,10 +152,15 @@ impl CheckpointStore {
             let bytes = read_verified(&dir, &manifest, &entry.file)?;
             let states =
                 format::decode_states(&bytes).map_err(|m| corrupt(dir.join(&entry.file), m))?;
+            let inflight = match &entry.inflight {
+                Some(name) => Some(read_verified(&dir, &manifest, name)?),
+                None => None,
+            };
             tasks.push(TaskSnapshot {
                 task: entry.task.clone(),
                 position: entry.position.clone(),
                 states,
+                inflight,
             });
         }
         Ok(CompletedCheckpoint {
@@ -375,6 +394,7 @@ mod tests {
             task: "a[0]".into(),
             position: None,
             states: vec![],
+            inflight: None,
         };
         let chk = CompletedCheckpoint::new(Epoch(1), vec![task.clone(), task]);
         let err = store.write(&chk).err().map(|e| e.to_string());

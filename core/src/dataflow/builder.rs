@@ -7,6 +7,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 
 use crate::dataflow::checkpointing::CheckpointConfig;
+use crate::dataflow::failover::{FailoverConfig, FaultInjection};
 use crate::operator::{factory_from_clone, Operator, OperatorFactory};
 use crate::partition::Edge;
 use crate::sink::{Sink, SinkFactory};
@@ -33,6 +34,10 @@ pub struct DataflowConfig {
     pub idle_poll: std::time::Duration,
     /// Checkpoints and restore; the default takes none.
     pub checkpoint: CheckpointConfig,
+    /// Failover strategy and restart policy; the default restarts nothing.
+    pub failover: FailoverConfig,
+    /// Faults to inject, for tests and benchmarks (see [`Dataflow::inject_fault`]).
+    pub faults: Vec<FaultInjection>,
 }
 
 impl Default for DataflowConfig {
@@ -47,6 +52,8 @@ impl Default for DataflowConfig {
             dead_letter_path: None,
             idle_poll: std::time::Duration::from_millis(20),
             checkpoint: CheckpointConfig::default(),
+            failover: FailoverConfig::default(),
+            faults: Vec::new(),
         }
     }
 }
@@ -60,18 +67,21 @@ pub(crate) enum Port {
     Side(&'static str),
 }
 
+#[derive(Clone)]
 pub(crate) enum NodeKind {
     Source(SourceFactory),
     Operator(OperatorFactory),
     Sink(SinkFactory),
 }
 
+#[derive(Clone)]
 pub(crate) struct Input {
     pub(crate) from: NodeId,
     pub(crate) port: Port,
     pub(crate) edge: Option<Edge>,
 }
 
+#[derive(Clone)]
 pub(crate) struct Node {
     pub(crate) name: Arc<str>,
     pub(crate) kind: NodeKind,
@@ -79,6 +89,7 @@ pub(crate) struct Node {
     pub(crate) inputs: Vec<Input>,
 }
 
+#[derive(Clone)]
 pub(crate) struct Graph {
     pub(crate) config: DataflowConfig,
     pub(crate) nodes: Vec<Node>,
@@ -137,6 +148,13 @@ impl Dataflow {
     /// The job's settings.
     pub fn config(&self) -> DataflowConfig {
         self.graph.borrow().config.clone()
+    }
+
+    /// Makes a task fail once while the job runs (tests and benchmarks): see
+    /// [`FaultInjection`].
+    pub fn inject_fault(&self, fault: FaultInjection) -> &Self {
+        self.graph.borrow_mut().config.faults.push(fault);
+        self
     }
 
     /// Adds a source read by one subtask; set more with [`Stream::parallelism`] when the source

@@ -6,9 +6,11 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use arrow::record_batch::RecordBatch;
-use tokio::sync::mpsc::Sender;
+use tokio::sync::mpsc::{Sender, UnboundedSender};
 
 use crate::dataflow::builder::Port;
+use crate::dataflow::failover::StageFault;
+use crate::dataflow::inflight::Positioned;
 use crate::error::{Error, Result};
 use crate::message::{Barrier, EventTime, Message};
 use crate::metrics::OperatorMetrics;
@@ -21,12 +23,14 @@ pub(crate) struct ChainOp {
     pub(crate) op: Box<dyn Operator>,
     pub(crate) metrics: Arc<OperatorMetrics>,
     pub(crate) collector: Collector,
+    pub(crate) fault: Option<StageFault>,
 }
 
 pub(crate) struct ChainSink {
     pub(crate) task: TaskInfo,
     pub(crate) sink: Box<dyn Sink>,
     pub(crate) metrics: Arc<OperatorMetrics>,
+    pub(crate) fault: Option<StageFault>,
 }
 
 /// An edge leaving the chain from stage `from` (`None`: the chain's source).
@@ -35,6 +39,12 @@ pub(crate) struct OutputEdge {
     pub(crate) port: Port,
     pub(crate) partitioner: Partitioner,
     pub(crate) senders: Vec<Sender<Message>>,
+    /// The priority lane of each target (barriers only).
+    pub(crate) prio: Vec<UnboundedSender<Positioned>>,
+    /// Data-lane messages sent to each target on its current channel.
+    pub(crate) sent: Vec<u64>,
+    /// The consumer of each target: (task index, input index in that task).
+    pub(crate) to: Vec<(usize, usize)>,
 }
 
 /// A message waiting to go out on `edge` to subtask `target`.
@@ -65,14 +75,40 @@ pub(crate) fn op_error(task: &TaskInfo, e: Error) -> Error {
     }
 }
 
+/// Runs `f`, turning a panic into [`Error::Panic`] naming `task`: a panicking operator fails
+/// its task like an error does, so the task can clean up and be restarted.
+pub(crate) fn guard<T>(task: &str, f: impl FnOnce() -> Result<T>) -> Result<T> {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
+        Ok(r) => r,
+        Err(payload) => Err(Error::Panic {
+            task: task.to_string(),
+            message: payload
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| payload.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "panic".into()),
+        }),
+    }
+}
+
 impl Chain {
-    pub(crate) fn start(&mut self) -> Result<()> {
+    /// Starts operators and opens the sink; `checkpointing` is `Some(restored)` in a job that
+    /// takes checkpoints (the sink then stages its output per epoch).
+    pub(crate) fn start(
+        &mut self,
+        checkpointing: Option<Option<crate::message::Epoch>>,
+    ) -> Result<()> {
         for op in &mut self.ops {
             op.op
                 .on_start(&op.task)
                 .map_err(|e| op_error(&op.task, e))?;
         }
         if let Some(s) = &mut self.sink {
+            if let Some(restored) = checkpointing {
+                s.sink
+                    .on_checkpointing(restored)
+                    .map_err(|e| op_error(&s.task, e))?;
+            }
             s.sink.open(&s.task).map_err(|e| op_error(&s.task, e))?;
         }
         Ok(())
@@ -90,6 +126,9 @@ impl Chain {
             return self.process(next, 0, batch, pending);
         }
         if let Some(s) = &mut self.sink {
+            if let Some(f) = &mut s.fault {
+                f.on_batch()?;
+            }
             let t = Instant::now();
             OperatorMetrics::add(&s.metrics.records_in, batch.num_rows() as u64);
             OperatorMetrics::add(&s.metrics.batches_in, 1);
@@ -162,6 +201,9 @@ impl Chain {
             return self.emit_data(stage.checked_sub(1), batch, pending);
         }
         let op = &mut self.ops[stage];
+        if let Some(f) = &mut op.fault {
+            f.on_batch()?;
+        }
         let t = Instant::now();
         OperatorMetrics::add(&op.metrics.records_in, batch.num_rows() as u64);
         OperatorMetrics::add(&op.metrics.batches_in, 1);

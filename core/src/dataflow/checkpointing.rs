@@ -21,23 +21,31 @@
 //! commit**, which tells a two-phase sink to publish what an earlier attempt pre-committed up to
 //! that epoch and to abort whatever it staged after it.
 //!
+//! Barriers travel on each channel's priority lane with their position on the data lane.
+//! [`CheckpointMode::Aligned`] tasks process every input up to the barrier before they snapshot;
+//! [`CheckpointMode::Unaligned`] tasks (and aligned ones past
+//! [`CheckpointConfig::alignment_timeout`]) snapshot at the first barrier and store the input
+//! before it they had not processed with the snapshot, replayed first on restore. After a
+//! failure the supervisor restores the same way within the running job (see
+//! [`failover`](super::failover)).
+//!
 //! Checkpoints complete only while every task runs: once a bounded source has ended, later
 //! barriers are not injected by it, and a bounded job's last records are published by
 //! `Sink::close`.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::atomic::Ordering;
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::checkpoint::{CheckpointStore, CompletedCheckpoint, TaskSnapshot};
 use crate::dataflow::chain::{op_error, Chain};
-use crate::dataflow::control::{JobControl, TaskAck};
+use crate::dataflow::control::{AckStats, CoordinatorMessage, JobControl, TaskAck};
 use crate::dataflow::plan::Task;
 use crate::error::{Error, Result};
 use crate::message::Epoch;
+use crate::metrics::{CheckpointStats, JobMetrics};
 use crate::source::Source;
 
 /// Checkpointing settings of a job. The default (no `dir`) takes no checkpoints.
@@ -49,6 +57,24 @@ pub struct CheckpointConfig {
     pub interval: Option<Duration>,
     /// How many completed checkpoints to keep (default 3, at least 1).
     pub retain: usize,
+    /// Aligned (default) or unaligned barriers.
+    pub mode: CheckpointMode,
+    /// In aligned mode, how long a task may wait for the barrier of every input before it
+    /// snapshots unaligned, with the in-flight data (`None`, default: wait as long as it takes).
+    pub alignment_timeout: Option<Duration>,
+}
+
+/// How a task with several inputs, or a backlog, takes its snapshot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum CheckpointMode {
+    /// Process every input up to its barrier, then snapshot: no in-flight data, but under
+    /// backpressure the barrier waits behind the queued data.
+    #[default]
+    Aligned,
+    /// Snapshot at the first barrier, which overtakes queued data on the priority lane; the
+    /// data it overtook is persisted with the snapshot and replayed first on restore.
+    Unaligned,
 }
 
 impl Default for CheckpointConfig {
@@ -57,6 +83,8 @@ impl Default for CheckpointConfig {
             dir: None,
             interval: None,
             retain: 3,
+            mode: CheckpointMode::Aligned,
+            alignment_timeout: None,
         }
     }
 }
@@ -99,6 +127,7 @@ pub(crate) fn assign_restore(store: &CheckpointStore, tasks: &mut [Task]) -> Res
 
 /// Applies a task's restore step after `open`/`on_start`, before the first record: seeks the
 /// source, restores operator states by stage, and sends the sink its recovery commit.
+/// (The sink learnt of the restored epoch already in `Sink::on_checkpointing`.)
 pub(crate) fn restore_task(
     chain: &mut Chain,
     source: Option<&mut Box<dyn Source>>,
@@ -128,11 +157,12 @@ pub(crate) struct Coordinator {
     pub(crate) interval: Option<Duration>,
     pub(crate) expected_tasks: usize,
     pub(crate) control: Arc<JobControl>,
+    pub(crate) job: Arc<JobMetrics>,
 }
 
 impl Coordinator {
-    pub(crate) fn run(self, acks: Receiver<TaskAck>) {
-        let mut pending: BTreeMap<Epoch, Vec<TaskAck>> = BTreeMap::new();
+    pub(crate) fn run(self, acks: Receiver<CoordinatorMessage>) {
+        let mut pending: BTreeMap<Epoch, Vec<(TaskAck, AckStats)>> = BTreeMap::new();
         let mut next_trigger = self.interval.map(|i| Instant::now() + i);
         loop {
             let received = match next_trigger {
@@ -140,10 +170,14 @@ impl Coordinator {
                 None => acks.recv().map_err(|_| RecvTimeoutError::Disconnected),
             };
             match received {
-                Ok(ack) => {
+                Ok(CoordinatorMessage::Fence(done)) => {
+                    pending.clear();
+                    let _ = done.send(());
+                }
+                Ok(CoordinatorMessage::Ack(ack, stats)) => {
                     let epoch = ack.epoch;
                     let acked = pending.entry(epoch).or_default();
-                    acked.push(ack);
+                    acked.push((ack, stats));
                     if acked.len() == self.expected_tasks {
                         // barriers stay in order, so older epochs can no longer complete
                         let rest = pending.split_off(&epoch);
@@ -157,9 +191,7 @@ impl Coordinator {
                 }
                 Err(RecvTimeoutError::Timeout) => {
                     if !self.control.is_cancelled() {
-                        self.control
-                            .checkpoint_requested
-                            .fetch_add(1, Ordering::SeqCst);
+                        self.control.request_checkpoint();
                     }
                     next_trigger = self.interval.map(|i| Instant::now() + i);
                 }
@@ -168,9 +200,45 @@ impl Coordinator {
         }
     }
 
-    fn complete(&self, epoch: Epoch, acks: Vec<TaskAck>) -> Result<()> {
-        let checkpoint = CompletedCheckpoint::from_acks(epoch, acks)?;
+    fn complete(&self, epoch: Epoch, acks: Vec<(TaskAck, AckStats)>) -> Result<()> {
+        let alignment = acks.iter().map(|a| a.1.alignment).max().unwrap_or_default();
+        let unaligned = acks.iter().any(|a| a.1.unaligned);
+        let (acks, stats): (Vec<TaskAck>, Vec<AckStats>) = acks.into_iter().unzip();
+        let mut checkpoint = CompletedCheckpoint::from_acks(epoch, acks)?;
+        for (task, stats) in checkpoint.tasks.iter_mut().zip(stats) {
+            task.inflight = stats.inflight;
+        }
         self.store.write(&checkpoint)?;
+        let inflight_bytes: u64 = checkpoint
+            .tasks
+            .iter()
+            .filter_map(|t| t.inflight.as_ref())
+            .map(|b| b.len() as u64)
+            .sum();
+        let bytes = checkpoint
+            .tasks
+            .iter()
+            .flat_map(|t| t.states.iter().flatten())
+            .map(|s| s.len() as u64)
+            .sum::<u64>()
+            + inflight_bytes;
+        let duration = self
+            .control
+            .take_trigger_time(epoch)
+            .map(|t| t.elapsed())
+            .unwrap_or_default();
+        self.job
+            .checkpoints
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(CheckpointStats {
+                epoch: epoch.0,
+                duration,
+                bytes,
+                alignment,
+                inflight_bytes,
+                unaligned,
+            });
         self.control
             .completed
             .lock()

@@ -6,18 +6,35 @@
 //! | `builder` | [`Dataflow`], [`Stream`], [`DataflowConfig`] |
 //! | `plan` | parallelism, edges, chaining, channel wiring |
 //! | `chain` | the synchronous operator chain inside one task |
-//! | `runtime` | task loops, [`JobHandle`], barrier alignment, the summary |
+//! | `runtime` | job start, [`JobHandle`], the summary |
+//! | `task` | one task attempt: its environment, flushing onto data and priority lanes |
+//! | `operator_task` | the operator loop: input lanes, barriers, processing |
+//! | `source_task` | the source loop: polling, barrier injection (unaligned while blocked) |
+//! | `supervisor` | runs the tasks, restarts what failed (exactly-once or approximate) |
+//! | `rewire` | reconnects a task restarted alone to its running peers |
+//! | `inflight` | priority-lane barriers with positions; encoding of in-flight data |
+//! | `barrier_align` | per-input lanes and the aligned/unaligned barrier state machine |
 //! | `control` | job-wide flags, failures and checkpoint acknowledgements |
 //! | [`checkpointing`] | the checkpoint coordinator and exactly-once restore, [`CheckpointConfig`] |
+//! | [`failover`] | [`FailoverMode`], [`RestartPolicy`], [`FaultInjection`] |
 
+mod barrier_align;
 mod builder;
 mod chain;
 pub mod checkpointing;
 mod control;
+pub mod failover;
+mod inflight;
+mod operator_task;
 mod plan;
+mod rewire;
 mod runtime;
+mod source_task;
+mod supervisor;
+mod task;
 
 pub use builder::{Dataflow, DataflowConfig, Stream};
-pub use checkpointing::CheckpointConfig;
+pub use checkpointing::{CheckpointConfig, CheckpointMode};
 pub use control::TaskAck;
+pub use failover::{FailoverConfig, FailoverMode, FaultInjection, FaultKind, RestartPolicy};
 pub use runtime::JobHandle;

@@ -3,11 +3,13 @@
 
 use std::sync::Arc;
 
-use tokio::sync::mpsc::{channel, Receiver};
+use tokio::sync::mpsc::{channel, unbounded_channel, Receiver, UnboundedReceiver};
 
 use crate::checkpoint::TaskSnapshot;
 use crate::dataflow::builder::{Graph, NodeId, NodeKind, Port};
 use crate::dataflow::chain::{Chain, ChainOp, ChainSink, OutputEdge};
+use crate::dataflow::failover::{ArmedFault, StageFault};
+use crate::dataflow::inflight::Positioned;
 use crate::error::{Error, Result};
 use crate::message::{Epoch, Message};
 use crate::metrics::{MetricsRegistry, OperatorMetrics};
@@ -15,10 +17,14 @@ use crate::operator::{Collector, TaskInfo};
 use crate::partition::{Edge, Partitioner};
 use crate::source::Source;
 
-/// One input channel of a task: the logical input number of the chain head, and the receiver.
+/// One input channel of a task: the logical input number of the chain head, the receiver,
+/// and where it comes from: (producer task index, its output edge, the target on that edge).
 pub(crate) struct TaskInput {
     pub(crate) input: usize,
     pub(crate) rx: Receiver<Message>,
+    /// The priority lane: barriers with their position on `rx`.
+    pub(crate) prio: UnboundedReceiver<Positioned>,
+    pub(crate) from: (usize, usize, usize),
 }
 
 /// One runnable task: a parallel instance of a chain.
@@ -31,6 +37,8 @@ pub(crate) struct Task {
     pub(crate) restore: Option<TaskSnapshot>,
     /// The restored checkpoint, for the sink's recovery commit.
     pub(crate) restored_epoch: Option<Epoch>,
+    /// An injected fault in the chain's source.
+    pub(crate) source_fault: Option<StageFault>,
 }
 
 struct ChainSpec {
@@ -82,10 +90,13 @@ fn resolve_edges(g: &Graph, par: &[usize]) -> Result<Vec<Vec<Edge>>> {
     Ok(edges)
 }
 
-/// Builds the tasks of a graph. Factories are called here, once per subtask.
+/// Builds the tasks of a graph. Factories are called here, once per subtask. Metrics of a
+/// subtask already registered (an earlier attempt) are reused; `faults` are attached to the
+/// stages they name. Task indices are stable across calls: a restart rebuilds the same plan.
 pub(crate) fn build_tasks(
     g: &Graph,
     metrics: &mut MetricsRegistry,
+    faults: &[Arc<ArmedFault>],
 ) -> Result<(Vec<Task>, Vec<usize>)> {
     if g.nodes.is_empty() {
         return Err(Error::config("dataflow", "the dataflow has no nodes"));
@@ -176,6 +187,7 @@ pub(crate) fn build_tasks(
             let mut ops = Vec::new();
             let mut sink = None;
             let mut head_metrics = None;
+            let mut source_fault = None;
             for &n in &spec.nodes {
                 let node = &g.nodes[n];
                 let task = TaskInfo {
@@ -185,19 +197,25 @@ pub(crate) fn build_tasks(
                 };
                 let m = metrics.register(node.name.clone(), subtask);
                 head_metrics.get_or_insert_with(|| m.clone());
+                let fault = StageFault::find(faults, &node.name, subtask);
                 match &node.kind {
-                    NodeKind::Source(f) => source = Some((f(&task)?, task, m)),
+                    NodeKind::Source(f) => {
+                        source_fault = fault;
+                        source = Some((f(&task)?, task, m))
+                    }
                     NodeKind::Operator(f) => ops.push(ChainOp {
                         op: f(&task),
                         task,
                         metrics: m,
                         collector: Collector::default(),
+                        fault,
                     }),
                     NodeKind::Sink(f) => {
                         sink = Some(ChainSink {
                             sink: f(&task)?,
                             task,
                             metrics: m,
+                            fault,
                         })
                     }
                 }
@@ -215,6 +233,7 @@ pub(crate) fn build_tasks(
                 inputs: Vec::new(),
                 restore: None,
                 restored_epoch: None,
+                source_fault,
             });
         }
         tasks.push(instances);
@@ -222,6 +241,12 @@ pub(crate) fn build_tasks(
 
     // wire channels: for every input of every chain head
     let capacity = g.config.channel_capacity.max(1);
+    let mut offsets = Vec::with_capacity(tasks.len());
+    let mut next = 0;
+    for t in &tasks {
+        offsets.push(next);
+        next += t.len();
+    }
     for (c, spec) in chains.iter().enumerate() {
         let head = spec.nodes[0];
         for (k, inp) in g.nodes[head].inputs.iter().enumerate() {
@@ -236,17 +261,31 @@ pub(crate) fn build_tasks(
                     _ => (0..consumers_n).collect(),
                 };
                 let mut senders = Vec::with_capacity(targets.len());
-                for &cs in &targets {
+                let mut prio = Vec::with_capacity(targets.len());
+                let mut to = Vec::with_capacity(targets.len());
+                let edge_index = tasks[pc][ps].chain.outputs.len();
+                for (target, &cs) in targets.iter().enumerate() {
                     let (tx, rx) = channel(capacity);
+                    let (prio_tx, prio_rx) = unbounded_channel();
                     senders.push(tx);
-                    tasks[c][cs].inputs.push(TaskInput { input: k, rx });
+                    prio.push(prio_tx);
+                    to.push((offsets[c] + cs, tasks[c][cs].inputs.len()));
+                    tasks[c][cs].inputs.push(TaskInput {
+                        input: k,
+                        rx,
+                        prio: prio_rx,
+                        from: (offsets[pc] + ps, edge_index, target),
+                    });
                 }
                 let n_targets = senders.len();
                 tasks[pc][ps].chain.outputs.push(OutputEdge {
                     from: from_stage,
                     port: inp.port.clone(),
                     partitioner: Partitioner::new(edge.clone(), n_targets, ps),
+                    sent: vec![0; n_targets],
                     senders,
+                    prio,
+                    to,
                 });
             }
         }

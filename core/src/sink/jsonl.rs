@@ -1,16 +1,15 @@
 //! A sink writing JSON lines (one object per record) through `arrow`'s JSON writer.
 //!
-//! Each subtask writes its own file (see [`JsonLinesSinkOptions::path`]). On a checkpoint
-//! barrier [`pre_commit`](Sink::pre_commit) flushes and fsyncs what was written so far, so it
-//! is durable; [`commit`](Sink::commit) does nothing yet: lines appear as they are written, and
-//! a rollback to an earlier checkpoint is not undone in the file. Whole files per epoch,
-//! published on commit, come with the checkpoint work.
+//! Without checkpoints each subtask writes its own file (see [`JsonLinesSinkOptions::path`]).
+//! In a checkpointed job the sink is two-phase: each epoch goes to its own part file, published
+//! on [`commit`](Sink::commit) (see [the sink docs](super#two-phase-file-output)).
 
 use std::path::PathBuf;
 
 use arrow::json::writer::LineDelimited;
 use arrow::record_batch::RecordBatch;
 
+use super::epoch_parts::EpochParts;
 use super::file_target::{arrow_error, check_path, subtask_path, FileTarget};
 use super::Sink;
 use crate::error::{Error, Result};
@@ -47,6 +46,9 @@ impl JsonLinesSinkOptions {
 pub struct JsonLinesSink {
     options: JsonLinesSinkOptions,
     file: Option<FileTarget>,
+    /// Set by [`Sink::on_checkpointing`]: write epoch parts, reconciled with this checkpoint.
+    checkpointing: Option<Option<Epoch>>,
+    parts: Option<EpochParts>,
 }
 
 impl Clone for JsonLinesSink {
@@ -55,6 +57,8 @@ impl Clone for JsonLinesSink {
         JsonLinesSink {
             options: self.options.clone(),
             file: None,
+            checkpointing: None,
+            parts: None,
         }
     }
 }
@@ -66,10 +70,15 @@ impl JsonLinesSink {
         Ok(JsonLinesSink {
             options,
             file: None,
+            checkpointing: None,
+            parts: None,
         })
     }
 
     fn target(&mut self) -> Result<&mut FileTarget> {
+        if let Some(parts) = self.parts.as_mut() {
+            return Ok(parts.writer()?.0);
+        }
         self.file
             .as_mut()
             .ok_or_else(|| Error::Internal("jsonl sink used before open".into()))
@@ -77,8 +86,22 @@ impl JsonLinesSink {
 }
 
 impl Sink for JsonLinesSink {
+    fn on_checkpointing(&mut self, restored: Option<Epoch>) -> Result<()> {
+        self.checkpointing = Some(restored);
+        Ok(())
+    }
+
     fn open(&mut self, task: &TaskInfo) -> Result<()> {
-        self.file = Some(FileTarget::create(subtask_path(&self.options.path, task))?);
+        match self.checkpointing {
+            Some(restored) => {
+                self.parts = Some(EpochParts::open(
+                    &self.options.path,
+                    task.subtask,
+                    restored,
+                )?)
+            }
+            None => self.file = Some(FileTarget::create(subtask_path(&self.options.path, task))?),
+        }
         Ok(())
     }
 
@@ -93,11 +116,24 @@ impl Sink for JsonLinesSink {
         w.finish().map_err(|e| arrow_error(&path, e))
     }
 
-    fn pre_commit(&mut self, _epoch: Epoch) -> Result<()> {
-        self.target()?.sync()
+    fn pre_commit(&mut self, epoch: Epoch) -> Result<()> {
+        match self.parts.as_mut() {
+            Some(parts) => parts.pre_commit(epoch),
+            None => self.target()?.sync(),
+        }
+    }
+
+    fn commit(&mut self, epoch: Epoch) -> Result<()> {
+        match self.parts.as_mut() {
+            Some(parts) => parts.commit(epoch),
+            None => Ok(()),
+        }
     }
 
     fn close(&mut self) -> Result<()> {
+        if let Some(mut parts) = self.parts.take() {
+            return parts.close();
+        }
         match self.file.take() {
             Some(mut t) => t.sync(),
             None => Ok(()),
@@ -142,6 +178,28 @@ mod tests {
         let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
         let line = "{\"n\":1,\"b\":true}\n{\"b\":false}\n";
         assert_eq!(text, format!("{line}{line}"));
+        Ok(())
+    }
+
+    #[test]
+    fn checkpointed_jobs_get_one_part_per_epoch_published_on_commit() -> Result<()> {
+        let dir = tempfile::tempdir().map_err(|e| Error::io("tmp", e))?;
+        let mut sink = JsonLinesSink::new(JsonLinesSinkOptions::new(dir.path().join("out.jsonl")))?;
+        sink.on_checkpointing(None)?;
+        sink.open(&task())?;
+        sink.write(&batch())?;
+        sink.pre_commit(Epoch(1))?;
+        let part = |e: u64| dir.path().join(format!("out/part-00000-{e:010}.jsonl"));
+        assert!(!part(1).exists(), "visible before its checkpoint completed");
+        sink.commit(Epoch(1))?;
+        sink.write(&batch())?;
+        sink.close()?;
+        let line = "{\"n\":1,\"b\":true}\n{\"b\":false}\n";
+        for e in [1, 2] {
+            let text = std::fs::read_to_string(part(e)).map_err(|err| Error::io(part(e), err))?;
+            assert_eq!(text, line);
+        }
+        assert!(!dir.path().join("out.jsonl").exists());
         Ok(())
     }
 

@@ -12,8 +12,21 @@
 //! | [`parquet`] | snappy Parquet files, published by rename on close |
 //! | [`stdout`] | CSV text on standard output, with an optional row limit (the CLI) |
 //! | `file_target` | per-subtask file names, durable flushes, errors naming the file |
-
+//! | `epoch_parts` | one part file per epoch, published on commit (checkpointed jobs) |
+//!
+//! ## Two-phase file output
+//! In a job without checkpoints the CSV and JSON-lines sinks write one file per subtask, as
+//! described in their options. In a checkpointed job the runtime calls
+//! [`on_checkpointing`](Sink::on_checkpointing) before [`open`](Sink::open), and they switch to
+//! **epoch parts**: the rows between two barriers go to a hidden in-progress file,
+//! `pre_commit(epoch)` flushes, fsyncs and renames it to a hidden pending name, and
+//! `commit(epoch)` renames it to `DIR/part-<subtask>-<epoch>.<ext>`, where `DIR` is the sink's
+//! path without its extension (`out/data.csv` → `out/data/part-00000-0000000003.csv`). The
+//! output of the job is the set of part files; a restart discards pending files of epochs after
+//! the restored checkpoint and publishes those up to it. Parquet keeps one file per subtask,
+//! published on close.
 pub mod csv;
+mod epoch_parts;
 mod file_target;
 pub mod jsonl;
 pub mod memory;
@@ -30,6 +43,14 @@ use crate::operator::TaskInfo;
 
 /// A destination for record batches.
 pub trait Sink: Send + 'static {
+    /// Called once before [`open`](Sink::open) when the job takes checkpoints: the sink
+    /// should stage its output per epoch and publish it on [`commit`](Sink::commit).
+    /// `restored` is the checkpoint this task restarts from (`None`: a fresh start), so that a
+    /// sink can reconcile what an earlier attempt left behind. The default ignores it.
+    fn on_checkpointing(&mut self, _restored: Option<Epoch>) -> Result<()> {
+        Ok(())
+    }
+
     /// Called once before the first batch.
     fn open(&mut self, _task: &TaskInfo) -> Result<()> {
         Ok(())

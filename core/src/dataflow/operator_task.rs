@@ -1,0 +1,377 @@
+//! The loop of an operator task: takes messages from its input lanes, aligns barriers (see
+//! `barrier_align`), processes, and sends what the chain produced.
+
+use std::future::poll_fn;
+use std::task::Poll;
+
+use tokio::sync::mpsc::error::TryRecvError;
+
+use crate::dataflow::barrier_align::{Alignment, Lane};
+use crate::dataflow::chain::{closed_error, guard, Chain, Pending};
+use crate::dataflow::checkpointing::{self, CheckpointMode};
+use crate::dataflow::control::{AckStats, TaskAck};
+use crate::dataflow::inflight;
+use crate::dataflow::plan::{Task, TaskInput};
+use crate::dataflow::task::{flush, TaskEnv};
+use crate::error::{Error, Result};
+use crate::message::{Epoch, Message, MAX_WATERMARK};
+
+/// What an operator task woke up for.
+enum Wake {
+    Data(usize, Option<Message>),
+    Priority,
+    Committed(Epoch),
+    CommitsGone,
+    Reconnect,
+    AlignmentTimeout,
+}
+
+/// Runs an operator task; in approximate failover a failed task counts what was routed to it
+/// and never processed: the batch that failed, what it had queued, what its channels held.
+pub(crate) async fn run_operator_task(mut t: Task, env: &TaskEnv) -> Result<()> {
+    let mut lanes: Vec<Lane> = t.inputs.iter().map(|_| Lane::new()).collect();
+    let mut in_flight = 0;
+    let r = operator_loop(&mut t, &mut lanes, env, &mut in_flight).await;
+    if r.is_err() && env.rewire.is_some() {
+        let mut lost = in_flight;
+        for (input, lane) in t.inputs.iter_mut().zip(&lanes) {
+            lost += lane.queue.iter().map(|(_, m)| m.num_rows()).sum::<usize>();
+            input.rx.close();
+            while let Ok(m) = input.rx.try_recv() {
+                lost += m.num_rows();
+            }
+        }
+        env.lost(lost);
+    }
+    r
+}
+
+/// Polls the priority lanes first, then the data lanes not in `skip`, round-robin.
+fn poll_lanes<'a>(
+    inputs: &'a mut [TaskInput],
+    lanes: &'a mut [Lane],
+    skip: &'a [bool],
+    cursor: &'a mut usize,
+) -> impl std::future::Future<Output = Wake> + 'a {
+    poll_fn(move |cx| {
+        for (input, lane) in inputs.iter_mut().zip(lanes.iter_mut()) {
+            if lane.prio_closed {
+                continue;
+            }
+            match input.prio.poll_recv(cx) {
+                Poll::Ready(Some(p)) => {
+                    lane.barriers.push_back(p);
+                    return Poll::Ready(Wake::Priority);
+                }
+                Poll::Ready(None) => lane.prio_closed = true,
+                Poll::Pending => {}
+            }
+        }
+        let n = inputs.len();
+        for k in 0..n {
+            let i = (*cursor + k) % n;
+            if skip[i] {
+                continue;
+            }
+            if let Poll::Ready(m) = inputs[i].rx.poll_recv(cx) {
+                *cursor = (i + 1) % n;
+                return Poll::Ready(Wake::Data(i, m));
+            }
+        }
+        Poll::Pending
+    })
+}
+
+/// Moves `message` from lane `i`'s channel into its queue.
+fn take(lanes: &mut [Lane], align: &mut Option<Alignment>, i: usize, message: Message) {
+    let lane = &mut lanes[i];
+    lane.taken += 1;
+    if matches!(message, Message::End) {
+        lane.end_taken = true;
+    }
+    if let Some(a) = align.as_mut() {
+        a.taken(i, lane.taken, &message);
+    }
+    lane.queue.push_back((Some(lane.taken), message));
+}
+
+struct Loop<'a> {
+    env: &'a TaskEnv,
+    name: String,
+    last_barrier: Epoch,
+    current_wm: i64,
+    pending: Vec<Pending>,
+}
+
+impl Loop<'_> {
+    fn ack(&self, align: Alignment, states: Vec<Option<Vec<u8>>>) -> Result<()> {
+        let epoch = align.barrier.epoch;
+        let unaligned = align.unaligned();
+        let alignment = align.alignment;
+        let inflight = if unaligned {
+            Some(inflight::encode(&align.into_logs())?)
+        } else {
+            None
+        };
+        self.env.control.ack(
+            TaskAck {
+                epoch,
+                task: self.name.clone(),
+                position: None,
+                states,
+            },
+            AckStats {
+                alignment: alignment.unwrap_or_default(),
+                unaligned,
+                inflight,
+            },
+        );
+        Ok(())
+    }
+
+    /// Handles one processed message of lane `i`.
+    fn handle(
+        &mut self,
+        chain: &mut Chain,
+        input: usize,
+        lanes: &mut [Lane],
+        i: usize,
+        message: Message,
+        in_flight: &mut usize,
+    ) -> Result<()> {
+        match message {
+            Message::Data(batch) => {
+                *in_flight = batch.num_rows();
+                let pending = &mut self.pending;
+                guard(&self.name, || chain.process(0, input, batch, pending))?;
+                *in_flight = 0;
+            }
+            Message::Watermark(wm) => {
+                lanes[i].watermark = lanes[i].watermark.max(wm);
+                let min = lanes
+                    .iter()
+                    .map(|l| if l.ended { MAX_WATERMARK } else { l.watermark })
+                    .min()
+                    .unwrap_or(MAX_WATERMARK);
+                if min > self.current_wm {
+                    self.current_wm = min;
+                    let pending = &mut self.pending;
+                    guard(&self.name, || chain.watermark(None, min, pending))?;
+                }
+            }
+            Message::End => {
+                lanes[i].ended = true;
+                lanes[i].watermark = MAX_WATERMARK;
+            }
+            Message::Barrier(_) => {
+                return Err(Error::Internal(format!(
+                    "{}: a barrier on a data lane",
+                    self.name
+                )))
+            }
+        }
+        Ok(())
+    }
+}
+
+async fn operator_loop(
+    t: &mut Task,
+    lanes: &mut [Lane],
+    env: &TaskEnv,
+    in_flight: &mut usize,
+) -> Result<()> {
+    let control = &env.control;
+    let name = t.name.clone();
+    let chain = &mut t.chain;
+    let checkpointing = env.checkpointing.then_some(t.restored_epoch);
+    guard(&name, || chain.start(checkpointing))?;
+    let mut restore = t.restore.take();
+    if let Some(bytes) = restore.as_mut().and_then(|s| s.inflight.take()) {
+        // in-flight data of an unaligned snapshot is processed before anything new
+        for (lane, log) in lanes.iter_mut().zip(inflight::decode(&bytes)?) {
+            lane.queue.extend(log.into_iter().map(|m| (None, m)));
+        }
+    }
+    let restored = t.restored_epoch;
+    guard(&name, || {
+        checkpointing::restore_task(chain, None, restore, restored)
+    })?;
+    // only a chain that ends in a sink listens for completed checkpoints
+    let mut commits = chain.sink.is_some().then(|| control.committed.subscribe());
+    let n = t.inputs.len();
+    let mut st = Loop {
+        env,
+        name: name.clone(),
+        last_barrier: Epoch(env.epoch_base),
+        current_wm: i64::MIN,
+        pending: Vec::new(),
+    };
+    let mut align: Option<Alignment> = None;
+    let mut skip = vec![false; n];
+    let (mut cursor, mut pick) = (0, 0);
+    loop {
+        if control.is_cancelled() {
+            return Ok(());
+        }
+        // barriers: drop the ones handled already, align the oldest
+        for (input, lane) in t.inputs.iter_mut().zip(lanes.iter_mut()) {
+            while let Ok(p) = input.prio.try_recv() {
+                lane.barriers.push_back(p);
+            }
+            lane.barriers.retain(|p| p.barrier.epoch > st.last_barrier);
+        }
+        if align.is_none() {
+            align = Alignment::next(lanes).map(|b| Alignment::new(b, n));
+        }
+        if let Some(a) = align.as_mut() {
+            a.place(lanes);
+            let timed_out = env
+                .alignment_timeout
+                .is_some_and(|limit| a.started.elapsed() >= limit);
+            if !a.unaligned()
+                && !a.aligned(lanes)
+                && (env.checkpoint_mode == CheckpointMode::Unaligned || timed_out)
+            {
+                let pending = &mut st.pending;
+                let states = guard(&name, || chain.barrier(a.barrier, pending))?;
+                a.snapshot_taken(states, lanes);
+                flush(chain, &mut st.pending, env).await?;
+            }
+        }
+        if align.as_ref().is_some_and(Alignment::unaligned) {
+            // take what precedes the barrier eagerly, without processing it
+            for i in 0..n {
+                while align.as_ref().is_some_and(|a| a.wants(i, &lanes[i])) {
+                    match t.inputs[i].rx.try_recv() {
+                        Ok(m) => take(lanes, &mut align, i, m),
+                        Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
+                    }
+                }
+            }
+        }
+        if let Some(a) = align.take() {
+            let done = if a.unaligned() {
+                a.captured(lanes)
+            } else {
+                a.aligned(lanes)
+            };
+            if done {
+                let epoch = a.barrier.epoch;
+                let states = match a.states.clone() {
+                    Some(states) => states,
+                    None => {
+                        let pending = &mut st.pending;
+                        guard(&name, || chain.barrier(a.barrier, pending))?
+                    }
+                };
+                let mut a = a;
+                a.alignment.get_or_insert_with(|| a.started.elapsed());
+                st.ack(a, states)?;
+                st.last_barrier = epoch;
+                flush(chain, &mut st.pending, env).await?;
+                continue;
+            }
+            align = Some(a);
+        }
+        if align.is_none() && lanes.iter().all(|l| l.ended) {
+            let pending = &mut st.pending;
+            guard(&name, || chain.end(pending))?;
+            flush(chain, &mut st.pending, env).await?;
+            return Ok(());
+        }
+        // process the next queued message of a lane that may proceed, round-robin
+        let ready = (0..n).map(|k| (pick + k) % n).find(|&i| {
+            !lanes[i].queue.is_empty() && !align.as_ref().is_some_and(|a| a.holds(i, &lanes[i]))
+        });
+        if let Some(i) = ready {
+            pick = (i + 1) % n;
+            if let Some((position, message)) = lanes[i].queue.pop_front() {
+                if let Some(p) = position {
+                    lanes[i].processed = p;
+                }
+                let input = t.inputs[i].input;
+                st.handle(chain, input, lanes, i, message, in_flight)?;
+            }
+            flush(chain, &mut st.pending, env).await?;
+            continue;
+        }
+        // nothing to process: wait for input, a barrier, a commit, a reconnect, a timeout
+        for (i, s) in skip.iter_mut().enumerate() {
+            let l = &lanes[i];
+            *s = l.ended
+                || l.end_taken
+                || l.down
+                || !l.queue.is_empty()
+                || align.as_ref().is_some_and(|a| a.holds(i, l));
+        }
+        let any_down = lanes.iter().any(|l| l.down);
+        let deadline = match (&align, env.alignment_timeout) {
+            (Some(a), Some(limit)) if !a.unaligned() => Some(a.started + limit),
+            _ => None,
+        };
+        let timer = async move {
+            match deadline {
+                Some(at) => tokio::time::sleep_until(at.into()).await,
+                None => std::future::pending().await,
+            }
+        };
+        let woken = async {
+            match &env.rewire {
+                Some(rw) if any_down => rw.woken(env.index).await,
+                _ => std::future::pending().await,
+            }
+        };
+        let commit_change = async {
+            match commits.as_mut() {
+                Some(rx) => match rx.changed().await {
+                    Ok(()) => Wake::Committed(Epoch(*rx.borrow_and_update())),
+                    Err(_) => Wake::CommitsGone,
+                },
+                None => std::future::pending().await,
+            }
+        };
+        let wake = tokio::select! {
+            w = poll_lanes(&mut t.inputs, lanes, &skip, &mut cursor) => w,
+            w = commit_change => w,
+            () = woken => Wake::Reconnect,
+            () = timer => Wake::AlignmentTimeout,
+        };
+        match wake {
+            Wake::Data(i, Some(m)) => take(lanes, &mut align, i, m),
+            Wake::Data(i, None) => {
+                // upstream is gone without End: the job is failing elsewhere, or (approximate
+                // failover) the producer is down and will be back on a new channel
+                if control.is_cancelled() {
+                    return Ok(());
+                }
+                let Some(rw) = &env.rewire else {
+                    return Err(closed_error());
+                };
+                match rw.take_receiver((env.index, i)) {
+                    Some((rx, prio)) => {
+                        t.inputs[i].rx = rx;
+                        t.inputs[i].prio = prio;
+                        lanes[i].reconnected();
+                    }
+                    None => lanes[i].down = true,
+                }
+            }
+            Wake::Committed(epoch) => guard(&name, || chain.commit(epoch))?,
+            Wake::CommitsGone => commits = None,
+            Wake::Reconnect => {
+                if let Some(rw) = &env.rewire {
+                    for (i, lane) in lanes.iter_mut().enumerate() {
+                        if lane.down {
+                            if let Some((rx, prio)) = rw.take_receiver((env.index, i)) {
+                                t.inputs[i].rx = rx;
+                                t.inputs[i].prio = prio;
+                                lane.reconnected();
+                            }
+                        }
+                    }
+                }
+            }
+            Wake::Priority | Wake::AlignmentTimeout => {}
+        }
+    }
+}

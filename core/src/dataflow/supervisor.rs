@@ -1,0 +1,230 @@
+//! The failover supervisor: runs a job's tasks, and when one fails decides — by the error's
+//! domain and the [`RestartPolicy`](crate::dataflow::RestartPolicy) — whether to restart and
+//! what (ARCHITECTURE §3 "Failover"; strategies in [`failover`](super::failover)).
+//!
+//! Exactly-once: an attempt is the whole set of tasks. The first failure aborts the attempt
+//! (every task stops at its next message, the failure's echoes — closed channels — are not
+//! root causes); the supervisor waits for every task, lets the checkpoint coordinator finish
+//! the acks it has (a fence), then rebuilds every task from the plan and restores the last
+//! completed checkpoint. Barriers of the new attempt are numbered after every epoch requested
+//! so far, so acks of the two attempts never mix.
+//!
+//! Approximate: every task has its own slot that restarts it alone, from its own snapshot in
+//! the last completed checkpoint, with fresh channels to its running peers (see `rewire`).
+//! Its peers do not rewind, so in-flight data of an unaligned snapshot is not replayed (it
+//! was delivered already), and a two-phase sink in the task keeps everything it wrote before
+//! the failure (its recovery epoch is the newest one requested, not the restored one). A
+//! restarted source seeks back to its snapshot, so what it read since is read again.
+
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use crate::checkpoint::CheckpointStore;
+use crate::dataflow::builder::{DataflowConfig, Graph};
+use crate::dataflow::checkpointing;
+use crate::dataflow::control::JobControl;
+use crate::dataflow::failover::{ArmedFault, FailoverMode, RestartTracker};
+use crate::dataflow::plan::{build_tasks, Task};
+use crate::dataflow::rewire::Rewire;
+use crate::dataflow::task::{self, TaskEnv};
+use crate::error::{Error, Result};
+use crate::metrics::{JobMetrics, MetricsRegistry, Progress};
+use crate::source::DeadLetterSink;
+
+pub(crate) struct Supervisor {
+    pub(crate) graph: Graph,
+    pub(crate) config: DataflowConfig,
+    pub(crate) control: Arc<JobControl>,
+    pub(crate) metrics: Mutex<MetricsRegistry>,
+    pub(crate) job: Arc<JobMetrics>,
+    pub(crate) faults: Vec<Arc<ArmedFault>>,
+    pub(crate) store: Option<CheckpointStore>,
+    pub(crate) dead_letters: Arc<DeadLetterSink>,
+    /// The progress gauge of each task (sources fill theirs in).
+    pub(crate) progress: Vec<Arc<Progress>>,
+    pub(crate) tracker: Mutex<RestartTracker>,
+}
+
+impl Supervisor {
+    fn env(&self, index: usize, epoch_base: u64, rewire: Option<Arc<Rewire>>) -> TaskEnv {
+        TaskEnv {
+            control: self.control.clone(),
+            job: self.job.clone(),
+            index,
+            rewire,
+            checkpointing: self.store.is_some(),
+            epoch_base,
+            bounds: self.config.bounds,
+            dead_letters: self.dead_letters.clone(),
+            progress: self.progress[index].clone(),
+            idle_poll: self.config.idle_poll,
+            checkpoint_mode: self.config.checkpoint.mode,
+            alignment_timeout: self.config.checkpoint.alignment_timeout,
+        }
+    }
+
+    fn rebuild(&self) -> Result<Vec<Task>> {
+        let mut metrics = self.metrics.lock().unwrap_or_else(|p| p.into_inner());
+        Ok(build_tasks(&self.graph, &mut metrics, &self.faults)?.0)
+    }
+
+    /// The backoff before restarting after `e`, or `None` when the job must fail.
+    fn restart_after(&self, e: &Error) -> Option<std::time::Duration> {
+        if !e.is_retryable() || self.control.cancelled.load(Ordering::SeqCst) {
+            return None;
+        }
+        let backoff = self
+            .tracker
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .on_failure(Instant::now());
+        match backoff {
+            Some(b) => {
+                tracing::warn!("restarting in {b:?} after: {e}");
+                self.job.restarts.fetch_add(1, Ordering::SeqCst);
+                Some(b)
+            }
+            None => {
+                tracing::error!("not restarting: {e}");
+                None
+            }
+        }
+    }
+
+    /// Runs the job to its end on `runtime`, restarting as the policy allows; the final
+    /// failure, if any, is left in the job control.
+    pub(crate) fn run(self: Arc<Self>, runtime: &tokio::runtime::Runtime, first: Vec<Task>) {
+        let mut tasks = first;
+        let mut epoch_base = self.control.restored.load(Ordering::SeqCst);
+        loop {
+            let this = self.clone();
+            runtime.block_on(this.attempt(tasks, epoch_base));
+            let Some(e) = self.control.take_failure() else {
+                return;
+            };
+            let Some(backoff) = (match self.config.failover.mode {
+                FailoverMode::ExactlyOnce => self.restart_after(&e),
+                FailoverMode::Approximate => None,
+            }) else {
+                self.control.fail(e);
+                return;
+            };
+            std::thread::sleep(backoff);
+            match self.prepare_restart() {
+                Ok((t, base)) => {
+                    tasks = t;
+                    epoch_base = base;
+                }
+                Err(e2) => {
+                    self.control.fail(e2);
+                    return;
+                }
+            }
+            if self.control.cancelled.load(Ordering::SeqCst) {
+                self.control.fail(Error::Cancelled);
+                return;
+            }
+        }
+    }
+
+    /// Exactly-once restart: settles the coordinator, rebuilds and restores every task.
+    fn prepare_restart(&self) -> Result<(Vec<Task>, u64)> {
+        self.control.fence_coordinator();
+        let mut tasks = self.rebuild()?;
+        if let Some(store) = &self.store {
+            if let Some(epoch) = checkpointing::assign_restore(store, &mut tasks)? {
+                self.control.restored.store(epoch.0, Ordering::SeqCst);
+            }
+        }
+        let base = self.control.checkpoint_requested.load(Ordering::SeqCst);
+        Ok((tasks, base))
+    }
+
+    /// One attempt: every task in its slot, until all finished.
+    async fn attempt(self: Arc<Self>, tasks: Vec<Task>, epoch_base: u64) {
+        let rewire = (self.config.failover.mode == FailoverMode::Approximate)
+            .then(|| Arc::new(Rewire::new(tasks.len(), self.config.channel_capacity)));
+        let mut handles = Vec::with_capacity(tasks.len());
+        for (index, t) in tasks.into_iter().enumerate() {
+            let env = self.env(index, epoch_base, rewire.clone());
+            let this = self.clone();
+            handles.push(tokio::spawn(this.slot(index, t, env)));
+        }
+        let mut echoes = Vec::new();
+        for h in handles {
+            match h.await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => echoes.push(e),
+                Err(j) => self
+                    .control
+                    .fail(Error::Internal(format!("task slot failed: {j}"))),
+            }
+        }
+        // disconnections count only when nothing else explains them
+        for e in echoes {
+            self.control.fail(e);
+        }
+    }
+
+    /// Runs task `index`; in approximate mode restarts it alone while the policy allows.
+    /// A root cause is recorded at once (so it is known before the neighbours notice the
+    /// disconnection); disconnections are handed back.
+    async fn slot(self: Arc<Self>, index: usize, first: Task, mut env: TaskEnv) -> Result<()> {
+        let mut task = first;
+        loop {
+            let e = match task::run(task, env.clone()).await {
+                Ok(()) => return Ok(()),
+                Err(e @ Error::Disconnected(_)) => return Err(e),
+                Err(e) => e,
+            };
+            let backoff = match &env.rewire {
+                Some(_) if !self.control.is_cancelled() => self.restart_after(&e),
+                _ => None,
+            };
+            let Some(backoff) = backoff else {
+                self.control.fail(e);
+                return Ok(());
+            };
+            tokio::time::sleep(backoff).await;
+            if self.control.is_cancelled() {
+                return Ok(());
+            }
+            // barriers of the restarted task are numbered after every epoch requested so far
+            env.epoch_base = self.control.checkpoint_requested.load(Ordering::SeqCst);
+            task = match self.restart_one(index, &env) {
+                Ok(t) => t,
+                Err(e) => {
+                    self.control.fail(e);
+                    return Ok(());
+                }
+            };
+        }
+    }
+
+    /// Approximate restart of task `index`: rebuilt, restored from its own snapshot, and
+    /// reconnected to its peers.
+    fn restart_one(&self, index: usize, env: &TaskEnv) -> Result<Task> {
+        let mut tasks = self.rebuild()?;
+        if index >= tasks.len() {
+            return Err(Error::Internal(format!("no task {index} to restart")));
+        }
+        let mut task = tasks.swap_remove(index);
+        drop(tasks);
+        if let Some(store) = &self.store {
+            checkpointing::assign_restore(store, std::slice::from_mut(&mut task))?;
+            // Its peers did not rewind: in-flight data of its snapshot was delivered already
+            // (processed, or counted as lost), so it is not replayed; and its sink keeps what
+            // it wrote before the failure (every epoch up to the newest requested).
+            if let Some(snapshot) = task.restore.as_mut() {
+                snapshot.inflight = None;
+            }
+            task.restored_epoch = Some(crate::message::Epoch(env.epoch_base));
+        }
+        if let Some(rw) = &env.rewire {
+            rw.reconnect(index, &mut task);
+        }
+        tracing::info!(task = %task.name, "restarting task alone (approximate failover)");
+        Ok(task)
+    }
+}

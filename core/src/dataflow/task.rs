@@ -1,0 +1,178 @@
+//! One task attempt: its environment, how it runs (an operator chain reading its input lanes on
+//! a tokio task, see `operator_task`; a source driving its chain on a blocking thread, see
+//! `source_task`), and how it sends: data on bounded channels, waiting when one is full
+//! (backpressure), barriers on the priority lanes.
+//!
+//! In approximate failover ([`TaskEnv::rewire`] set) a closed channel is not fatal: a send to
+//! a consumer that is down drops the records and counts them in `records_lost` (or goes to the
+//! consumer's new channel once it restarted), an input whose producer is down is skipped —
+//! the task keeps consuming its other inputs — until the producer is back.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::mpsc::error::TrySendError;
+
+use crate::dataflow::chain::{closed_error, Chain, Pending};
+use crate::dataflow::checkpointing::CheckpointMode;
+use crate::dataflow::control::JobControl;
+use crate::dataflow::inflight::Positioned;
+use crate::dataflow::operator_task::run_operator_task;
+use crate::dataflow::plan::Task;
+use crate::dataflow::rewire::Rewire;
+use crate::dataflow::source_task::run_source_task;
+use crate::error::{Error, Result};
+use crate::message::{Barrier, Message};
+use crate::metrics::{JobMetrics, OperatorMetrics, Progress};
+use crate::source::{BatchBounds, DeadLetterSink};
+
+/// What a task attempt needs from its job.
+#[derive(Clone)]
+pub(crate) struct TaskEnv {
+    pub(crate) control: Arc<JobControl>,
+    pub(crate) job: Arc<JobMetrics>,
+    /// The task's index in the plan.
+    pub(crate) index: usize,
+    /// Set in approximate failover.
+    pub(crate) rewire: Option<Arc<Rewire>>,
+    /// Whether the job takes checkpoints (sinks stage their output per epoch).
+    pub(crate) checkpointing: bool,
+    /// Barriers this attempt injects are numbered after this epoch.
+    pub(crate) epoch_base: u64,
+    pub(crate) bounds: BatchBounds,
+    pub(crate) dead_letters: Arc<DeadLetterSink>,
+    pub(crate) progress: Arc<Progress>,
+    pub(crate) idle_poll: Duration,
+    pub(crate) checkpoint_mode: CheckpointMode,
+    pub(crate) alignment_timeout: Option<Duration>,
+}
+
+impl TaskEnv {
+    pub(crate) fn lost(&self, rows: usize) {
+        OperatorMetrics::add(&self.job.records_lost, rows as u64);
+    }
+
+    /// A send on edge `edge` to `target` found the channel closed, holding `message`. Returns
+    /// the message back with a replacement sender installed, or `None` once it is dropped
+    /// (counted) — or the error when the failover mode does not tolerate it.
+    pub(crate) fn on_closed(
+        &self,
+        chain: &mut Chain,
+        edge: usize,
+        target: usize,
+        message: Message,
+    ) -> Result<Option<Message>> {
+        let Some(rewire) = &self.rewire else {
+            return Err(closed_error());
+        };
+        match rewire.take_sender((self.index, edge, target)) {
+            Some((tx, prio)) => {
+                let out = &mut chain.outputs[edge];
+                out.senders[target] = tx;
+                out.prio[target] = prio;
+                out.sent[target] = 0;
+                Ok(Some(message))
+            }
+            None => {
+                self.lost(message.num_rows());
+                Ok(None)
+            }
+        }
+    }
+}
+
+/// Runs one attempt of `task` to its end; the error is the task's root cause.
+pub(crate) async fn run(task: Task, env: TaskEnv) -> Result<()> {
+    let name = task.name.clone();
+    let joined = if task.source.is_some() {
+        let env = env.clone();
+        tokio::task::spawn_blocking(move || run_source_task(task, &env)).await
+    } else {
+        let env = env.clone();
+        tokio::spawn(async move { run_operator_task(task, &env).await }).await
+    };
+    let result = match joined {
+        Ok(r) => r,
+        Err(j) => Err(Error::Panic {
+            task: name,
+            message: j
+                .try_into_panic()
+                .ok()
+                .and_then(|p| {
+                    p.downcast_ref::<&str>()
+                        .map(|s| s.to_string())
+                        .or_else(|| p.downcast_ref::<String>().cloned())
+                })
+                .unwrap_or_else(|| "task aborted".into()),
+        }),
+    };
+    if result.is_ok() {
+        if let Some(rw) = &env.rewire {
+            rw.finished(env.index);
+        }
+    }
+    result
+}
+
+/// Sends queued messages, waiting (and timing the wait) when a channel is full. Barriers go on
+/// the priority lane, with their position on the data lane.
+pub(crate) async fn flush(
+    chain: &mut Chain,
+    pending: &mut Vec<Pending>,
+    env: &TaskEnv,
+) -> Result<()> {
+    for p in pending.drain(..) {
+        let mut message = p.message;
+        loop {
+            if let Message::Barrier(b) = message {
+                prioritize(chain, p.edge, p.target, b, env)?;
+                break;
+            }
+            // Only the edge is borrowed across the await: operators need not be `Sync`.
+            let tx = &chain.outputs[p.edge].senders[p.target];
+            let closed = match tx.try_send(message) {
+                Ok(()) => None,
+                Err(TrySendError::Full(m)) => {
+                    let t = Instant::now();
+                    let sent = tx.send(m).await;
+                    OperatorMetrics::add(
+                        &chain.head_metrics.backpressure_ns,
+                        t.elapsed().as_nanos() as u64,
+                    );
+                    sent.err().map(|e| e.0)
+                }
+                Err(TrySendError::Closed(m)) => Some(m),
+            };
+            match closed {
+                None => {
+                    chain.outputs[p.edge].sent[p.target] += 1;
+                    break;
+                }
+                Some(m) => match env.on_closed(chain, p.edge, p.target, m)? {
+                    Some(m) => message = m,
+                    None => break,
+                },
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A barrier overtakes the data queued on its channel: it goes on the priority lane.
+pub(crate) fn prioritize(
+    chain: &mut Chain,
+    edge: usize,
+    target: usize,
+    b: Barrier,
+    env: &TaskEnv,
+) -> Result<()> {
+    let out = &chain.outputs[edge];
+    let positioned = Positioned {
+        barrier: b,
+        position: out.sent[target],
+    };
+    if out.prio[target].send(positioned).is_err() && env.rewire.is_none() {
+        return Err(closed_error());
+    }
+    Ok(())
+}
