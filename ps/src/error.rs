@@ -32,6 +32,43 @@ pub enum Error {
     /// The worker is not registered with the clocks.
     #[error("unknown worker {0}")]
     UnknownWorker(WorkerId),
+    /// A shard server has no tables yet (a client declares them with its first call).
+    #[error("shard {shard}: not configured (no tables declared yet)")]
+    Unconfigured {
+        /// The shard's index.
+        shard: usize,
+    },
+    /// A call to a remote shard failed: refused by the shard, or still failing when the
+    /// client's retries ran out.
+    #[error("shard {shard} at {addr}: {op}: {message}")]
+    Remote {
+        /// The shard's index.
+        shard: usize,
+        /// The shard's address.
+        addr: String,
+        /// The call, e.g. `pull` or `push`.
+        op: &'static str,
+        /// What went wrong (the gRPC status).
+        message: String,
+    },
+    /// The model of a training worker failed (bad features or shapes).
+    #[error("worker {worker}: {source}")]
+    Model {
+        /// The worker.
+        worker: WorkerId,
+        /// The learner's error.
+        #[source]
+        source: eddy_algorithms::Error,
+    },
+    /// Reading, writing or listening on a path or address failed.
+    #[error("{place}: {source}")]
+    Io {
+        /// The file, directory or address.
+        place: String,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 impl Error {
@@ -41,6 +78,14 @@ impl Error {
             table: table.to_owned(),
             field: field.to_owned(),
             reason: reason.into(),
+        }
+    }
+
+    /// An [`Error::Io`] error at `place`.
+    pub(crate) fn io(place: impl std::fmt::Display, source: std::io::Error) -> Self {
+        Error::Io {
+            place: place.to_string(),
+            source,
         }
     }
 

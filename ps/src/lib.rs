@@ -22,23 +22,26 @@
 //! |---|---|
 //! | [`store`] | [`ParamStore`]: pull / push / clocks / snapshot, the contract every store keeps |
 //! | [`table`] | [`TableConfig`] → [`ValidTableConfig`]: dim, rule, [`Initializer`], admission, expiry |
-//! | [`local`] | [`LocalPs`], [`LocalPsConfig`]: the in-process store |
+//! | [`local`] | [`LocalPs`], [`LocalPsConfig`]: the in-process store; [`Delta`] feed |
 //! | [`clock`] | [`Clocks`], [`Consistency`], [`WorkerId`]: `async` / `bounded(s)` (SSP) / `sync` |
+//! | [`grpc`] | [`PsServer`] / [`PsClient`]: shards as processes over gRPC, snapshots on disk |
+//! | [`train`] | [`PsWorker`]: PS-backed online training with progressive validation |
 //! | [`snapshot`] | the versioned, checksummed snapshot frame |
 //! | [`error`] | [`Error`], [`Result`] |
-//!
-//! gRPC shards (`PsServer` / `PsClient`) and the delta feed arrive later in the
-//! parameter-server issue.
 
 pub mod clock;
 pub mod error;
+pub mod grpc;
 pub mod local;
 pub mod snapshot;
 pub mod store;
 pub mod table;
+pub mod train;
 
 pub use clock::{Clocks, Consistency, WorkerId};
 pub use error::{Error, Result};
-pub use local::{LocalPs, LocalPsConfig};
+pub use grpc::{PsClient, PsClientConfig, PsServer, PsServerConfig};
+pub use local::{Delta, DeltaCursor, LocalPs, LocalPsConfig};
 pub use store::ParamStore;
 pub use table::{Initializer, TableConfig, ValidTableConfig};
+pub use train::{PsWorker, PsWorkerConfig, WorkerReport};

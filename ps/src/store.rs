@@ -9,6 +9,7 @@ use std::future::Future;
 
 use crate::clock::WorkerId;
 use crate::error::Result;
+use crate::local::{Delta, DeltaCursor};
 
 /// A sharded table store that applies the tables' update rules on the server.
 ///
@@ -44,6 +45,9 @@ pub trait ParamStore: Send + Sync {
     /// Registers `worker` with the consistency clocks at the slowest worker's clock; returns it.
     fn register(&self, worker: WorkerId) -> impl Future<Output = Result<u64>> + Send;
 
+    /// Removes `worker` from the clocks (it finished), so it no longer holds the others back.
+    fn deregister(&self, worker: WorkerId) -> impl Future<Output = Result<()>> + Send;
+
     /// Advances `worker`'s clock by one (once per iteration, after its pushes); returns the new
     /// clock.
     fn clock(&self, worker: WorkerId) -> impl Future<Output = Result<u64>> + Send;
@@ -54,6 +58,17 @@ pub trait ParamStore: Send + Sync {
         &self,
         worker: WorkerId,
         staleness: u64,
+    ) -> impl Future<Output = Result<()>> + Send;
+
+    /// The delta feed: appends to `out` the rows of `table` changed since `cursor` (their
+    /// current weights, `dim` per key) and advances `cursor` past them. A fresh cursor
+    /// ([`DeltaCursor::default`]) answers every row. Following the cursor never misses a change
+    /// (a row changed twice may be answered twice); rows dropped by expiry are not reported.
+    fn delta(
+        &self,
+        table: &str,
+        cursor: &mut DeltaCursor,
+        out: &mut Delta,
     ) -> impl Future<Output = Result<()>> + Send;
 
     /// A self-checking snapshot of every table's rows (weights, optimizer state, counters).

@@ -6,14 +6,25 @@
 //! keys of a request are grouped by shard, so each shard is locked once per request), and no
 //! lock is held across an `.await`. The futures of the [`ParamStore`] methods do their work
 //! when first polled and complete at once; the `*_now` methods are the same calls, sync.
+//!
+//! Hot path: keys are hashed with one folded multiply (no per-key allocation), bucketed by
+//! stripe with a counting sort into per-request scratch, and each stripe is locked once.
+//! Every row carries the store [`version`](LocalPs::version) of its last change, for the
+//! [delta feed](LocalPs::delta_since).
 
+mod delta;
 mod persist;
 
+pub use delta::{Delta, DeltaCursor};
+
 use std::collections::{BTreeMap, HashMap};
+use std::hash::{BuildHasher, Hasher};
+use std::sync::atomic::AtomicU64;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use eddy_algorithms::learner::UpdateRule;
+use eddy_algorithms::optim::Rule;
 use serde::{Deserialize, Serialize};
 
 use crate::clock::{Clocks, WorkerId};
@@ -68,9 +79,16 @@ impl LocalPsConfig {
                 return Err(Error::config(&c.name, "name", "declared twice"));
             }
         }
+        // Versions start at the build time in nanoseconds, so they keep increasing across a
+        // process restart (while the wall clock does, and changes come slower than one per
+        // nanosecond) and delta cursors stay valid.
+        let start = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
         Ok(LocalPs {
             tables,
             clocks: Clocks::new(),
+            version: AtomicU64::new(start),
         })
     }
 }
@@ -78,9 +96,53 @@ impl LocalPsConfig {
 /// One row: `dim` weights then `dim × state_len` state.
 #[derive(Debug, Clone, PartialEq)]
 struct Row {
-    data: Box<[f32]>,
+    data: RowData,
     updates: u64,
     touched_ms: u64,
+    /// The store version of the row's last change.
+    version: u64,
+}
+
+/// Floats kept in the row itself (no allocation, no pointer to chase): enough for a
+/// dimension-1 row under any rule (weight plus at most 2 state floats).
+const INLINE: usize = 4;
+
+/// A row's floats: inline up to [`INLINE`], else on the heap.
+#[derive(Debug, Clone, PartialEq)]
+enum RowData {
+    Inline(u8, [f32; INLINE]),
+    Heap(Box<[f32]>),
+}
+
+impl RowData {
+    fn zeros(n: usize) -> Self {
+        if n <= INLINE {
+            RowData::Inline(n as u8, [0.0; INLINE])
+        } else {
+            RowData::Heap(vec![0.0; n].into_boxed_slice())
+        }
+    }
+}
+
+impl std::ops::Deref for RowData {
+    type Target = [f32];
+    #[inline(always)]
+    fn deref(&self) -> &[f32] {
+        match self {
+            RowData::Inline(n, a) => &a[..usize::from(*n)],
+            RowData::Heap(b) => b,
+        }
+    }
+}
+
+impl std::ops::DerefMut for RowData {
+    #[inline(always)]
+    fn deref_mut(&mut self) -> &mut [f32] {
+        match self {
+            RowData::Inline(n, a) => &mut a[..usize::from(*n)],
+            RowData::Heap(b) => b,
+        }
+    }
 }
 
 /// Pushes counted toward admission for a key without a row.
@@ -90,10 +152,55 @@ struct Pending {
     touched_ms: u64,
 }
 
+/// Hashes a `u64` key with one folded 128-bit multiply: fast, and every key bit reaches the
+/// low bits hashbrown indexes with.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct KeyHasher(u64);
+
+impl Hasher for KeyHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = fold_mul(self.0 ^ u64::from(b), 0x9E37_79B9_7F4A_7C15);
+        }
+    }
+
+    fn write_u64(&mut self, k: u64) {
+        self.0 = fold_mul(k, 0x9E37_79B9_7F4A_7C15);
+    }
+}
+
+/// The [`BuildHasher`] of [`KeyHasher`].
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct KeyHash;
+
+impl BuildHasher for KeyHash {
+    type Hasher = KeyHasher;
+    fn build_hasher(&self) -> KeyHasher {
+        KeyHasher(0)
+    }
+}
+
+/// `a × b` as 128 bits, high half xor low half.
+#[inline(always)]
+pub(crate) fn fold_mul(a: u64, b: u64) -> u64 {
+    let p = u128::from(a) * u128::from(b);
+    (p as u64) ^ ((p >> 64) as u64)
+}
+
+/// `hash` reduced to `0..n` by a multiply-shift (no division).
+#[inline(always)]
+pub(crate) fn reduce(hash: u64, n: usize) -> usize {
+    ((u128::from(hash) * n as u128) >> 64) as usize
+}
+
 #[derive(Debug, Default)]
 struct Shard {
-    rows: HashMap<u64, Row>,
-    pending: HashMap<u64, Pending>,
+    rows: HashMap<u64, Row, KeyHash>,
+    pending: HashMap<u64, Pending, KeyHash>,
 }
 
 #[derive(Debug)]
@@ -104,8 +211,9 @@ struct Table {
 }
 
 impl Table {
+    #[inline(always)]
     fn shard_of(&self, key: u64) -> usize {
-        (xxhash_rust::xxh3::xxh3_64(&key.to_le_bytes()) % self.shards.len() as u64) as usize
+        reduce(fold_mul(key, 0xD6E8_FEB8_6659_FD93), self.shards.len())
     }
 
     fn lock(&self, shard: usize) -> MutexGuard<'_, Shard> {
@@ -116,25 +224,44 @@ impl Table {
             .unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Runs `f(shard, key positions)` once per shard that `keys` touch, positions in order.
-    fn by_shard(&self, keys: &[u64], mut f: impl FnMut(&mut Shard, &[usize])) {
-        let mut order: Vec<(usize, usize)> = keys
-            .iter()
-            .enumerate()
-            .map(|(i, &k)| (self.shard_of(k), i))
-            .collect();
-        order.sort_unstable();
-        let mut positions = Vec::with_capacity(order.len());
-        for group in order.chunk_by(|a, b| a.0 == b.0) {
-            positions.clear();
-            positions.extend(group.iter().map(|&(_, i)| i));
-            f(&mut self.lock(group[0].0), &positions);
+    /// Runs `f(shard, key positions)` once per shard that `keys` touch, positions in order
+    /// (a counting sort by shard: two passes over the keys, two scratch vectors per request).
+    fn by_shard(&self, keys: &[u64], mut f: impl FnMut(&mut Shard, &[u32])) {
+        let n = self.shards.len();
+        if n == 1 || keys.len() <= 1 {
+            if let Some(&k) = keys.first() {
+                let positions: Vec<u32> = (0..keys.len() as u32).collect();
+                f(&mut self.lock(self.shard_of(k)), &positions);
+            }
+            return;
+        }
+        let mut starts = vec![0u32; n + 1];
+        let mut of: Vec<u16> = Vec::with_capacity(keys.len());
+        for &k in keys {
+            let s = self.shard_of(k);
+            of.push(s as u16);
+            starts[s + 1] += 1;
+        }
+        for s in 0..n {
+            starts[s + 1] += starts[s];
+        }
+        let mut positions = vec![0u32; keys.len()];
+        let mut next = starts.clone();
+        for (i, &s) in of.iter().enumerate() {
+            positions[next[s as usize] as usize] = i as u32;
+            next[s as usize] += 1;
+        }
+        for s in 0..n {
+            let (a, b) = (starts[s] as usize, starts[s + 1] as usize);
+            if a < b {
+                f(&mut self.lock(s), &positions[a..b]);
+            }
         }
     }
 
     fn fresh_row(&self, key: u64, now_ms: u64) -> Row {
         let dim = self.cfg.dim();
-        let mut data = vec![0.0; dim * (1 + self.state_len)].into_boxed_slice();
+        let mut data = RowData::zeros(dim * (1 + self.state_len));
         let (w, state) = data.split_at_mut(dim);
         self.cfg.config().init.fill(key, w);
         if self.state_len > 0 {
@@ -146,8 +273,20 @@ impl Table {
             data,
             updates: 0,
             touched_ms: now_ms,
+            version: 0,
         }
     }
+}
+
+/// A push checked against its table, ready to apply.
+struct PushBatch<'a> {
+    keys: &'a [u64],
+    grads: &'a [f32],
+    xs: Option<&'a [f32]>,
+    now_ms: u64,
+    dim: usize,
+    state_len: usize,
+    admission: u32,
 }
 
 /// Milliseconds since the Unix epoch (0 for a clock before it).
@@ -157,11 +296,48 @@ fn unix_ms(t: SystemTime) -> u64 {
         .as_millis() as u64
 }
 
+/// Checks a push's shapes and values before any row changes: `dim` gradients per key, one
+/// feature value per gradient, every gradient finite.
+pub(crate) fn check_push(
+    table: &str,
+    dim: usize,
+    keys: &[u64],
+    grads: &[f32],
+    xs: Option<&[f32]>,
+) -> Result<()> {
+    if grads.len() != keys.len() * dim {
+        return Err(Error::shape(
+            table,
+            format!(
+                "{} gradients for {} keys of dim {dim}",
+                grads.len(),
+                keys.len()
+            ),
+        ));
+    }
+    if xs.is_some_and(|xs| xs.len() != grads.len()) {
+        return Err(Error::shape(table, "xs must have one value per gradient"));
+    }
+    if let Some(i) = grads.iter().position(|g| !g.is_finite()) {
+        return Err(Error::shape(
+            table,
+            format!(
+                "gradient {} of key {} is not finite",
+                i % dim,
+                keys[i / dim]
+            ),
+        ));
+    }
+    Ok(())
+}
+
 /// The in-process parameter server; build it with [`LocalPsConfig::build`].
 #[derive(Debug)]
 pub struct LocalPs {
     tables: BTreeMap<String, Table>,
     clocks: Clocks,
+    /// The latest version handed out (see the delta feed).
+    version: AtomicU64,
 }
 
 impl LocalPs {
@@ -201,6 +377,7 @@ impl LocalPs {
         out.resize(keys.len() * dim, 0.0);
         t.by_shard(keys, |shard, positions| {
             for &i in positions {
+                let i = i as usize;
                 let dst = &mut out[i * dim..(i + 1) * dim];
                 match shard.rows.get(&keys[i]) {
                     Some(row) => dst.copy_from_slice(&row.data[..dim]),
@@ -234,63 +411,76 @@ impl LocalPs {
     ) -> Result<()> {
         let t = self.table(table)?;
         let (dim, k, admission) = (t.cfg.dim(), t.state_len, t.cfg.admission());
-        if grads.len() != keys.len() * dim {
-            return Err(Error::shape(
-                table,
-                format!(
-                    "{} gradients for {} keys of dim {dim}",
-                    grads.len(),
-                    keys.len()
-                ),
-            ));
-        }
-        if xs.is_some_and(|xs| xs.len() != grads.len()) {
-            return Err(Error::shape(table, "xs must have one value per gradient"));
-        }
-        if let Some(i) = grads.iter().position(|g| !g.is_finite()) {
-            return Err(Error::shape(
-                table,
-                format!(
-                    "gradient {} of key {} is not finite",
-                    i % dim,
-                    keys[i / dim]
-                ),
-            ));
-        }
+        check_push(table, dim, keys, grads, xs)?;
         let now_ms = unix_ms(now);
-        let rule = t.cfg.rule();
-        t.by_shard(keys, |shard, positions| {
+        let batch = PushBatch {
+            keys,
+            grads,
+            xs,
+            now_ms,
+            dim,
+            state_len: k,
+            admission,
+        };
+        // Dispatch on the rule once per request, so the per-key loop calls it directly.
+        match t.cfg.rule() {
+            Rule::Sgd(r) => self.apply(t, r, &batch),
+            Rule::AdaGrad(r) => self.apply(t, r, &batch),
+            Rule::NormalizedAdaptive(r) => self.apply(t, r, &batch),
+            Rule::Adam(r) => self.apply(t, r, &batch),
+            Rule::Ftrl(r) => self.apply(t, r, &batch),
+        }
+        Ok(())
+    }
+
+    /// Applies a checked push to `t`'s rows with the concrete rule `rule`.
+    fn apply<R: UpdateRule>(&self, t: &Table, rule: &R, b: &PushBatch<'_>) {
+        let (dim, k) = (b.dim, b.state_len);
+        t.by_shard(b.keys, |shard, positions| {
+            // Taken under the stripe's lock, so a delta read that sees this version also sees
+            // the rows (see `delta_since`).
+            let version = self.next_version();
             for &i in positions {
-                let key = keys[i];
-                if !shard.rows.contains_key(&key) {
-                    if admission > 1 {
-                        let p = shard.pending.entry(key).or_insert(Pending {
-                            count: 0,
-                            touched_ms: now_ms,
-                        });
-                        p.count += 1;
-                        p.touched_ms = now_ms;
-                        if p.count < admission {
-                            continue;
+                let i = i as usize;
+                let key = b.keys[i];
+                let row = match shard.rows.get_mut(&key) {
+                    Some(row) => row,
+                    None => {
+                        if b.admission > 1 {
+                            let p = shard.pending.entry(key).or_insert(Pending {
+                                count: 0,
+                                touched_ms: b.now_ms,
+                            });
+                            p.count += 1;
+                            p.touched_ms = b.now_ms;
+                            if p.count < b.admission {
+                                continue;
+                            }
+                            shard.pending.remove(&key);
                         }
-                        shard.pending.remove(&key);
+                        shard
+                            .rows
+                            .entry(key)
+                            .or_insert_with(|| t.fresh_row(key, b.now_ms))
                     }
-                    shard.rows.insert(key, t.fresh_row(key, now_ms));
-                }
-                let Some(row) = shard.rows.get_mut(&key) else {
-                    continue;
                 };
                 row.updates += 1;
-                row.touched_ms = now_ms;
+                row.touched_ms = b.now_ms;
+                row.version = version;
                 let (w, state) = row.data.split_at_mut(dim);
-                for j in 0..dim {
-                    let x = xs.map_or(1.0, |xs| xs[i * dim + j]);
-                    let s = &mut state[j * k..(j + 1) * k];
-                    rule.update(&mut w[j], s, grads[i * dim + j], x, row.updates);
+                let g = &b.grads[i * dim..(i + 1) * dim];
+                match b.xs {
+                    None if dim == 1 => rule.update(&mut w[0], state, g[0], 1.0, row.updates),
+                    _ => {
+                        for j in 0..dim {
+                            let x = b.xs.map_or(1.0, |xs| xs[i * dim + j]);
+                            let s = &mut state[j * k..(j + 1) * k];
+                            rule.update(&mut w[j], s, g[j], x, row.updates);
+                        }
+                    }
                 }
             }
         });
-        Ok(())
     }
 
     /// Drops, in every table with an expiry, the rows not pushed to for that long before `now`,
@@ -332,6 +522,16 @@ impl ParamStore for LocalPs {
 
     async fn register(&self, worker: WorkerId) -> Result<u64> {
         Ok(self.clocks.register(worker))
+    }
+
+    async fn deregister(&self, worker: WorkerId) -> Result<()> {
+        self.clocks.deregister(worker)
+    }
+
+    async fn delta(&self, table: &str, cursor: &mut DeltaCursor, out: &mut Delta) -> Result<()> {
+        let since = cursor.seen(0, 1);
+        cursor.0[0] = self.delta_since(table, since, out)?;
+        Ok(())
     }
 
     async fn clock(&self, worker: WorkerId) -> Result<u64> {

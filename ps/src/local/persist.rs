@@ -80,12 +80,13 @@ impl LocalPs {
             for _ in 0..r.count(24 + 4 * floats)? {
                 let key = r.u64()?;
                 let (updates, touched_ms) = (r.u64()?, r.u64()?);
-                let mut data = vec![0.0; floats].into_boxed_slice();
+                let mut data = super::RowData::zeros(floats);
                 r.f32s(&mut data)?;
                 let row = Row {
                     data,
                     updates,
                     touched_ms,
+                    version: 0,
                 };
                 if shards[t.shard_of(key)].rows.insert(key, row).is_some() {
                     return Err(Error::Snapshot(format!("key {key} appears twice")));
@@ -104,9 +105,15 @@ impl LocalPs {
             decoded.push(shards);
         }
         r.end()?;
+        // Every restored row counts as changed now, so delta readers re-fetch them.
         for (t, shards) in self.tables.values().zip(decoded) {
-            for (s, fresh) in shards.into_iter().enumerate() {
-                *t.lock(s) = fresh;
+            for (s, mut fresh) in shards.into_iter().enumerate() {
+                let mut guard = t.lock(s);
+                let version = self.next_version();
+                for row in fresh.rows.values_mut() {
+                    row.version = version;
+                }
+                *guard = fresh;
             }
         }
         Ok(())

@@ -1,0 +1,117 @@
+//! Shards as processes over gRPC: [`PsServer`] serves one shard (a [`LocalPs`](crate::LocalPs)
+//! holding the keys routed to it), [`PsClient`] is the [`ParamStore`](crate::ParamStore) that
+//! routes keys to shards by hash and sends one request per shard per call, in parallel.
+//!
+//! ```text
+//! PsClient ──pull/push (one request per shard, in parallel)──▶ PsServer shard 0 ─▶ LocalPs
+//!          └───────────────────────────────────────────────▶ PsServer shard 1 ─▶ LocalPs
+//!   clocks (register / clock / wait) live on shard 0
+//! ```
+//!
+//! The wire format (`proto/eddy_ps.proto`) sends keys as packed `fixed64` and values as packed
+//! `float`. Errors a shard refuses with carry the typed [`Error`] in the status details, so a
+//! remote store fails exactly like a local one (`UnknownTable`, `Shape`, …).
+//!
+//! ## Modules
+//! | module | what |
+//! |---|---|
+//! | [`server`] | [`PsServer`], [`PsServerConfig`]: one shard, periodic snapshots, restore on start |
+//! | [`client`] | [`PsClient`], [`PsClientConfig`]: routing, parallel fan-out, timeouts, retries |
+//! | [`files`] | the shard snapshot files in a data directory |
+
+pub mod client;
+pub mod files;
+pub mod server;
+
+pub use client::{PsClient, PsClientConfig};
+pub use server::{PsServer, PsServerConfig};
+
+use serde::{Deserialize, Serialize};
+
+use crate::clock::WorkerId;
+use crate::error::Error;
+use crate::local::fold_mul;
+
+/// The generated protobuf messages and gRPC stubs of `proto/eddy_ps.proto`.
+#[allow(missing_docs, clippy::all, clippy::pedantic)]
+pub mod proto {
+    tonic::include_proto!("eddy.ps.v1");
+}
+
+/// The largest message either side accepts (snapshots travel in one message).
+pub const MAX_MESSAGE_BYTES: usize = 1 << 30;
+
+/// The shard of `key` among `shards` (a hash independent of the stripes inside a shard).
+#[inline(always)]
+pub fn shard_of(key: u64, shards: usize) -> usize {
+    crate::local::reduce(fold_mul(key, 0xA076_1D64_78BD_642F), shards)
+}
+
+/// An [`Error`] as it travels in a status's details.
+#[derive(Debug, Serialize, Deserialize)]
+enum WireError {
+    Config {
+        table: String,
+        field: String,
+        reason: String,
+    },
+    UnknownTable(String),
+    Shape {
+        table: String,
+        reason: String,
+    },
+    Snapshot(String),
+    UnknownWorker(u32),
+    Unconfigured(usize),
+}
+
+/// The status a shard answers `e` with.
+pub(crate) fn to_status(e: Error) -> tonic::Status {
+    use tonic::Code;
+    let (code, wire) = match e {
+        Error::Config {
+            table,
+            field,
+            reason,
+        } => (
+            Code::InvalidArgument,
+            WireError::Config {
+                table,
+                field,
+                reason,
+            },
+        ),
+        Error::UnknownTable(t) => (Code::NotFound, WireError::UnknownTable(t)),
+        Error::Shape { table, reason } => {
+            (Code::InvalidArgument, WireError::Shape { table, reason })
+        }
+        Error::Snapshot(m) => (Code::InvalidArgument, WireError::Snapshot(m)),
+        Error::UnknownWorker(w) => (Code::FailedPrecondition, WireError::UnknownWorker(w.0)),
+        Error::Unconfigured { shard } => (Code::FailedPrecondition, WireError::Unconfigured(shard)),
+        other => return tonic::Status::internal(other.to_string()),
+    };
+    let message = format!("{code:?}");
+    let details = serde_json::to_vec(&wire).unwrap_or_default();
+    tonic::Status::with_details(code, message, details.into())
+}
+
+/// The typed error a status carries, if a shard refused with one.
+pub(crate) fn from_status(s: &tonic::Status) -> Option<Error> {
+    let wire: WireError = serde_json::from_slice(s.details()).ok()?;
+    Some(match wire {
+        WireError::Config {
+            table,
+            field,
+            reason,
+        } => Error::Config {
+            table,
+            field,
+            reason,
+        },
+        WireError::UnknownTable(t) => Error::UnknownTable(t),
+        WireError::Shape { table, reason } => Error::Shape { table, reason },
+        WireError::Snapshot(m) => Error::Snapshot(m),
+        WireError::UnknownWorker(w) => Error::UnknownWorker(WorkerId(w)),
+        WireError::Unconfigured(shard) => Error::Unconfigured { shard },
+    })
+}

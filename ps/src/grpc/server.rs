@@ -1,0 +1,420 @@
+//! [`PsServer`]: one parameter-server shard over gRPC.
+//!
+//! The shard is a [`LocalPs`] holding the keys routed to it. It starts without tables unless
+//! its data directory holds a snapshot (then it restores the newest good one, tables
+//! included); the first client declares the tables with `Configure`, later clients must
+//! declare the same ones. Shard 0 also keeps the consistency clocks (they are not persisted:
+//! after a restart workers register again). Requests are short, lock-striped memory work, so
+//! they run on the reactor; snapshots are copied and written on a blocking thread.
+//!
+//! Like mini-redis, [`PsServer::serve`] takes a bound listener and a shutdown future, so tests
+//! bind port 0 and stop the server when they like; it takes a last snapshot on shutdown.
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use tonic::{Request, Response, Status};
+
+use super::files::{self, ShardSnapshot};
+use super::proto::ps_shard_server::{PsShard, PsShardServer};
+use super::proto::*;
+use super::{to_status, MAX_MESSAGE_BYTES};
+use crate::clock::WorkerId;
+use crate::error::{Error, Result};
+use crate::local::{Delta, LocalPs, LocalPsConfig};
+use crate::table::TableConfig;
+
+/// Configuration of one shard server.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PsServerConfig {
+    /// This shard's index, `0..shards`.
+    pub shard: u32,
+    /// How many shards the cluster has (>= 1).
+    pub shards: u32,
+    /// Where snapshots are written and restored from (`None`: never persisted).
+    pub data_dir: Option<PathBuf>,
+    /// How often a snapshot is taken while updates arrive. Default 5 s.
+    pub snapshot_interval: Duration,
+    /// Snapshot files kept per shard. Default 3.
+    pub keep: usize,
+    /// Lock stripes of the shard's store. Default 16.
+    pub stripes: usize,
+}
+
+impl PsServerConfig {
+    /// Shard `shard` of `shards`, not persisted, other fields at their defaults.
+    pub fn new(shard: u32, shards: u32) -> Self {
+        PsServerConfig {
+            shard,
+            shards,
+            data_dir: None,
+            snapshot_interval: Duration::from_secs(5),
+            keep: 3,
+            stripes: 16,
+        }
+    }
+
+    /// Checks the fields and opens the shard, restoring the newest good snapshot of
+    /// `data_dir` if there is one.
+    pub fn open(&self) -> Result<PsServer> {
+        if self.shards == 0 || self.shard >= self.shards {
+            return Err(Error::config(
+                "",
+                "shard",
+                format!("{} is not in 0..{}", self.shard, self.shards),
+            ));
+        }
+        if self.snapshot_interval.is_zero() {
+            return Err(Error::config("", "snapshot-interval", "must be > 0"));
+        }
+        let state = Shared {
+            cfg: self.clone(),
+            store: OnceLock::new(),
+            configure: Mutex::new(()),
+            incarnation: SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(1, |d| d.as_nanos() as u64),
+            applied: AtomicU64::new(0),
+            applied_at_start: AtomicU64::new(0),
+            snapshotted: AtomicU64::new(0),
+        };
+        let mut restored = None;
+        let mut skipped = Vec::new();
+        if let Some(dir) = &self.data_dir {
+            let (found, bad) = files::latest(dir, self.shard, self.shards)?;
+            skipped = bad;
+            if let Some((path, snap)) = found {
+                let store = state.build(&snap.tables)?;
+                store.restore_now(&snap.store)?;
+                state.applied.store(snap.applied, Ordering::SeqCst);
+                state.applied_at_start.store(snap.applied, Ordering::SeqCst);
+                state.snapshotted.store(snap.applied, Ordering::SeqCst);
+                restored = Some(path);
+            }
+        }
+        Ok(PsServer {
+            shared: Arc::new(state),
+            restored,
+            skipped,
+        })
+    }
+}
+
+/// What the service shares with the snapshot loop.
+#[derive(Debug)]
+struct Shared {
+    cfg: PsServerConfig,
+    store: OnceLock<LocalPs>,
+    /// Serializes `Configure`, so two clients cannot build two stores.
+    configure: Mutex<()>,
+    incarnation: u64,
+    applied: AtomicU64,
+    applied_at_start: AtomicU64,
+    /// `applied` at the last snapshot.
+    snapshotted: AtomicU64,
+}
+
+impl Shared {
+    fn build(&self, tables: &[TableConfig]) -> Result<&LocalPs> {
+        let store = LocalPsConfig {
+            shards: self.cfg.stripes,
+            tables: tables.to_vec(),
+        }
+        .build()?;
+        Ok(self.store.get_or_init(|| store))
+    }
+
+    fn store(&self) -> Result<&LocalPs, Status> {
+        self.store.get().ok_or_else(|| {
+            to_status(Error::Unconfigured {
+                shard: self.cfg.shard as usize,
+            })
+        })
+    }
+
+    fn health(&self) -> Health {
+        Health {
+            incarnation: self.incarnation,
+            applied: self.applied.load(Ordering::SeqCst),
+            applied_at_start: self.applied_at_start.load(Ordering::SeqCst),
+        }
+    }
+
+    /// Writes a snapshot if updates arrived since the last one; returns whether it did.
+    fn snapshot_to_disk(&self) -> Result<bool> {
+        let (Some(dir), Some(store)) = (&self.cfg.data_dir, self.store.get()) else {
+            return Ok(false);
+        };
+        let applied = self.applied.load(Ordering::SeqCst);
+        if applied == self.snapshotted.load(Ordering::SeqCst) {
+            return Ok(false);
+        }
+        let snap = ShardSnapshot {
+            shard: self.cfg.shard,
+            shards: self.cfg.shards,
+            applied,
+            tables: store.tables().map(|t| t.config().clone()).collect(),
+            store: store.snapshot_now()?,
+        };
+        files::write(dir, &snap, self.cfg.keep)?;
+        self.snapshotted.store(applied, Ordering::SeqCst);
+        Ok(true)
+    }
+}
+
+/// One shard server; build it with [`PsServerConfig::open`].
+#[derive(Debug)]
+pub struct PsServer {
+    shared: Arc<Shared>,
+    restored: Option<PathBuf>,
+    skipped: Vec<(PathBuf, Error)>,
+}
+
+impl PsServer {
+    /// The snapshot file the shard was restored from, if any.
+    pub fn restored_from(&self) -> Option<&std::path::Path> {
+        self.restored.as_deref()
+    }
+
+    /// Newer snapshot files that were skipped at open because they did not decode.
+    pub fn skipped(&self) -> &[(PathBuf, Error)] {
+        &self.skipped
+    }
+
+    /// Key updates applied when the shard started (from its snapshot).
+    pub fn applied_at_start(&self) -> u64 {
+        self.shared.applied_at_start.load(Ordering::SeqCst)
+    }
+
+    /// Serves on `listener` until `shutdown` completes, snapshotting to the data directory
+    /// every `snapshot_interval` (when updates arrived) and once more on shutdown.
+    pub async fn serve(
+        self,
+        listener: tokio::net::TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<()> {
+        let addr = listener
+            .local_addr()
+            .map_or_else(|_| "listener".to_string(), |a| a.to_string());
+        let shared = self.shared.clone();
+        let interval = shared.cfg.snapshot_interval;
+        let ticker = tokio::spawn(async move {
+            let mut tick = tokio::time::interval(interval);
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                let s = shared.clone();
+                // A failed periodic snapshot is retried on the next tick; the last one, on
+                // shutdown, reports its error.
+                let _ = tokio::task::spawn_blocking(move || s.snapshot_to_disk()).await;
+            }
+        });
+        let service = PsShardServer::new(Service {
+            shared: self.shared.clone(),
+        })
+        .max_decoding_message_size(MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(MAX_MESSAGE_BYTES);
+        let incoming =
+            tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
+        let served = tonic::transport::Server::builder()
+            .add_service(service)
+            .serve_with_incoming_shutdown(incoming, shutdown)
+            .await;
+        ticker.abort();
+        served.map_err(|e| Error::io(&addr, std::io::Error::other(e)))?;
+        let s = self.shared.clone();
+        tokio::task::spawn_blocking(move || s.snapshot_to_disk())
+            .await
+            .map_err(|e| Error::io(&addr, std::io::Error::other(e)))??;
+        Ok(())
+    }
+}
+
+/// The gRPC service over the shared shard state.
+struct Service {
+    shared: Arc<Shared>,
+}
+
+type Reply<T> = std::result::Result<Response<T>, Status>;
+
+impl Service {
+    fn store(&self) -> Result<&LocalPs, Status> {
+        self.shared.store()
+    }
+
+    fn clocks_here(&self) -> Result<&LocalPs, Status> {
+        if self.shared.cfg.shard != 0 {
+            return Err(to_status(Error::config(
+                "",
+                "shard",
+                format!("clocks live on shard 0, not {}", self.shared.cfg.shard),
+            )));
+        }
+        self.store()
+    }
+}
+
+fn ok<T>(t: T) -> Reply<T> {
+    Ok(Response::new(t))
+}
+
+fn at(ms: u64) -> SystemTime {
+    if ms == 0 {
+        SystemTime::now()
+    } else {
+        UNIX_EPOCH + Duration::from_millis(ms)
+    }
+}
+
+#[tonic::async_trait]
+impl PsShard for Service {
+    async fn configure(&self, req: Request<ConfigureRequest>) -> Reply<ConfigureReply> {
+        let req = req.into_inner();
+        let cfg = &self.shared.cfg;
+        if (req.shard, req.shards) != (cfg.shard, cfg.shards) {
+            return Err(to_status(Error::config(
+                "",
+                "shard",
+                format!(
+                    "the client routes to shard {} of {}, but this is shard {} of {}",
+                    req.shard, req.shards, cfg.shard, cfg.shards
+                ),
+            )));
+        }
+        let mut tables: Vec<TableConfig> = serde_json::from_str(&req.tables_json)
+            .map_err(|e| to_status(Error::config("", "tables", e.to_string())))?;
+        tables.sort_by(|a, b| a.name.cmp(&b.name));
+        let _one_at_a_time = self
+            .shared
+            .configure
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        match self.shared.store.get() {
+            None => {
+                self.shared.build(&tables).map_err(to_status)?;
+            }
+            Some(store) => {
+                let have: Vec<&TableConfig> = store.tables().map(|t| t.config()).collect();
+                if have.len() != tables.len() || have.iter().zip(&tables).any(|(a, b)| *a != b) {
+                    let name = tables.first().map_or("", |t| t.name.as_str());
+                    return Err(to_status(Error::config(
+                        name,
+                        "tables",
+                        format!("shard {} already holds other tables", cfg.shard),
+                    )));
+                }
+            }
+        }
+        ok(ConfigureReply {
+            health: Some(self.shared.health()),
+        })
+    }
+
+    async fn pull(&self, req: Request<PullRequest>) -> Reply<PullReply> {
+        let req = req.into_inner();
+        let mut values = Vec::new();
+        self.store()?
+            .pull_now(&req.table, &req.keys, &mut values)
+            .map_err(to_status)?;
+        ok(PullReply { values })
+    }
+
+    async fn push(&self, req: Request<PushRequest>) -> Reply<PushReply> {
+        let req = req.into_inner();
+        let xs = (!req.xs.is_empty()).then_some(&req.xs[..]);
+        self.store()?
+            .push_at(&req.table, &req.keys, &req.grads, xs, at(req.at_ms))
+            .map_err(to_status)?;
+        self.shared
+            .applied
+            .fetch_add(req.keys.len() as u64, Ordering::SeqCst);
+        ok(PushReply {
+            health: Some(self.shared.health()),
+        })
+    }
+
+    async fn register(&self, req: Request<WorkerRequest>) -> Reply<ClockReply> {
+        let worker = WorkerId(req.into_inner().worker);
+        let clock = self.clocks_here()?.clocks().register(worker);
+        ok(ClockReply { clock })
+    }
+
+    async fn deregister(&self, req: Request<WorkerRequest>) -> Reply<ClockReply> {
+        let worker = WorkerId(req.into_inner().worker);
+        let clocks = self.clocks_here()?.clocks();
+        clocks.deregister(worker).map_err(to_status)?;
+        ok(ClockReply { clock: 0 })
+    }
+
+    async fn clock(&self, req: Request<WorkerRequest>) -> Reply<ClockReply> {
+        let worker = WorkerId(req.into_inner().worker);
+        let clock = self
+            .clocks_here()?
+            .clocks()
+            .clock(worker)
+            .map_err(to_status)?;
+        ok(ClockReply { clock })
+    }
+
+    async fn wait_bounded(&self, req: Request<WaitRequest>) -> Reply<WaitReply> {
+        let req = req.into_inner();
+        let clocks = self.clocks_here()?.clocks();
+        let wait = clocks.wait_bounded(WorkerId(req.worker), req.staleness);
+        let max = Duration::from_millis(u64::from(req.max_wait_ms));
+        let ready = match tokio::time::timeout(max, wait).await {
+            Ok(r) => {
+                r.map_err(to_status)?;
+                true
+            }
+            Err(_) => false,
+        };
+        ok(WaitReply { ready })
+    }
+
+    async fn snapshot(&self, _req: Request<SnapshotRequest>) -> Reply<SnapshotReply> {
+        let data = self.store()?.snapshot_now().map_err(to_status)?;
+        ok(SnapshotReply { data })
+    }
+
+    async fn restore(&self, req: Request<RestoreRequest>) -> Reply<RestoreReply> {
+        let req = req.into_inner();
+        self.store()?.restore_now(&req.data).map_err(to_status)?;
+        // The rows changed without pushes: make the next tick write them.
+        self.shared.snapshotted.store(u64::MAX, Ordering::SeqCst);
+        ok(RestoreReply {})
+    }
+
+    async fn delta(&self, req: Request<DeltaRequest>) -> Reply<DeltaReply> {
+        let req = req.into_inner();
+        let mut d = Delta::default();
+        let version = self
+            .store()?
+            .delta_since(&req.table, req.since, &mut d)
+            .map_err(to_status)?;
+        ok(DeltaReply {
+            keys: d.keys,
+            values: d.values,
+            version,
+        })
+    }
+
+    async fn expire(&self, req: Request<ExpireRequest>) -> Reply<ExpireReply> {
+        let now = at(req.into_inner().now_ms);
+        let dropped = self.store()?.expire(now) as u64;
+        ok(ExpireReply { dropped })
+    }
+
+    async fn stats(&self, req: Request<StatsRequest>) -> Reply<StatsReply> {
+        let req = req.into_inner();
+        let store = self.store()?;
+        let rows = store.row_count(&req.table).map_err(to_status)? as u64;
+        ok(StatsReply {
+            rows,
+            version: store.version(),
+            health: Some(self.shared.health()),
+        })
+    }
+}

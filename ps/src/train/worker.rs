@@ -1,0 +1,204 @@
+//! [`PsWorker`]: one training worker over a [`ParamStore`] (see the [module docs](super)).
+
+use std::sync::Arc;
+
+use eddy_algorithms::eval::{MetricSet, MetricValues};
+use eddy_algorithms::features::Examples;
+use eddy_algorithms::learner::{GradientModel, TableSpec, Task};
+use eddy_algorithms::transform::Mergeable;
+
+use crate::clock::{Consistency, WorkerId};
+use crate::error::{Error, Result};
+use crate::store::ParamStore;
+
+/// Configuration of a [`PsWorker`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PsWorkerConfig {
+    /// The worker's id, unique within the job.
+    pub worker: WorkerId,
+    /// How far workers may drift apart. Default `async`.
+    pub consistency: Consistency,
+    /// Rows per mini-batch (one pull, one push, one clock each; >= 1). Default 32.
+    pub batch_rows: usize,
+    /// The task the predictions are scored for. Default binary classification.
+    pub task: Task,
+}
+
+impl PsWorkerConfig {
+    /// Worker `worker` with the other fields at their defaults.
+    pub fn new(worker: WorkerId) -> Self {
+        PsWorkerConfig {
+            worker,
+            consistency: Consistency::Async,
+            batch_rows: 32,
+            task: Task::BinaryClassification,
+        }
+    }
+}
+
+/// What a worker did: rows predicted-then-learned, mini-batches, the summed training loss and
+/// the progressive metrics.
+#[derive(Debug, Clone)]
+pub struct WorkerReport {
+    /// Rows processed.
+    pub rows: u64,
+    /// Mini-batches (steps).
+    pub steps: u64,
+    /// The sum of the model's loss over the rows, at the pulled weights.
+    pub loss: f64,
+    /// The progressive metrics (predictions made before each mini-batch was learned).
+    pub metrics: MetricValues,
+    set: MetricSet,
+}
+
+impl WorkerReport {
+    /// Merges another worker's report into this one (rows, steps, loss and metrics).
+    pub fn merge(&mut self, other: &WorkerReport) -> Result<()> {
+        self.rows += other.rows;
+        self.steps += other.steps;
+        self.loss += other.loss;
+        self.set.merge(&other.set).map_err(|source| Error::Model {
+            worker: WorkerId(u32::MAX),
+            source,
+        })?;
+        self.metrics = self.set.values();
+        Ok(())
+    }
+}
+
+/// One training worker; see the [module docs](super).
+pub struct PsWorker<S, M> {
+    store: Arc<S>,
+    model: Arc<M>,
+    cfg: PsWorkerConfig,
+    tables: Vec<TableSpec>,
+    keys: Vec<Vec<u64>>,
+    rows: Vec<Vec<f32>>,
+    grads: Vec<Vec<f32>>,
+    preds: Vec<f32>,
+    metrics: MetricSet,
+    report: (u64, u64, f64),
+    registered: bool,
+}
+
+impl<S: ParamStore, M: GradientModel> PsWorker<S, M> {
+    /// A worker training `model` on `store` (whose tables must include the model's).
+    pub fn new(store: Arc<S>, model: Arc<M>, cfg: PsWorkerConfig) -> Self {
+        let tables = model.tables();
+        let n = tables.len();
+        PsWorker {
+            store,
+            model,
+            metrics: MetricSet::for_task(cfg.task),
+            cfg,
+            tables,
+            keys: vec![Vec::new(); n],
+            rows: vec![Vec::new(); n],
+            grads: vec![Vec::new(); n],
+            preds: Vec::new(),
+            report: (0, 0, 0.0),
+            registered: false,
+        }
+    }
+
+    /// The worker's id.
+    pub fn id(&self) -> WorkerId {
+        self.cfg.worker
+    }
+
+    /// Registers with the store's clocks under `bounded`/`sync` consistency (an `async` worker
+    /// never waits, so it neither registers nor clocks).
+    pub async fn start(&mut self) -> Result<()> {
+        if self.cfg.consistency.staleness().is_some() {
+            self.store.register(self.cfg.worker).await?;
+            self.registered = true;
+        }
+        Ok(())
+    }
+
+    fn model_error(&self, source: eddy_algorithms::Error) -> Error {
+        Error::Model {
+            worker: self.cfg.worker,
+            source,
+        }
+    }
+
+    /// Predicts then learns every row of `examples`, one mini-batch at a time.
+    pub async fn process(&mut self, examples: &Examples) -> Result<()> {
+        let n = examples.len();
+        let step = self.cfg.batch_rows.max(1);
+        if n <= step {
+            return self.step(examples).await;
+        }
+        let mut start = 0;
+        while start < n {
+            let end = (start + step).min(n);
+            let part = examples.slice(start, end);
+            self.step(&part).await?;
+            start = end;
+        }
+        Ok(())
+    }
+
+    /// One mini-batch: wait, pull, predict (recorded), gradients, push, clock.
+    async fn step(&mut self, batch: &Examples) -> Result<()> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        if let Some(s) = self.cfg.consistency.staleness() {
+            self.store.wait_bounded(self.cfg.worker, s).await?;
+        }
+        self.model.keys(&batch.features, &mut self.keys);
+        for (t, spec) in self.tables.iter().enumerate() {
+            self.store
+                .pull(&spec.name, &self.keys[t], &mut self.rows[t])
+                .await?;
+        }
+        if let Err(e) =
+            self.model
+                .predict_with(&batch.features, &self.keys, &self.rows, &mut self.preds)
+        {
+            return Err(self.model_error(e));
+        }
+        if let Err(e) =
+            self.metrics
+                .update_batch(&self.preds, &batch.labels, batch.weights.as_deref())
+        {
+            return Err(self.model_error(e));
+        }
+        let loss = match self
+            .model
+            .gradients(batch, &self.keys, &self.rows, &mut self.grads)
+        {
+            Ok(l) => l,
+            Err(e) => return Err(self.model_error(e)),
+        };
+        for (t, spec) in self.tables.iter().enumerate() {
+            self.store
+                .push(&spec.name, &self.keys[t], &self.grads[t], None)
+                .await?;
+        }
+        if self.registered {
+            self.store.clock(self.cfg.worker).await?;
+        }
+        self.report.0 += batch.len() as u64;
+        self.report.1 += 1;
+        self.report.2 += loss;
+        Ok(())
+    }
+
+    /// Deregisters (so the worker no longer holds others back) and reports.
+    pub async fn finish(mut self) -> Result<WorkerReport> {
+        if self.registered {
+            self.store.deregister(self.cfg.worker).await?;
+        }
+        let (rows, steps, loss) = self.report;
+        Ok(WorkerReport {
+            rows,
+            steps,
+            loss,
+            metrics: self.metrics.values(),
+            set: std::mem::replace(&mut self.metrics, MetricSet::for_task(self.cfg.task)),
+        })
+    }
+}
