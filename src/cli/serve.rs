@@ -1,0 +1,104 @@
+//! `eddy serve`: serves the models of a registry over HTTP/JSON and (optionally) gRPC, swapping
+//! in new versions as they are published, until Ctrl-C.
+//!
+//! ```text
+//! eddy serve --registry models --model ctr@production --model fraud --listen 127.0.0.1:8080 \
+//!            --grpc-listen 127.0.0.1:50051
+//! curl -s localhost:8080/v1/models/ctr/predict -d '{"rows":[{"c0":"a","f0":1.5}]}'
+//! ```
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Args;
+use eddy_workflow::registry::Registry;
+use eddy_workflow::serving::{ModelSelector, ServeConfig, Server};
+
+/// Arguments of `eddy serve`.
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    /// The model registry directory.
+    #[arg(long)]
+    pub registry: PathBuf,
+    /// A model to serve, `NAME`, `NAME@VERSION`, `NAME@pinned`, `NAME@latest` or `NAME@STAGE`;
+    /// repeatable. Default: every model of the registry at its latest version.
+    #[arg(long = "model")]
+    pub models: Vec<ModelSelector>,
+    /// The HTTP address (loopback unless told otherwise).
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+    /// Also serve gRPC on this address.
+    #[arg(long)]
+    pub grpc_listen: Option<SocketAddr>,
+    /// Per-key routing: `POST /v1/predict` with `"key": K` goes to the model PREFIX + K.
+    #[arg(long)]
+    pub route_prefix: Option<String>,
+    /// How often to look for versions published by other processes.
+    #[arg(long, default_value = "1s", value_parser = super::duration::parse)]
+    pub poll: Duration,
+    /// Largest accepted request body, in bytes.
+    #[arg(long, default_value_t = 4 << 20)]
+    pub max_body_bytes: usize,
+    /// Worker threads of the server (default: one per core).
+    #[arg(long)]
+    pub threads: Option<usize>,
+}
+
+impl ServeArgs {
+    /// The server configuration these arguments describe.
+    pub fn config(&self) -> ServeConfig {
+        ServeConfig {
+            models: self.models.clone(),
+            route_prefix: self.route_prefix.clone(),
+            poll: self.poll,
+            max_body_bytes: self.max_body_bytes,
+        }
+    }
+}
+
+/// Runs `eddy serve`.
+pub fn run(args: ServeArgs) -> anyhow::Result<()> {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    builder.enable_all();
+    if let Some(n) = args.threads {
+        builder.worker_threads(n.max(1));
+    }
+    let runtime = builder.build().context("starting the async runtime")?;
+    runtime.block_on(serve(args))
+}
+
+async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let registry = Registry::open(&args.registry)
+        .with_context(|| format!("opening the registry {}", args.registry.display()))?;
+    let server = Server::new(registry, args.config()).await?;
+    let http = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("binding {}", args.listen))?;
+    let grpc = match args.grpc_listen {
+        Some(addr) => Some(
+            tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("binding {addr}"))?,
+        ),
+        None => None,
+    };
+    for m in server.state().models() {
+        let version = m
+            .current()
+            .map(|c| format!("version {}", c.version()))
+            .unwrap_or_else(|| "no version yet".into());
+        eprintln!("serving {} ({}): {version}", m.name(), m.policy());
+    }
+    eprintln!("listening on http://{}", http.local_addr()?);
+    if let Some(g) = &grpc {
+        eprintln!("gRPC on {}", g.local_addr()?);
+    }
+    let shutdown = async {
+        let _ = tokio::signal::ctrl_c().await;
+        eprintln!("shutting down");
+    };
+    server.run(http, grpc, shutdown).await?;
+    Ok(())
+}

@@ -1,0 +1,159 @@
+//! Serving metrics as lock-free counters, rendered in the Prometheus text format by
+//! `GET /metrics`.
+
+use std::fmt::Write;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+/// Upper bounds (seconds) of the latency histogram's buckets.
+const BUCKETS: [f64; 14] = [
+    0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
+    1.0,
+];
+
+/// The wire protocol of a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
+    /// HTTP/JSON.
+    Http,
+    /// gRPC.
+    Grpc,
+}
+
+impl Protocol {
+    fn index(self) -> usize {
+        match self {
+            Protocol::Http => 0,
+            Protocol::Grpc => 1,
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Protocol::Http => "http",
+            Protocol::Grpc => "grpc",
+        }
+    }
+}
+
+/// A latency histogram with fixed buckets.
+#[derive(Debug, Default)]
+struct Histogram {
+    buckets: [AtomicU64; BUCKETS.len()],
+    count: AtomicU64,
+    /// Sum of the observations in nanoseconds.
+    sum_ns: AtomicU64,
+}
+
+impl Histogram {
+    fn observe(&self, d: Duration) {
+        let s = d.as_secs_f64();
+        if let Some(i) = BUCKETS.iter().position(|&b| s <= b) {
+            self.buckets[i].fetch_add(1, Ordering::Relaxed);
+        }
+        self.count.fetch_add(1, Ordering::Relaxed);
+        let ns = u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
+        self.sum_ns.fetch_add(ns, Ordering::Relaxed);
+    }
+
+    fn render(&self, out: &mut String, name: &str, labels: &str) {
+        let mut cumulative = 0;
+        for (i, bound) in BUCKETS.iter().enumerate() {
+            cumulative += self.buckets[i].load(Ordering::Relaxed);
+            let _ = writeln!(out, "{name}_bucket{{{labels},le=\"{bound}\"}} {cumulative}");
+        }
+        let count = self.count.load(Ordering::Relaxed);
+        let _ = writeln!(out, "{name}_bucket{{{labels},le=\"+Inf\"}} {count}");
+        let sum = self.sum_ns.load(Ordering::Relaxed) as f64 / 1e9;
+        let _ = writeln!(out, "{name}_sum{{{labels}}} {sum}");
+        let _ = writeln!(out, "{name}_count{{{labels}}} {count}");
+    }
+}
+
+/// Server-wide request metrics (per-model counters live with each served model).
+#[derive(Debug, Default)]
+pub struct Metrics {
+    latency: [Histogram; 2],
+    requests: [AtomicU64; 2],
+    /// Failed requests by protocol and class: 0 = client error (4xx), 1 = server error (5xx).
+    errors: [[AtomicU64; 2]; 2],
+}
+
+impl Metrics {
+    /// Records one finished request: its latency and whether it failed (`Some(status)` for an
+    /// HTTP status, or the HTTP status a gRPC code maps to).
+    pub fn record(&self, protocol: Protocol, latency: Duration, failed_status: Option<u16>) {
+        let p = protocol.index();
+        self.requests[p].fetch_add(1, Ordering::Relaxed);
+        self.latency[p].observe(latency);
+        if let Some(status) = failed_status {
+            let class = usize::from(status >= 500);
+            self.errors[p][class].fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Appends the server-wide metrics in the Prometheus text format.
+    pub fn render(&self, out: &mut String) {
+        let protocols = [Protocol::Http, Protocol::Grpc];
+        out.push_str("# HELP eddy_serving_requests_total Predict requests received.\n");
+        out.push_str("# TYPE eddy_serving_requests_total counter\n");
+        for p in protocols {
+            let n = self.requests[p.index()].load(Ordering::Relaxed);
+            let _ = writeln!(
+                out,
+                "eddy_serving_requests_total{{protocol=\"{}\"}} {n}",
+                p.name()
+            );
+        }
+        out.push_str("# HELP eddy_serving_errors_total Predict requests that failed.\n");
+        out.push_str("# TYPE eddy_serving_errors_total counter\n");
+        for p in protocols {
+            for (class, label) in ["client", "server"].iter().enumerate() {
+                let n = self.errors[p.index()][class].load(Ordering::Relaxed);
+                let _ = writeln!(
+                    out,
+                    "eddy_serving_errors_total{{protocol=\"{}\",class=\"{label}\"}} {n}",
+                    p.name()
+                );
+            }
+        }
+        out.push_str("# HELP eddy_serving_request_seconds Predict request latency.\n");
+        out.push_str("# TYPE eddy_serving_request_seconds histogram\n");
+        for p in protocols {
+            self.latency[p.index()].render(
+                out,
+                "eddy_serving_request_seconds",
+                &format!("protocol=\"{}\"", p.name()),
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn histogram_is_cumulative() {
+        let m = Metrics::default();
+        m.record(Protocol::Http, Duration::from_micros(70), None);
+        m.record(Protocol::Http, Duration::from_millis(3), Some(422));
+        m.record(Protocol::Grpc, Duration::from_secs(5), Some(500));
+        let mut out = String::new();
+        m.render(&mut out);
+        assert!(
+            out.contains("eddy_serving_requests_total{protocol=\"http\"} 2"),
+            "{out}"
+        );
+        assert!(
+            out.contains("eddy_serving_request_seconds_bucket{protocol=\"http\",le=\"0.0001\"} 1")
+        );
+        assert!(
+            out.contains("eddy_serving_request_seconds_bucket{protocol=\"http\",le=\"0.005\"} 2")
+        );
+        assert!(out.contains("eddy_serving_request_seconds_bucket{protocol=\"grpc\",le=\"1\"} 0"));
+        assert!(out.contains("eddy_serving_request_seconds_count{protocol=\"grpc\"} 1"));
+        assert!(out.contains("eddy_serving_errors_total{protocol=\"http\",class=\"client\"} 1"));
+        assert!(out.contains("eddy_serving_errors_total{protocol=\"grpc\",class=\"server\"} 1"));
+    }
+}

@@ -1,0 +1,390 @@
+//! Online serving: registry models answered over HTTP/JSON (axum) and gRPC (tonic), with new
+//! versions swapped in while requests keep flowing.
+//!
+//! ```no_run
+//! # async fn demo() -> eddy_workflow::Result<()> {
+//! use eddy_workflow::registry::Registry;
+//! use eddy_workflow::serving::{ServeConfig, Server};
+//!
+//! let registry = Registry::open("models")?;
+//! let config = ServeConfig {
+//!     models: vec!["ctr@production".parse()?],
+//!     ..ServeConfig::default()
+//! };
+//! let server = Server::new(registry, config).await?;
+//! let http = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+//! let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+//! # drop(stop);
+//! server.run(http, None, async { let _ = stopped.await; }).await
+//! # }
+//! ```
+//!
+//! The server takes bound listeners and a shutdown future (mini-redis style), so tests and the
+//! workflow runner start it in-process on port 0. A row is featurized by the model's own
+//! pipeline ([`input`]), so serving and training see the same features. New versions arrive by
+//! [`Registry::subscribe`] (publishes in this process, at once) and by polling the directory
+//! every [`ServeConfig::poll`] (other processes, and pins and stage changes made there); each
+//! is loaded and warmed beside the serving one and swapped in atomically ([`state`]).
+//!
+//! ## Modules
+//! | module | what |
+//! |---|---|
+//! | [`input`] | the pipeline's raw input columns (probed) and JSON rows → Arrow batch |
+//! | [`model`] | [`LoadedModel`]: one decoded, warmed version; predict |
+//! | [`policy`] | [`VersionPolicy`] (latest / pinned / version / stage) and `name@policy` |
+//! | [`state`] | [`ServingState`]: served models, hot swap, per-key routing |
+//! | [`metrics`] | request counters and latency histogram, Prometheus text |
+//! | [`http`] | the axum router |
+//! | [`grpc`] | the tonic service (`proto/serving.proto`) |
+
+pub mod grpc;
+pub mod http;
+pub mod input;
+pub mod metrics;
+pub mod model;
+pub mod policy;
+pub mod state;
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::FutureExt;
+use serde::Serialize;
+use tokio::net::TcpListener;
+use tokio::sync::broadcast::error::RecvError;
+
+use crate::error::{Error, Result};
+use crate::registry::{Registry, Watcher, DEFAULT_POLL};
+pub use model::{LoadedModel, Prediction};
+pub use policy::{ModelSelector, VersionPolicy};
+pub use state::{ServedModel, ServingState};
+
+/// Requests with more rows than this are scored on a blocking thread rather than the reactor.
+pub(crate) const BLOCKING_ROWS: usize = 256;
+
+/// How a server serves (serde, kebab-case; every field has a default).
+#[derive(Debug, Clone, PartialEq, serde::Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields, default)]
+pub struct ServeConfig {
+    /// The served models and their version policies, as `name[@version|@pinned|@stage]`.
+    /// Default: none, which serves every model of the registry (new ones too) at its latest
+    /// version.
+    #[serde(deserialize_with = "selectors")]
+    pub models: Vec<ModelSelector>,
+    /// Per-key routing: a request to `POST /v1/predict` with `"key": K` goes to the model
+    /// named `<route-prefix>K`. Default: none (routing off).
+    pub route_prefix: Option<String>,
+    /// How often the registry directory is polled for versions written by other processes
+    /// (`"500ms"`, `"1s"`, ... or milliseconds). Default 1 s.
+    #[serde(with = "duration")]
+    pub poll: Duration,
+    /// Request bodies (and gRPC messages) above this many bytes are refused (413). Default
+    /// 4 MiB.
+    pub max_body_bytes: usize,
+}
+
+impl Default for ServeConfig {
+    fn default() -> Self {
+        ServeConfig {
+            models: Vec::new(),
+            route_prefix: None,
+            poll: DEFAULT_POLL,
+            max_body_bytes: 4 << 20,
+        }
+    }
+}
+
+fn selectors<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<ModelSelector>, D::Error> {
+    let names: Vec<String> = serde::Deserialize::deserialize(d)?;
+    names
+        .iter()
+        .map(|n| n.parse().map_err(serde::de::Error::custom))
+        .collect()
+}
+
+/// A duration as `"500ms"`, `"1s"`, `"2m"`, `"1h"`, or a number of milliseconds.
+mod duration {
+    use std::time::Duration;
+
+    #[derive(serde::Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        Millis(u64),
+        Text(String),
+    }
+
+    pub fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        match <Raw as serde::Deserialize>::deserialize(d)? {
+            Raw::Millis(ms) => Ok(Duration::from_millis(ms)),
+            Raw::Text(t) => {
+                let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+                let (digits, unit) = t.split_at(split);
+                digits
+                    .parse()
+                    .ok()
+                    .and_then(|n| crate::model_stream::duration(n, unit))
+                    .ok_or_else(|| {
+                        serde::de::Error::custom(format!(
+                            "`{t}` is not a duration (expected e.g. `500ms`, `1s`, `2m`)"
+                        ))
+                    })
+            }
+        }
+    }
+}
+
+/// What `GET /v1/models` and gRPC `ListModels` say about a served model.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ModelInfo {
+    /// The model name.
+    pub name: String,
+    /// The version serving now (none before one loads).
+    pub version: Option<u64>,
+    /// The version policy.
+    pub policy: String,
+    /// The serving version's stage.
+    pub stage: Option<String>,
+    /// When the serving version was published (ms since the Unix epoch).
+    pub created_ms: Option<u64>,
+    /// Rows the serving version was trained on.
+    pub training_rows: Option<u64>,
+    /// The learner.
+    pub learner: Option<String>,
+    /// The raw input columns a row must provide.
+    pub inputs: Vec<String>,
+    /// The serving version's metrics.
+    pub metrics: BTreeMap<String, f64>,
+}
+
+/// What a served model is serving now.
+pub fn model_info(m: &ServedModel) -> ModelInfo {
+    let current = m.current();
+    let meta = current.as_ref().map(|c| c.meta());
+    ModelInfo {
+        name: m.name().to_string(),
+        version: meta.map(|m| m.version),
+        policy: m.policy().to_string(),
+        stage: meta.map(|m| policy::stage_name(m.stage).to_string()),
+        created_ms: meta.map(|m| m.created_ms),
+        training_rows: meta.map(|m| m.training_rows),
+        learner: current
+            .as_ref()
+            .map(|c| c.trained().model.name().to_string()),
+        inputs: current
+            .as_ref()
+            .map(|c| c.inputs().names())
+            .unwrap_or_default(),
+        metrics: meta.map(|m| m.metrics.clone()).unwrap_or_default(),
+    }
+}
+
+/// A model server: the state plus the configuration it was started with.
+#[derive(Debug)]
+pub struct Server {
+    state: Arc<ServingState>,
+    config: ServeConfig,
+}
+
+impl Server {
+    /// Opens a server on `registry` and loads the version each served model's policy names
+    /// (models with no loadable version yet answer 503 until one appears).
+    pub async fn new(registry: Registry, config: ServeConfig) -> Result<Self> {
+        let state = Arc::new(ServingState::new(
+            registry,
+            config.models.clone(),
+            config.route_prefix.clone(),
+        ));
+        let st = state.clone();
+        tokio::task::spawn_blocking(move || st.refresh_all())
+            .await
+            .map_err(|e| join_error("loading models", e))??;
+        Ok(Server { state, config })
+    }
+
+    /// The shared state (served models, metrics).
+    pub fn state(&self) -> Arc<ServingState> {
+        self.state.clone()
+    }
+
+    /// Serves HTTP on `http` and, if given, gRPC on `grpc` until `shutdown` completes, while
+    /// following the registry for new versions. In-flight requests finish before it returns.
+    pub async fn run(
+        self,
+        http: TcpListener,
+        grpc: Option<TcpListener>,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<()> {
+        let shutdown = shutdown.shared();
+        let follower = tokio::spawn(follow(
+            self.state.clone(),
+            self.config.poll,
+            shutdown.clone(),
+        ));
+        let addr = http
+            .local_addr()
+            .map(|a| a.to_string())
+            .unwrap_or_else(|_| "http".into());
+        let router = http::router(self.state.clone(), self.config.max_body_bytes);
+        let http_server = async {
+            axum::serve(http, router)
+                .with_graceful_shutdown(shutdown.clone())
+                .await
+                .map_err(|e| Error::Serve {
+                    addr: addr.clone(),
+                    message: e.to_string(),
+                })
+        };
+        let grpc_server = async {
+            let Some(listener) = grpc else {
+                return Ok(());
+            };
+            let gaddr = listener
+                .local_addr()
+                .map(|a| a.to_string())
+                .unwrap_or_else(|_| "grpc".into());
+            tonic::transport::Server::builder()
+                .add_service(grpc::service(
+                    self.state.clone(),
+                    self.config.max_body_bytes,
+                ))
+                .serve_with_incoming_shutdown(
+                    tonic::transport::server::TcpIncoming::from(listener),
+                    shutdown.clone(),
+                )
+                .await
+                .map_err(|e| Error::Serve {
+                    addr: gaddr,
+                    message: e.to_string(),
+                })
+        };
+        let (h, g) = tokio::join!(http_server, grpc_server);
+        follower.abort();
+        h.and(g)
+    }
+}
+
+fn join_error(what: &str, e: tokio::task::JoinError) -> Error {
+    Error::Serve {
+        addr: "registry".into(),
+        message: format!("{what}: {e}"),
+    }
+}
+
+/// Follows the registry until `shutdown`: in-process events refresh the model they name at
+/// once; every `poll` the directory is listed for versions from other processes, and models
+/// whose policy is not "latest" are re-resolved (pins and stages may change elsewhere).
+async fn follow(
+    state: Arc<ServingState>,
+    poll: Duration,
+    shutdown: impl Future<Output = ()> + Unpin,
+) {
+    let mut events = state.registry().subscribe();
+    let root = state.registry().root().to_path_buf();
+    // The first poll lists the registry: off the reactor.
+    let watcher = tokio::task::spawn_blocking(move || Watcher::new(root, poll)).await;
+    let watcher = match watcher.map_err(|e| join_error("watching the registry", e)) {
+        Ok(Ok(w)) => Some(Arc::new(Mutex::new(w))),
+        Ok(Err(e)) | Err(e) => {
+            tracing::error!(error = %e, "cannot watch the registry; only in-process publishes are followed");
+            None
+        }
+    };
+    // Versions published between the initial load and the subscription (or the watcher's
+    // first listing) reach neither: resolve every model once more now that both are set up.
+    let st = state.clone();
+    if let Err(e) = tokio::task::spawn_blocking(move || log(st.refresh_all())).await {
+        tracing::error!(error = %e, "registry refresh task failed");
+    }
+    let mut tick = tokio::time::interval(poll.max(Duration::from_millis(1)));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut events_open = true;
+    let mut shutdown = shutdown;
+    loop {
+        let st = state.clone();
+        let job: Box<dyn FnOnce() + Send> = tokio::select! {
+            _ = &mut shutdown => return,
+            ev = events.recv(), if events_open => match ev {
+                Ok(ev) => Box::new(move || log(st.refresh_model(&ev.model))),
+                Err(RecvError::Lagged(_)) => Box::new(move || log(st.refresh_all())),
+                Err(RecvError::Closed) => {
+                    events_open = false;
+                    continue;
+                }
+            },
+            _ = tick.tick() => {
+                let watcher = watcher.clone();
+                Box::new(move || poll_once(&st, watcher.as_deref()))
+            }
+        };
+        if let Err(e) = tokio::task::spawn_blocking(job).await {
+            tracing::error!(error = %e, "registry refresh task failed");
+        }
+    }
+}
+
+fn poll_once(state: &ServingState, watcher: Option<&Mutex<Watcher>>) {
+    let fresh = match watcher {
+        Some(w) => match w.lock().unwrap_or_else(|p| p.into_inner()).poll_once() {
+            Ok(fresh) => fresh,
+            Err(e) => {
+                tracing::warn!(error = %e, "polling the registry failed");
+                Vec::new()
+            }
+        },
+        None => Vec::new(),
+    };
+    let mut names: Vec<String> = fresh.into_iter().map(|m| m.model).collect();
+    names.extend(
+        state
+            .models()
+            .iter()
+            .filter(|m| m.policy() != VersionPolicy::Latest || m.current().is_none())
+            .map(|m| m.name().to_string()),
+    );
+    names.sort();
+    names.dedup();
+    for name in names {
+        log(state.refresh_model(&name));
+    }
+}
+
+fn log(result: Result<()>) {
+    if let Err(e) = result {
+        tracing::error!(error = %e, "refreshing served models failed");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn config_reads_kebab_case_toml_with_defaults() {
+        let c: ServeConfig = toml::from_str(
+            "models = [\"ctr@production\", \"fraud\"]\nroute-prefix = \"seg-\"\npoll = \"250ms\"\n",
+        )
+        .unwrap();
+        assert_eq!(
+            c.models[0].policy,
+            VersionPolicy::Stage(crate::registry::Stage::Production)
+        );
+        assert_eq!(c.models[1], ModelSelector::latest("fraud"));
+        assert_eq!(c.route_prefix.as_deref(), Some("seg-"));
+        assert_eq!(c.poll, Duration::from_millis(250));
+        assert_eq!(c.max_body_bytes, ServeConfig::default().max_body_bytes);
+        let e = toml::from_str::<ServeConfig>("pol = 3")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("pol"), "{e}");
+        let e = toml::from_str::<ServeConfig>("models = [\"a@nope\"]")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("nope"), "{e}");
+        let e = toml::from_str::<ServeConfig>("poll = \"5 parsecs\"")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("parsecs"), "{e}");
+    }
+}
