@@ -20,6 +20,10 @@ use super::io::DataFormat;
 pub enum BenchCommand {
     /// Keyed tumbling-window count over a CSV click stream, end to end.
     Window(WindowBenchArgs),
+    /// Model serving over HTTP on loopback: latency and throughput by concurrency.
+    Serve(super::bench_serve::ServeBenchArgs),
+    /// Checkpoints aligned vs unaligned under backpressure; recovery per failover mode.
+    Checkpoint(super::bench_checkpoint::CheckpointBenchArgs),
 }
 
 /// Arguments of `eddy bench window`.
@@ -52,6 +56,8 @@ pub struct WindowBenchArgs {
 pub fn run(cmd: BenchCommand) -> anyhow::Result<()> {
     match cmd {
         BenchCommand::Window(args) => window(args),
+        BenchCommand::Serve(args) => super::bench_serve::run(args),
+        BenchCommand::Checkpoint(args) => super::bench_checkpoint::run(args),
     }
 }
 

@@ -134,6 +134,12 @@ pub struct LearnArgs {
     /// What a malformed record does: `dead-letter` (default) or `fail`.
     #[arg(long, default_value = "dead-letter")]
     pub on_error: ErrorPolicy,
+    /// Publishing to a model registry.
+    #[command(flatten)]
+    pub publish: super::learn_publish::PublishArgs,
+    /// Training through a parameter server (`--ps`, `--workers`, `--consistency`).
+    #[command(flatten)]
+    pub ps: super::learn_ps::PsArgs,
 }
 
 /// Everything the learner sink owns; shared with the command so it can read the result.
@@ -142,6 +148,7 @@ struct LearnState {
     model: OnlineModel,
     eval: ProgressiveValidation,
     examples: Examples,
+    publisher: Option<super::learn_publish::Publisher>,
 }
 
 /// The learner as the dataflow's sink: featurize, predict, learn, score.
@@ -173,6 +180,9 @@ impl Sink for LearnSink {
         s.eval
             .process(&mut s.model, &s.examples)
             .map_err(user_error)?;
+        if let Some(p) = s.publisher.as_mut() {
+            p.on_batch(&s.pipeline, &s.model, &mut s.eval)?;
+        }
         Ok(())
     }
 }
@@ -238,7 +248,7 @@ impl LearnArgs {
         self.model == ModelKind::Kmeans || (self.model == ModelKind::Nb && categorical.is_empty())
     }
 
-    fn pipeline(&self, schema: &SchemaRef) -> anyhow::Result<Pipeline> {
+    pub(super) fn pipeline(&self, schema: &SchemaRef) -> anyhow::Result<Pipeline> {
         let (mut numeric, categorical) = feature_columns(schema, &self.label)?;
         if self.dense(&categorical) {
             let mut steps: Vec<Box<dyn FeatureStep>> = Vec::new();
@@ -361,6 +371,9 @@ fn count_rows(path: &std::path::Path, format: io::DataFormat) -> anyhow::Result<
 
 /// Runs `eddy learn`.
 pub fn run(args: LearnArgs) -> anyhow::Result<()> {
+    if args.ps.ps.is_some() {
+        return super::learn_ps::run(&args);
+    }
     let format = args.format.unwrap_or_else(|| io::format_of(&args.data));
     let schema_override = args.schema.as_deref().map(io::parse_schema).transpose()?;
     let flow = Dataflow::new(DataflowConfig {
@@ -392,6 +405,7 @@ pub fn run(args: LearnArgs) -> anyhow::Result<()> {
         model,
         eval,
         examples: Examples::new(Features::Sparse(Default::default()), Vec::new(), None)?,
+        publisher: super::learn_publish::Publisher::from_args(&args.publish, &args.data)?,
     }));
     source.rebalance().sink(
         "learn",
@@ -435,6 +449,9 @@ pub fn run(args: LearnArgs) -> anyhow::Result<()> {
             .save(path)
             .with_context(|| format!("saving the model to {}", path.display()))?;
         eprintln!("saved the {} model to {}", s.model.name(), path.display());
+    }
+    if let Some(p) = s.publisher.as_mut() {
+        p.finish(&s.pipeline, &s.model, report.rows, &report.metrics)?;
     }
     println!("{}", report.rounded().to_json_line());
     Ok(())

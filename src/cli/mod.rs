@@ -7,18 +7,38 @@
 //! | [`bench`] | `eddy bench`: throughput benchmarks |
 //! | [`learn`] | `eddy learn`: online training with progressive validation |
 //! | [`predict`] | `eddy predict`: score a file with a saved model |
+//! | [`learn_ps`] | `eddy learn --ps …`: training through a parameter server with N workers |
+//! | [`ps`] | `eddy ps serve`: one parameter-server shard over gRPC |
+//! | [`learn_publish`] | `eddy learn --registry/--name/--publish-every`: versions in a model registry |
+//! | [`models`] | `eddy models`: list registry models and versions, change stages |
+//! | [`serve`] | `eddy serve`: HTTP/gRPC model serving with hot swap |
+//! | [`bench_checkpoint`] | `eddy bench checkpoint`: checkpoint duration and recovery under backpressure |
+//! | [`bench_serve`] | `eddy bench serve`: serving latency and throughput on loopback |
+//! | [`run`] | `eddy run`: execute a workflow spec |
+//! | [`validate`] | `eddy validate`: check a workflow spec |
+//! | [`status`] | `eddy status`: what a run did |
 //! | [`io`] | sources and sinks chosen by file extension |
 //! | [`duration`] | `10s`-style durations |
 //! | [`progress`] | progress bars that stay silent off a terminal |
 
 pub mod agg;
 pub mod bench;
+pub mod bench_checkpoint;
+pub mod bench_serve;
 pub mod duration;
 pub mod gen;
 pub mod io;
 pub mod learn;
+pub mod learn_ps;
+pub mod learn_publish;
+pub mod models;
 pub mod predict;
 pub mod progress;
+pub mod ps;
+pub mod run;
+pub mod serve;
+pub mod status;
+pub mod validate;
 
 use clap::{Parser, Subcommand};
 
@@ -41,9 +61,22 @@ enum Command {
     Learn(learn::LearnArgs),
     /// Score a file with a model saved by `eddy learn --save`.
     Predict(predict::PredictArgs),
+    /// List the models and versions of a registry; promote, archive or pin versions.
+    Models(models::ModelsArgs),
+    /// Serve registry models over HTTP/JSON and gRPC, swapping in new versions live.
+    Serve(serve::ServeArgs),
     /// Measure throughput.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
+    /// Run parameter-server shards.
+    #[command(subcommand)]
+    Ps(ps::PsCommand),
+    /// Run a workflow (TOML): train, evaluate, deploy and serve models as one DAG.
+    Run(run::RunArgs),
+    /// Check a workflow spec without running it.
+    Validate(validate::ValidateArgs),
+    /// Show what a workflow run did.
+    Status(status::StatusArgs),
 }
 
 /// Runs one parsed command line.
@@ -52,7 +85,13 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Gen(cmd) => gen::run(cmd),
         Command::Agg(args) => agg::run(args),
         Command::Bench(cmd) => bench::run(cmd),
+        Command::Ps(cmd) => ps::run(cmd),
+        Command::Run(args) => run::run(args),
+        Command::Validate(args) => validate::run(args),
+        Command::Status(args) => status::run(args),
         Command::Learn(args) => learn::run(args),
         Command::Predict(args) => predict::run(args),
+        Command::Models(args) => models::run(args),
+        Command::Serve(args) => serve::run(args),
     }
 }

@@ -8,11 +8,19 @@
 //! | module | what |
 //! |---|---|
 //! | [`registry`] | versioned model files with metadata and stages, written atomically; in-process subscribers and a cross-process [`Watcher`](registry::Watcher) |
+//! | [`runner`] | `eddy run`: the scheduler, node kinds, run state in the run directory |
+//! | [`spec`] | workflow specs: TOML → checked [`Workflow`](spec::Workflow), errors with line, column and hint |
+//! | [`model_stream`] | an online trainer publishes a version every T seconds or N rows ([`ModelStream`](model_stream::ModelStream)) |
+//! | [`serving`] | HTTP/JSON and gRPC predict over registry models, hot swap, version policies, per-key routing, Prometheus metrics ([`Server`](serving::Server)) |
 //! | [`error`] | the crate's [`Error`] and [`Result`] |
 //!
-//! The workflow DAG and the serving layer arrive with their issues (ARCHITECTURE §6).
+//! See ARCHITECTURE §6 for how the pieces fit.
 
 pub mod error;
+pub mod model_stream;
 pub mod registry;
+pub mod runner;
+pub mod serving;
+pub mod spec;
 
 pub use error::{Error, Result};

@@ -1,0 +1,106 @@
+//! `eddy status RUN_DIR`: what a run did — each node's state, runs, rows, metrics and the
+//! versions it published — and every model version in the run's registry with its stage.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::Args;
+use eddy_workflow::runner::{registry_of, RunState};
+
+/// Arguments of `eddy status`.
+#[derive(Debug, Clone, Args)]
+pub struct StatusArgs {
+    /// The run directory (`eddy run --run-dir`).
+    pub run_dir: PathBuf,
+    /// Print the run state as JSON instead.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// The node table of a run state, one line per node.
+pub fn node_lines(state: &RunState) -> Vec<String> {
+    let mut out = vec![format!(
+        "  {:<16} {:<11} {:>4} {:>9} {:<10} {:<28} {}",
+        "node", "state", "runs", "rows", "versions", "metrics", "note"
+    )];
+    for (name, n) in &state.nodes {
+        let versions = match n.versions.as_slice() {
+            [] => n
+                .last_version
+                .map(|v| format!("→v{v}"))
+                .unwrap_or_else(|| "-".into()),
+            [v] => format!("v{v}"),
+            [first, .., last] => format!("v{first}..v{last}"),
+        };
+        let metrics = ["auc", "logloss", "accuracy", "train_auc", "train_logloss"]
+            .iter()
+            .filter_map(|k| n.metrics.get(*k).map(|v| format!("{k} {v:.3}")))
+            .take(2)
+            .collect::<Vec<_>>()
+            .join(" ");
+        let note = n
+            .error
+            .clone()
+            .or_else(|| n.message.clone())
+            .unwrap_or_default();
+        out.push(format!(
+            "  {:<16} {:<11} {:>4} {:>9} {:<10} {:<28} {}",
+            name,
+            n.status.word(),
+            n.runs,
+            n.rows,
+            versions,
+            metrics,
+            note
+        ));
+    }
+    out
+}
+
+/// Runs `eddy status`.
+pub fn run(args: StatusArgs) -> anyhow::Result<()> {
+    let state = RunState::load(&args.run_dir)?
+        .with_context(|| format!("{} holds no run (no state.json)", args.run_dir.display()))?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&state)?);
+        return Ok(());
+    }
+    println!(
+        "run of `{}` ({}): {}, started {} time(s)",
+        state.workflow,
+        state.spec.display(),
+        if state.finished {
+            "finished"
+        } else {
+            "not finished"
+        },
+        state.starts
+    );
+    for line in node_lines(&state) {
+        println!("{line}");
+    }
+    let registry = registry_of(&args.run_dir)?;
+    for model in registry.models()? {
+        println!("model `{model}`:");
+        for v in registry.versions(&model)? {
+            let metrics = v
+                .metrics
+                .iter()
+                .filter(|(k, _)| ["auc", "logloss", "train_auc"].contains(&k.as_str()))
+                .map(|(k, x)| format!("{k} {x:.3}"))
+                .collect::<Vec<_>>()
+                .join(" ");
+            println!(
+                "  v{:<4} {:<11} rows {:<9} {}",
+                v.version,
+                serde_json::to_value(v.stage)?.as_str().unwrap_or("?"),
+                v.training_rows,
+                metrics
+            );
+        }
+    }
+    if let Some(url) = &state.serving {
+        println!("served at {url}");
+    }
+    Ok(())
+}
