@@ -40,6 +40,7 @@
 //! | [`dataflow`] | builder, chaining plan, runtime, job handle, barrier alignment, failover supervisor |
 //! | [`dataflow::failover`] | exactly-once / approximate failover, restart policy, fault injection |
 //! | [`checkpoint`] | completed checkpoints and the local-directory [`CheckpointStore`](checkpoint::CheckpointStore) |
+//! | [`duration`] | `500ms` / `10s` / `2h` durations, one parser for configs and flags |
 //! | [`datagen`] | deterministic synthetic streams (`eddy gen ctr`) |
 //! | [`metrics`] | per-operator counters and the job summary |
 //! | [`error`] | one error enum, classified by domain |
@@ -66,6 +67,7 @@
 pub mod checkpoint;
 pub mod dataflow;
 pub mod datagen;
+pub mod duration;
 pub mod error;
 pub mod keys;
 pub mod message;

@@ -2,32 +2,13 @@
 
 use std::time::Duration;
 
-/// Parses a duration such as `10s` or `500ms`.
+/// Parses a duration such as `10s` or `500ms`; a bare number means seconds.
 pub fn parse(text: &str) -> Result<Duration, String> {
     let t = text.trim();
-    let split = t
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(t.len());
-    let (number, unit) = t.split_at(split);
-    let value: f64 = number
-        .parse()
-        .map_err(|_| format!("`{text}` is not a duration (examples: 500ms, 10s, 5m, 2h)"))?;
-    let scale = match unit.trim() {
-        "ms" => 1e-3,
-        "" | "s" => 1.0,
-        "m" | "min" => 60.0,
-        "h" => 3600.0,
-        "d" => 86400.0,
-        other => {
-            return Err(format!(
-                "unknown unit `{other}` in `{text}` (use ms, s, m, h or d)"
-            ))
-        }
-    };
-    if !(value * scale).is_finite() || value < 0.0 {
-        return Err(format!("`{text}` is not a valid duration"));
+    if !t.is_empty() && t.chars().all(|c| c.is_ascii_digit() || c == '.') {
+        return eddy_core::duration::parse_duration(&format!("{t}s"));
     }
-    Ok(Duration::from_secs_f64(value * scale))
+    eddy_core::duration::parse_duration(t)
 }
 
 #[cfg(test)]

@@ -101,35 +101,22 @@ impl FromStr for PublishEvery {
                     "publish-every `{s}`: `{part}` {why} (expected e.g. `5s`, `500ms`, `2m`, `100000rows`)"
                 ))
             };
-            let split = part
-                .find(|c: char| !c.is_ascii_digit())
-                .ok_or_else(|| bad("has no unit"))?;
-            let (digits, unit) = part.split_at(split);
-            let n: u64 = digits
-                .parse()
-                .map_err(|_| bad("does not start with a number"))?;
-            match unit {
-                "rows" | "row" => every.rows = Some(n),
-                _ => {
-                    every.interval =
-                        Some(duration(n, unit).ok_or_else(|| bad("has an unknown unit"))?)
-                }
+            if let Some(digits) = part
+                .strip_suffix("rows")
+                .or_else(|| part.strip_suffix("row"))
+            {
+                let n: u64 = digits
+                    .parse()
+                    .map_err(|_| bad("does not start with a whole number"))?;
+                every.rows = Some(n);
+            } else {
+                every.interval =
+                    Some(eddy_core::duration::parse_duration(part).map_err(|m| bad(&m))?);
             }
         }
         every.check()?;
         Ok(every)
     }
-}
-
-/// `n` of a duration `unit` (`ms`, `s`, `m`, `h`).
-pub(crate) fn duration(n: u64, unit: &str) -> Option<Duration> {
-    Some(match unit {
-        "ms" => Duration::from_millis(n),
-        "s" => Duration::from_secs(n),
-        "m" => Duration::from_secs(n.saturating_mul(60)),
-        "h" => Duration::from_secs(n.saturating_mul(3600)),
-        _ => return None,
-    })
 }
 
 impl fmt::Display for PublishEvery {

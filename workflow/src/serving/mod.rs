@@ -119,17 +119,7 @@ mod duration {
         match <Raw as serde::Deserialize>::deserialize(d)? {
             Raw::Millis(ms) => Ok(Duration::from_millis(ms)),
             Raw::Text(t) => {
-                let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
-                let (digits, unit) = t.split_at(split);
-                digits
-                    .parse()
-                    .ok()
-                    .and_then(|n| crate::model_stream::duration(n, unit))
-                    .ok_or_else(|| {
-                        serde::de::Error::custom(format!(
-                            "`{t}` is not a duration (expected e.g. `500ms`, `1s`, `2m`)"
-                        ))
-                    })
+                eddy_core::duration::parse_duration(&t).map_err(serde::de::Error::custom)
             }
         }
     }

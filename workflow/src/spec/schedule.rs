@@ -1,33 +1,7 @@
-//! Durations (`"500ms"`, `"10s"`, `"5m"`, `"2h"`, `"1d"`) and five-field cron expressions
-//! (`minute hour day-of-month month day-of-week`, UTC).
+//! Five-field cron expressions (`minute hour day-of-month month day-of-week`, UTC), and the
+//! duration parser of eddy-core re-exported (`"500ms"`, `"10s"`, `"5m"`, `"2h"`, `"1d"`).
 
-use std::time::Duration;
-
-/// Parses a duration: a non-negative number and a unit (`ms`, `s`, `m`, `h`, `d`).
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let t = text.trim();
-    let split = t
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(t.len());
-    let (number, unit) = t.split_at(split);
-    let value: f64 = number
-        .parse()
-        .map_err(|_| format!("`{text}` is not a duration"))?;
-    let scale = match unit.trim() {
-        "ms" => 1e-3,
-        "s" => 1.0,
-        "m" | "min" => 60.0,
-        "h" => 3600.0,
-        "d" => 86400.0,
-        "" => return Err(format!("`{text}` has no unit")),
-        other => return Err(format!("unknown unit `{other}` in `{text}`")),
-    };
-    let secs = value * scale;
-    if !secs.is_finite() || secs > 1e12 {
-        return Err(format!("`{text}` is out of range"));
-    }
-    Ok(Duration::from_secs_f64(secs))
-}
+pub use eddy_core::duration::parse_duration;
 
 /// A five-field cron expression. Each field is `*`, a number, a range `a-b`, a step `*/n` or
 /// `a-b/n`, or a comma-separated list of those. Day of week is 0–7 (0 and 7 are Sunday). As in
@@ -169,17 +143,6 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn durations() {
-        assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
-        assert_eq!(parse_duration("10s").unwrap(), Duration::from_secs(10));
-        assert_eq!(parse_duration("1.5m").unwrap(), Duration::from_secs(90));
-        assert_eq!(parse_duration("2h").unwrap(), Duration::from_secs(7200));
-        assert!(parse_duration("10").is_err());
-        assert!(parse_duration("ten seconds").is_err());
-        assert!(parse_duration("5 parsecs").is_err());
-    }
 
     #[test]
     fn civil_dates() {
