@@ -430,6 +430,39 @@ impl Scheduler {
                 }
             }
         }
+        if !stopped {
+            self.offer_published_versions(&name)?;
+        }
+        Ok(())
+    }
+
+    /// Offers every version `name` has in the registry to its `on-new-version` subscribers.
+    /// A node's last `Progress::Published` may arrive after its `Done`; without this, a
+    /// subscriber could be marked finished before it saw the final version.
+    fn offer_published_versions(&mut self, name: &str) -> Result<()> {
+        let subscribers: Vec<String> = self
+            .wf
+            .nodes
+            .iter()
+            .filter(|s| s.triggers.on_new_version.as_deref() == Some(name))
+            .map(|s| s.name.clone())
+            .collect();
+        if subscribers.is_empty() {
+            return Ok(());
+        }
+        let versions: Vec<u64> = self
+            .registry
+            .versions(name)?
+            .iter()
+            .map(|m| m.version)
+            .collect();
+        for s in subscribers {
+            if self.gate_open(&s) {
+                for &v in &versions {
+                    self.offer_version(&s, v);
+                }
+            }
+        }
         Ok(())
     }
 
