@@ -5,10 +5,8 @@
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use arrow::array::{ArrayRef, Int64Array, StringArray};
-use arrow::datatypes::{DataType, Field, Schema};
 use arrow::record_batch::RecordBatch;
 use arrow::util::display::array_value_to_string;
 use eddy_core::dataflow::CheckpointConfig;
@@ -16,6 +14,9 @@ use eddy_core::prelude::*;
 use eddy_core::source::generator::GeneratorSource;
 use eddy_core::source::BatchBounds;
 use eddy_core::window::{Agg, WindowSpec};
+
+mod common;
+use common::{keyed_events, wait_for};
 
 const ROWS: u64 = 2000;
 const BATCH_ROWS: usize = 50; // 40 batches
@@ -231,25 +232,6 @@ fn rows(batch: &RecordBatch) -> Vec<String> {
         .collect()
 }
 
-fn generator() -> GeneratorSource {
-    let schema = Arc::new(Schema::new(vec![
-        Field::new("k", DataType::Utf8, false),
-        Field::new("ts", DataType::Int64, false),
-    ]));
-    GeneratorSource::new(
-        schema,
-        Some(ROWS),
-        Arc::new(|start, len| {
-            let ts: Vec<i64> = (start as i64..(start + len as u64) as i64).collect();
-            let k: Vec<String> = ts.iter().map(|t| format!("k{}", t % 5)).collect();
-            Ok(RecordBatch::try_from_iter([
-                ("k", Arc::new(StringArray::from(k)) as ArrayRef),
-                ("ts", Arc::new(Int64Array::from(ts)) as ArrayRef),
-            ])?)
-        }),
-    )
-}
-
 /// source → timestamps → fault → key_by(k) → tumbling 100 ms count (parallelism 2) → sink
 fn job<S: Sink + Clone + Sync>(
     checkpoint: CheckpointConfig,
@@ -269,7 +251,7 @@ fn job<S: Sink + Clone + Sync>(
     flow.source(
         "events",
         GatedSource {
-            inner: generator(),
+            inner: keyed_events(ROWS, 5),
             gate,
         },
     )
@@ -309,15 +291,6 @@ fn reference() -> Vec<String> {
     let all = sorted(out.batches().iter().flat_map(rows).collect());
     assert_eq!(all.len(), 20 * 5, "20 windows of 5 keys");
     all
-}
-
-/// Waits (polling) for `done`; the deadline only guards against a hang.
-fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !done() {
-        assert!(Instant::now() < deadline, "hung waiting for {what}");
-        std::thread::sleep(Duration::from_millis(1));
-    }
 }
 
 /// Runs the gated job, taking a checkpoint after every `BATCHES_PER_CHECKPOINT` batches,

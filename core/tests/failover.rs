@@ -6,8 +6,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use arrow::array::{ArrayRef, Int64Array, StringArray};
-use arrow::datatypes::{DataType, Field, Schema};
 use arrow::record_batch::RecordBatch;
 use eddy_core::dataflow::{
     CheckpointConfig, CheckpointMode, FailoverConfig, FailoverMode, FaultInjection, RestartPolicy,
@@ -15,32 +13,15 @@ use eddy_core::dataflow::{
 use eddy_core::metrics::JobSummary;
 use eddy_core::prelude::*;
 use eddy_core::sink::csv::{CsvSink, CsvSinkOptions};
-use eddy_core::source::generator::GeneratorSource;
 use eddy_core::source::BatchBounds;
 use eddy_core::window::{Agg, WindowSpec};
 use rand::{Rng, SeedableRng};
 
+mod common;
+use common::{csv_rows, keyed_events, wait_for};
+
 const ROWS: u64 = 12_000;
 const BATCH_ROWS: usize = 60; // 200 batches
-
-fn generator(rows: u64) -> GeneratorSource {
-    let schema = Arc::new(Schema::new(vec![
-        Field::new("k", DataType::Utf8, false),
-        Field::new("ts", DataType::Int64, false),
-    ]));
-    GeneratorSource::new(
-        schema,
-        Some(rows),
-        Arc::new(|start, len| {
-            let ts: Vec<i64> = (start as i64..(start + len as u64) as i64).collect();
-            let k: Vec<String> = ts.iter().map(|t| format!("k{}", t % 7)).collect();
-            Ok(RecordBatch::try_from_iter([
-                ("k", Arc::new(StringArray::from(k)) as ArrayRef),
-                ("ts", Arc::new(Int64Array::from(ts)) as ArrayRef),
-            ])?)
-        }),
-    )
-}
 
 /// events → time → slow (a little work per batch, so that checkpoints fall in between) →
 /// key_by(k) → tumbling 250 ms counts (parallelism 2) → CSV.
@@ -53,7 +34,7 @@ fn windowed_job(config: DataflowConfig, out: &Path) -> Dataflow {
         idle_poll: Duration::from_millis(1),
         ..config
     });
-    flow.source("events", generator(ROWS))
+    flow.source("events", keyed_events(ROWS, 7))
         .assign_timestamps("time", "ts", Duration::ZERO)
         .map("slow", |b| {
             std::thread::sleep(Duration::from_micros(150));
@@ -68,21 +49,6 @@ fn windowed_job(config: DataflowConfig, out: &Path) -> Dataflow {
         .parallelism(2)
         .sink("out", CsvSink::new(CsvSinkOptions::new(out)).unwrap());
     flow
-}
-
-/// The data rows (headers dropped) of every file in `dir` whose name starts with `prefix`.
-fn csv_rows(dir: &Path, prefix: &str) -> Vec<String> {
-    let mut rows = Vec::new();
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let path = entry.unwrap().path();
-        let name = path.file_name().unwrap().to_string_lossy().into_owned();
-        if name.starts_with(prefix) {
-            let text = std::fs::read_to_string(&path).unwrap();
-            rows.extend(text.lines().skip(1).map(str::to_string));
-        }
-    }
-    rows.sort();
-    rows
 }
 
 #[test]
@@ -164,7 +130,7 @@ fn a_user_error_fails_fast_and_a_recurring_failure_fails_with_its_root_cause() {
         },
         ..DataflowConfig::default()
     });
-    flow.source("events", generator(100))
+    flow.source("events", keyed_events(100, 7))
         .map("bad", |_| Err(Error::schema("bad", "no such column `z`")))
         .sink("out", MemorySink::new());
     let err = flow.start().unwrap().join().unwrap_err();
@@ -184,7 +150,7 @@ fn a_user_error_fails_fast_and_a_recurring_failure_fails_with_its_root_cause() {
     for _ in 0..3 {
         flow.inject_fault(FaultInjection::error("pass", 0, 0));
     }
-    flow.source("events", generator(100))
+    flow.source("events", keyed_events(100, 7))
         .map("pass", Ok)
         .sink("out", MemorySink::new());
     let handle = flow.start().unwrap();
@@ -223,15 +189,6 @@ fn counters(n: usize) -> Arc<Vec<AtomicU64>> {
 
 fn load(v: &[AtomicU64]) -> Vec<u64> {
     v.iter().map(|c| c.load(Ordering::SeqCst)).collect()
-}
-
-/// Polls `done`; the deadline only guards against a hang.
-fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !done() {
-        assert!(Instant::now() < deadline, "hung waiting for {what}");
-        std::thread::sleep(Duration::from_millis(1));
-    }
 }
 
 #[test]
@@ -274,7 +231,7 @@ fn approximate_failover(checkpoint: CheckpointConfig) -> JobSummary {
     });
     flow.inject_fault(FaultInjection::error("work", 2, 50));
     let out = MemorySink::new();
-    flow.source("events", generator(ROWS))
+    flow.source("events", keyed_events(ROWS, 7))
         .map("pace", |b| {
             std::thread::sleep(Duration::from_micros(800));
             Ok(b)

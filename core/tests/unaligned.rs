@@ -5,39 +5,20 @@
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use arrow::array::{ArrayRef, Int64Array, StringArray};
-use arrow::datatypes::{DataType, Field, Schema};
 use arrow::record_batch::RecordBatch;
 use eddy_core::dataflow::{
     CheckpointConfig, CheckpointMode, FailoverConfig, FaultInjection, RestartPolicy,
 };
 use eddy_core::prelude::*;
 use eddy_core::sink::csv::{CsvSink, CsvSinkOptions};
-use eddy_core::source::generator::GeneratorSource;
 use eddy_core::source::BatchBounds;
 use eddy_core::window::{Agg, WindowSpec};
 use rand::{Rng, SeedableRng};
 
-fn generator(rows: u64) -> GeneratorSource {
-    let schema = Arc::new(Schema::new(vec![
-        Field::new("k", DataType::Utf8, false),
-        Field::new("ts", DataType::Int64, false),
-    ]));
-    GeneratorSource::new(
-        schema,
-        Some(rows),
-        Arc::new(|start, len| {
-            let ts: Vec<i64> = (start as i64..(start + len as u64) as i64).collect();
-            let k: Vec<String> = ts.iter().map(|t| format!("k{}", t % 7)).collect();
-            Ok(RecordBatch::try_from_iter([
-                ("k", Arc::new(StringArray::from(k)) as ArrayRef),
-                ("ts", Arc::new(Int64Array::from(ts)) as ArrayRef),
-            ])?)
-        }),
-    )
-}
+mod common;
+use common::{csv_rows, keyed_events, wait_for};
 
 /// A sink that takes `delay` per batch and counts the batches it finished.
 #[derive(Clone)]
@@ -51,15 +32,6 @@ impl Sink for SlowSink {
         std::thread::sleep(self.delay);
         self.done.fetch_add(1, Ordering::SeqCst);
         Ok(())
-    }
-}
-
-/// Polls `done`; the deadline only guards against a hang.
-fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while !done() {
-        assert!(Instant::now() < deadline, "hung waiting for {what}");
-        std::thread::sleep(Duration::from_millis(1));
     }
 }
 
@@ -93,7 +65,7 @@ fn checkpoint_under_backlog(
         },
         ..DataflowConfig::default()
     });
-    flow.source("events", generator(10_000_000))
+    flow.source("events", keyed_events(10_000_000, 7))
         .rebalance()
         .sink(
             "slow",
@@ -190,21 +162,6 @@ fn a_slow_alignment_turns_unaligned_after_the_timeout() {
     );
 }
 
-/// The data rows (headers dropped) of every file in `dir` whose name starts with `prefix`.
-fn csv_rows(dir: &Path, prefix: &str) -> Vec<String> {
-    let mut rows = Vec::new();
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let path = entry.unwrap().path();
-        let name = path.file_name().unwrap().to_string_lossy().into_owned();
-        if name.starts_with(prefix) {
-            let text = std::fs::read_to_string(&path).unwrap();
-            rows.extend(text.lines().skip(1).map(str::to_string));
-        }
-    }
-    rows.sort();
-    rows
-}
-
 const ROWS: u64 = 12_000;
 
 /// events → time → (rebalance) slow, parallelism 2, a backlog in front of it → key_by(k) →
@@ -218,7 +175,7 @@ fn backlogged_windows(config: DataflowConfig, out: &Path) -> Dataflow {
         channel_capacity: 16,
         ..config
     });
-    flow.source("events", generator(ROWS))
+    flow.source("events", keyed_events(ROWS, 7))
         .assign_timestamps("time", "ts", Duration::ZERO)
         .rebalance()
         .map("slow", |b| {
