@@ -108,13 +108,12 @@ fn every_valid_spec_and_example_is_accepted() {
         .unwrap()
         .map(|e| e.unwrap().path())
         .collect();
-    for example in ["ctr", "clustering"] {
+    for example in ["ctr", "clustering", "ps"] {
         let p = root.join("../examples").join(example).join("workflow.toml");
-        if p.exists() {
-            files.push(p);
-        }
+        assert!(p.exists(), "example {} is missing", p.display());
+        files.push(p);
     }
-    assert!(!files.is_empty());
+    assert!(files.len() > 3, "no valid spec files found");
     for path in files {
         if let Err(e) = Workflow::load(&path) {
             panic!("{}: {e}", path.display());
