@@ -1,5 +1,5 @@
 //! End-to-end tests of `eddy validate`, `eddy run` and `eddy status` on the example workflows
-//! (`examples/ctr`, `examples/clustering`), through the binary.
+//! (`examples/ctr`, `examples/clustering`, `examples/ps`), through the binary.
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -43,7 +43,7 @@ fn state(run_dir: &Path) -> Value {
 
 #[test]
 fn examples_validate() {
-    for name in ["ctr", "clustering"] {
+    for name in ["ctr", "clustering", "ps"] {
         let out = ok(&["validate", p(&example(name))]);
         let text = String::from_utf8_lossy(&out.stdout);
         assert!(text.contains("is valid"), "{text}");
@@ -124,6 +124,41 @@ fn clustering_example_runs() {
     assert_eq!(nodes["list-versions"]["status"], "succeeded");
     let log = std::fs::read_to_string(run_dir.join("logs/list-versions.log")).unwrap();
     assert!(log.contains("v1") && log.contains("v3"), "{log}");
+}
+
+#[test]
+fn ps_example_trains_through_grpc_shards_and_passes_the_gate() {
+    let dir = tempfile::tempdir().unwrap();
+    let run_dir = dir.path().join("run");
+    let out = ok(&["run", p(&example("ps")), "--run-dir", p(&run_dir)]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("finished `ps`"), "{err}");
+    let st = state(&run_dir);
+    let nodes = &st["nodes"];
+    for n in ["ctr", "gate", "deploy"] {
+        assert_eq!(nodes[n]["status"], "succeeded", "{n}: {}", nodes[n]);
+    }
+    assert_eq!(nodes["ctr"]["rows"], 24000);
+    let message = nodes["ctr"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("2 worker(s) through a parameter server"),
+        "{message}"
+    );
+    let versions = nodes["ctr"]["versions"].as_array().unwrap();
+    assert_eq!(versions.len(), 3, "a version every 8000 rows: {versions:?}");
+    assert_eq!(
+        nodes["gate"]["handled-versions"].as_array().unwrap().len(),
+        3
+    );
+    let auc = nodes["gate"]["metrics"]["auc"].as_f64().unwrap();
+    assert!(auc >= 0.7, "gate auc {auc}");
+    let deployed = nodes["deploy"]["last-version"].as_u64().unwrap();
+    let status = ok(&["status", p(&run_dir)]);
+    let text = String::from_utf8_lossy(&status.stdout);
+    assert!(
+        text.contains(&format!("v{deployed:<4} production")),
+        "{text}"
+    );
 }
 
 /// Sends one HTTP/1.1 request and returns the body.

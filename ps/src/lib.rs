@@ -25,7 +25,7 @@
 //! | [`local`] | [`LocalPs`], [`LocalPsConfig`]: the in-process store; [`Delta`] feed |
 //! | [`clock`] | [`Clocks`], [`Consistency`], [`WorkerId`]: `async` / `bounded(s)` (SSP) / `sync` |
 //! | [`grpc`] | [`PsServer`] / [`PsClient`]: shards as processes over gRPC, snapshots on disk |
-//! | [`train`] | [`PsWorker`]: PS-backed online training with progressive validation |
+//! | [`train`] | [`PsWorker`]: PS-backed online training with progressive validation; [`train::ftrl_model`] reads an FTRL store back into a local model |
 //! | [`snapshot`] | the versioned, checksummed snapshot frame |
 //! | [`error`] | [`Error`], [`Result`] |
 

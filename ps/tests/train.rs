@@ -189,3 +189,53 @@ async fn ssp_bound_holds_under_a_slow_worker() {
         );
     }
 }
+
+/// A `sync` worker ahead of an idle one waits for it; the idle one's `checkpoint` releases it
+/// (without ending the worker), and the checkpoint reports what was learned so far.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_checkpoint_releases_sync_workers_and_reports_so_far() {
+    let data = common::sparse_data(11, 256, 64, 5);
+    let ps = Arc::new(
+        LocalPsConfig::new(ftrl_tables(FtrlProximalParams::default()))
+            .build()
+            .unwrap(),
+    );
+    let model = Arc::new(LogisticGradientModel::new(64, true));
+    let cfg = |w| PsWorkerConfig {
+        consistency: Consistency::Sync,
+        batch_rows: 32,
+        ..PsWorkerConfig::new(WorkerId(w))
+    };
+    let mut idle = PsWorker::new(ps.clone(), model.clone(), cfg(1));
+    idle.start().await.unwrap();
+    let mut busy = PsWorker::new(ps.clone(), model.clone(), cfg(0));
+    busy.start().await.unwrap();
+    // four mini-batches: the second waits for the idle worker's clock
+    let ahead = data.slice(0, 128);
+    let task = tokio::spawn(async move {
+        busy.process(&ahead).await.unwrap();
+        busy
+    });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(
+        !task.is_finished(),
+        "a sync worker ran ahead of an idle one"
+    );
+    let report = idle.checkpoint().await.unwrap();
+    assert_eq!(report.rows, 0);
+    let mut busy = tokio::time::timeout(Duration::from_secs(10), task)
+        .await
+        .expect("the checkpoint released the waiting worker")
+        .unwrap();
+    let report = busy.checkpoint().await.unwrap();
+    assert_eq!((report.rows, report.steps), (128, 4));
+    assert!(report.metrics.get("logloss").is_some());
+    // both keep working after their checkpoints (registered again; one at a time, as `sync`
+    // would hold the second behind the idle first)
+    let rest = data.slice(128, 256);
+    idle.process(&rest.slice(0, 64)).await.unwrap();
+    let mut all = idle.finish().await.unwrap();
+    busy.process(&rest.slice(64, 128)).await.unwrap();
+    all.merge(&busy.finish().await.unwrap()).unwrap();
+    assert_eq!(all.rows, 256);
+}

@@ -8,7 +8,9 @@
 //! learning it** (progressive validation, as the local learners do), computes the gradients
 //! at the pulled rows, pushes them (the store applies the tables' rules) and advances its
 //! clock. Several workers — one per dataflow subtask, or tokio task — share one model through
-//! the store; their [`WorkerReport`]s merge into one.
+//! the store; their [`WorkerReport`]s merge into one. [`ftrl_model`] reads an FTRL store back
+//! into a local [`FtrlLogisticRegression`](eddy_algorithms::online::linear::FtrlLogisticRegression)
+//! (to save, publish or serve it).
 //!
 //! ```
 //! use std::sync::Arc;
@@ -37,8 +39,10 @@
 //! # }).unwrap();
 //! ```
 
+mod export;
 mod worker;
 
+pub use export::ftrl_model;
 pub use worker::{PsWorker, PsWorkerConfig, WorkerReport};
 
 use eddy_algorithms::online::fm::FmParams;

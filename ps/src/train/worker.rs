@@ -79,6 +79,7 @@ pub struct PsWorker<S, M> {
     metrics: MetricSet,
     report: (u64, u64, f64),
     registered: bool,
+    paused: bool,
 }
 
 impl<S: ParamStore, M: GradientModel> PsWorker<S, M> {
@@ -98,6 +99,7 @@ impl<S: ParamStore, M: GradientModel> PsWorker<S, M> {
             preds: Vec::new(),
             report: (0, 0, 0.0),
             registered: false,
+            paused: false,
         }
     }
 
@@ -125,6 +127,11 @@ impl<S: ParamStore, M: GradientModel> PsWorker<S, M> {
 
     /// Predicts then learns every row of `examples`, one mini-batch at a time.
     pub async fn process(&mut self, examples: &Examples) -> Result<()> {
+        if self.paused {
+            self.store.register(self.cfg.worker).await?;
+            self.registered = true;
+            self.paused = false;
+        }
         let n = examples.len();
         let step = self.cfg.batch_rows.max(1);
         if n <= step {
@@ -192,13 +199,30 @@ impl<S: ParamStore, M: GradientModel> PsWorker<S, M> {
         if self.registered {
             self.store.deregister(self.cfg.worker).await?;
         }
+        Ok(self.report())
+    }
+
+    /// Pauses the worker at a publication point and reports what it did so far (the counters
+    /// keep running). Under `bounded`/`sync` it deregisters, so workers still finishing their
+    /// share are not held back by this idle one; its next [`process`](Self::process)
+    /// registers it again at the slowest worker's clock.
+    pub async fn checkpoint(&mut self) -> Result<WorkerReport> {
+        if self.registered {
+            self.store.deregister(self.cfg.worker).await?;
+            self.registered = false;
+            self.paused = true;
+        }
+        Ok(self.report())
+    }
+
+    fn report(&mut self) -> WorkerReport {
         let (rows, steps, loss) = self.report;
-        Ok(WorkerReport {
+        WorkerReport {
             rows,
             steps,
             loss,
             metrics: self.metrics.values(),
-            set: std::mem::replace(&mut self.metrics, MetricSet::for_task(self.cfg.task)),
-        })
+            set: self.metrics.clone(),
+        }
     }
 }

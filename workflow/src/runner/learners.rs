@@ -57,7 +57,7 @@ pub(crate) fn pipeline(f: &FeaturesSpec) -> Result<Pipeline> {
 }
 
 /// Decodes a node's `params` table as the learner's params type.
-fn params<T: serde::de::DeserializeOwned>(node: &str, table: &toml::Table) -> Result<T> {
+pub(crate) fn params<T: serde::de::DeserializeOwned>(node: &str, table: &toml::Table) -> Result<T> {
     T::deserialize(toml::Value::Table(table.clone())).map_err(|e| Error::Node {
         node: node.to_string(),
         message: format!("params: {}", e.message()),

@@ -27,7 +27,8 @@ impl Checker<'_> {
         macro_rules! mark { ($($f:ident => $k:literal),*) => { $( if let Some(v) = &n.$f { set.push(($k, v.span())); } )* } }
         mark!(source => "source", features => "features", learner => "learner", params => "params",
               epochs => "epochs", warm_start => "warm-start", publish_every => "publish-every",
-              publish_rows => "publish-rows", failover => "failover", model => "model",
+              publish_rows => "publish-rows", failover => "failover", parallelism => "parallelism",
+              ps => "ps", consistency => "consistency", model => "model",
               min_auc => "min-auc", max_logloss => "max-logloss", min_accuracy => "min-accuracy",
               stage => "stage", address => "address", program => "program", args => "args", timeout => "timeout");
         let k = kind.get_ref().as_str();
@@ -49,6 +50,9 @@ impl Checker<'_> {
                 "publish-every",
                 "publish-rows",
                 "failover",
+                "parallelism",
+                "ps",
+                "consistency",
             ],
             "evaluate" => &["model", "source", "min-auc", "max-logloss", "min-accuracy"],
             "deploy" => &["model", "stage"],
@@ -237,7 +241,9 @@ impl Checker<'_> {
                 "must be longer than 0",
             ));
         }
+        let (parallelism, ps, consistency) = self.ps(name, n, learner)?;
         let failover = match &n.failover {
+            None if ps.is_some() => Failover::Restart,
             None => Failover::Resume,
             Some(f) => match f.get_ref().as_str() {
                 "resume" => Failover::Resume,
@@ -265,6 +271,9 @@ impl Checker<'_> {
             publish_every,
             publish_rows: n.publish_rows.as_ref().map(|r| *r.get_ref()),
             failover,
+            parallelism,
+            ps,
+            consistency,
         })
     }
 

@@ -32,11 +32,13 @@
 //! | `raw` | the serde structs |
 //! | `check` | raw → checked: sources, feature pipelines, shared checks |
 //! | `check_node` | raw → checked: nodes (kinds, keys per kind, values, triggers) |
+//! | `check_ps` | raw → checked: a `stream-train` node's `parallelism`, `ps`, `consistency` |
 //! | `graph` | references, cycles, topological order, type checks across nodes |
 //! | `locate` | byte span → line:column, "did you mean" |
 
 mod check;
 mod check_node;
+mod check_ps;
 mod graph;
 mod locate;
 mod raw;
@@ -46,6 +48,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+pub use eddy_ps::Consistency;
 pub use schedule::{parse_duration, Cron};
 
 use crate::error::{Error, Result};
@@ -295,8 +298,41 @@ pub struct TrainSpec {
     pub publish_every: Option<Duration>,
     /// Publish a version every this many rows (stream-train).
     pub publish_rows: Option<u64>,
-    /// What a retry after a failure does (stream-train).
+    /// What a retry after a failure does (stream-train). With a parameter server it is always
+    /// [`Failover::Restart`]: the model lives in the store, not in the node's last version.
     pub failover: Failover,
+    /// `parallelism`: training workers sharing one model (stream-train; default 1). More than
+    /// one implies `ps = "local"` when `ps` is not given.
+    pub parallelism: u32,
+    /// `ps`: where the model lives while the node trains (stream-train, `learner = "ftrl"`);
+    /// `None`: in the node, as one local learner. See [`PsSpec`].
+    pub ps: Option<PsSpec>,
+    /// `consistency`: how far the workers may drift apart, `"async"` (the default),
+    /// `"bounded:S"` or `"sync"` (only with a parameter server).
+    pub consistency: Consistency,
+}
+
+/// The parameter server a `stream-train` node trains through (`ps = ...`). The node
+/// featurizes its source and deals the batches to its `parallelism` workers, which train the
+/// store's FTRL table through [`PsWorker`](eddy_ps::PsWorker); every publication waits for
+/// the workers to learn what they were dealt, reads the table back into an
+/// [`FtrlLogisticRegression`](eddy_algorithms::online::linear::FtrlLogisticRegression)
+/// ([`ftrl_model`](eddy_ps::train::ftrl_model)) and publishes it like any other version.
+///
+/// A node with a parameter server cannot `warm-start` (the store applies FTRL updates to its
+/// rows and cannot be seeded with weights) and restarts from the beginning of its source on a
+/// retry (`failover = "resume"` is refused).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PsSpec {
+    /// `ps = "local"`: an in-process [`LocalPs`](eddy_ps::LocalPs), fresh for each run.
+    Local,
+    /// `ps = ["HOST:PORT", ...]`: running shards (`eddy ps serve --shard I/N`), shard `i` at
+    /// the `i`-th address, reached over gRPC. They keep their tables between runs.
+    Remote(Vec<String>),
+    /// `ps = { shards = N }`: the node starts `N` [`PsServer`](eddy_ps::PsServer) shards in
+    /// process on `127.0.0.1` (port 0, not persisted), trains through them over real gRPC
+    /// loopback and stops them when it ends. For trying the remote path on one machine.
+    Spawn(u32),
 }
 
 /// How a failed `stream-train` node restarts.

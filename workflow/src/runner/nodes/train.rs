@@ -6,6 +6,7 @@
 //! and/or every `publish-rows` rows, and once more at the end. Each version's
 //! `training-rows` counts the source rows it has seen, so a resumed stream node (a retry with
 //! `failover = "resume"`, or a restarted run) loads its latest version and skips those rows.
+//! A stream node with a parameter server trains in `train_ps`.
 
 use std::collections::BTreeMap;
 use std::time::Instant;
@@ -26,19 +27,22 @@ pub(crate) fn run(ctx: &NodeCtx) -> Result<Outcome> {
     match &ctx.spec.kind {
         NodeKind::BatchTrain(t) if !t.learner.is_online() => batch_fit(ctx, t),
         NodeKind::BatchTrain(t) => online(ctx, t, false),
-        NodeKind::StreamTrain(t) => online(ctx, t, true),
+        NodeKind::StreamTrain(t) => match &t.ps {
+            Some(ps) => super::train_ps::run(ctx, t, ps),
+            None => online(ctx, t, true),
+        },
         _ => unreachable!("train::run on a non-training node"),
     }
 }
 
-fn node_err(ctx: &NodeCtx, message: impl Into<String>) -> Error {
+pub(super) fn node_err(ctx: &NodeCtx, message: impl Into<String>) -> Error {
     Error::Node {
         node: ctx.spec.name.clone(),
         message: message.into(),
     }
 }
 
-fn to_map(values: &eddy_algorithms::eval::MetricValues) -> BTreeMap<String, f64> {
+pub(super) fn to_map(values: &eddy_algorithms::eval::MetricValues) -> BTreeMap<String, f64> {
     values
         .iter()
         .filter(|(_, v)| v.is_finite())
@@ -46,7 +50,7 @@ fn to_map(values: &eddy_algorithms::eval::MetricValues) -> BTreeMap<String, f64>
         .collect()
 }
 
-fn publish(
+pub(super) fn publish(
     ctx: &NodeCtx,
     t: &TrainSpec,
     model: &TrainedModel,

@@ -1,0 +1,175 @@
+//! Checking a `stream-train` node's parameter-server keys: `parallelism`, `ps` and
+//! `consistency` (see [`PsSpec`]), and what they rule out (`warm-start`, `failover = "resume"`,
+//! learners other than FTRL).
+
+use super::check::{key, span, Checker};
+use super::raw::{RawNode, S};
+use super::{Consistency, LearnerKind, PsSpec};
+use crate::error::Result;
+
+const PS_HINT: &str = "ps = \"local\", ps = [\"HOST:PORT\", ...] (one address per running shard) \
+                       or ps = { shards = N } (N shards started in process)";
+
+impl Checker<'_> {
+    /// `(parallelism, ps, consistency)` of a training node. `parallelism > 1` without `ps`
+    /// means `ps = "local"`.
+    pub(super) fn ps(
+        &self,
+        name: &S,
+        n: &RawNode,
+        learner: LearnerKind,
+    ) -> Result<(u32, Option<PsSpec>, Consistency)> {
+        let parallelism = match &n.parallelism {
+            Some(p) if *p.get_ref() == 0 => {
+                return Err(self.err(
+                    span(p),
+                    key("nodes", name, "parallelism"),
+                    "must be at least 1",
+                ))
+            }
+            Some(p) => *p.get_ref(),
+            None => 1,
+        };
+        let ps = match &n.ps {
+            Some(v) => Some(self.ps_value(name, v)?),
+            None if parallelism > 1 => Some(PsSpec::Local),
+            None => None,
+        };
+        let consistency = match &n.consistency {
+            None => Consistency::Async,
+            Some(c) if ps.is_none() => {
+                return Err(self.hinted(
+                    span(c),
+                    key("nodes", name, "consistency"),
+                    "`consistency` needs a parameter server",
+                    "set `ps` or `parallelism` > 1".into(),
+                ))
+            }
+            Some(c) => parse_consistency(c.get_ref()).ok_or_else(|| {
+                self.hinted(
+                    span(c),
+                    key("nodes", name, "consistency"),
+                    format!("unknown consistency `{}`", c.get_ref()),
+                    "async, bounded:S (S clocks of staleness, e.g. bounded:2) or sync".into(),
+                )
+            })?,
+        };
+        if ps.is_none() {
+            return Ok((parallelism, ps, consistency));
+        }
+        // where to point: the key that asked for a parameter server
+        let (at, k) = match (&n.ps, &n.parallelism) {
+            (Some(v), _) => (span(v), "ps"),
+            (None, Some(p)) => (span(p), "parallelism"),
+            (None, None) => unreachable!("a parameter server without `ps` or `parallelism`"),
+        };
+        if learner != LearnerKind::Ftrl {
+            return Err(self.hinted(
+                at,
+                key("nodes", name, k),
+                format!("a parameter server trains `ftrl`, not `{}`", learner.name()),
+                "set `learner = \"ftrl\"`, or train with `parallelism = 1` and no `ps`".into(),
+            ));
+        }
+        if let Some(w) = &n.warm_start {
+            return Err(self.hinted(
+                span(w),
+                key("nodes", name, "warm-start"),
+                "`warm-start` cannot be combined with a parameter server",
+                "the store applies FTRL updates to its rows and cannot be seeded with weights; \
+                 drop `warm-start`, or `ps` and `parallelism`"
+                    .into(),
+            ));
+        }
+        if let Some(f) = n.failover.as_ref().filter(|f| f.get_ref() == "resume") {
+            return Err(self.hinted(
+                span(f),
+                key("nodes", name, "failover"),
+                "`failover = \"resume\"` cannot be combined with a parameter server",
+                "the model lives in the store, not in the node's last version: a retry restarts \
+                 (`failover = \"restart\"`, the default with `ps`)"
+                    .into(),
+            ));
+        }
+        Ok((parallelism, ps, consistency))
+    }
+
+    fn ps_value(&self, name: &S, v: &toml::Spanned<toml::Value>) -> Result<PsSpec> {
+        let bad = |msg: String| self.hinted(span(v), key("nodes", name, "ps"), msg, PS_HINT.into());
+        match v.get_ref() {
+            toml::Value::String(s) if s == "local" => Ok(PsSpec::Local),
+            toml::Value::String(s) => Err(bad(format!("unknown parameter server `{s}`"))),
+            toml::Value::Array(items) if items.is_empty() => {
+                Err(bad("the list of shard addresses is empty".into()))
+            }
+            toml::Value::Array(items) => items
+                .iter()
+                .map(|item| match item.as_str() {
+                    Some(a) if is_address(a) => Ok(a.to_string()),
+                    Some(a) => Err(bad(format!("`{a}` is not a shard address (HOST:PORT)"))),
+                    None => Err(bad(format!("shard addresses are strings, not `{item}`"))),
+                })
+                .collect::<Result<Vec<_>>>()
+                .map(PsSpec::Remote),
+            toml::Value::Table(t) => {
+                if let Some(k) = t.keys().find(|k| k.as_str() != "shards") {
+                    return Err(bad(format!("unknown key `{k}` in `ps`")));
+                }
+                match t.get("shards").and_then(toml::Value::as_integer) {
+                    Some(s) if (1..=64).contains(&s) => Ok(PsSpec::Spawn(s as u32)),
+                    Some(s) => Err(bad(format!("{s} shards is out of range (1..=64)"))),
+                    None => Err(bad("`ps = { ... }` needs `shards`, an integer".into())),
+                }
+            }
+            other => Err(bad(format!("`{other}` is not a parameter server"))),
+        }
+    }
+}
+
+/// `async`, `sync` or `bounded:S`.
+fn parse_consistency(text: &str) -> Option<Consistency> {
+    match text.trim() {
+        "async" => Some(Consistency::Async),
+        "sync" => Some(Consistency::Sync),
+        other => other
+            .strip_prefix("bounded:")
+            .and_then(|s| s.parse::<u64>().ok())
+            .map(Consistency::Bounded),
+    }
+}
+
+/// `HOST:PORT` or `http://HOST:PORT`, with a non-empty host and a port number.
+fn is_address(a: &str) -> bool {
+    let a = a.strip_prefix("http://").unwrap_or(a);
+    match a.rsplit_once(':') {
+        Some((host, port)) => !host.is_empty() && port.parse::<u16>().is_ok(),
+        None => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn consistency_values() {
+        assert_eq!(parse_consistency("async"), Some(Consistency::Async));
+        assert_eq!(parse_consistency("sync"), Some(Consistency::Sync));
+        assert_eq!(
+            parse_consistency("bounded:3"),
+            Some(Consistency::Bounded(3))
+        );
+        assert_eq!(parse_consistency("bounded"), None);
+        assert_eq!(parse_consistency("bounded:-1"), None);
+        assert_eq!(parse_consistency("eventual"), None);
+    }
+
+    #[test]
+    fn shard_addresses() {
+        assert!(is_address("127.0.0.1:7001"));
+        assert!(is_address("http://ps-0.internal:7001"));
+        assert!(!is_address("127.0.0.1"));
+        assert!(!is_address(":7001"));
+        assert!(!is_address("host:port"));
+    }
+}
