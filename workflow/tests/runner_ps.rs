@@ -222,7 +222,6 @@ fn ps_keys_are_checked_into_the_spec() {
 /// `sync`: the node deals by mini-batches, so the worker holding the big batch never waits on
 /// an idle one while the node waits on it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "known deadlock: under load the node can block sending to a sync worker that waits on an idle one"]
 async fn uneven_batches_under_sync_do_not_stall() {
     let dir = tempfile::tempdir().unwrap();
     let text = r#"

@@ -125,13 +125,22 @@ impl<S: ParamStore, M: GradientModel> PsWorker<S, M> {
         }
     }
 
-    /// Predicts then learns every row of `examples`, one mini-batch at a time.
-    pub async fn process(&mut self, examples: &Examples) -> Result<()> {
+    /// Ends a [`checkpoint`](Self::checkpoint) pause: registers again with the clocks (at the
+    /// slowest registered worker's clock, or 0 when none is). A driver that resumes every
+    /// worker before giving any of them work starts them all at the same clock; otherwise
+    /// [`process`](Self::process) resumes lazily.
+    pub async fn resume(&mut self) -> Result<()> {
         if self.paused {
             self.store.register(self.cfg.worker).await?;
             self.registered = true;
             self.paused = false;
         }
+        Ok(())
+    }
+
+    /// Predicts then learns every row of `examples`, one mini-batch at a time.
+    pub async fn process(&mut self, examples: &Examples) -> Result<()> {
+        self.resume().await?;
         let n = examples.len();
         let step = self.cfg.batch_rows.max(1);
         if n <= step {

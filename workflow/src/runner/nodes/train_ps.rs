@@ -173,6 +173,8 @@ enum Msg {
     Batch(Examples),
     /// Pause and report (see [`PsWorker::checkpoint`]).
     Checkpoint(SyncSender<eddy_ps::Result<WorkerReport>>),
+    /// End the pause: register with the clocks again (see [`PsWorker::resume`]).
+    Resume(SyncSender<eddy_ps::Result<()>>),
 }
 
 /// The node's workers: a channel and a thread each.
@@ -256,7 +258,34 @@ impl<'a> Workers<'a> {
             };
             self.merge(&mut merged, report)?;
         }
-        merged.ok_or_else(|| node_err(self.ctx, "no training worker"))
+        let merged = merged.ok_or_else(|| node_err(self.ctx, "no training worker"))?;
+        self.resume_all()?;
+        Ok(merged)
+    }
+
+    /// Re-registers every paused worker before any gets new work, so they all start again at
+    /// the same clock, and restarts the dealt counts from there. Lazy re-registration let a
+    /// worker that resumed first run ahead alone; one that resumed later joined at that
+    /// clock, and the dealt counts no longer matched the clocks: under `sync` the node could
+    /// deal to a worker waiting on an idle one and block on its full channel.
+    fn resume_all(&mut self) -> Result<()> {
+        let mut replies = Vec::with_capacity(self.senders.len());
+        for tx in &self.senders {
+            let (reply, rx) = sync_channel(1);
+            if tx.send(Msg::Resume(reply)).is_err() {
+                return Err(self.failed());
+            }
+            replies.push(rx);
+        }
+        for rx in replies {
+            match rx.recv() {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => return Err(self.ps_error(e)),
+                Err(_) => return Err(self.failed()),
+            }
+        }
+        self.dealt.iter_mut().for_each(|d| *d = 0);
+        Ok(())
     }
 
     /// Closes the channels and joins the workers; their merged final reports.
@@ -334,6 +363,9 @@ fn work<S: ParamStore>(
                 Msg::Checkpoint(reply) => {
                     // (on an error the node stops and closes the channel)
                     let _ = reply.send(worker.checkpoint().await);
+                }
+                Msg::Resume(reply) => {
+                    let _ = reply.send(worker.resume().await);
                 }
             }
         }
