@@ -108,8 +108,14 @@ impl Loop<'_> {
         let epoch = align.barrier.epoch;
         let unaligned = align.unaligned();
         let alignment = align.alignment;
-        let inflight = if unaligned {
-            Some(inflight::encode(&align.into_logs())?)
+        // an unaligned snapshot that overtook nothing persists no in-flight file
+        let logs = if unaligned {
+            align.into_logs()
+        } else {
+            Vec::new()
+        };
+        let inflight = if logs.iter().any(|log| !log.is_empty()) {
+            Some(inflight::encode(&logs)?)
         } else {
             None
         };
@@ -228,10 +234,10 @@ async fn operator_loop(
             let timed_out = env
                 .alignment_timeout
                 .is_some_and(|limit| a.started.elapsed() >= limit);
-            if !a.unaligned()
-                && !a.aligned(lanes)
-                && (env.checkpoint_mode == CheckpointMode::Unaligned || timed_out)
-            {
+            // unaligned mode snapshots on the first barrier, even with nothing in flight, so every
+            // checkpoint of the mode is unaligned; aligned mode turns unaligned on the timeout
+            let unaligned_mode = env.checkpoint_mode == CheckpointMode::Unaligned;
+            if !a.unaligned() && (unaligned_mode || (timed_out && !a.aligned(lanes))) {
                 let pending = &mut st.pending;
                 let states = guard(&name, || chain.barrier(a.barrier, pending))?;
                 a.snapshot_taken(states, lanes);
