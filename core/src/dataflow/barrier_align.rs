@@ -49,6 +49,18 @@ impl Lane {
         }
     }
 
+    /// The next message lies beyond a barrier that was received but not yet handled: the lane
+    /// must wait until that barrier's checkpoint was taken. (In unaligned mode lanes run freely
+    /// after a snapshot; without this, one could process past the *next* epoch's barrier while
+    /// the current checkpoint waits for another input, and the next snapshot would contain
+    /// records its producer replays after a restore.)
+    pub(crate) fn beyond_next_barrier(&self) -> bool {
+        match (self.queue.front(), self.barriers.front()) {
+            (Some((Some(position), _)), Some(next)) => *position > next.position,
+            _ => false,
+        }
+    }
+
     /// A fresh channel replaced the old one: positions start over.
     pub(crate) fn reconnected(&mut self) {
         self.taken = 0;
@@ -222,6 +234,33 @@ mod tests {
         lanes[1].queue.clear();
         lanes[0].processed = 2;
         assert!(a.aligned(&lanes));
+    }
+
+    #[test]
+    fn a_lane_waits_at_a_barrier_received_but_not_yet_handled() {
+        // epoch 1 is captured unaligned and waits for lane 1; lane 0 already delivered the
+        // barrier of epoch 2 at position 3: it may process up to 3, not beyond
+        let mut lanes = vec![Lane::new(), Lane::new()];
+        lanes[0].barriers.push_back(positioned(1, 1));
+        lanes[0].barriers.push_back(positioned(2, 3));
+        let mut a = Alignment::new(Alignment::next(&lanes).unwrap(), 2);
+        a.place(&mut lanes);
+        a.snapshot_taken(vec![], &lanes);
+        for position in 1..=4 {
+            lanes[0]
+                .queue
+                .push_back((Some(position), Message::Watermark(0)));
+        }
+        let mut processed = 0;
+        while !lanes[0].beyond_next_barrier() {
+            lanes[0].queue.pop_front();
+            processed += 1;
+        }
+        assert_eq!(processed, 3);
+        assert!(!lanes[1].beyond_next_barrier(), "no barrier: no limit");
+        // restored in-flight data has no position and precedes every barrier
+        lanes[0].queue.push_front((None, Message::Watermark(0)));
+        assert!(!lanes[0].beyond_next_barrier());
     }
 
     #[test]

@@ -287,7 +287,9 @@ async fn operator_loop(
         }
         // process the next queued message of a lane that may proceed, round-robin
         let ready = (0..n).map(|k| (pick + k) % n).find(|&i| {
-            !lanes[i].queue.is_empty() && !align.as_ref().is_some_and(|a| a.holds(i, &lanes[i]))
+            !lanes[i].queue.is_empty()
+                && !lanes[i].beyond_next_barrier()
+                && !align.as_ref().is_some_and(|a| a.holds(i, &lanes[i]))
         });
         if let Some(i) = ready {
             pick = (i + 1) % n;
