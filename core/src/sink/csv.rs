@@ -8,8 +8,8 @@ use std::path::PathBuf;
 
 use arrow::record_batch::RecordBatch;
 
-use super::epoch_parts::EpochParts;
-use super::file_target::{arrow_error, check_path, subtask_path, FileTarget};
+use super::file_target::{arrow_error, check_path};
+use super::text_output::TextOutput;
 use super::Sink;
 use crate::error::{Error, Result};
 use crate::message::Epoch;
@@ -66,27 +66,10 @@ pub(crate) fn check_delimiter(key: &str, delimiter: u8) -> Result<()> {
 
 /// Writes record batches as CSV. Cheap to clone; the file is created in
 /// [`open`](Sink::open).
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct CsvSink {
     options: CsvSinkOptions,
-    file: Option<FileTarget>,
-    header_written: bool,
-    /// Set by [`Sink::on_checkpointing`]: write epoch parts, reconciled with this checkpoint.
-    checkpointing: Option<Option<Epoch>>,
-    parts: Option<EpochParts>,
-}
-
-impl Clone for CsvSink {
-    /// A clone is an unopened sink with the same options.
-    fn clone(&self) -> Self {
-        CsvSink {
-            options: self.options.clone(),
-            file: None,
-            header_written: false,
-            checkpointing: None,
-            parts: None,
-        }
-    }
+    output: TextOutput,
 }
 
 impl CsvSink {
@@ -94,89 +77,42 @@ impl CsvSink {
     pub fn new(options: CsvSinkOptions) -> Result<Self> {
         check_path("csv sink.path", &options.path)?;
         check_delimiter("csv sink.delimiter", options.delimiter)?;
-        Ok(CsvSink {
-            options,
-            file: None,
-            header_written: false,
-            checkpointing: None,
-            parts: None,
-        })
-    }
-
-    /// The file to write to, and whether the header is still due.
-    fn target(&mut self) -> Result<(&mut FileTarget, bool)> {
-        if let Some(parts) = self.parts.as_mut() {
-            return parts.writer();
-        }
-        let header_due = !self.header_written;
-        match self.file.as_mut() {
-            Some(t) => Ok((t, header_due)),
-            None => Err(Error::Internal("csv sink used before open".into())),
-        }
+        let output = TextOutput::new(options.path.clone());
+        Ok(CsvSink { options, output })
     }
 }
 
 impl Sink for CsvSink {
     fn on_checkpointing(&mut self, restored: Option<Epoch>) -> Result<()> {
-        self.checkpointing = Some(restored);
+        self.output.on_checkpointing(restored);
         Ok(())
     }
 
     fn open(&mut self, task: &TaskInfo) -> Result<()> {
-        match self.checkpointing {
-            Some(restored) => {
-                self.parts = Some(EpochParts::open(
-                    &self.options.path,
-                    task.subtask,
-                    restored,
-                )?)
-            }
-            None => self.file = Some(FileTarget::create(subtask_path(&self.options.path, task))?),
-        }
-        self.header_written = false;
-        Ok(())
+        self.output.open(task)
     }
 
     fn write(&mut self, batch: &RecordBatch) -> Result<()> {
-        let delimiter = self.options.delimiter;
-        let with_header = self.options.header;
-        let (target, header_due) = self.target()?;
-        let header = with_header && header_due;
+        let (target, fresh) = self.output.target("csv")?;
         let path = target.path().to_path_buf();
-        {
-            // The arrow writer flushes into our buffer at the end of each `write`.
-            let mut w = arrow::csv::WriterBuilder::new()
-                .with_header(header)
-                .with_delimiter(delimiter)
-                .build(target.writer());
-            w.write(batch).map_err(|e| arrow_error(&path, e))?;
-        }
-        self.header_written = true;
-        Ok(())
+        // The arrow writer flushes into our buffer at the end of each `write`.
+        let mut w = arrow::csv::WriterBuilder::new()
+            .with_header(self.options.header && fresh)
+            .with_delimiter(self.options.delimiter)
+            .build(target.writer());
+        w.write(batch).map_err(|e| arrow_error(&path, e))
     }
 
     fn pre_commit(&mut self, epoch: Epoch) -> Result<()> {
-        match self.parts.as_mut() {
-            Some(parts) => parts.pre_commit(epoch),
-            None => self.target()?.0.sync(),
-        }
+        self.output.pre_commit(epoch)
     }
 
     fn commit(&mut self, epoch: Epoch) -> Result<()> {
-        match self.parts.as_mut() {
-            Some(parts) => parts.commit(epoch),
-            None => Ok(()),
-        }
+        self.output.commit(epoch)
     }
 
     fn close(&mut self) -> Result<()> {
-        if let Some(mut parts) = self.parts.take() {
-            return parts.close();
-        }
-        match self.file.take() {
-            Some(mut t) => t.sync(),
-            None => Ok(()),
-        }
+        self.output.close()
     }
 }
 

@@ -1,5 +1,9 @@
-//! Two-phase output for the text file sinks of a checkpointed job: one part file per epoch and
+//! Two-phase output for the file sinks of a checkpointed job: one part file per epoch and
 //! subtask, invisible until the epoch's checkpoint completed.
+//!
+//! The part files are written through a [`PartFile`]: a buffered text file
+//! ([`FileTarget`], the CSV and JSON-lines sinks) or a Parquet writer, which
+//! [`seal`](PartFile::seal) completes (footer) before the file is renamed.
 //!
 //! The parts of a sink whose `path` is `out/data.csv` live in the directory `out/data/` (the
 //! path without its extension). Subtask `s` writes
@@ -37,18 +41,44 @@ pub(crate) fn parts_dir(path: &Path) -> PathBuf {
     path.with_extension("")
 }
 
+/// A file being written as the in-progress part of an epoch.
+pub(crate) trait PartFile {
+    /// Where it is being written.
+    fn path(&self) -> &Path;
+    /// Completes the file and makes it durable (flush, footer, fsync): it is renamed next,
+    /// and never written again.
+    fn seal(&mut self) -> Result<()>;
+}
+
+impl PartFile for FileTarget {
+    fn path(&self) -> &Path {
+        FileTarget::path(self)
+    }
+
+    fn seal(&mut self) -> Result<()> {
+        self.sync()
+    }
+}
+
 /// The epoch files of one sink subtask.
 #[derive(Debug)]
-pub(crate) struct EpochParts {
+pub(crate) struct EpochParts<F: PartFile = FileTarget> {
     dir: PathBuf,
     subtask: usize,
     /// `.csv`, `.jsonl`, or empty.
     ext: String,
     /// The newest epoch sealed or restored (0: none).
     last_epoch: u64,
-    in_progress: Option<FileTarget>,
+    in_progress: Option<F>,
     /// Sealed epochs waiting for their commit, oldest first.
     sealed: Vec<u64>,
+}
+
+impl EpochParts<FileTarget> {
+    /// The in-progress text file, created on first use; `true` when it was just created.
+    pub(crate) fn writer(&mut self) -> Result<(&mut FileTarget, bool)> {
+        self.writer_with(FileTarget::create)
+    }
 }
 
 /// What a file name in the parts directory says.
@@ -59,7 +89,7 @@ enum Kind {
     InProgress,
 }
 
-impl EpochParts {
+impl<F: PartFile> EpochParts<F> {
     /// Opens the parts of subtask `subtask` for the sink writing `path`, reconciling what an
     /// earlier attempt left with `restored` (see the module docs).
     pub(crate) fn open(path: &Path, subtask: usize, restored: Option<Epoch>) -> Result<Self> {
@@ -130,17 +160,18 @@ impl EpochParts {
         self.commit(Epoch(keep_upto))
     }
 
-    /// The in-progress file, created on first use; `true` when it was just created (a CSV
-    /// sink writes its header then).
-    pub(crate) fn writer(&mut self) -> Result<(&mut FileTarget, bool)> {
+    /// The in-progress file, created by `create` (given its path) on first use; `true` when it
+    /// was just created (a CSV sink writes its header then).
+    pub(crate) fn writer_with(
+        &mut self,
+        create: impl FnOnce(PathBuf) -> Result<F>,
+    ) -> Result<(&mut F, bool)> {
         let fresh = self.in_progress.is_none();
-        if fresh {
-            self.in_progress = Some(FileTarget::create(self.name(&Kind::InProgress))?);
-        }
-        match self.in_progress.as_mut() {
-            Some(t) => Ok((t, fresh)),
-            None => Err(Error::Internal("in-progress part vanished".into())),
-        }
+        let file = match self.in_progress.take() {
+            Some(file) => file,
+            None => create(self.name(&Kind::InProgress))?,
+        };
+        Ok((self.in_progress.insert(file), fresh))
     }
 
     /// Seals the rows since the last barrier as epoch `epoch`: flushed, fsynced, renamed to
@@ -148,7 +179,7 @@ impl EpochParts {
     pub(crate) fn pre_commit(&mut self, epoch: Epoch) -> Result<()> {
         self.last_epoch = self.last_epoch.max(epoch.0);
         if let Some(mut t) = self.in_progress.take() {
-            t.sync()?;
+            t.seal()?;
             let to = self.name(&Kind::Pending(epoch.0));
             fs::rename(t.path(), &to).map_err(|e| Error::io(&to, e))?;
             sync_dir(&to)?;
@@ -177,7 +208,7 @@ impl EpochParts {
     pub(crate) fn close(&mut self) -> Result<()> {
         self.commit(Epoch(u64::MAX))?;
         if let Some(mut t) = self.in_progress.take() {
-            t.sync()?;
+            t.seal()?;
             let to = self.name(&Kind::Part(self.last_epoch + 1));
             fs::rename(t.path(), &to).map_err(|e| Error::io(&to, e))?;
             sync_dir(&to)?;
@@ -211,7 +242,7 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let path = tmp.path().join("out.csv");
         let dir = tmp.path().join("out");
-        let mut p = EpochParts::open(&path, 1, None).unwrap();
+        let mut p = EpochParts::<FileTarget>::open(&path, 1, None).unwrap();
         write(&mut p, "a\n");
         p.pre_commit(Epoch(1)).unwrap();
         p.pre_commit(Epoch(2)).unwrap(); // nothing written: no file
@@ -240,7 +271,7 @@ mod tests {
         // another subtask's files are left alone
         fs::write(dir.join("part-00002-0000000009.csv"), "x").unwrap();
         // restart from checkpoint 3: pending 3 is published, in-progress rows are dropped
-        let mut p = EpochParts::open(&path, 1, Some(Epoch(3))).unwrap();
+        let mut p = EpochParts::<FileTarget>::open(&path, 1, Some(Epoch(3))).unwrap();
         assert_eq!(
             names(&dir),
             [
@@ -256,12 +287,12 @@ mod tests {
             "d\n"
         );
         // restart from checkpoint 1: later parts are withdrawn; a fresh start clears all
-        EpochParts::open(&path, 1, Some(Epoch(1))).unwrap();
+        EpochParts::<FileTarget>::open(&path, 1, Some(Epoch(1))).unwrap();
         assert_eq!(
             names(&dir),
             ["part-00001-0000000001.csv", "part-00002-0000000009.csv"]
         );
-        EpochParts::open(&path, 1, None).unwrap();
+        EpochParts::<FileTarget>::open(&path, 1, None).unwrap();
         assert_eq!(names(&dir), ["part-00002-0000000009.csv"]);
     }
 }

@@ -9,10 +9,10 @@ use std::path::PathBuf;
 use arrow::json::writer::LineDelimited;
 use arrow::record_batch::RecordBatch;
 
-use super::epoch_parts::EpochParts;
-use super::file_target::{arrow_error, check_path, subtask_path, FileTarget};
+use super::file_target::{arrow_error, check_path};
+use super::text_output::TextOutput;
 use super::Sink;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::message::Epoch;
 use crate::operator::TaskInfo;
 
@@ -42,102 +42,51 @@ impl JsonLinesSinkOptions {
 
 /// Writes record batches as JSON lines. Cheap to clone; the file is created in
 /// [`open`](Sink::open).
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct JsonLinesSink {
     options: JsonLinesSinkOptions,
-    file: Option<FileTarget>,
-    /// Set by [`Sink::on_checkpointing`]: write epoch parts, reconciled with this checkpoint.
-    checkpointing: Option<Option<Epoch>>,
-    parts: Option<EpochParts>,
-}
-
-impl Clone for JsonLinesSink {
-    /// A clone is an unopened sink with the same options.
-    fn clone(&self) -> Self {
-        JsonLinesSink {
-            options: self.options.clone(),
-            file: None,
-            checkpointing: None,
-            parts: None,
-        }
-    }
+    output: TextOutput,
 }
 
 impl JsonLinesSink {
     /// A sink with checked `options`.
     pub fn new(options: JsonLinesSinkOptions) -> Result<Self> {
         check_path("jsonl sink.path", &options.path)?;
-        Ok(JsonLinesSink {
-            options,
-            file: None,
-            checkpointing: None,
-            parts: None,
-        })
-    }
-
-    fn target(&mut self) -> Result<&mut FileTarget> {
-        if let Some(parts) = self.parts.as_mut() {
-            return Ok(parts.writer()?.0);
-        }
-        self.file
-            .as_mut()
-            .ok_or_else(|| Error::Internal("jsonl sink used before open".into()))
+        let output = TextOutput::new(options.path.clone());
+        Ok(JsonLinesSink { options, output })
     }
 }
 
 impl Sink for JsonLinesSink {
     fn on_checkpointing(&mut self, restored: Option<Epoch>) -> Result<()> {
-        self.checkpointing = Some(restored);
+        self.output.on_checkpointing(restored);
         Ok(())
     }
 
     fn open(&mut self, task: &TaskInfo) -> Result<()> {
-        match self.checkpointing {
-            Some(restored) => {
-                self.parts = Some(EpochParts::open(
-                    &self.options.path,
-                    task.subtask,
-                    restored,
-                )?)
-            }
-            None => self.file = Some(FileTarget::create(subtask_path(&self.options.path, task))?),
-        }
-        Ok(())
+        self.output.open(task)
     }
 
     fn write(&mut self, batch: &RecordBatch) -> Result<()> {
-        let explicit_nulls = self.options.explicit_nulls;
-        let target = self.target()?;
+        let (target, _) = self.output.target("jsonl")?;
         let path = target.path().to_path_buf();
         let mut w = arrow::json::WriterBuilder::new()
-            .with_explicit_nulls(explicit_nulls)
+            .with_explicit_nulls(self.options.explicit_nulls)
             .build::<_, LineDelimited>(target.writer());
         w.write(batch).map_err(|e| arrow_error(&path, e))?;
         w.finish().map_err(|e| arrow_error(&path, e))
     }
 
     fn pre_commit(&mut self, epoch: Epoch) -> Result<()> {
-        match self.parts.as_mut() {
-            Some(parts) => parts.pre_commit(epoch),
-            None => self.target()?.sync(),
-        }
+        self.output.pre_commit(epoch)
     }
 
     fn commit(&mut self, epoch: Epoch) -> Result<()> {
-        match self.parts.as_mut() {
-            Some(parts) => parts.commit(epoch),
-            None => Ok(()),
-        }
+        self.output.commit(epoch)
     }
 
     fn close(&mut self) -> Result<()> {
-        if let Some(mut parts) = self.parts.take() {
-            return parts.close();
-        }
-        match self.file.take() {
-            Some(mut t) => t.sync(),
-            None => Ok(()),
-        }
+        self.output.close()
     }
 }
 
@@ -148,6 +97,7 @@ mod tests {
     use arrow::array::{BooleanArray, Int64Array};
 
     use super::*;
+    use crate::error::Error;
 
     fn task() -> TaskInfo {
         TaskInfo {

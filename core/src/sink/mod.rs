@@ -7,24 +7,25 @@
 //! | module | what |
 //! |---|---|
 //! | [`memory`] | collects batches in a shared vector |
-//! | [`csv`] | CSV files, one per subtask |
-//! | [`jsonl`] | JSON-lines files, one per subtask |
-//! | [`parquet`] | snappy Parquet files, published by rename on close |
+//! | [`csv`] | CSV files, one per subtask or per epoch |
+//! | [`jsonl`] | JSON-lines files, one per subtask or per epoch |
+//! | [`parquet`] | snappy Parquet files, one per subtask (published on close) or per epoch |
 //! | [`stdout`] | CSV text on standard output, with an optional row limit (the CLI) |
 //! | `file_target` | per-subtask file names, durable flushes, errors naming the file |
 //! | `epoch_parts` | one part file per epoch, published on commit (checkpointed jobs) |
+//! | `text_output` | a text sink's output: one file per subtask, or epoch parts |
 //!
 //! ## Two-phase file output
-//! In a job without checkpoints the CSV and JSON-lines sinks write one file per subtask, as
-//! described in their options. In a checkpointed job the runtime calls
+//! In a job without checkpoints the CSV, JSON-lines and Parquet sinks write one file per
+//! subtask, as described in their options. In a checkpointed job the runtime calls
 //! [`on_checkpointing`](Sink::on_checkpointing) before [`open`](Sink::open), and they switch to
 //! **epoch parts**: the rows between two barriers go to a hidden in-progress file,
 //! `pre_commit(epoch)` flushes, fsyncs and renames it to a hidden pending name, and
 //! `commit(epoch)` renames it to `DIR/part-<subtask>-<epoch>.<ext>`, where `DIR` is the sink's
 //! path without its extension (`out/data.csv` → `out/data/part-00000-0000000003.csv`). The
 //! output of the job is the set of part files; a restart discards pending files of epochs after
-//! the restored checkpoint and publishes those up to it. Parquet keeps one file per subtask,
-//! published on close.
+//! the restored checkpoint and publishes those up to it. A Parquet part is a complete file
+//! (footer written at `pre_commit`).
 pub mod csv;
 mod epoch_parts;
 mod file_target;
@@ -32,6 +33,7 @@ pub mod jsonl;
 pub mod memory;
 pub mod parquet;
 pub mod stdout;
+mod text_output;
 
 use std::sync::Arc;
 

@@ -1,20 +1,23 @@
 //! A sink writing snappy-compressed Parquet files that readers never see half-written.
 //!
-//! Each subtask writes its file under a temporary hidden name, `.<name>.tmp` beside the final
-//! path, and renames it into place on [`close`](Sink::close), after writing the footer and
-//! fsyncing the file (and the directory after the rename). A
-//! [`ParquetSource`](crate::source::parquet::ParquetSource) following the directory ignores
+//! **Without checkpoints** each subtask writes its file under a temporary hidden name,
+//! `.<name>.tmp` beside the final path, and renames it into place on [`close`](Sink::close),
+//! after writing the footer and fsyncing the file (and the directory after the rename).
+//! [`pre_commit`](Sink::pre_commit) closes the current row group and fsyncs the temporary file.
+//!
+//! **In a checkpointed job** the sink is two-phase like the text sinks (see
+//! [the sink docs](super#two-phase-file-output)): the rows of each epoch go to their own
+//! complete Parquet file, `DIR/part-<subtask>-<epoch>.parquet`, whose footer is written and
+//! fsynced by `pre_commit` under a hidden pending name and which `commit` publishes by rename.
+//! An epoch that received no rows writes no file.
+//!
+//! A [`ParquetSource`](crate::source::parquet::ParquetSource) following the directory ignores
 //! hidden and `*.tmp` files, so it only ever sees complete files.
 //!
-//! [`pre_commit`](Sink::pre_commit) closes the current row group and fsyncs the temporary file,
-//! so everything written so far is durable; [`commit`](Sink::commit) does nothing yet. The file
-//! becomes visible only on `close`; whole files per epoch, published on commit, come with the
-//! checkpoint work.
-//!
-//! The schema is the schema of the first batch (the writer is created on the first write),
-//! unless [`ParquetSinkOptions::schema`] gives it: then the file is created in
-//! [`open`](Sink::open), and a subtask that receives no rows still writes a valid, empty file.
-//! Without a schema, a subtask that receives no rows writes no file.
+//! The schema is the schema of the first batch (each file's writer is created on its first
+//! write), unless [`ParquetSinkOptions::schema`] gives it. Without checkpoints, a given schema
+//! creates the file in [`open`](Sink::open), so a subtask that receives no rows still writes a
+//! valid, empty file; without a schema it writes no file.
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -26,6 +29,7 @@ use parquet::arrow::ArrowWriter;
 use parquet::basic::Compression;
 use parquet::file::properties::WriterProperties;
 
+use super::epoch_parts::{EpochParts, PartFile};
 use super::file_target::{check_path, create_parent, parquet_error, subtask_path, sync_dir};
 use super::Sink;
 use crate::error::{Error, Result};
@@ -73,30 +77,93 @@ pub fn temporary_path(path: &Path) -> PathBuf {
     path.with_file_name(format!(".{name}.tmp"))
 }
 
-struct Open {
+/// A Parquet file being written: a part of an epoch, or a subtask's temporary file.
+struct ParquetPart {
     path: PathBuf,
-    tmp: PathBuf,
     /// In a mutex only to make the sink `Sync` (the writer is not); it is only ever reached
     /// through `&mut self`, so it is never locked.
-    writer: Option<Mutex<ArrowWriter<File>>>,
+    writer: Mutex<ArrowWriter<File>>,
 }
 
-fn exclusive<T>(m: &mut Mutex<T>) -> &mut T {
-    m.get_mut().unwrap_or_else(|p| p.into_inner())
+impl ParquetPart {
+    fn create(path: PathBuf, schema: SchemaRef, options: &ParquetSinkOptions) -> Result<Self> {
+        create_parent(&path)?;
+        let file = File::create(&path).map_err(|e| Error::io(&path, e))?;
+        let props = WriterProperties::builder()
+            .set_compression(Compression::SNAPPY)
+            .set_max_row_group_row_count(Some(options.max_row_group_rows))
+            .build();
+        let writer =
+            ArrowWriter::try_new(file, schema, Some(props)).map_err(|e| parquet_error(&path, e))?;
+        Ok(ParquetPart {
+            path,
+            writer: Mutex::new(writer),
+        })
+    }
+
+    fn writer(&mut self) -> &mut ArrowWriter<File> {
+        self.writer.get_mut().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn write(&mut self, batch: &RecordBatch) -> Result<()> {
+        let path = &self.path;
+        let writer = self.writer.get_mut().unwrap_or_else(|p| p.into_inner());
+        writer.write(batch).map_err(|e| parquet_error(path, e))
+    }
+
+    /// Ends the current row group, flushes and fsyncs: what was written is durable.
+    fn sync(&mut self) -> Result<()> {
+        let path = self.path.clone();
+        let writer = self.writer();
+        writer.flush().map_err(|e| parquet_error(&path, e))?;
+        writer.sync().map_err(|e| Error::io(&path, e))?;
+        writer.inner().sync_data().map_err(|e| Error::io(&path, e))
+    }
 }
 
-/// Writes record batches to a Parquet file (snappy), published by rename on close. Cheap to
-/// clone; files are opened in [`open`](Sink::open).
+impl PartFile for ParquetPart {
+    fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Writes the footer and fsyncs.
+    fn seal(&mut self) -> Result<()> {
+        let path = self.path.clone();
+        self.writer()
+            .finish()
+            .map_err(|e| parquet_error(&path, e))?;
+        self.sync()
+    }
+}
+
+/// Where one subtask writes.
+enum Output {
+    /// One file per subtask, written under `tmp` and renamed to `path` on close; the writer
+    /// is created with the schema (in `open` when the options give it, else on first write).
+    File {
+        path: PathBuf,
+        tmp: PathBuf,
+        part: Option<ParquetPart>,
+    },
+    /// A checkpointed job: one part file per epoch, published on commit.
+    Parts(EpochParts<ParquetPart>),
+}
+
+/// Writes record batches to Parquet files (snappy): one per subtask published by rename on
+/// close, or one per epoch published on commit in a checkpointed job. Cheap to clone; files
+/// are opened in [`open`](Sink::open).
 pub struct ParquetSink {
     options: ParquetSinkOptions,
-    open: Option<Open>,
+    /// Set by [`Sink::on_checkpointing`]: write epoch parts, reconciled with this checkpoint.
+    checkpointing: Option<Option<Epoch>>,
+    output: Option<Output>,
 }
 
 impl std::fmt::Debug for ParquetSink {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ParquetSink")
             .field("options", &self.options)
-            .field("path", &self.open.as_ref().map(|o| &o.path))
+            .field("checkpointing", &self.checkpointing)
             .finish()
     }
 }
@@ -106,7 +173,8 @@ impl Clone for ParquetSink {
     fn clone(&self) -> Self {
         ParquetSink {
             options: self.options.clone(),
-            open: None,
+            checkpointing: None,
+            output: None,
         }
     }
 }
@@ -123,84 +191,93 @@ impl ParquetSink {
         }
         Ok(ParquetSink {
             options,
-            open: None,
+            checkpointing: None,
+            output: None,
         })
     }
-
-    fn create_writer(&self, tmp: &Path, schema: SchemaRef) -> Result<ArrowWriter<File>> {
-        create_parent(tmp)?;
-        let file = File::create(tmp).map_err(|e| Error::io(tmp, e))?;
-        let props = WriterProperties::builder()
-            .set_compression(Compression::SNAPPY)
-            .set_max_row_group_row_count(Some(self.options.max_row_group_rows))
-            .build();
-        ArrowWriter::try_new(file, schema, Some(props)).map_err(|e| parquet_error(tmp, e))
-    }
-}
-
-/// Ends the current row group, flushes and fsyncs.
-fn sync(writer: &mut ArrowWriter<File>, tmp: &Path) -> Result<()> {
-    writer.flush().map_err(|e| parquet_error(tmp, e))?;
-    writer.sync().map_err(|e| Error::io(tmp, e))?;
-    writer.inner().sync_data().map_err(|e| Error::io(tmp, e))
 }
 
 impl Sink for ParquetSink {
+    fn on_checkpointing(&mut self, restored: Option<Epoch>) -> Result<()> {
+        self.checkpointing = Some(restored);
+        Ok(())
+    }
+
     fn open(&mut self, task: &TaskInfo) -> Result<()> {
-        let path = subtask_path(&self.options.path, task);
-        let tmp = temporary_path(&path);
-        let writer = match &self.options.schema {
-            Some(schema) => Some(Mutex::new(self.create_writer(&tmp, schema.clone())?)),
-            None => None,
+        let output = match self.checkpointing {
+            Some(restored) => Output::Parts(EpochParts::open(
+                &self.options.path,
+                task.subtask,
+                restored,
+            )?),
+            None => {
+                let path = subtask_path(&self.options.path, task);
+                let tmp = temporary_path(&path);
+                let part = match &self.options.schema {
+                    Some(schema) => Some(ParquetPart::create(
+                        tmp.clone(),
+                        schema.clone(),
+                        &self.options,
+                    )?),
+                    None => None,
+                };
+                Output::File { path, tmp, part }
+            }
         };
-        self.open = Some(Open { path, tmp, writer });
+        self.output = Some(output);
         Ok(())
     }
 
     fn write(&mut self, batch: &RecordBatch) -> Result<()> {
-        let mut open = self
-            .open
-            .take()
-            .ok_or_else(|| Error::Internal("parquet sink used before open".into()))?;
-        let result = (|| {
-            if open.writer.is_none() {
-                open.writer = Some(Mutex::new(self.create_writer(&open.tmp, batch.schema())?));
+        let options = &self.options;
+        let schema = || options.schema.clone().unwrap_or_else(|| batch.schema());
+        let part = match self.output.as_mut() {
+            None => return Err(Error::Internal("parquet sink used before open".into())),
+            Some(Output::Parts(parts)) => {
+                parts
+                    .writer_with(|path| ParquetPart::create(path, schema(), options))?
+                    .0
             }
-            match &mut open.writer {
-                Some(w) => exclusive(w)
-                    .write(batch)
-                    .map_err(|e| parquet_error(&open.tmp, e)),
-                None => Ok(()),
-            }
-        })();
-        self.open = Some(open);
-        result
+            Some(Output::File { tmp, part, .. }) => match part {
+                Some(part) => part,
+                None => part.insert(ParquetPart::create(tmp.clone(), schema(), options)?),
+            },
+        };
+        part.write(batch)
     }
 
-    fn pre_commit(&mut self, _epoch: Epoch) -> Result<()> {
-        match &mut self.open {
-            Some(Open {
-                tmp,
-                writer: Some(w),
-                ..
-            }) => sync(exclusive(w), tmp),
+    fn pre_commit(&mut self, epoch: Epoch) -> Result<()> {
+        match self.output.as_mut() {
+            Some(Output::Parts(parts)) => parts.pre_commit(epoch),
+            Some(Output::File {
+                part: Some(part), ..
+            }) => part.sync(),
+            _ => Ok(()),
+        }
+    }
+
+    fn commit(&mut self, epoch: Epoch) -> Result<()> {
+        match self.output.as_mut() {
+            Some(Output::Parts(parts)) => parts.commit(epoch),
             _ => Ok(()),
         }
     }
 
     fn close(&mut self) -> Result<()> {
-        let Some(Open { path, tmp, writer }) = self.open.take() else {
-            return Ok(());
-        };
-        let Some(writer) = writer else {
-            return Ok(());
-        };
-        let mut writer = writer.into_inner().unwrap_or_else(|p| p.into_inner());
-        writer.finish().map_err(|e| parquet_error(&tmp, e))?;
-        sync(&mut writer, &tmp)?;
-        drop(writer);
-        std::fs::rename(&tmp, &path).map_err(|e| Error::io(&path, e))?;
-        sync_dir(&path)
+        match self.output.take() {
+            Some(Output::Parts(mut parts)) => parts.close(),
+            Some(Output::File {
+                path,
+                tmp,
+                part: Some(mut part),
+            }) => {
+                part.seal()?;
+                drop(part);
+                std::fs::rename(&tmp, &path).map_err(|e| Error::io(&path, e))?;
+                sync_dir(&path)
+            }
+            _ => Ok(()),
+        }
     }
 }
 
@@ -264,6 +341,33 @@ mod tests {
         let all = arrow::compute::concat_batches(&batches[0].schema(), &batches)?;
         let want = arrow::compute::concat_batches(&batch(1).schema(), &[batch(10), batch(5)])?;
         assert_eq!(all, want);
+        Ok(())
+    }
+
+    #[test]
+    fn checkpointed_epochs_are_complete_files_published_on_commit() -> Result<()> {
+        let dir = tempfile::tempdir().map_err(|e| Error::io("tmp", e))?;
+        let parts = dir.path().join("out");
+        let mut sink = ParquetSink::new(ParquetSinkOptions::new(dir.path().join("out.parquet")))?;
+        sink.on_checkpointing(None)?;
+        sink.open(&task())?;
+        sink.write(&batch(10))?;
+        sink.pre_commit(Epoch(1))?;
+        sink.pre_commit(Epoch(2))?; // no rows: no file
+        let part = |e: u64| parts.join(format!("part-00000-{e:010}.parquet"));
+        assert!(parts.join(".pending-00000-0000000001.parquet").exists());
+        assert!(!part(1).exists(), "visible before its checkpoint completed");
+        sink.commit(Epoch(2))?;
+        assert_eq!(read(&part(1)).0, vec![batch(10)]);
+        sink.write(&batch(5))?;
+        sink.close()?;
+        assert_eq!(read(&part(3)).0, vec![batch(5)]);
+        let names: Vec<String> = std::fs::read_dir(&parts)
+            .map_err(|e| Error::io(&parts, e))?
+            .map(|e| e.map(|e| e.file_name().to_string_lossy().into_owned()))
+            .collect::<std::io::Result<_>>()
+            .map_err(|e| Error::io(&parts, e))?;
+        assert_eq!(names.len(), 2, "{names:?}");
         Ok(())
     }
 
