@@ -1,8 +1,10 @@
-//! Parameter-server throughput: pull + push of dimension-1 FTRL rows on `LocalPs` (one thread)
-//! and through `PsClient` over loopback gRPC to 2 in-process shards, and PS-backed FTRL
-//! training with 1 vs 2 workers. Fixed seeds; the key space is warmed up before measuring.
+//! Parameter-server throughput: pull + push of dimension-1 FTRL rows on `LocalPs` (one thread),
+//! a plain vs a stamped (deduplicated) push there, through `PsClient` over loopback gRPC to 2
+//! in-process shards, and PS-backed FTRL training with 1 vs 2 workers. Fixed seeds; the key
+//! space is warmed up before measuring.
 
 use std::sync::Arc;
+use std::time::SystemTime;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use eddy_algorithms::features::{CsrMatrix, Examples, Features};
@@ -11,7 +13,7 @@ use eddy_algorithms::optim::FtrlProximalParams;
 use eddy_ps::train::ftrl_tables;
 use eddy_ps::{
     LocalPs, LocalPsConfig, ParamStore, PsClient, PsClientConfig, PsServerConfig, PsWorker,
-    PsWorkerConfig, WorkerId,
+    PsWorkerConfig, PushStamp, WorkerId,
 };
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -45,6 +47,30 @@ fn local_pull_push(c: &mut Criterion) {
             b.iter(|| {
                 ps.pull_now("w", &k, &mut out).unwrap();
                 ps.push_now("w", &k, &grads, None).unwrap();
+            })
+        });
+    }
+    g.finish();
+}
+
+/// The cost of a push stamp: one dedup-table lookup per request, whatever its size.
+fn local_push_stamped(c: &mut Criterion) {
+    let ps = local_store();
+    let mut g = c.benchmark_group("localps_push_dim1_ftrl");
+    let mut seq = 0; // one client: its sequence numbers keep increasing across the sizes
+    for batch in [64usize, 1024] {
+        let k = keys(batch, 3);
+        let grads = vec![0.01f32; batch];
+        g.throughput(Throughput::Elements(batch as u64));
+        g.bench_with_input(BenchmarkId::new("plain", batch), &batch, |b, _| {
+            b.iter(|| ps.push_now("w", &k, &grads, None).unwrap())
+        });
+        g.bench_with_input(BenchmarkId::new("stamped", batch), &batch, |b, _| {
+            b.iter(|| {
+                seq += 1;
+                let stamp = PushStamp { client: 1, seq };
+                ps.push_stamped("w", &k, &grads, None, SystemTime::now(), stamp)
+                    .unwrap()
             })
         });
     }
@@ -178,5 +204,11 @@ fn training(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, local_pull_push, grpc_pull_push, training);
+criterion_group!(
+    benches,
+    local_pull_push,
+    local_push_stamped,
+    grpc_pull_push,
+    training
+);
 criterion_main!(benches);

@@ -29,6 +29,21 @@ pub enum Error {
     /// A snapshot is corrupt, truncated, of an unknown version or for other tables.
     #[error("snapshot: {0}")]
     Snapshot(String),
+    /// A stamped push older than its client's dedup window: the store cannot tell whether it
+    /// was applied, so it refuses it (applying nothing). A [`PsClient`](crate::PsClient) never
+    /// has a push that old in flight (see [`local::dedup`](crate::local::dedup)).
+    #[error(
+        "push {seq} of client {client:#018x} is older than the dedup window (oldest tracked: \
+         {oldest}); refused, not applied"
+    )]
+    StalePush {
+        /// The pushing client.
+        client: u64,
+        /// The push's sequence number.
+        seq: u64,
+        /// The oldest sequence number the store still tracks for the client.
+        oldest: u64,
+    },
     /// The worker is not registered with the clocks.
     #[error("unknown worker {0}")]
     UnknownWorker(WorkerId),

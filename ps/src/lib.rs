@@ -22,12 +22,32 @@
 //! |---|---|
 //! | [`store`] | [`ParamStore`]: pull / push / clocks / snapshot, the contract every store keeps |
 //! | [`table`] | [`TableConfig`] → [`ValidTableConfig`]: dim, rule, [`Initializer`], admission, expiry |
-//! | [`local`] | [`LocalPs`], [`LocalPsConfig`]: the in-process store; [`Delta`] feed |
+//! | [`local`] | [`LocalPs`], [`LocalPsConfig`]: the in-process store |
+//! | [`local::delta`] | the [`Delta`] feed: changed rows, keys removed by expiry, resyncs; [`LocalPs::expire`] |
+//! | [`local::dedup`] | idempotent pushes: [`PushStamp`], per-client dedup windows, [`DedupConfig`] |
 //! | [`clock`] | [`Clocks`], [`Consistency`], [`WorkerId`]: `async` / `bounded(s)` (SSP) / `sync` |
 //! | [`grpc`] | [`PsServer`] / [`PsClient`]: shards as processes over gRPC, snapshots on disk |
 //! | [`train`] | [`PsWorker`]: PS-backed online training with progressive validation; [`train::ftrl_model`] reads an FTRL store back into a local model |
 //! | [`snapshot`] | the versioned, checksummed snapshot frame |
 //! | [`error`] | [`Error`], [`Result`] |
+//!
+//! ## Semantics worth knowing
+//! - **Pushes through [`PsClient`] are applied once.** Each shard's part of a push is stamped
+//!   with the client's random id and a per-shard sequence number; a retry (after a timeout or a
+//!   broken connection) resends the stamp, and the shard answers a stamp it already applied as
+//!   a success without applying it again (`duplicate_pushes` in its `Stats`). A shard
+//!   remembers the last [`PUSH_WINDOW`](local::dedup::PUSH_WINDOW) sequence numbers per client
+//!   (pushes from one client arrive out of order), at most [`DedupConfig::max_clients`]
+//!   clients, each forgotten after [`DedupConfig::client_ttl`] of silence; the table is in the
+//!   shard's snapshots, so a restarted shard still refuses a replay its snapshot holds.
+//!   Unstamped pushes ([`LocalPs::push_now`], old clients) are applied every time.
+//! - **The delta feed reports removals.** Keys dropped by expiry come back in
+//!   [`Delta::removed`]; a key re-admitted since is a changed row instead. Each table remembers
+//!   [`LocalPsConfig::tombstones`] removals; a cursor older than a forgotten removal, a restore
+//!   or the store's start (a fresh cursor too) gets a full resync ([`Delta::resync`]: every
+//!   row, drop the rest) — never a delta that silently misses removals.
+//! - **Snapshots are versioned** ([`snapshot::VERSION`] = 2, adding the dedup table); version-1
+//!   snapshots still load (with an empty dedup table), unknown versions are refused.
 
 pub mod clock;
 pub mod error;
@@ -40,8 +60,8 @@ pub mod train;
 
 pub use clock::{Clocks, Consistency, WorkerId};
 pub use error::{Error, Result};
-pub use grpc::{PsClient, PsClientConfig, PsServer, PsServerConfig};
-pub use local::{Delta, DeltaCursor, LocalPs, LocalPsConfig};
+pub use grpc::{PsClient, PsClientConfig, PsServer, PsServerConfig, PushReplyDelay};
+pub use local::{DedupConfig, Delta, DeltaCursor, LocalPs, LocalPsConfig, PushOutcome, PushStamp};
 pub use store::ParamStore;
 pub use table::{Initializer, TableConfig, ValidTableConfig};
 pub use train::{PsWorker, PsWorkerConfig, WorkerReport};

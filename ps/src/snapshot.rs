@@ -7,14 +7,23 @@
 //! Integers and floats are little-endian. The body's layout belongs to the store that wrote it
 //! (see [`LocalPs`](crate::LocalPs)); this module only frames it and reads it back with bounds
 //! checks, so a truncated or corrupted snapshot is an [`Error::Snapshot`], never a panic.
+//!
+//! **Versions.** This build writes [`VERSION`] and reads [`OLDEST_READABLE`]`..=`[`VERSION`];
+//! any other version is refused with an error naming it. Version 2 added the push-dedup table
+//! at the end of a [`LocalPs`](crate::LocalPs) body; a version-1 body still loads, with an
+//! empty dedup table (replays of pushes acknowledged before the upgrade are not recognized —
+//! nothing recognized them before either). The other bodies framed here (shard files, a
+//! [`PsClient`](crate::PsClient)'s multi-shard snapshot) are the same in both versions.
 
 use xxhash_rust::xxh3::xxh3_64;
 
 use crate::error::{Error, Result};
 
 const MAGIC: &[u8; 8] = b"EDDY-PS\0";
-/// The body layout version this crate writes and reads.
-pub const VERSION: u32 = 1;
+/// The body layout version this crate writes.
+pub const VERSION: u32 = 2;
+/// The oldest body layout version this crate still reads.
+pub const OLDEST_READABLE: u32 = 1;
 const HEADER: usize = 8 + 4 + 8;
 
 /// Builds a snapshot: write the body, then [`finish`](Writer::finish).
@@ -24,9 +33,14 @@ pub(crate) struct Writer {
 
 impl Writer {
     pub(crate) fn new() -> Self {
+        Self::versioned(VERSION)
+    }
+
+    /// A writer of an older (or, to test refusals, unknown) body version.
+    pub(crate) fn versioned(version: u32) -> Self {
         let mut buf = Vec::with_capacity(1024);
         buf.extend_from_slice(MAGIC);
-        buf.extend_from_slice(&VERSION.to_le_bytes());
+        buf.extend_from_slice(&version.to_le_bytes());
         buf.extend_from_slice(&0u64.to_le_bytes());
         Writer { buf }
     }
@@ -65,6 +79,7 @@ impl Writer {
 pub(crate) struct Reader<'a> {
     body: &'a [u8],
     pos: usize,
+    version: u32,
 }
 
 /// Verifies magic, version, length and checksum; returns a reader over the body.
@@ -91,11 +106,12 @@ pub(crate) fn open(bytes: &[u8]) -> Result<Reader<'_>> {
     let mut r = Reader {
         body: &framed[8..],
         pos: 0,
+        version: 0,
     };
     let version = r.u32()?;
-    if version != VERSION {
+    if !(OLDEST_READABLE..=VERSION).contains(&version) {
         return Err(Error::Snapshot(format!(
-            "version {version} (this build reads {VERSION})"
+            "unknown version {version} (this build reads {OLDEST_READABLE}..={VERSION})"
         )));
     }
     let len = r.u64()?;
@@ -108,10 +124,16 @@ pub(crate) fn open(bytes: &[u8]) -> Result<Reader<'_>> {
     Ok(Reader {
         body: &framed[HEADER..],
         pos: 0,
+        version,
     })
 }
 
 impl<'a> Reader<'a> {
+    /// The body layout version of the snapshot being read.
+    pub(crate) fn version(&self) -> u32 {
+        self.version
+    }
+
     fn take(&mut self, n: usize) -> Result<&'a [u8]> {
         let end = self
             .pos
@@ -203,6 +225,24 @@ mod tests {
         }
         for n in 0..bytes.len() {
             assert!(open(&bytes[..n]).is_err(), "truncated to {n} accepted");
+        }
+    }
+
+    #[test]
+    fn older_versions_open_and_unknown_ones_are_refused() {
+        for v in OLDEST_READABLE..=VERSION {
+            let mut w = Writer::versioned(v);
+            w.u32(5);
+            let bytes = w.finish();
+            let mut r = open(&bytes).unwrap();
+            assert_eq!((r.version(), r.u32().unwrap()), (v, 5));
+        }
+        for v in [0, VERSION + 1, u32::MAX] {
+            let bytes = Writer::versioned(v).finish();
+            match open(&bytes) {
+                Err(Error::Snapshot(m)) => assert!(m.contains(&format!("version {v}")), "{m}"),
+                other => panic!("version {v}: {:?}", other.map(|r| r.version())),
+            }
         }
     }
 }

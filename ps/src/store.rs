@@ -61,9 +61,13 @@ pub trait ParamStore: Send + Sync {
     ) -> impl Future<Output = Result<()>> + Send;
 
     /// The delta feed: appends to `out` the rows of `table` changed since `cursor` (their
-    /// current weights, `dim` per key) and advances `cursor` past them. A fresh cursor
-    /// ([`DeltaCursor::default`]) answers every row. Following the cursor never misses a change
-    /// (a row changed twice may be answered twice); rows dropped by expiry are not reported.
+    /// current weights, `dim` per key) and the keys expiry removed since it (in
+    /// [`Delta::removed`]), and advances `cursor` past them. Following the cursor never misses
+    /// a change (a row changed twice may be answered twice). A cursor older than the store
+    /// remembers removals — a fresh one ([`DeltaCursor::default`]), one from before a restore
+    /// or a shard restart, or one so old that the removals after it were forgotten — gets a
+    /// full resync instead: `out` is cleared and holds every row, with [`Delta::resync`] set.
+    /// See [`local::delta`](crate::local::delta) for the bound on remembered removals.
     fn delta(
         &self,
         table: &str,

@@ -15,7 +15,12 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 fn store(shards: usize, tables: Vec<TableConfig>) -> LocalPs {
-    LocalPsConfig { shards, tables }.build().unwrap()
+    LocalPsConfig {
+        shards,
+        ..LocalPsConfig::new(tables)
+    }
+    .build()
+    .unwrap()
 }
 
 fn table(name: &str, dim: usize, rule: RuleParams, init: Initializer) -> TableConfig {
@@ -275,6 +280,47 @@ async fn expiry_drops_rows_not_pushed_to() {
     assert_eq!(got, vec![0.0], "not admitted again yet");
     assert_eq!(ps.expire(at(1000)), 1);
     assert_eq!(ps.row_count("e").unwrap(), 0);
+}
+
+#[test]
+fn removals_are_bounded_and_only_a_cursor_older_than_a_forgotten_one_resyncs() {
+    let expiring = TableConfig {
+        expiry: Some(Duration::from_secs(60)),
+        ..table("e", 1, sgd(1.0), Initializer::Zeros)
+    };
+    let ps = LocalPsConfig {
+        shards: 1,
+        tombstones: 2,
+        ..LocalPsConfig::new(vec![expiring])
+    }
+    .build()
+    .unwrap();
+    let t0 = SystemTime::now();
+    let at = |s: u64| t0 + Duration::from_secs(s);
+    let mut d = eddy_ps::Delta::default();
+    ps.push_at("e", &[1, 2], &[1.0; 2], None, at(0)).unwrap();
+    let c0 = ps.delta_since("e", 0, &mut d).unwrap();
+    assert!(d.resync && d.len() == 2);
+    d.clear();
+    assert_eq!(ps.expire(at(61)), 2);
+    let c1 = ps.delta_since("e", c0, &mut d).unwrap();
+    assert_eq!((d.removed.len(), d.resync), (2, false), "both remembered");
+    d.clear();
+    // a third removal: the oldest of the three is forgotten
+    ps.push_at("e", &[3], &[1.0], None, at(100)).unwrap();
+    assert_eq!(ps.expire(at(161)), 1);
+    let c2 = ps.delta_since("e", c1, &mut d).unwrap();
+    assert_eq!(
+        d.removed,
+        vec![3],
+        "a cursor past the forgotten removal misses nothing"
+    );
+    assert!(!d.resync);
+    d.clear();
+    let c0_again = ps.delta_since("e", c0, &mut d).unwrap();
+    assert!(d.resync, "a cursor before it is told to resync");
+    assert!(!d.is_empty() && d.keys.is_empty() && d.removed.is_empty());
+    assert!(c0_again >= c2);
 }
 
 #[tokio::test]

@@ -1,7 +1,7 @@
 //! One conformance suite, run against every [`ParamStore`]: the in-process `LocalPs` and the
 //! gRPC `PsClient` over one and over two shard servers (in-process, 127.0.0.1 port 0). Pull and
 //! push semantics, server-side rules equal to the local learner's, admission and expiry,
-//! snapshot / restore, the delta feed and the clocks.
+//! snapshot / restore, the delta feed (changes, removals by expiry, resyncs) and the clocks.
 
 mod common;
 
@@ -14,15 +14,16 @@ use eddy_algorithms::optim::{AdamParams, FtrlProximalParams, RuleParams, SgdPara
 use eddy_algorithms::transform::Params;
 use eddy_ps::{
     Delta, DeltaCursor, Error, Initializer, LocalPs, LocalPsConfig, ParamStore, PsClient,
-    TableConfig, WorkerId,
+    PsClientConfig, PsServerConfig, TableConfig, WorkerId,
 };
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-/// What the suite needs beyond [`ParamStore`]: a way to build a store, stamped pushes, expiry
-/// and row counts.
+/// What the suite needs beyond [`ParamStore`]: a way to build a store (with a bound on the
+/// removals the delta feed remembers), stamped pushes, expiry and row counts.
 trait Harness: ParamStore + Sized {
     async fn make(tables: Vec<TableConfig>) -> Self;
+    async fn make_bounded(tables: Vec<TableConfig>, tombstones: usize) -> Self;
     async fn push_at_time(&self, table: &str, keys: &[u64], g: &[f32], at: SystemTime);
     async fn expire_at(&self, now: SystemTime) -> usize;
     async fn rows(&self, table: &str) -> usize;
@@ -30,7 +31,16 @@ trait Harness: ParamStore + Sized {
 
 impl Harness for LocalPs {
     async fn make(tables: Vec<TableConfig>) -> Self {
-        LocalPsConfig { shards: 5, tables }.build().unwrap()
+        Self::make_bounded(tables, LocalPsConfig::new(Vec::new()).tombstones).await
+    }
+    async fn make_bounded(tables: Vec<TableConfig>, tombstones: usize) -> Self {
+        LocalPsConfig {
+            shards: 5,
+            tombstones,
+            ..LocalPsConfig::new(tables)
+        }
+        .build()
+        .unwrap()
     }
     async fn push_at_time(&self, table: &str, keys: &[u64], g: &[f32], at: SystemTime) {
         self.push_at(table, keys, g, None, at).unwrap();
@@ -90,6 +100,14 @@ impl<const N: u32> ParamStore for Grpc<N> {
 impl<const N: u32> Harness for Grpc<N> {
     async fn make(tables: Vec<TableConfig>) -> Self {
         Grpc(common::grpc_store(N, tables).await)
+    }
+    async fn make_bounded(tables: Vec<TableConfig>, tombstones: usize) -> Self {
+        let addrs = common::spawn_shards_with(N, |i| PsServerConfig {
+            tombstones,
+            ..PsServerConfig::new(i, N)
+        })
+        .await;
+        Grpc(PsClientConfig::new(addrs, tables).connect().await.unwrap())
     }
     async fn push_at_time(&self, table: &str, keys: &[u64], g: &[f32], at: SystemTime) {
         self.0.push_at(table, keys, g, None, at).await.unwrap();
@@ -364,7 +382,11 @@ async fn delta_feed<S: Harness>() {
     let ps = S::make(vec![table("e", 2, sgd(1.0), Initializer::Zeros)]).await;
     let (mut cursor, mut d) = (DeltaCursor::default(), Delta::default());
     ps.delta("e", &mut cursor, &mut d).await.unwrap();
-    assert!(d.is_empty(), "nothing yet");
+    assert!(d.resync, "a fresh cursor reads everything");
+    assert!(d.keys.is_empty() && d.removed.is_empty(), "nothing yet");
+    d.clear();
+    ps.delta("e", &mut cursor, &mut d).await.unwrap();
+    assert!(d.is_empty(), "nothing since");
     let keys: Vec<u64> = (0..30).collect();
     ps.push("e", &keys, &vec![1.0; 60], None).await.unwrap();
     ps.delta("e", &mut cursor, &mut d).await.unwrap();
@@ -393,10 +415,94 @@ async fn delta_feed<S: Harness>() {
     ps.restore(&bytes).await.unwrap();
     ps.delta("e", &mut cursor, &mut d).await.unwrap();
     assert_eq!(d.len(), 30, "a restore re-sends every row");
+    assert!(
+        d.resync,
+        "rows may have vanished in a restore: the reader resyncs"
+    );
     assert!(matches!(
         ps.delta("nope", &mut cursor, &mut d).await,
         Err(Error::UnknownTable(_))
     ));
+}
+
+/// Sorted.
+fn sorted(keys: &[u64]) -> Vec<u64> {
+    let mut k = keys.to_vec();
+    k.sort_unstable();
+    k
+}
+
+async fn delta_reports_removals<S: Harness>() {
+    let expiring = || {
+        vec![TableConfig {
+            expiry: Some(Duration::from_secs(60)),
+            ..table("e", 1, sgd(1.0), Initializer::Zeros)
+        }]
+    };
+    let ps = S::make(expiring()).await;
+    let t0 = SystemTime::now();
+    let at = |s: u64| t0 + Duration::from_secs(s);
+    let (mut cursor, mut d) = (DeltaCursor::default(), Delta::default());
+    ps.push_at_time("e", &[1, 2, 3, 4, 5, 6], &[1.0; 6], at(0))
+        .await;
+    ps.push_at_time("e", &[2, 4], &[1.0; 2], at(30)).await;
+    ps.delta("e", &mut cursor, &mut d).await.unwrap();
+    assert!(d.resync && d.removed.is_empty());
+    assert_eq!(sorted(&d.keys), vec![1, 2, 3, 4, 5, 6]);
+    let early = cursor.clone();
+    d.clear();
+    assert_eq!(ps.expire_at(at(61)).await, 4);
+    ps.delta("e", &mut cursor, &mut d).await.unwrap();
+    assert_eq!(sorted(&d.removed), vec![1, 3, 5, 6], "the expired keys");
+    assert!(d.keys.is_empty() && !d.resync);
+    d.clear();
+    ps.delta("e", &mut cursor, &mut d).await.unwrap();
+    assert!(d.is_empty(), "a removal is reported once");
+    // a removed key pushed again is a changed row, not a removal
+    ps.push_at_time("e", &[3], &[1.0], at(62)).await;
+    ps.delta("e", &mut cursor, &mut d).await.unwrap();
+    assert_eq!((d.keys.clone(), d.values.clone()), (vec![3], vec![-1.0]));
+    assert!(d.removed.is_empty() && !d.resync);
+    d.clear();
+    // a cursor from before the removal and the re-admission sees both as their outcome
+    let mut old = early.clone();
+    ps.delta("e", &mut old, &mut d).await.unwrap();
+    assert_eq!(sorted(&d.removed), vec![1, 5, 6]);
+    assert_eq!(d.keys, vec![3]);
+    d.clear();
+    // removed again (3 twice since `early`): reported once
+    assert_eq!(ps.expire_at(at(200)).await, 3);
+    let mut old = early.clone();
+    ps.delta("e", &mut old, &mut d).await.unwrap();
+    assert_eq!(sorted(&d.removed), vec![1, 2, 3, 4, 5, 6]);
+    assert!(d.keys.is_empty() && !d.resync);
+    d.clear();
+    ps.delta("e", &mut cursor, &mut d).await.unwrap();
+    assert_eq!(sorted(&d.removed), vec![2, 3, 4]);
+    d.clear();
+
+    // A store that remembers no removal: a cursor older than one gets a full resync. The keys
+    // that expire live on shard 0 of 2, the ones that stay on shard 1, so over two shards one
+    // answers a resync and the client asks the other again from scratch.
+    let on = |shard: usize| (1u64..).filter(move |&k| eddy_ps::grpc::shard_of(k, 2) == shard);
+    let gone: Vec<u64> = on(0).take(3).collect();
+    let kept: Vec<u64> = on(1).take(3).collect();
+    let ps = S::make_bounded(expiring(), 0).await;
+    let (mut cursor, mut d) = (DeltaCursor::default(), Delta::default());
+    ps.push_at_time("e", &gone, &[1.0; 3], at(0)).await;
+    ps.push_at_time("e", &kept, &[1.0; 3], at(30)).await;
+    ps.delta("e", &mut cursor, &mut d).await.unwrap();
+    d.clear();
+    assert_eq!(ps.expire_at(at(61)).await, 3);
+    ps.push_at_time("e", &kept[..1], &[1.0], at(62)).await;
+    d.keys.push(12345); // left over from an earlier delta: a resync replaces it
+    ps.delta("e", &mut cursor, &mut d).await.unwrap();
+    assert!(d.resync, "the removals after the cursor were forgotten");
+    assert!(d.removed.is_empty());
+    assert_eq!(sorted(&d.keys), sorted(&kept), "every row of the table");
+    d.clear();
+    ps.delta("e", &mut cursor, &mut d).await.unwrap();
+    assert!(d.is_empty(), "the cursor after a resync is current");
 }
 
 async fn clocks<S: Harness>() {
@@ -457,6 +563,11 @@ macro_rules! suite {
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn delta_feed() {
                 super::delta_feed::<$store>().await
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn delta_reports_removals() {
+                super::delta_reports_removals::<$store>().await
             }
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

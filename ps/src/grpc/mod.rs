@@ -12,6 +12,13 @@
 //! `float`. Errors a shard refuses with carry the typed [`Error`] in the status details, so a
 //! remote store fails exactly like a local one (`UnknownTable`, `Shape`, …).
 //!
+//! **Pushes are idempotent.** The client stamps every push with its random id and a sequence
+//! number per shard, and a retry resends the same stamp; the shard applies each stamp once and
+//! answers a duplicate as a success, counted in the `Stats` reply (see
+//! [`local::dedup`](crate::local::dedup)). The shard's dedup table travels in its snapshots,
+//! so a shard restarted from a snapshot still refuses the replay of a push the snapshot holds.
+//! Unstamped pushes (client id 0, as old clients send) are applied every time.
+//!
 //! ## Modules
 //! | module | what |
 //! |---|---|
@@ -24,7 +31,7 @@ pub mod files;
 pub mod server;
 
 pub use client::{PsClient, PsClientConfig};
-pub use server::{PsServer, PsServerConfig};
+pub use server::{PsServer, PsServerConfig, PushReplyDelay};
 
 use serde::{Deserialize, Serialize};
 
@@ -63,6 +70,11 @@ enum WireError {
     Snapshot(String),
     UnknownWorker(u32),
     Unconfigured(usize),
+    StalePush {
+        client: u64,
+        seq: u64,
+        oldest: u64,
+    },
 }
 
 /// The status a shard answers `e` with.
@@ -88,6 +100,18 @@ pub(crate) fn to_status(e: Error) -> tonic::Status {
         Error::Snapshot(m) => (Code::InvalidArgument, WireError::Snapshot(m)),
         Error::UnknownWorker(w) => (Code::FailedPrecondition, WireError::UnknownWorker(w.0)),
         Error::Unconfigured { shard } => (Code::FailedPrecondition, WireError::Unconfigured(shard)),
+        Error::StalePush {
+            client,
+            seq,
+            oldest,
+        } => (
+            Code::FailedPrecondition,
+            WireError::StalePush {
+                client,
+                seq,
+                oldest,
+            },
+        ),
         other => return tonic::Status::internal(other.to_string()),
     };
     let message = format!("{code:?}");
@@ -113,5 +137,14 @@ pub(crate) fn from_status(s: &tonic::Status) -> Option<Error> {
         WireError::Snapshot(m) => Error::Snapshot(m),
         WireError::UnknownWorker(w) => Error::UnknownWorker(WorkerId(w)),
         WireError::Unconfigured(shard) => Error::Unconfigured { shard },
+        WireError::StalePush {
+            client,
+            seq,
+            oldest,
+        } => Error::StalePush {
+            client,
+            seq,
+            oldest,
+        },
     })
 }

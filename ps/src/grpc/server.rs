@@ -9,6 +9,11 @@
 //!
 //! Like mini-redis, [`PsServer::serve`] takes a bound listener and a shutdown future, so tests
 //! bind port 0 and stop the server when they like; it takes a last snapshot on shutdown.
+//!
+//! Stamped pushes are applied once per stamp ([`LocalPs::push_stamped`]); the shard's dedup
+//! table is part of its store snapshot, and clients idle for `dedup.client-ttl` are forgotten
+//! at every snapshot tick. [`PsServerConfig::delay_push_reply`] injects a fault for tests: the
+//! reply to one push is held after the push was applied, so a client times out and retries.
 
 use std::future::Future;
 use std::path::PathBuf;
@@ -24,7 +29,7 @@ use super::proto::*;
 use super::{to_status, MAX_MESSAGE_BYTES};
 use crate::clock::WorkerId;
 use crate::error::{Error, Result};
-use crate::local::{Delta, LocalPs, LocalPsConfig};
+use crate::local::{DedupConfig, Delta, LocalPs, LocalPsConfig, PushOutcome, PushStamp};
 use crate::table::TableConfig;
 
 /// Configuration of one shard server.
@@ -42,6 +47,24 @@ pub struct PsServerConfig {
     pub keep: usize,
     /// Lock stripes of the shard's store. Default 16.
     pub stripes: usize,
+    /// Expiry removals each table remembers for the delta feed
+    /// ([`LocalPsConfig::tombstones`]). Default 65536.
+    pub tombstones: usize,
+    /// The push-dedup table's bounds. Default: [`DedupConfig::default`].
+    pub dedup: DedupConfig,
+    /// Fault injection (tests): hold the reply to one push. Default `None`.
+    pub delay_push_reply: Option<PushReplyDelay>,
+}
+
+/// Holds the reply to the `nth` push request a shard receives (1-based, counting every push
+/// request in the order they reach the shard) for `delay`, after the push was applied: the
+/// client sees a push that reached the shard time out, and retries it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PushReplyDelay {
+    /// Which push request (>= 1).
+    pub nth: u64,
+    /// How long its reply waits.
+    pub delay: Duration,
 }
 
 impl PsServerConfig {
@@ -54,6 +77,9 @@ impl PsServerConfig {
             snapshot_interval: Duration::from_secs(5),
             keep: 3,
             stripes: 16,
+            tombstones: crate::local::default_tombstones(),
+            dedup: DedupConfig::default(),
+            delay_push_reply: None,
         }
     }
 
@@ -70,6 +96,10 @@ impl PsServerConfig {
         if self.snapshot_interval.is_zero() {
             return Err(Error::config("", "snapshot-interval", "must be > 0"));
         }
+        self.dedup.check()?;
+        if self.delay_push_reply.is_some_and(|d| d.nth == 0) {
+            return Err(Error::config("", "delay-push-reply.nth", "must be >= 1"));
+        }
         let state = Shared {
             cfg: self.clone(),
             store: OnceLock::new(),
@@ -80,6 +110,7 @@ impl PsServerConfig {
             applied: AtomicU64::new(0),
             applied_at_start: AtomicU64::new(0),
             snapshotted: AtomicU64::new(0),
+            pushes: AtomicU64::new(0),
         };
         let mut restored = None;
         let mut skipped = Vec::new();
@@ -115,6 +146,8 @@ struct Shared {
     applied_at_start: AtomicU64,
     /// `applied` at the last snapshot.
     snapshotted: AtomicU64,
+    /// Push requests received (for [`PushReplyDelay`]).
+    pushes: AtomicU64,
 }
 
 impl Shared {
@@ -122,6 +155,8 @@ impl Shared {
         let store = LocalPsConfig {
             shards: self.cfg.stripes,
             tables: tables.to_vec(),
+            tombstones: self.cfg.tombstones,
+            dedup: self.cfg.dedup.clone(),
         }
         .build()?;
         Ok(self.store.get_or_init(|| store))
@@ -141,6 +176,14 @@ impl Shared {
             applied: self.applied.load(Ordering::SeqCst),
             applied_at_start: self.applied_at_start.load(Ordering::SeqCst),
         }
+    }
+
+    /// The periodic upkeep: forgets idle dedup clients, then snapshots.
+    fn tick(&self) -> Result<bool> {
+        if let Some(store) = self.store.get() {
+            store.forget_idle_clients(SystemTime::now());
+        }
+        self.snapshot_to_disk()
     }
 
     /// Writes a snapshot if updates arrived since the last one; returns whether it did.
@@ -209,7 +252,7 @@ impl PsServer {
                 let s = shared.clone();
                 // A failed periodic snapshot is retried on the next tick; the last one, on
                 // shutdown, reports its error.
-                let _ = tokio::task::spawn_blocking(move || s.snapshot_to_disk()).await;
+                let _ = tokio::task::spawn_blocking(move || s.tick()).await;
             }
         });
         let service = PsShardServer::new(Service {
@@ -323,16 +366,34 @@ impl PsShard for Service {
     }
 
     async fn push(&self, req: Request<PushRequest>) -> Reply<PushReply> {
+        let nth = self.shared.pushes.fetch_add(1, Ordering::SeqCst) + 1;
         let req = req.into_inner();
         let xs = (!req.xs.is_empty()).then_some(&req.xs[..]);
-        self.store()?
-            .push_at(&req.table, &req.keys, &req.grads, xs, at(req.at_ms))
-            .map_err(to_status)?;
-        self.shared
-            .applied
-            .fetch_add(req.keys.len() as u64, Ordering::SeqCst);
+        let store = self.store()?;
+        let (table, keys, grads, now) = (&req.table, &req.keys, &req.grads, at(req.at_ms));
+        let outcome = if req.client == 0 {
+            store
+                .push_at(table, keys, grads, xs, now)
+                .map(|()| PushOutcome::Applied)
+        } else {
+            let stamp = PushStamp {
+                client: req.client,
+                seq: req.seq,
+            };
+            store.push_stamped(table, keys, grads, xs, now, stamp)
+        }
+        .map_err(to_status)?;
+        if outcome == PushOutcome::Applied {
+            self.shared
+                .applied
+                .fetch_add(req.keys.len() as u64, Ordering::SeqCst);
+        }
+        if let Some(d) = self.shared.cfg.delay_push_reply.filter(|d| d.nth == nth) {
+            tokio::time::sleep(d.delay).await;
+        }
         ok(PushReply {
             health: Some(self.shared.health()),
+            duplicate: outcome == PushOutcome::Duplicate,
         })
     }
 
@@ -398,6 +459,8 @@ impl PsShard for Service {
             keys: d.keys,
             values: d.values,
             version,
+            removed: d.removed,
+            resync: d.resync,
         })
     }
 
@@ -410,11 +473,17 @@ impl PsShard for Service {
     async fn stats(&self, req: Request<StatsRequest>) -> Reply<StatsReply> {
         let req = req.into_inner();
         let store = self.store()?;
-        let rows = store.row_count(&req.table).map_err(to_status)? as u64;
+        let rows = if req.table.is_empty() {
+            0
+        } else {
+            store.row_count(&req.table).map_err(to_status)? as u64
+        };
         ok(StatsReply {
             rows,
             version: store.version(),
             health: Some(self.shared.health()),
+            duplicate_pushes: store.duplicate_pushes(),
+            dedup_clients: store.dedup_clients() as u64,
         })
     }
 }

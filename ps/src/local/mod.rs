@@ -9,15 +9,18 @@
 //!
 //! Hot path: keys are hashed with one folded multiply (no per-key allocation), bucketed by
 //! stripe with a counting sort into per-request scratch, and each stripe is locked once.
-//! Every row carries the store [`version`](LocalPs::version) of its last change, for the
-//! [delta feed](LocalPs::delta_since).
+//! Every row carries the store [`version`](LocalPs::version) of its last change, and every
+//! stripe keeps the keys expiry removed (bounded), for the [delta feed](LocalPs::delta_since).
+//! Stamped pushes ([`LocalPs::push_stamped`]) are applied once per stamp ([`dedup`]).
 
-mod delta;
+pub mod dedup;
+pub mod delta;
 mod persist;
 
+pub use dedup::{DedupConfig, PushOutcome, PushStamp};
 pub use delta::{Delta, DeltaCursor};
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::hash::{BuildHasher, Hasher};
 use std::sync::atomic::AtomicU64;
 use std::sync::{Mutex, MutexGuard, PoisonError};
@@ -41,18 +44,34 @@ pub struct LocalPsConfig {
     pub shards: usize,
     /// The tables, with unique names.
     pub tables: Vec<TableConfig>,
+    /// Keys removed by expiry that each table remembers for the delta feed (split evenly over
+    /// the stripes, each keeping its newest); a delta cursor older than a forgotten removal
+    /// gets a full resync (0: none kept, so any cursor older than an expiry that removed rows
+    /// resyncs). Default 65536 (16 bytes each).
+    #[serde(default = "default_tombstones")]
+    pub tombstones: usize,
+    /// The push-dedup table's bounds (see [`dedup`]).
+    #[serde(default)]
+    pub dedup: DedupConfig,
 }
 
 fn default_shards() -> usize {
     16
 }
 
+/// The default of [`LocalPsConfig::tombstones`].
+pub(crate) fn default_tombstones() -> usize {
+    1 << 16
+}
+
 impl LocalPsConfig {
-    /// `tables` with the default shard count.
+    /// `tables` with every other field at its default.
     pub fn new(tables: Vec<TableConfig>) -> Self {
         LocalPsConfig {
             shards: default_shards(),
             tables,
+            tombstones: default_tombstones(),
+            dedup: DedupConfig::default(),
         }
     }
 
@@ -65,30 +84,36 @@ impl LocalPsConfig {
                 format!("{} is not in 1..=4096", self.shards),
             ));
         }
+        self.dedup.check()?;
+        // Versions start at the build time in nanoseconds, so they keep increasing across a
+        // process restart (while the wall clock does, and changes come slower than one per
+        // nanosecond) and delta cursors stay valid. Removals before the build are unknown:
+        // older cursors resync.
+        let start = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
         let mut tables = BTreeMap::new();
         for c in &self.tables {
             let cfg = c.check()?;
             let state_len = cfg.rule().state_len();
-            let shards = (0..self.shards).map(|_| Mutex::default()).collect();
+            let shards = (0..self.shards)
+                .map(|_| Mutex::new(Shard::empty(start)))
+                .collect();
             let table = Table {
                 cfg,
                 state_len,
                 shards,
+                tombstone_cap: self.tombstones.div_ceil(self.shards),
             };
             if tables.insert(c.name.clone(), table).is_some() {
                 return Err(Error::config(&c.name, "name", "declared twice"));
             }
         }
-        // Versions start at the build time in nanoseconds, so they keep increasing across a
-        // process restart (while the wall clock does, and changes come slower than one per
-        // nanosecond) and delta cursors stay valid.
-        let start = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos() as u64);
         Ok(LocalPs {
             tables,
             clocks: Clocks::new(),
             version: AtomicU64::new(start),
+            dedup: dedup::Dedup::new(self.dedup.clone()),
         })
     }
 }
@@ -197,10 +222,27 @@ pub(crate) fn reduce(hash: u64, n: usize) -> usize {
     ((u128::from(hash) * n as u128) >> 64) as usize
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Shard {
     rows: HashMap<u64, Row, KeyHash>,
     pending: HashMap<u64, Pending, KeyHash>,
+    /// `(version, key)` of the rows expiry removed, oldest first (a key removed twice can be
+    /// here twice; one re-admitted since is skipped by the delta feed).
+    tombstones: VecDeque<(u64, u64)>,
+    /// Removals at or below this version may be forgotten (the newest tombstone dropped to
+    /// keep the bound, or the build or restore of the stripe): older cursors resync.
+    horizon: u64,
+}
+
+impl Shard {
+    fn empty(horizon: u64) -> Self {
+        Shard {
+            rows: HashMap::default(),
+            pending: HashMap::default(),
+            tombstones: VecDeque::new(),
+            horizon,
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -208,6 +250,8 @@ struct Table {
     cfg: ValidTableConfig,
     state_len: usize,
     shards: Box<[Mutex<Shard>]>,
+    /// Tombstones kept per stripe.
+    tombstone_cap: usize,
 }
 
 impl Table {
@@ -290,7 +334,7 @@ struct PushBatch<'a> {
 }
 
 /// Milliseconds since the Unix epoch (0 for a clock before it).
-fn unix_ms(t: SystemTime) -> u64 {
+pub(crate) fn unix_ms(t: SystemTime) -> u64 {
     t.duration_since(UNIX_EPOCH)
         .unwrap_or(Duration::ZERO)
         .as_millis() as u64
@@ -338,6 +382,7 @@ pub struct LocalPs {
     clocks: Clocks,
     /// The latest version handed out (see the delta feed).
     version: AtomicU64,
+    dedup: dedup::Dedup,
 }
 
 impl LocalPs {
@@ -410,17 +455,29 @@ impl LocalPs {
         now: SystemTime,
     ) -> Result<()> {
         let t = self.table(table)?;
-        let (dim, k, admission) = (t.cfg.dim(), t.state_len, t.cfg.admission());
-        check_push(table, dim, keys, grads, xs)?;
-        let now_ms = unix_ms(now);
+        check_push(table, t.cfg.dim(), keys, grads, xs)?;
+        self.push_checked(t, keys, grads, xs, unix_ms(now));
+        Ok(())
+    }
+
+    /// Applies a push already checked against `t`.
+    #[inline]
+    fn push_checked(
+        &self,
+        t: &Table,
+        keys: &[u64],
+        grads: &[f32],
+        xs: Option<&[f32]>,
+        now_ms: u64,
+    ) {
         let batch = PushBatch {
             keys,
             grads,
             xs,
             now_ms,
-            dim,
-            state_len: k,
-            admission,
+            dim: t.cfg.dim(),
+            state_len: t.state_len,
+            admission: t.cfg.admission(),
         };
         // Dispatch on the rule once per request, so the per-key loop calls it directly.
         match t.cfg.rule() {
@@ -430,7 +487,6 @@ impl LocalPs {
             Rule::Adam(r) => self.apply(t, r, &batch),
             Rule::Ftrl(r) => self.apply(t, r, &batch),
         }
-        Ok(())
     }
 
     /// Applies a checked push to `t`'s rows with the concrete rule `rule`.
@@ -481,27 +537,6 @@ impl LocalPs {
                 }
             }
         });
-    }
-
-    /// Drops, in every table with an expiry, the rows not pushed to for that long before `now`,
-    /// and the pending admission counts not bumped for that long; returns the rows dropped.
-    pub fn expire(&self, now: SystemTime) -> usize {
-        let now_ms = unix_ms(now);
-        let mut dropped = 0;
-        for t in self.tables.values() {
-            let Some(expiry) = t.cfg.config().expiry else {
-                continue;
-            };
-            let cutoff = now_ms.saturating_sub(expiry.as_millis() as u64);
-            for s in 0..t.shards.len() {
-                let mut shard = t.lock(s);
-                let before = shard.rows.len();
-                shard.rows.retain(|_, r| r.touched_ms > cutoff);
-                shard.pending.retain(|_, p| p.touched_ms > cutoff);
-                dropped += before - shard.rows.len();
-            }
-        }
-        dropped
     }
 }
 

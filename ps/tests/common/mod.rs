@@ -10,11 +10,16 @@ use rand_chacha::ChaCha8Rng;
 /// Starts `n` shard servers on 127.0.0.1 port 0 (tasks of the current runtime, living as long
 /// as it) and returns their addresses.
 pub async fn spawn_shards(n: u32) -> Vec<String> {
+    spawn_shards_with(n, |i| PsServerConfig::new(i, n)).await
+}
+
+/// [`spawn_shards`] with shard `i` configured by `cfg(i)`.
+pub async fn spawn_shards_with(n: u32, cfg: impl Fn(u32) -> PsServerConfig) -> Vec<String> {
     let mut addrs = Vec::new();
     for i in 0..n {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         addrs.push(listener.local_addr().unwrap().to_string());
-        let server = PsServerConfig::new(i, n).open().unwrap();
+        let server = cfg(i).open().unwrap();
         tokio::spawn(server.serve(listener, std::future::pending()));
     }
     addrs

@@ -4,8 +4,17 @@
 //! shard, all in parallel, then scatters the answers back into key order. Every request has a
 //! timeout and is retried (with doubling backoff) on transport errors until `retry_for` has
 //! passed, so a shard that is restarted from its snapshot is ridden through. A push is
-//! checked whole before any shard sees it; a push retried after a timeout may be applied
-//! twice (at-least-once).
+//! checked whole before any shard sees it.
+//!
+//! **Exactly-once pushes.** The client picks a random non-zero id when it connects and stamps
+//! each shard's part of a push with it and the shard's next sequence number; a retry resends
+//! the same stamp, so a part whose first attempt reached the shard is not applied again (the
+//! shard acknowledges the duplicate, counted in [`duplicate_acks`](PsClient::duplicate_acks)).
+//! Several pushes may be in flight to a shard at once (the client is shared by workers); the
+//! client hands out sequence number `n` to a shard only while every push in flight there has
+//! a number above `n − PUSH_WINDOW` (a push waits otherwise), so every live attempt
+//! stays inside the shard's dedup window ([`PUSH_WINDOW`](crate::local::dedup::PUSH_WINDOW)).
+//! A part that fails for good (its retries ran out) may or may not have been applied.
 //!
 //! **Lost updates.** Each push reply carries the shard's incarnation and how many key updates
 //! it has applied (and had at start, from its snapshot). When a shard comes back as a new
@@ -22,6 +31,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+mod seq;
 mod store;
 
 use futures::future::try_join_all;
@@ -106,9 +116,12 @@ impl PsClientConfig {
                 addr: addr.clone(),
                 client,
                 seen: Mutex::new(None),
+                seq: seq::Sequencer::new(),
             });
         }
         let client = PsClient {
+            id: rand::random::<u64>().max(1),
+            duplicates: AtomicU64::new(0),
             cfg: self.clone(),
             conns,
             dims,
@@ -130,11 +143,17 @@ struct Conn {
     client: PsShardClient<Channel>,
     /// `(incarnation, highest applied count acknowledged)`.
     seen: Mutex<Option<(u64, u64)>>,
+    /// The push sequence numbers of this shard.
+    seq: seq::Sequencer,
 }
 
 /// The gRPC [`ParamStore`](crate::ParamStore); build it with [`PsClientConfig::connect`].
 #[derive(Debug)]
 pub struct PsClient {
+    /// The id that stamps this client's pushes (random, non-zero).
+    id: u64,
+    /// Push parts a shard acknowledged as duplicates.
+    duplicates: AtomicU64,
     cfg: PsClientConfig,
     conns: Vec<Conn>,
     dims: BTreeMap<String, usize>,
@@ -185,6 +204,17 @@ impl PsClient {
     /// Shard restarts observed.
     pub fn restarts(&self) -> u64 {
         self.restarts.load(Ordering::Relaxed)
+    }
+
+    /// The random id that stamps this client's pushes.
+    pub fn client_id(&self) -> u64 {
+        self.id
+    }
+
+    /// Push parts a shard acknowledged as duplicates: retries whose earlier attempt had
+    /// already been applied (and so were not applied again).
+    pub fn duplicate_acks(&self) -> u64 {
+        self.duplicates.load(Ordering::Relaxed)
     }
 
     fn dim(&self, table: &str) -> Result<usize> {
@@ -332,11 +362,11 @@ impl PsClient {
         xs: Option<&[f32]>,
         now: SystemTime,
     ) -> Result<()> {
-        self.push_stamped(table, keys, grads, xs, unix_ms(now))
-            .await
+        self.push_parts(table, keys, grads, xs, unix_ms(now)).await
     }
 
-    async fn push_stamped(
+    /// Sends each shard its part of a push, stamped (see the module docs).
+    async fn push_parts(
         &self,
         table: &str,
         keys: &[u64],
@@ -365,20 +395,29 @@ impl PsClient {
                     }
                     out
                 };
-                let req = PushRequest {
+                let mut req = PushRequest {
                     table: table.to_owned(),
                     grads: gather(grads),
                     xs: xs.map(gather).unwrap_or_default(),
                     keys,
                     at_ms,
+                    client: self.id,
+                    seq: 0,
                 };
                 async move {
+                    // Held until the part is answered for good: every retry resends this stamp.
+                    let seq = self.conns[s].seq.acquire().await;
+                    req.seq = seq.seq;
                     let reply = self
                         .call(s, "push", |mut c| {
                             let req = req.clone();
                             async move { c.push(req).await }
                         })
                         .await?;
+                    drop(seq);
+                    if reply.duplicate {
+                        self.duplicates.fetch_add(1, Ordering::Relaxed);
+                    }
                     self.observe(s, reply.health);
                     Ok::<_, Error>(())
                 }
@@ -397,6 +436,21 @@ impl PsClient {
         }))
         .await?;
         Ok(dropped.iter().map(|r| r.dropped as usize).sum())
+    }
+
+    /// Stamped pushes the shards answered as duplicates since they started, over all shards
+    /// (from every client; see [`duplicate_acks`](PsClient::duplicate_acks) for this one's).
+    pub async fn duplicate_pushes(&self) -> Result<u64> {
+        let stats = try_join_all((0..self.conns.len()).map(|s| {
+            self.call(s, "stats", move |mut c| async move {
+                c.stats(StatsRequest {
+                    table: String::new(),
+                })
+                .await
+            })
+        }))
+        .await?;
+        Ok(stats.iter().map(|r| r.duplicate_pushes).sum())
     }
 
     /// Rows in `table` over all shards.

@@ -73,7 +73,7 @@ impl ParamStore for PsClient {
         grads: &[f32],
         xs: Option<&[f32]>,
     ) -> Result<()> {
-        self.push_stamped(table, keys, grads, xs, 0).await
+        self.push_parts(table, keys, grads, xs, 0).await
     }
 
     async fn register(&self, worker: WorkerId) -> Result<u64> {
@@ -126,11 +126,12 @@ impl ParamStore for PsClient {
         }
     }
 
+    /// Asks every shard for its delta. When any shard answers a resync, the shards that did
+    /// not are asked again from scratch, so the merged delta is a resync of the whole table.
     async fn delta(&self, table: &str, cursor: &mut DeltaCursor, out: &mut Delta) -> Result<()> {
         let dim = self.dim(table)?;
         let n = self.conns.len();
-        let calls = (0..n).map(|s| {
-            let since = cursor.seen(s, n);
+        let ask = |s: usize, since: u64| {
             self.call(s, "delta", move |mut c| async move {
                 c.delta(DeltaRequest {
                     table: table.to_owned(),
@@ -138,14 +139,26 @@ impl ParamStore for PsClient {
                 })
                 .await
             })
-        });
-        let replies = try_join_all(calls).await?;
-        for (s, r) in replies.into_iter().enumerate() {
+        };
+        let mut replies = try_join_all((0..n).map(|s| ask(s, cursor.seen(s, n)))).await?;
+        if replies.iter().any(|r| r.resync) {
+            let partial: Vec<usize> = (0..n).filter(|&s| !replies[s].resync).collect();
+            let full = try_join_all(partial.iter().map(|&s| ask(s, 0))).await?;
+            for (s, r) in partial.into_iter().zip(full) {
+                replies[s] = r;
+            }
+            out.clear();
+            out.resync = true;
+        }
+        for (s, r) in replies.iter().enumerate() {
             if r.values.len() != r.keys.len() * dim {
                 return Err(self.remote(s, "delta", "values do not match the keys".into()));
             }
+        }
+        for (s, r) in replies.into_iter().enumerate() {
             out.keys.extend_from_slice(&r.keys);
             out.values.extend_from_slice(&r.values);
+            out.removed.extend_from_slice(&r.removed);
             cursor.0[s] = r.version;
         }
         Ok(())
