@@ -17,7 +17,7 @@
 //! | [`transform`] | the step contracts: `Transformer`, `Estimator`, `OnlineEstimator`, `Mergeable`, `ToFeatures`, `Params` |
 //! | [`batch`] | batch learners through linfa (logistic, linear/ridge, k-means, decision tree) and the warm-start weights |
 //! | [`learner`] | learner contracts: `Predictor`, `OnlineLearner`, `BatchLearner`, `UpdateRule`, `GradientModel` |
-//! | [`pipeline`] | [`Pipeline`](pipeline::Pipeline): steps + featurizer, saved as one versioned document |
+//! | [`pipeline`] | [`Pipeline`](pipeline::Pipeline): steps + featurizer, saved as one versioned document; [`StandardPipeline`](pipeline::StandardPipeline), the scale → hash/assemble pipeline of `eddy learn` and workflows |
 //! | [`stream`] | feature steps as dataflow operators (`stream.feature_steps(..)`) |
 //! | [`trained`] | [`TrainedModel`](trained::TrainedModel): pipeline + learner in one model file |
 //! | [`hash`] | MurmurHash3 for feature hashing |

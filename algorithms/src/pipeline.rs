@@ -232,6 +232,70 @@ impl<'de> Deserialize<'de> for Pipeline {
     }
 }
 
+/// The standard pipeline of `eddy learn` and workflow `[features]` sections: optionally
+/// standard-scale the numeric columns, then either assemble them as a dense vector
+/// (k-means, Gaussian naive Bayes) or hash numeric, categorical and crossed columns into a
+/// sparse vector of `2^hash_bits` slots.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StandardPipeline {
+    /// The label column (and where training reads it).
+    pub label: String,
+    /// Numeric feature columns.
+    pub numeric: Vec<String>,
+    /// Categorical feature columns (hashed; ignored by a dense pipeline).
+    pub categorical: Vec<String>,
+    /// Crossed column groups (hashed; ignored by a dense pipeline).
+    pub crosses: Vec<Vec<String>>,
+    /// Standard-scale the numeric columns first.
+    pub scale: bool,
+    /// Assemble the numeric columns as a dense vector instead of hashing.
+    pub dense: bool,
+    /// Bits of the hashed feature space.
+    pub hash_bits: u32,
+}
+
+impl StandardPipeline {
+    /// Builds the pipeline; bad settings (no columns, too many bits) are refused by the steps'
+    /// own checks.
+    pub fn build(&self) -> Result<Pipeline> {
+        use crate::feature::categorical::{
+            FeatureHasher, FeatureHasherParams, VectorAssembler, VectorAssemblerParams,
+        };
+        use crate::feature::numeric::{StandardScaler, StandardScalerParams};
+        use crate::transform::Params;
+
+        let mut steps: Vec<Box<dyn FeatureStep>> = Vec::new();
+        if self.scale && !self.numeric.is_empty() {
+            let scaler = StandardScalerParams {
+                input_cols: self.numeric.clone(),
+                ..Default::default()
+            };
+            steps.push(Box::new(StandardScaler::new(scaler.check()?)));
+        }
+        let featurizer = if self.dense {
+            let assembler = VectorAssemblerParams {
+                numeric: self.numeric.clone(),
+                ..Default::default()
+            };
+            Featurizer::Assembler(VectorAssembler::new(assembler.check()?))
+        } else {
+            let hasher = FeatureHasherParams {
+                numeric: self.numeric.clone(),
+                categorical: self.categorical.clone(),
+                crosses: self.crosses.clone(),
+                bits: self.hash_bits,
+                ..Default::default()
+            };
+            Featurizer::Hasher(FeatureHasher::new(hasher.check()?))
+        };
+        Ok(Pipeline::new(
+            steps,
+            featurizer,
+            Some(LabelSpec::new(self.label.clone())),
+        ))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;
@@ -363,5 +427,29 @@ mod tests {
         assert_eq!(ex.len(), 9);
         assert_eq!(ex.labels[0], 1.0);
         assert_eq!(ex.features.rows(), 9);
+    }
+
+    #[test]
+    fn the_standard_pipeline_scales_then_hashes_or_assembles() {
+        let mut spec = StandardPipeline {
+            label: "y".into(),
+            numeric: vec!["x".into()],
+            categorical: vec!["c".into()],
+            crosses: vec![vec!["c".into(), "x".into()]],
+            scale: true,
+            dense: false,
+            hash_bits: 10,
+        };
+        let sparse = spec.build().unwrap();
+        assert_eq!(sparse.dim(), 1 << 10);
+        assert_eq!(sparse.steps().len(), 1, "the scaler");
+        spec.dense = true;
+        spec.scale = false;
+        let dense = spec.build().unwrap();
+        assert_eq!(dense.dim(), 1);
+        assert!(dense.steps().is_empty());
+        spec.hash_bits = 40;
+        spec.dense = false;
+        assert!(spec.build().is_err(), "too many bits is refused");
     }
 }

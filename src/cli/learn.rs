@@ -16,11 +16,7 @@ use arrow::datatypes::{DataType, SchemaRef};
 use arrow::record_batch::RecordBatch;
 use clap::{Args, ValueEnum};
 use eddy_algorithms::eval::{ProgressiveConfig, ProgressiveValidation, Report, Tail};
-use eddy_algorithms::feature::categorical::{
-    FeatureHasher, FeatureHasherParams, Featurizer, LabelSpec, VectorAssembler,
-    VectorAssemblerParams,
-};
-use eddy_algorithms::feature::numeric::{StandardScaler, StandardScalerParams};
+use eddy_algorithms::feature::categorical::Featurizer;
 use eddy_algorithms::features::{Examples, Features};
 use eddy_algorithms::online::fm::{FactorizationMachine, FmParams, FmTask};
 use eddy_algorithms::online::kmeans::{StreamingKMeans, StreamingKMeansParams};
@@ -33,9 +29,9 @@ use eddy_algorithms::online::passive_aggressive::{
 };
 use eddy_algorithms::online::softmax::{Softmax, SoftmaxParams};
 use eddy_algorithms::optim::{FtrlProximalParams, NormalizedAdaptiveParams, RuleParams};
-use eddy_algorithms::pipeline::Pipeline;
+use eddy_algorithms::pipeline::{Pipeline, StandardPipeline};
 use eddy_algorithms::trained::{OnlineModel, TrainedModel};
-use eddy_algorithms::transform::{FeatureStep, Params};
+use eddy_algorithms::transform::Params;
 use eddy_core::dataflow::{Dataflow, DataflowConfig};
 use eddy_core::error::ErrorDomain;
 use eddy_core::sink::Sink;
@@ -250,26 +246,8 @@ impl LearnArgs {
 
     pub(super) fn pipeline(&self, schema: &SchemaRef) -> anyhow::Result<Pipeline> {
         let (mut numeric, categorical) = feature_columns(schema, &self.label)?;
-        if self.dense(&categorical) {
-            let mut steps: Vec<Box<dyn FeatureStep>> = Vec::new();
-            if !self.no_scale && !numeric.is_empty() {
-                let scaler = StandardScalerParams {
-                    input_cols: numeric.clone(),
-                    ..Default::default()
-                };
-                steps.push(Box::new(StandardScaler::new(scaler.check()?)));
-            }
-            let assembler = VectorAssemblerParams {
-                numeric,
-                ..Default::default()
-            };
-            return Ok(Pipeline::new(
-                steps,
-                Featurizer::Assembler(VectorAssembler::new(assembler.check()?)),
-                Some(LabelSpec::new(self.label.clone())),
-            ));
-        }
-        if self.model == ModelKind::Nb {
+        let dense = self.dense(&categorical);
+        if self.model == ModelKind::Nb && !dense {
             // multinomial naive Bayes counts non-negative features: the hashed categories
             if !numeric.is_empty() {
                 eprintln!(
@@ -279,26 +257,20 @@ impl LearnArgs {
             }
             numeric.clear();
         }
-        let mut steps: Vec<Box<dyn FeatureStep>> = Vec::new();
-        if !self.no_scale && !numeric.is_empty() {
-            let scaler = StandardScalerParams {
-                input_cols: numeric.clone(),
-                ..Default::default()
-            };
-            steps.push(Box::new(StandardScaler::new(scaler.check()?)));
-        }
-        let hasher = FeatureHasherParams {
+        let standard = StandardPipeline {
+            label: self.label.clone(),
             numeric,
-            crosses: self.crosses(&categorical)?,
+            crosses: if dense {
+                Vec::new()
+            } else {
+                self.crosses(&categorical)?
+            },
             categorical,
-            bits: self.hash_bits,
-            ..Default::default()
+            scale: !self.no_scale,
+            dense,
+            hash_bits: self.hash_bits,
         };
-        Ok(Pipeline::new(
-            steps,
-            Featurizer::Hasher(FeatureHasher::new(hasher.check()?)),
-            Some(LabelSpec::new(self.label.clone())),
-        ))
+        Ok(standard.build()?)
     }
 
     fn sgd(&self, dim: u64) -> SgdLinearParams {

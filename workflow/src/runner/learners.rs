@@ -7,53 +7,29 @@
 
 use arrow::record_batch::RecordBatch;
 use eddy_algorithms::batch::{KMeansParams, LogisticRegressionParams};
-use eddy_algorithms::feature::categorical::{
-    FeatureHasher, FeatureHasherParams, Featurizer, LabelSpec, VectorAssembler,
-    VectorAssemblerParams,
-};
-use eddy_algorithms::feature::numeric::{StandardScaler, StandardScalerParams};
 use eddy_algorithms::features::{Examples, Features};
 use eddy_algorithms::learner::BatchLearner;
 use eddy_algorithms::online::kmeans::{KMeansInit, StreamingKMeans, StreamingKMeansParams};
 use eddy_algorithms::online::linear::{FtrlLogisticParams, SgdLinearParams};
-use eddy_algorithms::pipeline::Pipeline;
+use eddy_algorithms::pipeline::{Pipeline, StandardPipeline};
 use eddy_algorithms::trained::{OnlineModel, TrainedModel};
-use eddy_algorithms::transform::{FeatureStep, Params};
+use eddy_algorithms::transform::Params;
 
 use crate::error::{Error, Result};
 use crate::spec::{FeaturesSpec, LearnerKind, TrainSpec};
 
 /// The feature pipeline a `[features.<name>]` section describes.
 pub(crate) fn pipeline(f: &FeaturesSpec) -> Result<Pipeline> {
-    let mut steps: Vec<Box<dyn FeatureStep>> = Vec::new();
-    if f.scale && !f.numeric.is_empty() {
-        let scaler = StandardScalerParams {
-            input_cols: f.numeric.clone(),
-            ..Default::default()
-        };
-        steps.push(Box::new(StandardScaler::new(scaler.check()?)));
-    }
-    let featurizer = if f.dense {
-        let assembler = VectorAssemblerParams {
-            numeric: f.numeric.clone(),
-            ..Default::default()
-        };
-        Featurizer::Assembler(VectorAssembler::new(assembler.check()?))
-    } else {
-        let hasher = FeatureHasherParams {
-            numeric: f.numeric.clone(),
-            categorical: f.categorical.clone(),
-            crosses: f.crosses.clone(),
-            bits: f.hash_bits,
-            ..Default::default()
-        };
-        Featurizer::Hasher(FeatureHasher::new(hasher.check()?))
+    let standard = StandardPipeline {
+        label: f.label.clone(),
+        numeric: f.numeric.clone(),
+        categorical: f.categorical.clone(),
+        crosses: f.crosses.clone(),
+        scale: f.scale,
+        dense: f.dense,
+        hash_bits: f.hash_bits,
     };
-    Ok(Pipeline::new(
-        steps,
-        featurizer,
-        Some(LabelSpec::new(f.label.clone())),
-    ))
+    Ok(standard.build()?)
 }
 
 /// Decodes a node's `params` table as the learner's params type.
