@@ -71,6 +71,12 @@ pub enum Error {
         /// The model name.
         model: String,
     },
+    /// Serving: a request body is larger than the server accepts.
+    #[error("request body too large: {message}")]
+    BodyTooLarge {
+        /// What the server's limit said.
+        message: String,
+    },
     /// Serving: a request body is not the expected JSON (or protobuf) document.
     #[error("malformed request: {message}")]
     BadRequest {

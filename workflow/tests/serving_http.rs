@@ -136,7 +136,7 @@ async fn bad_requests_answer_400_404_413_422_naming_the_field() {
     assert_eq!(body["predictions"].as_array().unwrap().len(), 2);
     let (_, metrics) = send(&c, "GET", server.http, "/metrics", "").await;
     assert!(
-        metrics.contains("eddy_serving_errors_total{protocol=\"http\",class=\"client\"} 10"),
+        metrics.contains("eddy_serving_errors_total{protocol=\"http\",class=\"client\"} 11"),
         "{metrics}"
     );
     server.stop().await;

@@ -38,6 +38,7 @@ fn status(e: &Error) -> Status {
     let code = match http::status_of(e).as_u16() {
         400 | 422 => Code::InvalidArgument,
         404 => Code::NotFound,
+        413 => Code::ResourceExhausted,
         503 => Code::Unavailable,
         _ => Code::Internal,
     };
@@ -48,6 +49,7 @@ fn http_status(code: Code) -> u16 {
     match code {
         Code::InvalidArgument => 422,
         Code::NotFound => 404,
+        Code::ResourceExhausted => 413,
         Code::Unavailable => 503,
         _ => 500,
     }

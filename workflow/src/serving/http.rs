@@ -17,6 +17,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -52,6 +53,7 @@ pub fn status_of(e: &Error) -> StatusCode {
     match e {
         Error::UnknownModel { .. } => StatusCode::NOT_FOUND,
         Error::BadRequest { .. } => StatusCode::BAD_REQUEST,
+        Error::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
         Error::InvalidField { .. } => StatusCode::UNPROCESSABLE_ENTITY,
         Error::NotReady { .. } => StatusCode::SERVICE_UNAVAILABLE,
         Error::Predict { source, .. } if field_of_source(source).is_some() => {
@@ -114,10 +116,10 @@ pub fn router(state: Arc<ServingState>, max_body_bytes: usize) -> Router {
 async fn predict_named(
     State(state): State<Arc<ServingState>>,
     Path(name): Path<String>,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Response {
     let start = Instant::now();
-    let result = match parse(&body) {
+    let result = match body.map_err(rejected).and_then(|b| parse(&b)) {
         Ok(body) => match state.model(&name) {
             Ok(model) => score(&state, model, body.rows).await,
             Err(e) => Err(e),
@@ -127,9 +129,12 @@ async fn predict_named(
     finish(&state, start, result)
 }
 
-async fn predict_routed(State(state): State<Arc<ServingState>>, body: Bytes) -> Response {
+async fn predict_routed(
+    State(state): State<Arc<ServingState>>,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
     let start = Instant::now();
-    let result = match parse(&body) {
+    let result = match body.map_err(rejected).and_then(|b| parse(&b)) {
         Ok(PredictBody {
             rows,
             key: Some(key),
@@ -143,6 +148,20 @@ async fn predict_routed(State(state): State<Arc<ServingState>>, body: Bytes) -> 
         Err(e) => Err(e),
     };
     finish(&state, start, result)
+}
+
+/// A body the extractor refused (over the size limit, or unreadable) as an error the request
+/// metrics count like any other.
+fn rejected(r: BytesRejection) -> Error {
+    if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        Error::BodyTooLarge {
+            message: r.body_text(),
+        }
+    } else {
+        Error::BadRequest {
+            message: r.body_text(),
+        }
+    }
 }
 
 fn parse(body: &[u8]) -> Result<PredictBody, Error> {
