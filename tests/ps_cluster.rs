@@ -146,8 +146,8 @@ fn a_killed_shard_restarts_from_its_snapshot_and_training_resumes() {
     assert!(r["shard_restarts"].as_f64().unwrap() >= 1.0, "{r}");
     assert!(r["retries"].as_f64().unwrap() >= 1.0, "{r}");
     assert!(
-        r.get("lost_updates").is_some(),
-        "lost updates are reported: {r}"
+        r.get("lost_updates").is_some() && r.get("duplicate_pushes").is_some(),
+        "lost updates and duplicate pushes are reported: {r}"
     );
     assert!(r["logloss"].as_f64().unwrap() < 0.4, "{r}");
     drop(restarted);

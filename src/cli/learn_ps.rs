@@ -7,7 +7,8 @@
 //! [`PsWorker`] on its own thread that pulls, predicts (progressive validation), computes
 //! gradients and pushes in mini-batches of `--ps-batch` rows. The network runs on a separate
 //! tokio runtime. The printed JSON line is `eddy learn`'s plus `workers`, and for gRPC the
-//! client's `retries`, `shard_restarts` and `lost_updates` (key updates a restarted shard had
+//! client's `retries`, `duplicate_pushes` (retried pushes the shards had applied already and
+//! did not apply again), `shard_restarts` and `lost_updates` (key updates a restarted shard had
 //! acknowledged but its snapshot did not hold).
 //!
 //! `--model ftrl` trains [`LogisticGradientModel`] under FTRL-Proximal (`--alpha --beta --l1
@@ -197,6 +198,7 @@ impl Job<'_> {
         self.train(Arc::new(client), model, |c: &PsClient| {
             vec![
                 ("retries", c.retries() as f64),
+                ("duplicate_pushes", c.duplicate_acks() as f64),
                 ("shard_restarts", c.restarts() as f64),
                 ("lost_updates", c.lost_updates() as f64),
             ]
