@@ -87,6 +87,12 @@ fn ctr_example_runs_gates_deploys_and_reports() {
     let deployed = nodes["deploy"]["last-version"]
         .as_u64()
         .expect("a version was deployed");
+    // the gate's holdout metrics are recorded with the version, beside its training metrics
+    let meta = std::fs::read(run_dir.join(format!("registry/ctr/v{deployed}/meta.json"))).unwrap();
+    let meta: Value = serde_json::from_slice(&meta).unwrap();
+    let gate_auc = meta["metrics"]["gate.auc"].as_f64().unwrap();
+    assert!(gate_auc >= 0.7, "{meta}");
+    assert!(meta["metrics"]["auc"].is_f64(), "{meta}");
 
     let status = ok(&["status", p(&run_dir)]);
     let text = String::from_utf8_lossy(&status.stdout);

@@ -305,6 +305,24 @@ fn promote_to_production_archives_the_previous_one() {
 }
 
 #[test]
+fn annotations_add_metrics_and_keep_the_model() {
+    let dir = tempfile::tempdir().unwrap();
+    let reg = Registry::open(dir.path()).unwrap();
+    reg.publish("ctr", &model_bytes(1.0), new_version("a"))
+        .unwrap();
+    let extra = BTreeMap::from([("gate.auc".to_string(), 0.75), ("auc".to_string(), 0.9)]);
+    let meta = reg.annotate("ctr", 1, &extra).unwrap();
+    assert_eq!(
+        meta.metrics, extra,
+        "added, and a same-named metric replaced"
+    );
+    let reread = Registry::open(dir.path()).unwrap().get("ctr", 1).unwrap();
+    assert_eq!(reread, meta);
+    assert_eq!(reg.load_bytes("ctr", 1).unwrap(), model_bytes(1.0));
+    assert!(reg.annotate("ctr", 2, &extra).is_err(), "no such version");
+}
+
+#[test]
 fn pin_is_stored_and_cleared() {
     let dir = tempfile::tempdir().unwrap();
     let reg = Registry::open(dir.path()).unwrap();

@@ -1,4 +1,4 @@
-//! Stage changes, pins and retention.
+//! Stage changes, metric annotations, pins and retention.
 
 use crate::error::{Error, Result};
 
@@ -16,6 +16,25 @@ impl Registry {
         if stage == Stage::Production {
             self.demote_other_production(model, version)?;
         }
+        Ok(meta)
+    }
+
+    /// Adds `metrics` to a version's metadata (a later value replaces one of the same name),
+    /// rewriting its `meta.json` atomically; returns the new metadata. Evaluation gates record
+    /// their holdout metrics this way, under the gate's name (`gate.auc`), beside the training
+    /// metrics the publisher gave. The model file itself never changes.
+    pub fn annotate(
+        &self,
+        model: &str,
+        version: u64,
+        metrics: &std::collections::BTreeMap<String, f64>,
+    ) -> Result<VersionMeta> {
+        let _guard = self.lock();
+        let mut meta = self.get(model, version)?;
+        meta.metrics
+            .extend(metrics.iter().map(|(k, v)| (k.clone(), *v)));
+        let path = self.version_dir(model, version)?.join(META_FILE);
+        fs::replace_atomic(&path, &meta_json(&meta, &path)?)?;
         Ok(meta)
     }
 

@@ -1,5 +1,6 @@
-//! `evaluate`: scores one version of a model on a held-out source and promotes it to
-//! `validated` if every threshold holds. A rejected version is not an error: the node
+//! `evaluate`: scores one version of a model on a held-out source, records the metrics in the
+//! version's metadata under the node's name (`gate.auc`), and promotes it to `validated` if
+//! every threshold holds. A rejected version is not an error: the node
 //! succeeds, records the verdict, and its dependents do not run for that version.
 
 use eddy_algorithms::eval::MetricSet;
@@ -72,6 +73,13 @@ pub(crate) fn run(ctx: &NodeCtx) -> Result<Outcome> {
         .map(|(k, v)| format!("{k} {v:.4}"))
         .collect::<Vec<_>>()
         .join(", ");
+    // the verdict's evidence stays with the version, validated or not
+    let gate = &ctx.spec.name;
+    let annotations = metrics
+        .iter()
+        .map(|(k, v)| (format!("{gate}.{k}"), *v))
+        .collect();
+    ctx.registry.annotate(&e.model, version, &annotations)?;
     if failed.is_empty() {
         ctx.registry.promote(&e.model, version, Stage::Validated)?;
         Ok(Outcome {
