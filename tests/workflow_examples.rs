@@ -120,9 +120,20 @@ fn ctr_example_runs_gates_deploys_and_reports() {
 
 #[test]
 fn clustering_example_runs() {
+    // as the README runs it: the default run directory, relative to where `eddy run` starts,
+    // while the example's command node runs in the spec's directory
     let dir = tempfile::tempdir().unwrap();
-    let run_dir = dir.path().join("run");
-    ok(&["run", p(&example("clustering")), "--run-dir", p(&run_dir)]);
+    let out = Command::new(env!("CARGO_BIN_EXE_eddy"))
+        .args(["run", p(&example("clustering"))])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let run_dir = dir.path().join("eddy-runs/clustering");
     let st = state(&run_dir);
     let nodes = &st["nodes"];
     assert_eq!(nodes["kmeans"]["versions"].as_array().unwrap().len(), 1);

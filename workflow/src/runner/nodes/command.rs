@@ -1,8 +1,9 @@
 //! `command`: runs an external program in the spec's directory, with its output appended to
-//! `<run-dir>/logs/<node>.log`. It sees `EDDY_RUN_DIR`, `EDDY_REGISTRY`, `EDDY_NODE` and, when
+//! `<run-dir>/logs/<node>.log`. It sees `EDDY_RUN_DIR`, `EDDY_REGISTRY` (absolute paths), `EDDY_NODE` and, when
 //! a model version triggered it, `EDDY_MODEL_VERSION`. A non-zero exit, a timeout or Ctrl-C
 //! fails the attempt (the child is killed).
 
+use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
@@ -29,19 +30,23 @@ pub(crate) async fn run(ctx: &NodeCtx) -> Result<Outcome> {
         .open(&log_path)
         .map_err(|e| Error::io(&log_path, e))?;
     let log2 = log.try_clone().map_err(|e| Error::io(&log_path, e))?;
+    // the command runs in the spec's directory: every path it is given is absolute, so that
+    // it means the same there as where `eddy run` was started
+    let absolute = |p: &Path| std::path::absolute(p).map_err(|e| Error::io(p, e));
+    let base_dir = absolute(&ctx.wf.base_dir)?;
     let program = if c.program.contains('/') {
-        ctx.wf.base_dir.join(&c.program)
+        base_dir.join(&c.program)
     } else {
         c.program.clone().into()
     };
     let mut cmd = std::process::Command::new(&program);
     cmd.args(&c.args)
-        .current_dir(&ctx.wf.base_dir)
+        .current_dir(&base_dir)
         .stdin(Stdio::null())
         .stdout(log)
         .stderr(log2)
-        .env("EDDY_RUN_DIR", &ctx.run_dir)
-        .env("EDDY_REGISTRY", ctx.registry.root())
+        .env("EDDY_RUN_DIR", absolute(&ctx.run_dir)?)
+        .env("EDDY_REGISTRY", absolute(ctx.registry.root())?)
         .env("EDDY_NODE", &ctx.spec.name);
     if let Some(v) = ctx.input_version {
         cmd.env("EDDY_MODEL_VERSION", v.to_string());
