@@ -6,7 +6,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::{now_unix, Mode, NodeStatus, Scheduler};
-use crate::spec::Schedule;
+use crate::spec::{Cron, Schedule};
 
 impl Scheduler {
     pub(super) fn fail_dependents(&mut self, failed: &str, cause: &str) {
@@ -66,9 +66,7 @@ impl Scheduler {
             }
             rt.next_tick = match schedule {
                 Schedule::Every(d) => Some(now + d),
-                Schedule::Cron(c) => c
-                    .next_after(now_unix())
-                    .map(|at| now + Duration::from_secs(at.saturating_sub(now_unix()))),
+                Schedule::Cron(c) => next_cron_tick(&c, now),
             };
         }
     }
@@ -147,5 +145,44 @@ impl Scheduler {
         self.rt
             .iter()
             .all(|(name, r)| r.finished || matches!(self.mode(name), Mode::Service))
+    }
+}
+
+/// The first tick of a schedule whose gate just opened: an interval runs at once, a cron
+/// expression at the next minute it names.
+pub(super) fn first_tick(schedule: &Schedule, now: Instant) -> Option<Instant> {
+    match schedule {
+        Schedule::Every(_) => Some(now),
+        Schedule::Cron(c) => next_cron_tick(c, now),
+    }
+}
+
+/// The next minute `cron` names after now, as an instant (`None`: never again).
+fn next_cron_tick(cron: &Cron, now: Instant) -> Option<Instant> {
+    let unix = now_unix();
+    cron.next_after(unix)
+        .map(|at| now + Duration::from_secs(at.saturating_sub(unix)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_interval_ticks_at_once_a_cron_at_the_next_minute_it_names() {
+        let now = Instant::now();
+        assert_eq!(
+            first_tick(&Schedule::Every(Duration::from_secs(60)), now),
+            Some(now)
+        );
+        let leap_day = Schedule::Cron(Cron::parse("0 0 29 2 *").unwrap());
+        let tick = first_tick(&leap_day, now).unwrap();
+        assert!(
+            tick > now,
+            "a cron schedule does not fire when its gate opens"
+        );
+        let every_minute = Schedule::Cron(Cron::parse("* * * * *").unwrap());
+        let tick = first_tick(&every_minute, now).unwrap();
+        assert!(tick > now && tick <= now + Duration::from_secs(60));
     }
 }

@@ -330,10 +330,10 @@ impl Scheduler {
                     self.offer_version(name, v);
                 }
             }
-            Mode::Schedule(_) => {
+            Mode::Schedule(schedule) => {
                 let rt = self.rt.get_mut(name).expect("known node");
                 if rt.next_tick.is_none() {
-                    rt.next_tick = Some(Instant::now());
+                    rt.next_tick = finish::first_tick(&schedule, Instant::now());
                 }
             }
         }
