@@ -249,28 +249,33 @@ pub(super) fn check_graph(
                 }
             }
             NodeKind::Serve(_) => {
-                if spec.triggers.on_new_version.is_some() || spec.triggers.schedule.is_some() {
-                    let at = rn
-                        .on_new_version
-                        .as_ref()
-                        .or(rn.every.as_ref())
-                        .or(rn.cron.as_ref())
-                        .map_or(name.span(), Spanned::span);
-                    return Err(g.err(at, key("on-new-version"),
+                // name the trigger key that is there (and point at it)
+                let given = [
+                    (
+                        "on-new-version",
+                        rn.on_new_version.as_ref().map(Spanned::span),
+                    ),
+                    ("every", rn.every.as_ref().map(Spanned::span)),
+                    ("cron", rn.cron.as_ref().map(Spanned::span)),
+                ]
+                .into_iter()
+                .find_map(|(k, at)| at.map(|at| (k, at)));
+                if let Some((k, at)) = given {
+                    return Err(g.err(at, key(k),
                         "a `serve` node runs once and follows new versions itself; give it `after` only"));
                 }
             }
             NodeKind::Command(_) => {}
         }
         if spec.triggers.schedule.is_some() && matches!(spec.kind, NodeKind::StreamTrain(_)) {
-            let at = rn
-                .every
-                .as_ref()
-                .or(rn.cron.as_ref())
-                .map_or(name.span(), Spanned::span);
+            let (k, at) = match (&rn.every, &rn.cron) {
+                (Some(e), _) => ("every", e.span()),
+                (None, Some(c)) => ("cron", c.span()),
+                (None, None) => ("every", name.span()),
+            };
             return Err(g.err(
                 at,
-                key("every"),
+                key(k),
                 "a `stream-train` node runs once over its source; schedule a `batch-train` instead",
             ));
         }
