@@ -4,6 +4,7 @@
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use eddy_workflow::runner::{self, NodeStatus, RunOptions, RunState, RunSummary};
 use eddy_workflow::spec::Workflow;
@@ -357,4 +358,55 @@ args = ["-c", "echo ran >> runs"]
         .await
         .unwrap_err();
     assert!(e.to_string().contains("another spec"), "{e}");
+}
+
+#[tokio::test]
+async fn serve_forever_serves_again_on_a_finished_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = write_spec(
+        dir.path(),
+        &format!(
+            "{STREAM}\n[nodes.api]\nkind = \"serve\"\nmodel = \"train\"\nafter = [\"train\"]\n"
+        ),
+    );
+    let first = runner::run(
+        Workflow::load(&spec).unwrap(),
+        options(dir.path(), &spec),
+        std::future::pending(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(first.state.nodes["api"].runs, 1);
+    // the server went with the first start; --serve-forever on the finished run serves again
+    // (until Ctrl-C: here, once it is up)
+    let up = Arc::new(tokio::sync::Notify::new());
+    let mut opts = options(dir.path(), &spec);
+    opts.serve_forever = true;
+    let signal = up.clone();
+    opts.on_update = Some(Arc::new(move |st: &RunState| {
+        let serving = st.nodes.get("api").is_some_and(|n| {
+            n.status == NodeStatus::Running
+                && n.message
+                    .as_deref()
+                    .is_some_and(|m| m.starts_with("serving at"))
+        });
+        if serving {
+            signal.notify_one();
+        }
+    }));
+    let run = runner::run(Workflow::load(&spec).unwrap(), opts, async move {
+        up.notified().await
+    });
+    let again = tokio::time::timeout(Duration::from_secs(120), run)
+        .await
+        .expect("hang guard: the server never came up")
+        .unwrap();
+    assert_eq!(
+        again.state.nodes["api"].runs, 2,
+        "served again (and stopped by the signal)"
+    );
+    assert_eq!(
+        again.state.nodes["train"].runs, first.state.nodes["train"].runs,
+        "nothing else ran again"
+    );
 }

@@ -102,7 +102,9 @@ impl Scheduler {
                 let finished = st.status == NodeStatus::Failed
                     || match self.mode(name) {
                         Mode::Once => st.succeeded_once,
-                        Mode::Service => st.runs >= 1 || deps_finished && !self.gate_open(name),
+                        Mode::Service => {
+                            st.runs > rt.service_runs_from || deps_finished && !self.gate_open(name)
+                        }
                         Mode::After => {
                             deps_finished && (st.succeeded_once || !self.gate_open(name))
                         }

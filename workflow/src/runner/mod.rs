@@ -117,6 +117,8 @@ struct NodeRt {
     resume: bool,
     seen: BTreeSet<u64>,
     next_tick: Option<Instant>,
+    /// A `serve` node has served in this start once its runs exceed this count.
+    service_runs_from: u32,
 }
 
 struct Done {
@@ -286,6 +288,14 @@ impl Scheduler {
             }
             if st.status == NodeStatus::Skipped {
                 self.node(name).status = NodeStatus::Pending;
+            }
+            if self.opts.serve_forever && matches!(self.mode(name), Mode::Service) {
+                // a server lives as long as its `eddy run`: serving again is what
+                // `--serve-forever` asks of a run whose server has gone with its last start
+                rt.service_runs_from = st.runs;
+                let n = self.node(name);
+                n.succeeded_once = false;
+                n.status = NodeStatus::Pending;
             }
             rt.finished = false;
             self.rt.insert(name.clone(), rt);
