@@ -57,6 +57,7 @@ use serde::de::DeserializeOwned;
 use tokio::sync::broadcast;
 
 use crate::error::{Error, Result};
+pub(crate) use fs::check_model_name;
 use fs::{META_FILE, MODEL_FILE};
 pub use meta::{EventKind, Lineage, NewVersion, Stage, VersionEvent, VersionMeta};
 pub use watch::{Watcher, DEFAULT_POLL};

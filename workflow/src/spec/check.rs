@@ -87,6 +87,17 @@ pub(super) fn check(text: &str, file: &Path) -> Result<Workflow> {
         .unwrap_or("workflow")
         .to_string();
     let header = raw.workflow.as_ref().map(|h| h.get_ref());
+    if let Some(name) = header.and_then(|h| h.name.as_ref()) {
+        // the name is the default run directory `eddy-runs/<name>`: one plain path component
+        if let Some(reason) = unusable_name(name.get_ref()) {
+            return Err(c.hinted(
+                span(name),
+                "workflow.name".into(),
+                format!("`{}` is not a usable workflow name: {reason}", name.get_ref()),
+                "it names the run directory eddy-runs/<name>: up to 128 ASCII letters, digits, `-`, `_` and `.`, not starting with `.`".into(),
+            ));
+        }
+    }
     let base_dir = file
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
@@ -110,6 +121,16 @@ pub(super) fn check(text: &str, file: &Path) -> Result<Workflow> {
 
 pub(super) struct Checker<'a> {
     pub(super) loc: &'a Locator<'a>,
+}
+
+/// Why `name` cannot name a node (a registry model) or a workflow (a run directory), if it
+/// cannot: the registry's rule for model names.
+pub(super) fn unusable_name(name: &str) -> Option<&'static str> {
+    match crate::registry::check_model_name(name) {
+        Err(crate::error::Error::InvalidName { reason, .. }) => Some(reason),
+        Err(_) => Some("it is not a usable name"),
+        Ok(()) => None,
+    }
 }
 
 pub(super) fn key(section: &str, name: &S, k: &str) -> String {

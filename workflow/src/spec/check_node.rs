@@ -3,6 +3,7 @@
 
 use std::ops::Range;
 
+use super::check::unusable_name;
 use super::check::{key, span, Checker, NODE_KINDS, TRIGGER_KEYS};
 use super::locate::closest;
 use super::raw::{RawNode, S};
@@ -16,11 +17,10 @@ use crate::registry::Stage;
 
 impl Checker<'_> {
     pub(super) fn node(&self, name: &S, n: &RawNode) -> Result<NodeSpec> {
-        let ok = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.');
         let text = name.get_ref();
-        if text.is_empty() || text.starts_with('.') || !text.chars().all(ok) {
-            return Err(self.hinted(span(name), format!("nodes.{text}"), format!("`{text}` is not a usable node name"),
-                "node names name their models in the registry: ASCII letters, digits, `-`, `_` and `.`, not starting with `.`".into()));
+        if let Some(reason) = unusable_name(text) {
+            return Err(self.hinted(span(name), format!("nodes.{text}"), format!("`{text}` is not a usable node name: {reason}"),
+                "node names name their models in the registry: up to 128 ASCII letters, digits, `-`, `_` and `.`, not starting with `.`".into()));
         }
         let kind = self.kind(&n.kind, name, "nodes", NODE_KINDS)?;
         let mut set: Vec<(&str, Range<usize>)> = Vec::new();
