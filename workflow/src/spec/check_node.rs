@@ -160,11 +160,20 @@ impl Checker<'_> {
                     args: n.args.as_ref().map_or_else(Vec::new, |a| {
                         a.get_ref().iter().map(|s| s.get_ref().clone()).collect()
                     }),
-                    timeout: n
-                        .timeout
-                        .as_ref()
-                        .map(|t| self.duration(t, name, "timeout"))
-                        .transpose()?,
+                    timeout: match &n.timeout {
+                        Some(t) => {
+                            let d = self.duration(t, name, "timeout")?;
+                            if d.is_zero() {
+                                return Err(self.err(
+                                    span(t),
+                                    key("nodes", name, "timeout"),
+                                    "must be longer than 0 (leave it out for no limit)",
+                                ));
+                            }
+                            Some(d)
+                        }
+                        None => None,
+                    },
                 })
             }
         };
