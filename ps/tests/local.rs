@@ -4,15 +4,17 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use eddy_algorithms::features::{CsrMatrix, Examples, Features};
 use eddy_algorithms::learner::{GradientModel, OnlineLearner, UpdateRule};
 use eddy_algorithms::online::linear::{FtrlLogisticParams, BIAS_KEY};
 use eddy_algorithms::optim::NormalizedAdaptiveParams;
-use eddy_algorithms::optim::{AdamParams, FtrlProximalParams, RuleParams, SgdParams};
+use eddy_algorithms::optim::{AdamParams, FtrlProximalParams, RuleParams};
 use eddy_algorithms::transform::Params;
 use eddy_ps::{Error, Initializer, LocalPs, LocalPsConfig, ParamStore, TableConfig};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
+
+mod common;
+use common::{sgd, sparse_data, table, NORMAL};
 
 fn store(shards: usize, tables: Vec<TableConfig>) -> LocalPs {
     LocalPsConfig {
@@ -22,20 +24,6 @@ fn store(shards: usize, tables: Vec<TableConfig>) -> LocalPs {
     .build()
     .unwrap()
 }
-
-fn table(name: &str, dim: usize, rule: RuleParams, init: Initializer) -> TableConfig {
-    TableConfig {
-        rule,
-        init,
-        ..TableConfig::new(name, dim)
-    }
-}
-
-fn sgd(eta: f32) -> RuleParams {
-    RuleParams::Sgd(SgdParams::constant(eta))
-}
-
-const NORMAL: Initializer = Initializer::Normal { std: 0.1, seed: 11 };
 
 #[tokio::test]
 async fn unseen_keys_pull_the_initializer_values_on_any_shard_count() {
@@ -126,34 +114,6 @@ async fn malformed_pushes_are_refused_and_change_nothing() {
         assert!(matches!(e, Error::Shape { .. }), "{e}");
     }
     assert_eq!(ps.row_count("e").unwrap(), 0);
-}
-
-/// Random sparse rows of distinct indices below `dim`, labels from a random linear truth.
-fn sparse_data(seed: u64, rows: usize, dim: u32, max_nnz: usize) -> Examples {
-    let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let truth: Vec<f32> = (0..dim).map(|_| rng.random_range(-1.0..1.0)).collect();
-    let mut m = CsrMatrix::with_capacity(u64::from(dim), rows, max_nnz);
-    let mut labels = Vec::with_capacity(rows);
-    let mut idx: Vec<u32> = Vec::new();
-    for _ in 0..rows {
-        idx.clear();
-        let nnz = rng.random_range(1..=max_nnz);
-        while idx.len() < nnz {
-            let i = rng.random_range(0..dim);
-            if !idx.contains(&i) {
-                idx.push(i);
-            }
-        }
-        let mut margin = 0.2;
-        for &i in &idx {
-            let v = rng.random_range(-2.0..2.0);
-            m.push(i, v);
-            margin += truth[i as usize] * v;
-        }
-        m.finish_row();
-        labels.push(if margin > 0.0 { 1.0 } else { 0.0 });
-    }
-    Examples::new(Features::Sparse(m), labels, None).unwrap()
 }
 
 #[tokio::test]

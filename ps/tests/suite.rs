@@ -4,13 +4,14 @@
 //! snapshot / restore, the delta feed (changes, removals by expiry, resyncs) and the clocks.
 
 mod common;
+use common::{sgd, table, NORMAL};
 
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime};
 
 use eddy_algorithms::learner::{GradientModel, OnlineLearner, UpdateRule};
 use eddy_algorithms::online::linear::{FtrlLogisticParams, BIAS_KEY};
-use eddy_algorithms::optim::{AdamParams, FtrlProximalParams, RuleParams, SgdParams};
+use eddy_algorithms::optim::{AdamParams, FtrlProximalParams, RuleParams};
 use eddy_algorithms::transform::Params;
 use eddy_ps::{
     Delta, DeltaCursor, Error, Initializer, LocalPs, LocalPsConfig, ParamStore, PsClient,
@@ -119,20 +120,6 @@ impl<const N: u32> Harness for Grpc<N> {
         self.0.row_count(table).await.unwrap()
     }
 }
-
-fn table(name: &str, dim: usize, rule: RuleParams, init: Initializer) -> TableConfig {
-    TableConfig {
-        rule,
-        init,
-        ..TableConfig::new(name, dim)
-    }
-}
-
-fn sgd(eta: f32) -> RuleParams {
-    RuleParams::Sgd(SgdParams::constant(eta))
-}
-
-const NORMAL: Initializer = Initializer::Normal { std: 0.1, seed: 11 };
 
 async fn pull_and_push_semantics<S: Harness>() {
     let ps = S::make(vec![

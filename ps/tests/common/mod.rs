@@ -3,7 +3,8 @@
 #![allow(dead_code)]
 
 use eddy_algorithms::features::{CsrMatrix, Examples, Features};
-use eddy_ps::{PsClient, PsClientConfig, PsServerConfig, TableConfig};
+use eddy_algorithms::optim::{RuleParams, SgdParams};
+use eddy_ps::{Initializer, PsClient, PsClientConfig, PsServerConfig, TableConfig};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -58,3 +59,20 @@ pub fn sparse_data(seed: u64, rows: usize, dim: u32, max_nnz: usize) -> Examples
     }
     Examples::new(Features::Sparse(m), labels, None).unwrap()
 }
+
+/// A table of `dim` with its update rule and initializer.
+pub fn table(name: &str, dim: usize, rule: RuleParams, init: Initializer) -> TableConfig {
+    TableConfig {
+        rule,
+        init,
+        ..TableConfig::new(name, dim)
+    }
+}
+
+/// Plain SGD with a constant step.
+pub fn sgd(eta: f32) -> RuleParams {
+    RuleParams::Sgd(SgdParams::constant(eta))
+}
+
+/// A seeded normal initializer.
+pub const NORMAL: Initializer = Initializer::Normal { std: 0.1, seed: 11 };
