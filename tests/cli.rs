@@ -1,24 +1,9 @@
 //! End-to-end tests of the `eddy` binary: generation, aggregation, dead letters, errors.
 
 use std::path::Path;
-use std::process::{Command, Output};
 
-fn eddy(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_eddy"))
-        .args(args)
-        .output()
-        .expect("the eddy binary runs")
-}
-
-fn ok(args: &[&str]) -> Output {
-    let out = eddy(args);
-    assert!(
-        out.status.success(),
-        "eddy {args:?} failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
+mod common;
+use common::{eddy, ok};
 
 fn p(path: &Path) -> &str {
     path.to_str().expect("utf-8 temp path")

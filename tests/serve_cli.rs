@@ -7,18 +7,8 @@ use std::net::TcpStream;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 
-fn eddy(args: &[&str]) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_eddy"))
-        .args(args)
-        .output()
-        .expect("running eddy");
-    assert!(
-        out.status.success(),
-        "eddy {args:?} failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
+mod common;
+use common::ok_stdout as eddy;
 
 fn write_data(path: &Path, rows: usize, with_label: bool) {
     let mut text = String::from(if with_label { "label,f,c\n" } else { "f,c\n" });
