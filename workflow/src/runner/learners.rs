@@ -40,6 +40,41 @@ pub(crate) fn params<T: serde::de::DeserializeOwned>(node: &str, table: &toml::T
     })
 }
 
+/// Decodes a `params` table as `learner`'s parameters, as [`online`] and [`fit_batch`] do,
+/// so that a misspelt or mistyped parameter is refused by `eddy validate` rather than by the
+/// node's first attempt. The width (`dim`, `k` for streaming k-means) comes from the feature
+/// pipeline at run time; a stand-in is used here.
+pub(crate) fn params_error(
+    learner: LearnerKind,
+    table: &toml::Table,
+) -> std::result::Result<(), String> {
+    fn decode<T: serde::de::DeserializeOwned>(
+        table: toml::Table,
+    ) -> std::result::Result<(), String> {
+        T::deserialize(toml::Value::Table(table))
+            .map(drop)
+            .map_err(|e| {
+                format!(
+                    "{} (see the learner's parameters in docs/workflow.md)",
+                    e.message()
+                )
+            })
+    }
+    let table = table.clone();
+    match learner {
+        LearnerKind::Ftrl => decode::<FtrlLogisticParams>(table),
+        LearnerKind::Sgd => decode::<SgdLinearParams>(table),
+        LearnerKind::Logistic => decode::<LogisticRegressionParams>(table),
+        LearnerKind::KMeans => decode::<KMeansParams>(table),
+        LearnerKind::StreamingKMeans => {
+            let mut table = table;
+            table.insert("dim".into(), toml::Value::Integer(1));
+            table.entry("k").or_insert(toml::Value::Integer(8));
+            decode::<StreamingKMeansParams>(table)
+        }
+    }
+}
+
 /// A fresh online learner of `t.learner` over `dim` features.
 pub(crate) fn online(node: &str, t: &TrainSpec, dim: u64) -> Result<OnlineModel> {
     Ok(match t.learner {

@@ -26,7 +26,7 @@
 
 mod data;
 mod finish;
-mod learners;
+pub(crate) mod learners;
 mod nodes;
 pub mod state;
 

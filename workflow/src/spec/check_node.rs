@@ -268,7 +268,7 @@ impl Checker<'_> {
             },
         };
         if let Some(p) = &n.params {
-            if let Err(message) = learner_params_error(learner, p.get_ref()) {
+            if let Err(message) = crate::runner::learners::params_error(learner, p.get_ref()) {
                 return Err(self.err(span(p), key("nodes", name, "params"), message));
             }
         }
@@ -346,44 +346,5 @@ impl Checker<'_> {
             schedule,
             max_runs: n.max_runs.as_ref().map(|m| *m.get_ref()),
         })
-    }
-}
-
-/// Decodes a `params` table as `learner`'s parameters (the runner decodes them the same way),
-/// so that a misspelt or mistyped parameter is refused by `eddy validate` rather than by the
-/// node's first attempt. The width (`dim`, `k` for streaming k-means) comes from the feature
-/// pipeline at run time; a stand-in is used here.
-fn learner_params_error(
-    learner: LearnerKind,
-    table: &toml::Table,
-) -> std::result::Result<(), String> {
-    use eddy_algorithms::batch::{KMeansParams, LogisticRegressionParams};
-    use eddy_algorithms::online::kmeans::StreamingKMeansParams;
-    use eddy_algorithms::online::linear::{FtrlLogisticParams, SgdLinearParams};
-
-    fn decode<T: serde::de::DeserializeOwned>(
-        table: toml::Table,
-    ) -> std::result::Result<(), String> {
-        T::deserialize(toml::Value::Table(table))
-            .map(drop)
-            .map_err(|e| {
-                format!(
-                    "{} (see the learner's parameters in docs/workflow.md)",
-                    e.message()
-                )
-            })
-    }
-    let table = table.clone();
-    match learner {
-        LearnerKind::Ftrl => decode::<FtrlLogisticParams>(table),
-        LearnerKind::Sgd => decode::<SgdLinearParams>(table),
-        LearnerKind::Logistic => decode::<LogisticRegressionParams>(table),
-        LearnerKind::KMeans => decode::<KMeansParams>(table),
-        LearnerKind::StreamingKMeans => {
-            let mut table = table;
-            table.insert("dim".into(), toml::Value::Integer(1));
-            table.entry("k").or_insert(toml::Value::Integer(8));
-            decode::<StreamingKMeansParams>(table)
-        }
     }
 }
