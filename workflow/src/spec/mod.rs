@@ -1,6 +1,6 @@
 //! Workflow specs: a TOML file → serde structs (`raw`, unknown keys refused, every value with
 //! its span) → a checked [`Workflow`] (`check`). Every refusal is an
-//! [`Error::Spec`](crate::Error::Spec) naming the line, column and key, with a hint where one
+//! [`Error::Spec`] naming the line, column and key, with a hint where one
 //! helps (the closest valid key for a typo, the known names for a dangling reference).
 //!
 //! ```
