@@ -17,6 +17,7 @@
 //! | [`transform`] | the step contracts: `Transformer`, `Estimator`, `OnlineEstimator`, `Mergeable`, `ToFeatures`, `Params` |
 //! | [`batch`] | batch learners through linfa (logistic, linear/ridge, k-means, decision tree) and the warm-start weights |
 //! | [`learner`] | learner contracts: `Predictor`, `OnlineLearner`, `BatchLearner`, `UpdateRule`, `GradientModel` |
+//! | [`learners`] | the learner registry: one name → checked params → a built learner, for the CLI, TOML and the library |
 //! | [`pipeline`] | [`Pipeline`](pipeline::Pipeline): steps + featurizer, saved as one versioned document; [`StandardPipeline`](pipeline::StandardPipeline), the scale → hash/assemble pipeline of `eddy learn` and workflows |
 //! | [`stream`] | feature steps as dataflow operators (`stream.feature_steps(..)`) |
 //! | [`trained`] | [`TrainedModel`](trained::TrainedModel): pipeline + learner in one model file |
@@ -32,6 +33,7 @@ pub mod feature;
 pub mod features;
 pub mod hash;
 pub mod learner;
+pub mod learners;
 pub mod model;
 pub mod online;
 pub mod optim;

@@ -71,7 +71,7 @@ use crate::features::Examples;
 use crate::learner::OnlineLearner;
 
 /// The window being filled.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 struct Window {
     size: u64,
     start: u64,
@@ -84,7 +84,11 @@ struct Window {
 /// The clock starts at the first [`process`](Self::process) call and stops at
 /// [`finish`](Self::finish). If the learner errors, the run stops: the error is returned and
 /// the evaluator's state is not meant to be continued.
-#[derive(Debug)]
+///
+/// It serializes (serde) to its running state — metrics, row counts and the examples still
+/// waiting for their delayed labels — so a training job can checkpoint and restore it; the
+/// clock and the window reports not yet taken are not part of that state.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
 pub struct ProgressiveValidation {
     delay: usize,
     cumulative: MetricSet,
@@ -96,9 +100,13 @@ pub struct ProgressiveValidation {
     /// Batches holding examples predicted but not learned, with the next row to learn.
     pending: VecDeque<(Examples, usize)>,
     pending_rows: usize,
+    #[serde(skip)]
     preds: Vec<f32>,
+    #[serde(skip)]
     part: Vec<f32>,
+    #[serde(skip)]
     started: Option<Instant>,
+    #[serde(skip)]
     windows: Vec<WindowReport>,
 }
 
