@@ -1,65 +1,35 @@
-//! `eddy learn`: reads a file, featurizes every row (numeric columns as standardized values,
-//! other columns hashed, optional hashed crosses), trains an online learner with progressive
-//! validation (predict each row, then learn it), and prints one JSON line:
+//! `eddy learn`: trains a learner of the registry on a file with progressive validation
+//! (predict each row, then learn it) and prints one JSON line:
 //! `{"rows":…,"seconds":…,"rows_per_s":…,"logloss":…,"auc":…,"accuracy":…}`.
 //!
-//! The file is read by the dataflow runtime: the source parses on one thread while the learner
-//! consumes parsed micro-batches on another, over a bounded channel (on one core they simply
-//! take turns).
+//! It parses flags and calls the library's training job
+//! ([`eddy_workflow::train::TrainJob`]): numeric columns are standardized with running
+//! statistics, other columns hashed, with optional hashed crosses; the learner and its params
+//! come from the learner registry (`--model NAME`, `--param KEY=VALUE`, the same names and
+//! params as a workflow's `learner` and `params`).
+//!
+//! Checkpoints are on by default (every 10 s, exactly-once failover) in
+//! `eddy-runs/learn/<data-file-stem>-<fingerprint>/checkpoints`: a run that was killed or
+//! stopped resumes from the newest checkpoint when started again with the same data, learner
+//! and label; a run that read its whole input clears them. `--follow` keeps reading a growing
+//! file until Ctrl-C, which takes a last checkpoint, publishes and exits 0.
 
-use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::{bail, Context};
 use arrow::datatypes::{DataType, SchemaRef};
-use arrow::record_batch::RecordBatch;
-use clap::{Args, ValueEnum};
-use eddy_algorithms::eval::{ProgressiveConfig, ProgressiveValidation, Report, Tail};
-use eddy_algorithms::feature::categorical::Featurizer;
-use eddy_algorithms::features::{Examples, Features};
-use eddy_algorithms::online::fm::{FactorizationMachine, FmParams, FmTask};
-use eddy_algorithms::online::kmeans::{StreamingKMeans, StreamingKMeansParams};
-use eddy_algorithms::online::linear::{FtrlLogisticParams, SgdLinearParams};
-use eddy_algorithms::online::naive_bayes::{
-    GaussianNb, GaussianNbParams, MultinomialNb, MultinomialNbParams,
-};
-use eddy_algorithms::online::passive_aggressive::{
-    PaTask, PassiveAggressive, PassiveAggressiveParams,
-};
-use eddy_algorithms::online::softmax::{Softmax, SoftmaxParams};
-use eddy_algorithms::optim::{FtrlProximalParams, NormalizedAdaptiveParams, RuleParams};
+use clap::Args;
+use eddy_algorithms::eval::{ProgressiveConfig, Tail};
+use eddy_algorithms::learners::{LearnerKind, LearnerSpec};
 use eddy_algorithms::pipeline::{Pipeline, StandardPipeline};
-use eddy_algorithms::trained::{OnlineModel, TrainedModel};
-use eddy_algorithms::transform::Params;
-use eddy_core::dataflow::{Dataflow, DataflowConfig};
-use eddy_core::error::ErrorDomain;
-use eddy_core::sink::Sink;
+use eddy_core::dataflow::{CheckpointMode, FailoverMode};
 use eddy_core::source::ErrorPolicy;
+use eddy_workflow::train::{TrainConfig, TrainJob};
 
 use super::{io, progress};
-
-/// Learners of `eddy learn`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum ModelKind {
-    /// FTRL-Proximal logistic regression.
-    Ftrl,
-    /// SGD logistic regression (normalized adaptive updates).
-    Sgd,
-    /// SGD linear regression (squared loss).
-    SgdRegression,
-    /// Factorization machine (binary, logistic loss) over hashed features.
-    Fm,
-    /// Passive-aggressive classifier (PA-I).
-    Pa,
-    /// Naive Bayes: multinomial over hashed categorical features, or Gaussian over numeric
-    /// columns when there are no categorical ones.
-    Nb,
-    /// Softmax regression (labels are class indices 0..classes).
-    Softmax,
-    /// Streaming k-means over the numeric columns (the label is ignored).
-    Kmeans,
-}
 
 /// Arguments of `eddy learn`.
 #[derive(Debug, Clone, Args)]
@@ -73,39 +43,21 @@ pub struct LearnArgs {
     /// Column types, `name:type,…` (default: inferred).
     #[arg(long)]
     pub schema: Option<String>,
-    /// The label column (0/1 for classification, a number for regression).
+    /// The label column (0/1 for classification, a number for regression, a class index).
     #[arg(long)]
     pub label: String,
-    /// The learner.
-    #[arg(long, value_enum, default_value = "ftrl")]
-    pub model: ModelKind,
-    /// FTRL alpha (learning-rate scale).
-    #[arg(long, default_value_t = 0.1)]
-    pub alpha: f32,
-    /// FTRL beta (learning-rate smoothing).
-    #[arg(long, default_value_t = 1.0)]
-    pub beta: f32,
-    /// L1 regularization (FTRL).
-    #[arg(long, default_value_t = 0.0)]
-    pub l1: f32,
-    /// L2 regularization (FTRL).
-    #[arg(long, default_value_t = 0.0)]
-    pub l2: f32,
-    /// Learning rate (SGD).
-    #[arg(long, default_value_t = 0.5)]
-    pub lr: f32,
-    /// Factors of the factorization machine.
-    #[arg(long, default_value_t = 8)]
-    pub factors: usize,
-    /// Classes (softmax, naive Bayes); labels are 0..classes.
-    #[arg(long, default_value_t = 2)]
-    pub classes: usize,
-    /// Clusters (k-means).
-    #[arg(long, default_value_t = 8)]
-    pub k: usize,
-    /// Aggressiveness C (passive-aggressive).
-    #[arg(long, default_value_t = 1.0)]
-    pub c: f32,
+    /// The learner: ftrl, sgd, sgd-regression, fm, pa, nb, softmax, streaming-kmeans (online);
+    /// logistic, linear, kmeans (batch, fitted on the whole file).
+    #[arg(long, default_value = "ftrl", value_parser = parse_learner)]
+    pub model: LearnerKind,
+    /// A learner parameter as in a workflow's `params` table, `KEY=VALUE` in TOML syntax with
+    /// dotted keys for nested tables: `--param ftrl.alpha=0.05`,
+    /// `--param 'rule={kind="adagrad",eta=0.1}'`. Repeatable.
+    #[arg(long = "param", value_name = "KEY=VALUE")]
+    pub params: Vec<String>,
+    /// Shorthands for common params (`--alpha`, `--lr`, `--factors`, …).
+    #[command(flatten)]
+    pub shorthand: Shorthand,
     /// The feature space has 2^bits hashed features.
     #[arg(long, default_value_t = 22)]
     pub hash_bits: u32,
@@ -121,6 +73,9 @@ pub struct LearnArgs {
     /// Also report metrics on the last 90% of the rows (the peers' `*_tail90` columns).
     #[arg(long)]
     pub tail90: bool,
+    /// Keep reading the file as it grows, until Ctrl-C.
+    #[arg(long)]
+    pub follow: bool,
     /// Save the trained pipeline and model to this file.
     #[arg(long)]
     pub save: Option<PathBuf>,
@@ -130,6 +85,9 @@ pub struct LearnArgs {
     /// What a malformed record does: `dead-letter` (default) or `fail`.
     #[arg(long, default_value = "dead-letter")]
     pub on_error: ErrorPolicy,
+    /// Checkpoints and failover.
+    #[command(flatten)]
+    pub checkpoints: CheckpointArgs,
     /// Publishing to a model registry.
     #[command(flatten)]
     pub publish: super::learn_publish::PublishArgs,
@@ -138,46 +96,254 @@ pub struct LearnArgs {
     pub ps: super::learn_ps::PsArgs,
 }
 
-/// Everything the learner sink owns; shared with the command so it can read the result.
-struct LearnState {
-    pipeline: Pipeline,
-    model: OnlineModel,
-    eval: ProgressiveValidation,
-    examples: Examples,
-    publisher: Option<super::learn_publish::Publisher>,
+/// Shorthand flags for the most used params; each sets one key of the learner's params (and
+/// is refused for a learner that has no such parameter).
+#[derive(Debug, Clone, Default, Args)]
+pub struct Shorthand {
+    /// FTRL alpha (`ftrl.alpha`).
+    #[arg(long)]
+    pub alpha: Option<f64>,
+    /// FTRL beta (`ftrl.beta`).
+    #[arg(long)]
+    pub beta: Option<f64>,
+    /// FTRL L1 regularization (`ftrl.l1`).
+    #[arg(long)]
+    pub l1: Option<f64>,
+    /// FTRL L2 regularization (`ftrl.l2`).
+    #[arg(long)]
+    pub l2: Option<f64>,
+    /// SGD learning rate under normalized adaptive updates (`rule = {kind = "normalized-adaptive", eta}`).
+    #[arg(long)]
+    pub lr: Option<f64>,
+    /// Factors of the factorization machine (`factors`).
+    #[arg(long)]
+    pub factors: Option<u64>,
+    /// Classes of softmax and naive Bayes (`classes`).
+    #[arg(long)]
+    pub classes: Option<u64>,
+    /// Clusters of streaming k-means (`k`) and k-means (`n-clusters`).
+    #[arg(long)]
+    pub k: Option<u64>,
+    /// Aggressiveness C of passive-aggressive (`c`).
+    #[arg(long)]
+    pub c: Option<f64>,
 }
 
-/// The learner as the dataflow's sink: featurize, predict, learn, score.
-#[derive(Clone)]
-struct LearnSink {
-    state: Arc<Mutex<LearnState>>,
+/// Checkpoint and failover flags (`eddy learn`; the same keys as a workflow node's).
+#[derive(Debug, Clone, Args)]
+pub struct CheckpointArgs {
+    /// Time between checkpoints; `off` disables checkpoints.
+    #[arg(long, default_value = "10s")]
+    pub checkpoint_every: String,
+    /// Where checkpoints go (default `eddy-runs/learn/<data-stem>-<fingerprint>/checkpoints`).
+    #[arg(long)]
+    pub checkpoint_dir: Option<PathBuf>,
+    /// Aligned or unaligned barriers.
+    #[arg(long, value_enum, default_value = "aligned", value_parser = parse_mode)]
+    pub checkpoint_mode: CheckpointMode,
+    /// What a failure does: `exactly-once` (roll back to the last checkpoint) or `approximate`
+    /// (restart the failed task alone; lost rows are counted).
+    #[arg(long, default_value = "exactly-once", value_parser = parse_failover)]
+    pub failover: FailoverMode,
+    /// Restarts allowed per minute before the job fails.
+    #[arg(long, default_value_t = 3)]
+    pub max_restarts: usize,
 }
 
-fn user_error(e: eddy_algorithms::Error) -> eddy_core::Error {
-    let domain = match &e {
-        eddy_algorithms::Error::Core(inner) => inner.domain(),
-        _ => ErrorDomain::User,
+fn parse_learner(s: &str) -> Result<LearnerKind, String> {
+    s.parse().map_err(|e: eddy_algorithms::Error| e.to_string())
+}
+
+fn parse_mode(s: &str) -> Result<CheckpointMode, String> {
+    serde_json::from_value(serde_json::Value::String(s.into()))
+        .map_err(|_| format!("`{s}`: expected aligned or unaligned"))
+}
+
+fn parse_failover(s: &str) -> Result<FailoverMode, String> {
+    serde_json::from_value(serde_json::Value::String(s.into()))
+        .map_err(|_| format!("`{s}`: expected exactly-once or approximate"))
+}
+
+/// Parses `KEY=VALUE` with VALUE in TOML syntax (a bare word is a string).
+fn parse_param(text: &str) -> anyhow::Result<(String, serde_json::Value)> {
+    let Some((key, value)) = text.split_once('=') else {
+        bail!("--param `{text}`: expected KEY=VALUE");
     };
-    eddy_core::Error::Operator {
-        operator: "learn".into(),
-        subtask: 0,
-        message: e.to_string(),
-        domain,
+    let key = key.trim();
+    let value = value.trim();
+    let parsed: toml::Table = toml::from_str(&format!("v = {value}"))
+        .or_else(|_| toml::from_str(&format!("v = {}", toml::Value::String(value.into()))))
+        .with_context(|| format!("--param `{text}`: the value is not TOML"))?;
+    let json = serde_json::to_value(&parsed["v"])
+        .with_context(|| format!("--param `{text}`: the value has no JSON form"))?;
+    Ok((key.to_string(), json))
+}
+
+impl LearnArgs {
+    /// The learner spec the flags describe.
+    pub fn learner(&self) -> anyhow::Result<LearnerSpec> {
+        let mut spec = LearnerSpec::new(self.model);
+        self.shorthand.apply(&mut spec)?;
+        for text in &self.params {
+            let (key, value) = parse_param(text)?;
+            spec.set(&key, value)
+                .with_context(|| format!("--param `{text}`"))?;
+        }
+        spec.check()
+            .with_context(|| format!("--model {} with its --param values", self.model))?;
+        Ok(spec)
+    }
+
+    fn crosses(&self, categorical: &[String]) -> anyhow::Result<Vec<Vec<String>>> {
+        let mut out: Vec<Vec<String>> = Vec::new();
+        for spec in &self.crosses {
+            let cols: Vec<String> = spec.split(',').map(|c| c.trim().to_string()).collect();
+            if cols.len() < 2 {
+                bail!("--cross `{spec}`: name two or more columns separated by commas");
+            }
+            out.push(cols);
+        }
+        if self.cross_all {
+            for i in 0..categorical.len() {
+                for j in i + 1..categorical.len() {
+                    out.push(vec![categorical[i].clone(), categorical[j].clone()]);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// The feature pipeline for `schema`: numeric columns scaled, the others hashed (dense
+    /// numeric columns for clustering, and for naive Bayes without categorical columns).
+    pub(super) fn pipeline(&self, schema: &SchemaRef) -> anyhow::Result<Pipeline> {
+        let (mut numeric, categorical) = feature_columns(schema, &self.label)?;
+        let dense =
+            self.model.needs_dense() || (self.model == LearnerKind::Nb && categorical.is_empty());
+        if self.model == LearnerKind::Nb && !dense {
+            // multinomial naive Bayes counts non-negative features: the hashed categories
+            if !numeric.is_empty() {
+                eprintln!(
+                    "note: --model nb uses the categorical columns; numeric columns ({}) are left out",
+                    numeric.join(", ")
+                );
+            }
+            numeric.clear();
+        }
+        let standard = StandardPipeline {
+            label: self.label.clone(),
+            numeric,
+            crosses: if dense {
+                Vec::new()
+            } else {
+                self.crosses(&categorical)?
+            },
+            categorical,
+            scale: !self.no_scale,
+            dense,
+            hash_bits: self.hash_bits,
+        };
+        Ok(standard.build()?)
+    }
+
+    /// The checkpoint directory: the flag, or one per (data, learner, label) under `eddy-runs/learn`.
+    fn checkpoint_dir(&self) -> PathBuf {
+        if let Some(dir) = &self.checkpoints.checkpoint_dir {
+            return dir.clone();
+        }
+        let data = std::fs::canonicalize(&self.data).unwrap_or_else(|_| self.data.clone());
+        let key = format!("{}|{}|{}", data.display(), self.model, self.label);
+        let hash = xxhash_rust::xxh3::xxh3_64(key.as_bytes());
+        let stem = self
+            .data
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "data".into());
+        PathBuf::from("eddy-runs/learn")
+            .join(format!("{stem}-{hash:016x}"))
+            .join("checkpoints")
+    }
+
+    fn train_config(&self, learner: LearnerSpec) -> anyhow::Result<TrainConfig> {
+        let mut config = TrainConfig::new("learn", learner);
+        config.dead_letter = self.dead_letter.clone();
+        config.on_error = self.on_error;
+        config.failover.mode = self.checkpoints.failover;
+        config.failover.restart.max_restarts = self.checkpoints.max_restarts;
+        config.checkpoint.mode = self.checkpoints.checkpoint_mode;
+        match self.checkpoints.checkpoint_every.trim() {
+            "off" | "none" | "0" => config.checkpoint.interval = None,
+            every => {
+                config.checkpoint.interval = Some(
+                    super::duration::parse(every)
+                        .map_err(|e| anyhow::anyhow!("--checkpoint-every: {e}"))?,
+                );
+                config.checkpoint.dir = Some(self.checkpoint_dir());
+            }
+        }
+        if self.tail90 {
+            if self.follow {
+                bail!("--tail90 needs a bounded file (the rows are counted first)");
+            }
+            let format = self.format.unwrap_or_else(|| io::format_of(&self.data));
+            if format == io::DataFormat::Parquet {
+                bail!("--tail90 needs a CSV or JSON-lines file (rows are counted first)");
+            }
+            config.eval = ProgressiveConfig {
+                tail: Some(Tail::peers(count_rows(&self.data, format)?)),
+                ..ProgressiveConfig::default()
+            };
+        }
+        config.publish = super::learn_publish::publish_to(&self.publish, &self.data)?;
+        Ok(config)
     }
 }
 
-impl Sink for LearnSink {
-    fn write(&mut self, batch: &RecordBatch) -> eddy_core::Result<()> {
-        let mut guard = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        let s = &mut *guard;
-        s.pipeline
-            .learn_examples_into(batch, &mut s.examples)
-            .map_err(user_error)?;
-        s.eval
-            .process(&mut s.model, &s.examples)
-            .map_err(user_error)?;
-        if let Some(p) = s.publisher.as_mut() {
-            p.on_batch(&s.pipeline, &s.model, &mut s.eval)?;
+impl Shorthand {
+    /// Writes the given shorthands into `spec`'s params.
+    fn apply(&self, spec: &mut LearnerSpec) -> anyhow::Result<()> {
+        use serde_json::json;
+        let kind = spec.kind;
+        let mut set = |flag: &str, ok: bool, key: &str, value: serde_json::Value| {
+            if !ok {
+                bail!("--{flag} does not apply to --model {kind} (see --param)");
+            }
+            Ok(spec.set(key, value)?)
+        };
+        let ftrl = kind == LearnerKind::Ftrl;
+        for (flag, value) in [
+            ("alpha", self.alpha),
+            ("beta", self.beta),
+            ("l1", self.l1),
+            ("l2", self.l2),
+        ] {
+            if let Some(v) = value {
+                set(flag, ftrl, &format!("ftrl.{flag}"), json!(v))?;
+            }
+        }
+        if let Some(eta) = self.lr {
+            let sgd = matches!(kind, LearnerKind::Sgd | LearnerKind::SgdRegression);
+            set(
+                "lr",
+                sgd,
+                "rule",
+                json!({"kind": "normalized-adaptive", "eta": eta}),
+            )?;
+        }
+        if let Some(f) = self.factors {
+            set("factors", kind == LearnerKind::Fm, "factors", json!(f))?;
+        }
+        if let Some(c) = self.classes {
+            let ok = matches!(kind, LearnerKind::Nb | LearnerKind::Softmax);
+            set("classes", ok, "classes", json!(c))?;
+        }
+        if let Some(k) = self.k {
+            match kind {
+                LearnerKind::Kmeans => set("k", true, "n-clusters", json!(k))?,
+                other => set("k", other == LearnerKind::StreamingKmeans, "k", json!(k))?,
+            }
+        }
+        if let Some(c) = self.c {
+            set("c", kind == LearnerKind::Pa, "c", json!(c))?;
         }
         Ok(())
     }
@@ -218,118 +384,8 @@ fn names(schema: &SchemaRef) -> String {
         .join(", ")
 }
 
-impl LearnArgs {
-    fn crosses(&self, categorical: &[String]) -> anyhow::Result<Vec<Vec<String>>> {
-        let mut out: Vec<Vec<String>> = Vec::new();
-        for spec in &self.crosses {
-            let cols: Vec<String> = spec.split(',').map(|c| c.trim().to_string()).collect();
-            if cols.len() < 2 {
-                bail!("--cross `{spec}`: name two or more columns separated by commas");
-            }
-            out.push(cols);
-        }
-        if self.cross_all {
-            for i in 0..categorical.len() {
-                for j in i + 1..categorical.len() {
-                    out.push(vec![categorical[i].clone(), categorical[j].clone()]);
-                }
-            }
-        }
-        Ok(out)
-    }
-
-    /// Whether the model reads dense numeric columns (k-means, Gaussian naive Bayes) rather
-    /// than hashed features.
-    fn dense(&self, categorical: &[String]) -> bool {
-        self.model == ModelKind::Kmeans || (self.model == ModelKind::Nb && categorical.is_empty())
-    }
-
-    pub(super) fn pipeline(&self, schema: &SchemaRef) -> anyhow::Result<Pipeline> {
-        let (mut numeric, categorical) = feature_columns(schema, &self.label)?;
-        let dense = self.dense(&categorical);
-        if self.model == ModelKind::Nb && !dense {
-            // multinomial naive Bayes counts non-negative features: the hashed categories
-            if !numeric.is_empty() {
-                eprintln!(
-                    "note: --model nb uses the categorical columns; numeric columns ({}) are left out",
-                    numeric.join(", ")
-                );
-            }
-            numeric.clear();
-        }
-        let standard = StandardPipeline {
-            label: self.label.clone(),
-            numeric,
-            crosses: if dense {
-                Vec::new()
-            } else {
-                self.crosses(&categorical)?
-            },
-            categorical,
-            scale: !self.no_scale,
-            dense,
-            hash_bits: self.hash_bits,
-        };
-        Ok(standard.build()?)
-    }
-
-    fn sgd(&self, dim: u64) -> SgdLinearParams {
-        SgdLinearParams {
-            rule: RuleParams::NormalizedAdaptive(NormalizedAdaptiveParams { eta: self.lr }),
-            dim: Some(dim),
-            ..SgdLinearParams::default()
-        }
-    }
-
-    fn model(&self, dim: u64, dense: bool) -> anyhow::Result<OnlineModel> {
-        Ok(match self.model {
-            ModelKind::Ftrl => OnlineModel::Ftrl(
-                FtrlLogisticParams {
-                    ftrl: FtrlProximalParams {
-                        alpha: self.alpha,
-                        beta: self.beta,
-                        l1: self.l1,
-                        l2: self.l2,
-                    },
-                    dim: Some(dim),
-                    ..Default::default()
-                }
-                .build()?,
-            ),
-            ModelKind::Sgd => OnlineModel::SgdLogistic(self.sgd(dim).build_logistic()?),
-            ModelKind::SgdRegression => OnlineModel::SgdLinear(self.sgd(dim).build_regression()?),
-            ModelKind::Fm => {
-                let params = FmParams {
-                    factors: self.factors,
-                    ..FmParams::new(dim, FmTask::Binary)
-                };
-                OnlineModel::Fm(FactorizationMachine::new(params.check()?))
-            }
-            ModelKind::Pa => {
-                let params = PassiveAggressiveParams {
-                    c: self.c,
-                    ..PassiveAggressiveParams::new(dim, PaTask::Classification)
-                };
-                OnlineModel::PassiveAggressive(PassiveAggressive::new(params.check()?))
-            }
-            ModelKind::Nb if dense => OnlineModel::GaussianNb(GaussianNb::new(
-                GaussianNbParams::new(dim, self.classes).check()?,
-            )),
-            ModelKind::Nb => OnlineModel::MultinomialNb(MultinomialNb::new(
-                MultinomialNbParams::new(dim, self.classes).check()?,
-            )),
-            ModelKind::Softmax => {
-                OnlineModel::Softmax(Softmax::new(SoftmaxParams::new(dim, self.classes).check()?))
-            }
-            ModelKind::Kmeans => OnlineModel::KMeans(StreamingKMeans::new(
-                StreamingKMeansParams::new(dim, self.k).check()?,
-            )),
-        })
-    }
-}
-
 /// Counts the data rows of a CSV or JSON-lines file (for the tail metrics), quickly.
-fn count_rows(path: &std::path::Path, format: io::DataFormat) -> anyhow::Result<u64> {
+fn count_rows(path: &Path, format: io::DataFormat) -> anyhow::Result<u64> {
     let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
     let mut lines = bytes.iter().filter(|&&b| b == b'\n').count() as u64;
     if bytes.last().is_some_and(|&b| b != b'\n') {
@@ -341,66 +397,77 @@ fn count_rows(path: &std::path::Path, format: io::DataFormat) -> anyhow::Result<
     })
 }
 
+/// Sets `flag` on the first Ctrl-C.
+fn on_ctrl_c(flag: Arc<AtomicBool>) -> anyhow::Result<()> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the signal listener")?;
+    std::thread::Builder::new()
+        .name("eddy-signal".into())
+        .spawn(move || {
+            if rt.block_on(tokio::signal::ctrl_c()).is_ok() {
+                flag.store(true, Ordering::SeqCst);
+            }
+        })
+        .context("starting the signal listener")?;
+    Ok(())
+}
+
 /// Runs `eddy learn`.
 pub fn run(args: LearnArgs) -> anyhow::Result<()> {
     if args.ps.ps.is_some() {
         return super::learn_ps::run(&args);
     }
+    let learner = args.learner()?;
+    if args.follow && !learner.kind.is_online() {
+        bail!(
+            "--follow needs an online learner; `{}` is fitted on bounded data",
+            learner.kind
+        );
+    }
+    let config = args.train_config(learner)?;
+    let checkpoint_dir = config.checkpoint.dir.clone();
+    let job = TrainJob::new(config)?;
     let format = args.format.unwrap_or_else(|| io::format_of(&args.data));
     let schema_override = args.schema.as_deref().map(io::parse_schema).transpose()?;
-    let flow = Dataflow::new(DataflowConfig {
-        name: "learn".into(),
-        threads: 1,
-        dead_letter_path: args.dead_letter.clone(),
-        on_error: args.on_error,
-        ..DataflowConfig::default()
-    });
-    let (source, schema) = io::source(&flow, &args.data, Some(format), schema_override, false, 1)?;
+    let (source, schema) = io::source(
+        job.flow(),
+        &args.data,
+        Some(format),
+        schema_override,
+        args.follow,
+        1,
+    )?;
     let pipeline = args.pipeline(&schema)?;
-    let dense = matches!(pipeline.featurizer(), Featurizer::Assembler(_));
-    let model = args.model(pipeline.dim(), dense)?;
-    let tail = if args.tail90 {
-        if format == io::DataFormat::Parquet {
-            bail!("--tail90 needs a CSV or JSON-lines file (rows are counted first)");
-        }
-        Some(Tail::peers(count_rows(&args.data, format)?))
-    } else {
-        None
-    };
-    let eval = ProgressiveConfig {
-        tail,
-        ..Default::default()
+    let handle = job.start(source, pipeline, None)?;
+    if let (Some(epoch), Some(dir)) = (handle.job().restored_checkpoint(), &checkpoint_dir) {
+        eprintln!("resuming from checkpoint {epoch} in {}", dir.display());
     }
-    .build(eddy_algorithms::learner::Predictor::task(&model))?;
-    let state = Arc::new(Mutex::new(LearnState {
-        pipeline,
-        model,
-        eval,
-        examples: Examples::new(Features::Sparse(Default::default()), Vec::new(), None)?,
-        publisher: super::learn_publish::Publisher::from_args(&args.publish, &args.data)?,
-    }));
-    source.rebalance().sink(
-        "learn",
-        LearnSink {
-            state: state.clone(),
-        },
-    );
-    let start = Instant::now();
-    let handle = flow.start()?;
+    let stop = Arc::new(AtomicBool::new(false));
+    on_ctrl_c(stop.clone())?;
     let bar = progress::byte_bar(0);
+    let mut stopping = false;
     while !handle.is_finished() {
         std::thread::sleep(Duration::from_millis(10));
-        let (done, total) = handle.metrics().progress();
+        if stop.load(Ordering::SeqCst) && !stopping {
+            stopping = true;
+            bar.suspend(|| eprintln!("stopping: a last checkpoint, then the final model"));
+            handle.stop(Duration::from_secs(30));
+        }
+        let (done, total) = handle.job().metrics().progress();
         bar.set_length(total);
         bar.set_position(done);
     }
     bar.finish_and_clear();
-    let summary = handle.join()?;
-    let seconds = start.elapsed().as_secs_f64();
-    let mut guard = state.lock().unwrap_or_else(|p| p.into_inner());
-    let s = &mut *guard;
-    let report: Report = s.eval.finish(&mut s.model)?;
-    let report = Report::new(report.rows, seconds, report.metrics);
+    let outcome = handle.join()?;
+    if args.checkpoints.checkpoint_dir.is_none() {
+        // the default directory's parent, once the job cleared it (a no-op when it holds any)
+        if let Some(parent) = checkpoint_dir.as_deref().and_then(Path::parent) {
+            let _ = std::fs::remove_dir(parent);
+        }
+    }
+    let summary = &outcome.summary;
     if summary.dead_letters > 0 {
         eprintln!(
             "malformed records: {}{}",
@@ -412,19 +479,36 @@ pub fn run(args: LearnArgs) -> anyhow::Result<()> {
                 .unwrap_or_default()
         );
     }
+    if summary.restarts > 0 {
+        eprintln!(
+            "restarts: {} (records lost: {})",
+            summary.restarts, summary.records_lost
+        );
+    }
     if let Some(path) = &args.save {
-        let trained = TrainedModel {
-            pipeline: s.pipeline.clone(),
-            model: s.model.clone(),
-        };
-        trained
+        outcome
+            .trained
             .save(path)
             .with_context(|| format!("saving the model to {}", path.display()))?;
-        eprintln!("saved the {} model to {}", s.model.name(), path.display());
+        eprintln!(
+            "saved the {} model to {}",
+            outcome.trained.model.name(),
+            path.display()
+        );
     }
-    if let Some(p) = s.publisher.as_mut() {
-        p.finish(&s.pipeline, &s.model, report.rows, &report.metrics)?;
+    if let (Some(meta), Some(p)) = (&outcome.version, &args.publish.name) {
+        eprintln!(
+            "published {p} version {} ({} versions this run)",
+            meta.version, outcome.versions
+        );
     }
-    println!("{}", report.rounded().to_json_line());
+    let mut report = outcome.report.rounded();
+    if summary.restarts > 0 {
+        report.metrics.push("restarts", summary.restarts as f64);
+        report
+            .metrics
+            .push("records_lost", summary.records_lost as f64);
+    }
+    println!("{}", report.to_json_line());
     Ok(())
 }

@@ -11,8 +11,8 @@
 //! did not apply again), `shard_restarts` and `lost_updates` (key updates a restarted shard had
 //! acknowledged but its snapshot did not hold).
 //!
-//! `--model ftrl` trains [`LogisticGradientModel`] under FTRL-Proximal (`--alpha --beta --l1
-//! --l2`); `--model fm` trains [`FmGradientModel`] with `--factors`.
+//! `--model ftrl` trains [`LogisticGradientModel`] under FTRL-Proximal and `--model fm` trains
+//! [`FmGradientModel`], with their params from the learner registry (`--param`, `--alpha`, …).
 
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -24,9 +24,9 @@ use clap::Args;
 use eddy_algorithms::eval::Report;
 use eddy_algorithms::features::{Examples, Features};
 use eddy_algorithms::learner::GradientModel;
-use eddy_algorithms::online::fm::{FmGradientModel, FmParams, FmTask};
-use eddy_algorithms::online::linear::LogisticGradientModel;
-use eddy_algorithms::optim::FtrlProximalParams;
+use eddy_algorithms::learners::LearnerKind;
+use eddy_algorithms::online::fm::{FmGradientModel, FmParams};
+use eddy_algorithms::online::linear::{FtrlLogisticParams, LogisticGradientModel};
 use eddy_algorithms::pipeline::Pipeline;
 use eddy_algorithms::transform::Params;
 use eddy_core::dataflow::{Dataflow, DataflowConfig};
@@ -38,7 +38,7 @@ use eddy_ps::{
     TableConfig, WorkerId, WorkerReport,
 };
 
-use super::learn::{LearnArgs, ModelKind};
+use super::learn::LearnArgs;
 use super::{io, progress};
 
 /// The parameter-server options of `eddy learn`.
@@ -116,6 +116,7 @@ pub fn run(args: &LearnArgs) -> anyhow::Result<()> {
              (the model lives in the store)"
         );
     }
+    let learner = args.learner()?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -133,12 +134,6 @@ pub fn run(args: &LearnArgs) -> anyhow::Result<()> {
     let (source, schema) = io::source(&flow, &args.data, Some(format), schema_override, false, 1)?;
     let pipeline = args.pipeline(&schema)?;
     let dim = pipeline.dim();
-    let ftrl = FtrlProximalParams {
-        alpha: args.alpha,
-        beta: args.beta,
-        l1: args.l1,
-        l2: args.l2,
-    };
     let job = Job {
         args,
         flow,
@@ -146,20 +141,18 @@ pub fn run(args: &LearnArgs) -> anyhow::Result<()> {
         pipeline,
         rt: &rt,
     };
-    match args.model {
-        ModelKind::Ftrl => {
-            let model = LogisticGradientModel::new(dim, true);
-            job.with_store(spec, model, ftrl_tables(ftrl))
+    match learner.kind {
+        LearnerKind::Ftrl => {
+            let p: FtrlLogisticParams = learner.decode_with(dim, &[])?;
+            let model = LogisticGradientModel::new(dim, p.fit_intercept);
+            job.with_store(spec, model, ftrl_tables(p.ftrl))
         }
-        ModelKind::Fm => {
-            let params = FmParams {
-                factors: args.factors,
-                ..FmParams::new(dim, FmTask::Binary)
-            };
+        LearnerKind::Fm => {
+            let params: FmParams = learner.decode_with(dim, &[])?;
             let model = FmGradientModel::new(params.check()?);
             job.with_store(spec, model, fm_tables(&params))
         }
-        other => bail!("--ps trains --model ftrl or fm, not {other:?}"),
+        other => bail!("--ps trains --model ftrl or fm, not {other}"),
     }
 }
 

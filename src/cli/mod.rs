@@ -58,7 +58,7 @@ enum Command {
     /// Aggregate a file per key over event-time windows (bounded, or following the file).
     Agg(agg::AggArgs),
     /// Train an online learner on a file with progressive validation; print one JSON line.
-    Learn(learn::LearnArgs),
+    Learn(Box<learn::LearnArgs>),
     /// Score a file with a model saved by `eddy learn --save`.
     Predict(predict::PredictArgs),
     /// List the models and versions of a registry; promote, archive or pin versions.
@@ -89,7 +89,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Run(args) => run::run(args),
         Command::Validate(args) => validate::run(args),
         Command::Status(args) => status::run(args),
-        Command::Learn(args) => learn::run(args),
+        Command::Learn(args) => learn::run(*args),
         Command::Predict(args) => predict::run(args),
         Command::Models(args) => models::run(args),
         Command::Serve(args) => serve::run(args),

@@ -11,6 +11,7 @@
 //! | [`runner`] | `eddy run`: the scheduler, node kinds, run state in the run directory |
 //! | [`spec`] | workflow specs: TOML → checked [`Workflow`](spec::Workflow), errors with line, column and hint |
 //! | [`model_stream`] | an online trainer publishes a version every T seconds or N rows ([`ModelStream`](model_stream::ModelStream)) |
+//! | [`train`] | the one training engine: source → pipeline → learner → progressive evaluation → publisher as a checkpointed dataflow ([`TrainJob`](train::TrainJob)) |
 //! | [`serving`] | HTTP/JSON and gRPC predict over registry models, hot swap, version policies, per-key routing, Prometheus metrics ([`Server`](serving::Server)) |
 //! | [`error`] | the crate's [`Error`] and [`Result`] |
 //!
@@ -22,5 +23,6 @@ pub mod registry;
 pub mod runner;
 pub mod serving;
 pub mod spec;
+pub mod train;
 
 pub use error::{Error, Result};

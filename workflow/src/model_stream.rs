@@ -132,6 +132,26 @@ impl fmt::Display for PublishEvery {
     }
 }
 
+/// Metrics as registry metadata: by name, finite values only (JSON has no NaN).
+pub fn metric_map(values: &eddy_algorithms::eval::MetricValues) -> BTreeMap<String, f64> {
+    values
+        .iter()
+        .filter(|(_, v)| v.is_finite())
+        .map(|(k, v)| (k.to_string(), v))
+        .collect()
+}
+
+/// Where a [`ModelStream`] stands: kept in a trainer's checkpoints.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct StreamPosition {
+    /// Training rows at the last publish.
+    pub rows_at_last: u64,
+    /// The last version published.
+    pub last: Option<VersionMeta>,
+    /// Versions published so far.
+    pub published: u64,
+}
+
 /// Publishes snapshots of an online model to the registry as training goes (see the module
 /// docs). Each version's metadata is the template's, with the training rows, the metrics
 /// given at publish time, and `lineage.parent` set to the previously published version.
@@ -219,20 +239,52 @@ impl ModelStream {
         self.publish(model, rows_seen, metrics()).map(Some)
     }
 
+    /// Where the stream stands, for a checkpoint: restoring it with
+    /// [`restore_position`](Self::restore_position) makes a restarted trainer continue the
+    /// same chain of versions.
+    pub fn position(&self) -> StreamPosition {
+        StreamPosition {
+            rows_at_last: self.rows_at_last,
+            last: self.last.clone(),
+            published: self.published,
+        }
+    }
+
+    /// Continues from a [`position`](Self::position) taken by an earlier attempt. Versions
+    /// that attempt published after the position are recognized, not published twice (see
+    /// [`publish`](Self::publish)).
+    pub fn restore_position(&mut self, position: StreamPosition) {
+        self.rows_at_last = position.rows_at_last;
+        self.last = position.last;
+        self.published = position.published;
+        self.last_publish = Instant::now();
+    }
+
     /// Publishes `model` now, whatever the policy says.
+    ///
+    /// **Replays publish nothing twice.** When a version newer than the last one of this stream
+    /// already is the one this call would publish — same producer, same training rows, same
+    /// parent — an
+    /// earlier attempt of the same trainer published it before a failure and the trainer
+    /// replayed from a checkpoint taken before that publish; that version is adopted and
+    /// returned instead of publishing a duplicate.
     pub fn publish(
         &mut self,
         model: &TrainedModel,
         rows_seen: u64,
         metrics: BTreeMap<String, f64>,
     ) -> Result<VersionMeta> {
-        let bytes = model.to_bytes()?;
         let mut new = self.template.clone();
         new.training_rows = rows_seen;
         new.metrics = metrics;
         if let Some(last) = &self.last {
             new.lineage.parent = Some(last.version);
         }
+        if let Some(existing) = self.replayed(&new)? {
+            self.adopt(existing.clone(), rows_seen);
+            return Ok(existing);
+        }
+        let bytes = model.to_bytes()?;
         let meta = self.registry.publish(&self.name, &bytes, new)?;
         tracing::info!(
             model = self.name,
@@ -240,11 +292,26 @@ impl ModelStream {
             rows = rows_seen,
             "published model version"
         );
+        self.adopt(meta.clone(), rows_seen);
+        Ok(meta)
+    }
+
+    /// The newest version, when it is the one `new` describes (see [`publish`](Self::publish)).
+    fn replayed(&self, new: &NewVersion) -> Result<Option<VersionMeta>> {
+        let after = self.last.as_ref().map_or(0, |l| l.version);
+        Ok(self.registry.versions(&self.name)?.into_iter().find(|v| {
+            v.version > after
+                && v.producer == new.producer
+                && v.training_rows == new.training_rows
+                && v.lineage.parent == new.lineage.parent
+        }))
+    }
+
+    fn adopt(&mut self, meta: VersionMeta, rows_seen: u64) {
         self.last_publish = Instant::now();
         self.rows_at_last = rows_seen;
-        self.last = Some(meta.clone());
+        self.last = Some(meta);
         self.published += 1;
-        Ok(meta)
     }
 
     /// At the end of training: publishes `model` if it learned rows since the last publish

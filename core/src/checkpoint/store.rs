@@ -136,6 +136,17 @@ impl CheckpointStore {
             .collect())
     }
 
+    /// Removes every checkpoint of the store, complete or not (a job that finished its bounded
+    /// input has nothing left to resume, as Flink discards the checkpoints of a finished job).
+    /// Other files in the directory are left alone.
+    pub fn clear(&self) -> Result<()> {
+        for epoch in self.scan()? {
+            let dir = self.checkpoint_dir(epoch);
+            fs::remove_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+        }
+        Ok(())
+    }
+
     /// Loads checkpoint `epoch`, verifying it completely. The error names the file and what
     /// failed.
     pub fn load(&self, epoch: Epoch) -> Result<CompletedCheckpoint> {

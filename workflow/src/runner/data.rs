@@ -35,7 +35,7 @@ enum Part {
 /// chunk.
 pub(crate) type Generators = Arc<Mutex<BTreeMap<u64, Arc<CtrGenerator>>>>;
 
-fn generator(generators: &Generators, seed: u64) -> Arc<CtrGenerator> {
+pub(crate) fn generator(generators: &Generators, seed: u64) -> Arc<CtrGenerator> {
     let mut g = generators.lock().unwrap_or_else(|p| p.into_inner());
     g.entry(seed)
         .or_insert_with(|| Arc::new(CtrGenerator::new(seed, false)))
@@ -44,7 +44,6 @@ fn generator(generators: &Generators, seed: u64) -> Arc<CtrGenerator> {
 
 /// The batches of one source, in order.
 pub(crate) struct SourceReader {
-    name: String,
     parts: VecDeque<Part>,
     started: Option<(Instant, u64)>,
     stop: Arc<AtomicBool>,
@@ -90,36 +89,10 @@ impl SourceReader {
             other => parts.push_back(part(name, other, generators)?),
         }
         Ok(SourceReader {
-            name: name.to_string(),
             parts,
             started: None,
             stop,
         })
-    }
-
-    /// Skips the first `rows` rows (a resumed training node continues after them).
-    pub(crate) fn skip(&mut self, mut rows: u64) -> Result<Option<RecordBatch>> {
-        while rows > 0 {
-            if let Some(Part::Ctr { next, end, .. }) = self.parts.front_mut() {
-                let n = rows.min(*end - *next);
-                *next += n;
-                rows -= n;
-                if *next == *end {
-                    self.parts.pop_front();
-                }
-                continue;
-            }
-            let Some(batch) = self.next_unpaced()? else {
-                return Ok(None);
-            };
-            let n = batch.num_rows() as u64;
-            if n > rows {
-                let rest = batch.slice(rows as usize, (n - rows) as usize);
-                return Ok(Some(rest));
-            }
-            rows -= n;
-        }
-        Ok(None)
     }
 
     /// The next batch, or `None` at the end.
@@ -189,21 +162,6 @@ impl SourceReader {
             }
         }
     }
-
-    /// Reads everything that is left.
-    pub(crate) fn read_all(&mut self) -> Result<Vec<RecordBatch>> {
-        let mut out = Vec::new();
-        while let Some(b) = self.next_unpaced()? {
-            out.push(b);
-        }
-        if out.is_empty() {
-            return Err(Error::InvalidArgument(format!(
-                "source `{}` has no rows",
-                self.name
-            )));
-        }
-        Ok(out)
-    }
 }
 
 fn part(name: &str, spec: &SourceSpec, generators: &Generators) -> Result<Part> {
@@ -225,6 +183,7 @@ fn part(name: &str, spec: &SourceSpec, generators: &Generators) -> Result<Part> 
             path,
             format,
             batch_rows,
+            ..
         } => {
             let format =
                 format.unwrap_or_else(|| match path.extension().and_then(|e| e.to_str()) {

@@ -20,14 +20,16 @@
 //! | this one | [`run`], [`RunOptions`], [`RunSummary`]: the scheduler |
 //! | [`state`] | [`RunState`]: `state.json` in the run directory |
 //! | `finish` | schedules firing, failure propagation, when a node is finished |
-//! | `data` | reading sources as record batches |
-//! | `learners` | pipelines, learners, warm starts, batch fits |
+//! | `data` | reading sources as record batches (holdouts of gates, example rows) |
+//! | `sources` | a spec's sources as core sources for the training job's dataflow |
+//! | `learners` | a node's feature pipeline and learner spec |
 //! | `nodes` | one module per node kind |
 
 mod data;
 mod finish;
 pub(crate) mod learners;
 mod nodes;
+mod sources;
 pub mod state;
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};

@@ -19,6 +19,7 @@ const SOURCE_KEYS: &[&str] = &[
     "kind",
     "path",
     "format",
+    "follow",
     "seed",
     "offset",
     "rows",
@@ -278,7 +279,7 @@ impl Checker<'_> {
         let kind = self.kind(&s.kind, name, "sources", &["file", "ctr", "hybrid"])?;
         let mut set: Vec<(&str, Range<usize>)> = Vec::new();
         macro_rules! mark { ($($f:ident => $k:literal),*) => { $( if let Some(v) = &s.$f { set.push(($k, v.span())); } )* } }
-        mark!(path => "path", format => "format", seed => "seed", offset => "offset", rows => "rows",
+        mark!(path => "path", format => "format", follow => "follow", seed => "seed", offset => "offset", rows => "rows",
               rows_per_second => "rows-per-second", batch_rows => "batch-rows", history => "history", live => "live");
         let batch_rows = |default: u64| -> Result<usize> {
             Ok(match &s.batch_rows {
@@ -294,7 +295,7 @@ impl Checker<'_> {
                     name,
                     kind_name,
                     &set,
-                    &["path", "format", "batch-rows"],
+                    &["path", "format", "follow", "batch-rows"],
                 )?;
                 let path = self.require(&s.path, name, "sources", "path", "a `file` source")?;
                 let format = match &s.format {
@@ -318,6 +319,7 @@ impl Checker<'_> {
                     path: base.join(path.get_ref()),
                     format,
                     batch_rows: batch_rows(4096)?,
+                    follow: s.follow.as_ref().is_some_and(|f| *f.get_ref()),
                 })
             }
             "ctr" => {

@@ -9,8 +9,8 @@ use super::locate::closest;
 use super::raw::{RawNode, S};
 use super::schedule::Cron;
 use super::{
-    CommandSpec, DeploySpec, EvaluateSpec, Failover, LearnerKind, NodeKind, NodeSpec, RetryPolicy,
-    Schedule, ServeSpec, TrainSpec, Triggers,
+    CommandSpec, DeploySpec, EvaluateSpec, FailoverMode, LearnerKind, NodeKind, NodeSpec,
+    RetryPolicy, Schedule, ServeSpec, TrainSpec, Triggers,
 };
 use crate::error::Result;
 use crate::registry::Stage;
@@ -27,7 +27,8 @@ impl Checker<'_> {
         macro_rules! mark { ($($f:ident => $k:literal),*) => { $( if let Some(v) = &n.$f { set.push(($k, v.span())); } )* } }
         mark!(source => "source", features => "features", learner => "learner", params => "params",
               epochs => "epochs", warm_start => "warm-start", publish_every => "publish-every",
-              publish_rows => "publish-rows", failover => "failover", parallelism => "parallelism",
+              publish_rows => "publish-rows", failover => "failover",
+              checkpoint_every => "checkpoint-every", parallelism => "parallelism",
               ps => "ps", consistency => "consistency", model => "model",
               min_auc => "min-auc", max_logloss => "max-logloss", min_accuracy => "min-accuracy",
               stage => "stage", address => "address", program => "program", args => "args", timeout => "timeout");
@@ -50,6 +51,7 @@ impl Checker<'_> {
                 "publish-every",
                 "publish-rows",
                 "failover",
+                "checkpoint-every",
                 "parallelism",
                 "ps",
                 "consistency",
@@ -195,28 +197,24 @@ impl Checker<'_> {
         let source = self.require(&n.source, name, "nodes", "source", what)?;
         let features = self.require(&n.features, name, "nodes", "features", what)?;
         let learner_s = self.require(&n.learner, name, "nodes", "learner", what)?;
-        let names: Vec<&str> = LearnerKind::ALL.iter().map(|(n, _)| *n).collect();
-        let learner = LearnerKind::ALL
-            .iter()
-            .find(|(n, _)| n == learner_s.get_ref())
-            .map(|(_, k)| *k)
-            .ok_or_else(|| {
-                let hint = match closest(learner_s.get_ref(), &names) {
-                    Some(c) => format!("did you mean `{c}`? learners: {}", names.join(", ")),
-                    None => format!("learners: {}", names.join(", ")),
-                };
-                self.hinted(
-                    span(learner_s),
-                    key("nodes", name, "learner"),
-                    format!("unknown learner `{}`", learner_s.get_ref()),
-                    hint,
-                )
-            })?;
+        let names: Vec<&str> = LearnerKind::ALL.iter().map(|k| k.name()).collect();
+        let learner = learner_s.get_ref().parse::<LearnerKind>().map_err(|_| {
+            let hint = match closest(learner_s.get_ref(), &names) {
+                Some(c) => format!("did you mean `{c}`? learners: {}", names.join(", ")),
+                None => format!("learners: {}", names.join(", ")),
+            };
+            self.hinted(
+                span(learner_s),
+                key("nodes", name, "learner"),
+                format!("unknown learner `{}`", learner_s.get_ref()),
+                hint,
+            )
+        })?;
         if stream && !learner.is_online() {
             let online: Vec<&str> = LearnerKind::ALL
                 .iter()
-                .filter(|(_, k)| k.is_online())
-                .map(|(n, _)| *n)
+                .filter(|k| k.is_online())
+                .map(|k| k.name())
                 .collect();
             return Err(self.hinted(
                 span(learner_s),
@@ -251,25 +249,21 @@ impl Checker<'_> {
             ));
         }
         let (parallelism, ps, consistency) = self.ps(name, n, learner)?;
-        let failover = match &n.failover {
-            None if ps.is_some() => Failover::Restart,
-            None => Failover::Resume,
-            Some(f) => match f.get_ref().as_str() {
-                "resume" => Failover::Resume,
-                "restart" => Failover::Restart,
-                other => {
-                    return Err(self.hinted(
-                        span(f),
-                        key("nodes", name, "failover"),
-                        format!("unknown failover mode `{other}`"),
-                        "resume or restart".into(),
-                    ))
-                }
-            },
+        let failover = self.failover(name, n)?;
+        let checkpoint_every = match &n.checkpoint_every {
+            Some(v) if v.get_ref() == "off" => None,
+            Some(v) => Some(self.duration(v, name, "checkpoint-every")?).filter(|d| !d.is_zero()),
+            None => Some(crate::train::DEFAULT_CHECKPOINT_INTERVAL),
         };
         if let Some(p) = &n.params {
-            if let Err(message) = crate::runner::learners::params_error(learner, p.get_ref()) {
-                return Err(self.err(span(p), key("nodes", name, "params"), message));
+            if let Err(message) = learner_spec(learner, p.get_ref())
+                .and_then(|s| s.check().map_err(|e| e.to_string()))
+            {
+                return Err(self.err(
+                    span(p),
+                    key("nodes", name, "params"),
+                    format!("{message} (see the learner's parameters in docs/workflow.md)"),
+                ));
             }
         }
         Ok(TrainSpec {
@@ -285,10 +279,30 @@ impl Checker<'_> {
             publish_every,
             publish_rows: n.publish_rows.as_ref().map(|r| *r.get_ref()),
             failover,
+            checkpoint_every,
             parallelism,
             ps,
             consistency,
         })
+    }
+
+    /// `failover = "exactly-once" | "approximate"` (default exactly-once).
+    fn failover(&self, name: &S, n: &RawNode) -> Result<FailoverMode> {
+        let Some(f) = &n.failover else {
+            return Ok(FailoverMode::ExactlyOnce);
+        };
+        match f.get_ref().as_str() {
+            "exactly-once" => Ok(FailoverMode::ExactlyOnce),
+            "approximate" => Ok(FailoverMode::Approximate),
+            other => Err(self.hinted(
+                span(f),
+                key("nodes", name, "failover"),
+                format!("unknown failover mode `{other}`"),
+                "exactly-once (roll back to the last checkpoint) or approximate (restart the \
+                 failed task alone); a restarted run always resumes from its checkpoints"
+                    .into(),
+            )),
+        }
     }
 
     fn triggers(&self, name: &S, n: &RawNode) -> Result<Triggers> {
@@ -347,4 +361,18 @@ impl Checker<'_> {
             max_runs: n.max_runs.as_ref().map(|m| *m.get_ref()),
         })
     }
+}
+
+/// A node's `params` table as a learner spec of the registry.
+pub(crate) fn learner_spec(
+    learner: LearnerKind,
+    params: &toml::Table,
+) -> std::result::Result<eddy_algorithms::learners::LearnerSpec, String> {
+    let json = serde_json::to_value(params).map_err(|e| e.to_string())?;
+    let serde_json::Value::Object(map) = json else {
+        return Err("params must be a table".into());
+    };
+    Ok(eddy_algorithms::learners::LearnerSpec::with_params(
+        learner, map,
+    ))
 }

@@ -1,5 +1,5 @@
 //! Checking a `stream-train` node's parameter-server keys: `parallelism`, `ps` and
-//! `consistency` (see [`PsSpec`]), and what they rule out (`warm-start`, `failover = "resume"`,
+//! `consistency` (see [`PsSpec`]), and what they rule out (`warm-start`,
 //! learners other than FTRL).
 
 use super::check::{key, span, Checker};
@@ -78,16 +78,6 @@ impl Checker<'_> {
                 "`warm-start` cannot be combined with a parameter server",
                 "the store applies FTRL updates to its rows and cannot be seeded with weights; \
                  drop `warm-start`, or `ps` and `parallelism`"
-                    .into(),
-            ));
-        }
-        if let Some(f) = n.failover.as_ref().filter(|f| f.get_ref() == "resume") {
-            return Err(self.hinted(
-                span(f),
-                key("nodes", name, "failover"),
-                "`failover = \"resume\"` cannot be combined with a parameter server",
-                "the model lives in the store, not in the node's last version: a retry restarts \
-                 (`failover = \"restart\"`, the default with `ps`)"
                     .into(),
             ));
         }

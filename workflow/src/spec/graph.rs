@@ -182,9 +182,12 @@ pub(super) fn check_graph(
                         "dense features take numeric columns only",
                     ));
                 }
-                if matches!(t.learner, LearnerKind::Logistic) && !f.dense && f.hash_bits > 12 {
+                if matches!(t.learner, LearnerKind::Logistic | LearnerKind::Linear)
+                    && !f.dense
+                    && f.hash_bits > 12
+                {
                     return Err(g.loc.error(at(&rn.learner), key("learner"),
-                        format!("linfa's `logistic` densifies its input, and features `{}` have 2^{} hashed columns", t.features, f.hash_bits),
+                        format!("linfa's `{}` densifies its input, and features `{}` have 2^{} hashed columns", t.learner, t.features, f.hash_bits),
                         Some(format!("set `hash-bits = 12` or less in [features.{}], or use an online learner", t.features))));
                 }
                 if let Some(w) = warm {

@@ -37,7 +37,7 @@
 //! | `locate` | byte span → line:column, "did you mean" |
 
 mod check;
-mod check_node;
+pub(crate) mod check_node;
 mod check_ps;
 mod graph;
 mod locate;
@@ -82,6 +82,9 @@ pub enum SourceSpec {
         format: Option<FileFormat>,
         /// Rows per batch (default 4096).
         batch_rows: usize,
+        /// `follow = true`: keep reading the file (or directory) as it grows, until the run is
+        /// stopped: an unbounded source (default false).
+        follow: bool,
     },
     /// Rows `offset .. offset + rows` of eddy-core's synthetic click stream
     /// ([`CtrGenerator`](eddy_core::datagen::ctr::CtrGenerator)).
@@ -235,49 +238,9 @@ impl NodeKind {
     }
 }
 
-/// Learners by name.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LearnerKind {
-    /// linfa logistic regression (batch only).
-    Logistic,
-    /// linfa k-means (batch only).
-    KMeans,
-    /// FTRL-Proximal logistic regression (online).
-    Ftrl,
-    /// SGD logistic regression (online).
-    Sgd,
-    /// Streaming k-means (online).
-    StreamingKMeans,
-}
-
-impl LearnerKind {
-    /// All learners with their spec names.
-    pub const ALL: &'static [(&'static str, LearnerKind)] = &[
-        ("logistic", LearnerKind::Logistic),
-        ("kmeans", LearnerKind::KMeans),
-        ("ftrl", LearnerKind::Ftrl),
-        ("sgd", LearnerKind::Sgd),
-        ("streaming-kmeans", LearnerKind::StreamingKMeans),
-    ];
-
-    /// The spec name.
-    pub fn name(self) -> &'static str {
-        LearnerKind::ALL
-            .iter()
-            .find(|(_, k)| *k == self)
-            .map_or("?", |(n, _)| n)
-    }
-
-    /// Whether it is an online learner (usable by `stream-train`).
-    pub fn is_online(self) -> bool {
-        !matches!(self, LearnerKind::Logistic | LearnerKind::KMeans)
-    }
-
-    /// Whether it clusters (else binary classification).
-    pub fn is_clustering(self) -> bool {
-        matches!(self, LearnerKind::KMeans | LearnerKind::StreamingKMeans)
-    }
-}
+/// Learners by name: the [learner registry](eddy_algorithms::learners)'s.
+pub use eddy_algorithms::learners::LearnerKind;
+pub use eddy_core::dataflow::FailoverMode;
 
 /// A training node (`batch-train` or `stream-train`).
 #[derive(Debug, Clone)]
@@ -298,9 +261,14 @@ pub struct TrainSpec {
     pub publish_every: Option<Duration>,
     /// Publish a version every this many rows (stream-train).
     pub publish_rows: Option<u64>,
-    /// What a retry after a failure does (stream-train). With a parameter server it is always
-    /// [`Failover::Restart`]: the model lives in the store, not in the node's last version.
-    pub failover: Failover,
+    /// `failover`: what a failure of a training task does (stream-train): roll back to the
+    /// last checkpoint (`"exactly-once"`, the default) or restart the failed task alone
+    /// (`"approximate"`). See [`TrainJob`](crate::train::TrainJob).
+    pub failover: FailoverMode,
+    /// `checkpoint-every`: time between checkpoints of a stream-train node (default 10 s;
+    /// `"off"`: none). Checkpoints live in `<run dir>/checkpoints/<node>/`; a retry or a
+    /// restarted run resumes from the newest.
+    pub checkpoint_every: Option<Duration>,
     /// `parallelism`: training workers sharing one model (stream-train; default 1). More than
     /// one implies `ps = "local"` when `ps` is not given.
     pub parallelism: u32,
@@ -321,7 +289,7 @@ pub struct TrainSpec {
 ///
 /// A node with a parameter server cannot `warm-start` (the store applies FTRL updates to its
 /// rows and cannot be seeded with weights) and restarts from the beginning of its source on a
-/// retry (`failover = "resume"` is refused).
+/// retry: it keeps no checkpoints.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PsSpec {
     /// `ps = "local"`: an in-process [`LocalPs`](eddy_ps::LocalPs), fresh for each run.
@@ -333,16 +301,6 @@ pub enum PsSpec {
     /// process on `127.0.0.1` (port 0, not persisted), trains through them over real gRPC
     /// loopback and stops them when it ends. For trying the remote path on one machine.
     Spawn(u32),
-}
-
-/// How a failed `stream-train` node restarts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Failover {
-    /// From its last published version, skipping the rows that version was trained on.
-    #[default]
-    Resume,
-    /// From the beginning (or its warm start).
-    Restart,
 }
 
 /// An `evaluate` node: a gate over a holdout.

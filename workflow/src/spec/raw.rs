@@ -46,6 +46,7 @@ pub(crate) struct RawSource {
     // file
     pub path: Option<S>,
     pub format: Option<S>,
+    pub follow: Option<Spanned<bool>>,
     // ctr
     pub seed: Option<Spanned<u64>>,
     pub offset: Option<Spanned<u64>>,
@@ -95,6 +96,7 @@ pub(crate) struct RawNode {
     pub publish_every: Option<S>,
     pub publish_rows: Option<Spanned<u64>>,
     pub failover: Option<S>,
+    pub checkpoint_every: Option<S>,
     pub parallelism: Option<Spanned<u32>>,
     pub ps: Option<Spanned<toml::Value>>,
     pub consistency: Option<S>,
@@ -130,6 +132,7 @@ pub(crate) const NODE_KEYS: &[&str] = &[
     "publish-every",
     "publish-rows",
     "failover",
+    "checkpoint-every",
     "parallelism",
     "ps",
     "consistency",

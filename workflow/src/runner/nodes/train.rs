@@ -1,37 +1,40 @@
-//! `batch-train` and `stream-train`.
+//! `batch-train` and `stream-train`: thin callers of the training job
+//! ([`TrainJob`](crate::train::TrainJob)).
 //!
-//! A batch node reads its whole source and publishes one version: a linfa fit, or `epochs`
-//! progressive passes of an online learner. A stream node learns its source batch by batch with
-//! progressive validation (predict, then learn) and publishes a version every `publish-every`
-//! and/or every `publish-rows` rows, and once more at the end. Each version's
-//! `training-rows` counts the source rows it has seen, so a resumed stream node (a retry with
-//! `failover = "resume"`, or a restarted run) loads its latest version and skips those rows.
+//! A batch node with a batch learner fits it on its whole source and publishes one version; a
+//! batch node with an online learner makes `epochs` progressive passes and publishes at the
+//! end. A stream node learns its source with progressive validation and publishes a version
+//! every `publish-every` and/or every `publish-rows` rows, and once more at the end; it keeps
+//! checkpoints in `<run dir>/checkpoints/<node>/` (every `checkpoint-every`, with its
+//! `failover` mode), so a retry or a restarted run resumes from the newest checkpoint. On a
+//! followed file it runs until the run is stopped (Ctrl-C), which takes a last checkpoint.
 //! A stream node with a parameter server trains in `train_ps`.
 
 use std::collections::BTreeMap;
-use std::time::Instant;
+use std::sync::Arc;
+use std::time::Duration;
 
-use eddy_algorithms::eval::{MetricSet, ProgressiveConfig, ProgressiveValidation};
-use eddy_algorithms::features::{Examples, Features};
-use eddy_algorithms::learner::Predictor;
-use eddy_algorithms::trained::{TrainedModel, TRAINED_MODEL_KIND};
+use eddy_algorithms::pipeline::Pipeline;
+use eddy_algorithms::trained::{OnlineModel, TrainedModel, TRAINED_MODEL_KIND};
 
 use super::{NodeCtx, Outcome, Progress};
 use crate::error::{Error, Result};
+use crate::model_stream::{metric_map, PublishEvery};
 use crate::registry::{Lineage, NewVersion};
-use crate::runner::data::{describe, SourceReader};
+use crate::runner::data::describe;
 use crate::runner::learners;
-use crate::spec::{Failover, NodeKind, TrainSpec};
+use crate::runner::sources::flow_source;
+use crate::spec::{NodeKind, TrainSpec};
+use crate::train::{PublishTo, TrainConfig, TrainEvent, TrainJob, TrainOutcome};
 
 pub(crate) fn run(ctx: &NodeCtx) -> Result<Outcome> {
     match &ctx.spec.kind {
-        NodeKind::BatchTrain(t) if !t.learner.is_online() => batch_fit(ctx, t),
-        NodeKind::BatchTrain(t) => online(ctx, t, false),
+        NodeKind::BatchTrain(t) => train(ctx, t, false),
         NodeKind::StreamTrain(t) => match &t.ps {
             Some(ps) => super::train_ps::run(ctx, t, ps),
-            None => online(ctx, t, true),
+            None => train(ctx, t, true),
         },
-        _ => unreachable!("train::run on a non-training node"),
+        _ => Err(node_err(ctx, "not a training node")),
     }
 }
 
@@ -42,186 +45,171 @@ pub(super) fn node_err(ctx: &NodeCtx, message: impl Into<String>) -> Error {
     }
 }
 
-pub(super) fn to_map(values: &eddy_algorithms::eval::MetricValues) -> BTreeMap<String, f64> {
-    values
-        .iter()
-        .filter(|(_, v)| v.is_finite())
-        .map(|(k, v)| (k.to_string(), v))
-        .collect()
-}
-
-pub(super) fn publish(
-    ctx: &NodeCtx,
-    t: &TrainSpec,
-    model: &TrainedModel,
-    rows: u64,
-    metrics: BTreeMap<String, f64>,
-    parent: Option<u64>,
-) -> Result<u64> {
-    let bytes = model.to_bytes()?;
-    let meta = ctx.registry.publish(
-        &ctx.spec.name,
-        &bytes,
-        NewVersion {
-            producer: format!("{}/{}", ctx.wf.name, ctx.spec.name),
-            training_rows: rows,
-            metrics: metrics.clone(),
-            lineage: Lineage {
-                data: Some(describe(&ctx.wf, &t.source)),
-                parent,
-            },
-            ..Default::default()
+/// The registry metadata every version of the node starts from.
+pub(super) fn template(ctx: &NodeCtx, t: &TrainSpec, parent: Option<u64>) -> NewVersion {
+    NewVersion {
+        producer: format!("{}/{}", ctx.wf.name, ctx.spec.name),
+        lineage: Lineage {
+            data: Some(describe(&ctx.wf, &t.source)),
+            parent,
         },
-    )?;
-    ctx.report(Progress::Published {
-        node: ctx.spec.name.clone(),
-        version: meta.version,
-        rows,
-        metrics,
-    });
-    Ok(meta.version)
+        ..Default::default()
+    }
 }
 
-/// The newest loadable version of `model` as a trained model, with its metadata.
-fn latest(
-    ctx: &NodeCtx,
-    model: &str,
-) -> Result<Option<(crate::registry::VersionMeta, TrainedModel)>> {
+/// The newest loadable version of `model` as a trained model, with its version number.
+fn latest(ctx: &NodeCtx, model: &str) -> Result<Option<(u64, TrainedModel)>> {
     let Some((meta, bytes)) = ctx.registry.latest_loadable(model)? else {
         return Ok(None);
     };
     let trained = eddy_algorithms::model::decode::<TrainedModel>(&bytes, TRAINED_MODEL_KIND)?;
-    Ok(Some((meta, trained)))
+    Ok(Some((meta.version, trained)))
 }
 
-fn batch_fit(ctx: &NodeCtx, t: &TrainSpec) -> Result<Outcome> {
-    let features = &ctx.wf.features[&t.features];
-    let mut pipeline = learners::pipeline(features)?;
-    let batches =
-        SourceReader::open(&ctx.wf, &t.source, ctx.stop.clone(), &ctx.generators)?.read_all()?;
-    let ex = learners::examples(&mut pipeline, &batches)?;
-    let rows = ex.features.rows() as u64;
-    ctx.report(Progress::Rows {
-        node: ctx.spec.name.clone(),
-        rows,
-    });
-    let trained = learners::fit_batch(&ctx.spec.name, t, &pipeline, &ex)?;
-    let task = trained.model.task();
-    let mut metrics = BTreeMap::new();
-    if !t.learner.is_clustering() {
-        let mut preds = Vec::new();
-        trained.model.predict(&ex.features, &mut preds)?;
-        let mut set = MetricSet::for_task(task);
-        set.update_batch(&preds, &ex.labels, None)?;
-        metrics = to_map(&set.values())
-            .into_iter()
-            .map(|(k, v)| (format!("train_{k}"), v))
-            .collect();
-    }
-    let version = publish(ctx, t, &trained, rows, metrics.clone(), None)?;
-    Ok(Outcome {
-        rows,
-        metrics,
-        version: Some(version),
-        pass: true,
-        message: Some(format!(
-            "published v{version} ({} on {rows} rows)",
-            t.learner.name()
-        )),
-    })
+/// Where training starts: a warm start from another node's latest version, or fresh (a batch
+/// fit ignores `warm-start`).
+fn start(ctx: &NodeCtx, t: &TrainSpec) -> Result<(Pipeline, Option<OnlineModel>, Option<u64>)> {
+    let Some(w) = t.warm_start.as_ref().filter(|_| t.learner.is_online()) else {
+        return Ok((
+            learners::pipeline(&ctx.wf.features[&t.features])?,
+            None,
+            None,
+        ));
+    };
+    let (version, parent) = latest(ctx, w)?
+        .ok_or_else(|| node_err(ctx, format!("warm start: `{w}` has published no version")))?;
+    let model =
+        learners::spec(&ctx.spec.name, t)?.warm_started(parent.pipeline.dim(), &parent.model)?;
+    Ok((parent.pipeline, Some(model), Some(version)))
 }
 
-fn online(ctx: &NodeCtx, t: &TrainSpec, stream: bool) -> Result<Outcome> {
+/// The job's configuration for one pass; `last` says whether it is the pass that publishes.
+fn config(
+    ctx: &NodeCtx,
+    t: &TrainSpec,
+    stream: bool,
+    last: bool,
+    parent: Option<u64>,
+) -> Result<TrainConfig> {
     let name = &ctx.spec.name;
-    let features = &ctx.wf.features[&t.features];
-    // where to start: our own latest version (resume), a warm start, or fresh
-    let own = if stream && ctx.resumed && t.failover == Failover::Resume {
-        latest(ctx, name)?
-    } else {
-        None
-    };
-    let resumed_from = own.as_ref().map(|(meta, _)| meta.version);
-    let (mut trained, skip, parent) = if let Some((meta, m)) = own {
-        (m, meta.training_rows, Some(meta.version))
-    } else if let Some(w) = &t.warm_start {
-        let (meta, parent) = latest(ctx, w)?
-            .ok_or_else(|| node_err(ctx, format!("warm start: `{w}` has published no version")))?;
-        let model = learners::warm_started(name, t, parent.pipeline.dim(), &parent.model)?;
-        (
-            TrainedModel {
-                pipeline: parent.pipeline,
-                model,
-            },
-            0,
-            Some(meta.version),
-        )
-    } else {
-        let pipeline = learners::pipeline(features)?;
-        let model = learners::online(name, t, pipeline.dim())?;
-        (TrainedModel { pipeline, model }, 0, None)
-    };
-    let mut eval: ProgressiveValidation =
-        ProgressiveConfig::default().build(trained.model.task())?;
-    let mut ex = Examples::new(Features::Sparse(Default::default()), Vec::new(), None)?;
-    let mut rows = skip;
-    let mut versions = 0u32;
-    let mut last_version = None;
-    let epochs = if stream { 1 } else { t.epochs };
-    let mut since_rows = 0u64;
-    for _ in 0..epochs {
-        let mut reader = SourceReader::open(&ctx.wf, &t.source, ctx.stop.clone(), &ctx.generators)?;
-        let mut pending = if skip > 0 && stream {
-            reader.skip(skip)?
-        } else {
-            None
+    let mut config = TrainConfig::new(name.clone(), learners::spec(name, t)?);
+    config.failover.mode = t.failover;
+    if stream && t.epochs <= 1 {
+        config.checkpoint.interval = t.checkpoint_every;
+        config.checkpoint.dir = t
+            .checkpoint_every
+            .map(|_| ctx.run_dir.join("checkpoints").join(name));
+    }
+    if last {
+        let every = PublishEvery {
+            interval: t.publish_every.filter(|_| stream),
+            rows: t.publish_rows.filter(|_| stream),
         };
-        let mut since = Instant::now();
-        loop {
-            if ctx.stopped() {
-                return Err(node_err(ctx, "stopped"));
-            }
-            let batch = match pending.take() {
-                Some(b) => b,
-                None => match reader.next_batch()? {
-                    Some(b) => b,
-                    None => break,
-                },
-            };
-            trained.pipeline.learn_examples_into(&batch, &mut ex)?;
-            eval.process(&mut trained.model, &ex)?;
-            let n = batch.num_rows() as u64;
-            rows += n;
-            since_rows += n;
-            ctx.report(Progress::Rows {
-                node: name.clone(),
+        config.publish = Some(PublishTo {
+            registry: ctx.registry.clone(),
+            name: name.clone(),
+            // no periodic policy: only the final version
+            every: if every == PublishEvery::default() {
+                PublishEvery::rows(u64::MAX)
+            } else {
+                every
+            },
+            template: template(ctx, t, parent),
+        });
+    }
+    let progress = ctx.progress.clone();
+    let node = name.clone();
+    config.events = Some(Arc::new(move |event: &TrainEvent| {
+        let p = match event {
+            TrainEvent::Rows(rows) => Progress::Rows {
+                node: node.clone(),
+                rows: *rows,
+            },
+            TrainEvent::Published {
+                version,
                 rows,
-            });
-            let due_rows = t.publish_rows.is_some_and(|r| since_rows >= r);
-            let due_time = t.publish_every.is_some_and(|d| since.elapsed() >= d);
-            if stream && (due_rows || due_time) {
-                let v = publish(ctx, t, &trained, rows, to_map(&eval.cumulative()), parent)?;
-                last_version = Some(v);
-                versions += 1;
-                since_rows = 0;
-                since = Instant::now();
-            }
+                metrics,
+            } => Progress::Published {
+                node: node.clone(),
+                version: *version,
+                rows: *rows,
+                metrics: metrics.clone(),
+            },
+        };
+        // the scheduler outlives every node task; a send can only fail during shutdown
+        let _ = progress.send(p);
+    }));
+    Ok(config)
+}
+
+/// Runs one pass of the job over the node's source; Ctrl-C stops it cleanly.
+fn pass(
+    ctx: &NodeCtx,
+    t: &TrainSpec,
+    config: TrainConfig,
+    pipeline: Pipeline,
+    model: Option<OnlineModel>,
+) -> Result<TrainOutcome> {
+    let mut config = config;
+    let source = flow_source(&ctx.wf, &t.source, &ctx.generators)?;
+    config.batch_rows = Some(source.batch_rows);
+    let job = TrainJob::new(config)?;
+    let input = job.flow().source_with(&t.source, source.factory);
+    let handle = job.start(input, pipeline, model)?;
+    let mut stopping = false;
+    while !handle.is_finished() {
+        std::thread::sleep(Duration::from_millis(20));
+        if ctx.stopped() && !stopping {
+            stopping = true;
+            handle.stop(Duration::from_secs(30));
         }
     }
-    let metrics = to_map(&eval.cumulative());
-    // the final version: rows learned since the last one (a batch pass publishes only this)
-    if since_rows > 0 || (last_version.is_none() && resumed_from.is_none()) {
-        let v = publish(ctx, t, &trained, rows, metrics.clone(), parent)?;
-        last_version = Some(v);
-        versions += 1;
+    handle.join()
+}
+
+fn train(ctx: &NodeCtx, t: &TrainSpec, stream: bool) -> Result<Outcome> {
+    let (mut pipeline, mut model, parent) = start(ctx, t)?;
+    let epochs = if stream || !t.learner.is_online() {
+        1
+    } else {
+        t.epochs.max(1)
+    };
+    let mut outcome = None;
+    for epoch in 0..epochs {
+        let last = epoch + 1 == epochs;
+        let config = config(ctx, t, stream, last, parent)?;
+        let done = pass(ctx, t, config, pipeline, model)?;
+        pipeline = done.trained.pipeline.clone();
+        model = Some(done.trained.model.clone());
+        outcome = Some(done);
     }
+    let o = outcome.ok_or_else(|| node_err(ctx, "no pass ran"))?;
+    if ctx.stopped() {
+        // interrupted, not done: the next run resumes from the last checkpoint
+        return Err(node_err(ctx, "stopped"));
+    }
+    let mut metrics: BTreeMap<String, f64> = metric_map(&o.report.metrics);
+    if o.summary.restarts > 0 {
+        metrics.insert("restarts".into(), o.summary.restarts as f64);
+        metrics.insert("records_lost".into(), o.summary.records_lost as f64);
+    }
+    let resumed = o
+        .restored
+        .map(|e| format!("resumed from checkpoint {e}; "))
+        .unwrap_or_default();
     Ok(Outcome {
-        rows,
+        rows: o.report.rows,
         metrics,
-        version: last_version.or(resumed_from),
+        version: o.version.as_ref().map(|m| m.version),
         pass: true,
-        message: Some(match skip {
-            0 => format!("{rows} rows, {versions} version(s)"),
-            s => format!("resumed after {s} rows; {rows} rows, {versions} version(s)"),
+        message: Some(match t.learner.is_online() {
+            true => format!("{resumed}{} rows, {} version(s)", o.report.rows, o.versions),
+            false => format!(
+                "published v{} ({} on {} rows)",
+                o.version.as_ref().map_or(0, |m| m.version),
+                t.learner,
+                o.report.rows
+            ),
         }),
     })
 }

@@ -29,9 +29,10 @@ use eddy_ps::{
 use tokio::runtime::Runtime;
 use tokio::sync::oneshot;
 
-use super::train::{node_err, publish, to_map};
+use super::train::{node_err, template};
 use super::{NodeCtx, Outcome, Progress};
 use crate::error::{Error, Result};
+use crate::model_stream::metric_map;
 use crate::runner::data::SourceReader;
 use crate::runner::learners;
 use crate::spec::{PsSpec, TrainSpec};
@@ -40,8 +41,7 @@ use crate::spec::{PsSpec, TrainSpec};
 pub(crate) fn run(ctx: &NodeCtx, t: &TrainSpec, ps: &PsSpec) -> Result<Outcome> {
     let name = &ctx.spec.name;
     let pipeline = learners::pipeline(&ctx.wf.features[&t.features])?;
-    let mut params: FtrlLogisticParams = learners::params(name, &t.params)?;
-    params.dim = Some(pipeline.dim());
+    let params: FtrlLogisticParams = learners::spec(name, t)?.decode_with(pipeline.dim(), &[])?;
     params.build()?;
     let tables = ftrl_tables(params.ftrl);
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -136,7 +136,7 @@ impl Job<'_> {
         }
         Ok(Outcome {
             rows,
-            metrics: to_map(&report.metrics),
+            metrics: metric_map(&report.metrics),
             version: last_version,
             pass: true,
             message: Some(format!(
@@ -156,14 +156,21 @@ impl Job<'_> {
             pipeline: self.pipeline.clone(),
             model: OnlineModel::Ftrl(ftrl),
         };
-        publish(
-            self.ctx,
-            self.t,
-            &trained,
+        let metrics = metric_map(&report.metrics);
+        let mut new = template(self.ctx, self.t, None);
+        new.training_rows = rows;
+        new.metrics = metrics.clone();
+        let meta = self
+            .ctx
+            .registry
+            .publish(&self.ctx.spec.name, &trained.to_bytes()?, new)?;
+        self.ctx.report(Progress::Published {
+            node: self.ctx.spec.name.clone(),
+            version: meta.version,
             rows,
-            to_map(&report.metrics),
-            None,
-        )
+            metrics,
+        });
+        Ok(meta.version)
     }
 }
 

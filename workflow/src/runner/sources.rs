@@ -1,0 +1,213 @@
+//! A spec's sources as eddy-core [`Source`]s for the training job's dataflow: files through the
+//! core file sources (bounded, or followed with `follow = true`), `ctr` rows through the core
+//! generator source (paced with `rows-per-second`), hybrids through
+//! [`HybridSource`](eddy_core::source::hybrid::HybridSource). Their positions are what the
+//! job's checkpoints record, so a restored node seeks instead of skipping rows.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use arrow::datatypes::SchemaRef;
+use eddy_core::operator::TaskInfo;
+use eddy_core::source::file::{CsvOptions, CsvSource, JsonLinesOptions, JsonLinesSource};
+use eddy_core::source::hybrid::HybridSource;
+use eddy_core::source::parquet::{ParquetSource, ParquetSourceOptions};
+use eddy_core::source::{Source, SourceContext, SourceFactory, SourcePoll, SourcePosition};
+
+use super::data::{generator, Generators};
+use crate::error::{Error, Result};
+use crate::spec::{FileFormat, SourceSpec, Workflow};
+
+/// A source ready for a dataflow.
+pub(crate) struct FlowSource {
+    /// Builds the source for each (attempt of the) source task.
+    pub factory: SourceFactory,
+    /// The schema of its batches.
+    pub schema: SchemaRef,
+    /// Rows per batch (the live part's, for a hybrid).
+    pub batch_rows: usize,
+}
+
+/// Source `name` of `wf` as a [`FlowSource`].
+pub(crate) fn flow_source(
+    wf: &Workflow,
+    name: &str,
+    generators: &Generators,
+) -> Result<FlowSource> {
+    let spec = wf
+        .sources
+        .get(name)
+        .ok_or_else(|| Error::InvalidArgument(format!("no source `{name}`")))?;
+    let SourceSpec::Hybrid { history, live } = spec else {
+        return single(name, spec, generators);
+    };
+    let part = |n: &String| {
+        let inner = wf
+            .sources
+            .get(n)
+            .ok_or_else(|| Error::InvalidArgument(format!("no source `{n}`")))?;
+        single(n, inner, generators)
+    };
+    let (h, l) = (part(history)?, part(live)?);
+    let factory: SourceFactory = Arc::new(move |task: &TaskInfo| {
+        let source = HybridSource::new((h.factory)(task)?, (l.factory)(task)?)?;
+        Ok(Box::new(source) as Box<dyn Source>)
+    });
+    Ok(FlowSource {
+        factory,
+        schema: l.schema,
+        batch_rows: l.batch_rows,
+    })
+}
+
+/// A file or `ctr` source.
+fn single(name: &str, spec: &SourceSpec, generators: &Generators) -> Result<FlowSource> {
+    match spec {
+        SourceSpec::Ctr {
+            seed,
+            offset,
+            rows,
+            batch_rows,
+            rows_per_second,
+        } => {
+            let g = generator(generators, *seed);
+            let schema = g.schema();
+            let (offset, rows, rate) = (*offset, *rows, *rows_per_second);
+            let inner = eddy_core::source::generator::GeneratorSource::new(
+                schema.clone(),
+                Some(rows),
+                Arc::new(move |start, len| g.batch(offset + start, len)),
+            );
+            let factory: SourceFactory = Arc::new(move |_: &TaskInfo| {
+                Ok(Box::new(Paced::new(inner.clone(), rate)) as Box<dyn Source>)
+            });
+            Ok(FlowSource {
+                factory,
+                schema,
+                batch_rows: *batch_rows,
+            })
+        }
+        SourceSpec::File {
+            path,
+            format,
+            batch_rows,
+            follow,
+        } => {
+            let format =
+                format.unwrap_or_else(|| match path.extension().and_then(|e| e.to_str()) {
+                    Some("jsonl" | "json" | "ndjson") => FileFormat::Jsonl,
+                    Some("parquet") => FileFormat::Parquet,
+                    _ => FileFormat::Csv,
+                });
+            let (factory, schema) = file_factory(path, format, *follow)
+                .map_err(|e| Error::InvalidArgument(format!("source `{name}`: {e}")))?;
+            Ok(FlowSource {
+                factory,
+                schema,
+                batch_rows: *batch_rows,
+            })
+        }
+        SourceSpec::Hybrid { .. } => Err(Error::InvalidArgument(format!(
+            "source `{name}`: a hybrid inside a hybrid"
+        ))),
+    }
+}
+
+/// Opens the file once (a bad path or header is reported before the job starts, and every
+/// attempt then reads with the same schema) and returns its factory.
+fn file_factory(
+    path: &std::path::Path,
+    format: FileFormat,
+    follow: bool,
+) -> eddy_core::Result<(SourceFactory, SchemaRef)> {
+    Ok(match format {
+        FileFormat::Csv => {
+            let options = CsvOptions::new(path).with_follow(follow);
+            let schema = CsvSource::new(options.clone())?.schema();
+            (
+                CsvSource::factory(options.with_schema(schema.clone())),
+                schema,
+            )
+        }
+        FileFormat::Jsonl => {
+            let options = JsonLinesOptions::new(path).with_follow(follow);
+            let schema = JsonLinesSource::new(options.clone())?.schema();
+            (
+                JsonLinesSource::factory(options.with_schema(schema.clone())),
+                schema,
+            )
+        }
+        FileFormat::Parquet => {
+            let mut options = ParquetSourceOptions::new(path);
+            options.follow = follow;
+            let schema = ParquetSource::new(options.clone())?.schema();
+            (ParquetSource::factory(options), schema)
+        }
+    })
+}
+
+/// A source delivering at most `rate` rows per second (measured from its first poll; a
+/// restored source starts a new measure). Told to stop following, it ends at once: a paced
+/// stream is the demo's stand-in for a live one.
+struct Paced<S> {
+    inner: S,
+    rate: Option<f64>,
+    started: Option<Instant>,
+    delivered: u64,
+    stopped: bool,
+}
+
+impl<S: Source> Paced<S> {
+    fn new(inner: S, rate: Option<f64>) -> Self {
+        Paced {
+            inner,
+            rate,
+            started: None,
+            delivered: 0,
+            stopped: false,
+        }
+    }
+}
+
+impl<S: Source> Source for Paced<S> {
+    fn schema(&self) -> SchemaRef {
+        self.inner.schema()
+    }
+
+    fn open(&mut self, ctx: &SourceContext) -> eddy_core::Result<()> {
+        self.inner.open(ctx)
+    }
+
+    fn poll_next(&mut self, ctx: &SourceContext) -> eddy_core::Result<SourcePoll> {
+        if self.stopped {
+            return Ok(SourcePoll::End);
+        }
+        if let Some(rate) = self.rate {
+            let started = *self.started.get_or_insert_with(Instant::now);
+            let due = Duration::from_secs_f64(self.delivered as f64 / rate);
+            if started.elapsed() < due {
+                return Ok(SourcePoll::Idle);
+            }
+        }
+        let poll = self.inner.poll_next(ctx)?;
+        if let SourcePoll::Batch(b) = &poll {
+            self.delivered += b.num_rows() as u64;
+        }
+        Ok(poll)
+    }
+
+    fn position(&self) -> SourcePosition {
+        self.inner.position()
+    }
+
+    fn seek(&mut self, position: &SourcePosition) -> eddy_core::Result<()> {
+        self.started = None;
+        self.delivered = 0;
+        self.inner.seek(position)
+    }
+
+    fn stop_following(&mut self) {
+        self.stopped = true;
+        self.inner.stop_following();
+    }
+}

@@ -1,0 +1,461 @@
+//! The one training engine: source → feature pipeline → learner (from the
+//! [learner registry](eddy_algorithms::learners)) → progressive evaluation → publisher, run as
+//! an eddy-core [`Dataflow`]. `eddy learn` and workflow `batch-train` / `stream-train` nodes
+//! are thin callers of [`TrainJob`]; nothing else has a training loop.
+//!
+//! ```no_run
+//! use eddy_algorithms::learners::{LearnerKind, LearnerSpec};
+//! use eddy_algorithms::pipeline::StandardPipeline;
+//! use eddy_core::source::file::{CsvOptions, CsvSource};
+//! use eddy_workflow::train::{TrainConfig, TrainJob};
+//!
+//! let mut config = TrainConfig::new("ctr", LearnerSpec::new(LearnerKind::Ftrl));
+//! config.checkpoint.dir = Some("eddy-runs/ctr/checkpoints".into());
+//! let job = TrainJob::new(config)?;
+//! let source = CsvSource::new(CsvOptions::new("clicks.csv"))?;
+//! let input = job.flow().source("clicks", source);
+//! let pipeline = StandardPipeline {
+//!     label: "label".into(),
+//!     numeric: vec!["f0".into()],
+//!     categorical: vec!["c0".into(), "c1".into()],
+//!     crosses: vec![],
+//!     scale: true,
+//!     dense: false,
+//!     hash_bits: 18,
+//! }
+//! .build()?;
+//! let outcome = job.start(input, pipeline, None)?.join()?;
+//! println!("{}", outcome.report.to_json_line());
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! ## What runs
+//! The source (any core [`Source`](eddy_core::source::Source), bounded or not) feeds the
+//! operator `learn` over a rebalance edge. For an online learner that operator featurizes each
+//! micro-batch (the pipeline's statistics follow the stream), predicts then learns it
+//! (progressive validation, with the configured label delay) and publishes a version when the
+//! [`PublishEvery`] policy says so. A batch learner's operator gathers the bounded input and
+//! fits when it ends.
+//!
+//! ## Fault tolerance
+//! The online operator's whole state — pipeline statistics, learner, evaluator, the position
+//! in the chain of published versions — is its checkpointed operator state (one checksummed
+//! frame). With [`CheckpointConfig::dir`] set (the callers set it: checkpoints are on by
+//! default for users):
+//! - **exactly-once** ([`FailoverMode::ExactlyOnce`]): a failure rolls the job back to the last
+//!   completed checkpoint — the source seeks back, the learner restores — and a job started
+//!   again on the same directory (after a crash, a kill or a stop) resumes from the newest
+//!   checkpoint. The final model is byte for byte the one an uninterrupted run trains. A
+//!   version the failed attempt published after the checkpoint is recognized when the replay
+//!   reaches it, not published twice ([`ModelStream::publish`]).
+//! - **approximate** ([`FailoverMode::Approximate`]): only the failed task restarts, from its
+//!   own last snapshot, while the source keeps reading; what was routed to it while it was
+//!   down is counted in `records_lost` ([`TrainOutcome::summary`]).
+//!
+//! A job whose bounded input ended clears its checkpoints (nothing is left to resume, as Flink
+//! discards a finished job's checkpoints); a stopped, cancelled or failed one keeps them.
+//! [`TrainHandle::stop`] takes a last checkpoint before it stops a followed source, so the
+//! next start resumes from there. Batch fits and multi-pass (`epochs > 1`) training keep no
+//! checkpoints: they restart from the beginning of their bounded input.
+//!
+//! ## Parallelism
+//! The learner runs as one subtask: its updates are sequential, which is what makes the final
+//! model exactly reproducible. (Data-parallel training shares one model through a parameter
+//! server: workflow `stream-train` nodes with `ps`, and `eddy learn --ps`.)
+//!
+//! | module | what |
+//! |---|---|
+//! | `operator` | the online learner operator and its snapshot |
+//! | `fit` | the batch-fit operator |
+
+mod fit;
+mod operator;
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use eddy_algorithms::eval::{MetricValues, ProgressiveConfig, ProgressiveValidation, Report};
+use eddy_algorithms::feature::categorical::Featurizer;
+use eddy_algorithms::learners::LearnerSpec;
+use eddy_algorithms::pipeline::Pipeline;
+use eddy_algorithms::trained::{OnlineModel, TrainedModel};
+use eddy_core::checkpoint::CheckpointStore;
+use eddy_core::dataflow::{
+    CheckpointConfig, Dataflow, DataflowConfig, FailoverConfig, FaultInjection, JobHandle,
+    RestartPolicy, Stream,
+};
+use eddy_core::message::Epoch;
+use eddy_core::metrics::JobSummary;
+use eddy_core::operator::OperatorFactory;
+use eddy_core::source::ErrorPolicy;
+
+use crate::error::{Error, Result};
+use crate::model_stream::{metric_map, ModelStream, PublishEvery};
+use crate::registry::{NewVersion, Registry, VersionMeta};
+
+pub use eddy_core::dataflow::{CheckpointMode, FailoverMode};
+
+/// The learner operator's name in the dataflow (for metrics and fault injection).
+pub const LEARN_OPERATOR: &str = "learn";
+
+/// Default time between checkpoints of a training job.
+pub const DEFAULT_CHECKPOINT_INTERVAL: Duration = Duration::from_secs(10);
+
+/// Where and how a job publishes versions of its model.
+#[derive(Debug, Clone)]
+pub struct PublishTo {
+    /// The model registry.
+    pub registry: Registry,
+    /// The model name.
+    pub name: String,
+    /// When to publish while training (a final version is published at the end regardless).
+    pub every: PublishEvery,
+    /// Metadata every version starts from (producer, lineage).
+    pub template: NewVersion,
+}
+
+/// What a running job reports.
+#[derive(Debug, Clone)]
+pub enum TrainEvent {
+    /// Rows predicted-then-learned so far.
+    Rows(u64),
+    /// A version was published (or, on a replay, recognized as published already).
+    Published {
+        /// The version.
+        version: u64,
+        /// Rows trained into it.
+        rows: u64,
+        /// Progressive metrics at that point.
+        metrics: std::collections::BTreeMap<String, f64>,
+    },
+}
+
+/// A listener for [`TrainEvent`]s, called on the learner's thread (keep it quick).
+pub type TrainEvents = Arc<dyn Fn(&TrainEvent) + Send + Sync>;
+
+/// Configuration of a [`TrainJob`].
+#[derive(Clone)]
+pub struct TrainConfig {
+    /// The job name (logs, metrics).
+    pub name: String,
+    /// The learner.
+    pub learner: LearnerSpec,
+    /// Progressive validation (metrics, label delay, windows, tail).
+    pub eval: ProgressiveConfig,
+    /// Publishing, if any.
+    pub publish: Option<PublishTo>,
+    /// Checkpoints: off without a `dir`; every [`DEFAULT_CHECKPOINT_INTERVAL`] by default.
+    pub checkpoint: CheckpointConfig,
+    /// Failover mode and restarts (default exactly-once, 3 restarts a minute).
+    pub failover: FailoverConfig,
+    /// What a malformed record does.
+    pub on_error: ErrorPolicy,
+    /// The dead-letter file.
+    pub dead_letter: Option<PathBuf>,
+    /// Rows per micro-batch the source cuts (default: the runtime's).
+    pub batch_rows: Option<usize>,
+    /// A listener for progress and publications.
+    pub events: Option<TrainEvents>,
+    /// Faults to inject (tests and benchmarks).
+    pub faults: Vec<FaultInjection>,
+}
+
+impl TrainConfig {
+    /// A job training `learner`, with the defaults above and checkpoints off until a
+    /// directory is given.
+    pub fn new(name: impl Into<String>, learner: LearnerSpec) -> Self {
+        TrainConfig {
+            name: name.into(),
+            learner,
+            eval: ProgressiveConfig::default(),
+            publish: None,
+            checkpoint: CheckpointConfig {
+                interval: Some(DEFAULT_CHECKPOINT_INTERVAL),
+                ..CheckpointConfig::default()
+            },
+            failover: FailoverConfig {
+                restart: RestartPolicy::restarts(3),
+                ..FailoverConfig::default()
+            },
+            on_error: ErrorPolicy::default(),
+            dead_letter: None,
+            batch_rows: None,
+            events: None,
+            faults: Vec::new(),
+        }
+    }
+}
+
+/// What the learner operator leaves when its input ends.
+pub(crate) struct Finished {
+    trained: TrainedModel,
+    /// Online: the evaluator (its report is taken at the end). Batch: none.
+    eval: Option<ProgressiveValidation>,
+    /// Batch: the training metrics.
+    metrics: MetricValues,
+    rows: u64,
+    stream: Option<ModelStream>,
+}
+
+/// What every attempt of the learner operator shares.
+pub(crate) struct Shared {
+    learner: LearnerSpec,
+    pipeline: Pipeline,
+    model: Option<OnlineModel>,
+    eval: ProgressiveConfig,
+    publish: Option<PublishTo>,
+    events: Option<TrainEvents>,
+    result: Mutex<Option<Finished>>,
+}
+
+/// A training job being assembled: add the source to [`flow`](Self::flow), then
+/// [`start`](Self::start) it.
+pub struct TrainJob {
+    config: TrainConfig,
+    flow: Dataflow,
+}
+
+impl TrainJob {
+    /// Checks the learner's params and prepares the dataflow.
+    pub fn new(mut config: TrainConfig) -> Result<Self> {
+        config.learner.check()?;
+        if !config.learner.kind.is_online() {
+            config.checkpoint.dir = None;
+        }
+        let mut bounds = DataflowConfig::default().bounds;
+        if let Some(rows) = config.batch_rows {
+            bounds.max_rows = rows.max(1);
+        }
+        let flow = Dataflow::new(DataflowConfig {
+            name: config.name.clone(),
+            bounds,
+            threads: 1,
+            dead_letter_path: config.dead_letter.clone(),
+            on_error: config.on_error,
+            checkpoint: config.checkpoint.clone(),
+            failover: config.failover.clone(),
+            faults: config.faults.clone(),
+            ..DataflowConfig::default()
+        });
+        Ok(TrainJob { config, flow })
+    }
+
+    /// The dataflow: add the job's source here.
+    pub fn flow(&self) -> &Dataflow {
+        &self.flow
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &TrainConfig {
+        &self.config
+    }
+
+    /// A fresh learner of the job's spec for `pipeline`'s features.
+    pub fn fresh_model(&self, pipeline: &Pipeline) -> Result<OnlineModel> {
+        let dense = matches!(pipeline.featurizer(), Featurizer::Assembler(_));
+        Ok(self.config.learner.online(pipeline.dim(), dense)?)
+    }
+
+    /// Starts training on `input` with `pipeline`, from `model` (a warm start or a resumed
+    /// version) or a fresh learner when `None`. A batch learner takes no model.
+    pub fn start(
+        self,
+        input: Stream,
+        pipeline: Pipeline,
+        model: Option<OnlineModel>,
+    ) -> Result<TrainHandle> {
+        let online = self.config.learner.kind.is_online();
+        let model = match (online, model) {
+            (true, Some(m)) => Some(m),
+            (true, None) => Some(self.fresh_model(&pipeline)?),
+            (false, None) => None,
+            (false, Some(_)) => {
+                return Err(Error::InvalidArgument(format!(
+                    "`{}` is a batch learner: it fits from scratch and takes no starting model",
+                    self.config.learner.kind
+                )))
+            }
+        };
+        let shared = Arc::new(Shared {
+            learner: self.config.learner.clone(),
+            pipeline,
+            model,
+            eval: self.config.eval.clone(),
+            publish: self.config.publish.clone(),
+            events: self.config.events.clone(),
+            result: Mutex::new(None),
+        });
+        let factory_shared = shared.clone();
+        let factory: OperatorFactory = Arc::new(move |_| {
+            let shared = factory_shared.clone();
+            if online {
+                Box::new(operator::LearnOperator::new(shared, LEARN_OPERATOR))
+            } else {
+                Box::new(fit::FitOperator::new(shared, LEARN_OPERATOR))
+            }
+        });
+        input
+            .rebalance()
+            .apply(LEARN_OPERATOR, factory)
+            .parallelism(1)
+            .sink("learned", NoOutput);
+        let job = self.flow.start()?;
+        Ok(TrainHandle {
+            job,
+            shared,
+            started: Instant::now(),
+            checkpoint: self.config.checkpoint,
+            stopped: AtomicBool::new(false),
+        })
+    }
+}
+
+/// The end of the job's stream: the learner emits no records (its output is the model).
+#[derive(Clone)]
+struct NoOutput;
+
+impl eddy_core::sink::Sink for NoOutput {
+    fn write(&mut self, _batch: &arrow::record_batch::RecordBatch) -> eddy_core::Result<()> {
+        Ok(())
+    }
+}
+
+/// A running training job.
+pub struct TrainHandle {
+    job: JobHandle,
+    shared: Arc<Shared>,
+    started: Instant,
+    checkpoint: CheckpointConfig,
+    stopped: AtomicBool,
+}
+
+/// What a finished job produced.
+#[derive(Debug)]
+pub struct TrainOutcome {
+    /// The final pipeline and model.
+    pub trained: TrainedModel,
+    /// Rows, seconds and metrics: progressive for online learners, `train_*` for batch fits.
+    pub report: Report,
+    /// The dataflow's summary: dead letters, restarts, `records_lost`, checkpoints.
+    pub summary: JobSummary,
+    /// The newest version this job published (the final one), when publishing.
+    pub version: Option<VersionMeta>,
+    /// Versions published (or recognized on a replay) by this run.
+    pub versions: u64,
+    /// The checkpoint this run resumed from, if any.
+    pub restored: Option<Epoch>,
+}
+
+impl TrainHandle {
+    /// The running dataflow (metrics, progress, checkpoints).
+    pub fn job(&self) -> &JobHandle {
+        &self.job
+    }
+
+    /// Whether the job has finished.
+    pub fn is_finished(&self) -> bool {
+        self.job.is_finished()
+    }
+
+    /// Stops the job cleanly: with checkpoints on, takes a last checkpoint (waiting up to
+    /// `wait` for it to complete), then ends followed sources; the learner drains and the
+    /// final version is published by [`join`](Self::join). The checkpoints are kept, so the
+    /// next start resumes from the last one.
+    pub fn stop(&self, wait: Duration) {
+        self.stopped.store(true, Ordering::SeqCst);
+        if self.checkpoint.dir.is_some() && !self.job.is_finished() {
+            let epoch = self.job.trigger_checkpoint();
+            let deadline = Instant::now() + wait;
+            while Instant::now() < deadline
+                && !self.job.is_finished()
+                && !self.job.completed_checkpoints().contains(&epoch)
+            {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        }
+        self.job.stop();
+    }
+
+    /// Waits for the end of the input (or a [`stop`](Self::stop)), publishes the final version
+    /// and returns the outcome.
+    pub fn join(self) -> Result<TrainOutcome> {
+        let TrainHandle {
+            job,
+            shared,
+            started,
+            checkpoint,
+            stopped,
+        } = self;
+        let restored = job.restored_checkpoint();
+        let summary = job.join()?;
+        let finished = shared
+            .result
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+            .ok_or_else(|| Error::InvalidArgument("the learner did not finish".into()))?;
+        let Finished {
+            mut trained,
+            eval,
+            metrics,
+            rows,
+            stream,
+        } = finished;
+        let report = match eval {
+            Some(mut eval) => eval.finish(&mut trained.model)?,
+            None => Report::new(rows, 0.0, metrics),
+        };
+        let report = Report::new(report.rows, started.elapsed().as_secs_f64(), report.metrics);
+        let (version, versions) = publish_final(&shared, stream, &trained, &report)?;
+        if !stopped.load(Ordering::SeqCst) {
+            if let Some(dir) = &checkpoint.dir {
+                CheckpointStore::open(dir, checkpoint.retain.max(1))?.clear()?;
+                // the directory itself too, when nothing else is in it
+                let _ = std::fs::remove_dir(dir);
+            }
+        }
+        Ok(TrainOutcome {
+            trained,
+            report,
+            summary,
+            version,
+            versions,
+            restored,
+        })
+    }
+}
+
+/// Publishes the final version (a batch fit's only one) unless the last periodic version
+/// already holds exactly this model.
+fn publish_final(
+    shared: &Shared,
+    stream: Option<ModelStream>,
+    trained: &TrainedModel,
+    report: &Report,
+) -> Result<(Option<VersionMeta>, u64)> {
+    let mut stream = match (stream, &shared.publish) {
+        (Some(s), _) => s,
+        (None, Some(p)) => ModelStream::new(
+            p.registry.clone(),
+            p.name.clone(),
+            p.every,
+            p.template.clone(),
+        )?,
+        (None, None) => return Ok((None, 0)),
+    };
+    let before = stream.published();
+    let metrics = metric_map(&report.metrics);
+    let meta = stream.finish(trained, report.rows, metrics.clone())?;
+    if stream.published() > before {
+        if let Some(events) = &shared.events {
+            events(&TrainEvent::Published {
+                version: meta.version,
+                rows: report.rows,
+                metrics,
+            });
+        }
+    }
+    Ok((Some(meta), stream.published()))
+}

@@ -1,0 +1,260 @@
+//! The learner as a dataflow operator: featurize, predict-then-learn (progressive validation),
+//! publish when due; its whole state — pipeline statistics, learner, evaluator, publication
+//! position — is its checkpointed operator state.
+
+use std::sync::Arc;
+
+use arrow::record_batch::RecordBatch;
+use eddy_algorithms::eval::ProgressiveValidation;
+use eddy_algorithms::features::{Examples, Features};
+use eddy_algorithms::learner::Predictor;
+use eddy_algorithms::trained::TrainedModel;
+use eddy_core::error::ErrorDomain;
+use eddy_core::message::Epoch;
+use eddy_core::operator::{Collector, Operator, TaskInfo};
+
+use super::{Finished, Shared, TrainEvent};
+use crate::model_stream::{metric_map, ModelStream, StreamPosition};
+
+/// The kind written in the header of a learner snapshot (a checksummed model-file frame).
+pub(crate) const SNAPSHOT_KIND: &str = "eddy-learner-snapshot";
+
+/// What a snapshot holds (written from borrowed state, read back owned: the same encoding).
+#[derive(serde::Serialize)]
+struct SnapshotRef<'a> {
+    /// The pipeline and learner, in the model-file format.
+    model: Vec<u8>,
+    eval: &'a ProgressiveValidation,
+    rows: u64,
+    stream: Option<StreamPosition>,
+}
+
+/// A snapshot read back.
+#[derive(serde::Deserialize)]
+struct Snapshot {
+    model: Vec<u8>,
+    eval: ProgressiveValidation,
+    rows: u64,
+    stream: Option<StreamPosition>,
+}
+
+/// The state of one attempt.
+struct State {
+    trained: TrainedModel,
+    eval: ProgressiveValidation,
+    rows: u64,
+    stream: Option<ModelStream>,
+    /// Reused featurization buffer.
+    examples: Examples,
+}
+
+/// The online learner operator (see the [module docs](self)).
+pub(crate) struct LearnOperator {
+    shared: Arc<Shared>,
+    name: String,
+    subtask: usize,
+    /// Built in `on_start` (errors have a place to go there).
+    state: Option<State>,
+}
+
+/// The domain of an algorithms error: bad data or params are the user's, the rest external.
+fn domain_of(e: &eddy_algorithms::Error) -> ErrorDomain {
+    match e {
+        eddy_algorithms::Error::Core(inner) => inner.domain(),
+        eddy_algorithms::Error::Io { .. } => ErrorDomain::External,
+        _ => ErrorDomain::User,
+    }
+}
+
+impl LearnOperator {
+    /// A fresh attempt.
+    pub(crate) fn new(shared: Arc<Shared>, name: &str) -> Self {
+        LearnOperator {
+            shared,
+            name: name.to_string(),
+            subtask: 0,
+            state: None,
+        }
+    }
+
+    fn error(&self, e: impl std::fmt::Display, domain: ErrorDomain) -> eddy_core::Error {
+        eddy_core::Error::Operator {
+            operator: self.name.clone(),
+            subtask: self.subtask,
+            message: e.to_string(),
+            domain,
+        }
+    }
+
+    fn algo_error(&self, e: eddy_algorithms::Error) -> eddy_core::Error {
+        let domain = domain_of(&e);
+        self.error(e, domain)
+    }
+
+    fn publish_error(&self, e: crate::Error) -> eddy_core::Error {
+        self.error(format!("publishing: {e}"), ErrorDomain::External)
+    }
+
+    /// The starting state: the shared pipeline and model, a fresh evaluator.
+    fn initial_state(&self) -> eddy_core::Result<State> {
+        let model = self.shared.model.clone().ok_or_else(|| {
+            self.error(
+                "an online learner needs a starting model",
+                ErrorDomain::Internal,
+            )
+        })?;
+        let eval = self.shared.eval.build(model.task());
+        let eval = eval.map_err(|e| self.algo_error(e))?;
+        let examples = Examples::new(Features::Sparse(Default::default()), Vec::new(), None);
+        let examples = examples.map_err(|e| self.algo_error(e))?;
+        let stream = match &self.shared.publish {
+            Some(p) => Some(
+                ModelStream::new(
+                    p.registry.clone(),
+                    p.name.clone(),
+                    p.every,
+                    p.template.clone(),
+                )
+                .map_err(|e| self.publish_error(e))?,
+            ),
+            None => None,
+        };
+        Ok(State {
+            trained: TrainedModel {
+                pipeline: self.shared.pipeline.clone(),
+                model,
+            },
+            eval,
+            rows: 0,
+            stream,
+            examples,
+        })
+    }
+
+    fn state(&mut self) -> eddy_core::Result<&mut State> {
+        match self.state {
+            Some(ref mut s) => Ok(s),
+            None => Err(eddy_core::Error::Internal(format!(
+                "{}[{}] used before on_start",
+                self.name, self.subtask
+            ))),
+        }
+    }
+
+    fn emit(&self, event: TrainEvent) {
+        if let Some(events) = &self.shared.events {
+            events(&event);
+        }
+    }
+
+    /// Learns one batch and publishes a version when one is due.
+    fn learn(&mut self, batch: &RecordBatch) -> Result<Option<TrainEvent>, LearnError> {
+        let s = self.state().map_err(LearnError::Core)?;
+        s.trained
+            .pipeline
+            .learn_examples_into(batch, &mut s.examples)
+            .map_err(LearnError::Algorithms)?;
+        s.eval
+            .process(&mut s.trained.model, &s.examples)
+            .map_err(LearnError::Algorithms)?;
+        s.rows += batch.num_rows() as u64;
+        let Some(stream) = s.stream.as_mut().filter(|st| st.due(s.rows)) else {
+            return Ok(None);
+        };
+        let metrics = metric_map(&s.eval.cumulative());
+        let meta = stream
+            .publish(&s.trained, s.rows, metrics.clone())
+            .map_err(LearnError::Publish)?;
+        Ok(Some(TrainEvent::Published {
+            version: meta.version,
+            rows: s.rows,
+            metrics,
+        }))
+    }
+}
+
+/// The three ways learning a batch fails.
+enum LearnError {
+    Core(eddy_core::Error),
+    Algorithms(eddy_algorithms::Error),
+    Publish(crate::Error),
+}
+
+impl Operator for LearnOperator {
+    fn on_start(&mut self, task: &TaskInfo) -> eddy_core::Result<()> {
+        self.subtask = task.subtask;
+        self.state = Some(self.initial_state()?);
+        Ok(())
+    }
+
+    fn process(
+        &mut self,
+        _input: usize,
+        batch: RecordBatch,
+        _out: &mut Collector,
+    ) -> eddy_core::Result<()> {
+        match self.learn(&batch) {
+            Ok(published) => {
+                let rows = self.state()?.rows;
+                self.emit(TrainEvent::Rows(rows));
+                if let Some(event) = published {
+                    self.emit(event);
+                }
+                Ok(())
+            }
+            Err(LearnError::Core(e)) => Err(e),
+            Err(LearnError::Algorithms(e)) => Err(self.algo_error(e)),
+            Err(LearnError::Publish(e)) => Err(self.publish_error(e)),
+        }
+    }
+
+    fn snapshot(&mut self, _epoch: Epoch) -> eddy_core::Result<Option<Vec<u8>>> {
+        let s = self.state()?;
+        let snapshot = s.trained.to_bytes().and_then(|model| {
+            let frame = SnapshotRef {
+                model,
+                eval: &s.eval,
+                rows: s.rows,
+                stream: s.stream.as_ref().map(ModelStream::position),
+            };
+            eddy_algorithms::model::encode(SNAPSHOT_KIND, &frame)
+        });
+        snapshot.map(Some).map_err(|e| self.algo_error(e))
+    }
+
+    fn restore(&mut self, bytes: &[u8]) -> eddy_core::Result<()> {
+        let refused = |e: eddy_algorithms::Error| {
+            self.error(
+                format!("learner snapshot refused: {e}"),
+                ErrorDomain::Internal,
+            )
+        };
+        let snapshot: Snapshot =
+            eddy_algorithms::model::decode(bytes, SNAPSHOT_KIND).map_err(refused)?;
+        let trained = TrainedModel::from_bytes(&snapshot.model).map_err(refused)?;
+        let s = self.state()?;
+        s.trained = trained;
+        s.eval = snapshot.eval;
+        s.rows = snapshot.rows;
+        if let (Some(stream), Some(position)) = (s.stream.as_mut(), snapshot.stream) {
+            stream.restore_position(position);
+        }
+        Ok(())
+    }
+
+    fn on_end(&mut self, _out: &mut Collector) -> eddy_core::Result<()> {
+        let s = match self.state.take() {
+            Some(s) => s,
+            None => return Err(eddy_core::Error::Internal("learner ended twice".into())),
+        };
+        let finished = Finished {
+            trained: s.trained,
+            eval: Some(s.eval),
+            metrics: Default::default(),
+            rows: s.rows,
+            stream: s.stream,
+        };
+        *self.shared.result.lock().unwrap_or_else(|p| p.into_inner()) = Some(finished);
+        Ok(())
+    }
+}
