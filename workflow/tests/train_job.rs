@@ -189,7 +189,7 @@ fn approximate_failover_restarts_the_learner_alone_and_counts_the_loss() {
     for seed in 0..3u64 {
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(200 + seed);
         let dir = tempfile::tempdir().unwrap();
-        let at = rng.random_range(10..BATCHES - 10);
+        let at = rng.random_range(30..BATCHES - 10);
         let o = run(config(
             Some(dir.path()),
             FailoverMode::Approximate,
@@ -208,6 +208,15 @@ fn approximate_failover_restarts_the_learner_alone_and_counts_the_loss() {
             o.report.rows < ROWS,
             "seed {seed}: the learner saw every row"
         );
+        // the restarted learner went on from its snapshot (rows learned before the failure
+        // count), not from nothing: a fresh learner would have learned at most the rows after
+        // the failing batch, `ROWS - at * BATCH - records_lost`
+        assert!(
+            o.report.rows + o.summary.records_lost > ROWS - at * BATCH as u64,
+            "seed {seed}: the learner restarted without its snapshot ({} rows, {} lost)",
+            o.report.rows,
+            o.summary.records_lost
+        );
     }
 }
 
@@ -218,7 +227,7 @@ fn versions_published_after_the_restored_checkpoint_are_not_published_twice() {
     let publish = PublishTo {
         registry: registry.clone(),
         name: "ctr".into(),
-        every: PublishEvery::rows(2_000),
+        every: PublishEvery::rows(1_000),
         template: NewVersion {
             producer: "test".into(),
             ..NewVersion::default()
@@ -227,15 +236,18 @@ fn versions_published_after_the_restored_checkpoint_are_not_published_twice() {
     let mut faulty = config(
         Some(dir.path()),
         FailoverMode::ExactlyOnce,
-        vec![FaultInjection::error("learn", 0, 50)],
+        vec![FaultInjection::error("learn", 0, 60)],
     );
+    // checkpoints about every 30 batches, a version every 4: the failure comes after
+    // versions the restored checkpoint does not know of, which the replay publishes again
+    faulty.checkpoint.interval = Some(Duration::from_millis(30));
     faulty.publish = Some(publish);
     let o = run(faulty).unwrap();
     assert_eq!(o.summary.restarts, 1);
     let versions = registry.versions("ctr").unwrap();
     let rows: Vec<u64> = versions.iter().map(|v| v.training_rows).collect();
-    let expected: Vec<u64> = (1..=ROWS / 2_000).map(|i| i * 2_000).collect();
-    assert_eq!(rows, expected, "one version per 2,000 rows, none twice");
+    let expected: Vec<u64> = (1..=ROWS / 1_000).map(|i| i * 1_000).collect();
+    assert_eq!(rows, expected, "one version per 1,000 rows, none twice");
     for pair in versions.windows(2) {
         assert_eq!(pair[1].lineage.parent, Some(pair[0].version));
     }
