@@ -10,6 +10,7 @@
 //!   achieved rate and p50/p99 latency;
 //! - `batch`: 100-row requests: rows/s and per-request latency.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, Context};
@@ -17,19 +18,13 @@ use arrow::array::{Array, AsArray};
 use arrow::datatypes::{DataType, Float64Type};
 use arrow::record_batch::RecordBatch;
 use clap::Args;
-use eddy_algorithms::feature::categorical::{
-    FeatureHasher, FeatureHasherParams, Featurizer, LabelSpec,
-};
-use eddy_algorithms::feature::numeric::{StandardScaler, StandardScalerParams};
-use eddy_algorithms::features::{Examples, Features};
-use eddy_algorithms::learner::OnlineLearner;
-use eddy_algorithms::online::linear::FtrlLogisticParams;
-use eddy_algorithms::pipeline::Pipeline;
-use eddy_algorithms::trained::{OnlineModel, TrainedModel};
-use eddy_algorithms::transform::{FeatureStep, Params};
+use eddy_algorithms::learners::{LearnerKind, LearnerSpec};
+use eddy_algorithms::pipeline::StandardPipeline;
+use eddy_algorithms::trained::TrainedModel;
 use eddy_core::datagen::ctr::CtrGenerator;
 use eddy_workflow::registry::{NewVersion, Registry};
 use eddy_workflow::serving::{ServeConfig, Server};
+use eddy_workflow::train::{TrainConfig, TrainJob};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
 use hyper_util::rt::TokioIo;
@@ -72,7 +67,10 @@ pub fn run(args: ServeBenchArgs) -> anyhow::Result<()> {
 async fn bench(args: ServeBenchArgs) -> anyhow::Result<()> {
     let dir = std::env::temp_dir().join(format!("eddy-bench-serve-{}", std::process::id()));
     let registry = Registry::open(&dir)?;
-    let generator = CtrGenerator::new(eddy_core::datagen::ctr::DEFAULT_SEED, false);
+    let generator = Arc::new(CtrGenerator::new(
+        eddy_core::datagen::ctr::DEFAULT_SEED,
+        false,
+    ));
     let trained = train(&generator, args.train_rows)?;
     registry.publish(MODEL, &trained.to_bytes()?, NewVersion::default())?;
     let server = Server::new(registry, ServeConfig::default()).await?;
@@ -109,43 +107,24 @@ async fn bench(args: ServeBenchArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Trains the benchmark model the way `eddy learn` does on this data.
-fn train(generator: &CtrGenerator, rows: u64) -> anyhow::Result<TrainedModel> {
-    let numeric: Vec<String> = (0..5).map(|j| format!("f{j}")).collect();
-    let categorical: Vec<String> = (0..10).map(|k| format!("c{k}")).collect();
-    let scaler = StandardScalerParams {
-        input_cols: numeric.clone(),
-        ..Default::default()
-    };
-    let steps: Vec<Box<dyn FeatureStep>> = vec![Box::new(StandardScaler::new(scaler.check()?))];
-    let hasher = FeatureHasherParams {
-        numeric,
-        categorical,
-        bits: 20,
-        ..Default::default()
-    };
-    let mut pipeline = Pipeline::new(
-        steps,
-        Featurizer::Hasher(FeatureHasher::new(hasher.check()?)),
-        Some(LabelSpec::new("label")),
-    );
-    let mut model = OnlineModel::Ftrl(
-        FtrlLogisticParams {
-            dim: Some(pipeline.dim()),
-            ..Default::default()
-        }
-        .build()?,
-    );
-    let mut examples = Examples::new(Features::Sparse(Default::default()), Vec::new(), None)?;
-    let mut start = 0;
-    while start < rows {
-        let n = (rows - start).min(8192) as usize;
-        let batch = generator.batch(start, n)?;
-        pipeline.learn_examples_into(&batch, &mut examples)?;
-        model.learn(&examples)?;
-        start += n as u64;
+/// Trains the benchmark model with the training job, as `eddy learn` does on this data.
+fn train(generator: &Arc<CtrGenerator>, rows: u64) -> anyhow::Result<TrainedModel> {
+    let job = TrainJob::new(TrainConfig::new(
+        "bench-serve",
+        LearnerSpec::new(LearnerKind::Ftrl),
+    ))?;
+    let input = job.flow().source("clicks", generator.source(Some(rows)));
+    let pipeline = StandardPipeline {
+        label: "label".into(),
+        numeric: (0..5).map(|j| format!("f{j}")).collect(),
+        categorical: (0..10).map(|k| format!("c{k}")).collect(),
+        crosses: Vec::new(),
+        scale: true,
+        dense: false,
+        hash_bits: 20,
     }
-    Ok(TrainedModel { pipeline, model })
+    .build()?;
+    Ok(job.start(input, pipeline, None)?.join()?.trained)
 }
 
 /// A request body of `n` rows of `batch` from row `from`.

@@ -5,11 +5,11 @@
 //! | [`gen`] | `eddy gen ctr`: the synthetic click stream |
 //! | [`agg`] | `eddy agg`: keyed event-time window aggregation over a file |
 //! | [`bench`] | `eddy bench`: throughput benchmarks |
-//! | [`learn`] | `eddy learn`: online training with progressive validation |
+//! | [`learn`] | `eddy learn`: flags → the library's training job (any learner of the registry, checkpoints on) |
 //! | [`predict`] | `eddy predict`: score a file with a saved model |
 //! | [`learn_ps`] | `eddy learn --ps …`: training through a parameter server with N workers |
 //! | [`ps`] | `eddy ps serve`: one parameter-server shard over gRPC |
-//! | [`learn_publish`] | `eddy learn --registry/--name/--publish-every`: versions in a model registry |
+//! | [`learn_publish`] | `eddy learn --registry/--name/--publish-every` → the job's publisher |
 //! | [`models`] | `eddy models`: list registry models and versions, change stages |
 //! | [`serve`] | `eddy serve`: HTTP/gRPC model serving with hot swap |
 //! | [`bench_checkpoint`] | `eddy bench checkpoint`: checkpoint duration and recovery under backpressure |
