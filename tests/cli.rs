@@ -283,3 +283,44 @@ fn learn_saves_a_model_that_predict_applies_like_the_library() {
     assert!(!failed.status.success());
     assert!(String::from_utf8_lossy(&failed.stderr).contains("model.eddy"));
 }
+
+#[test]
+fn predict_scores_the_same_rows_in_the_same_order_on_any_thread_count() {
+    let dir = tempfile::tempdir().unwrap();
+    let (data, model) = (dir.path().join("d.csv"), dir.path().join("m.eddy"));
+    ok(&["gen", "ctr", "--rows", "30000", "--out", p(&data)]);
+    ok(&[
+        "learn",
+        "--data",
+        p(&data),
+        "--label",
+        "label",
+        "--model",
+        "softmax",
+        "--hash-bits",
+        "16",
+        "--checkpoint-every",
+        "off",
+        "--save",
+        p(&model),
+    ]);
+    let scored = |threads: &str| {
+        let out = dir.path().join(format!("scored-{threads}.csv"));
+        ok(&[
+            "predict",
+            "--model",
+            p(&model),
+            "--data",
+            p(&data),
+            "--out",
+            p(&out),
+            "--threads",
+            threads,
+        ]);
+        std::fs::read(&out).unwrap()
+    };
+    let one = scored("1");
+    assert_eq!(one.iter().filter(|&&b| b == b'\n').count(), 30001);
+    // batches of 8192 rows are cut into 3 ranges: a short last range, order kept
+    assert!(scored("3") == one, "3 threads scored differently from 1");
+}

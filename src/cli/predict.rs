@@ -1,6 +1,12 @@
 //! `eddy predict`: scores a file with a model saved by `eddy learn --save`. The rows go through
 //! the model's own pipeline, so they are featurized exactly as the training rows were. Output:
-//! the input columns plus `prediction` (and `score_<i>` columns for multiclass models).
+//! the input columns plus `prediction` (and `score_<i>` columns for multiclass models), in the
+//! order of the input.
+//!
+//! Scoring is data-parallel: each micro-batch is cut into `--threads` row ranges (zero-copy
+//! slices) that are featurized and scored at once on a rayon pool of that size, and the
+//! scored ranges are put back together in order. Featurizing and scoring a row depend on that
+//! row alone (the pipeline is frozen), so the output is the same for any thread count.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -43,6 +49,43 @@ pub struct PredictArgs {
     /// What a malformed record does: `dead-letter` (default) or `fail`.
     #[arg(long, default_value = "dead-letter")]
     pub on_error: ErrorPolicy,
+    /// Threads scoring each batch (default: one per core).
+    #[arg(long)]
+    pub threads: Option<usize>,
+}
+
+/// Rows below which a batch is scored on one thread (a split costs more than it saves).
+const MIN_PARALLEL_ROWS: usize = 2048;
+
+/// Scores `batch` on `pool`: row ranges in parallel, put back together in order.
+pub fn score_parallel(
+    pool: &rayon::ThreadPool,
+    model: &TrainedModel,
+    batch: &RecordBatch,
+) -> eddy_algorithms::Result<RecordBatch> {
+    use rayon::prelude::*;
+    let rows = batch.num_rows();
+    let parts = pool
+        .current_num_threads()
+        .min(rows / (MIN_PARALLEL_ROWS / 2))
+        .max(1);
+    if parts == 1 {
+        return score(model, batch);
+    }
+    let chunk = rows.div_ceil(parts);
+    let scored = pool.install(|| {
+        (0..parts)
+            .into_par_iter()
+            .map(|i| {
+                let start = i * chunk;
+                score(model, &batch.slice(start, chunk.min(rows - start)))
+            })
+            .collect::<eddy_algorithms::Result<Vec<RecordBatch>>>()
+    })?;
+    Ok(arrow::compute::concat_batches(
+        &scored[0].schema(),
+        &scored,
+    )?)
 }
 
 /// Appends the model's predictions to `batch`.
@@ -85,9 +128,20 @@ pub fn run(args: PredictArgs) -> anyhow::Result<()> {
     });
     let schema = args.schema.as_deref().map(io::parse_schema).transpose()?;
     let (source, _) = io::source(&flow, &args.data, args.format, schema, false, 1)?;
+    let threads = args
+        .threads
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+        .max(1);
+    let pool = Arc::new(
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .thread_name(|i| format!("eddy-predict-{i}"))
+            .build()
+            .context("starting the scoring threads")?,
+    );
     let m = model.clone();
     let scored = source.map("predict", move |batch| {
-        score(&m, &batch).map_err(|e| eddy_core::Error::Operator {
+        score_parallel(&pool, &m, &batch).map_err(|e| eddy_core::Error::Operator {
             operator: "predict".into(),
             subtask: 0,
             message: e.to_string(),
