@@ -324,3 +324,42 @@ fn predict_scores_the_same_rows_in_the_same_order_on_any_thread_count() {
     // batches of 8192 rows are cut into 3 ranges: a short last range, order kept
     assert!(scored("3") == one, "3 threads scored differently from 1");
 }
+
+#[test]
+fn a_diverged_model_fails_the_job_and_is_not_published() {
+    // #14 case 6: unscaled 1e300 values drive the learners to NaN
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("huge.csv");
+    let mut text = String::from("label,x,c\n");
+    for i in 0..400 {
+        let sign = if i % 3 == 0 { "-" } else { "" };
+        text.push_str(&format!("{},{sign}1e300,k{}\n", i % 2, i % 7));
+    }
+    std::fs::write(&data, text).unwrap();
+    let registry = dir.path().join("registry");
+    for model in ["ftrl", "sgd", "sgd-regression"] {
+        let out = eddy(&[
+            "learn",
+            "--data",
+            p(&data),
+            "--label",
+            "label",
+            "--model",
+            model,
+            "--no-scale",
+            "--checkpoint-every",
+            "off",
+            "--registry",
+            p(&registry),
+            "--name",
+            model,
+        ]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{model}: a NaN model was accepted");
+        assert!(err.contains("diverged"), "{model}: {err}");
+        assert!(
+            !registry.join(model).join("v1").exists(),
+            "{model}: a diverged model was published"
+        );
+    }
+}

@@ -58,6 +58,9 @@
 //! next start resumes from there. Batch fits and multi-pass (`epochs > 1`) training keep no
 //! checkpoints: they restart from the beginning of their bounded input.
 //!
+//! A model whose predictions stop being finite numbers (a learner diverged on unscaled input)
+//! fails the job with an error saying so; it is never published or returned.
+//!
 //! ## Parallelism
 //! The learner runs as one subtask: its updates are sequential, which is what makes the final
 //! model exactly reproducible. (Data-parallel training shares one model through a parameter
@@ -407,6 +410,9 @@ impl TrainHandle {
             Some(mut eval) => eval.finish(&mut trained.model)?,
             None => Report::new(rows, 0.0, metrics),
         };
+        if let Some(why) = diverged(&report.metrics, report.rows) {
+            return Err(Error::InvalidArgument(why));
+        }
         let report = Report::new(report.rows, started.elapsed().as_secs_f64(), report.metrics);
         let (version, versions) = publish_final(&shared, stream, &trained, &report)?;
         if !stopped.load(Ordering::SeqCst) {
@@ -425,6 +431,19 @@ impl TrainHandle {
             restored,
         })
     }
+}
+
+/// Why a model whose progressive metrics are `metrics` after `rows` rows has diverged, if it
+/// has: a metric that is NaN or infinite means predictions that are (the log loss clamps its
+/// probabilities, so only a NaN prediction makes it non-finite). Such a model is neither
+/// published nor returned.
+pub(crate) fn diverged(metrics: &MetricValues, rows: u64) -> Option<String> {
+    let (name, value) = metrics.iter().find(|(_, v)| !v.is_finite())?;
+    Some(format!(
+        "the model diverged after {rows} rows: its {name} is {value} (its predictions are not \
+         finite numbers), so it is not published; scale the numeric columns (drop --no-scale, \
+         or `scale = true` in the features) or lower the learning rate"
+    ))
 }
 
 /// Publishes the final version (a batch fit's only one) unless the last periodic version

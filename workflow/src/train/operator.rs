@@ -161,7 +161,11 @@ impl LearnOperator {
         let Some(stream) = s.stream.as_mut().filter(|st| st.due(s.rows)) else {
             return Ok(None);
         };
-        let metrics = metric_map(&s.eval.cumulative());
+        let cumulative = s.eval.cumulative();
+        if let Some(why) = super::diverged(&cumulative, s.rows) {
+            return Err(LearnError::Diverged(why));
+        }
+        let metrics = metric_map(&cumulative);
         let meta = stream
             .publish(&s.trained, s.rows, metrics.clone())
             .map_err(LearnError::Publish)?;
@@ -173,11 +177,13 @@ impl LearnOperator {
     }
 }
 
-/// The three ways learning a batch fails.
+/// The ways learning a batch fails.
 enum LearnError {
     Core(eddy_core::Error),
     Algorithms(eddy_algorithms::Error),
     Publish(crate::Error),
+    /// The model's predictions are no longer finite: nothing is published.
+    Diverged(String),
 }
 
 impl Operator for LearnOperator {
@@ -205,6 +211,7 @@ impl Operator for LearnOperator {
             Err(LearnError::Core(e)) => Err(e),
             Err(LearnError::Algorithms(e)) => Err(self.algo_error(e)),
             Err(LearnError::Publish(e)) => Err(self.publish_error(e)),
+            Err(LearnError::Diverged(why)) => Err(self.error(why, ErrorDomain::User)),
         }
     }
 
