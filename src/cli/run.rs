@@ -1,7 +1,11 @@
 //! `eddy run WORKFLOW.toml`: executes a workflow in this process (files, a local registry under
 //! the run directory), with a live status line per node on a terminal and a summary at the
 //! end. Ctrl-C stops cleanly; running it again on the same run directory resumes (completed
-//! nodes are not re-run).
+//! nodes are not re-run). `--json` prints the final run state on stdout.
+//!
+//! Exit status: 0 when every node succeeded or the run was stopped (Ctrl-C); 1 when a node
+//! failed — including a `serve` node that never had a version to serve (its gate rejected
+//! every version), so "nothing deployed" is never a success.
 
 use std::collections::BTreeMap;
 use std::io::IsTerminal;
@@ -30,6 +34,10 @@ pub struct RunArgs {
     /// Start over: delete the run directory's state, registry and logs first.
     #[arg(long)]
     pub fresh: bool,
+    /// Print the final run state (`state.json`: every node's status, rows, metrics, versions,
+    /// errors) as one JSON document on stdout.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Live status: one spinner per node on a terminal, one line per state change otherwise.
@@ -208,6 +216,12 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
             "run `eddy run {} --run-dir {}` again to resume",
             args.workflow.display(),
             run_dir.display()
+        );
+    }
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string(state).context("writing the run state as JSON")?
         );
     }
     let failed = summary.failed();

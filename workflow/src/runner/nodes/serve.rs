@@ -1,7 +1,9 @@
 //! `serve`: the model server ([`crate::serving::Server`]) on the node's address, serving the
 //! newest version of the model in the node's stage and swapping in new ones as they are
 //! promoted, until the rest of the workflow has finished (or Ctrl-C; with `--serve-forever`
-//! only Ctrl-C). It reports where it listens and a ready-to-paste `curl` with a real row.
+//! only Ctrl-C). It reports where it listens and a ready-to-paste `curl` with a real row. A
+//! serve node that never had a version to serve (every version rejected by its gate, say)
+//! fails, so `eddy run` says so and exits non-zero.
 
 use std::time::Duration;
 
@@ -60,11 +62,23 @@ pub(crate) async fn run(ctx: &NodeCtx) -> Result<Outcome> {
         curl,
     });
     let mut wind_down = ctx.wind_down.clone();
+    let state = server.state();
     server
         .run(listener, None, async move {
             let _ = wind_down.wait_for(|done| *done).await;
         })
         .await?;
+    if state.models().iter().all(|m| m.current().is_none()) {
+        // the server answered 503 all along: say so rather than succeed
+        return Err(Error::Node {
+            node: ctx.spec.name.clone(),
+            message: format!(
+                "served nothing: `{selector}` never had a version to serve (no version of `{}` \
+                 reached that stage; did its gate reject every version?)",
+                s.model
+            ),
+        });
+    }
     Ok(Outcome {
         pass: true,
         message: Some(format!("served {selector} at {url}")),
