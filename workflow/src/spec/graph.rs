@@ -16,11 +16,12 @@ struct Graph<'a> {
     loc: &'a Locator<'a>,
 }
 
-fn raw_node<'r>(raw: &'r RawWorkflow, name: &str) -> Option<(&'r S, &'r RawNode)> {
+/// The raw nodes by name (one lookup per node keeps the checks linear in the node count).
+fn raw_nodes(raw: &RawWorkflow) -> BTreeMap<&str, (&S, &RawNode)> {
     raw.nodes
         .iter()
-        .find(|(k, _)| k.get_ref() == name)
-        .map(|(k, v)| (k, v.get_ref()))
+        .map(|(k, v)| (k.get_ref().as_str(), (k, v.get_ref())))
+        .collect()
 }
 
 impl Graph<'_> {
@@ -54,6 +55,8 @@ pub(super) fn check_graph(
     nodes: Vec<(S, NodeSpec)>,
 ) -> Result<()> {
     let g = Graph { loc };
+    let raw_by_name = raw_nodes(raw);
+    let raw_node = |name: &str| raw_by_name.get(name).copied();
     let source_names: Vec<&str> = wf.sources.keys().map(String::as_str).collect();
     let feature_names: Vec<&str> = wf.features.keys().map(String::as_str).collect();
     let node_names: Vec<&str> = nodes.iter().map(|(n, _)| n.get_ref().as_str()).collect();
@@ -86,7 +89,7 @@ pub(super) fn check_graph(
 
     let mut edges: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     for (name, spec) in &nodes {
-        let (_, rn) = raw_node(raw, name.get_ref()).expect("node came from raw");
+        let (_, rn) = raw_node(name.get_ref()).expect("node came from raw");
         let n = name.get_ref();
         let key = |k: &str| format!("nodes.{n}.{k}");
         let at = |v: &Option<S>| v.as_ref().map_or(name.span(), Spanned::span);
@@ -288,25 +291,27 @@ pub(super) fn check_graph(
     let mut indegree: BTreeMap<&str, usize> =
         edges.iter().map(|(n, d)| (n.as_str(), d.len())).collect();
     let mut order: Vec<String> = Vec::new();
-    let mut ready: Vec<&str> = indegree
+    let mut dependents: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    for (m, deps) in &edges {
+        for d in deps {
+            dependents.entry(d.as_str()).or_default().push(m.as_str());
+        }
+    }
+    // the ready node that comes first by name runs first: a deterministic order
+    let mut ready: BTreeSet<&str> = indegree
         .iter()
         .filter(|(_, &d)| d == 0)
         .map(|(n, _)| *n)
         .collect();
-    while let Some(n) = ready.pop() {
+    while let Some(n) = ready.pop_first() {
         order.push(n.to_string());
-        for (m, deps) in &edges {
-            if deps.contains(n) {
-                let d = indegree
-                    .get_mut(m.as_str())
-                    .expect("every node has an entry");
-                *d -= 1;
-                if *d == 0 {
-                    ready.push(m);
-                }
+        for &m in dependents.get(n).map_or(&[][..], Vec::as_slice) {
+            let d = indegree.get_mut(m).expect("every node has an entry");
+            *d -= 1;
+            if *d == 0 {
+                ready.insert(m);
             }
         }
-        ready.sort_unstable_by(|a, b| b.cmp(a));
     }
     if order.len() < edges.len() {
         let stuck: BTreeSet<&str> = indegree
@@ -316,7 +321,7 @@ pub(super) fn check_graph(
             .collect();
         let cycle = find_cycle(&edges, &stuck);
         let first = cycle.first().cloned().unwrap_or_default();
-        let (name, _) = raw_node(raw, &first).expect("node came from raw");
+        let (name, _) = raw_node(&first).expect("node came from raw");
         let mut path = cycle.clone();
         path.push(first.clone());
         return Err(g.loc.error(

@@ -70,9 +70,45 @@ impl<'a> Locator<'a> {
             }
             None => (message, None),
         };
-        let key = span_key(self.text, &span);
+        let key = match span_key(self.text, &span) {
+            k if k.is_empty() => value_key(self.text, &span).unwrap_or_default(),
+            k => k,
+        };
         self.error(span, key, message, hint)
     }
+}
+
+/// The dotted key whose value is at `span` (for type and range errors, whose span covers the
+/// value): the key before the last `=` on the value's line, under the nearest `[table]`
+/// header above it. Inside an inline table this is the innermost key (`alpha` of
+/// `params = { ftrl = { alpha = "x" } }`).
+fn value_key(text: &str, span: &Range<usize>) -> Option<String> {
+    let start = span.start.min(text.len());
+    let start = (0..=start).rev().find(|&i| text.is_char_boundary(i))?;
+    let line_start = text[..start].rfind('\n').map_or(0, |i| i + 1);
+    let before = &text[line_start..start];
+    let key = before[..before.rfind('=')?].trim_end();
+    let key = key
+        .rsplit(|c: char| c == '{' || c == ',' || c.is_whitespace())
+        .next()?
+        .trim_matches('"');
+    let bare = |k: &str| {
+        !k.is_empty()
+            && k.chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.')
+    };
+    if !bare(key) {
+        return None;
+    }
+    let table = text[..line_start].lines().rev().find_map(|l| {
+        let l = l.trim();
+        let header = l.strip_prefix('[')?.split(']').next()?;
+        Some(header.trim_matches(|c| c == '[' || c == ' ').to_string())
+    });
+    Some(match table {
+        Some(t) if bare(&t) => format!("{t}.{key}"),
+        _ => key.to_string(),
+    })
 }
 
 /// The key text at `span` when the span covers a bare key (for unknown-key errors).
