@@ -83,6 +83,10 @@ pub struct ServeConfig {
     /// Request bodies (and gRPC messages) above this many bytes are refused (413). Default
     /// 4 MiB.
     pub max_body_bytes: usize,
+    /// Swap in a new version even when its task, output kind or input columns differ from
+    /// the serving version's (`allow-incompatible-swap = true`). Default false: such a version
+    /// is refused, logged and counted in `eddy_serving_model_load_failures_total`.
+    pub allow_incompatible_swap: bool,
 }
 
 impl Default for ServeConfig {
@@ -92,16 +96,34 @@ impl Default for ServeConfig {
             route_prefix: None,
             poll: DEFAULT_POLL,
             max_body_bytes: 4 << 20,
+            allow_incompatible_swap: false,
         }
     }
 }
 
 fn selectors<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<ModelSelector>, D::Error> {
     let names: Vec<String> = serde::Deserialize::deserialize(d)?;
-    names
+    let selectors: Vec<ModelSelector> = names
         .iter()
         .map(|n| n.parse().map_err(serde::de::Error::custom))
-        .collect()
+        .collect::<Result<_, _>>()?;
+    check_selectors(&selectors).map_err(serde::de::Error::custom)?;
+    Ok(selectors)
+}
+
+/// Refuses two selectors of one model name (`ctr@production` and `ctr@pinned`): a server
+/// serves one version policy per name, so the second would silently replace the first.
+pub fn check_selectors(selectors: &[ModelSelector]) -> Result<()> {
+    for (i, s) in selectors.iter().enumerate() {
+        if let Some(first) = selectors[..i].iter().find(|f| f.name == s.name) {
+            return Err(Error::InvalidArgument(format!(
+                "model `{}` is selected twice (`{}` and `{}`): a server serves one version \
+                 policy per model name",
+                s.name, first, s
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// A duration as `"500ms"`, `"1s"`, `"2m"`, `"1h"`, or a number of milliseconds.
@@ -180,11 +202,14 @@ pub struct Server {
 impl Server {
     /// Opens a server on `registry` and loads the version each served model's policy names
     /// (models with no loadable version yet answer 503 until one appears).
+    /// Two selectors of one model name are refused ([`check_selectors`]).
     pub async fn new(registry: Registry, config: ServeConfig) -> Result<Self> {
+        check_selectors(&config.models)?;
         let state = Arc::new(ServingState::new(
             registry,
             config.models.clone(),
             config.route_prefix.clone(),
+            config.allow_incompatible_swap,
         ));
         let st = state.clone();
         tokio::task::spawn_blocking(move || st.refresh_all())
@@ -271,9 +296,9 @@ async fn follow(
     shutdown: impl Future<Output = ()> + Unpin,
 ) {
     let mut events = state.registry().subscribe();
-    let root = state.registry().root().to_path_buf();
+    let registry = state.registry().clone();
     // The first poll lists the registry: off the reactor.
-    let watcher = tokio::task::spawn_blocking(move || Watcher::new(root, poll)).await;
+    let watcher = tokio::task::spawn_blocking(move || Watcher::for_registry(registry, poll)).await;
     let watcher = match watcher.map_err(|e| join_error("watching the registry", e)) {
         Ok(Ok(w)) => Some(Arc::new(Mutex::new(w))),
         Ok(Err(e)) | Err(e) => {
@@ -376,5 +401,37 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("parsecs"), "{e}");
+    }
+
+    #[test]
+    fn two_selectors_of_one_model_are_refused() {
+        let e = toml::from_str::<ServeConfig>("models = [\"ctr@production\", \"ctr@pinned\"]")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("`ctr` is selected twice"), "{e}");
+        assert!(e.contains("ctr@production") && e.contains("ctr@pinned"), "{e}");
+        let selectors: Vec<ModelSelector> = ["ctr@production", "fraud", "ctr@3"]
+            .iter()
+            .map(|s| s.parse().unwrap())
+            .collect();
+        let e = check_selectors(&selectors).unwrap_err().to_string();
+        assert!(e.contains("ctr@production") && e.contains("ctr@3"), "{e}");
+        assert!(check_selectors(&selectors[..2]).is_ok());
+
+        let dir = tempfile::tempdir().unwrap();
+        let registry = Registry::open(dir.path()).unwrap();
+        let config = ServeConfig {
+            models: selectors,
+            ..ServeConfig::default()
+        };
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let e = runtime
+            .block_on(Server::new(registry, config))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("selected twice"), "{e}");
     }
 }
