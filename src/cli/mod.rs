@@ -20,6 +20,7 @@
 //! | [`io`] | sources and sinks chosen by file extension |
 //! | [`duration`] | `10s`-style durations |
 //! | [`progress`] | progress bars that stay silent off a terminal |
+//! | [`shutdown`] | the shutdown signal of long-running commands: Ctrl-C or SIGTERM |
 
 pub mod agg;
 pub mod bench;
@@ -37,6 +38,7 @@ pub mod progress;
 pub mod ps;
 pub mod run;
 pub mod serve;
+pub mod shutdown;
 pub mod status;
 pub mod validate;
 
