@@ -103,24 +103,23 @@ impl Registry {
     }
 
     /// Opens the registry at `dir` for reading and serving: the directory must exist, so a
-    /// mistyped path is refused ([`Error::Io`], not found) instead of becoming a new, empty
-    /// registry that serves nothing.
+    /// mistyped path is refused ([`Error::InvalidArgument`] naming it) instead of becoming a
+    /// new, empty registry that serves nothing.
     pub fn open_existing(dir: impl Into<PathBuf>) -> Result<Self> {
         let root = dir.into();
+        let refuse = |why: String| {
+            Err(Error::InvalidArgument(format!(
+                "no model registry at {}: {why}",
+                root.display()
+            )))
+        };
         match std::fs::metadata(&root) {
             Ok(m) if m.is_dir() => Self::open(root),
-            Ok(_) => Err(Error::io(
-                &root,
-                std::io::Error::other("not a directory, so not a model registry"),
-            )),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(Error::io(
-                &root,
-                std::io::Error::new(
-                    e.kind(),
-                    "no model registry here (the directory does not exist)",
-                ),
-            )),
-            Err(e) => Err(Error::io(&root, e)),
+            Ok(_) => refuse("not a directory".into()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                refuse("the directory does not exist".into())
+            }
+            Err(e) => refuse(e.to_string()),
         }
     }
 

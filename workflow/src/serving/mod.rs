@@ -35,11 +35,13 @@
 //! | [`state`] | [`ServingState`]: served models, hot swap, per-key routing |
 //! | [`metrics`] | request counters and latency histogram, Prometheus text |
 //! | [`http`] | the axum router |
+//! | [`listen`] | the HTTP accept loop: connection limit, header-read and idle timeouts |
 //! | [`grpc`] | the tonic service (`proto/serving.proto`) |
 
 pub mod grpc;
 pub mod http;
 pub mod input;
+pub mod listen;
 pub mod metrics;
 pub mod model;
 pub mod policy;
@@ -87,6 +89,28 @@ pub struct ServeConfig {
     /// the serving version's (`allow-incompatible-swap = true`). Default false: such a version
     /// is refused, logged and counted in `eddy_serving_model_load_failures_total`.
     pub allow_incompatible_swap: bool,
+    /// A request head must arrive within this time of the server waiting for it (a new
+    /// connection, or a keep-alive one after its last answer); else the connection is closed.
+    /// Default 10 s.
+    #[serde(with = "duration")]
+    pub header_read_timeout: Duration,
+    /// A connection that moves no byte either way for this long is closed. Default 60 s.
+    #[serde(with = "duration")]
+    pub idle_timeout: Duration,
+    /// Open HTTP connections at most; at the limit new ones wait to be accepted. Default
+    /// 32768 (the process's open-file limit must allow it).
+    pub max_connections: usize,
+}
+
+impl ServeConfig {
+    /// The connection limits of the HTTP server.
+    pub fn http_limits(&self) -> listen::HttpLimits {
+        listen::HttpLimits {
+            header_read_timeout: self.header_read_timeout,
+            idle_timeout: self.idle_timeout,
+            max_connections: self.max_connections,
+        }
+    }
 }
 
 impl Default for ServeConfig {
@@ -97,6 +121,9 @@ impl Default for ServeConfig {
             poll: DEFAULT_POLL,
             max_body_bytes: 4 << 20,
             allow_incompatible_swap: false,
+            header_read_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(60),
+            max_connections: 32_768,
         }
     }
 }
@@ -237,19 +264,10 @@ impl Server {
             self.config.poll,
             shutdown.clone(),
         ));
-        let addr = http
-            .local_addr()
-            .map(|a| a.to_string())
-            .unwrap_or_else(|_| "http".into());
         let router = http::router(self.state.clone(), self.config.max_body_bytes);
         let http_server = async {
-            axum::serve(http, router)
-                .with_graceful_shutdown(shutdown.clone())
-                .await
-                .map_err(|e| Error::Serve {
-                    addr: addr.clone(),
-                    message: e.to_string(),
-                })
+            listen::serve_http(http, router, self.config.http_limits(), shutdown.clone()).await;
+            Ok::<(), Error>(())
         };
         let grpc_server = async {
             let Some(listener) = grpc else {
