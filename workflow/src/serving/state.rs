@@ -234,6 +234,13 @@ impl ServingState {
         &self.metrics
     }
 
+    /// Whether every served model has a version loaded (and there is one): what `GET /healthz`
+    /// and the gRPC health service report.
+    pub fn is_ready(&self) -> bool {
+        let models = self.models.load();
+        !models.is_empty() && models.values().all(|m| m.current.load().is_some())
+    }
+
     /// The served models, by name.
     pub fn models(&self) -> Vec<Arc<ServedModel>> {
         self.models.load().values().cloned().collect()
