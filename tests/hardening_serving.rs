@@ -566,3 +566,70 @@ fn half_sent_idle_and_excess_connections_are_bounded() {
         assert!(Instant::now() < deadline, "no slot came free");
     }
 }
+
+/// #14 case 21: `RUST_LOG` (and its alias `EDDY_LOG`) set the level, colour only on a
+/// terminal (never in a pipe), `--log-format json` writes JSON lines, and `eddy serve` logs a
+/// line every N requests and one per failed request.
+#[test]
+fn serve_logs_requests_honouring_rust_log_and_the_json_format() {
+    use std::io::{Read, Write};
+    let dir = tempfile::tempdir().unwrap();
+    let reg = registry_with_two_versions(dir.path());
+    for (var, format) in [("RUST_LOG", "json"), ("EDDY_LOG", "text")] {
+        let mut child = Command::new(EDDY)
+            .args(["serve", "--registry", p(&reg), "--listen", "127.0.0.1:0"])
+            .args(["--log-every", "2", "--log-format", format])
+            .env_remove("RUST_LOG")
+            .env_remove("EDDY_LOG")
+            .env(var, "info")
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let mut running = Running(child);
+        let mut lines = BufReader::new(stderr).lines();
+        let addr = loop {
+            let line = lines.next().expect("serve exited").unwrap();
+            if let Some(a) = line.strip_prefix("listening on http://") {
+                break a.trim().to_string();
+            }
+        };
+        for body in [
+            r#"{"rows":[{"f":1.0,"c":"v1"}]}"#,
+            r#"{"rows":[{"f":"oops","c":"v1"}]}"#,
+            r#"{"rows":[{"f":2.0,"c":"v2"}]}"#,
+            r#"{"rows":[{"f":3.0,"c":"v3"}]}"#,
+        ] {
+            let mut s = std::net::TcpStream::connect(&addr).unwrap();
+            write!(
+                s,
+                "POST /v1/models/ctr/predict HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            )
+            .unwrap();
+            let mut answer = String::new();
+            s.read_to_string(&mut answer).unwrap();
+        }
+        assert!(running.terminate().success());
+        let log: Vec<String> = lines.map_while(Result::ok).collect();
+        let text = log.join("\n");
+        assert!(!text.contains('\u{1b}'), "no colour in a pipe: {text}");
+        let every: Vec<&String> = log
+            .iter()
+            .filter(|l| l.contains("served 2 predict requests") || l.contains("served 4 predict requests"))
+            .collect();
+        assert_eq!(every.len(), 2, "{var}/{format}: {text}");
+        let refused: Vec<&String> = log
+            .iter()
+            .filter(|l| l.contains("predict request refused") && l.contains("422"))
+            .collect();
+        assert_eq!(refused.len(), 1, "{var}/{format}: {text}");
+        if format == "json" {
+            for line in every.iter().chain(&refused) {
+                let v: serde_json::Value = serde_json::from_str(line)
+                    .unwrap_or_else(|e| panic!("not a JSON line ({e}): {line}"));
+                assert_eq!(v["level"], "INFO", "{line}");
+            }
+        }
+    }
+}

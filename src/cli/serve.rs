@@ -57,6 +57,10 @@ pub struct ServeArgs {
     /// process's open-file limit (`ulimit -n`) must be above it.
     #[arg(long, default_value_t = 32_768)]
     pub max_connections: usize,
+    /// Log one line every N predict requests (0: none); failed requests are logged one by one.
+    /// Shown at `RUST_LOG=info` (or `EDDY_LOG=info`).
+    #[arg(long, default_value_t = 10_000)]
+    pub log_every: u64,
     /// Worker threads of the server (default: one per core).
     #[arg(long)]
     pub threads: Option<usize>,
@@ -74,6 +78,7 @@ impl ServeArgs {
             header_read_timeout: self.header_read_timeout,
             idle_timeout: self.idle_timeout,
             max_connections: self.max_connections,
+            log_every: self.log_every,
         }
     }
 }

@@ -53,7 +53,8 @@ pub(crate) async fn serve_http(
     limits: HttpLimits,
     shutdown: impl Future<Output = ()>,
 ) {
-    let max = limits.max_connections.clamp(1, Semaphore::MAX_PERMITS);
+    // At most 2^30, so every permit can be taken back at once (`acquire_many` takes a u32).
+    let max = limits.max_connections.clamp(1, 1 << 30);
     let permits = Arc::new(Semaphore::new(max));
     let (stop, stopped) = watch::channel(false);
     let mut shutdown = pin!(shutdown);

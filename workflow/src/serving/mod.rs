@@ -36,7 +36,7 @@
 //! | [`metrics`] | request counters and latency histogram, Prometheus text |
 //! | [`http`] | the axum router |
 //! | [`listen`] | the HTTP accept loop: connection limit, header-read and idle timeouts |
-//! | [`grpc`] | the tonic service (`proto/serving.proto`) |
+//! | [`grpc`] | the tonic service (`proto/serving.proto`) and the `grpc.health.v1` service |
 
 pub mod grpc;
 pub mod http;
@@ -100,6 +100,9 @@ pub struct ServeConfig {
     /// Open HTTP connections at most; at the limit new ones wait to be accepted. Default
     /// 32768 (the process's open-file limit must allow it).
     pub max_connections: usize,
+    /// The request log: one `info` line every this many predict requests, with the counts so
+    /// far (0: none); failed requests are logged one by one regardless. Default 10000.
+    pub log_every: u64,
 }
 
 impl ServeConfig {
@@ -124,6 +127,7 @@ impl Default for ServeConfig {
             header_read_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(60),
             max_connections: 32_768,
+            log_every: 10_000,
         }
     }
 }
@@ -238,6 +242,7 @@ impl Server {
             config.route_prefix.clone(),
             config.allow_incompatible_swap,
         ));
+        state.metrics().set_log_every(config.log_every);
         let st = state.clone();
         tokio::task::spawn_blocking(move || st.refresh_all())
             .await
@@ -277,7 +282,9 @@ impl Server {
                 .local_addr()
                 .map(|a| a.to_string())
                 .unwrap_or_else(|_| "grpc".into());
-            tonic::transport::Server::builder()
+            let (health, health_updates) = grpc::health(self.state.clone(), self.config.poll);
+            let served = tonic::transport::Server::builder()
+                .add_service(health)
                 .add_service(grpc::service(
                     self.state.clone(),
                     self.config.max_body_bytes,
@@ -285,12 +292,16 @@ impl Server {
                 .serve_with_incoming_shutdown(
                     tonic::transport::server::TcpIncoming::from(listener),
                     shutdown.clone(),
-                )
-                .await
-                .map_err(|e| Error::Serve {
-                    addr: gaddr,
-                    message: e.to_string(),
-                })
+                );
+            let served = tokio::select! {
+                served = served => served,
+                // The updates loop forever; this arm only completes the select's types.
+                () = health_updates => Ok(()),
+            };
+            served.map_err(|e| Error::Serve {
+                addr: gaddr,
+                message: e.to_string(),
+            })
         };
         let (h, g) = tokio::join!(http_server, grpc_server);
         follower.abort();
