@@ -35,10 +35,7 @@ impl Running {
     /// Sends SIGTERM and waits (at most 30 s) for the process to exit.
     fn terminate(&mut self) -> ExitStatus {
         let pid = self.0.id().to_string();
-        let sent = Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap();
+        let sent = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
         assert!(sent.success(), "kill -TERM {pid}");
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
@@ -100,7 +97,10 @@ fn eddy_refusing(args: &[&str]) -> Output {
     );
     let deadline = Instant::now() + Duration::from_secs(30);
     while child.0.try_wait().unwrap().is_none() {
-        assert!(Instant::now() < deadline, "eddy {args:?} did not refuse: still running");
+        assert!(
+            Instant::now() < deadline,
+            "eddy {args:?} did not refuse: still running"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
     let Running(inner) = &mut child;
@@ -159,8 +159,15 @@ fn serve_refuses_a_missing_registry_and_creates_nothing() {
     let out = eddy_refusing(&["serve", "--registry", p(&typo), "--listen", "127.0.0.1:0"]);
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     let e = stderr(&out);
-    assert!(e.contains("no model registry at") && e.contains("typo"), "{e}");
-    assert_eq!(e.matches("does not exist").count(), 1, "the cause once: {e}");
+    assert!(
+        e.contains("no model registry at") && e.contains("typo"),
+        "{e}"
+    );
+    assert_eq!(
+        e.matches("does not exist").count(),
+        1,
+        "the cause once: {e}"
+    );
     assert!(!typo.exists(), "the typo was created");
 }
 
@@ -201,10 +208,8 @@ fn models_promote_refuses_a_version_whose_model_fails_its_checksum() {
     assert_eq!(out.status.code(), Some(1));
     let e = stderr(&out);
     assert!(e.contains("checksum") && e.contains("v2"), "{e}");
-    let listing: serde_json::Value = serde_json::from_slice(
-        &ok(&["models", "--registry", p(&reg), "--json"]).stdout,
-    )
-    .unwrap();
+    let listing: serde_json::Value =
+        serde_json::from_slice(&ok(&["models", "--registry", p(&reg), "--json"]).stdout).unwrap();
     assert_eq!(listing["models"][0]["production"], 1, "{listing}");
 }
 
@@ -235,7 +240,9 @@ fn a_damaged_registry_lists_and_serves_its_good_versions_with_one_warning_each()
     let e = stderr(&out);
     for bad in ["v3", "v4/meta.json", "v5", "v6/meta.json"] {
         assert_eq!(
-            e.lines().filter(|l| l.contains(&format!("ctr/{bad}"))).count(),
+            e.lines()
+                .filter(|l| l.contains(&format!("ctr/{bad}")))
+                .count(),
             1,
             "{bad}: {e}"
         );
@@ -260,7 +267,9 @@ fn a_damaged_registry_lists_and_serves_its_good_versions_with_one_warning_each()
     assert!(status.success(), "{status:?}");
     lines.extend(rest.join().unwrap());
     assert!(
-        lines.iter().any(|l| l.contains("serving ctr (latest): version 2")),
+        lines
+            .iter()
+            .any(|l| l.contains("serving ctr (latest): version 2")),
         "{lines:?}"
     );
     for bad in ["v3", "v4/meta.json", "v5", "v6/meta.json"] {
@@ -453,12 +462,18 @@ fn healthz_answers_within_50ms_while_20k_idle_connections_are_open() {
     let mut worst = Duration::ZERO;
     let started = Instant::now();
     while idle.len() < target {
-        assert!(started.elapsed() < Duration::from_secs(120), "opening took too long");
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "opening took too long"
+        );
         for _ in 0..1000.min(target - idle.len()) {
             idle.push(std::net::TcpStream::connect(&addr).unwrap());
         }
         // The best of three probes: one probe can lose the CPU to the test itself.
-        let best = (0..3).map(|_| healthz(&addr)).min_by_key(|(_, t)| *t).unwrap();
+        let best = (0..3)
+            .map(|_| healthz(&addr))
+            .min_by_key(|(_, t)| *t)
+            .unwrap();
         assert_eq!(best.0, 200, "/healthz with {} idle connections", idle.len());
         worst = worst.max(best.1);
     }
@@ -512,7 +527,8 @@ fn half_sent_idle_and_excess_connections_are_bounded() {
     };
     let nothing = std::net::TcpStream::connect(&addr).unwrap();
     let mut half = std::net::TcpStream::connect(&addr).unwrap();
-    half.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n").unwrap();
+    half.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+        .unwrap();
     let mut body = std::net::TcpStream::connect(&addr).unwrap();
     body.write_all(
         b"POST /v1/models/ctr/predict HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{\"rows\"",
@@ -535,8 +551,10 @@ fn half_sent_idle_and_excess_connections_are_bounded() {
     let mut holders = Vec::new();
     for _ in 0..4 {
         let mut s = std::net::TcpStream::connect(&addr).unwrap();
-        s.write_all(b"POST /v1/models/ctr/predict HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n")
-            .unwrap();
+        s.write_all(
+            b"POST /v1/models/ctr/predict HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n",
+        )
+        .unwrap();
         let stop = stop.clone();
         holders.push(std::thread::spawn(move || {
             for _ in 0..100 {
@@ -552,7 +570,10 @@ fn half_sent_idle_and_excess_connections_are_bounded() {
     }
     std::thread::sleep(Duration::from_millis(300));
     let (status, _) = healthz(&addr);
-    assert_eq!(status, 0, "a fifth connection is not served while 4 are open");
+    assert_eq!(
+        status, 0,
+        "a fifth connection is not served while 4 are open"
+    );
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     for h in holders {
         h.join().unwrap();
@@ -616,7 +637,9 @@ fn serve_logs_requests_honouring_rust_log_and_the_json_format() {
         assert!(!text.contains('\u{1b}'), "no colour in a pipe: {text}");
         let every: Vec<&String> = log
             .iter()
-            .filter(|l| l.contains("served 2 predict requests") || l.contains("served 4 predict requests"))
+            .filter(|l| {
+                l.contains("served 2 predict requests") || l.contains("served 4 predict requests")
+            })
             .collect();
         assert_eq!(every.len(), 2, "{var}/{format}: {text}");
         let refused: Vec<&String> = log

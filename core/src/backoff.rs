@@ -72,7 +72,11 @@ mod tests {
                 distinct.insert(d);
             }
         }
-        assert!(distinct.len() > 100, "jittered: {} distinct waits", distinct.len());
+        assert!(
+            distinct.len() > 100,
+            "jittered: {} distinct waits",
+            distinct.len()
+        );
         assert_eq!(jitter(Duration::ZERO), Duration::ZERO);
     }
 }

@@ -109,11 +109,18 @@ async fn an_incompatible_version_is_refused_and_counted_while_the_old_one_serves
     refresh(&server.state).await;
     refresh(&server.state).await;
     assert_eq!(serving_version(&server.state), 1);
-    assert_eq!(load_failures(&server.state), 2, "each refused version counts once");
+    assert_eq!(
+        load_failures(&server.state),
+        2,
+        "each refused version counts once"
+    );
 
     let (status, body) = predict(&c, server.http, "ctr", row.clone()).await;
     assert_eq!((status, body["version"].as_u64()), (200, Some(1)), "{body}");
-    assert!(body["probabilities"].is_array(), "still a classifier: {body}");
+    assert!(
+        body["probabilities"].is_array(),
+        "still a classifier: {body}"
+    );
 
     // A compatible version (same task, same inputs) swaps in as before.
     assert_eq!(publish(&registry, "ctr", 90).version, 4);
@@ -133,8 +140,17 @@ async fn the_policy_option_allows_an_incompatible_swap() {
     refresh(&server.state).await;
     assert_eq!(serving_version(&server.state), 2);
     assert_eq!(load_failures(&server.state), 0);
-    let (status, body) = predict(&client(), server.http, "ctr", json!([{"f": 1.0, "c": "v1"}])).await;
+    let (status, body) = predict(
+        &client(),
+        server.http,
+        "ctr",
+        json!([{"f": 1.0, "c": "v1"}]),
+    )
+    .await;
     assert_eq!((status, body["version"].as_u64()), (200, Some(2)), "{body}");
-    assert!(body.get("probabilities").is_none(), "a regression answer: {body}");
+    assert!(
+        body.get("probabilities").is_none(),
+        "a regression answer: {body}"
+    );
     server.stop().await;
 }

@@ -45,13 +45,19 @@ async fn grpc_health_follows_the_served_models() {
     // The health task runs beside the server: wait (bounded) for its first report.
     let deadline = Instant::now() + Duration::from_secs(10);
     while status(grpc, "").await != not_serving {
-        assert!(Instant::now() < deadline, "never NOT_SERVING without a version");
+        assert!(
+            Instant::now() < deadline,
+            "never NOT_SERVING without a version"
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     publish(&registry, "ctr", 50);
     let deadline = Instant::now() + Duration::from_secs(10);
     while status(grpc, "").await != serving {
-        assert!(Instant::now() < deadline, "never SERVING after a version loaded");
+        assert!(
+            Instant::now() < deadline,
+            "never SERVING after a version loaded"
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     assert_eq!(status(grpc, "eddy.serving.v1.Serving").await, serving);

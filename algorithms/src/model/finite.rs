@@ -113,7 +113,7 @@ macro_rules! ignore {
     };
 }
 
-impl<'a> ser::Serializer for &'a mut Walker {
+impl ser::Serializer for &mut Walker {
     type Ok = ();
     type Error = NotFinite;
     type SerializeSeq = Self;

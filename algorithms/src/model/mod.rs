@@ -231,7 +231,10 @@ fn check_contents<T: Serialize + 'static>(value: &T) -> std::result::Result<(), 
 
 /// Decodes a model of `expected_kind` from bytes made by [`encode`] (or read from a file),
 /// refusing impossible contents (see the module docs).
-pub fn decode<T: DeserializeOwned + Serialize + 'static>(bytes: &[u8], expected_kind: &str) -> Result<T> {
+pub fn decode<T: DeserializeOwned + Serialize + 'static>(
+    bytes: &[u8],
+    expected_kind: &str,
+) -> Result<T> {
     decode_from(bytes, expected_kind, MEMORY)
 }
 
@@ -280,7 +283,10 @@ pub fn save_model<T: Serialize + ?Sized>(path: &Path, kind: &str, value: &T) -> 
 
 /// Reads a model of `expected_kind` from `path`, refusing anything but an intact file of that
 /// kind written by this format version or an older one, with possible contents.
-pub fn load_model<T: DeserializeOwned + Serialize + 'static>(path: &Path, expected_kind: &str) -> Result<T> {
+pub fn load_model<T: DeserializeOwned + Serialize + 'static>(
+    path: &Path,
+    expected_kind: &str,
+) -> Result<T> {
     let bytes = fs::read(path).map_err(|e| io(path, e))?;
     decode_from(&bytes, expected_kind, &path.display().to_string())
 }

@@ -144,7 +144,10 @@ fn with_payload(kind: &str, payload: &[u8]) -> Vec<u8> {
 #[test]
 fn refuses_trailing_payload_bytes_under_a_valid_checksum() {
     let mut payload = bincode::serialize(&toy()).unwrap();
-    assert_eq!(decode::<Toy>(&with_payload("toy", &payload), "toy").unwrap(), toy());
+    assert_eq!(
+        decode::<Toy>(&with_payload("toy", &payload), "toy").unwrap(),
+        toy()
+    );
     payload.extend_from_slice(&[0, 0, 0, 0]);
     let e = message(decode::<Toy>(&with_payload("toy", &payload), "toy").unwrap_err());
     assert!(e.contains("does not decode"), "{e}");

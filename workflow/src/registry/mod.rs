@@ -210,7 +210,10 @@ impl Registry {
             let entry = match entry {
                 Ok(entry) => entry,
                 Err(e) => {
-                    self.warn_once(&self.root, format!("unreadable directory entry ({e}); skipped"));
+                    self.warn_once(
+                        &self.root,
+                        format!("unreadable directory entry ({e}); skipped"),
+                    );
                     continue;
                 }
             };
@@ -285,7 +288,11 @@ impl Registry {
     /// Loads and decodes a version as a model of `kind` (e.g.
     /// [`TRAINED_MODEL_KIND`](eddy_algorithms::trained::TRAINED_MODEL_KIND)).
     pub fn load<T: DeserializeOwned + serde::Serialize + 'static>(
-        &self, model: &str, version: u64, kind: &str) -> Result<T> {
+        &self,
+        model: &str,
+        version: u64,
+        kind: &str,
+    ) -> Result<T> {
         let bytes = self.load_bytes(model, version)?;
         eddy_algorithms::model::decode(&bytes, kind).map_err(|source| Error::ModelFile {
             path: self
@@ -345,7 +352,10 @@ impl Registry {
         match std::fs::metadata(&dir) {
             Ok(m) if m.is_dir() => {}
             Ok(_) => {
-                self.warn_once(&dir, "not a directory where a version should be; skipped".into());
+                self.warn_once(
+                    &dir,
+                    "not a directory where a version should be; skipped".into(),
+                );
                 return Ok(None);
             }
             // Removed by retention since it was listed.

@@ -99,7 +99,12 @@ impl Metrics {
         let every = self.log_every.load(Ordering::Relaxed);
         let total = self.all_requests.fetch_add(1, Ordering::Relaxed) + 1;
         if every > 0 && total % every == 0 {
-            let errors: u64 = self.errors.iter().flatten().map(|e| e.load(Ordering::Relaxed)).sum();
+            let errors: u64 = self
+                .errors
+                .iter()
+                .flatten()
+                .map(|e| e.load(Ordering::Relaxed))
+                .sum();
             tracing::info!(
                 requests = total,
                 errors,

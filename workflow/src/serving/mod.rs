@@ -438,7 +438,10 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("`ctr` is selected twice"), "{e}");
-        assert!(e.contains("ctr@production") && e.contains("ctr@pinned"), "{e}");
+        assert!(
+            e.contains("ctr@production") && e.contains("ctr@pinned"),
+            "{e}"
+        );
         let selectors: Vec<ModelSelector> = ["ctr@production", "fraud", "ctr@3"]
             .iter()
             .map(|s| s.parse().unwrap())
