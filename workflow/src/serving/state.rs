@@ -117,8 +117,8 @@ impl ServedModel {
     }
 }
 
-/// `new` if it answers and reads like `old` (same [`Task`], same input columns), else an error
-/// saying what differs.
+/// `new` if it answers and reads like `old` (same [`Task`], the same input columns and kinds
+/// in any order), else an error saying what differs.
 fn compatible(old: &LoadedModel, new: LoadedModel) -> Result<LoadedModel> {
     let mut differences = Vec::new();
     if old.task() != new.task() {
@@ -128,7 +128,13 @@ fn compatible(old: &LoadedModel, new: LoadedModel) -> Result<LoadedModel> {
             task_text(old.task())
         ));
     }
-    if old.inputs().columns() != new.inputs().columns() {
+    // The same columns in another probe order are the same inputs.
+    let sorted = |m: &LoadedModel| {
+        let mut c = m.inputs().columns().to_vec();
+        c.sort();
+        c
+    };
+    if sorted(old) != sorted(&new) {
         differences.push(format!(
             "input columns {} instead of {}",
             columns_text(new.inputs()),
