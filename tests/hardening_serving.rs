@@ -656,3 +656,83 @@ fn serve_logs_requests_honouring_rust_log_and_the_json_format() {
         }
     }
 }
+
+/// Sets every `"bits"` number in a JSON document to `bits`.
+fn set_bits(v: &mut serde_json::Value, bits: u64) {
+    match v {
+        serde_json::Value::Object(map) => {
+            for (k, child) in map.iter_mut() {
+                if k == "bits" && child.is_u64() {
+                    *child = bits.into();
+                } else {
+                    set_bits(child, bits);
+                }
+            }
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(|c| set_bits(c, bits)),
+        _ => {}
+    }
+}
+
+/// #14 case 10: a model file with a valid checksum whose hasher has 30 bits in front of a
+/// 2^10-weight learner is refused by `eddy predict` before any output is written.
+#[test]
+fn predict_refuses_a_model_whose_hasher_is_wider_than_its_learner() {
+    use eddy::algorithms::pipeline::Pipeline;
+    use eddy::algorithms::trained::{TrainedModel, TRAINED_MODEL_KIND};
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("train.csv");
+    write_data(&data, 2_000);
+    let good = dir.path().join("good.eddy");
+    ok(&[
+        "learn",
+        "--data",
+        p(&data),
+        "--label",
+        "label",
+        "--hash-bits",
+        "10",
+        "--save",
+        p(&good),
+    ]);
+    let trained = TrainedModel::load(&good).unwrap();
+    let mut json = trained.pipeline.to_json().unwrap();
+    set_bits(&mut json, 30);
+    let wide = TrainedModel {
+        pipeline: Pipeline::from_json(json).unwrap(),
+        model: trained.model.clone(),
+    };
+    let bad = dir.path().join("wide.eddy");
+    // `encode` checks nothing: this is the file a hand edit with a fixed checksum makes.
+    std::fs::write(
+        &bad,
+        eddy::algorithms::model::encode(TRAINED_MODEL_KIND, &wide).unwrap(),
+    )
+    .unwrap();
+    let scored = dir.path().join("scored.csv");
+    let out = eddy(&[
+        "predict",
+        "--model",
+        p(&bad),
+        "--data",
+        p(&data),
+        "--out",
+        p(&scored),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let e = stderr(&out);
+    assert!(
+        e.contains("wide.eddy") && e.contains("dimension 1073741824"),
+        "{e}"
+    );
+    assert!(!scored.exists(), "no output file is left behind");
+    ok(&[
+        "predict",
+        "--model",
+        p(&good),
+        "--data",
+        p(&data),
+        "--out",
+        p(&scored),
+    ]);
+}
