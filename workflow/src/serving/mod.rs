@@ -98,7 +98,8 @@ pub struct ServeConfig {
     #[serde(with = "duration")]
     pub idle_timeout: Duration,
     /// Open HTTP connections at most; at the limit new ones wait to be accepted. Default
-    /// 32768 (the process's open-file limit must allow it).
+    /// 32768 (the process's open-file limit must allow it). An idle connection costs about
+    /// 11 kB of server memory (measured: 19,700 idle connections, RSS 24 MB -> 245 MB).
     pub max_connections: usize,
     /// The request log: one `info` line every this many predict requests, with the counts so
     /// far (0: none); failed requests are logged one by one regardless. Default 10000.
