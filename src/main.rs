@@ -5,16 +5,47 @@ mod cli;
 use std::process::ExitCode;
 
 use clap::Parser;
+use tracing_subscriber::EnvFilter;
+
+/// Environment variables holding the log filter, first found wins: `EDDY_LOG` (eddy's own
+/// name, kept as an alias) and `RUST_LOG` (the convention of Rust programs). Same syntax:
+/// `info`, `warn,eddy_workflow=debug`, ...
+const LOG_VARS: [&str; 2] = ["EDDY_LOG", "RUST_LOG"];
+
+/// Logs to stderr: the level filter from [`LOG_VARS`] (default `warn`; an invalid filter is
+/// reported and the default used), text coloured only on a terminal with `NO_COLOR` unset, or
+/// JSON lines.
+fn init_logging(format: cli::LogFormat) {
+    use std::io::IsTerminal;
+    let mut filter = None;
+    for var in LOG_VARS {
+        let Ok(text) = std::env::var(var) else {
+            continue;
+        };
+        match EnvFilter::try_new(&text) {
+            Ok(f) => {
+                filter = Some(f);
+                break;
+            }
+            Err(e) => eprintln!("warning: {var}={text:?} is not a log filter ({e}); ignored"),
+        }
+    }
+    let filter = filter.unwrap_or_else(|| EnvFilter::new("warn"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        cli::LogFormat::Json => builder.json().init(),
+        cli::LogFormat::Text => {
+            let colour = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+            builder.with_ansi(colour).init();
+        }
+    }
+}
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("EDDY_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
     let args = cli::Cli::parse();
+    init_logging(args.log_format);
     match cli::run(args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

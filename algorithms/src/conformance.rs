@@ -33,7 +33,7 @@ fn predictions<L: OnlineLearner>(l: &L, ex: &Examples) -> Vec<f32> {
 /// for comparing predictions (0 asks for exact equality).
 pub fn check_online_learner<L, F>(make: F, data: &Examples, tol: f32)
 where
-    L: OnlineLearner + Serialize + DeserializeOwned,
+    L: OnlineLearner + Serialize + DeserializeOwned + 'static,
     F: Fn(u64) -> L,
 {
     let n = data.len();

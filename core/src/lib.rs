@@ -40,6 +40,7 @@
 //! | [`dataflow`] | builder, chaining plan, runtime, job handle, barrier alignment, failover supervisor |
 //! | [`dataflow::failover`] | exactly-once / approximate failover, restart policy, fault injection |
 //! | [`checkpoint`] | completed checkpoints and the local-directory [`CheckpointStore`](checkpoint::CheckpointStore) |
+//! | [`backoff`] | retry backoff with jitter, the one helper of every retry loop |
 //! | [`duration`] | `500ms` / `10s` / `2h` durations, one parser for configs and flags |
 //! | [`datagen`] | deterministic synthetic streams (`eddy gen ctr`) |
 //! | [`metrics`] | per-operator counters and the job summary |
@@ -64,6 +65,7 @@
 //! - **Faults are injected by configuration** ([`dataflow::FaultInjection`]), per job, never
 //!   through a global.
 
+pub mod backoff;
 pub mod checkpoint;
 pub mod dataflow;
 pub mod datagen;

@@ -211,12 +211,11 @@ fn ctrlc_handler(on_interrupt: impl FnOnce() + Send + 'static) {
         else {
             return;
         };
-        if rt.block_on(tokio::signal::ctrl_c()).is_ok() {
-            eprintln!("\nstopping: finishing what was read (Ctrl-C again to abort)");
-            on_interrupt();
-            let _ = rt.block_on(tokio::signal::ctrl_c());
-            std::process::exit(130);
-        }
+        rt.block_on(super::shutdown::signal());
+        eprintln!("\nstopping: finishing what was read (Ctrl-C again to abort)");
+        on_interrupt();
+        rt.block_on(super::shutdown::signal());
+        std::process::exit(130);
     });
 }
 

@@ -20,6 +20,7 @@
 //! | [`io`] | sources and sinks chosen by file extension |
 //! | [`duration`] | `10s`-style durations |
 //! | [`progress`] | progress bars that stay silent off a terminal |
+//! | [`shutdown`] | the shutdown signal of long-running commands: Ctrl-C or SIGTERM |
 
 pub mod agg;
 pub mod bench;
@@ -37,6 +38,7 @@ pub mod progress;
 pub mod ps;
 pub mod run;
 pub mod serve;
+pub mod shutdown;
 pub mod status;
 pub mod validate;
 
@@ -48,6 +50,19 @@ use clap::{Parser, Subcommand};
 pub struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// Log lines as text or as one JSON object per line (on stderr). The level filter comes
+    /// from `RUST_LOG`, or `EDDY_LOG` (an alias that wins when both are set); default `warn`.
+    #[arg(long, global = true, value_enum, default_value = "text")]
+    pub log_format: LogFormat,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines, coloured only when stderr is a terminal (and `NO_COLOR` is unset).
+    Text,
+    /// One JSON object per line.
+    Json,
 }
 
 #[derive(Debug, Subcommand)]

@@ -80,11 +80,8 @@ pub fn run(args: ModelsArgs) -> anyhow::Result<()> {
         .registry
         .clone()
         .context("--registry DIR is required")?;
-    if !dir.is_dir() {
-        anyhow::bail!("no model registry at {}", dir.display());
-    }
-    let registry =
-        Registry::open(&dir).with_context(|| format!("opening the registry {}", dir.display()))?;
+    let registry = Registry::open_existing(&dir)
+        .with_context(|| format!("opening the registry {}", dir.display()))?;
     match args.action {
         Some(action) => change(&registry, action, args.json),
         None => match &args.name {
@@ -145,14 +142,25 @@ fn pin_note(registry: &Registry, name: &str, version: u64) -> anyhow::Result<&'s
 fn list_models(registry: &Registry, json: bool) -> anyhow::Result<()> {
     let mut rows = Vec::new();
     for name in registry.models()? {
-        let versions = registry.versions(&name)?;
+        // One unreadable model (a corrupt PIN, an unreadable directory) is a warning, not the
+        // end of the listing.
+        let versions = match registry.versions(&name) {
+            Ok(v) => v,
+            Err(e) => {
+                eprintln!("warning: model `{name}` skipped: {e}");
+                continue;
+            }
+        };
         let latest = versions.last().map(|m| m.version);
         let production = versions
             .iter()
             .rev()
             .find(|m| m.stage == Stage::Production)
             .map(|m| m.version);
-        let pinned = registry.pinned(&name)?;
+        let pinned = registry.pinned(&name).unwrap_or_else(|e| {
+            eprintln!("warning: model `{name}`: {e}");
+            None
+        });
         rows.push(serde_json::json!({
             "name": name,
             "versions": versions.len(),

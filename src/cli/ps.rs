@@ -4,7 +4,7 @@
 //! It restores the newest good snapshot of the shard in `DIR` (naming any newer file it had
 //! to skip), prints `listening on ADDR` with the bound address on stdout (so `--listen
 //! 127.0.0.1:0` works), snapshots to `DIR` every `--snapshot-interval` while updates arrive,
-//! and once more when stopped with Ctrl-C.
+//! and once more when stopped with Ctrl-C or SIGTERM (then it exits 0).
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -107,12 +107,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             writeln!(out, "listening on {addr}")?;
             out.flush()?;
         }
-        let shutdown = async {
-            // Without a signal handler the server runs until killed.
-            if tokio::signal::ctrl_c().await.is_err() {
-                std::future::pending::<()>().await;
-            }
-        };
+        let shutdown = super::shutdown::signal();
         server
             .serve(listener, shutdown)
             .await

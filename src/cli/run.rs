@@ -185,9 +185,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    let summary = rt.block_on(runner::run(wf, opts, async {
-        let _ = tokio::signal::ctrl_c().await;
-    }))?;
+    let summary = rt.block_on(runner::run(wf, opts, super::shutdown::signal()))?;
     status.finish();
     let state = &summary.state;
     eprintln!(

@@ -41,6 +41,26 @@ pub struct ServeArgs {
     /// Largest accepted request body, in bytes.
     #[arg(long, default_value_t = 4 << 20)]
     pub max_body_bytes: usize,
+    /// Swap in a new version even when its task, output kind or input columns differ from
+    /// the serving version's (default: such a version is refused and counted in
+    /// `eddy_serving_model_load_failures_total`).
+    #[arg(long)]
+    pub allow_incompatible_swap: bool,
+    /// Close a connection whose request head has not fully arrived this long after the server
+    /// started waiting for it (also bounds idle keep-alive connections).
+    #[arg(long, default_value = "10s", value_parser = super::duration::parse)]
+    pub header_read_timeout: Duration,
+    /// Close a connection that moves no byte either way for this long.
+    #[arg(long, default_value = "60s", value_parser = super::duration::parse)]
+    pub idle_timeout: Duration,
+    /// Open HTTP connections at most (at the limit new ones wait to be accepted); the
+    /// process's open-file limit (`ulimit -n`) must be above it.
+    #[arg(long, default_value_t = 32_768)]
+    pub max_connections: usize,
+    /// Log one line every N predict requests (0: none); failed requests are logged one by one.
+    /// Shown at `RUST_LOG=info` (or `EDDY_LOG=info`).
+    #[arg(long, default_value_t = 10_000)]
+    pub log_every: u64,
     /// Worker threads of the server (default: one per core).
     #[arg(long)]
     pub threads: Option<usize>,
@@ -54,6 +74,11 @@ impl ServeArgs {
             route_prefix: self.route_prefix.clone(),
             poll: self.poll,
             max_body_bytes: self.max_body_bytes,
+            allow_incompatible_swap: self.allow_incompatible_swap,
+            header_read_timeout: self.header_read_timeout,
+            idle_timeout: self.idle_timeout,
+            max_connections: self.max_connections,
+            log_every: self.log_every,
         }
     }
 }
@@ -70,7 +95,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    let registry = Registry::open(&args.registry)
+    let registry = Registry::open_existing(&args.registry)
         .with_context(|| format!("opening the registry {}", args.registry.display()))?;
     let server = Server::new(registry, args.config()).await?;
     let http = tokio::net::TcpListener::bind(args.listen)
@@ -95,8 +120,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     if let Some(g) = &grpc {
         eprintln!("gRPC on {}", g.local_addr()?);
     }
+    let signal = super::shutdown::signal();
     let shutdown = async {
-        let _ = tokio::signal::ctrl_c().await;
+        signal.await;
         eprintln!("shutting down");
     };
     server.run(http, grpc, shutdown).await?;

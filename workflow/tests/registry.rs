@@ -452,3 +452,100 @@ async fn watcher_next_waits_for_a_new_version() {
     let published = publisher.await.unwrap();
     assert_eq!(fresh, vec![published]);
 }
+
+/// Damages `ctr` (which has v1 and v2) in every way #14 case 13 lists, as v3 to v6.
+#[cfg(unix)]
+fn damage(root: &Path) {
+    let ctr = root.join("ctr");
+    // a stray file where a version directory should be
+    std::fs::write(ctr.join("v3"), b"stray").unwrap();
+    // a meta.json that is a directory
+    std::fs::create_dir_all(ctr.join("v4/meta.json")).unwrap();
+    std::fs::write(ctr.join("v4/model.eddy"), model_bytes(4.0)).unwrap();
+    // a symlink loop
+    std::os::unix::fs::symlink("v5", ctr.join("v5")).unwrap();
+    // a version whose meta.json was deleted
+    std::fs::create_dir(ctr.join("v6")).unwrap();
+    std::fs::write(ctr.join("v6/model.eddy"), model_bytes(6.0)).unwrap();
+}
+
+#[cfg(unix)]
+#[test]
+fn one_bad_entry_is_skipped_and_the_rest_of_the_registry_lists() {
+    let dir = tempfile::tempdir().unwrap();
+    let reg = Registry::open(dir.path()).unwrap();
+    for seed in [1.0, 2.0] {
+        reg.publish("ctr", &model_bytes(seed), new_version("a"))
+            .unwrap();
+    }
+    reg.publish("fraud", &model_bytes(9.0), new_version("b"))
+        .unwrap();
+    damage(dir.path());
+    // a stray file beside the model directories
+    std::fs::write(dir.path().join("README"), b"notes").unwrap();
+
+    assert_eq!(reg.models().unwrap(), vec!["ctr", "fraud"]);
+    for _ in 0..3 {
+        assert_eq!(numbers(&reg.versions("ctr").unwrap()), vec![1, 2]);
+    }
+    assert_eq!(reg.latest("ctr").unwrap().map(|m| m.version), Some(2));
+    assert_eq!(numbers(&reg.versions("fraud").unwrap()), vec![1]);
+    for bad in 3..=6 {
+        assert!(
+            matches!(reg.get("ctr", bad), Err(Error::UnknownVersion { .. })),
+            "v{bad}"
+        );
+    }
+    let (meta, _) = reg.latest_loadable("ctr").unwrap().unwrap();
+    assert_eq!(meta.version, 2);
+    // publishing moves past every damaged name
+    let v = reg
+        .publish("ctr", &model_bytes(7.0), new_version("c"))
+        .unwrap();
+    assert_eq!(v.version, 7);
+    assert_eq!(numbers(&reg.versions("ctr").unwrap()), vec![1, 2, 7]);
+}
+
+#[test]
+fn promote_and_pin_refuse_a_version_whose_model_fails_its_checksum() {
+    let dir = tempfile::tempdir().unwrap();
+    let reg = Registry::open(dir.path()).unwrap();
+    for seed in [1.0, 2.0] {
+        reg.publish("ctr", &model_bytes(seed), new_version("a"))
+            .unwrap();
+    }
+    reg.promote("ctr", 1, Stage::Production).unwrap();
+    let path = dir.path().join("ctr/v2/model.eddy");
+    let mut bytes = std::fs::read(&path).unwrap();
+    let at = bytes.len() - 12;
+    bytes[at] ^= 0x40;
+    std::fs::write(&path, bytes).unwrap();
+
+    for stage in [Stage::Production, Stage::Validated, Stage::Candidate] {
+        let e = reg.promote("ctr", 2, stage).unwrap_err();
+        assert!(matches!(e, Error::ModelFile { .. }), "{e:?}");
+        assert!(e.to_string().contains("checksum"), "{e}");
+    }
+    let e = reg.pin("ctr", 2).unwrap_err();
+    assert!(matches!(e, Error::ModelFile { .. }), "{e:?}");
+    assert_eq!(reg.pinned("ctr").unwrap(), None);
+    // nothing changed: v1 is still production, v2 still a candidate
+    assert_eq!(reg.production("ctr").unwrap().map(|m| m.version), Some(1));
+    assert_eq!(reg.get("ctr", 2).unwrap().stage, Stage::Candidate);
+    // archiving a corrupt version is allowed: it takes it out of the way
+    assert_eq!(reg.archive("ctr", 2).unwrap().stage, Stage::Archived);
+}
+
+#[test]
+fn open_existing_refuses_a_missing_registry_and_creates_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let typo = dir.path().join("typo");
+    let e = Registry::open_existing(&typo).unwrap_err().to_string();
+    assert!(e.contains("typo") && e.contains("does not exist"), "{e}");
+    assert!(!typo.exists());
+    let file = dir.path().join("file");
+    std::fs::write(&file, b"x").unwrap();
+    assert!(Registry::open_existing(&file).is_err());
+    Registry::open(dir.path().join("real")).unwrap();
+    assert!(Registry::open_existing(dir.path().join("real")).is_ok());
+}

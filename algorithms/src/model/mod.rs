@@ -19,10 +19,18 @@
 //! ("written by a newer eddy"), a truncated or over-long file, a checksum mismatch, a different
 //! kind, and a payload that does not decode as the expected type.
 //!
+//! A valid checksum only says the bytes are the ones written, so decoding also refuses
+//! impossible contents, for every model type and every caller: payload bytes left over after
+//! the value, a NaN or ±inf number anywhere in the value (`finite`), and a
+//! [`TrainedModel`](crate::trained::TrainedModel) whose learner does not accept the features
+//! its own pipeline makes, such as a hasher of more bits than the learner has weights (`fit`).
+//!
 //! ## Modules
 //! | module | what |
 //! |---|---|
 //! | this one | [`encode`] / [`decode`] (bytes), [`save_model`] / [`load_model`] (files), [`read_header`] |
+//! | `finite` | every float of a decoded value is finite (a walk through its `Serialize`) |
+//! | `fit` | a trained model's learner accepts its pipeline's features (one probe row) |
 //! | `params_json` | learner params as a JSON string inside the payload (bincode cannot read internally tagged enums) |
 //! | `tests` | one test per refusal |
 
@@ -30,11 +38,16 @@ use std::fs::{self, File};
 use std::io::Write;
 use std::path::Path;
 
+use std::any::Any;
+
+use bincode::Options;
 use serde::{de::DeserializeOwned, Serialize};
 use xxhash_rust::xxh3::xxh3_64;
 
 use crate::error::{Error, Result};
 
+mod finite;
+mod fit;
 pub(crate) mod params_json;
 
 /// The first bytes of every model file.
@@ -176,7 +189,11 @@ pub fn read_header(bytes: &[u8]) -> Result<ModelHeader> {
     parse(bytes, MEMORY).map(|(h, _)| h)
 }
 
-fn decode_from<T: DeserializeOwned>(bytes: &[u8], expected_kind: &str, source: &str) -> Result<T> {
+fn decode_from<T: DeserializeOwned + Serialize + 'static>(
+    bytes: &[u8],
+    expected_kind: &str,
+    source: &str,
+) -> Result<T> {
     let (header, payload) = parse(bytes, source)?;
     if header.kind != expected_kind {
         return Err(refuse(
@@ -187,16 +204,37 @@ fn decode_from<T: DeserializeOwned>(bytes: &[u8], expected_kind: &str, source: &
             ),
         ));
     }
-    bincode::deserialize(payload).map_err(|e| {
-        refuse(
-            source,
-            format!("the `{expected_kind}` payload does not decode: {e}"),
-        )
-    })
+    // The options of `bincode::deserialize`, except that bytes after the value are refused.
+    let value: T = bincode::options()
+        .with_fixint_encoding()
+        .reject_trailing_bytes()
+        .deserialize(payload)
+        .map_err(|e| {
+            refuse(
+                source,
+                format!("the `{expected_kind}` payload does not decode: {e}"),
+            )
+        })?;
+    check_contents(&value).map_err(|m| refuse(source, m))?;
+    Ok(value)
 }
 
-/// Decodes a model of `expected_kind` from bytes made by [`encode`] (or read from a file).
-pub fn decode<T: DeserializeOwned>(bytes: &[u8], expected_kind: &str) -> Result<T> {
+/// The checks of a decoded value that its checksum cannot make: finite numbers, and (for a
+/// trained model) a learner that accepts its pipeline's features.
+fn check_contents<T: Serialize + 'static>(value: &T) -> std::result::Result<(), String> {
+    finite::check_finite(value)?;
+    if let Some(trained) = (value as &dyn Any).downcast_ref::<crate::trained::TrainedModel>() {
+        fit::check_trained(trained)?;
+    }
+    Ok(())
+}
+
+/// Decodes a model of `expected_kind` from bytes made by [`encode`] (or read from a file),
+/// refusing impossible contents (see the module docs).
+pub fn decode<T: DeserializeOwned + Serialize + 'static>(
+    bytes: &[u8],
+    expected_kind: &str,
+) -> Result<T> {
     decode_from(bytes, expected_kind, MEMORY)
 }
 
@@ -244,8 +282,11 @@ pub fn save_model<T: Serialize + ?Sized>(path: &Path, kind: &str, value: &T) -> 
 }
 
 /// Reads a model of `expected_kind` from `path`, refusing anything but an intact file of that
-/// kind written by this format version or an older one.
-pub fn load_model<T: DeserializeOwned>(path: &Path, expected_kind: &str) -> Result<T> {
+/// kind written by this format version or an older one, with possible contents.
+pub fn load_model<T: DeserializeOwned + Serialize + 'static>(
+    path: &Path,
+    expected_kind: &str,
+) -> Result<T> {
     let bytes = fs::read(path).map_err(|e| io(path, e))?;
     decode_from(&bytes, expected_kind, &path.display().to_string())
 }

@@ -126,3 +126,86 @@ fn missing_file_is_an_io_error() {
     let e = load_model::<Toy>(Path::new("/nonexistent/m.eddy"), "toy").unwrap_err();
     assert!(matches!(e, Error::Io { .. }), "{e:?}");
 }
+
+/// Re-encodes `payload` under a fresh header and checksum, as a hand-edited file would be.
+fn with_payload(kind: &str, payload: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    out.extend_from_slice(&MAGIC);
+    out.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
+    out.extend_from_slice(&(kind.len() as u32).to_le_bytes());
+    out.extend_from_slice(kind.as_bytes());
+    out.extend_from_slice(&(payload.len() as u64).to_le_bytes());
+    out.extend_from_slice(payload);
+    let sum = xxh3_64(&out);
+    out.extend_from_slice(&sum.to_le_bytes());
+    out
+}
+
+#[test]
+fn refuses_trailing_payload_bytes_under_a_valid_checksum() {
+    let mut payload = bincode::serialize(&toy()).unwrap();
+    assert_eq!(
+        decode::<Toy>(&with_payload("toy", &payload), "toy").unwrap(),
+        toy()
+    );
+    payload.extend_from_slice(&[0, 0, 0, 0]);
+    let e = message(decode::<Toy>(&with_payload("toy", &payload), "toy").unwrap_err());
+    assert!(e.contains("does not decode"), "{e}");
+}
+
+#[test]
+fn refuses_non_finite_weights_under_a_valid_checksum() {
+    for bad in [f32::NAN, f32::INFINITY, f32::NEG_INFINITY] {
+        let mut t = toy();
+        t.weights[7] = bad;
+        let bytes = encode("toy", &t).unwrap();
+        let e = message(decode::<Toy>(&bytes, "toy").unwrap_err());
+        assert!(e.contains(&format!("`weights[7]` is {bad}")), "{e}");
+    }
+}
+
+#[test]
+fn refuses_a_trained_model_whose_hasher_is_wider_than_its_learner() {
+    use crate::feature::categorical::{FeatureHasher, FeatureHasherParams, Featurizer, LabelSpec};
+    use crate::pipeline::Pipeline;
+    use crate::trained::{OnlineModel, TrainedModel, TRAINED_MODEL_KIND};
+    use crate::transform::Params;
+
+    let trained = |hasher_bits: u32| TrainedModel {
+        pipeline: Pipeline::new(
+            vec![],
+            Featurizer::Hasher(FeatureHasher::new(
+                FeatureHasherParams {
+                    categorical: vec!["c".into()],
+                    bits: hasher_bits,
+                    ..Default::default()
+                }
+                .check()
+                .unwrap(),
+            )),
+            Some(LabelSpec::new("label")),
+        ),
+        model: OnlineModel::Ftrl(
+            FtrlLogisticParams {
+                bits: 10,
+                ..Default::default()
+            }
+            .build()
+            .unwrap(),
+        ),
+    };
+    let good = encode(TRAINED_MODEL_KIND, &trained(10)).unwrap();
+    assert!(TrainedModel::from_bytes(&good).is_ok());
+    for bits in [12, 30] {
+        let bytes = encode(TRAINED_MODEL_KIND, &trained(bits)).unwrap();
+        let e = message(TrainedModel::from_bytes(&bytes).unwrap_err());
+        assert!(
+            e.contains(&format!("features of dimension {}", 1u64 << bits)),
+            "{e}"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("wide.eddy");
+        std::fs::write(&path, &bytes).unwrap();
+        assert!(TrainedModel::load(&path).is_err());
+    }
+}

@@ -42,7 +42,8 @@ pub struct RestartPolicy {
     pub max_restarts: usize,
     /// The sliding window restarts are counted in. Default 60 s.
     pub window: Duration,
-    /// Wait before the first restart; doubles per restart within the window. Default 100 ms.
+    /// Wait before the first restart; doubles per restart within the window. Each wait is
+    /// jittered to between half and all of it ([`crate::backoff`]). Default 100 ms.
     pub initial_backoff: Duration,
     /// Longest wait before a restart. Default 10 s.
     pub max_backoff: Duration,
@@ -206,8 +207,9 @@ impl RestartTracker {
         }
     }
 
-    /// Records a failure at `now`: the backoff to wait before restarting, or `None` when the
-    /// policy allows no more restarts in the window.
+    /// Records a failure at `now`: the ceiling of the backoff before restarting (the
+    /// supervisor waits a jittered time below it), or `None` when the policy allows no more
+    /// restarts in the window.
     pub(crate) fn on_failure(&mut self, now: Instant) -> Option<Duration> {
         let window = self.policy.window;
         self.recent
@@ -215,13 +217,13 @@ impl RestartTracker {
         if self.recent.len() >= self.policy.max_restarts {
             return None;
         }
-        let doublings = u32::try_from(self.recent.len()).unwrap_or(u32::MAX).min(30);
+        let attempt = u32::try_from(self.recent.len()).unwrap_or(u32::MAX);
         self.recent.push(now);
-        let backoff = self
-            .policy
-            .initial_backoff
-            .saturating_mul(1u32 << doublings);
-        Some(backoff.min(self.policy.max_backoff))
+        // The ceiling; the supervisor jitters it.
+        Some(
+            crate::backoff::Backoff::new(self.policy.initial_backoff, self.policy.max_backoff)
+                .ceiling(attempt),
+        )
     }
 }
 

@@ -80,7 +80,8 @@ impl Supervisor {
             .unwrap_or_else(|p| p.into_inner())
             .on_failure(Instant::now());
         match backoff {
-            Some(b) => {
+            Some(ceiling) => {
+                let b = crate::backoff::jitter(ceiling);
                 tracing::warn!("restarting in {b:?} after: {e}");
                 self.job.restarts.fetch_add(1, Ordering::SeqCst);
                 Some(b)

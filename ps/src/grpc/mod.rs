@@ -148,3 +148,49 @@ pub(crate) fn from_status(s: &tonic::Status) -> Option<Error> {
         },
     })
 }
+
+#[cfg(test)]
+mod health_tests {
+    use tonic_health::pb::health_check_response::ServingStatus;
+    use tonic_health::pb::health_client::HealthClient;
+    use tonic_health::pb::HealthCheckRequest;
+
+    use super::PsServerConfig;
+
+    /// #14 case 26: the shard's port answers the standard gRPC health check.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_shard_answers_the_standard_health_check() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = PsServerConfig::new(0, 1).open().unwrap();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(server.serve(listener, async {
+            let _ = stopped.await;
+        }));
+        let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+            .unwrap()
+            .connect()
+            .await
+            .unwrap();
+        let mut client = HealthClient::new(channel);
+        for service in ["", "eddy.ps.v1.PsShard"] {
+            let answer = client
+                .check(HealthCheckRequest {
+                    service: service.into(),
+                })
+                .await
+                .unwrap()
+                .into_inner();
+            assert_eq!(answer.status, ServingStatus::Serving as i32, "{service:?}");
+        }
+        let unknown = client
+            .check(HealthCheckRequest {
+                service: "no.such.Service".into(),
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(unknown.code(), tonic::Code::NotFound);
+        let _ = stop.send(());
+        task.await.unwrap().unwrap();
+    }
+}

@@ -9,6 +9,8 @@
 //!
 //! Like mini-redis, [`PsServer::serve`] takes a bound listener and a shutdown future, so tests
 //! bind port 0 and stop the server when they like; it takes a last snapshot on shutdown.
+//! The port also answers the standard health service `grpc.health.v1.Health` (SERVING for
+//! `""` and `eddy.ps.v1.PsShard` while the shard serves).
 //!
 //! Stamped pushes are applied once per stamp ([`LocalPs::push_stamped`]); the shard's dedup
 //! table is part of its store snapshot, and clients idle for `dedup.client-ttl` are forgotten
@@ -262,7 +264,12 @@ impl PsServer {
         .max_encoding_message_size(MAX_MESSAGE_BYTES);
         let incoming =
             tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
+        // The standard health service: SERVING from the first request on (`""` and
+        // `eddy.ps.v1.PsShard`), for load balancers and Kubernetes gRPC probes.
+        let (health, health_service) = tonic_health::server::health_reporter();
+        health.set_serving::<PsShardServer<Service>>().await;
         let served = tonic::transport::Server::builder()
+            .add_service(health_service)
             .add_service(service)
             .serve_with_incoming_shutdown(incoming, shutdown)
             .await;

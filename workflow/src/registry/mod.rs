@@ -25,6 +25,11 @@
 //! Retention renames a version to a hidden name before deleting it, so no reader sees half a
 //! version. A crashed writer leaves a `.tmp-` directory behind; it is never listed.
 //!
+//! **Damage.** Anything else under a `v<N>` name — a stray file, a symlink loop, a `meta.json`
+//! that is missing, a directory, unparsable or about another version, a missing model file —
+//! is skipped with one warning per path and problem (not one per poll), and the other versions
+//! list as usual: one bad entry never fails the registry.
+//!
 //! **Stages.** Promoting a version to [`Stage::Production`] archives the previous production
 //! version(s) of that model: the new one is written first, then the old ones are demoted, so
 //! a reader may briefly see two production versions (it should take the newest, as
@@ -50,6 +55,7 @@ mod meta;
 mod stage;
 mod watch;
 
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -77,6 +83,9 @@ pub struct Registry {
     events: broadcast::Sender<VersionEvent>,
     /// Serializes stage changes, pins and retention of this registry and its clones.
     stage_lock: Arc<Mutex<()>>,
+    /// Bad entries already warned about (path and problem), so a poll every second does not
+    /// repeat the warning; shared by clones.
+    warned: Arc<Mutex<HashSet<(PathBuf, String)>>>,
 }
 
 impl Registry {
@@ -89,7 +98,29 @@ impl Registry {
             root,
             events,
             stage_lock: Arc::new(Mutex::new(())),
+            warned: Arc::new(Mutex::new(HashSet::new())),
         })
+    }
+
+    /// Opens the registry at `dir` for reading and serving: the directory must exist, so a
+    /// mistyped path is refused ([`Error::InvalidArgument`] naming it) instead of becoming a
+    /// new, empty registry that serves nothing.
+    pub fn open_existing(dir: impl Into<PathBuf>) -> Result<Self> {
+        let root = dir.into();
+        let refuse = |why: String| {
+            Err(Error::InvalidArgument(format!(
+                "no model registry at {}: {why}",
+                root.display()
+            )))
+        };
+        match std::fs::metadata(&root) {
+            Ok(m) if m.is_dir() => Self::open(root),
+            Ok(_) => refuse("not a directory".into()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                refuse("the directory does not exist".into())
+            }
+            Err(e) => refuse(e.to_string()),
+        }
     }
 
     /// The registry's root directory.
@@ -176,7 +207,16 @@ impl Registry {
     pub fn models(&self) -> Result<Vec<String>> {
         let mut names = Vec::new();
         for entry in read_dir(&self.root)? {
-            let entry = entry.map_err(|e| Error::io(&self.root, e))?;
+            let entry = match entry {
+                Ok(entry) => entry,
+                Err(e) => {
+                    self.warn_once(
+                        &self.root,
+                        format!("unreadable directory entry ({e}); skipped"),
+                    );
+                    continue;
+                }
+            };
             let is_dir = entry.file_type().map(|t| t.is_dir()).unwrap_or(false);
             if let (true, Some(name)) = (is_dir, entry.file_name().to_str()) {
                 if fs::check_model_name(name).is_ok() {
@@ -247,7 +287,12 @@ impl Registry {
 
     /// Loads and decodes a version as a model of `kind` (e.g.
     /// [`TRAINED_MODEL_KIND`](eddy_algorithms::trained::TRAINED_MODEL_KIND)).
-    pub fn load<T: DeserializeOwned>(&self, model: &str, version: u64, kind: &str) -> Result<T> {
+    pub fn load<T: DeserializeOwned + serde::Serialize + 'static>(
+        &self,
+        model: &str,
+        version: u64,
+        kind: &str,
+    ) -> Result<T> {
         let bytes = self.load_bytes(model, version)?;
         eddy_algorithms::model::decode(&bytes, kind).map_err(|source| Error::ModelFile {
             path: self
@@ -260,13 +305,14 @@ impl Registry {
     }
 
     /// The newest version of `model` whose model bytes pass the checks, with its bytes.
-    /// Corrupt versions are skipped with an error log naming them.
+    /// Corrupt versions are skipped with one warning naming them.
     pub fn latest_loadable(&self, model: &str) -> Result<Option<(VersionMeta, Vec<u8>)>> {
         for meta in self.versions(model)?.into_iter().rev() {
             match self.load_bytes(model, meta.version) {
                 Ok(bytes) => return Ok(Some((meta, bytes))),
                 Err(e @ Error::ModelFile { .. }) => {
-                    tracing::error!(model, version = meta.version, error = %e, "skipping corrupt model version");
+                    let path = self.version_dir(model, meta.version)?.join(MODEL_FILE);
+                    self.warn_once(&path, format!("corrupt model version skipped: {e}"));
                 }
                 // Removed by retention since it was listed.
                 Err(Error::UnknownVersion { .. }) => {}
@@ -296,33 +342,82 @@ impl Registry {
     }
 
     /// The metadata of a complete version; `None` if it does not exist (or is being removed).
-    /// A version whose `meta.json` does not parse or names another version is skipped with a
-    /// warning.
+    /// A bad entry is skipped with one warning (per path and problem, see
+    /// [`warn_once`](Self::warn_once)), never an error, so one bad version does not hide the
+    /// good ones: a file or a symlink loop where a version directory should be, a `meta.json`
+    /// that is missing, unreadable (a directory, say), does not parse or names another
+    /// version, and a missing model file.
     fn read_meta(&self, model: &str, version: u64) -> Result<Option<VersionMeta>> {
         let dir = self.version_dir(model, version)?;
+        match std::fs::metadata(&dir) {
+            Ok(m) if m.is_dir() => {}
+            Ok(_) => {
+                self.warn_once(
+                    &dir,
+                    "not a directory where a version should be; skipped".into(),
+                );
+                return Ok(None);
+            }
+            // Removed by retention since it was listed.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => {
+                self.warn_once(&dir, format!("unreadable version entry ({e}); skipped"));
+                return Ok(None);
+            }
+        }
         let meta_path = dir.join(META_FILE);
-        let Some(bytes) = fs::read_optional(&meta_path)? else {
-            return Ok(None);
+        let bytes = match std::fs::read(&meta_path) {
+            Ok(bytes) => bytes,
+            // Retention renames the whole directory away, and writers rename complete
+            // directories in, so a version directory without its metadata is damage.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                if dir.is_dir() {
+                    self.warn_once(&meta_path, "missing: the version is skipped".into());
+                }
+                return Ok(None);
+            }
+            Err(e) => {
+                self.warn_once(&meta_path, format!("cannot be read ({e}); version skipped"));
+                return Ok(None);
+            }
         };
         if !dir.join(MODEL_FILE).is_file() {
             if !meta_path.exists() {
                 // Removed by retention since the metadata was read.
                 return Ok(None);
             }
-            tracing::warn!(path = %dir.display(), "version without a model file; skipped");
+            self.warn_once(&dir, "version without a model file; skipped".into());
             return Ok(None);
         }
         match serde_json::from_slice::<VersionMeta>(&bytes) {
             Ok(meta) if meta.version == version && meta.model == model => Ok(Some(meta)),
             Ok(meta) => {
-                tracing::warn!(path = %meta_path.display(), model = meta.model, version = meta.version, "metadata names another version; skipped");
+                self.warn_once(
+                    &meta_path,
+                    format!(
+                        "metadata names {} version {}; skipped",
+                        meta.model, meta.version
+                    ),
+                );
                 Ok(None)
             }
             Err(e) => {
-                tracing::warn!(path = %meta_path.display(), error = %e, "unparsable metadata; skipped");
+                self.warn_once(&meta_path, format!("unparsable metadata ({e}); skipped"));
                 Ok(None)
             }
         }
+    }
+
+    /// Logs a warning about a bad registry entry the first time this registry (or a clone)
+    /// meets that path with that problem; later meetings are silent, so a server polling
+    /// every second warns once. Returns whether it logged.
+    pub(crate) fn warn_once(&self, path: &Path, problem: String) -> bool {
+        let mut warned = self.warned.lock().unwrap_or_else(|p| p.into_inner());
+        let first = warned.insert((path.to_path_buf(), problem.clone()));
+        if first {
+            tracing::warn!(path = %path.display(), "registry entry skipped: {problem}");
+        }
+        first
     }
 
     fn notify(&self, kind: EventKind, meta: &VersionMeta) {
@@ -358,5 +453,50 @@ fn unknown(model: &str, version: u64) -> Error {
     Error::UnknownVersion {
         model: model.to_string(),
         version,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// #14 case 13: a server polls every second; each bad entry is warned about once.
+    #[cfg(unix)]
+    #[test]
+    fn bad_entries_are_warned_about_once_across_polls_and_clones() {
+        let dir = tempfile::tempdir().unwrap();
+        let reg = Registry::open(dir.path()).unwrap();
+        let bytes = eddy_algorithms::model::encode("test-model", &vec![1.0f32]).unwrap();
+        reg.publish("ctr", &bytes, NewVersion::default()).unwrap();
+        let ctr = dir.path().join("ctr");
+        std::fs::write(ctr.join("v2"), b"stray").unwrap();
+        std::fs::create_dir_all(ctr.join("v3/meta.json")).unwrap();
+        std::fs::write(ctr.join("v3/model.eddy"), &bytes).unwrap();
+        std::os::unix::fs::symlink("v4", ctr.join("v4")).unwrap();
+        std::fs::create_dir(ctr.join("v5")).unwrap();
+        std::fs::write(ctr.join("v5/model.eddy"), &bytes).unwrap();
+        std::fs::create_dir(ctr.join("v6")).unwrap();
+        std::fs::write(ctr.join("v6/meta.json"), b"{ not json").unwrap();
+        std::fs::write(ctr.join("v6/model.eddy"), &bytes).unwrap();
+
+        let clone = reg.clone();
+        let mut watcher = Watcher::for_registry(reg.clone(), DEFAULT_POLL).unwrap();
+        for _ in 0..5 {
+            assert_eq!(reg.versions("ctr").unwrap().len(), 1);
+            assert_eq!(clone.versions("ctr").unwrap().len(), 1);
+            watcher.poll_once().unwrap();
+        }
+        let warned = reg.warned.lock().unwrap().clone();
+        let paths: Vec<String> = warned
+            .iter()
+            .map(|(p, _)| p.strip_prefix(&ctr).unwrap().display().to_string())
+            .collect();
+        assert_eq!(warned.len(), 5, "one warning per bad entry: {warned:?}");
+        for p in ["v2", "v3/meta.json", "v4", "v5/meta.json", "v6/meta.json"] {
+            assert!(paths.iter().any(|q| q == p), "{p} not warned: {warned:?}");
+        }
+        // a repeat of a warned problem logs nothing
+        let (path, problem) = warned.iter().next().unwrap().clone();
+        assert!(!reg.warn_once(&path, problem));
     }
 }

@@ -10,8 +10,15 @@ impl Registry {
     /// metadata. Promoting to [`Stage::Production`] archives every other production version of
     /// the model afterwards (so there is never a moment with none). Each change is announced to
     /// subscribers as [`EventKind::StageChanged`]; a version already in `stage` is left alone.
+    ///
+    /// A version whose `model.eddy` fails its header or checksum check is refused with
+    /// [`Error::ModelFile`] for every stage but [`Stage::Archived`]: the registry never names a
+    /// corrupt version as the one to serve.
     pub fn promote(&self, model: &str, version: u64, stage: Stage) -> Result<VersionMeta> {
         let _guard = self.lock();
+        if stage != Stage::Archived {
+            self.load_bytes(model, version)?;
+        }
         let meta = self.set_stage(model, version, stage)?;
         if stage == Stage::Production {
             self.demote_other_production(model, version)?;
@@ -45,10 +52,11 @@ impl Registry {
 
     /// Pins `version` of `model` (serving's "pinned" policy reads it with
     /// [`pinned`](Self::pinned)); the pin is a `PIN` file in the model directory, replaced
-    /// atomically. The version must exist.
+    /// atomically. The version must exist and its model file pass the checksum check.
     pub fn pin(&self, model: &str, version: u64) -> Result<()> {
         let _guard = self.lock();
         self.get(model, version)?;
+        self.load_bytes(model, version)?;
         let path = self.model_dir(model)?.join(PIN_FILE);
         fs::replace_atomic(&path, format!("{version}\n").as_bytes())
     }

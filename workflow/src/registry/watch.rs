@@ -29,8 +29,14 @@ impl Watcher {
     /// A watcher of the registry at `dir` that polls every `poll` (see [`DEFAULT_POLL`]).
     /// Versions present now count as seen: the first poll reports only later ones.
     pub fn new(dir: impl Into<PathBuf>, poll: Duration) -> Result<Self> {
+        Self::for_registry(Registry::open(dir)?, poll)
+    }
+
+    /// A watcher of `registry` itself (a clone), so warnings about bad entries are given once
+    /// between the watcher and the registry's other users.
+    pub fn for_registry(registry: Registry, poll: Duration) -> Result<Self> {
         let mut watcher = Watcher {
-            registry: Registry::open(dir)?,
+            registry,
             poll,
             seen: BTreeMap::new(),
         };

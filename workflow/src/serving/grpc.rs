@@ -1,9 +1,15 @@
 //! The gRPC front end (tonic): the operations of the HTTP API over `proto/serving.proto`,
 //! answered by the same [`ServingState`] — a row scored over gRPC gets the same prediction as
 //! over HTTP.
+//!
+//! The same port also answers the standard health service `grpc.health.v1.Health`
+//! ([`health`]), for load balancers and Kubernetes gRPC probes: the server (`""`) and
+//! `eddy.serving.v1.Serving` are SERVING when every served model has a version loaded (what
+//! `GET /healthz` answers 200 for), NOT_SERVING otherwise.
 
+use std::future::Future;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use tonic::{Code, Request, Response, Status};
@@ -21,6 +27,38 @@ pub mod pb {
 }
 
 use pb::serving_server::{Serving, ServingServer};
+use tonic::server::NamedService;
+use tonic_health::pb::health_server::{Health, HealthServer};
+use tonic_health::ServingStatus;
+
+/// The `grpc.health.v1.Health` service of the serving port, and a future that keeps its
+/// status in step with the served models, re-checked every `poll`; the future never ends (run
+/// it beside the server and drop it with the server).
+pub fn health(
+    state: Arc<ServingState>,
+    poll: Duration,
+) -> (HealthServer<impl Health>, impl Future<Output = ()>) {
+    let (reporter, service) = tonic_health::server::health_reporter();
+    let update = async move {
+        let mut last = None;
+        let mut tick = tokio::time::interval(poll.max(Duration::from_millis(1)));
+        loop {
+            tick.tick().await;
+            let status = if state.is_ready() {
+                ServingStatus::Serving
+            } else {
+                ServingStatus::NotServing
+            };
+            if last != Some(status) {
+                for name in ["", <ServingServer<GrpcService> as NamedService>::NAME] {
+                    reporter.set_service_status(name, status).await;
+                }
+                last = Some(status);
+            }
+        }
+    };
+    (service, update)
+}
 
 /// The gRPC service over a [`ServingState`].
 #[derive(Debug, Clone)]
@@ -142,6 +180,11 @@ impl Serving for GrpcService {
             .await
             .map_err(|e| status(&e));
         let failed = result.as_ref().err().map(|s| http_status(s.code()));
+        if let (Err(e), Some(code)) = (&result, failed) {
+            self.state
+                .metrics()
+                .log_failure(Protocol::Grpc, code, &e.message());
+        }
         self.state
             .metrics()
             .record(Protocol::Grpc, start.elapsed(), failed);

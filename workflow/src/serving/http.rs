@@ -199,6 +199,9 @@ fn finish(
         Err(e) => error_response(e),
     };
     let failed = (!response.status().is_success()).then(|| response.status().as_u16());
+    if let (Err(e), Some(status)) = (&result, failed) {
+        state.metrics().log_failure(Protocol::Http, status, e);
+    }
     state
         .metrics()
         .record(Protocol::Http, start.elapsed(), failed);

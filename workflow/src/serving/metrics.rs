@@ -1,5 +1,7 @@
 //! Serving metrics as lock-free counters, rendered in the Prometheus text format by
-//! `GET /metrics`.
+//! `GET /metrics`, and the request log: one `info` line every
+//! [`ServeConfig::log_every`](super::ServeConfig::log_every) requests (counts so far) and one
+//! line per failed request (`warn` for a server error, `info` for a client error).
 
 use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -77,6 +79,10 @@ pub struct Metrics {
     requests: [AtomicU64; 2],
     /// Failed requests by protocol and class: 0 = client error (4xx), 1 = server error (5xx).
     errors: [[AtomicU64; 2]; 2],
+    /// A request log line every this many requests (0: none).
+    log_every: AtomicU64,
+    /// Requests of both protocols, numbering the request log lines.
+    all_requests: AtomicU64,
 }
 
 impl Metrics {
@@ -89,6 +95,40 @@ impl Metrics {
         if let Some(status) = failed_status {
             let class = usize::from(status >= 500);
             self.errors[p][class].fetch_add(1, Ordering::Relaxed);
+        }
+        let every = self.log_every.load(Ordering::Relaxed);
+        let total = self.all_requests.fetch_add(1, Ordering::Relaxed) + 1;
+        if every > 0 && total % every == 0 {
+            let errors: u64 = self
+                .errors
+                .iter()
+                .flatten()
+                .map(|e| e.load(Ordering::Relaxed))
+                .sum();
+            tracing::info!(
+                requests = total,
+                errors,
+                last_latency_us = latency.as_micros() as u64,
+                "served {total} predict requests"
+            );
+        }
+    }
+
+    /// Logs a request log line every `every` predict requests (0: never).
+    pub fn set_log_every(&self, every: u64) {
+        self.log_every.store(every, Ordering::Relaxed);
+    }
+
+    /// Logs one failed request: `warn` for a server error (5xx), `info` for a client error.
+    pub fn log_failure(&self, protocol: Protocol, status: u16, error: &dyn std::fmt::Display) {
+        let protocol = match protocol {
+            Protocol::Http => "http",
+            Protocol::Grpc => "grpc",
+        };
+        if status >= 500 {
+            tracing::warn!(protocol, status, "predict request failed: {error}");
+        } else {
+            tracing::info!(protocol, status, "predict request refused: {error}");
         }
     }
 

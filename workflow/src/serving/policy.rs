@@ -97,6 +97,18 @@ impl ModelSelector {
     }
 }
 
+/// Written back the way it parses: `name@latest`, `name@7`, `name@pinned`, `name@production`.
+impl fmt::Display for ModelSelector {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.policy {
+            VersionPolicy::Latest => write!(f, "{}@latest", self.name),
+            VersionPolicy::Pinned => write!(f, "{}@pinned", self.name),
+            VersionPolicy::Version(v) => write!(f, "{}@{v}", self.name),
+            VersionPolicy::Stage(s) => write!(f, "{}@{}", self.name, stage_name(s)),
+        }
+    }
+}
+
 impl FromStr for ModelSelector {
     type Err = Error;
 

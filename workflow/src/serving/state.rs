@@ -8,6 +8,14 @@
 //! in-flight requests finish on the old version and no request waits for a swap. A version
 //! that fails to load is logged, remembered (not retried) and skipped: the previous version
 //! keeps serving.
+//!
+//! **Compatibility.** Clients of a served model rely on what it answers and what it reads, so
+//! a new version whose task or output kind ([`Task`]: binary / regression / `n` classes / `k`
+//! clusters) or raw input columns ([`InputSchema`]) differ from the serving version's is
+//! refused like a version that does not load — logged, counted in
+//! `eddy_serving_model_load_failures_total`, not retried — unless the server was started with
+//! `allow-incompatible-swap` ([`ServeConfig`](super::ServeConfig)). The first version a model
+//! serves is never refused for this.
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -15,7 +23,9 @@ use std::sync::{Arc, Mutex};
 
 use arc_swap::{ArcSwap, ArcSwapOption};
 
-use super::input::Row;
+use eddy_algorithms::learner::Task;
+
+use super::input::{InputSchema, Row};
 use super::metrics::Metrics;
 use super::model::{LoadedModel, Prediction};
 use super::policy::{ModelSelector, VersionPolicy};
@@ -36,11 +46,14 @@ pub struct ServedModel {
     errors: AtomicU64,
     swaps: AtomicU64,
     load_failures: AtomicU64,
+    /// Swap in versions whose task, output kind or inputs differ from the serving one.
+    allow_incompatible: bool,
 }
 
 impl ServedModel {
-    fn new(selector: ModelSelector) -> Self {
+    fn new(selector: ModelSelector, allow_incompatible: bool) -> Self {
         ServedModel {
+            allow_incompatible,
             name: selector.name,
             policy: selector.policy,
             current: ArcSwapOption::empty(),
@@ -80,7 +93,13 @@ impl ServedModel {
             if lock(&self.failed).contains(&version) {
                 continue;
             }
-            match LoadedModel::load(registry, &self.name, version) {
+            let loaded = LoadedModel::load(registry, &self.name, version).and_then(|model| {
+                match self.current.load().as_deref() {
+                    Some(old) if !self.allow_incompatible => compatible(old, model),
+                    _ => Ok(model),
+                }
+            });
+            match loaded {
                 Ok(model) => {
                     self.current.store(Some(Arc::new(model)));
                     self.swaps.fetch_add(1, Ordering::Relaxed);
@@ -96,6 +115,60 @@ impl ServedModel {
         }
         Ok(serving)
     }
+}
+
+/// `new` if it answers and reads like `old` (same [`Task`], the same input columns and kinds
+/// in any order), else an error saying what differs.
+fn compatible(old: &LoadedModel, new: LoadedModel) -> Result<LoadedModel> {
+    let mut differences = Vec::new();
+    if old.task() != new.task() {
+        differences.push(format!(
+            "task {} instead of {}",
+            task_text(new.task()),
+            task_text(old.task())
+        ));
+    }
+    // The same columns in another probe order are the same inputs.
+    let sorted = |m: &LoadedModel| {
+        let mut c = m.inputs().columns().to_vec();
+        c.sort();
+        c
+    };
+    if sorted(old) != sorted(&new) {
+        differences.push(format!(
+            "input columns {} instead of {}",
+            columns_text(new.inputs()),
+            columns_text(old.inputs())
+        ));
+    }
+    if differences.is_empty() {
+        return Ok(new);
+    }
+    Err(Error::InvalidArgument(format!(
+        "version {} is incompatible with the serving version {}: {} (start the server with \
+         allow-incompatible-swap to serve it anyway)",
+        new.version(),
+        old.version(),
+        differences.join("; ")
+    )))
+}
+
+fn task_text(task: Task) -> String {
+    match task {
+        Task::BinaryClassification => "binary classification".into(),
+        Task::Regression => "regression".into(),
+        Task::Multiclass { classes } => format!("multiclass ({classes} classes)"),
+        Task::Clustering { clusters } => format!("clustering ({clusters} clusters)"),
+    }
+}
+
+fn columns_text(inputs: &InputSchema) -> String {
+    let cols: Vec<String> = inputs
+        .columns()
+        .iter()
+        .map(|(name, kind)| format!("{name}:{kind:?}"))
+        .collect();
+    format!("[{}]", cols.join(", "))
 }
 
 /// A per-model counter: metric name, type, help, and how to read it.
@@ -119,6 +192,8 @@ pub struct ServingState {
     /// Serve every model of the registry (new ones included) at its latest version.
     serve_all: bool,
     route_prefix: Option<String>,
+    /// See [`ServedModel`]'s compatibility check.
+    allow_incompatible: bool,
     metrics: Metrics,
 }
 
@@ -126,22 +201,31 @@ impl ServingState {
     /// State serving `selectors` (every model of the registry at its latest version, new ones
     /// included, when empty) from `registry`; `route_prefix` enables per-key routing (the
     /// model of a routed request is the prefix followed by the request's key). No version is
-    /// loaded yet: call [`refresh_all`](Self::refresh_all).
+    /// loaded yet: call [`refresh_all`](Self::refresh_all). `allow_incompatible` lets a new
+    /// version with another task, output kind or inputs replace the serving one (see the
+    /// module docs).
     pub fn new(
         registry: Registry,
         selectors: Vec<ModelSelector>,
         route_prefix: Option<String>,
+        allow_incompatible: bool,
     ) -> Self {
         let serve_all = selectors.is_empty();
         let models = selectors
             .into_iter()
-            .map(|s| (s.name.clone(), Arc::new(ServedModel::new(s))))
+            .map(|s| {
+                (
+                    s.name.clone(),
+                    Arc::new(ServedModel::new(s, allow_incompatible)),
+                )
+            })
             .collect();
         ServingState {
             registry,
             models: ArcSwap::from_pointee(models),
             serve_all,
             route_prefix,
+            allow_incompatible,
             metrics: Metrics::default(),
         }
     }
@@ -154,6 +238,13 @@ impl ServingState {
     /// The server-wide request metrics.
     pub fn metrics(&self) -> &Metrics {
         &self.metrics
+    }
+
+    /// Whether every served model has a version loaded (and there is one): what `GET /healthz`
+    /// and the gRPC health service report.
+    pub fn is_ready(&self) -> bool {
+        let models = self.models.load();
+        !models.is_empty() && models.values().all(|m| m.current.load().is_some())
     }
 
     /// The served models, by name.
@@ -211,8 +302,12 @@ impl ServingState {
         self.models.rcu(|old| {
             let mut next = BTreeMap::clone(old);
             for n in &names {
-                next.entry(n.clone())
-                    .or_insert_with(|| Arc::new(ServedModel::new(ModelSelector::latest(n))));
+                next.entry(n.clone()).or_insert_with(|| {
+                    Arc::new(ServedModel::new(
+                        ModelSelector::latest(n),
+                        self.allow_incompatible,
+                    ))
+                });
             }
             next
         });

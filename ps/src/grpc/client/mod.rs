@@ -2,7 +2,8 @@
 //!
 //! Keys are routed by [`shard_of`]; a call groups its keys by shard and sends one request per
 //! shard, all in parallel, then scatters the answers back into key order. Every request has a
-//! timeout and is retried (with doubling backoff) on transport errors until `retry_for` has
+//! timeout and is retried (with doubling, jittered backoff: [`eddy_core::backoff`]) on
+//! transport errors until `retry_for` has
 //! passed, so a shard that is restarted from its snapshot is ridden through. A push is
 //! checked whole before any shard sees it.
 //!
@@ -34,6 +35,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 mod seq;
 mod store;
 
+use eddy_core::backoff::Backoff;
 use futures::future::try_join_all;
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Response, Status};
@@ -60,7 +62,8 @@ pub struct PsClientConfig {
     pub timeout: Duration,
     /// How long a request is retried through transport errors before it fails. Default 60 s.
     pub retry_for: Duration,
-    /// The first pause between retries (doubling up to 1 s). Default 20 ms.
+    /// The ceiling of the first pause between retries (doubling up to 1 s; each pause is
+    /// jittered to between half and all of its ceiling). Default 20 ms.
     pub backoff: Duration,
 }
 
@@ -283,7 +286,7 @@ impl PsClient {
     {
         let conn = &self.conns[shard];
         let deadline = Instant::now() + self.cfg.retry_for;
-        let mut backoff = self.cfg.backoff;
+        let backoff = Backoff::new(self.cfg.backoff, MAX_BACKOFF);
         let mut attempts = 0u32;
         loop {
             attempts += 1;
@@ -319,7 +322,8 @@ impl PsClient {
                 Some(e) => return Err(e),
                 None => {}
             }
-            if !retryable(status.code()) || Instant::now() + backoff > deadline {
+            let wait = backoff.delay(attempts - 1);
+            if !retryable(status.code()) || Instant::now() + wait > deadline {
                 return Err(self.remote(
                     shard,
                     op,
@@ -331,8 +335,7 @@ impl PsClient {
                 ));
             }
             self.retries.fetch_add(1, Ordering::Relaxed);
-            tokio::time::sleep(backoff).await;
-            backoff = (backoff * 2).min(MAX_BACKOFF);
+            tokio::time::sleep(wait).await;
         }
     }
 
