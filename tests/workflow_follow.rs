@@ -247,3 +247,102 @@ fn common_gen(out: &Path) {
         .unwrap();
     assert!(status.success());
 }
+
+#[test]
+fn learn_follow_stops_on_sigterm_with_a_checkpoint_and_a_rerun_resumes() {
+    let dir = tempfile::tempdir().unwrap();
+    let all = dir.path().join("all.csv");
+    common_gen(&all);
+    let text = std::fs::read_to_string(&all).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    let live = dir.path().join("live.csv");
+    append(&live, &lines[..2001]);
+    let chk = dir.path().join("chk");
+    let args = [
+        "learn",
+        "--data",
+        p(&live),
+        "--label",
+        "label",
+        "--hash-bits",
+        "12",
+        "--checkpoint-dir",
+        p(&chk),
+        "--checkpoint-every",
+        "200ms",
+    ];
+    let mut follow: Vec<&str> = args.to_vec();
+    follow.push("--follow");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_eddy"))
+        .args(&follow)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // wait (bounded) for the first periodic checkpoint of the followed file
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !std::fs::read_dir(&chk).is_ok_and(|mut d| d.next().is_some()) {
+        assert!(Instant::now() < deadline, "no checkpoint directory");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let term = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(term.success());
+    let out = wait_output(&mut child);
+    assert!(
+        out.0,
+        "SIGTERM must stop eddy learn --follow cleanly: {}",
+        out.2
+    );
+    let report: serde_json::Value = serde_json::from_str(out.1.trim()).unwrap();
+    assert_eq!(report["rows"], 2000, "{report}");
+    assert!(chk.is_dir(), "a stopped run keeps its checkpoints");
+    // the rerun (bounded, on the grown file) resumes: it learns only the new rows
+    append(&live, &lines[2001..]);
+    let rerun = Command::new(env!("CARGO_BIN_EXE_eddy"))
+        .args(args)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&rerun.stderr);
+    assert!(rerun.status.success(), "{err}");
+    assert!(err.contains("resuming from checkpoint"), "{err}");
+    let report: serde_json::Value = serde_json::from_slice(&rerun.stdout).unwrap();
+    assert_eq!(report["rows"], 3000, "{report}");
+    assert!(
+        !chk.exists(),
+        "a run that read its whole input clears its checkpoints"
+    );
+}
+
+/// Waits (at most 20 s) for `child`: success, stdout, stderr.
+fn wait_output(child: &mut Child) -> (bool, String, String) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("the process did not stop within 20 s");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let (mut out, mut err) = (String::new(), String::new());
+    child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut out)
+        .unwrap();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    (status.success(), out, err)
+}

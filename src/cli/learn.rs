@@ -12,7 +12,7 @@
 //! `eddy-runs/learn/<data-file-stem>-<fingerprint>/checkpoints`: a run that was killed or
 //! stopped resumes from the newest checkpoint when started again with the same data, learner
 //! and label; a run that read its whole input clears them. `--follow` keeps reading a growing
-//! file until Ctrl-C, which takes a last checkpoint, publishes and exits 0.
+//! file until Ctrl-C or SIGTERM, which take a last checkpoint, publish and exit 0.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -397,18 +397,22 @@ fn count_rows(path: &Path, format: io::DataFormat) -> anyhow::Result<u64> {
     })
 }
 
-/// Sets `flag` on the first Ctrl-C.
-fn on_ctrl_c(flag: Arc<AtomicBool>) -> anyhow::Result<()> {
+/// Sets `flag` on the first Ctrl-C or SIGTERM ([`super::shutdown::signal`]).
+fn on_shutdown(flag: Arc<AtomicBool>) -> anyhow::Result<()> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("starting the signal listener")?;
+    // install the handlers now, inside the runtime, before any work starts
+    let signal = {
+        let _inside = rt.enter();
+        super::shutdown::signal()
+    };
     std::thread::Builder::new()
         .name("eddy-signal".into())
         .spawn(move || {
-            if rt.block_on(tokio::signal::ctrl_c()).is_ok() {
-                flag.store(true, Ordering::SeqCst);
-            }
+            rt.block_on(signal);
+            flag.store(true, Ordering::SeqCst);
         })
         .context("starting the signal listener")?;
     Ok(())
@@ -445,7 +449,7 @@ pub fn run(args: LearnArgs) -> anyhow::Result<()> {
         eprintln!("resuming from checkpoint {epoch} in {}", dir.display());
     }
     let stop = Arc::new(AtomicBool::new(false));
-    on_ctrl_c(stop.clone())?;
+    on_shutdown(stop.clone())?;
     let bar = progress::byte_bar(0);
     let mut stopping = false;
     while !handle.is_finished() {

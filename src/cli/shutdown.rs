@@ -1,7 +1,7 @@
 //! The shutdown signal of every long-running command (`eddy serve`, `eddy ps serve`,
-//! `eddy agg --follow`, `eddy run`): Ctrl-C (SIGINT) or SIGTERM — what `kill`, systemd,
-//! Docker and Kubernetes send — as one future, so each command drains and exits the same way
-//! whichever of the two arrives: `server.run(listener, shutdown::signal())`.
+//! `eddy agg --follow`, `eddy learn --follow`, `eddy run`): Ctrl-C (SIGINT) or SIGTERM — what
+//! `kill`, systemd, Docker and Kubernetes send — as one future, so each command drains and
+//! exits the same way whichever of the two arrives: `server.run(listener, shutdown::signal())`.
 
 use std::future::Future;
 

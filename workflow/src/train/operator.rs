@@ -29,8 +29,8 @@ struct SnapshotRef<'a> {
     stream: Option<StreamPosition>,
 }
 
-/// A snapshot read back.
-#[derive(serde::Deserialize)]
+/// A snapshot read back (`Serialize` too: decoding walks it to refuse non-finite numbers).
+#[derive(serde::Serialize, serde::Deserialize)]
 struct Snapshot {
     model: Vec<u8>,
     eval: ProgressiveValidation,
