@@ -363,3 +363,68 @@ fn a_diverged_model_fails_the_job_and_is_not_published() {
         );
     }
 }
+
+#[test]
+fn rows_with_a_bad_label_are_dead_letters_and_the_counts_add_up() {
+    // #14 case 7: empty, NaN, infinite and out-of-range labels never stop the job
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("labels.csv");
+    let mut text = String::from("label,x,c\n");
+    let bad = [(1500, ""), (2600, "NaN"), (9000, "inf"), (15001, "7")];
+    for i in 0..20_000 {
+        let label = bad
+            .iter()
+            .find(|(at, _)| *at == i)
+            .map_or((i % 2).to_string(), |(_, l)| l.to_string());
+        text.push_str(&format!("{label},{}.5,k{}\n", i % 13, i % 5));
+    }
+    std::fs::write(&data, text).unwrap();
+    let letters = dir.path().join("bad.jsonl");
+    let out = ok(&[
+        "learn",
+        "--data",
+        p(&data),
+        "--label",
+        "label",
+        "--model",
+        "softmax",
+        "--schema",
+        "label:float64,x:float64,c:utf8",
+        "--checkpoint-every",
+        "off",
+        "--dead-letter",
+        p(&letters),
+    ]);
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let dead = std::fs::read_to_string(&letters).unwrap();
+    let dead: Vec<serde_json::Value> = dead
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(dead.len(), 4, "{dead:?}");
+    assert_eq!(report["rows"].as_u64().unwrap() + dead.len() as u64, 20_000);
+    // each names its record of the input (the data row, header not counted) and the label
+    let records: Vec<u64> = dead.iter().map(|d| d["line"].as_u64().unwrap()).collect();
+    assert_eq!(records, vec![1501, 2601, 9001, 15002]);
+    assert!(
+        dead[3]["reason"].as_str().unwrap().contains("class index"),
+        "{dead:?}"
+    );
+    // --on-error fail stops at the first, naming it
+    let failed = eddy(&[
+        "learn",
+        "--data",
+        p(&data),
+        "--label",
+        "label",
+        "--schema",
+        "label:float64,x:float64,c:utf8",
+        "--checkpoint-every",
+        "off",
+        "--on-error",
+        "fail",
+    ]);
+    assert!(!failed.status.success());
+    let err = String::from_utf8_lossy(&failed.stderr);
+    assert!(err.contains("1501") && err.contains("missing"), "{err}");
+}

@@ -13,6 +13,7 @@ use arrow::record_batch::RecordBatch;
 
 use crate::error::Result;
 use crate::message::{Epoch, EventTime};
+use crate::source::{DeadLetterSink, ErrorPolicy, Rejected};
 
 /// Identity of one parallel instance of an operator.
 #[derive(Debug, Clone)]
@@ -45,12 +46,37 @@ pub enum Output {
 
 /// Where an operator puts what it emits. The runtime drains it after each call and passes the
 /// outputs down the chain or onto the channels; the buffer is reused, so emitting allocates nothing.
+///
+/// A record the operator cannot process (an invalid label, say) goes to the job's dead-letter
+/// sink through [`reject`](Collector::reject), counted in the job summary like the sources'
+/// malformed records; it is never dropped silently.
 #[derive(Debug, Default)]
 pub struct Collector {
     pub(crate) outputs: Vec<Output>,
+    /// The job's dead-letter sink (set by the runtime; `None` when driven by hand).
+    pub(crate) dead_letters: Option<Arc<DeadLetterSink>>,
 }
 
 impl Collector {
+    /// A collector whose rejected records go to `dead_letters` (for driving an operator by
+    /// hand; the runtime gives every operator the job's sink).
+    pub fn with_dead_letters(dead_letters: Arc<DeadLetterSink>) -> Self {
+        Collector {
+            outputs: Vec::new(),
+            dead_letters: Some(dead_letters),
+        }
+    }
+
+    /// Sends one record the operator cannot process to the job's dead-letter sink, under the
+    /// job's [`ErrorPolicy`](crate::source::ErrorPolicy): with `fail` (or with no sink: an
+    /// operator driven by hand) this is the error that fails the job, naming the record.
+    pub fn reject(&self, rejected: Rejected) -> Result<()> {
+        match &self.dead_letters {
+            Some(sink) => sink.reject(rejected),
+            None => DeadLetterSink::in_memory(ErrorPolicy::Fail).reject(rejected),
+        }
+    }
+
     /// Emits a batch on the main output. Empty batches are dropped here.
     pub fn emit(&mut self, batch: RecordBatch) {
         if batch.num_rows() > 0 {

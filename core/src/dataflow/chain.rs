@@ -92,13 +92,16 @@ pub(crate) fn guard<T>(task: &str, f: impl FnOnce() -> Result<T>) -> Result<T> {
 }
 
 impl Chain {
-    /// Starts operators and opens the sink; `checkpointing` is `Some(restored)` in a job that
-    /// takes checkpoints (the sink then stages its output per epoch).
+    /// Starts operators (handing them the job's dead-letter sink) and opens the sink;
+    /// `checkpointing` is `Some(restored)` in a job that takes checkpoints (the sink then
+    /// stages its output per epoch).
     pub(crate) fn start(
         &mut self,
         checkpointing: Option<Option<crate::message::Epoch>>,
+        dead_letters: &std::sync::Arc<crate::source::DeadLetterSink>,
     ) -> Result<()> {
         for op in &mut self.ops {
+            op.collector.dead_letters = Some(dead_letters.clone());
             op.op
                 .on_start(&op.task)
                 .map_err(|e| op_error(&op.task, e))?;

@@ -190,7 +190,7 @@ async fn operator_loop(
     let name = t.name.clone();
     let chain = &mut t.chain;
     let checkpointing = env.checkpointing.then_some(t.restored_epoch);
-    guard(&name, || chain.start(checkpointing))?;
+    guard(&name, || chain.start(checkpointing, &env.dead_letters))?;
     let mut restore = t.restore.take();
     if let Some(bytes) = restore.as_mut().and_then(|s| s.inflight.take()) {
         // in-flight data of an unaligned snapshot is processed before anything new

@@ -208,7 +208,7 @@ pub(crate) fn run_source_task(mut t: Task, env: &TaskEnv) -> Result<()> {
     let chain = &mut t.chain;
     guard(&name, || source.open(&ctx))?;
     let checkpointing = env.checkpointing.then_some(t.restored_epoch);
-    guard(&name, || chain.start(checkpointing))?;
+    guard(&name, || chain.start(checkpointing, &env.dead_letters))?;
     let mut restore = t.restore.take();
     let mut pending = Vec::new();
     if let Some(bytes) = restore.as_mut().and_then(|s| s.inflight.take()) {

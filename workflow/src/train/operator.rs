@@ -1,5 +1,5 @@
-//! The learner as a dataflow operator: featurize, predict-then-learn (progressive validation),
-//! publish when due; its whole state — pipeline statistics, learner, evaluator, publication
+//! The learner as a dataflow operator: set aside the rows it cannot learn from (dead letters),
+//! featurize, predict-then-learn (progressive validation), publish when due; its whole state — pipeline statistics, learner, evaluator, publication
 //! position — is its checkpointed operator state.
 
 use std::sync::Arc;
@@ -12,6 +12,7 @@ use eddy_algorithms::trained::TrainedModel;
 use eddy_core::error::ErrorDomain;
 use eddy_core::message::Epoch;
 use eddy_core::operator::{Collector, Operator, TaskInfo};
+use eddy_core::source::Rejected;
 
 use super::{Finished, Shared, TrainEvent};
 use crate::model_stream::{metric_map, ModelStream, StreamPosition};
@@ -26,6 +27,7 @@ struct SnapshotRef<'a> {
     model: Vec<u8>,
     eval: &'a ProgressiveValidation,
     rows: u64,
+    rejected: u64,
     stream: Option<StreamPosition>,
 }
 
@@ -35,6 +37,7 @@ struct Snapshot {
     model: Vec<u8>,
     eval: ProgressiveValidation,
     rows: u64,
+    rejected: u64,
     stream: Option<StreamPosition>,
 }
 
@@ -42,10 +45,15 @@ struct Snapshot {
 struct State {
     trained: TrainedModel,
     eval: ProgressiveValidation,
+    /// Rows learned.
     rows: u64,
+    /// Rows sent to the dead-letter sink (a bad label): with `rows`, the stream position.
+    rejected: u64,
     stream: Option<ModelStream>,
     /// Reused featurization buffer.
     examples: Examples,
+    /// Reused buffer of the rows a batch cannot be learned from.
+    invalid: Vec<(usize, String)>,
 }
 
 /// The online learner operator (see the [module docs](self)).
@@ -126,8 +134,10 @@ impl LearnOperator {
             },
             eval,
             rows: 0,
+            rejected: 0,
             stream,
             examples,
+            invalid: Vec::new(),
         })
     }
 
@@ -177,6 +187,64 @@ impl LearnOperator {
     }
 }
 
+impl LearnOperator {
+    /// `batch` without the rows it cannot learn from (a missing, non-finite or out-of-range
+    /// label or weight), which go to the dead-letter sink numbered by their record in the
+    /// stream; `None` when no row is left.
+    fn learnable(
+        &mut self,
+        batch: RecordBatch,
+        out: &Collector,
+    ) -> eddy_core::Result<Option<RecordBatch>> {
+        let name = self.name.clone();
+        let s = self.state()?;
+        let Some(spec) = s.trained.pipeline.label().cloned() else {
+            return Ok(Some(batch));
+        };
+        let task = s.trained.model.task();
+        let checked = spec.invalid_rows(&batch, task, &mut s.invalid);
+        if let Err(e) = checked {
+            return Err(self.algo_error(e));
+        }
+        let s = self.state()?;
+        if s.invalid.is_empty() {
+            return Ok(Some(batch));
+        }
+        let first = s.rows + s.rejected + 1;
+        let column = batch.schema().index_of(&spec.label).map_or(0, |i| i + 1);
+        let mut keep = vec![true; batch.num_rows()];
+        for (row, reason) in &s.invalid {
+            keep[*row] = false;
+            out.reject(Rejected {
+                source: format!("{name} (record {} of its input)", first + *row as u64),
+                line: first + *row as u64,
+                column,
+                raw: row_json(&batch, *row),
+                reason: reason.clone(),
+            })?;
+        }
+        s.rejected += s.invalid.len() as u64;
+        let mask = arrow::array::BooleanArray::from(keep);
+        let kept = arrow::compute::filter_record_batch(&batch, &mask)
+            .map_err(|e| eddy_core::Error::Internal(format!("dropping rejected rows: {e}")))?;
+        Ok((kept.num_rows() > 0).then_some(kept))
+    }
+}
+
+/// Row `row` of `batch` as a JSON object (a dead letter's raw text).
+fn row_json(batch: &RecordBatch, row: usize) -> String {
+    let mut writer = arrow::json::LineDelimitedWriter::new(Vec::new());
+    let written = writer
+        .write(&batch.slice(row, 1))
+        .and_then(|_| writer.finish());
+    match written {
+        Ok(()) => String::from_utf8_lossy(&writer.into_inner())
+            .trim_end()
+            .to_string(),
+        Err(e) => format!("(row {row} not printable: {e})"),
+    }
+}
+
 /// The ways learning a batch fails.
 enum LearnError {
     Core(eddy_core::Error),
@@ -197,8 +265,11 @@ impl Operator for LearnOperator {
         &mut self,
         _input: usize,
         batch: RecordBatch,
-        _out: &mut Collector,
+        out: &mut Collector,
     ) -> eddy_core::Result<()> {
+        let Some(batch) = self.learnable(batch, out)? else {
+            return Ok(());
+        };
         match self.learn(&batch) {
             Ok(published) => {
                 let rows = self.state()?.rows;
@@ -222,6 +293,7 @@ impl Operator for LearnOperator {
                 model,
                 eval: &s.eval,
                 rows: s.rows,
+                rejected: s.rejected,
                 stream: s.stream.as_ref().map(ModelStream::position),
             };
             eddy_algorithms::model::encode(SNAPSHOT_KIND, &frame)
@@ -243,6 +315,7 @@ impl Operator for LearnOperator {
         s.trained = trained;
         s.eval = snapshot.eval;
         s.rows = snapshot.rows;
+        s.rejected = snapshot.rejected;
         if let (Some(stream), Some(position)) = (s.stream.as_mut(), snapshot.stream) {
             stream.restore_position(position);
         }

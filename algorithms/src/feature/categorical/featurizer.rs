@@ -137,6 +137,62 @@ impl LabelSpec {
         Ok(())
     }
 
+    /// The rows of `batch` a learner of `task` cannot learn from, with why: a missing or
+    /// non-finite label, a multiclass label that is not a class index `0..classes`, a missing,
+    /// non-finite or negative weight. Clustering ignores labels, so none of its rows is refused
+    /// for one. `out` is cleared first; the check allocates nothing when every row is fine.
+    pub fn invalid_rows(
+        &self,
+        batch: &RecordBatch,
+        task: crate::learner::Task,
+        out: &mut Vec<(usize, String)>,
+    ) -> Result<()> {
+        out.clear();
+        if matches!(task, crate::learner::Task::Clustering { .. }) {
+            return Ok(());
+        }
+        let c = column(batch, LABELS, &self.label)?;
+        let labels = if c.data_type() == &DataType::Boolean {
+            let casted = cast(c, &DataType::Float64)?;
+            std::borrow::Cow::Owned(arrow::array::AsArray::as_primitive(&casted).clone())
+        } else {
+            f64_column(batch, LABELS, &self.label)?
+        };
+        for row in 0..labels.len() {
+            let x = labels.value(row);
+            let problem = if labels.is_null(row) {
+                "label is missing".to_string()
+            } else if !x.is_finite() {
+                format!("label {x} is not a finite number")
+            } else {
+                match task {
+                    crate::learner::Task::Multiclass { classes }
+                        if x.fract() != 0.0 || x < 0.0 || x >= classes as f64 =>
+                    {
+                        format!("label {x} is not a class index 0..{classes}")
+                    }
+                    _ => continue,
+                }
+            };
+            out.push((row, format!("`{}`: {problem}", self.label)));
+        }
+        if let Some(w) = &self.weight {
+            let weights = f64_column(batch, LABELS, w)?;
+            for row in 0..weights.len() {
+                let x = weights.value(row);
+                if weights.is_null(row) || !x.is_finite() || x < 0.0 {
+                    out.push((
+                        row,
+                        format!("`{w}`: weight is missing, not finite or negative"),
+                    ));
+                }
+            }
+            out.sort_by_key(|&(row, _)| row);
+            out.dedup_by_key(|(row, _)| *row);
+        }
+        Ok(())
+    }
+
     /// The labels of `batch`, into `out` (its allocation is reused).
     pub fn labels_into(&self, batch: &RecordBatch, out: &mut Vec<f32>) -> Result<()> {
         Self::read(batch, &self.label, false, out)
