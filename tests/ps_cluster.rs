@@ -150,6 +150,9 @@ fn a_killed_shard_restarts_from_its_snapshot_and_training_resumes() {
         "lost updates and duplicate pushes are reported: {r}"
     );
     assert!(r["logloss"].as_f64().unwrap() < 0.4, "{r}");
+    // said on stderr as it happened, not only in the summary
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("a shard restarted"), "{err}");
     drop(restarted);
     drop(s0);
 }

@@ -9,7 +9,8 @@
 //! tokio runtime. The printed JSON line is `eddy learn`'s plus `workers`, and for gRPC the
 //! client's `retries`, `duplicate_pushes` (retried pushes the shards had applied already and
 //! did not apply again), `shard_restarts` and `lost_updates` (key updates a restarted shard had
-//! acknowledged but its snapshot did not hold).
+//! acknowledged but its snapshot did not hold). A shard restart is also said on stderr as the
+//! client notices it, while training goes on.
 //!
 //! `--model ftrl` trains [`LogisticGradientModel`] under FTRL-Proximal and `--model fm` trains
 //! [`FmGradientModel`], with their params from the learner registry (`--param`, `--alpha`, …).
@@ -254,12 +255,15 @@ impl Job<'_> {
         let start = Instant::now();
         let handle = self.flow.start()?;
         let bar = progress::byte_bar(0);
+        let mut said = ShardHealth::default();
         while !handle.is_finished() {
             std::thread::sleep(Duration::from_millis(10));
             let (done, total) = handle.metrics().progress();
             bar.set_length(total);
             bar.set_position(done);
+            said.report(&extra(&store), &bar);
         }
+        said.report(&extra(&store), &bar);
         bar.finish_and_clear();
         let flow_result = handle.join();
         // The sinks are gone: drop the last senders so the workers see the end.
@@ -299,6 +303,35 @@ impl Job<'_> {
         }
         println!("{}", Report::new(r.rows, seconds, metrics).to_json_line());
         Ok(())
+    }
+}
+
+/// What has been said on stderr about the shards while training runs.
+#[derive(Default)]
+struct ShardHealth {
+    restarts: f64,
+}
+
+impl ShardHealth {
+    /// Says on stderr, as it happens, that a shard restarted (and how many acknowledged updates
+    /// its snapshot did not hold), from the client's counters in `counters`.
+    fn report(&mut self, counters: &[(&'static str, f64)], bar: &indicatif::ProgressBar) {
+        let get = |name: &str| {
+            counters
+                .iter()
+                .find(|(n, _)| *n == name)
+                .map_or(0.0, |(_, v)| *v)
+        };
+        let (restarts, lost) = (get("shard_restarts"), get("lost_updates"));
+        if restarts > self.restarts {
+            bar.suspend(|| {
+                eprintln!(
+                    "parameter server: a shard restarted ({restarts} restart(s) so far); \
+                     {lost} acknowledged key update(s) lost with it; training goes on"
+                )
+            });
+            self.restarts = restarts;
+        }
     }
 }
 
