@@ -200,8 +200,13 @@ pub async fn run(
             break;
         }
         let deadline = s.rt.values().filter_map(|r| r.next_tick).min();
+        // each event is shown on its own (before the nodes it makes ready start), so a
+        // listener sees every verdict, in the order things happened
         tokio::select! {
-            Some(done) = done_rx.recv() => s.on_done(done)?,
+            Some(done) = done_rx.recv() => {
+                s.on_done(done)?;
+                s.notify();
+            }
             Some(p) = progress_rx.recv() => s.on_progress(p)?,
             () = sleep_until(deadline), if !stopping => s.on_ticks(),
             () = &mut shutdown, if !stopping => {
@@ -425,6 +430,8 @@ impl Scheduler {
             Ok(o) => {
                 n.runs += 1;
                 n.status = NodeStatus::Succeeded;
+                // an earlier attempt's error is history once a retry succeeded
+                n.error = None;
                 n.rows = o.rows;
                 if !o.metrics.is_empty() {
                     n.metrics = o.metrics.clone();
