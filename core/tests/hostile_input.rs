@@ -281,3 +281,71 @@ fn a_record_over_the_length_limit_is_a_dead_letter_and_reading_goes_on() {
     let lines: Vec<&str> = got.last_column.iter().map(|s| s.as_str()).collect();
     assert!(lines.iter().any(|l| l.len() == 300_000));
 }
+
+#[test]
+fn compressed_input_is_refused_naming_the_format_not_read_as_garbage() {
+    // #14 case 24: gzip input was read as CSV (binary garbage became column names)
+    let dir = tempfile::tempdir().unwrap();
+    let gz = dir.path().join("data.csv.gz");
+    // a gzip member header and some deflate bytes
+    std::fs::write(&gz, b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\x03\xcbH\xcd\xc9\xc9\x07\x00").unwrap();
+    let err = CsvSource::new(CsvOptions::new(&gz)).unwrap_err().to_string();
+    assert!(err.contains("data.csv.gz") && err.contains("gzip"), "{err}");
+    // with a schema nothing is inferred: reading refuses it
+    let opts = CsvOptions::new(&gz).with_schema(ctr_schema());
+    let err = run(csv_factory(opts), 1, dir.path()).unwrap_err().to_string();
+    assert!(err.contains("gzip"), "{err}");
+    let zst = dir.path().join("data.jsonl");
+    std::fs::write(&zst, b"\x28\xb5\x2f\xfd\x04\x58\x00\x00").unwrap();
+    let err = JsonLinesSource::new(JsonLinesOptions::new(&zst))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("zstd"), "{err}");
+}
+
+#[test]
+fn parquet_files_in_every_codec_are_readable() {
+    // #14 case 24: zstd, lz4, gzip and brotli Parquet files could not be read
+    use eddy_core::source::parquet::{ParquetSource, ParquetSourceOptions};
+    use parquet::arrow::ArrowWriter;
+    use parquet::basic::{BrotliLevel, Compression, GzipLevel, ZstdLevel};
+    use parquet::file::properties::WriterProperties;
+
+    let dir = tempfile::tempdir().unwrap();
+    let schema = ctr_schema();
+    let batch = arrow::record_batch::RecordBatch::try_new(
+        schema.clone(),
+        vec![
+            Arc::new(arrow::array::Int64Array::from_iter_values(0..100)),
+            Arc::new(arrow::array::Float64Array::from_iter_values(
+                (0..100).map(|i| i as f64 / 2.0),
+            )),
+            Arc::new(arrow::array::StringArray::from_iter_values(
+                (0..100).map(|i| format!("v{i}")),
+            )),
+        ],
+    )
+    .unwrap();
+    let codecs = [
+        ("zstd", Compression::ZSTD(ZstdLevel::default())),
+        ("lz4", Compression::LZ4),
+        ("lz4_raw", Compression::LZ4_RAW),
+        ("gzip", Compression::GZIP(GzipLevel::default())),
+        ("brotli", Compression::BROTLI(BrotliLevel::default())),
+        ("snappy", Compression::SNAPPY),
+    ];
+    for (name, codec) in codecs {
+        let path = dir.path().join(format!("{name}.parquet"));
+        let props = WriterProperties::builder().set_compression(codec).build();
+        let file = std::fs::File::create(&path).unwrap();
+        let mut w = ArrowWriter::try_new(file, schema.clone(), Some(props)).unwrap();
+        w.write(&batch).unwrap();
+        w.close().unwrap();
+        let out = MemorySink::new();
+        let flow = Dataflow::new(DataflowConfig::default());
+        let source = ParquetSource::new(ParquetSourceOptions::new(&path)).unwrap();
+        flow.source("in", source).sink("out", out.clone());
+        let summary = flow.run().unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!((out.num_rows(), summary.dead_letters), (100, 0), "{name}");
+    }
+}

@@ -156,6 +156,33 @@ pub(crate) fn detect_terminator(head: &[u8], complete: bool) -> Option<u8> {
     }
 }
 
+/// What a file that starts with `head` is, when it is a compressed or binary format that
+/// must not be read as text (its bytes would become bogus rows and column names).
+pub(crate) fn binary_format(head: &[u8]) -> Option<&'static str> {
+    const KNOWN: [(&[u8], &str); 6] = [
+        (b"\x1f\x8b", "gzip-compressed: decompress it first (`gunzip -k FILE`)"),
+        (
+            b"\x28\xb5\x2f\xfd",
+            "zstd-compressed: decompress it first (`zstd -d FILE`)",
+        ),
+        (
+            b"\xfd7zXZ\x00",
+            "xz-compressed: decompress it first (`xz -dk FILE`)",
+        ),
+        (b"PK\x03\x04", "a zip archive: extract it first (`unzip FILE`)"),
+        (b"PAR1", "a Parquet file: read it with the Parquet format"),
+        (
+            b"BZh",
+            "bzip2-compressed: decompress it first (`bunzip2 -k FILE`)",
+        ),
+    ];
+    KNOWN.iter().find_map(|(magic, what)| {
+        let bzip2_block = |h: &[u8]| h.len() >= 10 && &h[4..10] == b"\x31\x41\x59\x26\x53\x59";
+        let matched = head.starts_with(magic) && (*magic != b"BZh" || bzip2_block(head));
+        matched.then_some(*what)
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -217,6 +244,16 @@ mod tests {
         assert_eq!(got.len(), 2);
         assert_eq!(got[1], ("1,\"x\ry\"".to_string(), 2));
         assert_eq!(tail, "2,3");
+    }
+
+    #[test]
+    fn compressed_and_binary_heads_are_recognised() {
+        assert!(binary_format(b"\x1f\x8b\x08\x00").unwrap().starts_with("gzip"));
+        assert!(binary_format(b"\x28\xb5\x2f\xfd\x00").unwrap().starts_with("zstd"));
+        assert!(binary_format(b"BZh91AY&SY\x00").unwrap().starts_with("bzip2"));
+        assert_eq!(binary_format(b"BZh,label\n1,2\n"), None);
+        assert_eq!(binary_format(b"label,f0\n"), None);
+        assert_eq!(binary_format(b""), None);
     }
 
     #[test]

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use super::framing::{detect_terminator, Framing, Scanner, DETECT_WINDOW};
+use super::framing::{binary_format, detect_terminator, Framing, Scanner, DETECT_WINDOW};
 use crate::error::{Error, Result};
 
 /// Where a reader stands: the next record starts at `offset` in `file`; `line` lines of that
@@ -191,6 +191,17 @@ fn read_full_at(file: &mut File, path: &Path, offset: u64, buf: &mut [u8]) -> Re
     Ok(n)
 }
 
+/// Refuses a compressed or binary file by its first bytes, saying what it is.
+fn refuse_binary(path: &Path, head: &[u8]) -> Result<()> {
+    match binary_format(head) {
+        Some(what) => Err(Error::schema(
+            format!("file source {}", path.display()),
+            format!("the file is {what}; CSV and JSON lines are read as plain text"),
+        )),
+        None => Ok(()),
+    }
+}
+
 /// The line terminator of the (regular) file at `path`; see [`detect_terminator`].
 pub(crate) fn terminator_of(path: &Path) -> Result<u8> {
     let mut file = File::open(path).map_err(|e| Error::io(path, e))?;
@@ -300,6 +311,7 @@ impl LineReader {
         if self.pos.offset > 0 {
             let mut head = vec![0u8; DETECT_WINDOW];
             let n = read_full_at(&mut file, &path, 0, &mut head)?;
+            refuse_binary(&path, &head[..n])?;
             let term = detect_terminator(&head[..n], true).unwrap_or(b'\n');
             self.scanner = Some(Scanner::new(self.cfg.framing(term)));
             file.seek(SeekFrom::Start(self.pos.offset))
@@ -386,6 +398,8 @@ impl LineReader {
                 continue;
             }
             if self.scanner.is_none() {
+                // at the file's start: its first bytes tell what it is
+                refuse_binary(self.path(), &self.buf[self.start..self.end])?;
                 if let Some(term) = detect_terminator(&self.buf[self.start..self.end], false) {
                     self.scanner = Some(Scanner::new(self.cfg.framing(term)));
                 }
