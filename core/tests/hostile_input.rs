@@ -270,6 +270,14 @@ fn a_record_over_the_length_limit_is_a_dead_letter_and_reading_goes_on() {
             .iter()
             .all(|d| d.raw.len() <= 1024 && d.reason.contains("limit")));
     }
+    // a file that is one long record without any line end: a dead letter, not a header
+    let one = dir.path().join("one.csv");
+    std::fs::write(&one, "z".repeat(5000)).unwrap();
+    let opts = CsvOptions::new(&one)
+        .with_schema(ctr_schema())
+        .with_max_record_bytes(100);
+    let got = run(csv_factory(opts), 1, dir.path()).unwrap();
+    assert_eq!((got.rows, got.dead.len()), (0, 1));
     // the default limit is 16 MiB: the same file reads whole
     let got = run(
         csv_factory(CsvOptions::new(&path).with_schema(ctr_schema())),

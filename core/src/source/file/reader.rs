@@ -460,6 +460,9 @@ impl LineReader {
             self.scanned = 0;
             if self.skipping {
                 self.end_skip(pending, lines);
+            } else if pending > self.cfg.max_record {
+                // held whole only because its terminator was not known yet (at most 64 KiB)
+                return Ok(self.malformed(pending, lines, self.too_long()));
             } else if pending > 0 && unclosed {
                 let reason = "a quoted field is never closed (the record runs to the end of the file)";
                 return Ok(self.malformed(pending, lines, reason.to_string()));
