@@ -93,10 +93,17 @@ fn agg_an_empty_event_time_is_a_dead_letter_and_a_failed_job_leaves_no_output() 
         let mut args = agg_args(s(&data), s(&out));
         args.extend(["--dead-letter", s(&dead), "--parallelism", p]);
         let run = ok(&args);
-        assert_eq!((counted(&out), dead_letters(&run)), (299, 1), "parallelism {p}");
+        assert_eq!(
+            (counted(&out), dead_letters(&run)),
+            (299, 1),
+            "parallelism {p}"
+        );
         let rejected: serde_json::Value =
             serde_json::from_str(std::fs::read_to_string(&dead).unwrap().trim()).unwrap();
-        assert_eq!((rejected["line"].as_u64(), rejected["column"].as_u64()), (Some(50), Some(4)));
+        assert_eq!(
+            (rejected["line"].as_u64(), rejected["column"].as_u64()),
+            (Some(50), Some(4))
+        );
     }
     // under --on-error fail the job fails naming the place, and leaves no partial output
     let mut args = agg_args(s(&data), s(&out));
@@ -119,7 +126,11 @@ fn agg_reads_every_row_past_a_stray_quote_at_any_parallelism() {
         let mut args = agg_args(s(&data), s(&out));
         args.extend(["--parallelism", p]);
         let run = ok(&args);
-        assert_eq!((counted(&out), dead_letters(&run)), (100, 0), "parallelism {p}");
+        assert_eq!(
+            (counted(&out), dead_letters(&run)),
+            (100, 0),
+            "parallelism {p}"
+        );
     }
 }
 
@@ -141,7 +152,10 @@ fn a_fifo_is_read_once_in_full_and_without_a_schema_is_refused_at_once() {
     );
     assert!(!run.status.success());
     let stderr = String::from_utf8_lossy(&run.stderr);
-    assert!(stderr.contains("FIFO") && stderr.contains("schema"), "{stderr}");
+    assert!(
+        stderr.contains("FIFO") && stderr.contains("schema"),
+        "{stderr}"
+    );
 
     // parallelism 2: every row, once (subtask 0 reads the stream, subtask 1 nothing)
     let body = events(500, &[]);
@@ -169,7 +183,11 @@ fn a_fifo_is_read_once_in_full_and_without_a_schema_is_refused_at_once() {
     let child = spawn(&args);
     let threads = writers(vec![body.clone()]);
     let run = wait_bounded(child, Duration::from_secs(60), "agg on a FIFO");
-    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
     threads.into_iter().for_each(|t| t.join().unwrap());
     assert_eq!((counted(&out), dead_letters(&run)), (500, 0));
 
@@ -179,7 +197,11 @@ fn a_fifo_is_read_once_in_full_and_without_a_schema_is_refused_at_once() {
     let child = spawn(&args);
     let threads = writers(vec![body, data]);
     let run = wait_bounded(child, Duration::from_secs(60), "agg on a FIFO, two writers");
-    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
     threads.into_iter().for_each(|t| t.join().unwrap());
     assert_eq!(counted(&out) + dead_letters(&run), 1000);
 }
@@ -202,8 +224,19 @@ fn dev_zero_as_input_keeps_memory_bounded() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("out.csv");
     let args = [
-        "agg", "--data", "/dev/zero", "--schema", SCHEMA, "--key", "c0", "--time", "ts",
-        "--window", "1s", "--out", s(&out),
+        "agg",
+        "--data",
+        "/dev/zero",
+        "--schema",
+        SCHEMA,
+        "--key",
+        "c0",
+        "--time",
+        "ts",
+        "--window",
+        "1s",
+        "--out",
+        s(&out),
     ];
     let mut child = spawn(&args);
     let mut peak = 0;
@@ -237,7 +270,9 @@ fn gen_out_dash_writes_to_stdout_and_no_file() {
     assert!(stdout.starts_with("label,f0,"));
     assert!(!dir.path().join("-").exists());
     let jsonl = Command::new(env!("CARGO_BIN_EXE_eddy"))
-        .args(["gen", "ctr", "--rows", "5", "--format", "jsonl", "--out", "-"])
+        .args([
+            "gen", "ctr", "--rows", "5", "--format", "jsonl", "--out", "-",
+        ])
         .current_dir(dir.path())
         .output()
         .unwrap();
@@ -255,15 +290,26 @@ fn a_missing_or_compressed_input_names_its_cause_once() {
     let run = eddy(&agg_args(s(&missing), s(&out)));
     assert!(!run.status.success());
     let stderr = String::from_utf8_lossy(&run.stderr);
-    assert_eq!(stderr.matches("No such file or directory").count(), 1, "{stderr}");
+    assert_eq!(
+        stderr.matches("No such file or directory").count(),
+        1,
+        "{stderr}"
+    );
     assert!(stderr.contains("missing.csv"), "{stderr}");
     // #14 case 24: a gzip file is refused naming its format, not read as garbage rows
     let gz = dir.path().join("events.csv.gz");
-    std::fs::write(&gz, b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\x03\xcbH\xcd\xc9\xc9\x07\x00").unwrap();
+    std::fs::write(
+        &gz,
+        b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\x03\xcbH\xcd\xc9\xc9\x07\x00",
+    )
+    .unwrap();
     let run = eddy(&agg_args(s(&gz), s(&out)));
     assert!(!run.status.success());
     let stderr = String::from_utf8_lossy(&run.stderr);
-    assert!(stderr.contains("gzip") && stderr.contains("events.csv.gz"), "{stderr}");
+    assert!(
+        stderr.contains("gzip") && stderr.contains("events.csv.gz"),
+        "{stderr}"
+    );
     let missing_out = dir.path().join("file").join("x.csv");
     std::fs::write(dir.path().join("file"), "").unwrap();
     let run = eddy(&["gen", "ctr", "--rows", "5", "--out", s(&missing_out)]);

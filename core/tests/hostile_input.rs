@@ -124,7 +124,11 @@ fn a_quoted_field_never_closed_is_one_dead_letter_naming_its_line() {
         .unwrap();
         assert_eq!((got.rows, got.dead.len()), (60, 1), "parallelism {p}");
         assert_eq!(got.dead[0].line, 62);
-        assert!(got.dead[0].reason.contains("never closed"), "{:?}", got.dead);
+        assert!(
+            got.dead[0].reason.contains("never closed"),
+            "{:?}",
+            got.dead
+        );
     }
     let flow = Dataflow::new(DataflowConfig {
         on_error: ErrorPolicy::Fail,
@@ -161,7 +165,9 @@ fn splits_never_start_inside_a_quoted_multi_line_field() {
     let mut body = String::from("id,text\n");
     let rows = 20_000;
     for i in 0..rows {
-        body.push_str(&format!("{i},\"line one of {i}\nline two, \"\"quoted\"\"\nthree\"\n"));
+        body.push_str(&format!(
+            "{i},\"line one of {i}\nline two, \"\"quoted\"\"\nthree\"\n"
+        ));
     }
     std::fs::write(&path, body).unwrap();
     let schema = schema(&[("id", DataType::Int64), ("text", DataType::Utf8)]);
@@ -235,7 +241,11 @@ fn a_bad_value_among_the_inference_rows_is_a_dead_letter_like_later_ones() {
     let path = dir.path().join("mixed.csv");
     let mut body = String::from("id\n");
     for i in 0..200 {
-        body.push_str(&if i % 10 == 0 { format!("x{i}\n") } else { format!("{i}\n") });
+        body.push_str(&if i % 10 == 0 {
+            format!("x{i}\n")
+        } else {
+            format!("{i}\n")
+        });
     }
     std::fs::write(&path, body).unwrap();
     let inferred = CsvSource::new(CsvOptions::new(&path)).unwrap().schema();
@@ -251,7 +261,11 @@ fn a_record_over_the_length_limit_is_a_dead_letter_and_reading_goes_on() {
     let quoted = format!("1,2.0,\"{}\"", "y\n".repeat(100_000));
     std::fs::write(
         &path,
-        ctr_csv(1000, "\n", &[(100, &long), (700, &quoted), (900, "1,bad,z")]),
+        ctr_csv(
+            1000,
+            "\n",
+            &[(100, &long), (700, &quoted), (900, "1,bad,z")],
+        ),
     )
     .unwrap();
     for p in [1, 2] {
@@ -296,12 +310,20 @@ fn compressed_input_is_refused_naming_the_format_not_read_as_garbage() {
     let dir = tempfile::tempdir().unwrap();
     let gz = dir.path().join("data.csv.gz");
     // a gzip member header and some deflate bytes
-    std::fs::write(&gz, b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\x03\xcbH\xcd\xc9\xc9\x07\x00").unwrap();
-    let err = CsvSource::new(CsvOptions::new(&gz)).unwrap_err().to_string();
+    std::fs::write(
+        &gz,
+        b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\x03\xcbH\xcd\xc9\xc9\x07\x00",
+    )
+    .unwrap();
+    let err = CsvSource::new(CsvOptions::new(&gz))
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("data.csv.gz") && err.contains("gzip"), "{err}");
     // with a schema nothing is inferred: reading refuses it
     let opts = CsvOptions::new(&gz).with_schema(ctr_schema());
-    let err = run(csv_factory(opts), 1, dir.path()).unwrap_err().to_string();
+    let err = run(csv_factory(opts), 1, dir.path())
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("gzip"), "{err}");
     let zst = dir.path().join("data.jsonl");
     std::fs::write(&zst, b"\x28\xb5\x2f\xfd\x04\x58\x00\x00").unwrap();

@@ -180,19 +180,21 @@ fn structural() -> impl Strategy<Value = u8> {
 /// A valid CSV file: header, rows with quoted fields (delimiters, doubled quotes, newlines);
 /// some rows are longer than the record limit.
 fn valid_csv() -> impl Strategy<Value = Vec<u8>> {
-    prop::collection::vec((any::<i32>(), 0u8..4, "[a-z]{0,12}|[a-z]{60,120}"), 0..25).prop_map(|rows| {
-        let mut s = String::from("a,b,c\n");
-        for (a, kind, text) in rows {
-            let c = match kind {
-                0 => text,
-                1 => format!("\"{text}, \"\"q\"\"\""),
-                2 => format!("\"{text}\nnext line\""),
-                _ => String::new(),
-            };
-            s.push_str(&format!("{a},{}.5,{c}\n", a % 100));
-        }
-        s.into_bytes()
-    })
+    prop::collection::vec((any::<i32>(), 0u8..4, "[a-z]{0,12}|[a-z]{60,120}"), 0..25).prop_map(
+        |rows| {
+            let mut s = String::from("a,b,c\n");
+            for (a, kind, text) in rows {
+                let c = match kind {
+                    0 => text,
+                    1 => format!("\"{text}, \"\"q\"\"\""),
+                    2 => format!("\"{text}\nnext line\""),
+                    _ => String::new(),
+                };
+                s.push_str(&format!("{a},{}.5,{c}\n", a % 100));
+            }
+            s.into_bytes()
+        },
+    )
 }
 
 /// A valid JSON-lines file.
@@ -210,7 +212,11 @@ fn valid_jsonl() -> impl Strategy<Value = Vec<u8>> {
 /// Applies `edits` (position, kind, byte) to `bytes`: insert, delete or replace.
 fn mutate(mut bytes: Vec<u8>, edits: &[(usize, u8, u8)]) -> Vec<u8> {
     for &(at, kind, b) in edits {
-        let at = if bytes.is_empty() { 0 } else { at % (bytes.len() + 1) };
+        let at = if bytes.is_empty() {
+            0
+        } else {
+            at % (bytes.len() + 1)
+        };
         match kind % 3 {
             0 => bytes.insert(at, b),
             1 if at < bytes.len() => {

@@ -96,7 +96,9 @@ fn open_out(out: &Path) -> anyhow::Result<Box<dyn Write + Send>> {
 pub fn ctr(args: CtrArgs) -> anyhow::Result<()> {
     let format = format_of(&args);
     if args.oracle && is_stdout(&args.out) {
-        anyhow::bail!("--oracle prints a JSON line on stdout, which --out - already writes rows to");
+        anyhow::bail!(
+            "--oracle prints a JSON line on stdout, which --out - already writes rows to"
+        );
     }
     let generator = Arc::new(CtrGenerator::new(args.seed, args.event_time));
     let file = open_out(&args.out)?;

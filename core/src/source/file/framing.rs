@@ -160,7 +160,10 @@ pub(crate) fn detect_terminator(head: &[u8], complete: bool) -> Option<u8> {
 /// must not be read as text (its bytes would become bogus rows and column names).
 pub(crate) fn binary_format(head: &[u8]) -> Option<&'static str> {
     const KNOWN: [(&[u8], &str); 6] = [
-        (b"\x1f\x8b", "gzip-compressed: decompress it first (`gunzip -k FILE`)"),
+        (
+            b"\x1f\x8b",
+            "gzip-compressed: decompress it first (`gunzip -k FILE`)",
+        ),
         (
             b"\x28\xb5\x2f\xfd",
             "zstd-compressed: decompress it first (`zstd -d FILE`)",
@@ -169,7 +172,10 @@ pub(crate) fn binary_format(head: &[u8]) -> Option<&'static str> {
             b"\xfd7zXZ\x00",
             "xz-compressed: decompress it first (`xz -dk FILE`)",
         ),
-        (b"PK\x03\x04", "a zip archive: extract it first (`unzip FILE`)"),
+        (
+            b"PK\x03\x04",
+            "a zip archive: extract it first (`unzip FILE`)",
+        ),
         (b"PAR1", "a Parquet file: read it with the Parquet format"),
         (
             b"BZh",
@@ -248,9 +254,15 @@ mod tests {
 
     #[test]
     fn compressed_and_binary_heads_are_recognised() {
-        assert!(binary_format(b"\x1f\x8b\x08\x00").unwrap().starts_with("gzip"));
-        assert!(binary_format(b"\x28\xb5\x2f\xfd\x00").unwrap().starts_with("zstd"));
-        assert!(binary_format(b"BZh91AY&SY\x00").unwrap().starts_with("bzip2"));
+        assert!(binary_format(b"\x1f\x8b\x08\x00")
+            .unwrap()
+            .starts_with("gzip"));
+        assert!(binary_format(b"\x28\xb5\x2f\xfd\x00")
+            .unwrap()
+            .starts_with("zstd"));
+        assert!(binary_format(b"BZh91AY&SY\x00")
+            .unwrap()
+            .starts_with("bzip2"));
         assert_eq!(binary_format(b"BZh,label\n1,2\n"), None);
         assert_eq!(binary_format(b"label,f0\n"), None);
         assert_eq!(binary_format(b""), None);
@@ -265,6 +277,9 @@ mod tests {
         assert_eq!(detect_terminator(b"abc\r", true), Some(b'\n'));
         assert_eq!(detect_terminator(b"abc", false), None);
         assert_eq!(detect_terminator(b"abc", true), Some(b'\n'));
-        assert_eq!(detect_terminator(&[b'x'; DETECT_WINDOW], false), Some(b'\n'));
+        assert_eq!(
+            detect_terminator(&[b'x'; DETECT_WINDOW], false),
+            Some(b'\n')
+        );
     }
 }

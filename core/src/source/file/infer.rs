@@ -231,8 +231,7 @@ pub(crate) fn infer_schema(opts: &FileSourceOptions) -> Result<SchemaRef> {
                 }
                 // exactly what reading accepts: one object, nothing after it, no key twice
                 let mut de = serde_json::Deserializer::from_slice(rec.bytes);
-                let Ok(pairs) = de.deserialize_map(Pairs).and_then(|p| de.end().map(|()| p))
-                else {
+                let Ok(pairs) = de.deserialize_map(Pairs).and_then(|p| de.end().map(|()| p)) else {
                     continue;
                 };
                 let mut row: Vec<(usize, Kind)> = Vec::with_capacity(pairs.len());

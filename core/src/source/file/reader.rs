@@ -447,7 +447,10 @@ impl LineReader {
             });
             if self.scanned < pending {
                 // the terminator became known only now: scan what is there
-                if scanner.feed(&self.buf[self.start + self.scanned..self.end]).is_some() {
+                if scanner
+                    .feed(&self.buf[self.start + self.scanned..self.end])
+                    .is_some()
+                {
                     self.scanned = 0;
                     scanner.reset();
                     continue;
@@ -464,7 +467,8 @@ impl LineReader {
                 // held whole only because its terminator was not known yet (at most 64 KiB)
                 return Ok(self.malformed(pending, lines, self.too_long()));
             } else if pending > 0 && unclosed {
-                let reason = "a quoted field is never closed (the record runs to the end of the file)";
+                let reason =
+                    "a quoted field is never closed (the record runs to the end of the file)";
                 return Ok(self.malformed(pending, lines, reason.to_string()));
             } else if pending > 0 {
                 return Ok(self.take(pending, pending, lines));
