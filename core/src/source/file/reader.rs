@@ -1,6 +1,13 @@
 //! The record reader under both file formats: a file or a directory read in large chunks,
-//! cut into records (lines; for CSV a quoted field may hold newlines), with a replayable
-//! position (file, byte offset, line), an optional stop position, and follow mode.
+//! cut into records by the [framing](super::framing) rules (lines; for CSV a quoted field may
+//! hold line ends), with a replayable position (file, byte offset, line), an optional stop
+//! position, and follow mode.
+//!
+//! A record longer than `max_record` is reported once as [`Next::Malformed`] (with its first
+//! [`RAW_PREFIX`] bytes) as soon as it passes the limit, then skipped to its end with its bytes
+//! dropped as they arrive, so memory stays bounded by the limit plus one read. A quoted field
+//! still open at the end of a file also makes its record [`Next::Malformed`]. A file that
+//! starts like a compressed or binary format is refused with an error naming it.
 //!
 //! In follow mode the end of the current file is not final: a trailing record without its
 //! newline is held back (it may be half-written) and the reader says [`Next::Idle`]. The file is
