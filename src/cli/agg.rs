@@ -68,7 +68,8 @@ pub struct AggArgs {
     /// Subtasks of the source (bounded: byte-range splits) and of the window.
     #[arg(long, default_value_t = 1)]
     pub parallelism: usize,
-    /// Dead-letter file for malformed records (JSON lines).
+    /// Dead-letter file for malformed records (JSON lines). A record whose event time is
+    /// empty is one of them.
     #[arg(long)]
     pub dead_letter: Option<PathBuf>,
     /// What a malformed record does: `dead-letter` (default) or `fail`.
@@ -119,8 +120,16 @@ impl AggArgs {
         let spec = self.window_spec()?;
         let flow = Dataflow::new(config);
         let p = self.parallelism.max(1);
-        let schema = self.schema.as_deref().map(io::parse_schema).transpose()?;
-        let (source, _) = io::source(&flow, &self.data, self.format, schema, self.follow, p)?;
+        let input = io::InputOptions {
+            format: self.format,
+            schema: self.schema.as_deref().map(io::parse_schema).transpose()?,
+            follow: self.follow,
+            parallelism: p,
+            max_record_bytes: None,
+            // a record without an event time cannot be windowed: a dead letter, not a failure
+            required: vec![self.time.clone()],
+        };
+        let (source, _) = io::source_with(&flow, &self.data, &input)?;
         let windows = source
             .assign_timestamps("event time", &self.time, self.out_of_orderness)
             .key_by(self.key.clone())
@@ -145,11 +154,22 @@ impl AggArgs {
     }
 }
 
-/// Runs `eddy agg`.
+/// Runs `eddy agg`. A job that fails leaves no partial output behind: the files it was
+/// writing are removed.
 pub fn run(args: AggArgs) -> anyhow::Result<()> {
     let flow = args.build(args.config())?;
     let handle = flow.start().context("starting the job")?;
-    let summary = supervise(handle, &args)?;
+    let summary = match supervise(handle, &args) {
+        Ok(summary) => summary,
+        Err(e) => {
+            for out in [&args.out, &args.late].into_iter().flatten() {
+                if std::fs::remove_file(out).is_ok() {
+                    eprintln!("removed the partial output {}", out.display());
+                }
+            }
+            return Err(e);
+        }
+    };
     eprint!("{summary}");
     if args.json {
         println!("{}", serde_json::to_string(&summary)?);

@@ -1,9 +1,10 @@
 //! `eddy gen ctr`: writes the deterministic synthetic click stream of
-//! [`eddy_core::datagen::ctr`] as CSV, JSON lines or Parquet.
+//! [`eddy_core::datagen::ctr`] as CSV, JSON lines or Parquet, to a file or (`--out -`) to
+//! standard output.
 
 use std::fs::File;
 use std::io::{BufWriter, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::Context;
@@ -46,10 +47,11 @@ pub struct CtrArgs {
     /// Output format (default: from the file extension, else csv).
     #[arg(long, value_enum)]
     pub format: Option<Format>,
-    /// Output file.
+    /// Output file; `-` writes to standard output.
     #[arg(long)]
     pub out: PathBuf,
-    /// Also print the hidden model's own logloss and AUC on the stream (a JSON line on stdout).
+    /// Also print the hidden model's own logloss and AUC on the stream (a JSON line on stdout;
+    /// not with `--out -`).
     #[arg(long)]
     pub oracle: bool,
     /// Add an event-time column `ts` (ms; 1 ms apart, out of order by up to 500 ms).
@@ -73,15 +75,33 @@ fn format_of(args: &CtrArgs) -> Format {
         })
 }
 
+/// Whether `out` names standard output.
+fn is_stdout(out: &Path) -> bool {
+    out.as_os_str() == "-"
+}
+
+/// Where the rows go: the file `out` (its directory created) or standard output.
+fn open_out(out: &Path) -> anyhow::Result<Box<dyn Write + Send>> {
+    if is_stdout(out) {
+        return Ok(Box::new(std::io::stdout()));
+    }
+    if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    let file = File::create(out).with_context(|| format!("creating {}", out.display()))?;
+    Ok(Box::new(file))
+}
+
 /// Writes the click stream as `args` asks.
 pub fn ctr(args: CtrArgs) -> anyhow::Result<()> {
     let format = format_of(&args);
-    if let Some(dir) = args.out.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    if args.oracle && is_stdout(&args.out) {
+        anyhow::bail!(
+            "--oracle prints a JSON line on stdout, which --out - already writes rows to"
+        );
     }
     let generator = Arc::new(CtrGenerator::new(args.seed, args.event_time));
-    let file =
-        File::create(&args.out).with_context(|| format!("creating {}", args.out.display()))?;
+    let file = open_out(&args.out)?;
     let bar = progress::bar(args.rows, "rows");
     let mut oracle = args.oracle.then(Vec::new);
     let mut positives = 0u64;
@@ -151,11 +171,15 @@ pub fn ctr(args: CtrArgs) -> anyhow::Result<()> {
         }
     }
     bar.finish_and_clear();
+    let to = if is_stdout(&args.out) {
+        "standard output".to_string()
+    } else {
+        args.out.display().to_string()
+    };
     eprintln!(
-        "wrote {} rows (click rate {:.4}) to {}",
+        "wrote {} rows (click rate {:.4}) to {to}",
         args.rows,
         positives as f64 / args.rows.max(1) as f64,
-        args.out.display()
     );
     if let Some(scored) = oracle {
         let (logloss, auc) = logloss_auc(scored);

@@ -81,8 +81,75 @@ pub fn source(
     follow: bool,
     parallelism: usize,
 ) -> anyhow::Result<(Stream, SchemaRef)> {
-    let format = format.unwrap_or_else(|| format_of(path));
-    let parallelism = if follow { 1 } else { parallelism.max(1) };
+    let input = InputOptions {
+        format,
+        schema,
+        follow,
+        parallelism,
+        ..InputOptions::default()
+    };
+    source_with(flow, path, &input)
+}
+
+/// How [`source_with`] reads its input.
+#[derive(Debug, Clone, Default)]
+pub struct InputOptions {
+    /// The format; default: [`format_of`] the path.
+    pub format: Option<DataFormat>,
+    /// The schema; default: inferred (CSV, JSON lines) or the files' own (Parquet).
+    pub schema: Option<SchemaRef>,
+    /// Follow the input as it grows (one subtask).
+    pub follow: bool,
+    /// Subtasks of the source when bounded (0 means 1).
+    pub parallelism: usize,
+    /// Longest CSV / JSON-lines record; a longer one is a dead letter. Default 16 MiB.
+    pub max_record_bytes: Option<usize>,
+    /// Columns that must hold a value: a CSV / JSON-lines record with none there is a dead
+    /// letter. Each must be a column of the schema.
+    pub required: Vec<String>,
+}
+
+/// The schema with the `required` columns made non-nullable; names a missing one.
+fn require(schema: SchemaRef, required: &[String], path: &Path) -> anyhow::Result<SchemaRef> {
+    if required.is_empty() {
+        return Ok(schema);
+    }
+    let fields = schema
+        .fields()
+        .iter()
+        .map(|f| {
+            let needed = required.iter().any(|r| r == f.name());
+            f.as_ref().clone().with_nullable(f.is_nullable() && !needed)
+        })
+        .collect::<Vec<_>>();
+    if let Some(missing) = required
+        .iter()
+        .find(|r| schema.fields().iter().all(|f| f.name() != *r))
+    {
+        let names: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
+        bail!(
+            "column `{missing}` is not in {} (columns: {})",
+            path.display(),
+            names.join(", ")
+        );
+    }
+    Ok(Arc::new(Schema::new(fields)))
+}
+
+/// Adds a source reading `path` (a file or directory) to `flow` as `input` says.
+pub fn source_with(
+    flow: &Dataflow,
+    path: &Path,
+    input: &InputOptions,
+) -> anyhow::Result<(Stream, SchemaRef)> {
+    let format = input.format.unwrap_or_else(|| format_of(path));
+    let parallelism = if input.follow {
+        1
+    } else {
+        input.parallelism.max(1)
+    };
+    let follow = input.follow;
+    let schema = input.schema.clone();
     let name = format!("source {}", path.display());
     let (stream, schema) = match format {
         DataFormat::Csv => {
@@ -90,27 +157,32 @@ pub fn source(
             if let Some(s) = schema {
                 options = options.with_schema(s);
             }
+            if let Some(max) = input.max_record_bytes {
+                options = options.with_max_record_bytes(max);
+            }
             // open once now, so a bad path or header is reported before the job starts, and
             // every split then reads with the same (inferred) schema
             let probe = CsvSource::new(options.clone())
                 .with_context(|| format!("reading {}", path.display()))?;
-            let options = options.with_schema(probe.schema());
-            (
-                flow.source_with(&name, CsvSource::factory(options)),
-                probe.schema(),
-            )
+            let schema = require(probe.schema(), &input.required, path)?;
+            let options = options.with_schema(schema.clone());
+            (flow.source_with(&name, CsvSource::factory(options)), schema)
         }
         DataFormat::Jsonl => {
             let mut options = JsonLinesOptions::new(path).with_follow(follow);
             if let Some(s) = schema {
                 options = options.with_schema(s);
             }
+            if let Some(max) = input.max_record_bytes {
+                options = options.with_max_record_bytes(max);
+            }
             let probe = JsonLinesSource::new(options.clone())
                 .with_context(|| format!("reading {}", path.display()))?;
-            let options = options.with_schema(probe.schema());
+            let schema = require(probe.schema(), &input.required, path)?;
+            let options = options.with_schema(schema.clone());
             (
                 flow.source_with(&name, JsonLinesSource::factory(options)),
-                probe.schema(),
+                schema,
             )
         }
         DataFormat::Parquet => {

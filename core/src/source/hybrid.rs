@@ -87,7 +87,8 @@ impl HybridSource<FileSource, FileSource> {
             None => FileSource::new(options.clone().with_follow(true))?.schema(),
         };
         let options = options.with_schema(schema);
-        let end = snapshot_end(&Root::new(options.path()))?.unwrap_or_default();
+        let end =
+            snapshot_end(&Root::new(options.path()), options.csv_bytes())?.unwrap_or_default();
         let history =
             FileSource::new(options.clone().with_follow(false))?.starting_at(FilePosition {
                 at: Default::default(),

@@ -6,6 +6,7 @@
 //!   are complete. The schema comes from the footers (or the options); every file must have
 //!   its column names and types in the same order (a column that is non-nullable in a file
 //!   may be nullable in the schema), and a file that does not is an error naming it.
+//! * **Codecs**: uncompressed, snappy, zstd, lz4 (both kinds), gzip and brotli pages are read.
 //! * **Batches** hold at most `ctx.bounds.max_rows` rows and never span two files.
 //! * **Position** = file (index and name) + rows of it already delivered; [`Source::seek`]
 //!   resumes exactly there, skipping rows through the reader's row offset (pages and row

@@ -1,10 +1,16 @@
 //! Schema inference from the first rows of a file source.
 //!
-//! A column is `Int64` if every non-empty sampled value is an integer, else `Float64` if every
-//! one is a number, `Boolean` if every one is `true`/`false`, else `Utf8` (also when it has no
-//! non-empty value at all). Inferred columns are nullable. CSV names come from the header (or
-//! are `column_1..n` without one); JSON names in the order keys first appear. Sampled rows
-//! that are malformed are skipped here; reading rejects them later.
+//! A column is `Int64` if its non-empty sampled values are integers, else `Float64` if they
+//! are numbers, `Boolean` if they are `true`/`false`, else `Utf8` (also when it has no
+//! non-empty value at all). One odd value does not re-type a column: up to 1 in
+//! [`OUTLIER_SHARE`] of a column's non-empty values (rounded down, so none below 100 values)
+//! may disagree with its type, and the rows holding them become dead letters when read, like
+//! the same values further down the file. The rows that will be dead letters (an outlier in
+//! any column) are then left out and the types decided again from the rest, so a rejected row
+//! never shapes the schema. Inferred columns are nullable. CSV names come from the header (or
+//! are `column_1..n` without one); JSON names in the order keys first appear. Sampled records
+//! that are malformed (wrong field count, not one JSON object, a duplicate key, trailing
+//! bytes, over the length limit) are skipped here; reading rejects them later.
 
 use std::sync::Arc;
 
@@ -17,7 +23,11 @@ use super::reader::{LineReader, Next, ReadPos, ReaderConfig, Root};
 use super::FileSourceOptions;
 use crate::error::{Error, Result};
 
-/// What the sampled values of a column allow.
+/// At most one in this many of a column's sampled non-empty values may disagree with the
+/// type the others give it.
+pub(crate) const OUTLIER_SHARE: usize = 100;
+
+/// What one sampled value is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Kind {
     Empty,
@@ -28,13 +38,13 @@ enum Kind {
 }
 
 impl Kind {
-    fn merge(self, other: Kind) -> Kind {
+    /// Whether a column inferred as `self` takes a value of kind `value` when read.
+    fn accepts(self, value: Kind) -> bool {
         use Kind::*;
-        match (self, other) {
-            (Empty, k) | (k, Empty) => k,
-            (a, b) if a == b => a,
-            (Int, Float) | (Float, Int) => Float,
-            _ => Str,
+        match (self, value) {
+            (_, Empty) | (Empty | Str, _) => true,
+            (Float, Int) => true,
+            (a, b) => a == b,
         }
     }
 
@@ -73,9 +83,62 @@ impl Kind {
     }
 }
 
-fn schema_of(names: Vec<String>, kinds: &[Kind]) -> SchemaRef {
+/// The sampled rows: per row, the kind of each value present, by column index.
+#[derive(Debug, Default)]
+struct Sample {
+    names: Vec<String>,
+    rows: Vec<Vec<(usize, Kind)>>,
+}
+
+impl Sample {
+    /// The kind of each column from the rows `keep` lets through; see the module docs.
+    fn decide(&self, keep: impl Fn(&[(usize, Kind)]) -> bool) -> Vec<Kind> {
+        // per column: ints, floats, bools, strings
+        let mut counts = vec![[0usize; 4]; self.names.len()];
+        for row in self.rows.iter().filter(|r| keep(r)) {
+            for &(i, k) in row {
+                match k {
+                    Kind::Int => counts[i][0] += 1,
+                    Kind::Float => counts[i][1] += 1,
+                    Kind::Bool => counts[i][2] += 1,
+                    Kind::Str => counts[i][3] += 1,
+                    Kind::Empty => {}
+                }
+            }
+        }
+        counts
+            .iter()
+            .map(|&[int, float, boolean, text]| {
+                let n = int + float + boolean + text;
+                let enough = n - n / OUTLIER_SHARE;
+                if n == 0 {
+                    Kind::Empty
+                } else if int + float >= enough {
+                    if float > 0 {
+                        Kind::Float
+                    } else {
+                        Kind::Int
+                    }
+                } else if boolean >= enough {
+                    Kind::Bool
+                } else {
+                    Kind::Str
+                }
+            })
+            .collect()
+    }
+
+    /// The schema: types decided once, then again without the rows that will be rejected.
+    fn schema(&self) -> SchemaRef {
+        let first = self.decide(|_| true);
+        let kinds = self.decide(|row| row.iter().all(|&(i, k)| first[i].accepts(k)));
+        schema_of(&self.names, &kinds)
+    }
+}
+
+fn schema_of(names: &[String], kinds: &[Kind]) -> SchemaRef {
     let fields: Vec<Field> = names
-        .into_iter()
+        .iter()
         .zip(kinds)
         .map(|(n, k)| Field::new(n, k.data_type(), true))
         .collect();
@@ -85,11 +148,19 @@ fn schema_of(names: Vec<String>, kinds: &[Kind]) -> SchemaRef {
 /// Infers the schema of `opts` from its first `infer_rows` rows.
 pub(crate) fn infer_schema(opts: &FileSourceOptions) -> Result<SchemaRef> {
     let path = opts.path();
+    if super::source::is_stream(path) {
+        return Err(Error::schema(
+            format!("file source {}", path.display()),
+            "it is a FIFO, pipe or device, not a regular file: it can be read only once, so \
+             its schema cannot be inferred first; give the schema explicitly",
+        ));
+    }
     let cfg = ReaderConfig {
         root: Root::new(path),
         follow: opts.follow(),
-        quote: opts.quote(),
+        csv: opts.csv_bytes(),
         chunk_size: 64 * 1024,
+        max_record: opts.max_record_bytes(),
         assign: None,
     };
     let mut reader = LineReader::new(cfg, ReadPos::default(), None);
@@ -102,21 +173,21 @@ pub(crate) fn infer_schema(opts: &FileSourceOptions) -> Result<SchemaRef> {
     match opts {
         FileSourceOptions::Csv(csv) => {
             let mut decoder = CsvDecoder::new(csv.delimiter, csv.quote);
-            let mut names: Option<Vec<String>> = None;
-            let mut kinds: Vec<Kind> = Vec::new();
-            let mut rows = 0;
-            while rows < csv.infer_rows {
-                let Next::Record(rec) = reader.next()? else {
-                    break;
+            let mut sample = Sample::default();
+            let mut named = false;
+            while sample.rows.len() < csv.infer_rows {
+                let rec = match reader.next()? {
+                    Next::Record(rec) => rec,
+                    Next::Malformed(..) => continue,
+                    Next::Idle | Next::End => break,
                 };
-                if rec.bytes.is_empty() || (csv.header && rec.first_in_file && names.is_some()) {
+                if rec.bytes.is_empty() || (csv.header && rec.first_in_file && named) {
                     continue;
                 }
                 let (data, spans) = decoder.split(rec.bytes);
-                if names.is_none() {
-                    let width = spans.len();
-                    kinds = vec![Kind::Empty; width];
-                    names = Some(if csv.header {
+                if !named {
+                    named = true;
+                    sample.names = if csv.header {
                         spans
                             .iter()
                             .enumerate()
@@ -126,51 +197,64 @@ pub(crate) fn infer_schema(opts: &FileSourceOptions) -> Result<SchemaRef> {
                             })
                             .collect()
                     } else {
-                        (1..=width).map(|i| format!("column_{i}")).collect()
-                    });
+                        (1..=spans.len()).map(|i| format!("column_{i}")).collect()
+                    };
                     if csv.header {
                         continue;
                     }
                 }
-                if spans.len() != kinds.len() {
+                if spans.len() != sample.names.len() {
                     continue;
                 }
-                for (k, &(s, e)) in kinds.iter_mut().zip(spans) {
-                    *k = k.merge(Kind::of_text(&data[s..e]));
-                }
-                rows += 1;
+                let row = spans
+                    .iter()
+                    .enumerate()
+                    .map(|(i, &(s, e))| (i, Kind::of_text(&data[s..e])))
+                    .collect();
+                sample.rows.push(row);
             }
-            let names = names.ok_or_else(empty)?;
-            Ok(schema_of(names, &kinds))
-        }
-        FileSourceOptions::JsonLines(json) => {
-            let mut names: Vec<String> = Vec::new();
-            let mut kinds: Vec<Kind> = Vec::new();
-            let mut rows = 0;
-            while rows < json.infer_rows {
-                let Next::Record(rec) = reader.next()? else {
-                    break;
-                };
-                let mut de = serde_json::Deserializer::from_slice(rec.bytes);
-                let Ok(pairs) = de.deserialize_map(Pairs) else {
-                    continue;
-                };
-                for (name, value) in pairs {
-                    let kind = Kind::of_json(&value);
-                    match names.iter().position(|n| *n == name) {
-                        Some(i) => kinds[i] = kinds[i].merge(kind),
-                        None => {
-                            names.push(name);
-                            kinds.push(kind);
-                        }
-                    }
-                }
-                rows += 1;
-            }
-            if names.is_empty() {
+            if !named {
                 return Err(empty());
             }
-            Ok(schema_of(names, &kinds))
+            Ok(sample.schema())
+        }
+        FileSourceOptions::JsonLines(json) => {
+            let mut sample = Sample::default();
+            while sample.rows.len() < json.infer_rows {
+                let rec = match reader.next()? {
+                    Next::Record(rec) => rec,
+                    Next::Malformed(..) => continue,
+                    Next::Idle | Next::End => break,
+                };
+                if rec.bytes.trim_ascii().is_empty() {
+                    continue;
+                }
+                // exactly what reading accepts: one object, nothing after it, no key twice
+                let mut de = serde_json::Deserializer::from_slice(rec.bytes);
+                let Ok(pairs) = de.deserialize_map(Pairs).and_then(|p| de.end().map(|()| p)) else {
+                    continue;
+                };
+                let mut row: Vec<(usize, Kind)> = Vec::with_capacity(pairs.len());
+                let mut duplicate = false;
+                for (name, value) in pairs {
+                    let i = match sample.names.iter().position(|n| *n == name) {
+                        Some(i) => i,
+                        None => {
+                            sample.names.push(name);
+                            sample.names.len() - 1
+                        }
+                    };
+                    duplicate |= row.iter().any(|&(j, _)| j == i);
+                    row.push((i, Kind::of_json(&value)));
+                }
+                if !duplicate {
+                    sample.rows.push(row);
+                }
+            }
+            if sample.names.is_empty() {
+                return Err(empty());
+            }
+            Ok(sample.schema())
         }
     }
 }

@@ -56,6 +56,7 @@
 
 mod csv;
 mod decode;
+mod framing;
 mod infer;
 mod jsonl;
 mod options;
@@ -67,6 +68,7 @@ mod tests;
 
 pub use options::{
     CsvOptions, FileSourceOptions, JsonLinesOptions, DEFAULT_CHUNK_SIZE, DEFAULT_INFER_ROWS,
+    DEFAULT_MAX_RECORD_BYTES,
 };
 pub use source::FileSource;
 

@@ -10,6 +10,9 @@ use crate::error::{Error, Result};
 pub const DEFAULT_INFER_ROWS: usize = 1000;
 /// Default read size: 1 MiB per system call.
 pub const DEFAULT_CHUNK_SIZE: usize = 1 << 20;
+/// Default longest record: 16 MiB. A longer one is a dead letter, and memory stays bounded
+/// whatever the input (`/dev/zero` included).
+pub const DEFAULT_MAX_RECORD_BYTES: usize = 16 << 20;
 
 /// How to read CSV. Build with [`CsvOptions::new`] and set fields as needed.
 #[derive(Debug, Clone)]
@@ -32,6 +35,9 @@ pub struct CsvOptions {
     pub follow: bool,
     /// Bytes read per system call. Default 1 MiB.
     pub chunk_size: usize,
+    /// Longest record in bytes (quoted newlines included); a longer record is a dead letter
+    /// and is skipped to its end without being held in memory. Default 16 MiB.
+    pub max_record_bytes: usize,
 }
 
 impl CsvOptions {
@@ -46,6 +52,7 @@ impl CsvOptions {
             quote: b'"',
             follow: false,
             chunk_size: DEFAULT_CHUNK_SIZE,
+            max_record_bytes: DEFAULT_MAX_RECORD_BYTES,
         }
     }
 
@@ -58,6 +65,12 @@ impl CsvOptions {
     /// Following (or not) the growing input.
     pub fn with_follow(mut self, follow: bool) -> Self {
         self.follow = follow;
+        self
+    }
+
+    /// With another record length limit.
+    pub fn with_max_record_bytes(mut self, max: usize) -> Self {
+        self.max_record_bytes = max;
         self
     }
 
@@ -88,6 +101,9 @@ pub struct JsonLinesOptions {
     pub follow: bool,
     /// Bytes read per system call. Default 1 MiB.
     pub chunk_size: usize,
+    /// Longest line in bytes; a longer line is a dead letter and is skipped to its end
+    /// without being held in memory. Default 16 MiB.
+    pub max_record_bytes: usize,
 }
 
 impl JsonLinesOptions {
@@ -99,6 +115,7 @@ impl JsonLinesOptions {
             infer_rows: DEFAULT_INFER_ROWS,
             follow: false,
             chunk_size: DEFAULT_CHUNK_SIZE,
+            max_record_bytes: DEFAULT_MAX_RECORD_BYTES,
         }
     }
 
@@ -111,6 +128,12 @@ impl JsonLinesOptions {
     /// Following (or not) the growing input.
     pub fn with_follow(mut self, follow: bool) -> Self {
         self.follow = follow;
+        self
+    }
+
+    /// With another line length limit.
+    pub fn with_max_record_bytes(mut self, max: usize) -> Self {
+        self.max_record_bytes = max;
         self
     }
 }
@@ -184,10 +207,29 @@ impl FileSourceOptions {
         }
     }
 
-    pub(crate) fn quote(&self) -> Option<u8> {
+    /// `(quote, delimiter)` for CSV, `None` for JSON lines.
+    pub(crate) fn csv_bytes(&self) -> Option<(u8, u8)> {
         match self {
-            FileSourceOptions::Csv(o) => Some(o.quote),
+            FileSourceOptions::Csv(o) => Some((o.quote, o.delimiter)),
             FileSourceOptions::JsonLines(_) => None,
+        }
+    }
+
+    /// The record length limit.
+    pub fn max_record_bytes(&self) -> usize {
+        match self {
+            FileSourceOptions::Csv(o) => o.max_record_bytes,
+            FileSourceOptions::JsonLines(o) => o.max_record_bytes,
+        }
+    }
+
+    /// The same options with another record length limit.
+    pub fn with_max_record_bytes(self, max: usize) -> Self {
+        match self {
+            FileSourceOptions::Csv(o) => FileSourceOptions::Csv(o.with_max_record_bytes(max)),
+            FileSourceOptions::JsonLines(o) => {
+                FileSourceOptions::JsonLines(o.with_max_record_bytes(max))
+            }
         }
     }
 
@@ -209,6 +251,9 @@ impl FileSourceOptions {
         };
         if self.chunk_size() == 0 {
             return Err(Error::config("chunk-size", "must be at least 1"));
+        }
+        if self.max_record_bytes() == 0 {
+            return Err(Error::config("max-record-bytes", "must be at least 1"));
         }
         if self.schema().is_none() && infer_rows == 0 {
             return Err(Error::config(

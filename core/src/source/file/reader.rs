@@ -1,6 +1,13 @@
 //! The record reader under both file formats: a file or a directory read in large chunks,
-//! cut into records (lines; for CSV a quoted field may hold newlines), with a replayable
-//! position (file, byte offset, line), an optional stop position, and follow mode.
+//! cut into records by the [framing](super::framing) rules (lines; for CSV a quoted field may
+//! hold line ends), with a replayable position (file, byte offset, line), an optional stop
+//! position, and follow mode.
+//!
+//! A record longer than `max_record` is reported once as [`Next::Malformed`] (with its first
+//! [`RAW_PREFIX`] bytes) as soon as it passes the limit, then skipped to its end with its bytes
+//! dropped as they arrive, so memory stays bounded by the limit plus one read. A quoted field
+//! still open at the end of a file also makes its record [`Next::Malformed`]. A file that
+//! starts like a compressed or binary format is refused with an error naming it.
 //!
 //! In follow mode the end of the current file is not final: a trailing record without its
 //! newline is held back (it may be half-written) and the reader says [`Next::Idle`]. The file is
@@ -12,9 +19,9 @@ use std::fs::File;
 use std::io::{ErrorKind, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
-use memchr::{memchr, memchr_iter};
 use serde::{Deserialize, Serialize};
 
+use super::framing::{binary_format, detect_terminator, Framing, Scanner, DETECT_WINDOW};
 use crate::error::{Error, Result};
 
 /// Where a reader stands: the next record starts at `offset` in `file`; `line` lines of that
@@ -99,12 +106,25 @@ fn file_name(p: &Path) -> String {
 pub(crate) struct ReaderConfig {
     pub(crate) root: Root,
     pub(crate) follow: bool,
-    /// CSV quote byte: a newline between quotes does not end a record. `None` for JSON lines.
-    pub(crate) quote: Option<u8>,
+    /// CSV `(quote, delimiter)`: a newline inside a quoted field does not end a record.
+    /// `None` for JSON lines.
+    pub(crate) csv: Option<(u8, u8)>,
     /// Bytes read per system call (the buffer grows for longer records).
     pub(crate) chunk_size: usize,
+    /// Longest record; a longer one is reported as [`Next::Malformed`] and skipped.
+    pub(crate) max_record: usize,
     /// Directory files taken by this subtask: `(i, p)` takes every p-th file from the i-th.
     pub(crate) assign: Option<(usize, usize)>,
+}
+
+impl ReaderConfig {
+    /// The framing of a file whose line terminator is `term`.
+    pub(crate) fn framing(&self, term: u8) -> Framing {
+        Framing {
+            term,
+            csv: self.csv,
+        }
+    }
 }
 
 /// One record: its bytes without the line terminator, its 1-based first line, and its file.
@@ -121,11 +141,17 @@ pub(crate) struct Record<'a> {
 #[derive(Debug)]
 pub(crate) enum Next<'a> {
     Record(Record<'a>),
+    /// A record that cannot be one by the framing rules (longer than the limit, or a quoted
+    /// field never closed): `bytes` holds at most its first [`RAW_PREFIX`] bytes.
+    Malformed(Record<'a>, String),
     /// Nothing complete right now (follow mode).
     Idle,
     /// Nothing more, ever.
     End,
 }
+
+/// The most bytes of a malformed record kept for its dead letter.
+pub(crate) const RAW_PREFIX: usize = 1024;
 
 struct OpenFile {
     path: PathBuf,
@@ -144,27 +170,51 @@ pub(crate) struct LineReader {
     start: usize,
     end: usize,
     consumed: u64,
+    /// The current file's record scanner; `None` until its terminator is known.
+    scanner: Option<Scanner>,
+    /// Bytes of the pending record (from `start`) already fed to the scanner.
+    scanned: usize,
+    /// The pending record is over the limit: its bytes are dropped until it ends.
+    skipping: bool,
+    /// Bytes of the pending record dropped so far.
+    dropped: u64,
 }
 
 const BOM: &[u8] = b"\xef\xbb\xbf";
 
-/// Finds the end of the first complete record: (its length without the newline, the number
-/// of newlines it spans including its own).
-pub(crate) fn find_record(avail: &[u8], quote: Option<u8>) -> Option<(usize, u64)> {
-    let nl = memchr(b'\n', avail)?;
-    let Some(q) = quote else {
-        return Some((nl, 1));
-    };
-    let mut parity = memchr_iter(q, &avail[..nl]).count() % 2;
-    let (mut end, mut lines) = (nl, 1);
-    while parity == 1 {
-        let from = end + 1;
-        let next = from + memchr(b'\n', &avail[from..])?;
-        parity ^= memchr_iter(q, &avail[from..next]).count() % 2;
-        end = next;
-        lines += 1;
+/// Reads from `offset` until `buf` is full or the file ends; the bytes read.
+fn read_full_at(file: &mut File, path: &Path, offset: u64, buf: &mut [u8]) -> Result<usize> {
+    file.seek(SeekFrom::Start(offset))
+        .map_err(|e| Error::io(path, e))?;
+    let mut n = 0;
+    while n < buf.len() {
+        match file.read(&mut buf[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+            Err(e) => return Err(Error::io(path, e)),
+        }
     }
-    Some((end, lines))
+    Ok(n)
+}
+
+/// Refuses a compressed or binary file by its first bytes, saying what it is.
+fn refuse_binary(path: &Path, head: &[u8]) -> Result<()> {
+    match binary_format(head) {
+        Some(what) => Err(Error::schema(
+            format!("file source {}", path.display()),
+            format!("the file is {what}; CSV and JSON lines are read as plain text"),
+        )),
+        None => Ok(()),
+    }
+}
+
+/// The line terminator of the (regular) file at `path`; see [`detect_terminator`].
+pub(crate) fn terminator_of(path: &Path) -> Result<u8> {
+    let mut file = File::open(path).map_err(|e| Error::io(path, e))?;
+    let mut head = vec![0u8; DETECT_WINDOW];
+    let n = read_full_at(&mut file, path, 0, &mut head)?;
+    Ok(detect_terminator(&head[..n], true).unwrap_or(b'\n'))
 }
 
 impl LineReader {
@@ -180,6 +230,10 @@ impl LineReader {
             start: 0,
             end: 0,
             consumed: 0,
+            scanner: None,
+            scanned: 0,
+            skipping: false,
+            dropped: 0,
         }
     }
 
@@ -207,10 +261,19 @@ impl LineReader {
     pub(crate) fn seek(&mut self, pos: ReadPos, stop: Option<StopAt>) {
         self.pos = pos;
         self.stop = stop;
-        self.open = None;
+        self.close();
         self.file_done = false;
+    }
+
+    /// Forgets the open file and every partial record.
+    fn close(&mut self) {
+        self.open = None;
         self.start = 0;
         self.end = 0;
+        self.scanner = None;
+        self.scanned = 0;
+        self.skipping = false;
+        self.dropped = 0;
     }
 
     fn following(&self) -> bool {
@@ -243,7 +306,7 @@ impl LineReader {
     }
 
     /// Opens the current file at the current offset; `false` when it does not exist (yet)
-    /// while following.
+    /// while following. Past the file's start, its terminator is read from its first bytes.
     fn open_current(&mut self) -> Result<bool> {
         let path = self.cfg.root.path_of(&self.pos.file);
         let mut file = match File::open(&path) {
@@ -251,15 +314,19 @@ impl LineReader {
             Err(e) if e.kind() == ErrorKind::NotFound && self.following() => return Ok(false),
             Err(e) => return Err(Error::io(path, e)),
         };
+        self.close();
         if self.pos.offset > 0 {
+            let mut head = vec![0u8; DETECT_WINDOW];
+            let n = read_full_at(&mut file, &path, 0, &mut head)?;
+            refuse_binary(&path, &head[..n])?;
+            let term = detect_terminator(&head[..n], true).unwrap_or(b'\n');
+            self.scanner = Some(Scanner::new(self.cfg.framing(term)));
             file.seek(SeekFrom::Start(self.pos.offset))
                 .map_err(|e| Error::io(&path, e))?;
         }
         if self.buf.len() < self.cfg.chunk_size {
             self.buf.resize(self.cfg.chunk_size.max(64), 0);
         }
-        self.start = 0;
-        self.end = 0;
         self.open = Some(OpenFile { path, file });
         Ok(true)
     }
@@ -290,6 +357,21 @@ impl LineReader {
         }
     }
 
+    /// Whether the end of the current file (reached now) is final.
+    fn at_final_end(&mut self) -> Result<Option<bool>> {
+        if !self.following() {
+            return Ok(Some(true));
+        }
+        if self.next_file()?.is_some() {
+            // the writer moved on; what it appended before doing so is there now
+            if self.read_more()? > 0 {
+                return Ok(None);
+            }
+            return Ok(Some(true));
+        }
+        Ok(Some(false))
+    }
+
     /// The next record, or why there is none.
     pub(crate) fn next(&mut self) -> Result<Next<'_>> {
         loop {
@@ -308,45 +390,157 @@ impl LineReader {
                         None => return Ok(Next::End),
                     }
                 }
+                if self.stop_reached() {
+                    // checked before opening: a split past its stop never touches the file
+                    self.file_done = true;
+                    continue;
+                }
                 if !self.open_current()? {
                     return Ok(Next::Idle);
                 }
             }
-            if self.stop_reached() {
-                self.open = None;
+            if !self.skipping && self.stop_reached() {
+                self.close();
                 self.file_done = true;
                 continue;
             }
-            if let Some((len, lines)) = find_record(&self.buf[self.start..self.end], self.cfg.quote)
-            {
-                return Ok(self.take(len, len + 1, lines));
+            if self.scanner.is_none() {
+                // at the file's start: its first bytes tell what it is
+                refuse_binary(self.path(), &self.buf[self.start..self.end])?;
+                if let Some(term) = detect_terminator(&self.buf[self.start..self.end], false) {
+                    self.scanner = Some(Scanner::new(self.cfg.framing(term)));
+                }
+            }
+            if let Some(scanner) = self.scanner.as_mut() {
+                let from = self.start + self.scanned;
+                if let Some(j) = scanner.feed(&self.buf[from..self.end]) {
+                    let len = self.scanned + j;
+                    let lines = scanner.lines();
+                    scanner.reset();
+                    self.scanned = 0;
+                    if self.skipping {
+                        self.end_skip(len + 1, lines);
+                        continue;
+                    }
+                    if len > self.cfg.max_record {
+                        return Ok(self.malformed(len + 1, lines, self.too_long()));
+                    }
+                    return Ok(self.take(len, len + 1, lines));
+                }
+                self.scanned = self.end - self.start;
+                if self.skipping {
+                    self.dropped += self.scanned as u64;
+                    self.consumed += self.scanned as u64;
+                    self.start = self.end;
+                    self.scanned = 0;
+                } else if self.end - self.start > self.cfg.max_record {
+                    self.skipping = true;
+                    let line = self.pos.line + 1;
+                    return Ok(self.report(line, self.too_long()));
+                }
             }
             if self.read_more()? > 0 {
                 continue;
             }
-            // at the current end of the file: is it final?
-            let last = if !self.following() {
-                true
-            } else if self.next_file()?.is_some() {
-                // the writer moved on; what it appended before doing so is there now
-                if self.read_more()? > 0 {
+            match self.at_final_end()? {
+                None => continue,
+                Some(false) => return Ok(Next::Idle),
+                Some(true) => {}
+            }
+            let pending = self.end - self.start;
+            let scanner = self.scanner.get_or_insert_with(|| {
+                let term = detect_terminator(&self.buf[self.start..self.end], true);
+                Scanner::new(self.cfg.framing(term.unwrap_or(b'\n')))
+            });
+            if self.scanned < pending {
+                // the terminator became known only now: scan what is there
+                if scanner
+                    .feed(&self.buf[self.start + self.scanned..self.end])
+                    .is_some()
+                {
+                    self.scanned = 0;
+                    scanner.reset();
                     continue;
                 }
-                true
-            } else {
-                false
-            };
-            if !last {
-                return Ok(Next::Idle);
+                self.scanned = pending;
             }
-            if self.end > self.start {
-                let len = self.end - self.start;
-                let lines = 1 + memchr_iter(b'\n', &self.buf[self.start..self.end]).count() as u64;
-                return Ok(self.take(len, len, lines));
+            let lines = scanner.lines();
+            let unclosed = scanner.in_quotes();
+            scanner.reset();
+            self.scanned = 0;
+            if self.skipping {
+                self.end_skip(pending, lines);
+            } else if pending > self.cfg.max_record {
+                // held whole only because its terminator was not known yet (at most 64 KiB)
+                return Ok(self.malformed(pending, lines, self.too_long()));
+            } else if pending > 0 && unclosed {
+                let reason =
+                    "a quoted field is never closed (the record runs to the end of the file)";
+                return Ok(self.malformed(pending, lines, reason.to_string()));
+            } else if pending > 0 {
+                return Ok(self.take(pending, pending, lines));
             }
-            self.open = None;
+            self.close();
             self.file_done = true;
         }
+    }
+
+    fn too_long(&self) -> String {
+        format!(
+            "record longer than the limit of {} bytes (max-record-bytes); skipped to its end",
+            self.cfg.max_record
+        )
+    }
+
+    /// The path of the open file (empty when none).
+    fn path(&self) -> &Path {
+        self.open
+            .as_ref()
+            .map_or(Path::new(""), |o| o.path.as_path())
+    }
+
+    /// Reports the pending record (its first bytes) as malformed without consuming it.
+    fn report(&self, line: u64, reason: String) -> Next<'_> {
+        let prefix = (self.end - self.start).min(RAW_PREFIX);
+        Next::Malformed(
+            Record {
+                bytes: &self.buf[self.start..self.start + prefix],
+                line,
+                first_in_file: self.pos.offset == 0,
+                path: self.path(),
+            },
+            reason,
+        )
+    }
+
+    /// Consumes a whole malformed record held in the buffer and reports it.
+    fn malformed(&mut self, consumed: usize, lines: u64, reason: String) -> Next<'_> {
+        let line = self.pos.line + 1;
+        let prefix = consumed.min(RAW_PREFIX);
+        let from = self.start;
+        self.start += consumed;
+        self.pos.offset += consumed as u64;
+        self.pos.line += lines;
+        self.consumed += consumed as u64;
+        Next::Malformed(
+            Record {
+                bytes: &self.buf[from..from + prefix],
+                line,
+                first_in_file: false,
+                path: self.path(),
+            },
+            reason,
+        )
+    }
+
+    /// The skipped record ends `consumed` bytes into the buffer: move past it.
+    fn end_skip(&mut self, consumed: usize, lines: u64) {
+        self.start += consumed;
+        self.pos.offset += self.dropped + consumed as u64;
+        self.pos.line += lines;
+        self.consumed += consumed as u64;
+        self.dropped = 0;
+        self.skipping = false;
     }
 
     /// Consumes a record of `len` bytes (plus terminator: `consumed` in all) spanning `lines`.
@@ -365,15 +559,11 @@ impl LineReader {
         if to > from && self.buf[to - 1] == b'\r' {
             to -= 1;
         }
-        let path = self
-            .open
-            .as_ref()
-            .map_or(Path::new(""), |o| o.path.as_path());
         Next::Record(Record {
             bytes: &self.buf[from..to],
             line,
             first_in_file,
-            path,
+            path: self.path(),
         })
     }
 }

@@ -153,17 +153,26 @@ impl FileSource {
         ReaderConfig {
             root,
             follow: self.options.follow(),
-            quote: self.options.quote(),
+            csv: self.options.csv_bytes(),
             chunk_size: self.options.chunk_size(),
+            max_record: self.options.max_record_bytes(),
             assign,
         }
     }
 
-    /// Where reading starts without a seek: the whole input, or this subtask's split.
+    /// Where reading starts without a seek: the whole input, or this subtask's split. A
+    /// stream (FIFO, device) cannot be split: subtask 0 reads it all, the others nothing.
     fn initial(&self, cfg: &ReaderConfig) -> Result<FilePosition> {
         match (&cfg.root, self.split) {
+            (Root::File(path), Some((i, _))) if is_stream(path) => Ok(FilePosition {
+                at: ReadPos::default(),
+                stop: (i > 0).then(|| StopAt {
+                    file: String::new(),
+                    offset: 0,
+                }),
+            }),
             (Root::File(path), Some((i, p))) => {
-                let (at, stop) = file_split(path, i, p)?;
+                let (at, stop) = file_split(path, cfg.csv, i, p)?;
                 Ok(FilePosition { at, stop })
             }
             _ => Ok(FilePosition::default()),
@@ -221,6 +230,11 @@ impl FileSource {
                 .store(running.reader.consumed(), Ordering::Relaxed);
         }
     }
+}
+
+/// Whether `path` is a FIFO, device or socket: readable once, front to back, not seekable.
+pub(crate) fn is_stream(path: &std::path::Path) -> bool {
+    std::fs::metadata(path).is_ok_and(|m| !m.is_file() && !m.is_dir())
 }
 
 fn not_open() -> Error {
@@ -301,6 +315,13 @@ impl Source for FileSource {
                         })?,
                     }
                 }
+                Next::Malformed(rec, reason) => ctx.reject(Rejected {
+                    source: rec.path.display().to_string(),
+                    line: rec.line,
+                    column: 0,
+                    raw: String::from_utf8_lossy(rec.bytes).into_owned(),
+                    reason,
+                })?,
                 Next::Idle => {
                     let lingered = first_row_at.is_some_and(|t| t.elapsed() >= ctx.bounds.linger);
                     if builder.rows() > 0 && lingered {

@@ -1,93 +1,100 @@
 //! Byte-range splits of one file for parallel reading, and the snapshot of a growing directory
 //! that the hybrid source starts from.
 //!
-//! Subtask `i` of `p` owns the records that *start* in `[i*len/p, (i+1)*len/p)`. It begins at
-//! the first line start at or after its range start (scanning from the byte before it, so a
-//! line that starts exactly on the boundary is not lost) and reads through the record that
-//! crosses its range end. Line numbers stay exact: the newlines before a split's first byte
-//! are counted. Splits assume records do not span lines (no quoted newlines in CSV).
+//! Subtask `i` of `p` owns the records that *start* in `[i*len/p, (i+1)*len/p)`. Where records
+//! start is decided by the [framing](super::framing) rules from the file's first byte (a CSV
+//! quoted field may hold newlines, so a byte in the middle of a file cannot tell), so each
+//! subtask scans the file up to its range start, counting lines on the way: line numbers stay
+//! exact. It reads through the record that crosses its range end.
 
 use std::fs::File;
-use std::io::{ErrorKind, Read, Seek, SeekFrom};
+use std::io::{ErrorKind, Read};
 use std::path::Path;
 
-use memchr::{memchr, memchr_iter, memrchr};
-
-use super::reader::{ReadPos, Root, StopAt};
+use super::framing::{Framing, Scanner};
+use super::reader::{terminator_of, ReadPos, Root, StopAt};
 use crate::error::{Error, Result};
 
 const SCAN_CHUNK: usize = 1 << 20;
 
-fn read_at(file: &mut File, path: &Path, offset: u64, buf: &mut [u8]) -> Result<usize> {
-    file.seek(SeekFrom::Start(offset))
-        .map_err(|e| Error::io(path, e))?;
-    loop {
-        match file.read(buf) {
-            Ok(n) => return Ok(n),
-            Err(e) if e.kind() == ErrorKind::Interrupted => continue,
-            Err(e) => return Err(Error::io(path, e)),
-        }
-    }
-}
-
-/// Newlines in the first `upto` bytes of `path`.
-pub(crate) fn count_newlines(path: &Path, upto: u64) -> Result<u64> {
+/// Scans the first `limit` bytes of `path` record by record: after each record terminator,
+/// `on_record(next_start, lines_before_it)`; the scan stops when that returns `false`.
+fn walk(
+    path: &Path,
+    framing: Framing,
+    limit: u64,
+    mut on_record: impl FnMut(u64, u64) -> bool,
+) -> Result<()> {
     let mut file = File::open(path).map_err(|e| Error::io(path, e))?;
     let mut buf = vec![0u8; SCAN_CHUNK];
-    let (mut at, mut count) = (0u64, 0u64);
-    while at < upto {
-        let want = ((upto - at) as usize).min(buf.len());
-        let n = read_at(&mut file, path, at, &mut buf[..want])?;
-        if n == 0 {
-            break;
-        }
-        count += memchr_iter(b'\n', &buf[..n]).count() as u64;
-        at += n as u64;
-    }
-    Ok(count)
-}
-
-/// The first line start at or after `start`: 0 for 0, else just past the first newline at or
-/// after `start - 1` (the file length when there is none).
-pub(crate) fn line_start_from(path: &Path, start: u64) -> Result<u64> {
-    if start == 0 {
-        return Ok(0);
-    }
-    let mut file = File::open(path).map_err(|e| Error::io(path, e))?;
-    let mut buf = vec![0u8; 64 * 1024];
-    let mut at = start - 1;
-    loop {
-        let n = read_at(&mut file, path, at, &mut buf)?;
-        if n == 0 {
-            return Ok(at);
-        }
-        if let Some(i) = memchr(b'\n', &buf[..n]) {
-            return Ok(at + i as u64 + 1);
+    let mut scanner = Scanner::new(framing);
+    let (mut at, mut lines) = (0u64, 0u64);
+    while at < limit {
+        let want = ((limit - at) as usize).min(buf.len());
+        let n = match file.read(&mut buf[..want]) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+            Err(e) => return Err(Error::io(path, e)),
+        };
+        let mut i = 0;
+        while let Some(j) = scanner.feed(&buf[i..n]) {
+            lines += scanner.lines();
+            scanner.reset();
+            i += j + 1;
+            if !on_record(at + i as u64, lines) {
+                return Ok(());
+            }
         }
         at += n as u64;
     }
+    Ok(())
 }
 
-/// Just past the last newline before `size` (0 when there is none): the end of the last
-/// complete line of a file that may be half-way through a write.
-pub(crate) fn last_line_end(path: &Path, size: u64) -> Result<u64> {
-    let mut file = File::open(path).map_err(|e| Error::io(path, e))?;
-    let mut buf = vec![0u8; 64 * 1024];
-    let mut end = size;
-    while end > 0 {
-        let from = end.saturating_sub(buf.len() as u64);
-        let want = (end - from) as usize;
-        let n = read_at(&mut file, path, from, &mut buf[..want])?;
-        if let Some(i) = memrchr(b'\n', &buf[..n.min(want)]) {
-            return Ok(from + i as u64 + 1);
-        }
-        end = from;
+/// The first record start at or after `target` in `path` (the file length when none), and
+/// the lines before it.
+pub(crate) fn record_start_from(path: &Path, framing: Framing, target: u64) -> Result<(u64, u64)> {
+    if target == 0 {
+        return Ok((0, 0));
     }
-    Ok(0)
+    let len = std::fs::metadata(path)
+        .map_err(|e| Error::io(path, e))?
+        .len();
+    let mut found = (len, 0);
+    let mut last_lines = 0;
+    walk(path, framing, len, |next, lines| {
+        last_lines = lines;
+        if next >= target {
+            found = (next, lines);
+            return false;
+        }
+        true
+    })?;
+    if found.0 == len {
+        found.1 = last_lines;
+    }
+    Ok(found)
+}
+
+/// The end of the last complete record in the first `size` bytes of `path` (0 when there is
+/// none) and the lines before it: where a file that may be half-way through a write is cut.
+pub(crate) fn last_record_end(path: &Path, framing: Framing, size: u64) -> Result<(u64, u64)> {
+    let mut last = (0, 0);
+    walk(path, framing, size, |next, lines| {
+        last = (next, lines);
+        true
+    })?;
+    Ok(last)
 }
 
 /// Subtask `i` of `p` over the single file `path`: where it starts and where it stops.
-pub(crate) fn file_split(path: &Path, i: usize, p: usize) -> Result<(ReadPos, Option<StopAt>)> {
+/// `csv` is the `(quote, delimiter)` of a CSV file, `None` for JSON lines.
+pub(crate) fn file_split(
+    path: &Path,
+    csv: Option<(u8, u8)>,
+    i: usize,
+    p: usize,
+) -> Result<(ReadPos, Option<StopAt>)> {
     let len = std::fs::metadata(path)
         .map_err(|e| Error::io(path, e))?
         .len();
@@ -100,9 +107,12 @@ pub(crate) fn file_split(path: &Path, i: usize, p: usize) -> Result<(ReadPos, Op
             ))
         }
     };
+    let framing = Framing {
+        term: terminator_of(path)?,
+        csv,
+    };
     let (p64, i64_) = (p.max(1) as u64, i as u64);
-    let start = line_start_from(path, i64_ * len / p64)?;
-    let line = count_newlines(path, start)?;
+    let (start, line) = record_start_from(path, framing, i64_ * len / p64)?;
     let stop = (i + 1 < p).then(|| StopAt {
         file: name.clone(),
         offset: (i64_ + 1) * len / p64,
@@ -118,9 +128,9 @@ pub(crate) fn file_split(path: &Path, i: usize, p: usize) -> Result<(ReadPos, Op
 }
 
 /// What a growing input holds now: every file in full except the last, which is cut back to
-/// its last complete line. Returns the position just after it (file, offset, line), where a
-/// follower takes over. `None` when there are no files yet.
-pub(crate) fn snapshot_end(root: &Root) -> Result<Option<ReadPos>> {
+/// the end of its last complete record. Returns the position just after it (file, offset,
+/// line), where a follower takes over. `None` when there are no files yet.
+pub(crate) fn snapshot_end(root: &Root, csv: Option<(u8, u8)>) -> Result<Option<ReadPos>> {
     let Some(last) = root.list(true)?.pop() else {
         return Ok(None);
     };
@@ -128,8 +138,11 @@ pub(crate) fn snapshot_end(root: &Root) -> Result<Option<ReadPos>> {
     let size = std::fs::metadata(&path)
         .map_err(|e| Error::io(&path, e))?
         .len();
-    let offset = last_line_end(&path, size)?;
-    let line = count_newlines(&path, offset)?;
+    let framing = Framing {
+        term: terminator_of(&path)?,
+        csv,
+    };
+    let (offset, line) = last_record_end(&path, framing, size)?;
     Ok(Some(ReadPos {
         file: last,
         offset,
@@ -141,25 +154,43 @@ pub(crate) fn snapshot_end(root: &Root) -> Result<Option<ReadPos>> {
 mod tests {
     use super::*;
 
+    const LF: Framing = Framing {
+        term: b'\n',
+        csv: Some((b'"', b',')),
+    };
+
     #[test]
-    fn line_starts_and_ends() {
+    fn record_starts_and_ends() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("f");
         std::fs::write(&p, b"ab\ncd\nef").unwrap();
-        assert_eq!(line_start_from(&p, 0).unwrap(), 0);
-        assert_eq!(line_start_from(&p, 1).unwrap(), 3);
+        assert_eq!(record_start_from(&p, LF, 0).unwrap(), (0, 0));
+        assert_eq!(record_start_from(&p, LF, 1).unwrap(), (3, 1));
         assert_eq!(
-            line_start_from(&p, 3).unwrap(),
-            3,
-            "a line starting on the boundary"
+            record_start_from(&p, LF, 3).unwrap(),
+            (3, 1),
+            "a record starting on the boundary"
         );
-        assert_eq!(line_start_from(&p, 4).unwrap(), 6);
-        assert_eq!(line_start_from(&p, 7).unwrap(), 8);
-        assert_eq!(last_line_end(&p, 8).unwrap(), 6);
-        assert_eq!(last_line_end(&p, 6).unwrap(), 6);
-        assert_eq!(last_line_end(&p, 2).unwrap(), 0);
-        assert_eq!(count_newlines(&p, 6).unwrap(), 2);
-        let end = snapshot_end(&Root::new(dir.path())).unwrap().unwrap();
+        assert_eq!(record_start_from(&p, LF, 4).unwrap(), (6, 2));
+        assert_eq!(record_start_from(&p, LF, 7).unwrap(), (8, 2));
+        assert_eq!(last_record_end(&p, LF, 8).unwrap(), (6, 2));
+        assert_eq!(last_record_end(&p, LF, 6).unwrap(), (6, 2));
+        assert_eq!(last_record_end(&p, LF, 2).unwrap(), (0, 0));
+        let end = snapshot_end(&Root::new(dir.path()), Some((b'"', b',')))
+            .unwrap()
+            .unwrap();
         assert_eq!((end.file.as_str(), end.offset, end.line), ("f", 6, 2));
+    }
+
+    #[test]
+    fn a_split_never_starts_inside_a_quoted_field() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("q.csv");
+        std::fs::write(&p, b"h\n\"a\nb\nc\"\nd\n").unwrap();
+        // bytes 3..=8 lie inside the quoted field that starts at 2
+        for target in 3..=9 {
+            assert_eq!(record_start_from(&p, LF, target).unwrap(), (10, 4));
+        }
+        assert_eq!(last_record_end(&p, LF, 8).unwrap(), (2, 1));
     }
 }

@@ -272,8 +272,9 @@ mod reader {
         ReaderConfig {
             root: Root::new(root),
             follow,
-            quote: Some(b'"'),
+            csv: Some((b'"', b',')),
             chunk_size: 7, // tiny: records cross buffer refills
+            max_record: 1 << 20,
             assign: None,
         }
     }
