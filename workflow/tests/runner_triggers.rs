@@ -372,7 +372,7 @@ async fn serve_forever_serves_again_on_a_finished_run() {
     let spec = write_spec(
         dir.path(),
         &format!(
-            "{STREAM}\n[nodes.api]\nkind = \"serve\"\nmodel = \"train\"\nafter = [\"train\"]\n"
+            "{STREAM}\n[nodes.api]\nkind = \"serve\"\nmodel = \"train\"\nstage = \"candidate\"\nafter = [\"train\"]\n"
         ),
     );
     let first = runner::run(
