@@ -287,7 +287,7 @@ async fn an_interrupted_stream_resumes_from_its_checkpoint() {
     let dir = tempfile::tempdir().unwrap();
     let spec = write_spec(
         dir.path(),
-        &STREAM.replace("rows = 3000", "rows = 3000\nrows-per-second = 5000"),
+        &STREAM.replace("rows = 3000", "rows = 3000\nrows-per-second = 1500"),
     );
     // stop (as Ctrl-C would) once the first version is out
     let stop = Arc::new(tokio::sync::Notify::new());

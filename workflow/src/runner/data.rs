@@ -185,12 +185,7 @@ fn part(name: &str, spec: &SourceSpec, generators: &Generators) -> Result<Part> 
             batch_rows,
             ..
         } => {
-            let format =
-                format.unwrap_or_else(|| match path.extension().and_then(|e| e.to_str()) {
-                    Some("jsonl" | "json" | "ndjson") => FileFormat::Jsonl,
-                    Some("parquet") => FileFormat::Parquet,
-                    _ => FileFormat::Csv,
-                });
+            let format = FileFormat::of(path, *format);
             let source: Box<dyn Source> = match format {
                 FileFormat::Csv => Box::new(CsvSource::new(CsvOptions::new(path))?),
                 FileFormat::Jsonl => Box::new(JsonLinesSource::new(JsonLinesOptions::new(path))?),

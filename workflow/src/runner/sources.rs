@@ -93,12 +93,7 @@ fn single(name: &str, spec: &SourceSpec, generators: &Generators) -> Result<Flow
             batch_rows,
             follow,
         } => {
-            let format =
-                format.unwrap_or_else(|| match path.extension().and_then(|e| e.to_str()) {
-                    Some("jsonl" | "json" | "ndjson") => FileFormat::Jsonl,
-                    Some("parquet") => FileFormat::Parquet,
-                    _ => FileFormat::Csv,
-                });
+            let format = FileFormat::of(path, *format);
             let (factory, schema) = file_factory(path, format, *follow)
                 .map_err(|e| Error::InvalidArgument(format!("source `{name}`: {e}")))?;
             Ok(FlowSource {

@@ -120,6 +120,18 @@ pub enum FileFormat {
     Parquet,
 }
 
+impl FileFormat {
+    /// `given`, else the format `path`'s extension names (`.jsonl`, `.json`, `.ndjson`: JSON
+    /// lines; `.parquet`: Parquet; anything else and directories: CSV).
+    pub fn of(path: &std::path::Path, given: Option<FileFormat>) -> FileFormat {
+        given.unwrap_or_else(|| match path.extension().and_then(|e| e.to_str()) {
+            Some("jsonl" | "json" | "ndjson") => FileFormat::Jsonl,
+            Some("parquet") => FileFormat::Parquet,
+            _ => FileFormat::Csv,
+        })
+    }
+}
+
 /// A feature pipeline: which columns, how they become features.
 #[derive(Debug, Clone, PartialEq)]
 pub struct FeaturesSpec {
