@@ -95,3 +95,15 @@ impl Error {
 
 /// The crate's result type.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    /// The failover domain of this error when an operator reports it: bad data or params are
+    /// the user's (not retried), I/O is external (retried), a core error keeps its own.
+    pub fn domain(&self) -> eddy_core::error::ErrorDomain {
+        match self {
+            Error::Core(inner) => inner.domain(),
+            Error::Io { .. } => eddy_core::error::ErrorDomain::External,
+            _ => eddy_core::error::ErrorDomain::User,
+        }
+    }
+}

@@ -33,7 +33,6 @@
 
 use arrow::record_batch::RecordBatch;
 use eddy_core::dataflow::Stream;
-use eddy_core::error::ErrorDomain;
 use eddy_core::operator::{factory_from_clone, Collector, Operator, TaskInfo};
 
 use crate::error::Error;
@@ -72,11 +71,7 @@ impl FeatureOperator {
     }
 
     fn core_error(&self, e: Error) -> eddy_core::Error {
-        let domain = match &e {
-            Error::Core(inner) => inner.domain(),
-            Error::Io { .. } => ErrorDomain::External,
-            _ => ErrorDomain::User,
-        };
+        let domain = e.domain();
         eddy_core::Error::Operator {
             operator: self.name.clone(),
             subtask: self.subtask,

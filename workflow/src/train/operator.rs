@@ -65,15 +65,6 @@ pub(crate) struct LearnOperator {
     state: Option<State>,
 }
 
-/// The domain of an algorithms error: bad data or params are the user's, the rest external.
-fn domain_of(e: &eddy_algorithms::Error) -> ErrorDomain {
-    match e {
-        eddy_algorithms::Error::Core(inner) => inner.domain(),
-        eddy_algorithms::Error::Io { .. } => ErrorDomain::External,
-        _ => ErrorDomain::User,
-    }
-}
-
 impl LearnOperator {
     /// A fresh attempt.
     pub(crate) fn new(shared: Arc<Shared>, name: &str) -> Self {
@@ -95,7 +86,7 @@ impl LearnOperator {
     }
 
     fn algo_error(&self, e: eddy_algorithms::Error) -> eddy_core::Error {
-        let domain = domain_of(&e);
+        let domain = e.domain();
         self.error(e, domain)
     }
 
