@@ -67,6 +67,10 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// The parameter store a learner's weights live in failed (a shard down past its retry
+    /// window, a refused push): not the data's fault, so a failover retries it.
+    #[error("parameter store: {0}")]
+    Store(String),
     /// An Arrow kernel error.
     #[error("arrow: {0}")]
     Arrow(#[from] arrow::error::ArrowError),
@@ -102,7 +106,7 @@ impl Error {
     pub fn domain(&self) -> eddy_core::error::ErrorDomain {
         match self {
             Error::Core(inner) => inner.domain(),
-            Error::Io { .. } => eddy_core::error::ErrorDomain::External,
+            Error::Io { .. } | Error::Store(_) => eddy_core::error::ErrorDomain::External,
             _ => eddy_core::error::ErrorDomain::User,
         }
     }

@@ -12,7 +12,10 @@ use crate::keys::{hash_rows, subtask_for_hash};
 pub enum Edge {
     /// Subtask i sends to subtask i (equal parallelism). Chained into one task.
     Forward,
-    /// Batches go round-robin to the downstream subtasks.
+    /// Each batch goes to the downstream subtask this upstream subtask has sent the fewest
+    /// rows so far (ties: the next one round-robin). Batches of one size go round-robin;
+    /// uneven ones still even out the rows, so no subtask waits on a peer that is starved of
+    /// input (data-parallel training under a `sync` bound).
     Rebalance,
     /// Rows go to the subtask that owns their key (hash of these columns).
     Hash(Vec<String>),
@@ -29,6 +32,8 @@ pub(crate) struct Partitioner {
     key_schema: Option<arrow::datatypes::SchemaRef>,
     targets: usize,
     next: usize,
+    /// Rows sent to each target (rebalance).
+    sent: Vec<u64>,
     hashes: Vec<u64>,
     indices: Vec<Vec<u32>>,
 }
@@ -41,9 +46,19 @@ impl Partitioner {
             key_schema: None,
             targets,
             next: start % targets.max(1),
+            sent: vec![0; targets],
             hashes: Vec::new(),
             indices: vec![Vec::new(); targets],
         }
+    }
+
+    /// The target sent the fewest rows, searching from `next` (round-robin among equals).
+    fn least_sent(&self) -> usize {
+        let n = self.targets.max(1);
+        (0..n)
+            .map(|i| (self.next + i) % n)
+            .min_by_key(|&t| self.sent.get(t).copied().unwrap_or(0))
+            .unwrap_or(0)
     }
 
     /// Calls `send(target, batch)` for each piece of `batch`.
@@ -56,8 +71,12 @@ impl Partitioner {
             // A forward edge has exactly one channel: to the subtask with the same index.
             Edge::Forward => send(0, batch.clone()),
             Edge::Rebalance => {
-                send(self.next, batch.clone());
-                self.next = (self.next + 1) % self.targets;
+                let target = self.least_sent();
+                if let Some(rows) = self.sent.get_mut(target) {
+                    *rows += batch.num_rows() as u64;
+                }
+                send(target, batch.clone());
+                self.next = (target + 1) % self.targets.max(1);
             }
             Edge::Broadcast => {
                 for t in 0..self.targets {
@@ -110,5 +129,47 @@ impl Partitioner {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use arrow::array::Int64Array;
+    use arrow::datatypes::{DataType, Field, Schema};
+
+    use super::*;
+
+    fn rows(n: usize) -> RecordBatch {
+        let schema = Arc::new(Schema::new(vec![Field::new("x", DataType::Int64, false)]));
+        let column = Int64Array::from_iter_values(0..n as i64);
+        RecordBatch::try_new(schema, vec![Arc::new(column)]).unwrap()
+    }
+
+    /// The targets `batches` (row counts) go to over a rebalance edge to `targets` subtasks.
+    fn dealt(targets: usize, batches: &[usize]) -> Vec<usize> {
+        let mut p = Partitioner::new(Edge::Rebalance, targets, 0);
+        let mut to = Vec::new();
+        for &n in batches {
+            p.partition(&rows(n), |t, _| to.push(t)).unwrap();
+        }
+        to
+    }
+
+    #[test]
+    fn rebalance_deals_even_batches_round_robin() {
+        assert_eq!(dealt(3, &[10; 7]), vec![0, 1, 2, 0, 1, 2, 0]);
+    }
+
+    #[test]
+    fn rebalance_evens_out_rows_of_uneven_batches() {
+        // a 1400-row batch, then 100-row ones: the second subtask gets them until it has
+        // caught up, then they alternate
+        let mut batches = vec![1400];
+        batches.extend([100; 16]);
+        let to = dealt(2, &batches);
+        assert_eq!(to[..15], [0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1]);
+        assert_eq!(to[15..], [0, 1]);
     }
 }

@@ -36,6 +36,23 @@ pub enum Consistency {
     Sync,
 }
 
+impl std::str::FromStr for Consistency {
+    type Err = String;
+
+    /// `async`, `sync` or `bounded:S` (the CLI's and the workflow TOML's spelling).
+    fn from_str(text: &str) -> std::result::Result<Self, String> {
+        match text.trim() {
+            "async" => Ok(Consistency::Async),
+            "sync" => Ok(Consistency::Sync),
+            other => other
+                .strip_prefix("bounded:")
+                .and_then(|s| s.parse::<u64>().ok())
+                .map(Consistency::Bounded)
+                .ok_or_else(|| format!("`{text}`: expected async, bounded:S or sync")),
+        }
+    }
+}
+
 impl Consistency {
     /// The staleness bound, `None` for `Async`.
     pub fn staleness(&self) -> Option<u64> {
@@ -139,6 +156,17 @@ impl Clocks {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn consistency_spelling() {
+        assert_eq!("async".parse(), Ok(Consistency::Async));
+        assert_eq!(" sync ".parse(), Ok(Consistency::Sync));
+        assert_eq!("bounded:3".parse(), Ok(Consistency::Bounded(3)));
+        assert!("bounded:".parse::<Consistency>().is_err());
+        assert!("bounded".parse::<Consistency>().is_err());
+        assert!("bounded:-1".parse::<Consistency>().is_err());
+        assert!("eventually".parse::<Consistency>().is_err());
+    }
 
     #[test]
     fn register_clock_and_unknown_workers() {

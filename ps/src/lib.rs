@@ -21,13 +21,14 @@
 //! | module | what |
 //! |---|---|
 //! | [`store`] | [`ParamStore`]: pull / push / clocks / snapshot, the contract every store keeps |
+//! | [`any`] | [`AnyStore`]: the local store or a gRPC client, chosen at run time; [`StoreCounters`] |
 //! | [`table`] | [`TableConfig`] → [`ValidTableConfig`]: dim, rule, [`Initializer`], admission, expiry |
 //! | [`local`] | [`LocalPs`], [`LocalPsConfig`]: the in-process store |
 //! | [`local::delta`] | the [`Delta`] feed: changed rows, keys removed by expiry, resyncs; [`LocalPs::expire`] |
 //! | [`local::dedup`] | idempotent pushes: [`PushStamp`], per-client dedup windows, [`DedupConfig`] |
 //! | [`clock`] | [`Clocks`], [`Consistency`], [`WorkerId`]: `async` / `bounded(s)` (SSP) / `sync` |
 //! | [`grpc`] | [`PsServer`] / [`PsClient`]: shards as processes over gRPC, snapshots on disk |
-//! | [`train`] | [`PsWorker`]: PS-backed online training with progressive validation; [`train::ftrl_model`] reads an FTRL store back into a local model |
+//! | [`train`] | [`PsWorker`]: PS-backed online training with progressive validation; [`PsLearner`], a worker as a synchronous `OnlineLearner` (the training engine's); [`train::ftrl_model`] / [`train::fm_model`] read a store back into a local model |
 //! | [`snapshot`] | the versioned, checksummed snapshot frame |
 //! | [`error`] | [`Error`], [`Result`] |
 //!
@@ -49,6 +50,7 @@
 //! - **Snapshots are versioned** ([`snapshot::VERSION`] = 2, adding the dedup table); version-1
 //!   snapshots still load (with an empty dedup table), unknown versions are refused.
 
+pub mod any;
 pub mod clock;
 pub mod error;
 pub mod grpc;
@@ -58,10 +60,11 @@ pub mod store;
 pub mod table;
 pub mod train;
 
+pub use any::{AnyStore, StoreCounters};
 pub use clock::{Clocks, Consistency, WorkerId};
 pub use error::{Error, Result};
 pub use grpc::{PsClient, PsClientConfig, PsServer, PsServerConfig, PushReplyDelay};
 pub use local::{DedupConfig, Delta, DeltaCursor, LocalPs, LocalPsConfig, PushOutcome, PushStamp};
 pub use store::ParamStore;
 pub use table::{Initializer, TableConfig, ValidTableConfig};
-pub use train::{PsWorker, PsWorkerConfig, WorkerReport};
+pub use train::{PsLearner, PsWorker, PsWorkerConfig, WorkerReport};

@@ -91,9 +91,9 @@ pub struct LearnArgs {
     /// Publishing to a model registry.
     #[command(flatten)]
     pub publish: super::learn_publish::PublishArgs,
-    /// Training through a parameter server (`--ps`, `--workers`, `--consistency`).
+    /// Data-parallel training and parameter servers (`--parallelism`, `--ps`, `--consistency`).
     #[command(flatten)]
-    pub ps: super::learn_ps::PsArgs,
+    pub parallel: super::learn_parallel::ParallelArgs,
 }
 
 /// Shorthand flags for the most used params; each sets one key of the learner's params (and
@@ -142,9 +142,10 @@ pub struct CheckpointArgs {
     #[arg(long, value_enum, default_value = "aligned", value_parser = parse_mode)]
     pub checkpoint_mode: CheckpointMode,
     /// What a failure does: `exactly-once` (roll back to the last checkpoint) or `approximate`
-    /// (restart the failed task alone; lost rows are counted).
-    #[arg(long, default_value = "exactly-once", value_parser = parse_failover)]
-    pub failover: FailoverMode,
+    /// (restart the failed task alone; lost rows are counted). Default: exactly-once with
+    /// `--parallelism 1`, approximate with more.
+    #[arg(long, value_parser = parse_failover)]
+    pub failover: Option<FailoverMode>,
     /// Restarts allowed per minute before the job fails.
     #[arg(long, default_value_t = 3)]
     pub max_restarts: usize,
@@ -267,7 +268,16 @@ impl LearnArgs {
         let mut config = TrainConfig::new("learn", learner);
         config.dead_letter = self.dead_letter.clone();
         config.on_error = self.on_error;
-        config.failover.mode = self.checkpoints.failover;
+        config.parallelism = self.parallel.parallelism;
+        config.ps = self.parallel.ps_config()?;
+        config.failover.mode = self
+            .checkpoints
+            .failover
+            .unwrap_or(if config.parallelism > 1 {
+                FailoverMode::Approximate
+            } else {
+                FailoverMode::ExactlyOnce
+            });
         config.failover.restart.max_restarts = self.checkpoints.max_restarts;
         config.checkpoint.mode = self.checkpoints.checkpoint_mode;
         match self.checkpoints.checkpoint_every.trim() {
@@ -420,9 +430,6 @@ fn on_shutdown(flag: Arc<AtomicBool>) -> anyhow::Result<()> {
 
 /// Runs `eddy learn`.
 pub fn run(args: LearnArgs) -> anyhow::Result<()> {
-    if args.ps.ps.is_some() {
-        return super::learn_ps::run(&args);
-    }
     let learner = args.learner()?;
     if args.follow && !learner.kind.is_online() {
         bail!(
@@ -441,7 +448,7 @@ pub fn run(args: LearnArgs) -> anyhow::Result<()> {
         Some(format),
         schema_override,
         args.follow,
-        1,
+        args.parallel.parallelism,
     )?;
     let pipeline = args.pipeline(&schema)?;
     let handle = job.start(source, pipeline, None)?;
@@ -452,7 +459,11 @@ pub fn run(args: LearnArgs) -> anyhow::Result<()> {
     on_shutdown(stop.clone())?;
     let bar = progress::byte_bar(0);
     let mut stopping = false;
+    let mut shards = super::learn_parallel::ShardHealth::default();
     while !handle.is_finished() {
+        if let Some(counters) = handle.store_counters() {
+            shards.report(counters, &bar);
+        }
         std::thread::sleep(Duration::from_millis(10));
         if stop.load(Ordering::SeqCst) && !stopping {
             stopping = true;
@@ -512,6 +523,14 @@ pub fn run(args: LearnArgs) -> anyhow::Result<()> {
         report
             .metrics
             .push("records_lost", summary.records_lost as f64);
+    }
+    if let Some(store) = outcome.store {
+        let m = &mut report.metrics;
+        m.push("workers", args.parallel.parallelism as f64);
+        m.push("retries", store.retries as f64);
+        m.push("duplicate_pushes", store.duplicate_pushes as f64);
+        m.push("shard_restarts", store.shard_restarts as f64);
+        m.push("lost_updates", store.lost_updates as f64);
     }
     println!("{}", report.to_json_line());
     Ok(())

@@ -7,7 +7,7 @@
 //! | [`bench`] | `eddy bench`: throughput benchmarks |
 //! | [`learn`] | `eddy learn`: flags → the library's training job (any learner of the registry, checkpoints on) |
 //! | [`predict`] | `eddy predict`: score a file with a saved model |
-//! | [`learn_ps`] | `eddy learn --ps …`: training through a parameter server with N workers |
+//! | [`learn_parallel`] | `eddy learn --parallelism N --ps …`: the flags of data-parallel training through a parameter server |
 //! | [`ps`] | `eddy ps serve`: one parameter-server shard over gRPC |
 //! | [`learn_publish`] | `eddy learn --registry/--name/--publish-every` → the job's publisher |
 //! | [`models`] | `eddy models`: list registry models and versions, change stages |
@@ -30,7 +30,7 @@ pub mod duration;
 pub mod gen;
 pub mod io;
 pub mod learn;
-pub mod learn_ps;
+pub mod learn_parallel;
 pub mod learn_publish;
 pub mod models;
 pub mod predict;

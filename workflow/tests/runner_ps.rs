@@ -72,16 +72,19 @@ min-auc = 0.7
     )
 }
 
-/// Checks the run: every node succeeded, 8000 rows, three versions, each gated and passed.
+/// Checks the run: every node succeeded, 8000 rows, versions each gated and passed.
 fn check_run(s: &RunSummary) {
     let st = &s.state.nodes;
     for n in ["train", "gate"] {
         assert_eq!(st[n].status, NodeStatus::Succeeded, "{n}: {:?}", st[n]);
     }
     assert_eq!(st["train"].rows, 8000);
-    // versions after 3000 and 6000 rows, and the last 2000
-    assert_eq!(st["train"].versions.len(), 3, "{:?}", st["train"]);
-    assert_eq!(st["gate"].runs, 3);
+    // versions after 3000 and 6000 rows and the last 2000: one subtask (of 1) publishes
+    // exactly there; subtask 0 of several checks the rows all of them learned after each of
+    // its own batches, so two marks can fall between two of its checks
+    let versions = st["train"].versions.len();
+    assert!((2..=3).contains(&versions), "{:?}", st["train"]);
+    assert_eq!(st["gate"].runs as usize, versions);
     assert!(st["gate"].metrics["auc"] >= 0.7, "{:?}", st["gate"]);
     assert!(
         st["gate"].message.as_deref().unwrap().contains("validated"),
@@ -219,8 +222,9 @@ fn ps_keys_are_checked_into_the_spec() {
 }
 
 /// Batches of very different sizes (a 1400-row history, then 100-row live batches) under
-/// `sync`: the node deals by mini-batches, so the worker holding the big batch never waits on
-/// an idle one while the node waits on it.
+/// `sync`: the rebalance edge deals each batch to the subtask sent the fewest rows, so the
+/// subtask holding the big batch never waits on a peer starved of input while the source
+/// waits on it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn uneven_batches_under_sync_do_not_stall() {
     let dir = tempfile::tempdir().unwrap();
@@ -264,6 +268,8 @@ publish-rows = 1000
     let n = &s.state.nodes["train"];
     assert_eq!(n.status, NodeStatus::Succeeded, "{n:?}");
     assert_eq!(n.rows, 5400);
-    // after 1400 rows, then every 1000: 2400, 3400, 4400, 5400
-    assert_eq!(n.versions.len(), 5, "{n:?}");
+    // subtask 0 publishes when the rows all subtasks learned pass a 1000-row mark, so
+    // the marks land within a batch of 1400, 2400, 3400, 4400 and 5400 (and the last
+    // periodic version may fall short of the end, adding a final one)
+    assert!((5..=6).contains(&n.versions.len()), "{n:?}");
 }

@@ -11,6 +11,10 @@
 //!   keeps going; the rows it missed are counted in `records_lost`.
 //! - replayed publications: versions published after the restored checkpoint are recognized,
 //!   not published twice.
+//! - through a parameter server, one subtask, exactly-once: the store's tables are restored
+//!   with the learner, so random failures give the uninterrupted model's bytes.
+//! - data-parallel (2 subtasks through the in-process store), approximate: a subtask fails
+//!   alone and restarts from its snapshot while its peer keeps training the store.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -24,7 +28,9 @@ use eddy_core::datagen::ctr::CtrGenerator;
 use eddy_core::source::generator::GeneratorSource;
 use eddy_workflow::model_stream::PublishEvery;
 use eddy_workflow::registry::{NewVersion, Registry};
-use eddy_workflow::train::{FailoverMode, PublishTo, TrainConfig, TrainJob, TrainOutcome};
+use eddy_workflow::train::{
+    FailoverMode, PsConfig, PsSpec, PublishTo, TrainConfig, TrainJob, TrainOutcome,
+};
 use rand::{Rng, SeedableRng};
 
 const ROWS: u64 = 20_000;
@@ -252,4 +258,83 @@ fn versions_published_after_the_restored_checkpoint_are_not_published_twice() {
         assert_eq!(pair[1].lineage.parent, Some(pair[0].version));
     }
     assert_eq!(o.version.unwrap().version, versions.last().unwrap().version);
+}
+
+#[test]
+fn through_a_store_exactly_once_restores_the_tables_with_the_learner() {
+    let with_store = |dir: Option<&Path>, faults| {
+        let mut c = config(dir, FailoverMode::ExactlyOnce, faults);
+        c.ps = Some(PsConfig::new(PsSpec::Local));
+        c
+    };
+    let clean = run(with_store(None, vec![])).unwrap();
+    assert_eq!(clean.report.rows, ROWS);
+    for seed in 0..3u64 {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(300 + seed);
+        let dir = tempfile::tempdir().unwrap();
+        let faults = faults(&mut rng);
+        let o = run(with_store(Some(dir.path()), faults.clone())).unwrap();
+        assert!(
+            o.summary.restarts >= 1,
+            "seed {seed}: {faults:?} did not fire"
+        );
+        assert_eq!(o.report.rows, ROWS, "seed {seed}");
+        assert!(
+            model_bytes(&o) == model_bytes(&clean),
+            "seed {seed}: {faults:?}: the model read back from the store differs from the \
+             uninterrupted run's"
+        );
+        assert_eq!(o.report.metrics, clean.report.metrics, "seed {seed}");
+    }
+}
+
+#[test]
+fn a_parallel_subtask_fails_alone_while_its_peer_keeps_training() {
+    let parallel = |dir: Option<&Path>, faults| {
+        let mut c = config(dir, FailoverMode::Approximate, faults);
+        c.parallelism = 2;
+        c
+    };
+    let clean = run(parallel(None, vec![])).unwrap();
+    assert_eq!(clean.report.rows, ROWS, "both subtasks' rows are merged");
+    let logloss = |o: &TrainOutcome| o.report.metrics.get("logloss").unwrap();
+    for seed in 0..3u64 {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(400 + seed);
+        let dir = tempfile::tempdir().unwrap();
+        // subtask 1 gets every other batch: it fails after `at` of its own
+        let at = rng.random_range(15..BATCHES / 2 - 5);
+        let o = run(parallel(
+            Some(dir.path()),
+            vec![FaultInjection::error("learn", 1, at)],
+        ))
+        .unwrap();
+        assert_eq!(o.summary.restarts, 1, "seed {seed}");
+        let produced = o.summary.operator(SOURCE).map_or(0, |s| s.records_out);
+        assert_eq!(produced, ROWS, "seed {seed}: the source restarted");
+        let lost = o.summary.records_lost;
+        assert!(lost > 0, "seed {seed}: nothing counted as lost");
+        assert!(o.report.rows < ROWS, "seed {seed}: every row was learned");
+        // the peer learned its whole half; the failed subtask went on from its snapshot, so it
+        // lost at most a few batches besides `lost`: a fresh restart would have forgotten the
+        // `at` batches it had learned
+        assert!(
+            o.report.rows + lost > ROWS - at * BATCH as u64,
+            "seed {seed}: subtask 1 restarted without its snapshot ({} rows, {lost} lost)",
+            o.report.rows
+        );
+        assert!(
+            (logloss(&o) - logloss(&clean)).abs() / logloss(&clean) < 0.02,
+            "seed {seed}: logloss {} vs {} without the failure",
+            logloss(&o),
+            logloss(&clean)
+        );
+    }
+}
+
+#[test]
+fn parallel_training_refuses_exactly_once() {
+    let mut c = config(None, FailoverMode::ExactlyOnce, vec![]);
+    c.parallelism = 2;
+    let e = TrainJob::new(c).err().expect("refused").to_string();
+    assert!(e.contains("approximate failover"), "{e}");
 }

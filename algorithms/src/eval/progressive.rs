@@ -69,6 +69,7 @@ use super::{MetricSet, MetricValues, Report, Tail, WindowReport};
 use crate::error::{Error, Result};
 use crate::features::Examples;
 use crate::learner::OnlineLearner;
+use crate::transform::Mergeable;
 
 /// The window being filled.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
@@ -281,6 +282,30 @@ impl ProgressiveValidation {
         w.metrics.reset();
         w.start = self.rows;
         w.index += 1;
+    }
+
+    /// Merges `other` — an evaluator of the same configuration that scored other rows, as each
+    /// subtask of data-parallel training does — into this one: rows, cumulative and tail
+    /// metrics add up (the tail is each evaluator's own last rows), and `other`'s completed
+    /// window reports follow this one's. Both must have finished (no examples pending a
+    /// delayed label); the open windows are not merged.
+    pub fn merge(&mut self, other: &ProgressiveValidation) -> Result<()> {
+        if self.pending_rows > 0 || other.pending_rows > 0 {
+            return Err(Error::Shape(
+                "merging evaluators with examples still pending their labels".into(),
+            ));
+        }
+        self.cumulative.merge(&other.cumulative)?;
+        if let (Some((_, _, mine)), Some((_, _, theirs))) = (&mut self.tail, &other.tail) {
+            mine.merge(theirs)?;
+        }
+        self.rows += other.rows;
+        self.windows.extend(other.windows.iter().cloned());
+        self.started = match (self.started, other.started) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        Ok(())
     }
 
     /// The cumulative metrics over the rows predicted so far.

@@ -1,8 +1,10 @@
 //! From the store back to a local model: [`ftrl_model`] reads the `"w"` table of
-//! [`ftrl_tables`](super::ftrl_tables) into an
-//! [`FtrlLogisticRegression`], so a model trained through a parameter server can be saved,
+//! [`ftrl_tables`](super::ftrl_tables) into an [`FtrlLogisticRegression`], and [`fm_model`]
+//! the `"w"` and `"v"` tables of [`fm_tables`](super::fm_tables) into a
+//! [`FactorizationMachine`], so a model trained through a parameter server can be saved,
 //! published and served like one trained in process.
 
+use eddy_algorithms::online::fm::{self, FactorizationMachine, FmValidParams};
 use eddy_algorithms::online::linear::{FtrlLogisticParams, FtrlLogisticRegression, BIAS_KEY};
 
 use crate::clock::WorkerId;
@@ -50,6 +52,45 @@ pub async fn ftrl_model<S: ParamStore>(
         }
     }
     model.warm_start(&weights, intercept).map_err(algo)?;
+    Ok(model)
+}
+
+/// The model the store's `"w"` and `"v"` tables hold: a [`FactorizationMachine`] of `params`
+/// (the params the tables were made from) with the tables' current weights and factors (the
+/// bias at [`fm::BIAS_KEY`]). Rows the store never created keep what a fresh model has —
+/// weight 0, the seeded factors — which is what such a row pulls. Rule state starts over.
+/// Refuses a key outside `0..dim` and rows of the wrong width.
+pub async fn fm_model<S: ParamStore>(
+    store: &S,
+    params: FmValidParams,
+) -> Result<FactorizationMachine> {
+    let algo = |source| Error::Model {
+        worker: WorkerId(u32::MAX),
+        source,
+    };
+    let mut model = FactorizationMachine::new(params);
+    let mut delta = Delta::default();
+    store
+        .delta("w", &mut DeltaCursor::default(), &mut delta)
+        .await?;
+    if delta.values.len() != delta.keys.len() {
+        return Err(Error::shape("w", "expected one weight per key"));
+    }
+    for (&key, &w) in delta.keys.iter().zip(&delta.values) {
+        let feature = (key != fm::BIAS_KEY).then_some(key);
+        model.set_weight(feature, w).map_err(algo)?;
+    }
+    let k = params.factors;
+    let mut delta = Delta::default();
+    store
+        .delta("v", &mut DeltaCursor::default(), &mut delta)
+        .await?;
+    if delta.values.len() != delta.keys.len() * k {
+        return Err(Error::shape("v", format!("expected {k} factors per key")));
+    }
+    for (&key, v) in delta.keys.iter().zip(delta.values.chunks(k)) {
+        model.set_factors(key, v).map_err(algo)?;
+    }
     Ok(model)
 }
 

@@ -40,9 +40,11 @@
 //! ```
 
 mod export;
+mod learner;
 mod worker;
 
-pub use export::ftrl_model;
+pub use export::{fm_model, ftrl_model};
+pub use learner::PsLearner;
 pub use worker::{PsWorker, PsWorkerConfig, WorkerReport};
 
 use eddy_algorithms::online::fm::FmParams;

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use eddy_algorithms::eval::{MetricSet, MetricValues};
-use eddy_algorithms::features::Examples;
+use eddy_algorithms::features::{Examples, Features};
 use eddy_algorithms::learner::{GradientModel, TableSpec, Task};
 use eddy_algorithms::transform::Mergeable;
 
@@ -67,7 +67,7 @@ impl WorkerReport {
 }
 
 /// One training worker; see the [module docs](super).
-pub struct PsWorker<S, M> {
+pub struct PsWorker<S, M: ?Sized> {
     store: Arc<S>,
     model: Arc<M>,
     cfg: PsWorkerConfig,
@@ -75,14 +75,17 @@ pub struct PsWorker<S, M> {
     keys: Vec<Vec<u64>>,
     rows: Vec<Vec<f32>>,
     grads: Vec<Vec<f32>>,
+    /// Predictions of a batch (for the worker's own metrics).
     preds: Vec<f32>,
+    /// Predictions of one mini-batch.
+    part: Vec<f32>,
     metrics: MetricSet,
     report: (u64, u64, f64),
     registered: bool,
     paused: bool,
 }
 
-impl<S: ParamStore, M: GradientModel> PsWorker<S, M> {
+impl<S: ParamStore, M: GradientModel + ?Sized> PsWorker<S, M> {
     /// A worker training `model` on `store` (whose tables must include the model's).
     pub fn new(store: Arc<S>, model: Arc<M>, cfg: PsWorkerConfig) -> Self {
         let tables = model.tables();
@@ -97,6 +100,7 @@ impl<S: ParamStore, M: GradientModel> PsWorker<S, M> {
             rows: vec![Vec::new(); n],
             grads: vec![Vec::new(); n],
             preds: Vec::new(),
+            part: Vec::new(),
             report: (0, 0, 0.0),
             registered: false,
             paused: false,
@@ -106,6 +110,16 @@ impl<S: ParamStore, M: GradientModel> PsWorker<S, M> {
     /// The worker's id.
     pub fn id(&self) -> WorkerId {
         self.cfg.worker
+    }
+
+    /// Rows learned so far.
+    pub fn rows(&self) -> u64 {
+        self.report.0
+    }
+
+    /// The task the model's predictions are for.
+    pub fn task(&self) -> Task {
+        self.cfg.task
     }
 
     /// Registers with the store's clocks under `bounded`/`sync` consistency (an `async` worker
@@ -138,26 +152,56 @@ impl<S: ParamStore, M: GradientModel> PsWorker<S, M> {
         Ok(())
     }
 
-    /// Predicts then learns every row of `examples`, one mini-batch at a time.
+    /// Predicts then learns every row of `examples`, one mini-batch at a time, and records the
+    /// predictions in the worker's own metrics ([`WorkerReport::metrics`]).
     pub async fn process(&mut self, examples: &Examples) -> Result<()> {
+        let mut preds = std::mem::take(&mut self.preds);
+        let learned = self.predict_learn(examples, &mut preds).await;
+        let recorded = learned.and_then(|()| {
+            self.metrics
+                .update_batch(&preds, &examples.labels, examples.weights.as_deref())
+                .map_err(|e| self.model_error(e))
+        });
+        self.preds = preds;
+        recorded
+    }
+
+    /// Predicts then learns every row of `examples`, one mini-batch at a time, and leaves the
+    /// predictions (each made before its mini-batch was learned) in `out`, for a caller that
+    /// scores them itself (the training engine's progressive validation). The worker's own
+    /// metrics are not updated.
+    pub async fn predict_learn(&mut self, examples: &Examples, out: &mut Vec<f32>) -> Result<()> {
         self.resume().await?;
+        out.clear();
         let n = examples.len();
         let step = self.cfg.batch_rows.max(1);
         if n <= step {
-            return self.step(examples).await;
+            return self.step(examples, out).await;
         }
         let mut start = 0;
         while start < n {
             let end = (start + step).min(n);
-            let part = examples.slice(start, end);
-            self.step(&part).await?;
+            self.step(&examples.slice(start, end), out).await?;
             start = end;
         }
         Ok(())
     }
 
-    /// One mini-batch: wait, pull, predict (recorded), gradients, push, clock.
-    async fn step(&mut self, batch: &Examples) -> Result<()> {
+    /// Predictions for `x` at the store's current weights (pulled; nothing is learned).
+    pub async fn predict(&mut self, x: &Features, out: &mut Vec<f32>) -> Result<()> {
+        self.model.keys(x, &mut self.keys);
+        for (t, spec) in self.tables.iter().enumerate() {
+            self.store
+                .pull(&spec.name, &self.keys[t], &mut self.rows[t])
+                .await?;
+        }
+        self.model
+            .predict_with(x, &self.keys, &self.rows, out)
+            .map_err(|e| self.model_error(e))
+    }
+
+    /// One mini-batch: wait, pull, predict (appended to `out`), gradients, push, clock.
+    async fn step(&mut self, batch: &Examples, out: &mut Vec<f32>) -> Result<()> {
         if batch.is_empty() {
             return Ok(());
         }
@@ -170,25 +214,17 @@ impl<S: ParamStore, M: GradientModel> PsWorker<S, M> {
                 .pull(&spec.name, &self.keys[t], &mut self.rows[t])
                 .await?;
         }
-        if let Err(e) =
-            self.model
-                .predict_with(&batch.features, &self.keys, &self.rows, &mut self.preds)
-        {
-            return Err(self.model_error(e));
-        }
-        if let Err(e) =
-            self.metrics
-                .update_batch(&self.preds, &batch.labels, batch.weights.as_deref())
-        {
-            return Err(self.model_error(e));
-        }
-        let loss = match self
+        let mut part = std::mem::take(&mut self.part);
+        let predicted = self
+            .model
+            .predict_with(&batch.features, &self.keys, &self.rows, &mut part);
+        out.extend_from_slice(&part);
+        self.part = part;
+        predicted.map_err(|e| self.model_error(e))?;
+        let loss = self
             .model
             .gradients(batch, &self.keys, &self.rows, &mut self.grads)
-        {
-            Ok(l) => l,
-            Err(e) => return Err(self.model_error(e)),
-        };
+            .map_err(|e| self.model_error(e))?;
         for (t, spec) in self.tables.iter().enumerate() {
             self.store
                 .push(&spec.name, &self.keys[t], &self.grads[t], None)

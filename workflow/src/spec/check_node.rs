@@ -249,7 +249,7 @@ impl Checker<'_> {
             ));
         }
         let (parallelism, ps, consistency) = self.ps(name, n, learner)?;
-        let failover = self.failover(name, n)?;
+        let failover = self.failover(name, n, parallelism)?;
         let checkpoint_every = match &n.checkpoint_every {
             Some(v) if v.get_ref() == "off" => None,
             Some(v) => Some(self.duration(v, name, "checkpoint-every")?).filter(|d| !d.is_zero()),
@@ -286,12 +286,26 @@ impl Checker<'_> {
         })
     }
 
-    /// `failover = "exactly-once" | "approximate"` (default exactly-once).
-    fn failover(&self, name: &S, n: &RawNode) -> Result<FailoverMode> {
+    /// `failover = "exactly-once" | "approximate"` (default exactly-once, approximate with
+    /// `parallelism` > 1, which cannot be exactly-once).
+    fn failover(&self, name: &S, n: &RawNode, parallelism: u32) -> Result<FailoverMode> {
         let Some(f) = &n.failover else {
-            return Ok(FailoverMode::ExactlyOnce);
+            return Ok(if parallelism > 1 {
+                FailoverMode::Approximate
+            } else {
+                FailoverMode::ExactlyOnce
+            });
         };
         match f.get_ref().as_str() {
+            "exactly-once" if parallelism > 1 => Err(self.hinted(
+                span(f),
+                key("nodes", name, "failover"),
+                format!("parallelism {parallelism} cannot be exactly-once"),
+                "several subtasks train one model in a parameter server, which no checkpoint \
+                 captures at one consistent point: use failover = \"approximate\" (the \
+                 default there), or parallelism = 1"
+                    .into(),
+            )),
             "exactly-once" => Ok(FailoverMode::ExactlyOnce),
             "approximate" => Ok(FailoverMode::Approximate),
             other => Err(self.hinted(

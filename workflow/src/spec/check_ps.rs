@@ -1,6 +1,6 @@
 //! Checking a `stream-train` node's parameter-server keys: `parallelism`, `ps` and
 //! `consistency` (see [`PsSpec`]), and what they rule out (`warm-start`,
-//! learners other than FTRL).
+//! learners without a gradient form).
 
 use super::check::{key, span, Checker};
 use super::raw::{RawNode, S};
@@ -45,7 +45,7 @@ impl Checker<'_> {
                     "set `ps` or `parallelism` > 1".into(),
                 ))
             }
-            Some(c) => parse_consistency(c.get_ref()).ok_or_else(|| {
+            Some(c) => c.get_ref().parse::<Consistency>().map_err(|_| {
                 self.hinted(
                     span(c),
                     key("nodes", name, "consistency"),
@@ -63,12 +63,17 @@ impl Checker<'_> {
             (None, Some(p)) => (span(p), "parallelism"),
             (None, None) => unreachable!("a parameter server without `ps` or `parallelism`"),
         };
-        if learner != LearnerKind::Ftrl {
+        if !matches!(learner, LearnerKind::Ftrl | LearnerKind::Fm) {
             return Err(self.hinted(
                 at,
                 key("nodes", name, k),
-                format!("a parameter server trains `ftrl`, not `{}`", learner.name()),
-                "set `learner = \"ftrl\"`, or train with `parallelism = 1` and no `ps`".into(),
+                format!(
+                    "a parameter server trains `ftrl` or `fm`, not `{}`",
+                    learner.name()
+                ),
+                "set `learner = \"ftrl\"` or `\"fm\"`, or train with `parallelism = 1` and no \
+                 `ps`"
+                    .into(),
             ));
         }
         if let Some(w) = &n.warm_start {
@@ -76,7 +81,8 @@ impl Checker<'_> {
                 span(w),
                 key("nodes", name, "warm-start"),
                 "`warm-start` cannot be combined with a parameter server",
-                "the store applies FTRL updates to its rows and cannot be seeded with weights; \
+                "the store applies the learner's updates to its rows and cannot be seeded with \
+                 weights; \
                  drop `warm-start`, or `ps` and `parallelism`"
                     .into(),
             ));
@@ -116,18 +122,6 @@ impl Checker<'_> {
     }
 }
 
-/// `async`, `sync` or `bounded:S`.
-fn parse_consistency(text: &str) -> Option<Consistency> {
-    match text.trim() {
-        "async" => Some(Consistency::Async),
-        "sync" => Some(Consistency::Sync),
-        other => other
-            .strip_prefix("bounded:")
-            .and_then(|s| s.parse::<u64>().ok())
-            .map(Consistency::Bounded),
-    }
-}
-
 /// `HOST:PORT` or `http://HOST:PORT`, with a non-empty host and a port number.
 fn is_address(a: &str) -> bool {
     let a = a.strip_prefix("http://").unwrap_or(a);
@@ -140,19 +134,6 @@ fn is_address(a: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn consistency_values() {
-        assert_eq!(parse_consistency("async"), Some(Consistency::Async));
-        assert_eq!(parse_consistency("sync"), Some(Consistency::Sync));
-        assert_eq!(
-            parse_consistency("bounded:3"),
-            Some(Consistency::Bounded(3))
-        );
-        assert_eq!(parse_consistency("bounded"), None);
-        assert_eq!(parse_consistency("bounded:-1"), None);
-        assert_eq!(parse_consistency("eventual"), None);
-    }
 
     #[test]
     fn shard_addresses() {

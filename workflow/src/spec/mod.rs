@@ -275,7 +275,8 @@ pub struct TrainSpec {
     pub publish_rows: Option<u64>,
     /// `failover`: what a failure of a training task does (stream-train): roll back to the
     /// last checkpoint (`"exactly-once"`, the default) or restart the failed task alone
-    /// (`"approximate"`). See [`TrainJob`](crate::train::TrainJob).
+    /// (`"approximate"`, the default and the only mode with `parallelism` > 1). See
+    /// [`TrainJob`](crate::train::TrainJob).
     pub failover: FailoverMode,
     /// `checkpoint-every`: time between checkpoints of a stream-train node (default 10 s;
     /// `"off"`: none). Checkpoints live in `<run dir>/checkpoints/<node>/`; a retry or a
@@ -284,7 +285,7 @@ pub struct TrainSpec {
     /// `parallelism`: training workers sharing one model (stream-train; default 1). More than
     /// one implies `ps = "local"` when `ps` is not given.
     pub parallelism: u32,
-    /// `ps`: where the model lives while the node trains (stream-train, `learner = "ftrl"`);
+    /// `ps`: where the model lives while the node trains (stream-train, `ftrl` or `fm`);
     /// `None`: in the node, as one local learner. See [`PsSpec`].
     pub ps: Option<PsSpec>,
     /// `consistency`: how far the workers may drift apart, `"async"` (the default),
@@ -292,16 +293,14 @@ pub struct TrainSpec {
     pub consistency: Consistency,
 }
 
-/// The parameter server a `stream-train` node trains through (`ps = ...`). The node
-/// featurizes its source and deals the batches to its `parallelism` workers, which train the
-/// store's FTRL table through [`PsWorker`](eddy_ps::PsWorker); every publication waits for
-/// the workers to learn what they were dealt, reads the table back into an
-/// [`FtrlLogisticRegression`](eddy_algorithms::online::linear::FtrlLogisticRegression)
-/// ([`ftrl_model`](eddy_ps::train::ftrl_model)) and publishes it like any other version.
+/// The parameter server a `stream-train` node trains through (`ps = ...`): the training job's
+/// `learn` operator runs `parallelism` subtasks, each training the store's tables (FTRL or FM)
+/// on its share of the source; every publication reads the tables back into a local model and
+/// publishes it like any other version. Checkpoints and failover are the training job's (see
+/// [`train`](crate::train), "Parallelism and parameter servers").
 ///
-/// A node with a parameter server cannot `warm-start` (the store applies FTRL updates to its
-/// rows and cannot be seeded with weights) and restarts from the beginning of its source on a
-/// retry: it keeps no checkpoints.
+/// A node with a parameter server cannot `warm-start` (the store applies the learner's updates
+/// to its rows and cannot be seeded with weights).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PsSpec {
     /// `ps = "local"`: an in-process [`LocalPs`](eddy_ps::LocalPs), fresh for each run.

@@ -70,6 +70,7 @@ impl FitOperator {
             }
         }
         Ok(Finished {
+            subtask: 0,
             rows: ex.len() as u64,
             trained: TrainedModel { pipeline, model },
             eval: None,
@@ -97,7 +98,11 @@ impl Operator for FitOperator {
 
     fn on_end(&mut self, _out: &mut Collector) -> eddy_core::Result<()> {
         let finished = self.fit()?;
-        *self.shared.result.lock().unwrap_or_else(|p| p.into_inner()) = Some(finished);
+        self.shared
+            .result
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(finished);
         Ok(())
     }
 }

@@ -61,21 +61,48 @@
 //! A model whose predictions stop being finite numbers (a learner diverged on unscaled input)
 //! fails the job with an error saying so; it is never published or returned.
 //!
-//! ## Parallelism
-//! The learner runs as one subtask: its updates are sequential, which is what makes the final
-//! model exactly reproducible. (Data-parallel training shares one model through a parameter
-//! server: workflow `stream-train` nodes with `ps`, and `eddy learn --ps`.)
+//! ## Parallelism and parameter servers
+//! With [`TrainConfig::parallelism`] 1 and no [`TrainConfig::ps`], the learner runs as one
+//! subtask holding its weights: its updates are sequential, which is what makes the final
+//! model exactly reproducible.
+//!
+//! With a parameter server ([`PsConfig`]: `LocalPs`, running gRPC shards, or shards the job
+//! starts), or with `parallelism` N > 1 (which means the in-process `LocalPs` unless a store
+//! is named), the learner's weights live in the store and each of the N subtasks of `learn`
+//! trains them data-parallel (the source's rows are dealt round-robin): per mini-batch it
+//! pulls, predicts (progressive validation), pushes gradients and clocks. How far subtasks
+//! drift apart is the [`Consistency`](eddy_ps::Consistency): `async` (Hogwild-like: a pull
+//! sees whatever pushes have landed), `bounded:S` (stale-synchronous) or `sync`. Each
+//! subtask featurizes with its own copy of the pipeline (running statistics such as the
+//! scaler's are per subtask; the published pipeline is subtask 0's), and keeps its own
+//! evaluator: the final report merges them; intermediate versions carry subtask 0's metrics
+//! and the rows all subtasks learned. Subtask 0 publishes.
+//!
+//! Fault tolerance through a store: subtask 0's snapshot holds the store's tables.
+//! - At parallelism 1, exactly-once holds as without a store (the one subtask snapshots the
+//!   tables at its barrier and a failure restores them with it).
+//! - At parallelism N > 1 the subtasks reach a barrier at different times while all of them
+//!   update the one store, so no snapshot of the store matches a consistent cut: such jobs
+//!   run **approximate** failover (the default there; exactly-once is refused). A failed
+//!   subtask restarts alone from its last snapshot (pipeline statistics, evaluator, counts)
+//!   while its peers keep training the store, which is not rolled back; the rows routed to it
+//!   while it was down are counted in `records_lost`. A job resumed from its checkpoints
+//!   restores the store once, from the newest snapshot.
 //!
 //! | module | what |
 //! |---|---|
 //! | `operator` | the online learner operator and its snapshot |
 //! | `fit` | the batch-fit operator |
+//! | `ps` | [`PsConfig`], and the store, gradient model and network runtime the subtasks share |
 
 mod fit;
 mod operator;
+mod ps;
+
+pub use ps::{PsConfig, PsSpec};
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -93,6 +120,7 @@ use eddy_core::message::Epoch;
 use eddy_core::metrics::JobSummary;
 use eddy_core::operator::OperatorFactory;
 use eddy_core::source::ErrorPolicy;
+use eddy_ps::StoreCounters;
 
 use crate::error::{Error, Result};
 use crate::model_stream::{metric_map, ModelStream, PublishEvery};
@@ -163,6 +191,11 @@ pub struct TrainConfig {
     pub events: Option<TrainEvents>,
     /// Faults to inject (tests and benchmarks).
     pub faults: Vec<FaultInjection>,
+    /// Learner subtasks (default 1; more train data-parallel through a parameter server, see
+    /// the [module docs](self)).
+    pub parallelism: usize,
+    /// Train through a parameter server (implied, in-process, by `parallelism` > 1).
+    pub ps: Option<PsConfig>,
 }
 
 impl TrainConfig {
@@ -187,12 +220,16 @@ impl TrainConfig {
             batch_rows: None,
             events: None,
             faults: Vec::new(),
+            parallelism: 1,
+            ps: None,
         }
     }
 }
 
 /// What the learner operator leaves when its input ends.
 pub(crate) struct Finished {
+    /// The learner subtask.
+    subtask: usize,
     trained: TrainedModel,
     /// Online: the evaluator (its report is taken at the end). Batch: none.
     eval: Option<ProgressiveValidation>,
@@ -210,7 +247,37 @@ pub(crate) struct Shared {
     eval: ProgressiveConfig,
     publish: Option<PublishTo>,
     events: Option<TrainEvents>,
-    result: Mutex<Option<Finished>>,
+    /// The parameter store the subtasks train, if any.
+    backend: Option<ps::Backend>,
+    /// Whether failover is exactly-once (a restore rolls the store back too).
+    exactly_once: bool,
+    parallelism: usize,
+    /// Rows all subtasks learned (parallelism > 1: when to publish).
+    learned: AtomicU64,
+    /// What each learner subtask left when its input ended.
+    result: Mutex<Vec<Finished>>,
+}
+
+impl Shared {
+    /// The rows trained into the model, after a subtask that has learned `mine` rows in all
+    /// learned `batch` more: its own count at parallelism 1 (exact, restored with it), the
+    /// count over all subtasks otherwise.
+    fn rows_learned(&self, mine: u64, batch: u64) -> u64 {
+        if self.parallelism <= 1 {
+            mine
+        } else {
+            self.learned.fetch_add(batch, Ordering::Relaxed) + batch
+        }
+    }
+
+    /// The rows trained so far, for progress (see [`rows_learned`](Self::rows_learned)).
+    fn rows_so_far(&self, mine: u64) -> u64 {
+        if self.parallelism <= 1 {
+            mine
+        } else {
+            self.learned.load(Ordering::Relaxed)
+        }
+    }
 }
 
 /// A training job being assembled: add the source to [`flow`](Self::flow), then
@@ -224,6 +291,7 @@ impl TrainJob {
     /// Checks the learner's params and prepares the dataflow.
     pub fn new(mut config: TrainConfig) -> Result<Self> {
         config.learner.check()?;
+        check_parallel(&mut config)?;
         if !config.learner.kind.is_online() {
             config.checkpoint.dir = None;
         }
@@ -234,7 +302,7 @@ impl TrainJob {
         let flow = Dataflow::new(DataflowConfig {
             name: config.name.clone(),
             bounds,
-            threads: 1,
+            threads: config.parallelism,
             dead_letter_path: config.dead_letter.clone(),
             on_error: config.on_error,
             checkpoint: config.checkpoint.clone(),
@@ -281,6 +349,10 @@ impl TrainJob {
                 )))
             }
         };
+        let backend = match &self.config.ps {
+            Some(ps) => Some(ps::Backend::open(ps, &self.config.learner, pipeline.dim())?),
+            None => None,
+        };
         let shared = Arc::new(Shared {
             learner: self.config.learner.clone(),
             pipeline,
@@ -288,7 +360,11 @@ impl TrainJob {
             eval: self.config.eval.clone(),
             publish: self.config.publish.clone(),
             events: self.config.events.clone(),
-            result: Mutex::new(None),
+            backend,
+            exactly_once: self.config.failover.mode == FailoverMode::ExactlyOnce,
+            parallelism: self.config.parallelism,
+            learned: AtomicU64::new(0),
+            result: Mutex::new(Vec::new()),
         });
         let factory_shared = shared.clone();
         let factory: OperatorFactory = Arc::new(move |_| {
@@ -302,7 +378,7 @@ impl TrainJob {
         input
             .rebalance()
             .apply(LEARN_OPERATOR, factory)
-            .parallelism(1)
+            .parallelism(self.config.parallelism)
             .sink("learned", NoOutput);
         let job = self.flow.start()?;
         Ok(TrainHandle {
@@ -313,6 +389,33 @@ impl TrainJob {
             stopped: AtomicBool::new(false),
         })
     }
+}
+
+/// Checks `config`'s parallelism against its learner and failover mode; `parallelism` > 1
+/// without a store means the in-process one (see the [module docs](self)).
+fn check_parallel(config: &mut TrainConfig) -> Result<()> {
+    config.parallelism = config.parallelism.max(1);
+    let online = config.learner.kind.is_online();
+    if !online && (config.parallelism > 1 || config.ps.is_some()) {
+        return Err(Error::InvalidArgument(format!(
+            "`{}` is a batch learner: it fits on one subtask, without a parameter server",
+            config.learner.kind
+        )));
+    }
+    if config.parallelism > 1 {
+        config
+            .ps
+            .get_or_insert_with(|| PsConfig::new(PsSpec::Local));
+        if config.failover.mode == FailoverMode::ExactlyOnce {
+            return Err(Error::InvalidArgument(format!(
+                "parallelism {} trains one model from several subtasks, which no checkpoint \
+                 can capture at one consistent point: use approximate failover, or \
+                 parallelism 1 for exactly-once",
+                config.parallelism
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// The end of the job's stream: the learner emits no records (its output is the model).
@@ -349,6 +452,9 @@ pub struct TrainOutcome {
     pub versions: u64,
     /// The checkpoint this run resumed from, if any.
     pub restored: Option<Epoch>,
+    /// Through a remote parameter server: what its client counted (retries, duplicate
+    /// pushes, shard restarts, lost updates); zeros for the in-process store.
+    pub store: Option<StoreCounters>,
 }
 
 impl TrainHandle {
@@ -360,6 +466,12 @@ impl TrainHandle {
     /// Whether the job has finished.
     pub fn is_finished(&self) -> bool {
         self.job.is_finished()
+    }
+
+    /// Through a parameter server, what its client counted so far (retries, duplicate
+    /// pushes, shard restarts, lost updates); `None` without one.
+    pub fn store_counters(&self) -> Option<StoreCounters> {
+        self.shared.backend.as_ref().map(|b| b.counters())
     }
 
     /// Stops the job cleanly: with checkpoints on, takes a last checkpoint (waiting up to
@@ -393,23 +505,12 @@ impl TrainHandle {
         } = self;
         let restored = job.restored_checkpoint();
         let summary = job.join()?;
-        let finished = shared
-            .result
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .take()
-            .ok_or_else(|| Error::InvalidArgument("the learner did not finish".into()))?;
-        let Finished {
-            mut trained,
-            eval,
-            metrics,
-            rows,
-            stream,
-        } = finished;
-        let report = match eval {
-            Some(mut eval) => eval.finish(&mut trained.model)?,
-            None => Report::new(rows, 0.0, metrics),
-        };
+        let finished =
+            std::mem::take(&mut *shared.result.lock().unwrap_or_else(|p| p.into_inner()));
+        let (mut trained, report, stream) = merge_finished(&shared, finished)?;
+        if let Some(backend) = &shared.backend {
+            trained.model = backend.model()?;
+        }
         if let Some(why) = diverged(&report.metrics, report.rows) {
             return Err(Error::InvalidArgument(why));
         }
@@ -422,15 +523,59 @@ impl TrainHandle {
                 let _ = std::fs::remove_dir(dir);
             }
         }
+        let store = shared.backend.as_ref().map(|b| b.counters());
+        if let Some(backend) = &shared.backend {
+            backend.close()?;
+        }
         Ok(TrainOutcome {
             trained,
             report,
+            store,
             summary,
             version,
             versions,
             restored,
         })
     }
+}
+
+/// One model, report and publication stream from what the learner subtasks left: subtask 0's
+/// pipeline, model and stream, every subtask's evaluator merged (see the [module
+/// docs](self)).
+fn merge_finished(
+    shared: &Shared,
+    mut finished: Vec<Finished>,
+) -> Result<(TrainedModel, Report, Option<ModelStream>)> {
+    if finished.len() != shared.parallelism {
+        return Err(Error::InvalidArgument(format!(
+            "{} of {} learner subtasks finished",
+            finished.len(),
+            shared.parallelism
+        )));
+    }
+    finished.sort_by_key(|f| f.subtask);
+    let mut rest = finished.split_off(1);
+    let Some(Finished {
+        mut trained,
+        eval,
+        metrics,
+        rows,
+        stream,
+        ..
+    }) = finished.pop()
+    else {
+        return Err(Error::InvalidArgument("the learner did not finish".into()));
+    };
+    let report = match eval {
+        Some(mut eval) => {
+            for other in rest.iter_mut().filter_map(|f| f.eval.as_ref()) {
+                eval.merge(other)?;
+            }
+            eval.finish(&mut trained.model)?
+        }
+        None => Report::new(rows, 0.0, metrics),
+    };
+    Ok((trained, report, stream))
 }
 
 /// Why a model whose progressive metrics are `metrics` after `rows` rows has diverged, if it

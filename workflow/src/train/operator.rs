@@ -1,19 +1,26 @@
 //! The learner as a dataflow operator: set aside the rows it cannot learn from (dead letters),
-//! featurize, predict-then-learn (progressive validation), publish when due; its whole state — pipeline statistics, learner, evaluator, publication
-//! position — is its checkpointed operator state.
+//! featurize, predict-then-learn (progressive validation), publish when due; its whole state —
+//! pipeline statistics, learner, evaluator, publication position — is its checkpointed
+//! operator state.
+//!
+//! Through a parameter server the learner is the subtask's [`StoreLearner`]: its weights are
+//! the store's, and subtask 0's snapshot holds the store's snapshot too (the other subtasks'
+//! hold their pipeline, evaluator and counts). Subtask 0 alone publishes: the store read back
+//! into a local model, with its own pipeline and metrics.
 
 use std::sync::Arc;
 
 use arrow::record_batch::RecordBatch;
 use eddy_algorithms::eval::ProgressiveValidation;
 use eddy_algorithms::features::{Examples, Features};
-use eddy_algorithms::learner::Predictor;
+use eddy_algorithms::learner::{OnlineLearner, Predictor};
 use eddy_algorithms::trained::TrainedModel;
 use eddy_core::error::ErrorDomain;
 use eddy_core::message::Epoch;
 use eddy_core::operator::{Collector, Operator, TaskInfo};
 use eddy_core::source::Rejected;
 
+use super::ps::StoreLearner;
 use super::{Finished, Shared, TrainEvent};
 use crate::model_stream::{metric_map, ModelStream, StreamPosition};
 
@@ -29,6 +36,8 @@ struct SnapshotRef<'a> {
     rows: u64,
     rejected: u64,
     stream: Option<StreamPosition>,
+    /// The parameter store's tables (subtask 0 of a job training through one).
+    store: Option<Vec<u8>>,
 }
 
 /// A snapshot read back (`Serialize` too: decoding walks it to refuse non-finite numbers).
@@ -39,11 +48,17 @@ struct Snapshot {
     rows: u64,
     rejected: u64,
     stream: Option<StreamPosition>,
+    #[serde(default)]
+    store: Option<Vec<u8>>,
 }
 
 /// The state of one attempt.
 struct State {
+    /// The pipeline, and the local model (through a parameter server: the last one read back
+    /// from the store, for publishing).
     trained: TrainedModel,
+    /// The learner through a parameter server, if the job trains through one.
+    ps: Option<StoreLearner>,
     eval: ProgressiveValidation,
     /// Rows learned.
     rows: u64,
@@ -94,6 +109,11 @@ impl LearnOperator {
         self.error(format!("publishing: {e}"), ErrorDomain::External)
     }
 
+    /// An error of the training engine's own (the parameter store): retried.
+    fn train_error(&self, e: crate::Error) -> eddy_core::Error {
+        self.error(e, ErrorDomain::External)
+    }
+
     /// The starting state: the shared pipeline and model, a fresh evaluator.
     fn initial_state(&self) -> eddy_core::Result<State> {
         let model = self.shared.model.clone().ok_or_else(|| {
@@ -106,7 +126,11 @@ impl LearnOperator {
         let eval = eval.map_err(|e| self.algo_error(e))?;
         let examples = Examples::new(Features::Sparse(Default::default()), Vec::new(), None);
         let examples = examples.map_err(|e| self.algo_error(e))?;
-        let stream = match &self.shared.publish {
+        let ps = match &self.shared.backend {
+            Some(b) => Some(b.learner(self.subtask).map_err(|e| self.train_error(e))?),
+            None => None,
+        };
+        let stream = match self.shared.publish.as_ref().filter(|_| self.subtask == 0) {
             Some(p) => Some(
                 ModelStream::new(
                     p.registry.clone(),
@@ -123,6 +147,7 @@ impl LearnOperator {
                 pipeline: self.shared.pipeline.clone(),
                 model,
             },
+            ps,
             eval,
             rows: 0,
             rejected: 0,
@@ -150,29 +175,39 @@ impl LearnOperator {
 
     /// Learns one batch and publishes a version when one is due.
     fn learn(&mut self, batch: &RecordBatch) -> Result<Option<TrainEvent>, LearnError> {
+        let shared = self.shared.clone();
         let s = self.state().map_err(LearnError::Core)?;
         s.trained
             .pipeline
             .learn_examples_into(batch, &mut s.examples)
             .map_err(LearnError::Algorithms)?;
+        let learner: &mut dyn OnlineLearner = match &mut s.ps {
+            Some(ps) => ps,
+            None => &mut s.trained.model,
+        };
         s.eval
-            .process(&mut s.trained.model, &s.examples)
+            .process(learner, &s.examples)
             .map_err(LearnError::Algorithms)?;
-        s.rows += batch.num_rows() as u64;
-        let Some(stream) = s.stream.as_mut().filter(|st| st.due(s.rows)) else {
+        let n = batch.num_rows() as u64;
+        s.rows += n;
+        let rows = shared.rows_learned(s.rows, n);
+        let Some(stream) = s.stream.as_mut().filter(|st| st.due(rows)) else {
             return Ok(None);
         };
         let cumulative = s.eval.cumulative();
-        if let Some(why) = super::diverged(&cumulative, s.rows) {
+        if let Some(why) = super::diverged(&cumulative, rows) {
             return Err(LearnError::Diverged(why));
+        }
+        if let Some(backend) = &shared.backend {
+            s.trained.model = backend.model().map_err(LearnError::Publish)?;
         }
         let metrics = metric_map(&cumulative);
         let meta = stream
-            .publish(&s.trained, s.rows, metrics.clone())
+            .publish(&s.trained, rows, metrics.clone())
             .map_err(LearnError::Publish)?;
         Ok(Some(TrainEvent::Published {
             version: meta.version,
-            rows: s.rows,
+            rows,
             metrics,
         }))
     }
@@ -263,7 +298,8 @@ impl Operator for LearnOperator {
         };
         match self.learn(&batch) {
             Ok(published) => {
-                let rows = self.state()?.rows;
+                let mine = self.state()?.rows;
+                let rows = self.shared.rows_so_far(mine);
                 self.emit(TrainEvent::Rows(rows));
                 if let Some(event) = published {
                     self.emit(event);
@@ -278,6 +314,10 @@ impl Operator for LearnOperator {
     }
 
     fn snapshot(&mut self, _epoch: Epoch) -> eddy_core::Result<Option<Vec<u8>>> {
+        let store = match (&self.shared.backend, self.subtask) {
+            (Some(backend), 0) => Some(backend.snapshot().map_err(|e| self.train_error(e))?),
+            _ => None,
+        };
         let s = self.state()?;
         let snapshot = s.trained.to_bytes().and_then(|model| {
             let frame = SnapshotRef {
@@ -286,6 +326,7 @@ impl Operator for LearnOperator {
                 rows: s.rows,
                 rejected: s.rejected,
                 stream: s.stream.as_ref().map(ModelStream::position),
+                store,
             };
             eddy_algorithms::model::encode(SNAPSHOT_KIND, &frame)
         });
@@ -302,6 +343,11 @@ impl Operator for LearnOperator {
         let snapshot: Snapshot =
             eddy_algorithms::model::decode(bytes, SNAPSHOT_KIND).map_err(refused)?;
         let trained = TrainedModel::from_bytes(&snapshot.model).map_err(refused)?;
+        if let (Some(backend), Some(tables)) = (&self.shared.backend, &snapshot.store) {
+            backend
+                .restore(tables, self.shared.exactly_once)
+                .map_err(|e| self.train_error(e))?;
+        }
         let s = self.state()?;
         s.trained = trained;
         s.eval = snapshot.eval;
@@ -313,19 +359,35 @@ impl Operator for LearnOperator {
         Ok(())
     }
 
+    /// Learns the examples still waiting for their (delayed) labels, leaves the gathered
+    /// clocks (through a parameter server), and hands the state to the job.
     fn on_end(&mut self, _out: &mut Collector) -> eddy_core::Result<()> {
-        let s = match self.state.take() {
+        let mut s = match self.state.take() {
             Some(s) => s,
             None => return Err(eddy_core::Error::Internal("learner ended twice".into())),
         };
+        let learner: &mut dyn OnlineLearner = match &mut s.ps {
+            Some(ps) => ps,
+            None => &mut s.trained.model,
+        };
+        s.eval.finish(learner).map_err(|e| self.algo_error(e))?;
+        if let Some(ps) = s.ps.take() {
+            ps.finish()
+                .map_err(|e| self.error(format!("parameter server: {e}"), ErrorDomain::External))?;
+        }
         let finished = Finished {
+            subtask: self.subtask,
             trained: s.trained,
             eval: Some(s.eval),
             metrics: Default::default(),
             rows: s.rows,
             stream: s.stream,
         };
-        *self.shared.result.lock().unwrap_or_else(|p| p.into_inner()) = Some(finished);
+        self.shared
+            .result
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(finished);
         Ok(())
     }
 }

@@ -205,6 +205,13 @@ struct FmState {
     rows: u64,
 }
 
+/// The error for a feature outside a model of `dim` features.
+fn outside(dim: u64, feature: u64) -> Error {
+    Error::Shape(format!(
+        "{STEP}: feature {feature} is outside the model's {dim} features"
+    ))
+}
+
 impl TryFrom<FmState> for FactorizationMachine {
     type Error = Error;
 
@@ -269,6 +276,40 @@ impl FactorizationMachine {
                 .for_each(|s| params.rule_v.init_state(s));
         }
         m
+    }
+
+    /// Seeds a weight trained elsewhere (a parameter server's row): the bias when `feature` is
+    /// `None`, else feature `feature`'s linear weight. Its rule state stays as it is (fresh on
+    /// a new model, as after any warm start). Refuses a feature outside `dim` and a non-finite
+    /// value.
+    pub fn set_weight(&mut self, feature: Option<u64>, w: f32) -> Result<()> {
+        if !w.is_finite() {
+            return Err(Error::Shape(format!("{STEP}: weight {w} is not finite")));
+        }
+        match feature {
+            None => self.w0 = w,
+            Some(i) => {
+                let dim = self.params.dim;
+                *self.w.get_mut(i as usize).ok_or_else(|| outside(dim, i))? = w
+            }
+        }
+        Ok(())
+    }
+
+    /// Seeds feature `feature`'s `k` factors (see [`set_weight`](Self::set_weight)).
+    pub fn set_factors(&mut self, feature: u64, v: &[f32]) -> Result<()> {
+        let k = self.params.factors;
+        if v.len() != k || v.iter().any(|x| !x.is_finite()) {
+            return Err(Error::Shape(format!(
+                "{STEP}: feature {feature}: expected {k} finite factors, got {v:?}"
+            )));
+        }
+        let at = (feature as usize).checked_mul(k);
+        let slot = at
+            .and_then(|a| self.v.get_mut(a..a + k))
+            .ok_or_else(|| outside(self.params.dim, feature))?;
+        slot.copy_from_slice(v);
+        Ok(())
     }
 
     /// The global bias `w0`.

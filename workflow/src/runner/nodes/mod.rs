@@ -4,7 +4,6 @@
 //! | module | kind |
 //! |---|---|
 //! | `train` | `batch-train`, `stream-train` |
-//! | `train_ps` | `stream-train` through a parameter server (`ps`, `parallelism`) |
 //! | `evaluate` | `evaluate` (the gate) |
 //! | `deploy` | `deploy` |
 //! | `serve` | `serve` |
@@ -15,7 +14,6 @@ pub(crate) mod deploy;
 pub(crate) mod evaluate;
 pub(crate) mod serve;
 pub(crate) mod train;
-pub(crate) mod train_ps;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;

@@ -8,7 +8,8 @@
 //! checkpoints in `<run dir>/checkpoints/<node>/` (every `checkpoint-every`, with its
 //! `failover` mode), so a retry or a restarted run resumes from the newest checkpoint. On a
 //! followed file it runs until the run is stopped (Ctrl-C), which takes a last checkpoint.
-//! A stream node with a parameter server trains in `train_ps`.
+//! A stream node with `parallelism` > 1 or a `ps` trains through a parameter server (the
+//! job's [`PsConfig`]).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -25,15 +26,12 @@ use crate::runner::data::describe;
 use crate::runner::learners;
 use crate::runner::sources::flow_source;
 use crate::spec::{NodeKind, TrainSpec};
-use crate::train::{PublishTo, TrainConfig, TrainEvent, TrainJob, TrainOutcome};
+use crate::train::{PsConfig, PublishTo, TrainConfig, TrainEvent, TrainJob, TrainOutcome};
 
 pub(crate) fn run(ctx: &NodeCtx) -> Result<Outcome> {
     match &ctx.spec.kind {
         NodeKind::BatchTrain(t) => train(ctx, t, false),
-        NodeKind::StreamTrain(t) => match &t.ps {
-            Some(ps) => super::train_ps::run(ctx, t, ps),
-            None => train(ctx, t, true),
-        },
+        NodeKind::StreamTrain(t) => train(ctx, t, true),
         _ => Err(node_err(ctx, "not a training node")),
     }
 }
@@ -94,6 +92,11 @@ fn config(
     let name = &ctx.spec.name;
     let mut config = TrainConfig::new(name.clone(), learners::spec(name, t)?);
     config.failover.mode = t.failover;
+    config.parallelism = t.parallelism as usize;
+    config.ps = t.ps.clone().map(|store| PsConfig {
+        consistency: t.consistency,
+        ..PsConfig::new(store)
+    });
     if stream && t.epochs <= 1 {
         config.checkpoint.interval = t.checkpoint_every;
         config.checkpoint.dir = t
@@ -203,7 +206,15 @@ fn train(ctx: &NodeCtx, t: &TrainSpec, stream: bool) -> Result<Outcome> {
         version: o.version.as_ref().map(|m| m.version),
         pass: true,
         message: Some(match t.learner.is_online() {
-            true => format!("{resumed}{} rows, {} version(s)", o.report.rows, o.versions),
+            true => format!(
+                "{resumed}{} rows, {} version(s){}",
+                o.report.rows,
+                o.versions,
+                match o.store {
+                    Some(_) => format!(", {} worker(s) through a parameter server", t.parallelism),
+                    None => String::new(),
+                }
+            ),
             false => format!(
                 "published v{} ({} on {} rows)",
                 o.version.as_ref().map_or(0, |m| m.version),

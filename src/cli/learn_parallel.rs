@@ -1,0 +1,80 @@
+//! The flags of `eddy learn` for data-parallel training and parameter servers: `--parallelism
+//! N` (alias `--workers`), `--ps local|grpc://A,B`, `--consistency async|bounded:S|sync`,
+//! `--ps-batch`, `--ps-retry-for`. They only fill the training job's [`PsConfig`]; the job
+//! ([`eddy_workflow::train`]) does the training.
+
+use std::time::Duration;
+
+use anyhow::bail;
+use clap::Args;
+use eddy_ps::{Consistency, StoreCounters};
+use eddy_workflow::train::{PsConfig, PsSpec};
+
+/// The parallelism and parameter-server options of `eddy learn`.
+#[derive(Debug, Clone, Args)]
+pub struct ParallelArgs {
+    /// Learner subtasks training one model data-parallel, through the parameter server
+    /// (`--ps`, by default the in-process one) with approximate failover.
+    #[arg(long, visible_alias = "workers", default_value_t = 1)]
+    pub parallelism: usize,
+    /// Train through a parameter server: `local` (in-process) or `grpc://HOST:PORT,HOST:PORT`
+    /// (shard i at the i-th address, started with `eddy ps serve --shard i/N`).
+    #[arg(long)]
+    pub ps: Option<String>,
+    /// How far learner subtasks may drift apart: `async`, `bounded:S` or `sync` (with a
+    /// parameter server).
+    #[arg(long, default_value = "async")]
+    pub consistency: Consistency,
+    /// Rows per pull/push mini-batch (with a parameter server).
+    #[arg(long, default_value_t = 32)]
+    pub ps_batch: usize,
+    /// How long a request to a shard is retried before training fails (with --ps grpc://).
+    #[arg(long, default_value = "60s", value_parser = super::duration::parse)]
+    pub ps_retry_for: Duration,
+}
+
+impl ParallelArgs {
+    /// The job's parameter-server settings: none for one subtask without `--ps`.
+    pub fn ps_config(&self) -> anyhow::Result<Option<PsConfig>> {
+        if self.parallelism == 0 || self.ps_batch == 0 {
+            bail!("--parallelism and --ps-batch must be at least 1");
+        }
+        let store = match self.ps.as_deref().map(str::trim) {
+            None if self.parallelism == 1 => return Ok(None),
+            None | Some("local") => PsSpec::Local,
+            Some(spec) => match spec.strip_prefix("grpc://") {
+                Some(list) => PsSpec::Remote(list.split(',').map(|a| a.trim().into()).collect()),
+                None => bail!("--ps `{spec}`: expected `local` or `grpc://HOST:PORT,HOST:PORT`"),
+            },
+        };
+        Ok(Some(PsConfig {
+            consistency: self.consistency,
+            batch_rows: self.ps_batch,
+            retry_for: self.ps_retry_for,
+            ..PsConfig::new(store)
+        }))
+    }
+}
+
+/// What has been said on stderr about the shards while training runs.
+#[derive(Default)]
+pub struct ShardHealth {
+    restarts: u64,
+}
+
+impl ShardHealth {
+    /// Says on stderr, as it happens, that a shard restarted (and how many acknowledged updates
+    /// its snapshot did not hold).
+    pub fn report(&mut self, counters: StoreCounters, bar: &indicatif::ProgressBar) {
+        if counters.shard_restarts > self.restarts {
+            bar.suspend(|| {
+                eprintln!(
+                    "parameter server: a shard restarted ({} restart(s) so far); {} \
+                     acknowledged key update(s) lost with it; training goes on",
+                    counters.shard_restarts, counters.lost_updates
+                )
+            });
+            self.restarts = counters.shard_restarts;
+        }
+    }
+}

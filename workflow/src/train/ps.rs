@@ -1,0 +1,289 @@
+//! Training through a parameter server: the learner's weights live in a store — an in-process
+//! [`LocalPs`](eddy_ps::LocalPs), running shards over gRPC, or shards the job starts on
+//! loopback ([`PsSpec`]) — and each subtask of the `learn` operator trains them as a
+//! [`PsLearner`] (pull, predict, gradients, push, in mini-batches of
+//! [`PsConfig::batch_rows`] rows, under the [`Consistency`] bound).
+//!
+//! [`Backend`] is what the subtasks share: the store, the gradient form of the learner, the
+//! network runtime, and how to read the store back into a local model (to publish, save and
+//! serve it like one trained in process). FTRL and FM have a gradient form.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use eddy_algorithms::learner::{GradientModel, Predictor, Task};
+use eddy_algorithms::learners::{LearnerKind, LearnerSpec};
+use eddy_algorithms::online::fm::{FactorizationMachine, FmGradientModel, FmParams, FmValidParams};
+use eddy_algorithms::online::linear::{FtrlLogisticParams, LogisticGradientModel};
+use eddy_algorithms::trained::OnlineModel;
+use eddy_algorithms::transform::Params;
+use eddy_ps::train::{fm_model, fm_tables, ftrl_model, ftrl_tables};
+use eddy_ps::{
+    AnyStore, Consistency, LocalPsConfig, ParamStore, PsClientConfig, PsLearner, PsServerConfig,
+    PsWorker, PsWorkerConfig, StoreCounters, TableConfig, WorkerId,
+};
+use tokio::runtime::Runtime;
+use tokio::sync::oneshot;
+
+use crate::error::{Error, Result};
+pub use crate::spec::PsSpec;
+
+/// A learner subtask's view of the store.
+pub(crate) type StoreLearner = PsLearner<AnyStore, dyn GradientModel>;
+
+/// How a job trains through a parameter server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PsConfig {
+    /// Which store.
+    pub store: PsSpec,
+    /// How far the subtasks may drift apart (default `async`).
+    pub consistency: Consistency,
+    /// Rows per pull/push mini-batch (default 32).
+    pub batch_rows: usize,
+    /// How long a request to a shard is retried before training fails (default 60 s).
+    pub retry_for: Duration,
+}
+
+impl PsConfig {
+    /// Training through `store` with the defaults above.
+    pub fn new(store: PsSpec) -> Self {
+        PsConfig {
+            store,
+            consistency: Consistency::Async,
+            batch_rows: 32,
+            retry_for: Duration::from_secs(60),
+        }
+    }
+}
+
+/// How the store's tables become a local model again.
+enum Export {
+    Ftrl(FtrlLogisticParams),
+    Fm(FmValidParams),
+}
+
+/// What every learner subtask of a job shares (see the [module docs](self)).
+pub(crate) struct Backend {
+    runtime: Runtime,
+    store: Arc<AnyStore>,
+    model: Arc<dyn GradientModel>,
+    export: Export,
+    worker: PsWorkerConfig,
+    shards: Mutex<Option<Shards>>,
+    /// Whether the store was restored from a snapshot in this job: a job resumed from a
+    /// checkpoint restores it once; a subtask restarting alone (approximate failover) does not
+    /// roll back what its peers learned.
+    restored: AtomicBool,
+}
+
+impl Backend {
+    /// Opens the store `config` names for `learner` over `dim` features.
+    pub(crate) fn open(config: &PsConfig, learner: &LearnerSpec, dim: u64) -> Result<Backend> {
+        let (model, tables, export, task): (Arc<dyn GradientModel>, _, _, _) = match learner.kind {
+            LearnerKind::Ftrl => {
+                let p: FtrlLogisticParams = learner.decode_with(dim, &[])?;
+                p.build()?;
+                let model = LogisticGradientModel::new(dim, p.fit_intercept);
+                let tables = ftrl_tables(p.ftrl);
+                (
+                    Arc::new(model),
+                    tables,
+                    Export::Ftrl(p),
+                    Task::BinaryClassification,
+                )
+            }
+            LearnerKind::Fm => {
+                let p: FmParams = learner.decode_with(dim, &[])?;
+                let valid = p.check()?;
+                let model = FmGradientModel::new(valid);
+                let task = Predictor::task(&FactorizationMachine::new(valid));
+                (Arc::new(model), fm_tables(&p), Export::Fm(valid), task)
+            }
+            other => {
+                return Err(Error::InvalidArgument(format!(
+                    "a parameter server trains ftrl or fm (learners with a gradient form), \
+                     not `{other}`"
+                )))
+            }
+        };
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("eddy-ps-net")
+            .enable_all()
+            .build()
+            .map_err(|e| ps_error(format!("starting the network runtime: {e}")))?;
+        let (store, shards) = connect(&runtime, config, tables)?;
+        let worker = PsWorkerConfig {
+            consistency: config.consistency,
+            batch_rows: config.batch_rows.max(1),
+            task,
+            ..PsWorkerConfig::new(WorkerId(0))
+        };
+        Ok(Backend {
+            runtime,
+            store: Arc::new(store),
+            model,
+            export,
+            worker,
+            shards: Mutex::new(shards),
+            restored: AtomicBool::new(false),
+        })
+    }
+
+    /// Subtask `subtask`'s learner (registered with the clocks under `bounded`/`sync`).
+    pub(crate) fn learner(&self, subtask: usize) -> Result<StoreLearner> {
+        let cfg = PsWorkerConfig {
+            worker: WorkerId(subtask as u32),
+            ..self.worker
+        };
+        let worker = PsWorker::new(self.store.clone(), self.model.clone(), cfg);
+        PsLearner::start(worker, self.runtime.handle().clone()).map_err(ps_error)
+    }
+
+    /// The store's tables read back into a local model.
+    pub(crate) fn model(&self) -> Result<OnlineModel> {
+        let store = &*self.store;
+        Ok(match &self.export {
+            Export::Ftrl(p) => {
+                OnlineModel::Ftrl(self.block(ftrl_model(store, p)).map_err(ps_error)?)
+            }
+            Export::Fm(p) => OnlineModel::Fm(self.block(fm_model(store, *p)).map_err(ps_error)?),
+        })
+    }
+
+    /// A self-checking snapshot of every table.
+    pub(crate) fn snapshot(&self) -> Result<Vec<u8>> {
+        self.block(self.store.snapshot()).map_err(ps_error)
+    }
+
+    /// Restores the tables from `bytes` unless this job restored them already (see
+    /// [`Backend::restored`]) and `always` is false (exactly-once: every restore rolls the
+    /// whole job back, the store included).
+    pub(crate) fn restore(&self, bytes: &[u8], always: bool) -> Result<()> {
+        if self.restored.swap(true, Ordering::SeqCst) && !always {
+            return Ok(());
+        }
+        self.block(self.store.restore(bytes)).map_err(ps_error)
+    }
+
+    /// The remote client's counters (zeros for the local store).
+    pub(crate) fn counters(&self) -> StoreCounters {
+        self.store.counters()
+    }
+
+    /// Stops the shards the job started, if any.
+    pub(crate) fn close(&self) -> Result<()> {
+        let shards = self.shards.lock().unwrap_or_else(|p| p.into_inner()).take();
+        match shards {
+            Some(s) => s.stop(&self.runtime).map_err(ps_error),
+            None => Ok(()),
+        }
+    }
+
+    /// Runs a store future from synchronous code (an operator's thread or the caller's).
+    fn block<F: std::future::Future>(&self, future: F) -> F::Output {
+        tokio::task::block_in_place(|| self.runtime.block_on(future))
+    }
+}
+
+impl Drop for Backend {
+    fn drop(&mut self) {
+        let _ = self.close();
+    }
+}
+
+fn ps_error(message: impl std::fmt::Display) -> Error {
+    Error::InvalidArgument(format!("parameter server: {message}"))
+}
+
+/// The store `config` names: built, connected, or started (with its shards).
+fn connect(
+    runtime: &Runtime,
+    config: &PsConfig,
+    tables: Vec<TableConfig>,
+) -> Result<(AnyStore, Option<Shards>)> {
+    let remote = |addrs: Vec<String>, tables| {
+        let cfg = PsClientConfig {
+            retry_for: config.retry_for,
+            ..PsClientConfig::new(addrs.clone(), tables)
+        };
+        runtime
+            .block_on(cfg.connect())
+            .map(AnyStore::Remote)
+            .map_err(|e| ps_error(format!("connecting to {}: {e}", addrs.join(","))))
+    };
+    match &config.store {
+        PsSpec::Local => Ok((
+            AnyStore::Local(LocalPsConfig::new(tables).build().map_err(ps_error)?),
+            None,
+        )),
+        PsSpec::Remote(addrs) => Ok((remote(addrs.clone(), tables)?, None)),
+        PsSpec::Spawn(n) => {
+            let shards = Shards::start(runtime, *n).map_err(ps_error)?;
+            match remote(shards.addrs.clone(), tables) {
+                Ok(store) => Ok((store, Some(shards))),
+                Err(e) => {
+                    let _ = shards.stop(runtime);
+                    Err(e)
+                }
+            }
+        }
+    }
+}
+
+/// `ps = { shards = N }`: shard servers on loopback ports, running on the job's network runtime.
+struct Shards {
+    addrs: Vec<String>,
+    stops: Vec<oneshot::Sender<()>>,
+    tasks: Vec<tokio::task::JoinHandle<eddy_ps::Result<()>>>,
+}
+
+impl Shards {
+    fn start(rt: &Runtime, n: u32) -> std::result::Result<Shards, String> {
+        let mut shards = Shards {
+            addrs: Vec::new(),
+            stops: Vec::new(),
+            tasks: Vec::new(),
+        };
+        for i in 0..n {
+            let server = PsServerConfig::new(i, n)
+                .open()
+                .map_err(|e| format!("opening shard {i}/{n}: {e}"))?;
+            let listener = rt
+                .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+                .map_err(|e| format!("shard {i}/{n}: listening on 127.0.0.1: {e}"))?;
+            let addr = listener
+                .local_addr()
+                .map_err(|e| format!("shard {i}/{n}: {e}"))?;
+            let (stop, stopped) = oneshot::channel::<()>();
+            let shutdown = async move {
+                let _ = stopped.await;
+            };
+            shards.addrs.push(addr.to_string());
+            shards.stops.push(stop);
+            shards
+                .tasks
+                .push(rt.spawn(server.serve(listener, shutdown)));
+        }
+        Ok(shards)
+    }
+
+    /// Stops every shard and waits for it.
+    fn stop(self, rt: &Runtime) -> std::result::Result<(), String> {
+        for stop in self.stops {
+            let _ = stop.send(());
+        }
+        let mut first = Ok(());
+        for (i, task) in self.tasks.into_iter().enumerate() {
+            let result = match tokio::task::block_in_place(|| rt.block_on(task)) {
+                Ok(r) => r.map_err(|e| format!("shard {i}: {e}")),
+                Err(e) => Err(format!("shard {i}: {e}")),
+            };
+            if first.is_ok() {
+                first = result;
+            }
+        }
+        first
+    }
+}
