@@ -303,6 +303,31 @@ pub(crate) fn event_times(
     Ok(())
 }
 
+/// A Float64 column of whole milliseconds as Int64; a fractional, non-finite or out-of-range
+/// value is an error naming the row (nulls stay null).
+fn whole_ms(c: &arrow::array::ArrayRef, step: &str, name: &str) -> Result<arrow::array::ArrayRef> {
+    let f = c.as_primitive::<arrow::datatypes::Float64Type>();
+    let mut b = arrow::array::Int64Builder::with_capacity(f.len());
+    for row in 0..f.len() {
+        if f.is_null(row) {
+            b.append_null();
+            continue;
+        }
+        let v = f.value(row);
+        // 2^63 as f64; every whole f64 below it in magnitude fits an i64
+        if v.fract() != 0.0 || !v.is_finite() || v.abs() >= 9.223_372_036_854_776e18 {
+            return Err(Error::InvalidValue {
+                step: step.into(),
+                column: name.into(),
+                row,
+                message: format!("event time {v} is not a whole number of milliseconds"),
+            });
+        }
+        b.append_value(v as i64);
+    }
+    Ok(std::sync::Arc::new(b.finish()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -343,29 +368,4 @@ mod tests {
         bad.acc.rows += 1;
         assert!(bad.check(None, Some(100)).is_err());
     }
-}
-
-/// A Float64 column of whole milliseconds as Int64; a fractional, non-finite or out-of-range
-/// value is an error naming the row (nulls stay null).
-fn whole_ms(c: &arrow::array::ArrayRef, step: &str, name: &str) -> Result<arrow::array::ArrayRef> {
-    let f = c.as_primitive::<arrow::datatypes::Float64Type>();
-    let mut b = arrow::array::Int64Builder::with_capacity(f.len());
-    for row in 0..f.len() {
-        if f.is_null(row) {
-            b.append_null();
-            continue;
-        }
-        let v = f.value(row);
-        // 2^63 as f64; every whole f64 below it in magnitude fits an i64
-        if v.fract() != 0.0 || !v.is_finite() || v.abs() >= 9.223_372_036_854_776e18 {
-            return Err(Error::InvalidValue {
-                step: step.into(),
-                column: name.into(),
-                row,
-                message: format!("event time {v} is not a whole number of milliseconds"),
-            });
-        }
-        b.append_value(v as i64);
-    }
-    Ok(std::sync::Arc::new(b.finish()))
 }
