@@ -28,6 +28,7 @@
 //! | `logistic` | batch (linfa), binary | hashed, densified | [`LogisticRegressionParams`] |
 //! | `linear` | batch (linfa), regression, L2-regularized (ridge; `alpha = 0` is ordinary least squares) | hashed, densified | [`RidgeParams`] |
 //! | `kmeans` | batch (linfa), clustering | dense numeric | [`KMeansParams`] |
+//! | `tree` | batch (linfa), multiclass (CART; labels are class indices) | hashed, densified | [`DecisionTreeParams`] |
 //!
 //! ## Params
 //! A spec's params are one table, the learner's own params type in kebab- or snake-case as that
@@ -41,6 +42,9 @@
 //! seeded with the fitted parameters (a logistic regression as FTRL with its weights, a linear
 //! regression as SGD regression, k-means as streaming k-means with its centres), so serving,
 //! `eddy predict` and warm starts read one format and predict what the batch model predicts.
+//! A decision tree has no online counterpart: it is stored as itself
+//! ([`OnlineModel::Tree`]), predicts like any model and refuses to learn or to warm-start an
+//! online learner.
 
 use std::fmt;
 use std::str::FromStr;
@@ -48,7 +52,7 @@ use std::str::FromStr;
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 
-use crate::batch::{KMeansParams, LogisticRegressionParams, RidgeParams};
+use crate::batch::{DecisionTreeParams, KMeansParams, LogisticRegressionParams, RidgeParams};
 use crate::error::{Error, Result};
 use crate::features::Examples;
 use crate::learner::BatchLearner;
@@ -89,11 +93,13 @@ pub enum LearnerKind {
     Linear,
     /// Batch k-means (linfa, k-means++).
     Kmeans,
+    /// Batch decision tree (linfa CART classifier).
+    Tree,
 }
 
 impl LearnerKind {
     /// Every learner, in the order of the docs.
-    pub const ALL: [LearnerKind; 11] = [
+    pub const ALL: [LearnerKind; 12] = [
         LearnerKind::Ftrl,
         LearnerKind::Sgd,
         LearnerKind::SgdRegression,
@@ -105,6 +111,7 @@ impl LearnerKind {
         LearnerKind::Logistic,
         LearnerKind::Linear,
         LearnerKind::Kmeans,
+        LearnerKind::Tree,
     ];
 
     /// The name in CLI flags and TOML.
@@ -121,6 +128,7 @@ impl LearnerKind {
             LearnerKind::Logistic => "logistic",
             LearnerKind::Linear => "linear",
             LearnerKind::Kmeans => "kmeans",
+            LearnerKind::Tree => "tree",
         }
     }
 
@@ -128,7 +136,7 @@ impl LearnerKind {
     pub fn is_online(self) -> bool {
         !matches!(
             self,
-            LearnerKind::Logistic | LearnerKind::Linear | LearnerKind::Kmeans
+            LearnerKind::Logistic | LearnerKind::Linear | LearnerKind::Kmeans | LearnerKind::Tree
         )
     }
 
@@ -140,6 +148,15 @@ impl LearnerKind {
     /// Whether the learner always reads dense numeric columns rather than hashed features.
     pub fn needs_dense(self) -> bool {
         self.is_clustering()
+    }
+
+    /// Whether the learner densifies hashed features to fit (so the hashed space must be at
+    /// most [`MAX_DENSE_DIM`](crate::batch::MAX_DENSE_DIM) columns wide).
+    pub fn densifies_hashed(self) -> bool {
+        matches!(
+            self,
+            LearnerKind::Logistic | LearnerKind::Linear | LearnerKind::Tree
+        )
     }
 }
 
@@ -215,13 +232,14 @@ impl LearnerSpec {
         Err(param_error(key, "empty key"))
     }
 
-    /// Decodes the params as the learner's params type, so that a misspelt or mistyped
-    /// parameter is refused before anything runs.
+    /// Decodes the params as the learner's params type and checks their ranges, so that a
+    /// misspelt, mistyped or out-of-range parameter is refused before anything runs.
     pub fn check(&self) -> Result<()> {
         match self.kind {
-            LearnerKind::Logistic => self.decode::<LogisticRegressionParams>().map(drop),
-            LearnerKind::Linear => self.decode::<RidgeParams>().map(drop),
-            LearnerKind::Kmeans => self.decode::<KMeansParams>().map(drop),
+            LearnerKind::Logistic => self.decode::<LogisticRegressionParams>()?.check().map(drop),
+            LearnerKind::Linear => self.decode::<RidgeParams>()?.check().map(drop),
+            LearnerKind::Kmeans => self.decode::<KMeansParams>()?.check().map(drop),
+            LearnerKind::Tree => self.decode::<DecisionTreeParams>()?.check().map(drop),
             LearnerKind::Nb => {
                 // either variant must accept the table
                 self.online(CHECK_DIM, false)?;
@@ -274,7 +292,10 @@ impl LearnerSpec {
                 let p: StreamingKMeansParams = self.decode_with(dim, &[("k", 8)])?;
                 OnlineModel::KMeans(StreamingKMeans::new(p.check()?))
             }
-            LearnerKind::Logistic | LearnerKind::Linear | LearnerKind::Kmeans => {
+            LearnerKind::Logistic
+            | LearnerKind::Linear
+            | LearnerKind::Kmeans
+            | LearnerKind::Tree => {
                 return Err(param_error(
                     "learner",
                     &format!(
@@ -324,6 +345,10 @@ impl LearnerSpec {
                     weight: examples.features.rows() as f64 / k.max(1) as f64,
                 };
                 OnlineModel::KMeans(StreamingKMeans::new(sp.check()?))
+            }
+            LearnerKind::Tree => {
+                let p: DecisionTreeParams = self.decode()?;
+                OnlineModel::Tree(p.check()?.fit(examples)?)
             }
             online => {
                 return Err(param_error(
@@ -492,6 +517,67 @@ mod tests {
             .online(8, false)
             .is_err());
         assert!(LearnerSpec::new(LearnerKind::Ftrl).fit(8, &ex).is_err());
+    }
+
+    /// Two dense columns; the class is 1 where `x0 > 0.5` and `x1 > 0.5` (a tree's rule).
+    fn quadrant(n: usize) -> Examples {
+        let mut x = ndarray::Array2::zeros((n, 2));
+        let mut y = Vec::with_capacity(n);
+        for i in 0..n {
+            let (a, b) = (((i * 7) % 10) as f32 / 10.0, ((i * 3) % 10) as f32 / 10.0);
+            x[[i, 0]] = a + 0.05;
+            x[[i, 1]] = b + 0.05;
+            y.push(f32::from(a + 0.05 > 0.5 && b + 0.05 > 0.5));
+        }
+        Examples::new(crate::features::Features::Dense(x), y, None).unwrap()
+    }
+
+    #[test]
+    fn tree_is_fitted_from_the_registry_and_only_fitted() {
+        let mut spec = LearnerSpec::new(LearnerKind::Tree);
+        spec.set("max-depth", json!(4)).unwrap();
+        spec.set("split-quality", json!("entropy")).unwrap();
+        spec.check().unwrap();
+        let ex = quadrant(60);
+        let mut model = spec.fit(2, &ex).unwrap();
+        assert_eq!(model.name(), "tree");
+        assert_eq!(
+            model.task(),
+            crate::learner::Task::Multiclass { classes: 2 }
+        );
+        let mut out = Vec::new();
+        model.predict(&ex.features, &mut out).unwrap();
+        assert_eq!(out, ex.labels, "a depth-4 tree separates a quadrant");
+        use crate::learner::OnlineLearner;
+        let e = model.learn(&ex).unwrap_err().to_string();
+        assert!(e.contains("batch learner"), "{e}");
+        assert_eq!(model.rows_seen(), 0);
+        assert!(spec.online(2, true).is_err());
+        let e = LearnerSpec::new(LearnerKind::Ftrl)
+            .warm_started(2, &model)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("tree"), "{e}");
+    }
+
+    #[test]
+    fn tree_params_are_checked_like_the_others() {
+        let mut spec = LearnerSpec::new(LearnerKind::Tree);
+        spec.set("max-depth", json!(0)).unwrap();
+        let e = spec.check().unwrap_err().to_string();
+        assert!(e.contains("max-depth"), "{e}");
+        let mut spec = LearnerSpec::new(LearnerKind::Tree);
+        spec.set("depth", json!(3)).unwrap();
+        let e = spec.check().unwrap_err().to_string();
+        assert!(e.contains("depth"), "{e}");
+        let mut spec = LearnerSpec::new(LearnerKind::Tree);
+        spec.set("split-quality", json!("variance")).unwrap();
+        assert!(spec.check().is_err());
+        // the other batch learners' ranges are checked here too, not first at fit time
+        let mut spec = LearnerSpec::new(LearnerKind::Kmeans);
+        spec.set("n-clusters", json!(0)).unwrap();
+        let e = spec.check().unwrap_err().to_string();
+        assert!(e.contains("n-clusters"), "{e}");
     }
 
     #[test]

@@ -98,32 +98,36 @@ impl Pipeline {
     }
 
     /// Folds `batch` into every step's statistics, in order: each step is updated with the rows
-    /// as the steps before it transform them, then transforms them for the next.
+    /// as the steps before it transform them, and transforms them for the next
+    /// ([`FeatureStep::follow`]).
     pub fn update(&mut self, batch: &RecordBatch) -> Result<()> {
-        let mut b = batch.clone();
-        for s in &mut self.steps {
-            s.update(&b)?;
-            b = s.transform(&b)?;
-        }
+        let b = self.follow(batch)?;
         self.featurizer.update(&b)
     }
 
-    /// Online training in one pass: every step folds `batch` into its statistics and then
+    /// Online training in one pass: every step folds `batch` into its statistics and
     /// transforms it (as [`update`](Pipeline::update)), and the result becomes examples in
-    /// `out` — the same rows [`examples_into`](Pipeline::examples_into) would give after
-    /// `update`, without transforming twice.
+    /// `out`. A step that [transforms before updating](FeatureStep::transforms_before_update)
+    /// (target encoding, windowed aggregates) gives the batch the features it had before it
+    /// was folded in — what serving gives a row whose label is unknown; every other step gives
+    /// what [`examples_into`](Pipeline::examples_into) gives after `update`.
     pub fn learn_examples_into(&mut self, batch: &RecordBatch, out: &mut Examples) -> Result<()> {
         let label = self
             .label
             .clone()
             .ok_or_else(|| Error::param("pipeline.label", "the pipeline has no label column"))?;
-        let mut b = batch.clone();
-        for s in &mut self.steps {
-            s.update(&b)?;
-            b = s.transform(&b)?;
-        }
+        let b = self.follow(batch)?;
         self.featurizer.update(&b)?;
         label.examples_into(&b, &self.featurizer, out)
+    }
+
+    /// Every step follows `batch` in order; returns it as the featurizer receives it.
+    fn follow(&mut self, batch: &RecordBatch) -> Result<RecordBatch> {
+        let mut b = batch.clone();
+        for s in &mut self.steps {
+            b = s.follow(&b)?;
+        }
+        Ok(b)
     }
 
     /// Writes the pipeline as a model file (checksummed, versioned; temp file, fsync, rename).
@@ -427,6 +431,50 @@ mod tests {
         assert_eq!(ex.len(), 9);
         assert_eq!(ex.labels[0], 1.0);
         assert_eq!(ex.features.rows(), 9);
+    }
+
+    #[test]
+    fn a_label_statistic_trains_on_what_it_served_before_the_batch() {
+        use crate::feature::categorical::{TargetEncoder, TargetEncoderParams};
+
+        let te = TargetEncoderParams {
+            columns: vec!["c".into()],
+            label: "label".into(),
+            smoothing: 1.0,
+            ..Default::default()
+        };
+        let hasher = FeatureHasher::new(
+            FeatureHasherParams {
+                numeric: vec!["c_te".into()],
+                bits: 8,
+                ..Default::default()
+            }
+            .check()
+            .unwrap(),
+        );
+        let mut p = Pipeline::new(
+            vec![Box::new(TargetEncoder::new(te.check().unwrap()))],
+            Featurizer::Hasher(hasher),
+            Some(LabelSpec::new("label")),
+        );
+        p.update(&batch(30, 0)).unwrap();
+        let b = batch(12, 30);
+        let served = {
+            let mut f = Features::Sparse(Default::default());
+            p.features(&b, &mut f).unwrap();
+            f
+        };
+        let mut ex = Examples::new(Features::Sparse(Default::default()), vec![], None).unwrap();
+        let mut learned = p.clone();
+        learned.learn_examples_into(&b, &mut ex).unwrap();
+        assert_eq!(ex.features, served, "no row sees its own label");
+        let mut updated = p.clone();
+        updated.update(&b).unwrap();
+        assert_eq!(
+            updated, learned,
+            "update and learning fold the batch in alike"
+        );
+        assert_ne!(updated, p, "the batch was folded in");
     }
 
     #[test]

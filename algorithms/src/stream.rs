@@ -1,6 +1,7 @@
 //! Feature steps as dataflow operators: a [`Pipeline`]'s steps run inside an eddy-core
 //! dataflow, frozen (transform only, as in serving) or following the stream (update, then
-//! transform — River's semantics for online statistics in a pipeline).
+//! transform — River's semantics for online statistics in a pipeline; steps whose statistics
+//! are labels or a key's history transform first, see [`FeatureStep::follow`]).
 //!
 //! ```
 //! use std::sync::Arc;
@@ -44,7 +45,8 @@ use crate::transform::FeatureStep;
 pub enum FeatureMode {
     /// Transform only, with the statistics as given (serving, or a model fitted on history).
     Frozen,
-    /// Update each step's statistics with the batch, then transform it.
+    /// Update each step's statistics with the batch and transform it
+    /// ([`FeatureStep::follow`]: target encoding and windowed aggregates transform first).
     Follow,
 }
 
@@ -95,12 +97,12 @@ impl Operator for FeatureOperator {
     ) -> eddy_core::Result<()> {
         let mut b = batch;
         for i in 0..self.steps.len() {
-            if self.mode == FeatureMode::Follow {
-                if let Err(e) = self.steps[i].update(&b) {
-                    return Err(self.core_error(e));
-                }
-            }
-            b = match self.steps[i].transform(&b) {
+            let step = &mut self.steps[i];
+            let r = match self.mode {
+                FeatureMode::Follow => step.follow(&b),
+                FeatureMode::Frozen => step.transform(&b),
+            };
+            b = match r {
                 Ok(b) => b,
                 Err(e) => return Err(self.core_error(e)),
             };

@@ -4,14 +4,17 @@
 //! training ran.
 //!
 //! [`OnlineModel`] holds any of eddy's online learners behind one serializable enum, so a file
-//! says which learner it holds and loading restores that one.
+//! says which learner it holds and loading restores that one. Batch models are stored as their
+//! seeded online counterparts (see [`learners`](crate::learners)), except a decision tree,
+//! which has none: [`OnlineModel::Tree`] predicts like any model and refuses to learn.
 
 use std::path::Path;
 
 use arrow::record_batch::RecordBatch;
 use serde::{Deserialize, Serialize};
 
-use crate::error::Result;
+use crate::batch::DecisionTreeModel;
+use crate::error::{Error, Result};
 use crate::features::{Examples, Features};
 use crate::learner::{OnlineLearner, Predictor, Task};
 use crate::model;
@@ -26,7 +29,7 @@ use crate::pipeline::Pipeline;
 /// The kind written in model files that hold a [`TrainedModel`].
 pub const TRAINED_MODEL_KIND: &str = "eddy-trained-model";
 
-/// Any of eddy's online learners.
+/// Any of eddy's online learners, or a fitted decision tree (which predicts but does not learn).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum OnlineModel {
@@ -48,10 +51,17 @@ pub enum OnlineModel {
     Softmax(Softmax),
     /// Streaming k-means.
     KMeans(StreamingKMeans),
+    /// A fitted decision tree (batch only: [`OnlineLearner::learn`] refuses it).
+    Tree(DecisionTreeModel),
 }
 
+/// Runs `$body` with `$m` bound to the learner inside; a tree runs `$tree` instead when given
+/// (what it cannot do as a learner).
 macro_rules! each_model {
     ($self:expr, $m:ident => $body:expr) => {
+        each_model!($self, $m => $body, Tree($m) => $body)
+    };
+    ($self:expr, $m:ident => $body:expr, Tree($t:pat) => $tree:expr) => {
         match $self {
             OnlineModel::Ftrl($m) => $body,
             OnlineModel::SgdLogistic($m) => $body,
@@ -62,6 +72,7 @@ macro_rules! each_model {
             OnlineModel::MultinomialNb($m) => $body,
             OnlineModel::Softmax($m) => $body,
             OnlineModel::KMeans($m) => $body,
+            OnlineModel::Tree($t) => $tree,
         }
     };
 }
@@ -79,8 +90,17 @@ impl OnlineModel {
             OnlineModel::MultinomialNb(_) => "nb (multinomial)",
             OnlineModel::Softmax(_) => "softmax",
             OnlineModel::KMeans(_) => "kmeans",
+            OnlineModel::Tree(_) => "tree",
         }
     }
+}
+
+/// The error of asking a fitted tree to learn.
+fn tree_cannot_learn() -> Error {
+    Error::param(
+        "learner",
+        "`tree` is a batch learner: a fitted tree does not learn online (fit it again)",
+    )
 }
 
 impl Predictor for OnlineModel {
@@ -99,15 +119,17 @@ impl Predictor for OnlineModel {
 
 impl OnlineLearner for OnlineModel {
     fn learn(&mut self, examples: &Examples) -> Result<()> {
-        each_model!(self, m => m.learn(examples))
+        each_model!(self, m => m.learn(examples), Tree(_) => Err(tree_cannot_learn()))
     }
 
     fn predict_learn(&mut self, examples: &Examples, out: &mut Vec<f32>) -> Result<()> {
-        each_model!(self, m => m.predict_learn(examples, out))
+        each_model!(self, m => m.predict_learn(examples, out), Tree(_) => Err(tree_cannot_learn()))
     }
 
+    /// Rows learned online (0 for a fitted tree, as for a batch model stored as its seeded
+    /// online counterpart).
     fn rows_seen(&self) -> u64 {
-        each_model!(self, m => m.rows_seen())
+        each_model!(self, m => m.rows_seen(), Tree(_) => 0)
     }
 }
 

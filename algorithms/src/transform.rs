@@ -67,6 +67,29 @@ pub trait FeatureStep: Transformer + std::fmt::Debug {
     fn update(&mut self, _batch: &RecordBatch) -> Result<()> {
         Ok(())
     }
+    /// Whether a row must not see itself in its own features: the step's statistics are other
+    /// rows' labels or a key's history (target encoding, windowed aggregates), which a served
+    /// row — never folded in, its label unknown — cannot see either. Such a step is
+    /// transformed **before** a training batch is folded into it ([`follow`](Self::follow)),
+    /// so training features equal served ones and no label leaks into its own row. Default
+    /// `false`: statistics of the feature's own distribution (scalers, vocabularies) fold the
+    /// batch in first.
+    fn transforms_before_update(&self) -> bool {
+        false
+    }
+    /// Follows the stream for one training batch: folds `batch` into the statistics and
+    /// returns it transformed, in the order [`transforms_before_update`](Self::transforms_before_update)
+    /// asks for. The one rule every training path (pipelines, feature operators) uses.
+    fn follow(&mut self, batch: &RecordBatch) -> Result<RecordBatch> {
+        if self.transforms_before_update() {
+            let out = self.transform(batch)?;
+            self.update(batch)?;
+            Ok(out)
+        } else {
+            self.update(batch)?;
+            self.transform(batch)
+        }
+    }
     /// A boxed copy.
     fn clone_box(&self) -> Box<dyn FeatureStep>;
 }

@@ -47,7 +47,7 @@ pub struct LearnArgs {
     #[arg(long)]
     pub label: String,
     /// The learner: ftrl, sgd, sgd-regression, fm, pa, nb, softmax, streaming-kmeans (online);
-    /// logistic, linear, kmeans (batch, fitted on the whole file).
+    /// logistic, linear, kmeans, tree (batch, fitted on the whole file).
     #[arg(long, default_value = "ftrl", value_parser = parse_learner)]
     pub model: LearnerKind,
     /// A learner parameter as in a workflow's `params` table, `KEY=VALUE` in TOML syntax with

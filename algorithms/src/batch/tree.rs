@@ -151,9 +151,11 @@ impl BatchLearner for DecisionTree {
     }
 }
 
-/// One node of a fitted tree; children come after their parent.
+/// One node of a fitted tree; children come after their parent. Externally tagged
+/// (`{"split": {…}}`), because model files are bincode, which cannot read internally tagged
+/// enums.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case", tag = "node")]
+#[serde(rename_all = "kebab-case")]
 enum Node {
     /// Rows with `x[feature] < threshold` go to `left`, the others to `right`.
     Split {

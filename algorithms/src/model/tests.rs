@@ -209,3 +209,86 @@ fn refuses_a_trained_model_whose_hasher_is_wider_than_its_learner() {
         assert!(TrainedModel::load(&path).is_err());
     }
 }
+
+/// A trained tree (dense assembler on `a`, `b` → decision tree) and its encoded bytes.
+fn trained_tree() -> (
+    crate::trained::TrainedModel,
+    arrow::record_batch::RecordBatch,
+) {
+    use std::sync::Arc;
+
+    use arrow::array::{ArrayRef, Float64Array, Int64Array};
+
+    use crate::feature::categorical::{
+        Featurizer, LabelSpec, VectorAssembler, VectorAssemblerParams,
+    };
+    use crate::features::{Examples, Features};
+    use crate::learners::{LearnerKind, LearnerSpec};
+    use crate::pipeline::Pipeline;
+    use crate::transform::Params;
+
+    let n = 80;
+    let a: Vec<f64> = (0..n).map(|i| (i % 9) as f64).collect();
+    let b: Vec<f64> = (0..n).map(|i| (i % 5) as f64).collect();
+    let y: Vec<i64> = (0..n).map(|i| i64::from(i % 9 > 4 && i % 5 > 1)).collect();
+    let batch = arrow::record_batch::RecordBatch::try_from_iter([
+        ("a", Arc::new(Float64Array::from(a)) as ArrayRef),
+        ("b", Arc::new(Float64Array::from(b)) as ArrayRef),
+        ("label", Arc::new(Int64Array::from(y)) as ArrayRef),
+    ])
+    .unwrap();
+    let assembler = VectorAssemblerParams {
+        numeric: vec!["a".into(), "b".into()],
+        ..Default::default()
+    };
+    let pipeline = Pipeline::new(
+        vec![],
+        Featurizer::Assembler(VectorAssembler::new(assembler.check().unwrap())),
+        Some(LabelSpec::new("label")),
+    );
+    let mut ex = Examples::new(Features::Sparse(Default::default()), vec![], None).unwrap();
+    pipeline.examples_into(&batch, &mut ex).unwrap();
+    let model = LearnerSpec::new(LearnerKind::Tree)
+        .fit(pipeline.dim(), &ex)
+        .unwrap();
+    (crate::trained::TrainedModel { pipeline, model }, batch)
+}
+
+#[test]
+fn a_trained_tree_round_trips_and_a_forged_one_is_refused() {
+    use crate::features::Features;
+    use crate::trained::{TrainedModel, TRAINED_MODEL_KIND};
+
+    let (tree, batch) = trained_tree();
+    let bytes = tree.to_bytes().unwrap();
+    let back = TrainedModel::from_bytes(&bytes).unwrap();
+    let (mut f, mut p1, mut p2) = (Features::Sparse(Default::default()), Vec::new(), Vec::new());
+    tree.predict_batch(&batch, &mut f, &mut p1).unwrap();
+    back.predict_batch(&batch, &mut f, &mut p2).unwrap();
+    assert_eq!(p1, p2);
+    assert!(p1.contains(&1.0) && p1.contains(&0.0), "{p1:?}");
+
+    // bincode ends the payload with the tree's `classes` and `dim` (u64 LE): a checksummed
+    // file whose tree claims one class, or no feature columns, is refused on decode
+    let header = 24 + TRAINED_MODEL_KIND.len();
+    let payload = &bytes[header..bytes.len() - 8];
+    let end = payload.len();
+    assert_eq!(payload[end - 8..], 2u64.to_le_bytes(), "dim is last");
+    assert_eq!(
+        payload[end - 16..end - 8],
+        2u64.to_le_bytes(),
+        "classes before it"
+    );
+    for (at, value) in [(end - 16, 1u64), (end - 8, 0u64)] {
+        let mut forged = payload.to_vec();
+        forged[at..at + 8].copy_from_slice(&value.to_le_bytes());
+        let e = message(
+            TrainedModel::from_bytes(&with_payload(TRAINED_MODEL_KIND, &forged)).unwrap_err(),
+        );
+        assert!(e.contains("decision-tree model: node"), "{e}");
+    }
+    // and a flipped byte fails the checksum
+    let mut flipped = bytes.clone();
+    flipped[header + 3] ^= 0x10;
+    assert!(TrainedModel::from_bytes(&flipped).is_err());
+}

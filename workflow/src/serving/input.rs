@@ -5,10 +5,12 @@
 //! through the same typed accessors (`eddy_algorithms::columns`) that report a missing column
 //! or a wrong type with the column's name. [`InputSchema::probe`] asks the pipeline itself:
 //! it featurizes a one-row batch, adds each column the pipeline reports missing (as text),
-//! turns a column the pipeline wants numeric into a number, and repeats until featurization
-//! succeeds. The result is exactly the set of columns, and their kinds, that training rows had
-//! to provide — so a served row is featurized by the same code on the same columns as a
-//! training row, with no hand-kept copy of the schema to drift (no train/serve skew).
+//! turns a column the pipeline wants numeric into a number, probes a column whose neutral
+//! value it refuses (an indexer that refuses unseen values) with null, and repeats until
+//! featurization succeeds. The result is exactly the set of columns, and their kinds, that
+//! training rows had to provide — so a served row is featurized by the same code on the same
+//! columns as a training row, with no hand-kept copy of the schema to drift (no train/serve
+//! skew).
 
 use std::sync::Arc;
 
@@ -42,6 +44,9 @@ pub enum ColumnKind {
 #[derive(Debug, Clone)]
 pub struct InputSchema {
     columns: Vec<(String, ColumnKind)>,
+    /// Columns whose neutral probe value the pipeline refuses (a string indexer that refuses
+    /// unseen values refuses `""`): probed as null.
+    null_probe: Vec<String>,
     schema: SchemaRef,
 }
 
@@ -50,9 +55,10 @@ impl InputSchema {
     /// docs). `model` names the model in errors.
     pub fn probe(model: &str, pipeline: &Pipeline) -> Result<Self> {
         let mut columns: Vec<(String, ColumnKind)> = Vec::new();
+        let mut null_probe: Vec<String> = Vec::new();
         let mut features = Features::Sparse(Default::default());
         for _ in 0..MAX_PROBE_ROUNDS {
-            let schema = InputSchema::with_columns(columns.clone());
+            let schema = InputSchema::with_columns(columns.clone(), null_probe.clone());
             let batch = schema.probe_batch()?;
             let err = match pipeline.features(&batch, &mut features) {
                 Ok(()) => return Ok(schema),
@@ -77,6 +83,11 @@ impl InputSchema {
                         _ => return Err(refused("a column has a type no request can give")),
                     }
                 }
+                eddy_algorithms::Error::InvalidValue { column, .. }
+                    if columns.iter().any(|(c, _)| c == column) && !null_probe.contains(column) =>
+                {
+                    null_probe.push(column.clone());
+                }
                 _ => return Err(refused("featurizing a probe row failed")),
             }
         }
@@ -88,13 +99,14 @@ impl InputSchema {
         })
     }
 
-    fn with_columns(columns: Vec<(String, ColumnKind)>) -> Self {
+    fn with_columns(columns: Vec<(String, ColumnKind)>, null_probe: Vec<String>) -> Self {
         let fields: Vec<Field> = columns
             .iter()
             .map(|(name, kind)| Field::new(name, data_type(*kind), true))
             .collect();
         InputSchema {
             columns,
+            null_probe,
             schema: Arc::new(Schema::new(fields)),
         }
     }
@@ -114,12 +126,14 @@ impl InputSchema {
         &self.schema
     }
 
-    /// One row of neutral values (`0` and `""`), for probing and warming a model up.
+    /// One row of neutral values (`0` and `""`, or null where the pipeline refuses those), for
+    /// probing and warming a model up.
     pub fn probe_row(&self) -> Row {
         self.columns
             .iter()
             .map(|(name, kind)| {
                 let v = match kind {
+                    _ if self.null_probe.contains(name) => Value::Null,
                     ColumnKind::Number => Value::from(0.0),
                     ColumnKind::Text => Value::from(""),
                 };

@@ -9,7 +9,7 @@ use toml::Spanned;
 
 use super::locate::{closest, Locator};
 use super::raw::{RawNode, RawWorkflow, S};
-use super::{LearnerKind, NodeKind, NodeSpec, SourceSpec, Workflow};
+use super::{NodeKind, NodeSpec, SourceSpec, Workflow};
 use crate::error::{Error, Result};
 
 struct Graph<'a> {
@@ -185,10 +185,7 @@ pub(super) fn check_graph(
                         "dense features take numeric columns only",
                     ));
                 }
-                if matches!(t.learner, LearnerKind::Logistic | LearnerKind::Linear)
-                    && !f.dense
-                    && f.hash_bits > 12
-                {
+                if t.learner.densifies_hashed() && !f.dense && f.hash_bits > 12 {
                     return Err(g.loc.error(at(&rn.learner), key("learner"),
                         format!("linfa's `{}` densifies its input, and features `{}` have 2^{} hashed columns", t.learner, t.features, f.hash_bits),
                         Some(format!("set `hash-bits = 12` or less in [features.{}], or use an online learner", t.features))));

@@ -260,7 +260,7 @@ fn kmeans_and_tree_round_trip_through_serde() {
     back.predict_scores(&ex.features, &mut b).unwrap();
     assert_eq!(a, b);
     // A tree whose node points back to itself is refused on load.
-    let cyclic = r#"{"nodes": [{"node": "split", "feature": 0, "threshold": 0.5, "left": 0, "right": 0}],
+    let cyclic = r#"{"nodes": [{"split": {"feature": 0, "threshold": 0.5, "left": 0, "right": 0}}],
         "classes": 2, "dim": 1}"#;
     assert!(serde_json::from_str::<DecisionTreeModel>(cyclic).is_err());
 }

@@ -82,26 +82,12 @@ pub use windowed::{
 
 use crate::error::{Error, Result};
 use crate::features::{CsrMatrix, Features};
-use crate::transform::FeatureStep;
 
-/// Loads a step of this module by kind; `None` when the kind is not one of this module's.
-pub(crate) fn load(kind: &str, state: &serde_json::Value) -> Option<Result<Box<dyn FeatureStep>>> {
-    fn read<T>(kind: &str, state: &serde_json::Value) -> Result<Box<dyn FeatureStep>>
-    where
-        T: FeatureStep + serde::de::DeserializeOwned + 'static,
-    {
-        T::deserialize(state)
-            .map(|s| Box::new(s) as Box<dyn FeatureStep>)
-            .map_err(|e| state_error(kind, e))
-    }
-    Some(match kind {
-        string_indexer::KIND => read::<StringIndexer>(kind, state),
-        one_hot::KIND => read::<OneHotEncoder>(kind, state),
-        target_encoder::KIND => read::<TargetEncoder>(kind, state),
-        windowed::KIND => read::<WindowedAggregateFeatures>(kind, state),
-        _ => return None,
-    })
-}
+/// The kind names of this module's steps (see [`StepKind`](super::StepKind)).
+pub(crate) use one_hot::KIND as ONE_HOT_KIND;
+pub(crate) use string_indexer::KIND as STRING_INDEXER_KIND;
+pub(crate) use target_encoder::KIND as TARGET_ENCODER_KIND;
+pub(crate) use windowed::KIND as WINDOWED_KIND;
 
 /// The error of a saved state that does not load.
 pub(crate) fn state_error(kind: &str, e: impl std::fmt::Display) -> Error {
@@ -111,7 +97,7 @@ pub(crate) fn state_error(kind: &str, e: impl std::fmt::Display) -> Error {
     }
 }
 
-/// Serializes a step for [`FeatureStep::save`].
+/// Serializes a step for [`FeatureStep::save`](crate::transform::FeatureStep::save).
 pub(crate) fn save_json<T: serde::Serialize>(kind: &str, step: &T) -> Result<serde_json::Value> {
     serde_json::to_value(step).map_err(|e| state_error(kind, e))
 }

@@ -312,6 +312,10 @@ impl FeatureStep for TargetEncoder {
         self.fold(batch)
     }
 
+    fn transforms_before_update(&self) -> bool {
+        true
+    }
+
     fn clone_box(&self) -> Box<dyn FeatureStep> {
         Box::new(self.clone())
     }

@@ -297,11 +297,67 @@ fn windowed_params_and_corrupt_state() {
     bad["windows"][0][1]["acc"]["rows"] = serde_json::json!(9);
     assert!(load_step("windowed-aggregates", bad).is_err());
     assert!(load_step("string-indexer", serde_json::json!({"params": {}})).is_err());
-    let e = w
+    // transforming reads keys (and times) only: a served row need not carry the aggregated
+    // column (often the label); folding a batch in needs it
+    let full = w.transform(&batch(&rows)).unwrap();
+    let without = w
         .transform(&batch(&rows).project(&[0, 1, 4]).unwrap())
-        .unwrap_err();
+        .unwrap();
+    for name in w.outputs() {
+        assert_eq!(
+            without.column_by_name(name).unwrap(),
+            full.column_by_name(name).unwrap()
+        );
+    }
+    let mut w = w;
+    let e = crate::transform::OnlineEstimator::update(
+        &mut w,
+        &batch(&rows).project(&[0, 1, 4]).unwrap(),
+    )
+    .unwrap_err();
     assert!(
         matches!(e, crate::Error::MissingColumn { ref column, .. } if column == "x"),
+        "{e}"
+    );
+}
+
+#[test]
+fn float_event_times_of_whole_milliseconds_read_as_int64() {
+    let rows: Vec<Row> = (0..6)
+        .map(|i| (Some("k".into()), None, Some(i as f64), true, 1_000 * i))
+        .collect();
+    let w = windowed(WindowRange::TimeMs(2_500))
+        .fit(&[batch(&rows)])
+        .unwrap();
+    // `ts` as a JSON request gives it: Float64
+    let with_float_ts = |ts: Vec<f64>| {
+        let b = batch(&rows);
+        let i = b.schema().index_of("ts").unwrap();
+        let mut columns = b.columns().to_vec();
+        columns[i] = Arc::new(Float64Array::from(ts));
+        let fields: Vec<_> = b
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| match f.name().as_str() {
+                "ts" => {
+                    arrow::datatypes::Field::new("ts", arrow::datatypes::DataType::Float64, true)
+                }
+                _ => f.as_ref().clone(),
+            })
+            .collect();
+        RecordBatch::try_new(Arc::new(arrow::datatypes::Schema::new(fields)), columns).unwrap()
+    };
+    let whole: Vec<f64> = (0..6).map(|i| 1_000.0 * i as f64).collect();
+    assert_eq!(
+        w.transform(&with_float_ts(whole)).unwrap().columns()[6..],
+        w.transform(&batch(&rows)).unwrap().columns()[6..]
+    );
+    let e = w
+        .transform(&with_float_ts(vec![0.0, 1.5, 2.0, 3.0, 4.0, 5.0]))
+        .unwrap_err();
+    assert!(
+        matches!(e, crate::Error::InvalidValue { row: 1, ref column, .. } if column == "ts"),
         "{e}"
     );
 }

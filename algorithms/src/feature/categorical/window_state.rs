@@ -275,6 +275,8 @@ pub(crate) fn event_times(
     let c = column(batch, step, name)?;
     let ms = match c.data_type() {
         DataType::Int64 => c.clone(),
+        // JSON numbers (served rows) arrive as Float64: whole milliseconds are event times
+        DataType::Float64 => whole_ms(c, step, name)?,
         DataType::Timestamp(_, _) => cast(c, &DataType::Timestamp(TimeUnit::Millisecond, None))?,
         t => {
             return Err(Error::ColumnType {
@@ -299,6 +301,31 @@ pub(crate) fn event_times(
         _ => out.extend_from_slice(ms.as_primitive::<TimestampMillisecondType>().values()),
     }
     Ok(())
+}
+
+/// A Float64 column of whole milliseconds as Int64; a fractional, non-finite or out-of-range
+/// value is an error naming the row (nulls stay null).
+fn whole_ms(c: &arrow::array::ArrayRef, step: &str, name: &str) -> Result<arrow::array::ArrayRef> {
+    let f = c.as_primitive::<arrow::datatypes::Float64Type>();
+    let mut b = arrow::array::Int64Builder::with_capacity(f.len());
+    for row in 0..f.len() {
+        if f.is_null(row) {
+            b.append_null();
+            continue;
+        }
+        let v = f.value(row);
+        // 2^63 as f64; every whole f64 below it in magnitude fits an i64
+        if v.fract() != 0.0 || !v.is_finite() || v.abs() >= 9.223_372_036_854_776e18 {
+            return Err(Error::InvalidValue {
+                step: step.into(),
+                column: name.into(),
+                row,
+                message: format!("event time {v} is not a whole number of milliseconds"),
+            });
+        }
+        b.append_value(v as i64);
+    }
+    Ok(std::sync::Arc::new(b.finish()))
 }
 
 #[cfg(test)]

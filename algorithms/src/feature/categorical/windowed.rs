@@ -63,7 +63,8 @@ pub struct WindowedAggregateParams {
     pub aggs: Vec<WindowAgg>,
     /// The window. Default: the last 10 rows.
     pub window: WindowRange,
-    /// The event-time column (Int64 ms or a timestamp); required for time windows.
+    /// The event-time column (Int64 ms, a timestamp, or Float64 whole ms as JSON request
+    /// numbers arrive); required for time windows.
     pub time_column: Option<String>,
     /// Outputs are `{prefix}_{agg}`. Default (empty): `{column}_last{N}` for row windows,
     /// `{column}_{T}ms` for time windows.
@@ -255,10 +256,13 @@ impl WindowedAggregateFeatures {
         }
     }
 
-    /// Calls `f(row, key bytes, time, value)` for every row of `batch`.
+    /// Calls `f(row, key bytes, time, value)` for every row of `batch`. The value column is
+    /// read only `with_values` (folding): transforming reads keys and times alone, so a served
+    /// row need not carry the aggregated column — often the label, unknown when serving.
     fn rows(
         &self,
         batch: &RecordBatch,
+        with_values: bool,
         mut f: impl FnMut(usize, &[u8], i64, Option<f64>),
     ) -> Result<()> {
         let p = &self.valid.params;
@@ -267,7 +271,10 @@ impl WindowedAggregateFeatures {
             .iter()
             .map(|k| str_column(batch, KIND, k))
             .collect::<Result<Vec<_>>>()?;
-        let values = f64_column(batch, KIND, &p.column)?;
+        let values = match with_values {
+            true => Some(f64_column(batch, KIND, &p.column)?),
+            false => None,
+        };
         let mut times = Vec::new();
         if let Some(t) = &p.time_column {
             event_times(batch, KIND, t, &mut times)?;
@@ -275,7 +282,9 @@ impl WindowedAggregateFeatures {
         let mut key = Vec::new();
         for row in 0..batch.num_rows() {
             encode_key(&keys, row, &mut key);
-            let v = values.is_valid(row).then(|| values.value(row));
+            let v = values
+                .as_ref()
+                .and_then(|v| v.is_valid(row).then(|| v.value(row)));
             f(row, &key, times.get(row).copied().unwrap_or(0), v);
         }
         Ok(())
@@ -285,7 +294,7 @@ impl WindowedAggregateFeatures {
         let (rows, span) = self.reach();
         // `rows` fails only before its first row, so an error leaves the state untouched.
         let mut windows = std::mem::take(&mut self.windows);
-        let r = self.rows(batch, |_, key, t, v| match windows.get_mut(key) {
+        let r = self.rows(batch, true, |_, key, t, v| match windows.get_mut(key) {
             Some(w) => w.push(t, v, rows, span),
             None => {
                 let mut w = KeyWindow::default();
@@ -303,7 +312,7 @@ impl Transformer for WindowedAggregateFeatures {
         let n = batch.num_rows();
         let span = self.reach().1;
         let mut views = Vec::with_capacity(n);
-        self.rows(batch, |_, key, t, _| {
+        self.rows(batch, false, |_, key, t, _| {
             views.push(
                 self.windows
                     .get(key)
@@ -367,6 +376,10 @@ impl FeatureStep for WindowedAggregateFeatures {
 
     fn update(&mut self, batch: &RecordBatch) -> Result<()> {
         self.fold(batch)
+    }
+
+    fn transforms_before_update(&self) -> bool {
+        true
     }
 
     fn clone_box(&self) -> Box<dyn FeatureStep> {

@@ -4,7 +4,7 @@
 //! Every step has `XxxParams` (serde, documented defaults; `input_cols` and optional
 //! `output_cols` — by default the input columns are replaced in place) checked into
 //! `XxxValidParams`, and a step type implementing [`Transformer`](crate::transform::Transformer)
-//! and [`FeatureStep`]. Stateful steps are built by
+//! and [`FeatureStep`](crate::transform::FeatureStep). Stateful steps are built by
 //! [`Estimator::fit`](crate::transform::Estimator::fit) on their params or by `new(valid)`
 //! followed by [`OnlineEstimator::update`](crate::transform::OnlineEstimator::update).
 //!
@@ -67,24 +67,3 @@ pub use polynomial::{
 pub use robust::{RobustScaler, RobustScalerParams, RobustScalerValidParams};
 pub use sketch::QuantileSketch;
 pub use standard::{StandardScaler, StandardScalerParams, StandardScalerValidParams};
-
-use crate::error::Result;
-use crate::transform::FeatureStep;
-use common::load_as;
-
-/// Loads a step of this module by kind; `None` when the kind is not one of this module's.
-pub(crate) fn load(kind: &str, state: &serde_json::Value) -> Option<Result<Box<dyn FeatureStep>>> {
-    Some(match kind {
-        StandardScaler::KIND => load_as::<StandardScaler>(kind, state),
-        MinMaxScaler::KIND => load_as::<MinMaxScaler>(kind, state),
-        MaxAbsScaler::KIND => load_as::<MaxAbsScaler>(kind, state),
-        RobustScaler::KIND => load_as::<RobustScaler>(kind, state),
-        Imputer::KIND => load_as::<Imputer>(kind, state),
-        Bucketizer::KIND => load_as::<Bucketizer>(kind, state),
-        QuantileDiscretizer::KIND => load_as::<QuantileDiscretizer>(kind, state),
-        Binarizer::KIND => load_as::<Binarizer>(kind, state),
-        Normalizer::KIND => load_as::<Normalizer>(kind, state),
-        PolynomialExpansion::KIND => load_as::<PolynomialExpansion>(kind, state),
-        _ => return None,
-    })
-}
