@@ -182,7 +182,13 @@ fn supervise(handle: JobHandle, args: &AggArgs) -> anyhow::Result<JobSummary> {
     let interrupted = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     if args.follow {
         let flag = interrupted.clone();
-        ctrlc_handler(move || flag.store(true, std::sync::atomic::Ordering::SeqCst));
+        super::shutdown::on_signal(
+            move || {
+                eprintln!("\nstopping: finishing what was read (Ctrl-C again to abort)");
+                flag.store(true, std::sync::atomic::Ordering::SeqCst)
+            },
+            true,
+        )?;
     }
     let bar = if args.follow {
         progress::bar(0, "rows")
@@ -220,23 +226,6 @@ fn supervise(handle: JobHandle, args: &AggArgs) -> anyhow::Result<JobSummary> {
     }
     bar.finish_and_clear();
     Ok(handle.join()?)
-}
-
-/// Installs a Ctrl-C handler on a background runtime thread.
-fn ctrlc_handler(on_interrupt: impl FnOnce() + Send + 'static) {
-    std::thread::spawn(move || {
-        let Ok(rt) = tokio::runtime::Builder::new_current_thread()
-            .enable_io()
-            .build()
-        else {
-            return;
-        };
-        rt.block_on(super::shutdown::signal());
-        eprintln!("\nstopping: finishing what was read (Ctrl-C again to abort)");
-        on_interrupt();
-        rt.block_on(super::shutdown::signal());
-        std::process::exit(130);
-    });
 }
 
 #[cfg(test)]

@@ -407,27 +407,6 @@ fn count_rows(path: &Path, format: io::DataFormat) -> anyhow::Result<u64> {
     })
 }
 
-/// Sets `flag` on the first Ctrl-C or SIGTERM ([`super::shutdown::signal`]).
-fn on_shutdown(flag: Arc<AtomicBool>) -> anyhow::Result<()> {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("starting the signal listener")?;
-    // install the handlers now, inside the runtime, before any work starts
-    let signal = {
-        let _inside = rt.enter();
-        super::shutdown::signal()
-    };
-    std::thread::Builder::new()
-        .name("eddy-signal".into())
-        .spawn(move || {
-            rt.block_on(signal);
-            flag.store(true, Ordering::SeqCst);
-        })
-        .context("starting the signal listener")?;
-    Ok(())
-}
-
 /// Runs `eddy learn`.
 pub fn run(args: LearnArgs) -> anyhow::Result<()> {
     let learner = args.learner()?;
@@ -456,7 +435,8 @@ pub fn run(args: LearnArgs) -> anyhow::Result<()> {
         eprintln!("resuming from checkpoint {epoch} in {}", dir.display());
     }
     let stop = Arc::new(AtomicBool::new(false));
-    on_shutdown(stop.clone())?;
+    let flag = stop.clone();
+    super::shutdown::on_signal(move || flag.store(true, Ordering::SeqCst), false)?;
     let bar = progress::byte_bar(0);
     let mut stopping = false;
     let mut shards = super::learn_parallel::ShardHealth::default();

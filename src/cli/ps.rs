@@ -101,13 +101,14 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             .await
             .with_context(|| format!("listening on {}", args.listen))?;
         let addr = listener.local_addr().context("the bound address")?;
+        // handlers before the line a supervisor waits for (see `eddy serve`)
+        let shutdown = super::shutdown::signal();
         {
             use std::io::Write;
             let mut out = std::io::stdout().lock();
             writeln!(out, "listening on {addr}")?;
             out.flush()?;
         }
-        let shutdown = super::shutdown::signal();
         server
             .serve(listener, shutdown)
             .await

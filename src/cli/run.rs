@@ -185,7 +185,12 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    let summary = rt.block_on(runner::run(wf, opts, super::shutdown::signal()))?;
+    // the handlers go in now, before the run says anything a supervisor may wait for
+    let signal = {
+        let _inside = rt.enter();
+        super::shutdown::signal()
+    };
+    let summary = rt.block_on(runner::run(wf, opts, signal))?;
     status.finish();
     let state = &summary.state;
     eprintln!(

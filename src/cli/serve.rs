@@ -109,6 +109,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         ),
         None => None,
     };
+    // the handlers go in before "listening on" is said: a SIGTERM sent as soon as a
+    // supervisor (or a test) reads that line is handled, never the default kill
+    let signal = super::shutdown::signal();
     for m in server.state().models() {
         let version = m
             .current()
@@ -120,7 +123,6 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     if let Some(g) = &grpc {
         eprintln!("gRPC on {}", g.local_addr()?);
     }
-    let signal = super::shutdown::signal();
     let shutdown = async {
         signal.await;
         eprintln!("shutting down");

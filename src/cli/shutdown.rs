@@ -5,6 +5,38 @@
 
 use std::future::Future;
 
+use anyhow::Context;
+
+/// Calls `on_first` on the first Ctrl-C or SIGTERM, from a listener thread, for commands that
+/// are not async themselves (`eddy learn`, `eddy agg --follow`). The handlers are installed
+/// before this returns, so a signal sent right after is handled. With `exit_on_second`, a
+/// second signal exits the process at once (status 130) — for a drain that may take long.
+pub fn on_signal(
+    on_first: impl FnOnce() + Send + 'static,
+    exit_on_second: bool,
+) -> anyhow::Result<()> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the signal listener")?;
+    let first = {
+        let _inside = rt.enter();
+        signal()
+    };
+    std::thread::Builder::new()
+        .name("eddy-signal".into())
+        .spawn(move || {
+            rt.block_on(first);
+            on_first();
+            if exit_on_second {
+                rt.block_on(signal());
+                std::process::exit(130);
+            }
+        })
+        .context("starting the signal listener")?;
+    Ok(())
+}
+
 /// Resolves on the first SIGINT (Ctrl-C) or SIGTERM (on other platforms: Ctrl-C).
 ///
 /// Called inside a Tokio runtime, the handlers are installed at the call, so a signal sent
