@@ -13,8 +13,9 @@ use eddy_workflow::train::{PsConfig, PsSpec};
 /// The parallelism and parameter-server options of `eddy learn`.
 #[derive(Debug, Clone, Args)]
 pub struct ParallelArgs {
-    /// Learner subtasks training one model data-parallel, through the parameter server
-    /// (`--ps`, by default the in-process one) with approximate failover.
+    /// Learner subtasks training one model data-parallel, with approximate failover: FTRL
+    /// shares its weights in memory (lock-free), other learners (and `--ps`) go through a
+    /// parameter server.
     #[arg(long, visible_alias = "workers", default_value_t = 1)]
     pub parallelism: usize,
     /// Train through a parameter server: `local` (in-process) or `grpc://HOST:PORT,HOST:PORT`
@@ -40,7 +41,9 @@ impl ParallelArgs {
             bail!("--parallelism and --ps-batch must be at least 1");
         }
         let store = match self.ps.as_deref().map(str::trim) {
-            None if self.parallelism == 1 => return Ok(None),
+            // weights shared in memory (FTRL) or the job's choice of store
+            None if self.consistency == Consistency::Async => return Ok(None),
+            // a bound is the store's clocks
             None | Some("local") => PsSpec::Local,
             Some(spec) => match spec.strip_prefix("grpc://") {
                 Some(list) => PsSpec::Remote(list.split(',').map(|a| a.trim().into()).collect()),

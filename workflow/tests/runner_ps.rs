@@ -178,6 +178,15 @@ async fn parallelism_without_ps_trains_through_a_local_store() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parallelism_without_a_store_shares_the_ftrl_weights() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = run_spec(dir.path(), &spec("parallelism = 2")).await;
+    check_run(&s);
+    let msg = s.state.nodes["train"].message.clone().unwrap();
+    assert!(msg.contains("2 worker(s) sharing its weights"), "{msg}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn spawned_shards_train_and_stop_with_the_node() {
     let dir = tempfile::tempdir().unwrap();
     let s = run_spec(
@@ -203,9 +212,10 @@ fn ps_keys_are_checked_into_the_spec() {
         }
     };
     assert_eq!(node(""), (1, None, Consistency::Async));
+    assert_eq!(node("parallelism = 4"), (4, None, Consistency::Async));
     assert_eq!(
-        node("parallelism = 4"),
-        (4, Some(PsSpec::Local), Consistency::Async)
+        node("parallelism = 4\nconsistency = \"sync\""),
+        (4, Some(PsSpec::Local), Consistency::Sync)
     );
     assert_eq!(
         node("ps = [\"a:1\", \"http://b:2\"]\nconsistency = \"bounded:2\""),

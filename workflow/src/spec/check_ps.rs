@@ -12,7 +12,8 @@ const PS_HINT: &str = "ps = \"local\", ps = [\"HOST:PORT\", ...] (one address pe
 
 impl Checker<'_> {
     /// `(parallelism, ps, consistency)` of a training node. `parallelism > 1` without `ps`
-    /// means `ps = "local"`.
+    /// trains FTRL on weights shared in memory and FM through the in-process store; a
+    /// `consistency` bound there means `ps = "local"` (the bound is the store's clocks).
     pub(super) fn ps(
         &self,
         name: &S,
@@ -30,14 +31,13 @@ impl Checker<'_> {
             Some(p) => *p.get_ref(),
             None => 1,
         };
-        let ps = match &n.ps {
+        let mut ps = match &n.ps {
             Some(v) => Some(self.ps_value(name, v)?),
-            None if parallelism > 1 => Some(PsSpec::Local),
             None => None,
         };
         let consistency = match &n.consistency {
             None => Consistency::Async,
-            Some(c) if ps.is_none() => {
+            Some(c) if ps.is_none() && parallelism == 1 => {
                 return Err(self.hinted(
                     span(c),
                     key("nodes", name, "consistency"),
@@ -54,7 +54,10 @@ impl Checker<'_> {
                 )
             })?,
         };
-        if ps.is_none() {
+        if ps.is_none() && consistency != Consistency::Async {
+            ps = Some(PsSpec::Local);
+        }
+        if ps.is_none() && parallelism == 1 {
             return Ok((parallelism, ps, consistency));
         }
         // where to point: the key that asked for a parameter server
@@ -68,7 +71,8 @@ impl Checker<'_> {
                 at,
                 key("nodes", name, k),
                 format!(
-                    "a parameter server trains `ftrl` or `fm`, not `{}`",
+                    "data-parallel training and parameter servers train `ftrl` or `fm`, not \
+                     `{}`",
                     learner.name()
                 ),
                 "set `learner = \"ftrl\"` or `\"fm\"`, or train with `parallelism = 1` and no \
@@ -76,7 +80,7 @@ impl Checker<'_> {
                     .into(),
             ));
         }
-        if let Some(w) = &n.warm_start {
+        if let (Some(w), Some(_)) = (&n.warm_start, &ps) {
             return Err(self.hinted(
                 span(w),
                 key("nodes", name, "warm-start"),

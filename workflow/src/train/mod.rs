@@ -66,19 +66,26 @@
 //! subtask holding its weights: its updates are sequential, which is what makes the final
 //! model exactly reproducible.
 //!
-//! With a parameter server ([`PsConfig`]: `LocalPs`, running gRPC shards, or shards the job
-//! starts), or with `parallelism` N > 1 (which means the in-process `LocalPs` unless a store
-//! is named), the learner's weights live in the store and each of the N subtasks of `learn`
-//! trains them data-parallel (the source's rows are dealt round-robin): per mini-batch it
-//! pulls, predicts (progressive validation), pushes gradients and clocks. How far subtasks
-//! drift apart is the [`Consistency`](eddy_ps::Consistency): `async` (Hogwild-like: a pull
-//! sees whatever pushes have landed), `bounded:S` (stale-synchronous) or `sync`. Each
+//! With `parallelism` N > 1 the N subtasks of `learn` train one model data-parallel (each
+//! batch of the source goes to the subtask sent the fewest rows):
+//! - without a store, FTRL shares its weights in memory
+//!   ([`SharedFtrl`](eddy_algorithms::online::linear::SharedFtrl), Hogwild: every subtask
+//!   steps the one weight array without locks, each step the local learner's own; a collision
+//!   can lose an update, so runs are not reproducible); any other learner goes through the
+//!   in-process `LocalPs`;
+//! - with a parameter server ([`PsConfig`]: `LocalPs`, running gRPC shards, or shards the job
+//!   starts; also at parallelism 1), the weights live in the store: per mini-batch a subtask
+//!   pulls, predicts (progressive validation), pushes gradients and clocks. How far subtasks
+//!   drift apart is the [`Consistency`](eddy_ps::Consistency): `async` (a pull sees whatever
+//!   pushes have landed), `bounded:S` (stale-synchronous) or `sync`.
+//!
+//! Each
 //! subtask featurizes with its own copy of the pipeline (running statistics such as the
 //! scaler's are per subtask; the published pipeline is subtask 0's), and keeps its own
 //! evaluator: the final report merges them; intermediate versions carry subtask 0's metrics
 //! and the rows all subtasks learned. Subtask 0 publishes.
 //!
-//! Fault tolerance through a store: subtask 0's snapshot holds the store's tables.
+//! Fault tolerance: subtask 0's snapshot holds the shared weights or the store's tables.
 //! - At parallelism 1, exactly-once holds as without a store (the one subtask snapshots the
 //!   tables at its barrier and a failure restores them with it).
 //! - At parallelism N > 1 the subtasks reach a barrier at different times while all of them
@@ -349,9 +356,15 @@ impl TrainJob {
                 )))
             }
         };
-        let backend = match &self.config.ps {
-            Some(ps) => Some(ps::Backend::open(ps, &self.config.learner, pipeline.dim())?),
-            None => None,
+        let parallel = self.config.ps.is_some() || self.config.parallelism > 1;
+        let backend = match &model {
+            Some(m) if parallel => Some(ps::Backend::open(
+                self.config.ps.as_ref(),
+                &self.config.learner,
+                pipeline.dim(),
+                m,
+            )?),
+            _ => None,
         };
         let shared = Arc::new(Shared {
             learner: self.config.learner.clone(),
@@ -391,8 +404,7 @@ impl TrainJob {
     }
 }
 
-/// Checks `config`'s parallelism against its learner and failover mode; `parallelism` > 1
-/// without a store means the in-process one (see the [module docs](self)).
+/// Checks `config`'s parallelism against its learner and failover mode.
 fn check_parallel(config: &mut TrainConfig) -> Result<()> {
     config.parallelism = config.parallelism.max(1);
     let online = config.learner.kind.is_online();
@@ -402,18 +414,13 @@ fn check_parallel(config: &mut TrainConfig) -> Result<()> {
             config.learner.kind
         )));
     }
-    if config.parallelism > 1 {
-        config
-            .ps
-            .get_or_insert_with(|| PsConfig::new(PsSpec::Local));
-        if config.failover.mode == FailoverMode::ExactlyOnce {
-            return Err(Error::InvalidArgument(format!(
-                "parallelism {} trains one model from several subtasks, which no checkpoint \
-                 can capture at one consistent point: use approximate failover, or \
-                 parallelism 1 for exactly-once",
-                config.parallelism
-            )));
-        }
+    if config.parallelism > 1 && config.failover.mode == FailoverMode::ExactlyOnce {
+        return Err(Error::InvalidArgument(format!(
+            "parallelism {} trains one model from several subtasks, which no checkpoint can \
+             capture at one consistent point: use approximate failover, or parallelism 1 for \
+             exactly-once",
+            config.parallelism
+        )));
     }
     Ok(())
 }
@@ -471,7 +478,7 @@ impl TrainHandle {
     /// Through a parameter server, what its client counted so far (retries, duplicate
     /// pushes, shard restarts, lost updates); `None` without one.
     pub fn store_counters(&self) -> Option<StoreCounters> {
-        self.shared.backend.as_ref().map(|b| b.counters())
+        self.shared.backend.as_ref().and_then(|b| b.counters())
     }
 
     /// Stops the job cleanly: with checkpoints on, takes a last checkpoint (waiting up to
@@ -523,7 +530,7 @@ impl TrainHandle {
                 let _ = std::fs::remove_dir(dir);
             }
         }
-        let store = shared.backend.as_ref().map(|b| b.counters());
+        let store = shared.backend.as_ref().and_then(|b| b.counters());
         if let Some(backend) = &shared.backend {
             backend.close()?;
         }

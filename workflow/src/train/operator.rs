@@ -3,10 +3,10 @@
 //! pipeline statistics, learner, evaluator, publication position — is its checkpointed
 //! operator state.
 //!
-//! Through a parameter server the learner is the subtask's [`StoreLearner`]: its weights are
-//! the store's, and subtask 0's snapshot holds the store's snapshot too (the other subtasks'
-//! hold their pipeline, evaluator and counts). Subtask 0 alone publishes: the store read back
-//! into a local model, with its own pipeline and metrics.
+//! Data-parallel (or through a parameter server) the learner is the subtask's
+//! [`SubtaskLearner`]: its weights are shared, and subtask 0's snapshot holds them too (the
+//! other subtasks' hold their pipeline, evaluator and counts). Subtask 0 alone publishes: the
+//! shared weights as a local model, with its own pipeline and metrics.
 
 use std::sync::Arc;
 
@@ -20,7 +20,7 @@ use eddy_core::message::Epoch;
 use eddy_core::operator::{Collector, Operator, TaskInfo};
 use eddy_core::source::Rejected;
 
-use super::ps::StoreLearner;
+use super::ps::SubtaskLearner;
 use super::{Finished, Shared, TrainEvent};
 use crate::model_stream::{metric_map, ModelStream, StreamPosition};
 
@@ -57,8 +57,9 @@ struct State {
     /// The pipeline, and the local model (through a parameter server: the last one read back
     /// from the store, for publishing).
     trained: TrainedModel,
-    /// The learner through a parameter server, if the job trains through one.
-    ps: Option<StoreLearner>,
+    /// The subtask's learner on the shared weights, if the job trains data-parallel or
+    /// through a parameter server.
+    parallel: Option<SubtaskLearner>,
     eval: ProgressiveValidation,
     /// Rows learned.
     rows: u64,
@@ -126,7 +127,7 @@ impl LearnOperator {
         let eval = eval.map_err(|e| self.algo_error(e))?;
         let examples = Examples::new(Features::Sparse(Default::default()), Vec::new(), None);
         let examples = examples.map_err(|e| self.algo_error(e))?;
-        let ps = match &self.shared.backend {
+        let parallel = match &self.shared.backend {
             Some(b) => Some(b.learner(self.subtask).map_err(|e| self.train_error(e))?),
             None => None,
         };
@@ -147,7 +148,7 @@ impl LearnOperator {
                 pipeline: self.shared.pipeline.clone(),
                 model,
             },
-            ps,
+            parallel,
             eval,
             rows: 0,
             rejected: 0,
@@ -181,8 +182,8 @@ impl LearnOperator {
             .pipeline
             .learn_examples_into(batch, &mut s.examples)
             .map_err(LearnError::Algorithms)?;
-        let learner: &mut dyn OnlineLearner = match &mut s.ps {
-            Some(ps) => ps,
+        let learner: &mut dyn OnlineLearner = match &mut s.parallel {
+            Some(p) => p.learner(),
             None => &mut s.trained.model,
         };
         s.eval
@@ -366,14 +367,13 @@ impl Operator for LearnOperator {
             Some(s) => s,
             None => return Err(eddy_core::Error::Internal("learner ended twice".into())),
         };
-        let learner: &mut dyn OnlineLearner = match &mut s.ps {
-            Some(ps) => ps,
+        let learner: &mut dyn OnlineLearner = match &mut s.parallel {
+            Some(p) => p.learner(),
             None => &mut s.trained.model,
         };
         s.eval.finish(learner).map_err(|e| self.algo_error(e))?;
-        if let Some(ps) = s.ps.take() {
-            ps.finish()
-                .map_err(|e| self.error(format!("parameter server: {e}"), ErrorDomain::External))?;
+        if let Some(p) = s.parallel.take() {
+            p.finish().map_err(|e| self.train_error(e))?;
         }
         let finished = Finished {
             subtask: self.subtask,

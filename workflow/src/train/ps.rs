@@ -7,15 +7,19 @@
 //! [`Backend`] is what the subtasks share: the store, the gradient form of the learner, the
 //! network runtime, and how to read the store back into a local model (to publish, save and
 //! serve it like one trained in process). FTRL and FM have a gradient form.
+//!
+//! Without a store, data-parallel FTRL shares its weights in memory instead
+//! ([`SharedFtrl`], Hogwild: lock-free, asynchronous): each subtask steps the one weight array
+//! with the local learner's own code, at the local learner's speed.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use eddy_algorithms::learner::{GradientModel, Predictor, Task};
+use eddy_algorithms::learner::{GradientModel, OnlineLearner, Predictor, Task};
 use eddy_algorithms::learners::{LearnerKind, LearnerSpec};
 use eddy_algorithms::online::fm::{FactorizationMachine, FmGradientModel, FmParams, FmValidParams};
-use eddy_algorithms::online::linear::{FtrlLogisticParams, LogisticGradientModel};
+use eddy_algorithms::online::linear::{FtrlLogisticParams, LogisticGradientModel, SharedFtrl};
 use eddy_algorithms::trained::OnlineModel;
 use eddy_algorithms::transform::Params;
 use eddy_ps::train::{fm_model, fm_tables, ftrl_model, ftrl_tables};
@@ -63,23 +67,140 @@ enum Export {
     Fm(FmValidParams),
 }
 
-/// What every learner subtask of a job shares (see the [module docs](self)).
+/// What every learner subtask of a job shares (see the [module docs](self)): a parameter
+/// store, or FTRL weights shared in memory.
 pub(crate) struct Backend {
+    kind: Kind,
+    /// Whether the weights were restored from a snapshot in this job: a job resumed from a
+    /// checkpoint restores them once; a subtask restarting alone (approximate failover) does
+    /// not roll back what its peers learned.
+    restored: AtomicBool,
+}
+
+enum Kind {
+    Store(Box<Store>),
+    Shared(SharedFtrl),
+}
+
+/// A subtask's learner: through the store, or a handle on the shared weights.
+pub(crate) enum SubtaskLearner {
+    Store(Box<StoreLearner>),
+    Shared(SharedFtrl),
+}
+
+impl SubtaskLearner {
+    /// The learner to predict and learn with.
+    pub(crate) fn learner(&mut self) -> &mut dyn OnlineLearner {
+        match self {
+            SubtaskLearner::Store(l) => &mut **l,
+            SubtaskLearner::Shared(l) => l,
+        }
+    }
+
+    /// Leaves the store's clocks at the end of the subtask's input.
+    pub(crate) fn finish(self) -> Result<()> {
+        match self {
+            SubtaskLearner::Store(l) => l.finish().map(drop).map_err(ps_error),
+            SubtaskLearner::Shared(_) => Ok(()),
+        }
+    }
+}
+
+/// The kind written in the header of shared FTRL weights in a snapshot.
+const SHARED_KIND: &str = "eddy-shared-ftrl";
+
+impl Backend {
+    /// The weights `config` trains: through the store it names, or — without one, for FTRL
+    /// — `model`'s weights shared in memory (any other learner: the in-process store).
+    pub(crate) fn open(
+        config: Option<&PsConfig>,
+        learner: &LearnerSpec,
+        dim: u64,
+        model: &OnlineModel,
+    ) -> Result<Backend> {
+        let kind = match (config, model) {
+            (None, OnlineModel::Ftrl(m)) => Kind::Shared(SharedFtrl::new(m)),
+            (None, _) => {
+                let local = PsConfig::new(PsSpec::Local);
+                Kind::Store(Box::new(Store::open(&local, learner, dim)?))
+            }
+            (Some(c), _) => Kind::Store(Box::new(Store::open(c, learner, dim)?)),
+        };
+        Ok(Backend {
+            kind,
+            restored: AtomicBool::new(false),
+        })
+    }
+
+    /// Subtask `subtask`'s learner.
+    pub(crate) fn learner(&self, subtask: usize) -> Result<SubtaskLearner> {
+        Ok(match &self.kind {
+            Kind::Store(s) => SubtaskLearner::Store(Box::new(s.learner(subtask)?)),
+            Kind::Shared(w) => SubtaskLearner::Shared(w.handle()),
+        })
+    }
+
+    /// The trained weights as a local model.
+    pub(crate) fn model(&self) -> Result<OnlineModel> {
+        match &self.kind {
+            Kind::Store(s) => s.model(),
+            Kind::Shared(w) => Ok(OnlineModel::Ftrl(w.to_local())),
+        }
+    }
+
+    /// A self-checking snapshot of the weights.
+    pub(crate) fn snapshot(&self) -> Result<Vec<u8>> {
+        match &self.kind {
+            Kind::Store(s) => s.snapshot(),
+            Kind::Shared(w) => Ok(eddy_algorithms::model::encode(SHARED_KIND, &w.to_local())?),
+        }
+    }
+
+    /// Restores the weights from `bytes` unless this job restored them already and `always`
+    /// is false (exactly-once: every restore rolls the whole job back, the weights included).
+    pub(crate) fn restore(&self, bytes: &[u8], always: bool) -> Result<()> {
+        if self.restored.swap(true, Ordering::SeqCst) && !always {
+            return Ok(());
+        }
+        match &self.kind {
+            Kind::Store(s) => s.restore(bytes),
+            Kind::Shared(w) => {
+                let model = eddy_algorithms::model::decode(bytes, SHARED_KIND)?;
+                Ok(w.load(&model)?)
+            }
+        }
+    }
+
+    /// Through a store, its client's counters (zeros for the in-process store).
+    pub(crate) fn counters(&self) -> Option<StoreCounters> {
+        match &self.kind {
+            Kind::Store(s) => Some(s.counters()),
+            Kind::Shared(_) => None,
+        }
+    }
+
+    /// Stops the shards the job started, if any.
+    pub(crate) fn close(&self) -> Result<()> {
+        match &self.kind {
+            Kind::Store(s) => s.close(),
+            Kind::Shared(_) => Ok(()),
+        }
+    }
+}
+
+/// A parameter store and what the subtasks need to train through it.
+struct Store {
     runtime: Runtime,
     store: Arc<AnyStore>,
     model: Arc<dyn GradientModel>,
     export: Export,
     worker: PsWorkerConfig,
     shards: Mutex<Option<Shards>>,
-    /// Whether the store was restored from a snapshot in this job: a job resumed from a
-    /// checkpoint restores it once; a subtask restarting alone (approximate failover) does not
-    /// roll back what its peers learned.
-    restored: AtomicBool,
 }
 
-impl Backend {
+impl Store {
     /// Opens the store `config` names for `learner` over `dim` features.
-    pub(crate) fn open(config: &PsConfig, learner: &LearnerSpec, dim: u64) -> Result<Backend> {
+    fn open(config: &PsConfig, learner: &LearnerSpec, dim: u64) -> Result<Store> {
         let (model, tables, export, task): (Arc<dyn GradientModel>, _, _, _) = match learner.kind {
             LearnerKind::Ftrl => {
                 let p: FtrlLogisticParams = learner.decode_with(dim, &[])?;
@@ -120,19 +241,18 @@ impl Backend {
             task,
             ..PsWorkerConfig::new(WorkerId(0))
         };
-        Ok(Backend {
+        Ok(Store {
             runtime,
             store: Arc::new(store),
             model,
             export,
             worker,
             shards: Mutex::new(shards),
-            restored: AtomicBool::new(false),
         })
     }
 
     /// Subtask `subtask`'s learner (registered with the clocks under `bounded`/`sync`).
-    pub(crate) fn learner(&self, subtask: usize) -> Result<StoreLearner> {
+    fn learner(&self, subtask: usize) -> Result<StoreLearner> {
         let cfg = PsWorkerConfig {
             worker: WorkerId(subtask as u32),
             ..self.worker
@@ -142,7 +262,7 @@ impl Backend {
     }
 
     /// The store's tables read back into a local model.
-    pub(crate) fn model(&self) -> Result<OnlineModel> {
+    fn model(&self) -> Result<OnlineModel> {
         let store = &*self.store;
         Ok(match &self.export {
             Export::Ftrl(p) => {
@@ -153,27 +273,22 @@ impl Backend {
     }
 
     /// A self-checking snapshot of every table.
-    pub(crate) fn snapshot(&self) -> Result<Vec<u8>> {
+    fn snapshot(&self) -> Result<Vec<u8>> {
         self.block(self.store.snapshot()).map_err(ps_error)
     }
 
-    /// Restores the tables from `bytes` unless this job restored them already (see
-    /// [`Backend::restored`]) and `always` is false (exactly-once: every restore rolls the
-    /// whole job back, the store included).
-    pub(crate) fn restore(&self, bytes: &[u8], always: bool) -> Result<()> {
-        if self.restored.swap(true, Ordering::SeqCst) && !always {
-            return Ok(());
-        }
+    /// Replaces every table with a snapshot's.
+    fn restore(&self, bytes: &[u8]) -> Result<()> {
         self.block(self.store.restore(bytes)).map_err(ps_error)
     }
 
     /// The remote client's counters (zeros for the local store).
-    pub(crate) fn counters(&self) -> StoreCounters {
+    fn counters(&self) -> StoreCounters {
         self.store.counters()
     }
 
     /// Stops the shards the job started, if any.
-    pub(crate) fn close(&self) -> Result<()> {
+    fn close(&self) -> Result<()> {
         let shards = self.shards.lock().unwrap_or_else(|p| p.into_inner()).take();
         match shards {
             Some(s) => s.stop(&self.runtime).map_err(ps_error),
@@ -187,7 +302,7 @@ impl Backend {
     }
 }
 
-impl Drop for Backend {
+impl Drop for Store {
     fn drop(&mut self) {
         let _ = self.close();
     }

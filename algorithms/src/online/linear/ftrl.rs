@@ -14,6 +14,10 @@ use crate::learner::{OnlineLearner, Predictor, Task};
 use crate::optim::{FtrlProximal, FtrlProximalParams};
 use crate::transform::Params;
 
+mod shared;
+
+pub use shared::SharedFtrl;
+
 const NAME: &str = "ftrl-logistic-regression";
 
 /// Parameters of [`FtrlLogisticRegression`].
@@ -180,64 +184,124 @@ impl FtrlLogisticRegression {
         m
     }
 
-    /// The fused pass: per row, the margin once, then (if `PREDICT`) the prediction, then the
-    /// FTRL step on every entry and the intercept. The layout is matched once per batch.
-    /// Sparse entries are not filtered for zeros: an FTRL step with `g = 0` leaves `z`, `n` and
-    /// `w` exactly as they were, so the result is the same as skipping them.
     fn run<const PREDICT: bool>(&mut self, ex: &Examples, out: &mut Vec<f32>) -> Result<()> {
         check_indices(NAME, &ex.features, self.dim)?;
-        if PREDICT {
-            out.reserve(ex.len());
-        }
-        match &ex.features {
-            Features::Sparse(m) => {
-                for r in 0..ex.len() {
-                    let (idx, val) = m.row(r);
-                    let entries = idx.iter().map(|&i| i as usize).zip(val.iter().copied());
-                    self.step_row::<PREDICT, _>(entries, ex, r, out);
-                }
-            }
-            Features::Dense(a) => {
-                for (r, row) in a.rows().into_iter().enumerate() {
-                    let entries = row.iter().copied().enumerate().filter(|e| e.1 != 0.0);
-                    self.step_row::<PREDICT, _>(entries, ex, r, out);
-                }
-            }
-        }
+        let (rule, fit_intercept) = (self.rule, self.fit_intercept);
+        let mut table = Owned {
+            slots: &mut self.slots,
+            bias: &mut self.bias,
+        };
+        run::<PREDICT, _>(&rule, fit_intercept, &mut table, ex, out);
         self.rows_seen += ex.len() as u64;
         Ok(())
     }
+}
 
-    /// Predicts and learns example `r`, whose nonzero entries are `entries`.
+/// Where FTRL keeps its `[w, z, n]` slots: owned by one learner ([`Owned`]) or shared by the
+/// threads of data-parallel training ([`SharedFtrl`]). One step function serves both.
+pub(super) trait SlotTable {
+    /// Feature `i`'s slot.
+    fn get(&self, i: usize) -> [f32; 3];
+    /// Sets feature `i`'s slot.
+    fn set(&mut self, i: usize, slot: [f32; 3]);
+    /// The intercept's slot.
+    fn bias(&self) -> [f32; 3];
+    /// Sets the intercept's slot.
+    fn set_bias(&mut self, slot: [f32; 3]);
+}
+
+/// One learner's own slots.
+struct Owned<'a> {
+    slots: &'a mut [[f32; 3]],
+    bias: &'a mut [f32; 3],
+}
+
+impl SlotTable for Owned<'_> {
     #[inline(always)]
-    fn step_row<const PREDICT: bool, I>(
-        &mut self,
-        entries: I,
-        ex: &Examples,
-        r: usize,
-        out: &mut Vec<f32>,
-    ) where
-        I: Iterator<Item = (usize, f32)> + Clone,
-    {
-        let slots = &mut self.slots[..];
-        let mut margin = self.bias[0];
-        for (i, v) in entries.clone() {
-            margin += slots[i][0] * v;
+    fn get(&self, i: usize) -> [f32; 3] {
+        self.slots[i]
+    }
+
+    #[inline(always)]
+    fn set(&mut self, i: usize, slot: [f32; 3]) {
+        self.slots[i] = slot;
+    }
+
+    #[inline(always)]
+    fn bias(&self) -> [f32; 3] {
+        *self.bias
+    }
+
+    #[inline(always)]
+    fn set_bias(&mut self, slot: [f32; 3]) {
+        *self.bias = slot;
+    }
+}
+
+/// The fused pass over a batch whose indices were checked: per row, the margin once, then (if
+/// `PREDICT`) the prediction, then the FTRL step on every entry and the intercept. The layout
+/// is matched once per batch. Sparse entries are not filtered for zeros: an FTRL step with
+/// `g = 0` leaves `z`, `n` and `w` exactly as they were, so the result is the same as skipping
+/// them.
+#[inline(always)]
+pub(super) fn run<const PREDICT: bool, T: SlotTable>(
+    rule: &FtrlProximal,
+    fit_intercept: bool,
+    table: &mut T,
+    ex: &Examples,
+    out: &mut Vec<f32>,
+) {
+    if PREDICT {
+        out.reserve(ex.len());
+    }
+    match &ex.features {
+        Features::Sparse(m) => {
+            for r in 0..ex.len() {
+                let (idx, val) = m.row(r);
+                let entries = idx.iter().map(|&i| i as usize).zip(val.iter().copied());
+                step_row::<PREDICT, _, _>(rule, fit_intercept, table, entries, ex, r, out);
+            }
         }
-        let p = sigmoid(margin);
-        if PREDICT {
-            out.push(p);
+        Features::Dense(a) => {
+            for (r, row) in a.rows().into_iter().enumerate() {
+                let entries = row.iter().copied().enumerate().filter(|e| e.1 != 0.0);
+                step_row::<PREDICT, _, _>(rule, fit_intercept, table, entries, ex, r, out);
+            }
         }
-        let g = ex.weight(r) * (p - binary_target(ex.labels[r]));
-        let rule = self.rule;
-        for (i, v) in entries {
-            let [w, z, n] = &mut slots[i];
-            *w = rule.step(*w, z, n, g * v);
-        }
-        if self.fit_intercept {
-            let [w, z, n] = &mut self.bias;
-            *w = rule.step(*w, z, n, g);
-        }
+    }
+}
+
+/// Predicts and learns example `r`, whose nonzero entries are `entries`.
+#[inline(always)]
+fn step_row<const PREDICT: bool, T: SlotTable, I>(
+    rule: &FtrlProximal,
+    fit_intercept: bool,
+    table: &mut T,
+    entries: I,
+    ex: &Examples,
+    r: usize,
+    out: &mut Vec<f32>,
+) where
+    I: Iterator<Item = (usize, f32)> + Clone,
+{
+    let mut margin = table.bias()[0];
+    for (i, v) in entries.clone() {
+        margin += table.get(i)[0] * v;
+    }
+    let p = sigmoid(margin);
+    if PREDICT {
+        out.push(p);
+    }
+    let g = ex.weight(r) * (p - binary_target(ex.labels[r]));
+    for (i, v) in entries {
+        let [w, mut z, mut n] = table.get(i);
+        let w = rule.step(w, &mut z, &mut n, g * v);
+        table.set(i, [w, z, n]);
+    }
+    if fit_intercept {
+        let [w, mut z, mut n] = table.bias();
+        let w = rule.step(w, &mut z, &mut n, g);
+        table.set_bias([w, z, n]);
     }
 }
 

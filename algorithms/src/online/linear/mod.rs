@@ -5,6 +5,8 @@
 //! - [`SgdLogisticRegression`] / [`SgdLinearRegression`]: logistic / squared loss with any
 //!   [`Rule`](crate::optim::Rule) (default: Vowpal Wabbit's adaptive + normalized step).
 //! - [`LogisticGradientModel`]: the same logistic model with its weights in a parameter server.
+//! - [`SharedFtrl`]: FTRL weights several threads train at once (Hogwild), for data-parallel
+//!   training on one machine.
 //!
 //! ## Shared semantics
 //! - The model is `margin = b + Σ_i w_i x_i`; logistic learners predict
@@ -24,7 +26,7 @@
 //! ## Modules
 //! | module | what |
 //! |---|---|
-//! | [`ftrl`] | [`FtrlLogisticRegression`], [`FtrlLogisticParams`] |
+//! | [`ftrl`] | [`FtrlLogisticRegression`], [`FtrlLogisticParams`]; `ftrl::shared`: [`SharedFtrl`] |
 //! | [`sgd`] | [`SgdLogisticRegression`], [`SgdLinearRegression`], [`SgdLinearParams`] |
 //! | [`gradient`] | [`LogisticGradientModel`] for parameter-server training |
 
@@ -36,7 +38,7 @@ pub mod sgd;
 #[cfg(test)]
 mod tests;
 
-pub use ftrl::{FtrlLogisticParams, FtrlLogisticRegression};
+pub use ftrl::{FtrlLogisticParams, FtrlLogisticRegression, SharedFtrl};
 pub use gradient::{LogisticGradientModel, BIAS_KEY};
 pub use sgd::{SgdLinearParams, SgdLinearRegression, SgdLogisticRegression};
 

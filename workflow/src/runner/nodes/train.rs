@@ -212,6 +212,9 @@ fn train(ctx: &NodeCtx, t: &TrainSpec, stream: bool) -> Result<Outcome> {
                 o.versions,
                 match o.store {
                     Some(_) => format!(", {} worker(s) through a parameter server", t.parallelism),
+                    None if t.parallelism > 1 => {
+                        format!(", {} worker(s) sharing its weights", t.parallelism)
+                    }
                     None => String::new(),
                 }
             ),

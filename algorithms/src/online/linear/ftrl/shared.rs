@@ -1,0 +1,277 @@
+//! [`SharedFtrl`]: one FTRL-Proximal model trained by several threads at once without locks
+//! (Hogwild!, Recht et al. 2011), for data-parallel training on one machine.
+//!
+//! The `[w, z, n]` slots live in one array of relaxed atomics that every handle
+//! ([`SharedFtrl::handle`]) reads and writes: a row's step reads a slot, computes the FTRL
+//! update and writes it back, so two threads stepping the same feature at the same moment can
+//! lose one of the two updates. On sparse click data collisions are rare (the popular features
+//! collide most), which is Hogwild's premise: the model converges as a sequential one does,
+//! but it is not reproducible run to run. A handle's step is the owned model's
+//! ([`super::run`]), so one handle alone trains exactly as [`FtrlLogisticRegression`].
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+
+use super::{run, FtrlLogisticRegression, SlotTable, NAME};
+use crate::error::Result;
+use crate::features::{Examples, Features};
+use crate::learner::{OnlineLearner, Predictor, Task};
+use crate::online::linear::{check_indices, for_each_entry, sigmoid};
+
+/// A handle on FTRL weights shared between threads (see the [module docs](self)).
+pub struct SharedFtrl {
+    /// The model's rule, shape and the rows it had seen when shared (weights not kept current).
+    template: Arc<FtrlLogisticRegression>,
+    /// `[w, z, n]` per feature, then the intercept's, as `f32` bits.
+    slots: Arc<[[AtomicU32; 3]]>,
+    /// Rows this handle learned.
+    rows_seen: u64,
+}
+
+fn atomic(slot: [f32; 3]) -> [AtomicU32; 3] {
+    slot.map(|x| AtomicU32::new(x.to_bits()))
+}
+
+impl SharedFtrl {
+    /// Shares `model`'s weights (copied in).
+    pub fn new(model: &FtrlLogisticRegression) -> Self {
+        let slots = model
+            .slots
+            .iter()
+            .chain(std::iter::once(&model.bias))
+            .map(|s| atomic(*s))
+            .collect();
+        SharedFtrl {
+            template: Arc::new(model.clone()),
+            slots,
+            rows_seen: 0,
+        }
+    }
+
+    /// Another handle on the same weights (its own row count).
+    pub fn handle(&self) -> Self {
+        SharedFtrl {
+            template: self.template.clone(),
+            slots: self.slots.clone(),
+            rows_seen: 0,
+        }
+    }
+
+    /// The shared weights as an owned model, read slot by slot while others may write (each
+    /// slot is one consistent `[w, z, n]` only if nobody stepped it meanwhile). Its row count
+    /// is the model's when shared.
+    pub fn to_local(&self) -> FtrlLogisticRegression {
+        let mut model = (*self.template).clone();
+        let table = Atomics(&self.slots);
+        for (i, slot) in model.slots.iter_mut().enumerate() {
+            *slot = table.get(i);
+        }
+        model.bias = table.bias();
+        model
+    }
+
+    /// Overwrites the shared weights with `model`'s (a restore), refusing another shape.
+    pub fn load(&self, model: &FtrlLogisticRegression) -> Result<()> {
+        if model.dim != self.template.dim || model.fit_intercept != self.template.fit_intercept {
+            return Err(crate::error::Error::Shape(format!(
+                "{NAME}: restoring a model of dim {} into shared weights of dim {}",
+                model.dim, self.template.dim
+            )));
+        }
+        let mut table = Atomics(&self.slots);
+        for (i, slot) in model.slots.iter().enumerate() {
+            table.set(i, *slot);
+        }
+        table.set_bias(model.bias);
+        Ok(())
+    }
+}
+
+/// The shared slots as a [`SlotTable`]: relaxed loads and stores (no read-modify-write
+/// atomicity, see the [module docs](self)).
+struct Atomics<'a>(&'a [[AtomicU32; 3]]);
+
+impl Atomics<'_> {
+    #[inline(always)]
+    fn load(slot: &[AtomicU32; 3]) -> [f32; 3] {
+        [0, 1, 2].map(|k| f32::from_bits(slot[k].load(Ordering::Relaxed)))
+    }
+
+    #[inline(always)]
+    fn store(slot: &[AtomicU32; 3], value: [f32; 3]) {
+        for (a, v) in slot.iter().zip(value) {
+            a.store(v.to_bits(), Ordering::Relaxed);
+        }
+    }
+}
+
+impl SlotTable for Atomics<'_> {
+    #[inline(always)]
+    fn get(&self, i: usize) -> [f32; 3] {
+        Self::load(&self.0[i])
+    }
+
+    #[inline(always)]
+    fn set(&mut self, i: usize, slot: [f32; 3]) {
+        Self::store(&self.0[i], slot)
+    }
+
+    #[inline(always)]
+    fn bias(&self) -> [f32; 3] {
+        Self::load(&self.0[self.0.len() - 1])
+    }
+
+    #[inline(always)]
+    fn set_bias(&mut self, slot: [f32; 3]) {
+        Self::store(&self.0[self.0.len() - 1], slot)
+    }
+}
+
+impl Predictor for SharedFtrl {
+    fn task(&self) -> Task {
+        Task::BinaryClassification
+    }
+
+    fn predict(&self, x: &Features, out: &mut Vec<f32>) -> Result<()> {
+        out.clear();
+        check_indices(NAME, x, self.template.dim)?;
+        let table = Atomics(&self.slots);
+        for r in 0..x.rows() {
+            let mut m = table.bias()[0];
+            for_each_entry(&x.row(r), |i, v| m += table.get(i)[0] * v);
+            out.push(sigmoid(m));
+        }
+        Ok(())
+    }
+}
+
+impl SharedFtrl {
+    fn learn_batch<const PREDICT: bool>(
+        &mut self,
+        ex: &Examples,
+        out: &mut Vec<f32>,
+    ) -> Result<()> {
+        check_indices(NAME, &ex.features, self.template.dim)?;
+        let mut table = Atomics(&self.slots);
+        let t = &self.template;
+        run::<PREDICT, _>(&t.rule, t.fit_intercept, &mut table, ex, out);
+        self.rows_seen += ex.len() as u64;
+        Ok(())
+    }
+}
+
+impl OnlineLearner for SharedFtrl {
+    fn learn(&mut self, examples: &Examples) -> Result<()> {
+        self.learn_batch::<false>(examples, &mut Vec::new())
+    }
+
+    fn predict_learn(&mut self, examples: &Examples, out: &mut Vec<f32>) -> Result<()> {
+        out.clear();
+        self.learn_batch::<true>(examples, out)
+    }
+
+    fn rows_seen(&self) -> u64 {
+        self.rows_seen
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::features::CsrMatrix;
+    use crate::online::linear::FtrlLogisticParams;
+
+    fn model() -> FtrlLogisticRegression {
+        FtrlLogisticParams {
+            dim: Some(64),
+            ..Default::default()
+        }
+        .build()
+        .unwrap()
+    }
+
+    fn examples(rows: usize, seed: u64) -> Examples {
+        let mut x = CsrMatrix::with_capacity(64, rows, 3);
+        let mut labels = Vec::new();
+        let mut s = seed;
+        for _ in 0..rows {
+            s = s
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            let a = ((s >> 33) % 64) as u32;
+            x.push(a, 1.0);
+            x.push((a * 7 + 3) % 64, 0.5);
+            x.finish_row();
+            labels.push((a % 3 == 0) as u8 as f32);
+        }
+        Examples::new(Features::Sparse(x), labels, None).unwrap()
+    }
+
+    #[test]
+    fn one_handle_trains_exactly_as_the_owned_model() {
+        let data = examples(500, 1);
+        let mut owned = model();
+        let mut shared = SharedFtrl::new(&owned);
+        let (mut a, mut b) = (Vec::new(), Vec::new());
+        owned.predict_learn(&data, &mut a).unwrap();
+        shared.predict_learn(&data, &mut b).unwrap();
+        assert_eq!(a, b);
+        assert_eq!(shared.to_local(), {
+            let mut o = owned.clone();
+            o.rows_seen = 0;
+            o
+        });
+    }
+
+    #[test]
+    fn handles_share_the_weights_and_a_load_restores_them() {
+        let shared = SharedFtrl::new(&model());
+        let mut h = shared.handle();
+        h.learn(&examples(200, 2)).unwrap();
+        let trained = shared.to_local();
+        assert_ne!(
+            trained,
+            model(),
+            "the handle's steps are in the shared weights"
+        );
+        shared.load(&model()).unwrap();
+        assert_eq!(shared.to_local(), model());
+        let other = FtrlLogisticParams {
+            dim: Some(8),
+            ..Default::default()
+        }
+        .build()
+        .unwrap();
+        assert!(shared.load(&other).is_err(), "another shape is refused");
+    }
+
+    #[test]
+    fn two_threads_train_one_model() {
+        let shared = SharedFtrl::new(&model());
+        let threads: Vec<_> = (0..2)
+            .map(|t| {
+                let mut h = shared.handle();
+                std::thread::spawn(move || {
+                    for k in 0..20 {
+                        h.learn(&examples(50, 10 * t + k)).unwrap();
+                    }
+                    h.rows_seen()
+                })
+            })
+            .collect();
+        let rows: u64 = threads.into_iter().map(|t| t.join().unwrap()).sum();
+        assert_eq!(rows, 2_000);
+        let mut preds = Vec::new();
+        let data = examples(300, 99);
+        shared
+            .to_local()
+            .predict(&data.features, &mut preds)
+            .unwrap();
+        let correct = preds
+            .iter()
+            .zip(&data.labels)
+            .filter(|(p, y)| (**p > 0.5) == (**y > 0.5))
+            .count();
+        assert!(correct > 250, "the shared model learned: {correct}/300");
+    }
+}
