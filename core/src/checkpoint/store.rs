@@ -58,6 +58,16 @@ impl CheckpointStore {
     /// An incomplete directory of the same epoch (left by a crash) is replaced; a complete
     /// one is an error, since epochs only grow.
     pub fn write(&self, checkpoint: &CompletedCheckpoint) -> Result<PathBuf> {
+        self.write_faulty(checkpoint, None)
+    }
+
+    /// [`write`](CheckpointStore::write), failing at `fault` (fault injection): the
+    /// checkpoint is left incomplete, as a crash would leave it.
+    pub(crate) fn write_faulty(
+        &self,
+        checkpoint: &CompletedCheckpoint,
+        fault: Option<WriteFault>,
+    ) -> Result<PathBuf> {
         let epoch = checkpoint.epoch;
         let dir = self.checkpoint_dir(epoch);
         check_task_names(checkpoint)?;
@@ -100,11 +110,15 @@ impl CheckpointStore {
                 }
                 None => None,
             };
+            if fault == Some(WriteFault::AfterFirstTaskFile) {
+                return Err(injected(&dir, "after the first task file"));
+            }
             tasks.push(TaskEntry {
                 task: task.task.clone(),
                 position: task.position.clone(),
                 file: name,
                 inflight,
+                finished: task.finished,
             });
         }
         sync_dir(&dir)?;
@@ -119,6 +133,12 @@ impl CheckpointStore {
         let bytes = format::encode_manifest(&manifest).map_err(|m| {
             Error::Internal(format!("checkpoint {epoch}: cannot encode manifest: {m}"))
         })?;
+        if fault == Some(WriteFault::Manifest) {
+            // the manifest's temporary file is written, the rename never happens
+            let tmp = dir.join(format!("{TMP_PREFIX}{MANIFEST}"));
+            fs::write(&tmp, &bytes[..bytes.len() / 2]).map_err(|e| Error::io(&tmp, e))?;
+            return Err(injected(&dir, "while writing the manifest"));
+        }
         write_atomic(&dir, MANIFEST, &bytes)?;
         sync_dir(&dir)?;
 
@@ -172,6 +192,7 @@ impl CheckpointStore {
                 position: entry.position.clone(),
                 states,
                 inflight,
+                finished: entry.finished,
             });
         }
         Ok(CompletedCheckpoint {
@@ -258,6 +279,22 @@ impl CheckpointStore {
         }
         sync_dir(&self.dir)
     }
+}
+
+/// Where an injected fault makes a checkpoint write fail.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum WriteFault {
+    /// After the first task file was written, before the others and the manifest.
+    AfterFirstTaskFile,
+    /// While the manifest is written.
+    Manifest,
+}
+
+fn injected(dir: &Path, when: &str) -> Error {
+    Error::io(
+        dir,
+        io::Error::other(format!("injected fault writing the checkpoint {when}")),
+    )
 }
 
 /// `chk-<n>` with `n` written exactly as an epoch is displayed (no sign, no leading zeros).
@@ -406,6 +443,7 @@ mod tests {
             position: None,
             states: vec![],
             inflight: None,
+            finished: false,
         };
         let chk = CompletedCheckpoint::new(Epoch(1), vec![task.clone(), task]);
         let err = store.write(&chk).err().map(|e| e.to_string());

@@ -33,19 +33,14 @@
 //! barriers are not injected by it, and a bounded job's last records are published by
 //! `Sink::close`.
 
-use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::mpsc::{Receiver, RecvTimeoutError};
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use crate::checkpoint::{CheckpointStore, CompletedCheckpoint, TaskSnapshot};
+use crate::checkpoint::{CheckpointStore, TaskSnapshot};
 use crate::dataflow::chain::{op_error, Chain};
-use crate::dataflow::control::{AckStats, CoordinatorMessage, JobControl, TaskAck};
 use crate::dataflow::plan::Task;
 use crate::error::{Error, Result};
 use crate::message::Epoch;
-use crate::metrics::{CheckpointStats, JobMetrics};
 use crate::source::Source;
 
 /// Checkpointing settings of a job. The default (no `dir`) takes no checkpoints.
@@ -62,6 +57,13 @@ pub struct CheckpointConfig {
     /// In aligned mode, how long a task may wait for the barrier of every input before it
     /// snapshots unaligned, with the in-flight data (`None`, default: wait as long as it takes).
     pub alignment_timeout: Option<Duration>,
+    /// How long a checkpoint may take from its trigger until it is written; one that takes
+    /// longer fails (a hung task, a stuck store). `None`: no limit. Default 10 minutes, as in
+    /// Flink.
+    pub timeout: Option<Duration>,
+    /// How many checkpoints may fail in a row (timed out, or their write failed) before the
+    /// job fails over. Default 0: the first failure fails the job over, as in Flink.
+    pub tolerable_failures: usize,
 }
 
 /// How a task with several inputs, or a backlog, takes its snapshot.
@@ -85,6 +87,8 @@ impl Default for CheckpointConfig {
             retain: 3,
             mode: CheckpointMode::Aligned,
             alignment_timeout: None,
+            timeout: Some(Duration::from_secs(600)),
+            tolerable_failures: 0,
         }
     }
 }
@@ -148,104 +152,4 @@ pub(crate) fn restore_task(
         chain.commit(epoch)?;
     }
     Ok(())
-}
-
-/// The coordinator's loop: collects acks, triggers on the interval, completes checkpoints.
-/// Runs on its own thread until every ack sender is gone (the job finished).
-pub(crate) struct Coordinator {
-    pub(crate) store: CheckpointStore,
-    pub(crate) interval: Option<Duration>,
-    pub(crate) expected_tasks: usize,
-    pub(crate) control: Arc<JobControl>,
-    pub(crate) job: Arc<JobMetrics>,
-}
-
-impl Coordinator {
-    pub(crate) fn run(self, acks: Receiver<CoordinatorMessage>) {
-        let mut pending: BTreeMap<Epoch, Vec<(TaskAck, AckStats)>> = BTreeMap::new();
-        let mut next_trigger = self.interval.map(|i| Instant::now() + i);
-        loop {
-            let received = match next_trigger {
-                Some(at) => acks.recv_timeout(at.saturating_duration_since(Instant::now())),
-                None => acks.recv().map_err(|_| RecvTimeoutError::Disconnected),
-            };
-            match received {
-                Ok(CoordinatorMessage::Fence(done)) => {
-                    pending.clear();
-                    let _ = done.send(());
-                }
-                Ok(CoordinatorMessage::Ack(ack, stats)) => {
-                    let epoch = ack.epoch;
-                    let acked = pending.entry(epoch).or_default();
-                    acked.push((ack, stats));
-                    if acked.len() == self.expected_tasks {
-                        // barriers stay in order, so older epochs can no longer complete
-                        let rest = pending.split_off(&epoch);
-                        pending = rest;
-                        let acked = pending.remove(&epoch).unwrap_or_default();
-                        if let Err(e) = self.complete(epoch, acked) {
-                            tracing::error!(%epoch, "checkpoint failed: {e}");
-                            self.control.fail(e);
-                        }
-                    }
-                }
-                Err(RecvTimeoutError::Timeout) => {
-                    if !self.control.is_cancelled() {
-                        self.control.request_checkpoint();
-                    }
-                    next_trigger = self.interval.map(|i| Instant::now() + i);
-                }
-                Err(RecvTimeoutError::Disconnected) => return,
-            }
-        }
-    }
-
-    fn complete(&self, epoch: Epoch, acks: Vec<(TaskAck, AckStats)>) -> Result<()> {
-        let alignment = acks.iter().map(|a| a.1.alignment).max().unwrap_or_default();
-        let unaligned = acks.iter().any(|a| a.1.unaligned);
-        let (acks, stats): (Vec<TaskAck>, Vec<AckStats>) = acks.into_iter().unzip();
-        let mut checkpoint = CompletedCheckpoint::from_acks(epoch, acks)?;
-        for (task, stats) in checkpoint.tasks.iter_mut().zip(stats) {
-            task.inflight = stats.inflight;
-        }
-        self.store.write(&checkpoint)?;
-        let inflight_bytes: u64 = checkpoint
-            .tasks
-            .iter()
-            .filter_map(|t| t.inflight.as_ref())
-            .map(|b| b.len() as u64)
-            .sum();
-        let bytes = checkpoint
-            .tasks
-            .iter()
-            .flat_map(|t| t.states.iter().flatten())
-            .map(|s| s.len() as u64)
-            .sum::<u64>()
-            + inflight_bytes;
-        let duration = self
-            .control
-            .take_trigger_time(epoch)
-            .map(|t| t.elapsed())
-            .unwrap_or_default();
-        self.job
-            .checkpoints
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push(CheckpointStats {
-                epoch: epoch.0,
-                duration,
-                bytes,
-                alignment,
-                inflight_bytes,
-                unaligned,
-            });
-        self.control
-            .completed
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push(epoch);
-        self.control.committed.send_replace(epoch.0);
-        tracing::debug!(%epoch, "checkpoint completed");
-        Ok(())
-    }
 }

@@ -32,11 +32,38 @@ pub(crate) struct AckStats {
     pub(crate) inflight: Option<Vec<u8>>,
 }
 
+/// A task that reached the end of its input (FLIP-147): later checkpoints complete without
+/// it and record it as finished, so that a restore does not run it again.
+#[derive(Debug, Clone)]
+pub(crate) struct TaskFinished {
+    /// Task name (`head[subtask]`).
+    pub(crate) task: String,
+    /// The last barrier it passed: it takes part in checkpoints after this one as finished.
+    pub(crate) after: Epoch,
+    /// Its source's final position, for source tasks.
+    pub(crate) position: Option<SourcePosition>,
+}
+
+impl TaskFinished {
+    /// Its entry in a checkpoint.
+    pub(crate) fn snapshot(&self) -> crate::checkpoint::TaskSnapshot {
+        crate::checkpoint::TaskSnapshot {
+            task: self.task.clone(),
+            position: self.position.clone(),
+            states: Vec::new(),
+            inflight: None,
+            finished: true,
+        }
+    }
+}
+
 /// What the checkpoint coordinator receives.
 #[derive(Debug)]
 pub(crate) enum CoordinatorMessage {
     /// A task passed a barrier.
     Ack(TaskAck, AckStats),
+    /// A task finished.
+    Finished(TaskFinished),
     /// The supervisor is about to restore: finish every ack received so far, forget partial
     /// checkpoints of the failed attempt, then answer.
     Fence(std::sync::mpsc::Sender<()>),
@@ -99,6 +126,28 @@ impl JobControl {
         let at = triggered.get(&epoch.0).copied();
         *triggered = triggered.split_off(&(epoch.0 + 1));
         at
+    }
+
+    /// The oldest pending checkpoint and when it was triggered.
+    pub(crate) fn oldest_trigger(&self) -> Option<(Epoch, std::time::Instant)> {
+        let triggered = self.triggered.lock().unwrap_or_else(|p| p.into_inner());
+        triggered.first_key_value().map(|(e, at)| (Epoch(*e), *at))
+    }
+
+    /// Forgets every pending checkpoint (an attempt ended: they will never complete).
+    pub(crate) fn forget_triggers(&self) {
+        self.triggered
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
+    }
+
+    /// Tells the coordinator (if any) that a task finished.
+    pub(crate) fn finished(&self, finished: TaskFinished) {
+        if let Some(tx) = &*self.coordinator.lock().unwrap_or_else(|p| p.into_inner()) {
+            // a closed coordinator has nothing left to checkpoint
+            let _ = tx.send(CoordinatorMessage::Finished(finished));
+        }
     }
 
     /// Cancels the job on the user's request.

@@ -23,7 +23,9 @@ mod builder;
 mod chain;
 pub mod checkpointing;
 mod control;
+mod coordinator;
 pub mod failover;
+mod finished;
 mod inflight;
 mod operator_task;
 mod plan;
@@ -36,5 +38,7 @@ mod task;
 pub use builder::{Dataflow, DataflowConfig, Stream};
 pub use checkpointing::{CheckpointConfig, CheckpointMode};
 pub use control::TaskAck;
-pub use failover::{FailoverConfig, FailoverMode, FaultInjection, FaultKind, RestartPolicy};
+pub use failover::{
+    FailoverConfig, FailoverMode, FaultInjection, FaultKind, FaultPoint, RestartPolicy,
+};
 pub use runtime::JobHandle;
