@@ -3,10 +3,13 @@
 //!
 //! [`TxSink`] behaves like a Kafka transactional producer: rows go into the subtask's open
 //! transaction, `pre_commit(e)` prepares it durably (the shared [`TxLog`] outlives attempts),
-//! `commit(e)` makes every prepared transaction up to `e` visible, for good — a later attempt
-//! cannot take committed rows back, so replaying more than the restored checkpoint shows up as
-//! duplicates. A new attempt aborts what it finds prepared after the checkpoint it restores;
-//! what is prepared up to it is published by the runtime's recovery commit.
+//! `commit(e)` makes the subtask's own prepared transactions up to `e` visible, for good — a
+//! later attempt cannot take committed rows back, so replaying more than the restored
+//! checkpoint shows up as duplicates. A new attempt aborts what it finds prepared after the
+//! checkpoint it restores; what an earlier attempt prepared up to it is published only by the
+//! runtime's recovery commit (`commit(restored)` before any record, as Flink's
+//! `recoverAndCommit`). `close` aborts what is still open: the runtime must have committed
+//! everything through a checkpoint (the final one, for a job that ends).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
@@ -15,7 +18,12 @@ use std::time::Duration;
 use arrow::array::{Array, ArrayRef, Int64Array, StringArray};
 use arrow::record_batch::RecordBatch;
 use arrow::util::display::array_value_to_string;
+use eddy_core::dataflow::{CheckpointConfig, CheckpointMode, FailoverConfig, RestartPolicy};
+use eddy_core::operator::factory_from_clone;
 use eddy_core::prelude::*;
+use eddy_core::source::BatchBounds;
+
+use super::keyed_events;
 
 /// What the transactional sinks of a job share: prepared and committed transactions.
 #[derive(Debug, Default)]
@@ -33,7 +41,11 @@ pub struct TxSink {
     subtask: usize,
     transactional: bool,
     restored: Option<Epoch>,
+    /// Whether the recovery commit of `restored` is still to come.
+    recovering: bool,
     open: Vec<String>,
+    /// Epochs this instance prepared, not committed yet.
+    mine: Vec<u64>,
 }
 
 impl TxSink {
@@ -64,6 +76,8 @@ impl Sink for TxSink {
     fn open(&mut self, task: &TaskInfo) -> Result<()> {
         self.subtask = task.subtask;
         self.open.clear();
+        self.mine.clear();
+        self.recovering = self.restored.is_some();
         if self.transactional {
             // abort what an earlier attempt prepared after the restored checkpoint
             let keep = self.restored.map_or(0, |e| e.0);
@@ -102,6 +116,7 @@ impl Sink for TxSink {
                 .unwrap()
                 .prepared
                 .insert((self.subtask, epoch.0), rows);
+            self.mine.push(epoch.0);
         }
         Ok(())
     }
@@ -109,25 +124,34 @@ impl Sink for TxSink {
     fn commit(&mut self, epoch: Epoch) -> Result<()> {
         let mut log = self.log.lock().unwrap();
         let s = self.subtask;
-        let due: Vec<_> = log
-            .prepared
-            .keys()
-            .filter(|&&(sub, e)| sub == s && e <= epoch.0)
+        let mut due: Vec<u64> = self
+            .mine
+            .iter()
             .copied()
+            .filter(|&e| e <= epoch.0)
             .collect();
-        for key in due {
-            if let Some(rows) = log.prepared.remove(&key) {
+        self.mine.retain(|&e| e > epoch.0);
+        if self.recovering && Some(epoch) == self.restored {
+            // the recovery commit: what an earlier attempt prepared up to the checkpoint
+            self.recovering = false;
+            due.extend(
+                log.prepared
+                    .keys()
+                    .filter(|&&(sub, e)| sub == s && e <= epoch.0)
+                    .map(|&(_, e)| e),
+            );
+        }
+        for e in due {
+            if let Some(rows) = log.prepared.remove(&(s, e)) {
                 log.committed.extend(rows);
             }
         }
         Ok(())
     }
 
-    /// Like the file sinks: whatever is prepared or open is committed when the input ends.
+    /// Aborts what is still open; without checkpoints there is no transaction.
     fn close(&mut self) -> Result<()> {
-        self.commit(Epoch(u64::MAX))?;
-        let rows = std::mem::take(&mut self.open);
-        self.log.lock().unwrap().committed.extend(rows);
+        self.open.clear();
         Ok(())
     }
 }
@@ -203,9 +227,101 @@ impl Operator for RunningCount {
                 return Err(Error::Internal(format!("bad count state line `{line}`")));
             };
             let bad = |e: std::num::ParseIntError| Error::Internal(e.to_string());
-            self.counts
-                .insert((i.parse().map_err(bad)?, k.to_string()), n.parse().map_err(bad)?);
+            self.counts.insert(
+                (i.parse().map_err(bad)?, k.to_string()),
+                n.parse().map_err(bad)?,
+            );
         }
         Ok(())
     }
+}
+
+pub const LEFT_ROWS: u64 = 3_000;
+pub const RIGHT_ROWS: u64 = 2_000;
+const BATCH_ROWS: usize = 20; // 150 + 100 batches
+
+/// left (5 keys) and right (3 keys), each hashed by `k` into a two-input running count of
+/// parallelism `p`, chained to a transactional sink.
+pub fn two_input_job(config: DataflowConfig, p: usize, sink: &TxSink) -> Dataflow {
+    let flow = Dataflow::new(DataflowConfig {
+        bounds: BatchBounds {
+            max_rows: BATCH_ROWS,
+            ..BatchBounds::default()
+        },
+        idle_poll: Duration::from_millis(1),
+        ..config
+    });
+    let right = flow
+        .source("right", keyed_events(RIGHT_ROWS, 3))
+        .partition_by(["k"]);
+    flow.source("left", keyed_events(LEFT_ROWS, 5))
+        .partition_by(["k"])
+        .connect(
+            &[right],
+            "count",
+            factory_from_clone(RunningCount::new(Duration::from_micros(300))),
+        )
+        .parallelism(p)
+        .sink("out", sink.clone())
+        .parallelism(p);
+    flow
+}
+
+/// The rows of an uninterrupted run of [`two_input_job`] (no checkpoints).
+pub fn reference() -> Vec<String> {
+    let sink = TxSink::new();
+    two_input_job(DataflowConfig::default(), 1, &sink)
+        .run()
+        .unwrap();
+    let rows = sink.committed();
+    assert_eq!(rows.len() as u64, LEFT_ROWS + RIGHT_ROWS);
+    rows
+}
+
+/// Checkpoints every 2 ms into `dir`, up to 10 exactly-once restarts with a short backoff.
+pub fn faulty_config(
+    dir: &std::path::Path,
+    mode: CheckpointMode,
+    capacity: usize,
+) -> DataflowConfig {
+    DataflowConfig {
+        channel_capacity: capacity,
+        checkpoint: CheckpointConfig {
+            dir: Some(dir.to_path_buf()),
+            interval: Some(Duration::from_millis(2)),
+            mode,
+            ..CheckpointConfig::default()
+        },
+        failover: FailoverConfig {
+            restart: RestartPolicy {
+                initial_backoff: Duration::from_millis(1),
+                max_backoff: Duration::from_millis(5),
+                ..RestartPolicy::restarts(10)
+            },
+            ..FailoverConfig::default()
+        },
+        ..DataflowConfig::default()
+    }
+}
+
+/// Asserts `got == want` with a short message: the counts, and the first rows that differ.
+pub fn assert_same_rows(got: &[String], want: &[String], what: &str) {
+    if got == want {
+        return;
+    }
+    let missing: Vec<_> = want
+        .iter()
+        .filter(|r| got.binary_search(r).is_err())
+        .take(3)
+        .collect();
+    let extra: Vec<_> = got
+        .iter()
+        .filter(|r| want.binary_search(r).is_err())
+        .take(3)
+        .collect();
+    panic!(
+        "{what}: {} rows, want {}; missing e.g. {missing:?}; unexpected e.g. {extra:?}",
+        got.len(),
+        want.len()
+    );
 }
