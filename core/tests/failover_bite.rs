@@ -11,13 +11,14 @@
 //!   the failure cut off are never published;
 //! - no final checkpoint for a job that ends: the last epoch of every sink is never committed.
 
-
 use eddy_core::dataflow::{CheckpointMode, FaultInjection};
 use eddy_core::prelude::*;
 use rand::{Rng, SeedableRng};
 
 mod common;
-use common::txn::{assert_same_rows, faulty_config, reference, two_input_job, TxSink};
+use common::txn::{
+    assert_same_rows, assert_spread, faulty_config, reference, two_input_job, TxSink,
+};
 
 /// `count` random faults (errors and panics) in the sources, the count and the sink.
 fn random_faults(seed: u64, p: usize, count: usize) -> Vec<FaultInjection> {
@@ -52,6 +53,7 @@ fn survives(p: usize, mode: CheckpointMode, capacity: usize) {
         };
         let handle = two_input_job(config, p, &sink).start().unwrap();
         common::wait_for("the job", || handle.is_finished());
+        assert_spread(&handle, p);
         restored_any |= handle.restored_checkpoint().is_some();
         let summary = handle.join().unwrap();
         assert!(

@@ -21,6 +21,7 @@ use arrow::util::display::array_value_to_string;
 use eddy_core::dataflow::{CheckpointConfig, CheckpointMode, FailoverConfig, RestartPolicy};
 use eddy_core::operator::factory_from_clone;
 use eddy_core::prelude::*;
+use eddy_core::sink::SinkFactory;
 use eddy_core::source::BatchBounds;
 
 use super::keyed_events;
@@ -240,9 +241,15 @@ pub const LEFT_ROWS: u64 = 3_000;
 pub const RIGHT_ROWS: u64 = 2_000;
 const BATCH_ROWS: usize = 20; // 150 + 100 batches
 
-/// left (5 keys) and right (3 keys), each hashed by `k` into a two-input running count of
+/// left (13 keys) and right (7 keys), each hashed by `k` into a two-input running count of
 /// parallelism `p`, chained to a transactional sink.
 pub fn two_input_job(config: DataflowConfig, p: usize, sink: &TxSink) -> Dataflow {
+    let sink = sink.clone();
+    two_input_job_with(config, p, Arc::new(move |_| Ok(Box::new(sink.clone()))))
+}
+
+/// [`two_input_job`] with any sink.
+pub fn two_input_job_with(config: DataflowConfig, p: usize, sink: SinkFactory) -> Dataflow {
     let flow = Dataflow::new(DataflowConfig {
         bounds: BatchBounds {
             max_rows: BATCH_ROWS,
@@ -252,9 +259,9 @@ pub fn two_input_job(config: DataflowConfig, p: usize, sink: &TxSink) -> Dataflo
         ..config
     });
     let right = flow
-        .source("right", keyed_events(RIGHT_ROWS, 3))
+        .source("right", keyed_events(RIGHT_ROWS, 7))
         .partition_by(["k"]);
-    flow.source("left", keyed_events(LEFT_ROWS, 5))
+    flow.source("left", keyed_events(LEFT_ROWS, 13))
         .partition_by(["k"])
         .connect(
             &[right],
@@ -262,7 +269,7 @@ pub fn two_input_job(config: DataflowConfig, p: usize, sink: &TxSink) -> Dataflo
             factory_from_clone(RunningCount::new(Duration::from_micros(300))),
         )
         .parallelism(p)
-        .sink("out", sink.clone())
+        .sink_with("out", sink)
         .parallelism(p);
     flow
 }
@@ -324,4 +331,14 @@ pub fn assert_same_rows(got: &[String], want: &[String], what: &str) {
         got.len(),
         want.len()
     );
+}
+
+/// Asserts that every subtask of `count` received rows (the keys spread over parallelism `p`).
+pub fn assert_spread(handle: &JobHandle, p: usize) {
+    for s in 0..p {
+        let rows = handle.metrics().subtask("count", s).map_or(0, |m| {
+            m.records_in.load(std::sync::atomic::Ordering::SeqCst)
+        });
+        assert!(rows > 0, "count[{s}] of {p} received no rows");
+    }
 }
