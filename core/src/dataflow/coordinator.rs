@@ -175,6 +175,10 @@ impl Coordinator {
                 epoch: epoch.0,
                 message: format!("{reason} ({} in a row, {tolerable} tolerated)", st.failures),
             });
+            // the attempt is over: what it had pending must not count against the next one
+            self.control.forget_triggers();
+            st.pending.clear();
+            st.failures = 0;
         }
     }
 

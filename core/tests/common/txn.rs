@@ -266,7 +266,7 @@ pub fn two_input_job_with(config: DataflowConfig, p: usize, sink: SinkFactory) -
         .connect(
             &[right],
             "count",
-            factory_from_clone(RunningCount::new(Duration::from_micros(300))),
+            factory_from_clone(RunningCount::new(Duration::from_micros(500))),
         )
         .parallelism(p)
         .sink_with("out", sink)
