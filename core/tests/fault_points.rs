@@ -84,7 +84,8 @@ fn error_or_panic(rng: &mut rand_chacha::ChaCha8Rng, op: &str, par: usize) -> Fa
     }
 }
 
-/// Catches: restore disabled (duplicates), operator state not restored (wrong counts).
+/// Catches (each tried): restore disabled (duplicates), operator state not restored (wrong
+/// counts), the recovery commit skipped (rows never published).
 #[test]
 fn a_fault_during_a_snapshot_recovers_exactly_once() {
     each_seed_recovers(|rng, p| {
@@ -93,7 +94,7 @@ fn a_fault_during_a_snapshot_recovers_exactly_once() {
     });
 }
 
-/// Catches: restore disabled; the sink's in-progress transaction not aborted on restart.
+/// Catches: restore disabled, operator state not restored, the recovery commit skipped.
 #[test]
 fn a_fault_during_pre_commit_recovers_exactly_once() {
     each_seed_recovers(|rng, p| {
@@ -101,7 +102,8 @@ fn a_fault_during_pre_commit_recovers_exactly_once() {
     });
 }
 
-/// Catches: the recovery commit skipped (a completed checkpoint's rows never published).
+/// Catches: the recovery commit skipped (a completed checkpoint's rows never published),
+/// restore disabled, operator state not restored.
 #[test]
 fn a_fault_during_commit_recovers_exactly_once() {
     each_seed_recovers(|rng, p| {
@@ -109,8 +111,10 @@ fn a_fault_during_commit_recovers_exactly_once() {
     });
 }
 
-/// Catches: restoring an incomplete checkpoint (the store refuses it), a failed write that
-/// does not fail the job over (`tolerable_failures` ignored).
+/// A checkpoint write that fails after the first task file, or at the manifest, leaves an
+/// incomplete checkpoint: with no failure tolerated the job fails over and restores the
+/// checkpoint before it. Catches: restore disabled, operator state not restored, the recovery
+/// commit skipped.
 #[test]
 fn a_failed_checkpoint_write_fails_the_job_over_and_recovers_exactly_once() {
     let want = reference();
@@ -132,7 +136,7 @@ fn a_failed_checkpoint_write_fails_the_job_over_and_recovers_exactly_once() {
     }
 }
 
-/// Catches: `tolerable_failures` ignored (the job fails over), failed checkpoints not counted.
+/// Catches: `tolerable_failures` ignored (the job fails over).
 #[test]
 fn tolerated_checkpoint_failures_do_not_fail_the_job_over() {
     let want = reference();
@@ -154,7 +158,8 @@ fn tolerated_checkpoint_failures_do_not_fail_the_job_over() {
 
 /// A task that stops answering holds every checkpoint up: each times out, and one more than
 /// the tolerable count fails the job over, which cancels the hang and recovers exactly.
-/// Catches: no checkpoint timeout (the job hangs), the tolerable count ignored.
+/// Catches: no checkpoint timeout (the job hangs), the tolerable count ignored (more restarts),
+/// restore disabled, the recovery commit skipped.
 #[test]
 fn a_hung_task_times_checkpoints_out_and_fails_the_job_over_past_the_tolerable_count() {
     let want = reference();
@@ -179,8 +184,8 @@ fn a_hung_task_times_checkpoints_out_and_fails_the_job_over_past_the_tolerable_c
 }
 
 /// A task hung for a while makes the checkpoints of that while time out; within the tolerable
-/// count the job goes on and later checkpoints complete. Catches: timed-out checkpoints not
-/// counted, a late ack of an expired checkpoint completing it.
+/// count the job goes on and later checkpoints complete. Catches: no checkpoint timeout (none
+/// times out), the tolerable count ignored (the job fails over).
 #[test]
 fn a_task_hung_for_a_while_times_checkpoints_out_within_the_tolerable_count() {
     let want = reference();
@@ -211,7 +216,8 @@ fn a_task_hung_for_a_while_times_checkpoints_out_within_the_tolerable_count() {
 /// The file sinks' two-phase reconcile: faults at `pre_commit` and `commit` of a CSV sink in
 /// epoch parts; the published parts equal the uninterrupted run, nothing else is left.
 /// Catches: `EpochParts::reconcile` skipped (pending parts of the restored checkpoint never
-/// published, in-progress files left behind).
+/// published), operator state not restored. (Restore disabled passes here: without a restored
+/// checkpoint the file sink starts its output afresh, by design.)
 #[test]
 fn csv_parts_are_reconciled_after_faults_at_pre_commit_and_commit() {
     let want = reference();
