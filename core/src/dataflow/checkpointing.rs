@@ -1,5 +1,5 @@
-//! The checkpoint coordinator and exactly-once restore (ARCHITECTURE §3 "Checkpoints",
-//! "Failover").
+//! Checkpoint settings and exactly-once restore (ARCHITECTURE §3 "Checkpoints", "Failover");
+//! the coordinator itself lives in `coordinator`, finished tasks in `finished`.
 //!
 //! With [`CheckpointConfig::dir`] set, a job runs a coordinator next to its tasks:
 //!
@@ -7,7 +7,8 @@
 //!    [`JobHandle::trigger_checkpoint`](crate::dataflow::JobHandle::trigger_checkpoint) is
 //!    called): every source injects `Barrier(epoch)` between two batches;
 //! 2. it collects the tasks' acks; once every task of the plan (sources and operator chains)
-//!    acked an epoch, it builds a [`CompletedCheckpoint`] and writes it to the
+//!    acked an epoch — or had finished before it — it builds a
+//!    [`CompletedCheckpoint`](crate::checkpoint::CompletedCheckpoint) and writes it to the
 //!    [`CheckpointStore`];
 //! 3. only then does it tell the tasks, and every chain that ends in a sink calls
 //!    [`Sink::commit`](crate::sink::Sink::commit) with that epoch. `commit(e)` covers every
@@ -29,9 +30,20 @@
 //! failure the supervisor restores the same way within the running job (see
 //! [`failover`](super::failover)).
 //!
-//! Checkpoints complete only while every task runs: once a bounded source has ended, later
-//! barriers are not injected by it, and a bounded job's last records are published by
-//! `Sink::close`.
+//! **Finished tasks** (FLIP-147): a task whose input ended tells the coordinator after which
+//! barrier it finished; later checkpoints complete without it and record it as finished, and a
+//! downstream task treats the ended input as aligned. So a job whose bounded input ends while
+//! a live one continues keeps checkpointing. A restore does not run a finished task again (it
+//! reconciles its sink and ends its outputs). At its end a task's sink pre-commits its last rows
+//! as the epoch after its last barrier; once every task finished, the coordinator takes a
+//! **final checkpoint** that commits them, then the sinks close.
+//!
+//! **Failed checkpoints**: a checkpoint not written within [`CheckpointConfig::timeout`] of its
+//! trigger (a hung task, a stuck store) or whose write fails is dropped, counted in the job
+//! metrics (`checkpoints_failed`, `checkpoints_timed_out`) and logged; its sinks' staged
+//! output is committed by the next checkpoint that completes. More than
+//! [`CheckpointConfig::tolerable_failures`] failures in a row fail the job over
+//! ([`Error::Checkpoint`](crate::error::Error::Checkpoint)).
 
 use std::path::PathBuf;
 use std::time::Duration;

@@ -1,5 +1,7 @@
 //! What a job does when a task fails (ARCHITECTURE §3 "Failover"): the strategy, the restart
-//! policy, and fault injection for tests and benchmarks.
+//! policy, and fault injection for tests and benchmarks — per job, at a [`FaultPoint`]: before
+//! a batch, during a snapshot, `pre_commit` or `commit`, while the checkpoint store writes a
+//! checkpoint or its manifest; as an error, a panic or a hang ([`FaultKind`]).
 //!
 //! - [`FailoverMode::ExactlyOnce`]: any task failure stops every task; the job restarts from
 //!   the last completed checkpoint (sources seek back, operators restore, two-phase sinks

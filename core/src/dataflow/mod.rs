@@ -14,9 +14,11 @@
 //! | `rewire` | reconnects a task restarted alone to its running peers |
 //! | `inflight` | priority-lane barriers with positions; encoding of in-flight data |
 //! | `barrier_align` | per-input lanes and the aligned/unaligned barrier state machine |
-//! | `control` | job-wide flags, failures and checkpoint acknowledgements |
-//! | [`checkpointing`] | the checkpoint coordinator and exactly-once restore, [`CheckpointConfig`] |
-//! | [`failover`] | [`FailoverMode`], [`RestartPolicy`], [`FaultInjection`] |
+//! | `control` | job-wide flags, failures, checkpoint acknowledgements, finished tasks |
+//! | [`checkpointing`] | [`CheckpointConfig`], exactly-once restore |
+//! | `coordinator` | the checkpoint coordinator: triggers, completes, times out, final checkpoint |
+//! | `finished` | tasks that finish while the job goes on (FLIP-147) and their final commit |
+//! | [`failover`] | [`FailoverMode`], [`RestartPolicy`], [`FaultInjection`] at a [`FaultPoint`] |
 
 mod barrier_align;
 mod builder;
