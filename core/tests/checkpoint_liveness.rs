@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use arrow::datatypes::SchemaRef;
-use eddy_core::dataflow::{CheckpointMode, FaultInjection};
+use eddy_core::dataflow::{CheckpointMode, FaultInjection, FaultPoint};
 use eddy_core::operator::factory_from_clone;
 use eddy_core::prelude::*;
 use eddy_core::source::generator::GeneratorSource;
@@ -200,4 +200,94 @@ fn a_final_checkpoint_commits_the_sinks_of_a_job_that_ends() {
             summary.checkpoints
         );
     }
+}
+
+/// A job that ended leaves a final checkpoint; a new job with the same checkpoint directory
+/// resumes from the newest checkpoint before it (every task of the final one finished, with no
+/// state to restore), replays from there, and its file output equals an uninterrupted run —
+/// also when it fails and restarts before its own first checkpoint. Catches: a new job or its
+/// restart restoring the earlier job's final checkpoint (nothing runs, rows go missing).
+#[test]
+fn a_new_job_resumes_from_before_the_final_checkpoint() {
+    use eddy_core::checkpoint::CheckpointStore;
+    use eddy_core::sink::csv::{CsvSink, CsvSinkOptions};
+
+    let reference = TxSink::new();
+    let gate = Arc::new(AtomicBool::new(true));
+    union_job(DataflowConfig::default(), 1, &gate, &reference)
+        .run()
+        .unwrap();
+    let want = reference.committed();
+
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("out.csv");
+    let job = |p: usize, faults: Vec<FaultInjection>| {
+        let flow = Dataflow::new(DataflowConfig {
+            faults,
+            bounds: BatchBounds {
+                max_rows: BATCH_ROWS,
+                ..BatchBounds::default()
+            },
+            ..faulty_config(&tmp.path().join("checkpoints"), CheckpointMode::Aligned, 8)
+        });
+        let live = GatedSource {
+            inner: keyed_events(LIVE_ROWS, 13),
+            gate: gate.clone(),
+            produced: 0,
+        };
+        let live = flow.source("live", live).partition_by(["k"]);
+        let out = out.clone();
+        flow.source("bounded", keyed_events(BOUNDED_ROWS, 7))
+            .partition_by(["k"])
+            .connect(
+                &[live],
+                "count",
+                factory_from_clone(RunningCount::new(Duration::from_micros(200))),
+            )
+            .parallelism(p)
+            .sink_with(
+                "out",
+                Arc::new(move |_: &TaskInfo| {
+                    Ok(Box::new(CsvSink::new(CsvSinkOptions::new(&out))?) as Box<dyn Sink>)
+                }),
+            )
+            .parallelism(p);
+        flow
+    };
+    let first = job(2, Vec::new()).run().unwrap();
+    let store = CheckpointStore::open(tmp.path().join("checkpoints"), 3).unwrap();
+    let final_epoch = first.checkpoints.last().map(|c| c.epoch).unwrap();
+    assert!(store.latest().unwrap().is_some_and(|c| c.is_final()));
+    let resumable = store.latest_resumable().unwrap().map(|c| c.epoch);
+    eprintln!(
+        "store {:?}, first {:?}",
+        store.list().unwrap(),
+        first
+            .checkpoints
+            .iter()
+            .map(|c| (c.epoch, c.finished_tasks, c.job_finished))
+            .collect::<Vec<_>>()
+    );
+    assert!(
+        resumable.is_some_and(|e| e.0 < final_epoch),
+        "{resumable:?}"
+    );
+
+    // a failure early in the second job (at its recovery commit) restores the first job's checkpoint before its end
+    // again, not the first job's final one
+    let handle = job(
+        2,
+        vec![FaultInjection::error("out", 0, 0).at(FaultPoint::Commit, 0)],
+    )
+    .start()
+    .unwrap();
+    wait("the second job", Duration::from_secs(60), || {
+        handle.is_finished()
+    });
+    assert_eq!(handle.restored_checkpoint(), resumable);
+    let second = handle.join().unwrap();
+    assert_eq!(second.restarts, 1);
+    assert!(second.operator("count").is_some_and(|o| o.records_in > 0));
+    let rows = common::csv_rows(&tmp.path().join("out"), "part-");
+    assert_same_rows(&rows, &want, "resumed job");
 }

@@ -117,6 +117,12 @@ impl CompletedCheckpoint {
         Ok(CompletedCheckpoint::new(epoch, tasks))
     }
 
+    /// Whether every task had finished: the final checkpoint of a job that ended, which a new
+    /// job does not resume from (see [`CheckpointStore::latest_resumable`]).
+    pub fn is_final(&self) -> bool {
+        !self.tasks.is_empty() && self.tasks.iter().all(|t| t.finished)
+    }
+
     /// The snapshot of the task named `task`, if it took part.
     pub fn task(&self, task: &str) -> Option<&TaskSnapshot> {
         self.tasks.iter().find(|t| t.task == task)

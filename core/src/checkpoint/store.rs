@@ -142,7 +142,8 @@ impl CheckpointStore {
         write_atomic(&dir, MANIFEST, &bytes)?;
         sync_dir(&dir)?;
 
-        self.retain_newest(epoch)?;
+        // a final checkpoint keeps the one before it, which a new job resumes from
+        self.retain_newest(epoch, self.retain + usize::from(checkpoint.is_final()))?;
         Ok(dir)
     }
 
@@ -208,6 +209,24 @@ impl CheckpointStore {
     /// its directory and the reason. If checkpoints were completed but not one verifies, this
     /// is an error rather than `None`: starting from scratch would silently lose state.
     pub fn latest(&self) -> Result<Option<CompletedCheckpoint>> {
+        self.latest_matching(|_| true)
+    }
+
+    /// Like [`latest`](CheckpointStore::latest), passing over final checkpoints (every task
+    /// finished, [`CompletedCheckpoint::is_final`]): what a new job resumes from. A job that
+    /// ended is resumed from before its end, so that a stopped followed input goes on and its
+    /// operators restore their state (a final checkpoint records none); within a running job a
+    /// restart restores the final checkpoint itself.
+    pub fn latest_resumable(&self) -> Result<Option<CompletedCheckpoint>> {
+        self.latest_matching(|c| !c.is_final())
+    }
+
+    /// The newest checkpoint that verifies and that `wanted` accepts (see
+    /// [`latest`](CheckpointStore::latest)).
+    pub(crate) fn latest_matching(
+        &self,
+        wanted: impl Fn(&CompletedCheckpoint) -> bool,
+    ) -> Result<Option<CompletedCheckpoint>> {
         let mut refused = Vec::new();
         for epoch in self.scan()?.into_iter().rev() {
             let dir = self.checkpoint_dir(epoch);
@@ -219,6 +238,7 @@ impl CheckpointStore {
                 continue;
             }
             match self.load(epoch) {
+                Ok(checkpoint) if !wanted(&checkpoint) => {}
                 Ok(checkpoint) => return Ok(Some(checkpoint)),
                 Err(e) => {
                     tracing::warn!(dir = %dir.display(), "refusing checkpoint {epoch}: {e}");
@@ -264,14 +284,14 @@ impl CheckpointStore {
     /// ones). "Sound" checks the manifest and file lengths, not the data checksums: rereading
     /// every kept checkpoint on each write would cost more than the check is worth; `load`
     /// checks them all.
-    fn retain_newest(&self, written: Epoch) -> Result<()> {
+    fn retain_newest(&self, written: Epoch, retain: usize) -> Result<()> {
         let mut kept = 0usize;
         for epoch in self.scan()?.into_iter().rev() {
             if epoch > written {
                 continue;
             }
             let dir = self.checkpoint_dir(epoch);
-            if kept < self.retain && (epoch == written || is_sound(&dir)) {
+            if kept < retain && (epoch == written || is_sound(&dir)) {
                 kept += 1;
                 continue;
             }

@@ -115,9 +115,17 @@ pub(crate) fn open_store(config: &CheckpointConfig) -> Result<Option<CheckpointS
 }
 
 /// Loads the newest good checkpoint and hands each task its snapshot. Returns the restored
-/// epoch, `None` when there is nothing to restore.
-pub(crate) fn assign_restore(store: &CheckpointStore, tasks: &mut [Task]) -> Result<Option<Epoch>> {
-    let Some(checkpoint) = store.latest()? else {
+/// epoch, `None` when there is nothing to restore. Final checkpoints up to `earlier` — those
+/// of a job that ran before this one — are passed over: a new job resumes from before the end
+/// of the last one ([`CheckpointStore::latest_resumable`]); a restart within the job may
+/// restore its own final checkpoint.
+pub(crate) fn assign_restore(
+    store: &CheckpointStore,
+    tasks: &mut [Task],
+    earlier: Epoch,
+) -> Result<Option<Epoch>> {
+    let latest = store.latest_matching(|c| !c.is_final() || c.epoch > earlier)?;
+    let Some(checkpoint) = latest else {
         return Ok(None);
     };
     for task in tasks.iter_mut() {

@@ -81,8 +81,11 @@ pub(crate) struct JobControl {
     pub(crate) acks: Mutex<Vec<TaskAck>>,
     /// Where acks go while a checkpoint coordinator runs (instead of `acks`).
     pub(crate) coordinator: Mutex<Option<std::sync::mpsc::Sender<CoordinatorMessage>>>,
-    /// The epoch restored on start (0: none); sources number barriers after it.
+    /// The epoch restored most recently (0: none).
     pub(crate) restored: AtomicU64,
+    /// The newest checkpoint in the store when the job started (0: none): final checkpoints up
+    /// to it belong to an earlier job and are not restored.
+    pub(crate) earlier: AtomicU64,
     /// When each pending checkpoint was triggered, by epoch.
     pub(crate) triggered: Mutex<std::collections::BTreeMap<u64, std::time::Instant>>,
     /// Checkpoints written to the store, in order.
@@ -148,6 +151,11 @@ impl JobControl {
             // a closed coordinator has nothing left to checkpoint
             let _ = tx.send(CoordinatorMessage::Finished(finished));
         }
+    }
+
+    /// The newest checkpoint in the store when the job started (field `earlier`).
+    pub(crate) fn earlier(&self) -> Epoch {
+        Epoch(self.earlier.load(Ordering::SeqCst))
     }
 
     /// Cancels the job on the user's request.

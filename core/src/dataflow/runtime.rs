@@ -141,12 +141,16 @@ impl Dataflow {
         let store = checkpointing::open_store(&config.checkpoint)?;
         let coordinator = match &store {
             Some(store) => {
-                if let Some(epoch) = checkpointing::assign_restore(store, &mut tasks)? {
+                // new epochs follow every checkpoint in the store (a final one passed over too)
+                let newest = store.list()?.last().copied().unwrap_or(Epoch(0));
+                control.earlier.store(newest.0, Ordering::SeqCst);
+                if let Some(epoch) = checkpointing::assign_restore(store, &mut tasks, newest)? {
                     control.restored.store(epoch.0, Ordering::SeqCst);
-                    control
-                        .checkpoint_requested
-                        .store(epoch.0, Ordering::SeqCst);
                 }
+                let restored = control.restored.load(Ordering::SeqCst);
+                control
+                    .checkpoint_requested
+                    .store(newest.0.max(restored), Ordering::SeqCst);
                 let (tx, rx) = std::sync::mpsc::channel();
                 *control
                     .coordinator
@@ -194,6 +198,8 @@ impl Dataflow {
             progress,
             tracker: Mutex::new(RestartTracker::new(config.failover.restart.clone())),
         });
+        // read before any trigger of the caller's: the first attempt's barriers follow it
+        let epoch_base = control.checkpoint_requested.load(Ordering::SeqCst);
         let ctl = control.clone();
         let coordinator_name = format!("eddy-checkpoints-{}", config.name);
         let thread = std::thread::Builder::new()
@@ -213,7 +219,7 @@ impl Dataflow {
                         }
                     }
                 });
-                supervisor.run(&runtime, tasks);
+                supervisor.run(&runtime, tasks, epoch_base);
                 // the last sender goes: the coordinator handles the acks left and stops
                 ctl.coordinator
                     .lock()
