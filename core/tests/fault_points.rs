@@ -172,15 +172,48 @@ fn a_hung_task_times_checkpoints_out_and_fails_the_job_over_past_the_tolerable_c
             p,
             vec![hang],
             |c| {
-                c.checkpoint.timeout = Some(Duration::from_millis(100));
+                // far above a checkpoint's time on a loaded machine (tens of ms)
+                c.checkpoint.timeout = Some(Duration::from_secs(1));
                 c.checkpoint.tolerable_failures = 2;
             },
             &want,
+        );
+        eprintln!(
+            "p {p}: {} restarts, {} checkpoints timed out, {} completed",
+            summary.restarts,
+            summary.checkpoints_timed_out,
+            summary.checkpoints.len()
         );
         assert_eq!(summary.restarts, 1, "p {p}: {summary:?}");
         assert!(summary.checkpoints_timed_out >= 3, "p {p}: {summary:?}");
         assert_eq!(summary.checkpoints_failed, summary.checkpoints_timed_out);
     }
+}
+
+/// Without restarts, a hung task fails the job with the checkpoint timeout as the root cause,
+/// and the hung task is cancelled (the job ends). Catches: no checkpoint timeout (the job
+/// hangs).
+#[test]
+fn a_hung_task_fails_a_job_without_restarts_with_the_checkpoint_timeout() {
+    let tmp = tempfile::tempdir().unwrap();
+    let sink = TxSink::new();
+    let mut config = DataflowConfig {
+        faults: vec![FaultInjection::hang("count", 0, 10, None)],
+        ..faulty_config(tmp.path(), CheckpointMode::Aligned, 8)
+    };
+    config.failover = Default::default();
+    config.checkpoint.timeout = Some(Duration::from_millis(100));
+    let handle = two_input_job(config, 1, &sink).start().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !handle.is_finished() {
+        assert!(Instant::now() < deadline, "the hung job never failed");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let err = handle.join().unwrap_err();
+    assert!(
+        matches!(err, Error::Checkpoint { .. }) && err.to_string().contains("timed out"),
+        "{err}"
+    );
 }
 
 /// A task hung for a while makes the checkpoints of that while time out; within the tolerable
