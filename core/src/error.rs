@@ -83,6 +83,14 @@ pub enum Error {
     /// The job was cancelled.
     #[error("job cancelled")]
     Cancelled,
+    /// More checkpoints failed in a row than the job tolerates (`CheckpointConfig`).
+    #[error("checkpoint {epoch} failed: {message}")]
+    Checkpoint {
+        /// The checkpoint that failed last.
+        epoch: u64,
+        /// Why, and how many failed in a row.
+        message: String,
+    },
     /// A connected task stopped without finishing its stream: the echo of a failure elsewhere,
     /// reported only when no other cause is known.
     #[error("task `{0}`: a connected task stopped unexpectedly")]
@@ -105,7 +113,7 @@ impl Error {
             Error::Panic { .. } | Error::Internal(_) | Error::Disconnected(_) => {
                 ErrorDomain::Internal
             }
-            Error::Cancelled => ErrorDomain::External,
+            Error::Cancelled | Error::Checkpoint { .. } => ErrorDomain::External,
         }
     }
 

@@ -54,6 +54,11 @@ pub struct CheckpointStats {
     pub inflight_bytes: u64,
     /// Whether any task took its snapshot unaligned.
     pub unaligned: bool,
+    /// Tasks recorded as finished (their input ended before the checkpoint, FLIP-147).
+    pub finished_tasks: usize,
+    /// The final checkpoint of a job whose every task finished: it commits the two-phase
+    /// sinks, no task took a snapshot for it.
+    pub job_finished: bool,
 }
 
 /// Job-wide failover and checkpoint counters.
@@ -65,6 +70,10 @@ pub struct JobMetrics {
     pub records_lost: AtomicU64,
     /// Completed checkpoints, oldest first.
     pub checkpoints: Mutex<Vec<CheckpointStats>>,
+    /// Checkpoints that failed: timed out, or their write failed.
+    pub checkpoints_failed: AtomicU64,
+    /// Of those, the ones that timed out.
+    pub checkpoints_timed_out: AtomicU64,
 }
 
 impl JobMetrics {
@@ -191,6 +200,10 @@ pub struct JobSummary {
     pub records_lost: u64,
     /// Completed checkpoints and what each cost.
     pub checkpoints: Vec<CheckpointStats>,
+    /// Checkpoints that failed (timed out, or their write failed).
+    pub checkpoints_failed: u64,
+    /// Of those, the ones that timed out.
+    pub checkpoints_timed_out: u64,
 }
 
 impl JobSummary {
@@ -256,6 +269,13 @@ impl fmt::Display for JobSummary {
                 last.bytes,
                 last.inflight_bytes,
                 max.as_secs_f64()
+            )?;
+        }
+        if self.checkpoints_failed > 0 {
+            writeln!(
+                f,
+                "  checkpoints failed: {} ({} timed out)",
+                self.checkpoints_failed, self.checkpoints_timed_out
             )?;
         }
         match (&self.dead_letter_path, self.dead_letters) {

@@ -48,6 +48,9 @@ pub(crate) struct TaskEntry {
     /// The task's in-flight data file (unaligned snapshots only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) inflight: Option<String>,
+    /// The task had finished before the checkpoint (FLIP-147).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub(crate) finished: bool,
 }
 
 /// One data file in the manifest.
@@ -194,6 +197,7 @@ mod tests {
                 position: Some(SourcePosition::of(&serde_json::json!({"offset": 0.1}))),
                 file: "task-0.bin".into(),
                 inflight: None,
+                finished: false,
             }],
             files: vec![FileEntry {
                 name: "task-0.bin".into(),

@@ -16,6 +16,7 @@
 //!     position: Some(SourcePosition::of(&42u64)),
 //!     states: vec![None, Some(b"counts".to_vec())],
 //!     inflight: None,
+//!     finished: false,
 //! };
 //! store.write(&CompletedCheckpoint::new(Epoch(1), vec![source]))?;
 //! let restored = store.latest()?.expect("one checkpoint was written");
@@ -54,6 +55,10 @@ pub struct TaskSnapshot {
     /// encoding of the runtime; `None` for aligned snapshots).
     #[serde(default)]
     pub inflight: Option<Vec<u8>>,
+    /// The task had finished (its input ended) before this checkpoint: a restore does not run
+    /// it again, it only reconciles its sink and ends its outputs (FLIP-147).
+    #[serde(default)]
+    pub finished: bool,
 }
 
 impl From<TaskAck> for TaskSnapshot {
@@ -63,6 +68,7 @@ impl From<TaskAck> for TaskSnapshot {
             position: ack.position,
             states: ack.states,
             inflight: None,
+            finished: false,
         }
     }
 }
@@ -109,6 +115,12 @@ impl CompletedCheckpoint {
             })
             .collect::<Result<Vec<_>>>()?;
         Ok(CompletedCheckpoint::new(epoch, tasks))
+    }
+
+    /// Whether every task had finished: the final checkpoint of a job that ended, which a new
+    /// job does not resume from (see [`CheckpointStore::latest_resumable`]).
+    pub fn is_final(&self) -> bool {
+        !self.tasks.is_empty() && self.tasks.iter().all(|t| t.finished)
     }
 
     /// The snapshot of the task named `task`, if it took part.

@@ -58,6 +58,16 @@ impl CheckpointStore {
     /// An incomplete directory of the same epoch (left by a crash) is replaced; a complete
     /// one is an error, since epochs only grow.
     pub fn write(&self, checkpoint: &CompletedCheckpoint) -> Result<PathBuf> {
+        self.write_faulty(checkpoint, None)
+    }
+
+    /// [`write`](CheckpointStore::write), failing at `fault` (fault injection): the
+    /// checkpoint is left incomplete, as a crash would leave it.
+    pub(crate) fn write_faulty(
+        &self,
+        checkpoint: &CompletedCheckpoint,
+        fault: Option<WriteFault>,
+    ) -> Result<PathBuf> {
         let epoch = checkpoint.epoch;
         let dir = self.checkpoint_dir(epoch);
         check_task_names(checkpoint)?;
@@ -100,11 +110,15 @@ impl CheckpointStore {
                 }
                 None => None,
             };
+            if fault == Some(WriteFault::AfterFirstTaskFile) {
+                return Err(injected(&dir, "after the first task file"));
+            }
             tasks.push(TaskEntry {
                 task: task.task.clone(),
                 position: task.position.clone(),
                 file: name,
                 inflight,
+                finished: task.finished,
             });
         }
         sync_dir(&dir)?;
@@ -119,10 +133,17 @@ impl CheckpointStore {
         let bytes = format::encode_manifest(&manifest).map_err(|m| {
             Error::Internal(format!("checkpoint {epoch}: cannot encode manifest: {m}"))
         })?;
+        if fault == Some(WriteFault::Manifest) {
+            // the manifest's temporary file is written, the rename never happens
+            let tmp = dir.join(format!("{TMP_PREFIX}{MANIFEST}"));
+            fs::write(&tmp, &bytes[..bytes.len() / 2]).map_err(|e| Error::io(&tmp, e))?;
+            return Err(injected(&dir, "while writing the manifest"));
+        }
         write_atomic(&dir, MANIFEST, &bytes)?;
         sync_dir(&dir)?;
 
-        self.retain_newest(epoch)?;
+        // a final checkpoint keeps the one before it, which a new job resumes from
+        self.retain_newest(epoch, self.retain + usize::from(checkpoint.is_final()))?;
         Ok(dir)
     }
 
@@ -172,6 +193,7 @@ impl CheckpointStore {
                 position: entry.position.clone(),
                 states,
                 inflight,
+                finished: entry.finished,
             });
         }
         Ok(CompletedCheckpoint {
@@ -187,6 +209,24 @@ impl CheckpointStore {
     /// its directory and the reason. If checkpoints were completed but not one verifies, this
     /// is an error rather than `None`: starting from scratch would silently lose state.
     pub fn latest(&self) -> Result<Option<CompletedCheckpoint>> {
+        self.latest_matching(|_| true)
+    }
+
+    /// Like [`latest`](CheckpointStore::latest), passing over final checkpoints (every task
+    /// finished, [`CompletedCheckpoint::is_final`]): what a new job resumes from. A job that
+    /// ended is resumed from before its end, so that a stopped followed input goes on and its
+    /// operators restore their state (a final checkpoint records none); within a running job a
+    /// restart restores the final checkpoint itself.
+    pub fn latest_resumable(&self) -> Result<Option<CompletedCheckpoint>> {
+        self.latest_matching(|c| !c.is_final())
+    }
+
+    /// The newest checkpoint that verifies and that `wanted` accepts (see
+    /// [`latest`](CheckpointStore::latest)).
+    pub(crate) fn latest_matching(
+        &self,
+        wanted: impl Fn(&CompletedCheckpoint) -> bool,
+    ) -> Result<Option<CompletedCheckpoint>> {
         let mut refused = Vec::new();
         for epoch in self.scan()?.into_iter().rev() {
             let dir = self.checkpoint_dir(epoch);
@@ -198,6 +238,7 @@ impl CheckpointStore {
                 continue;
             }
             match self.load(epoch) {
+                Ok(checkpoint) if !wanted(&checkpoint) => {}
                 Ok(checkpoint) => return Ok(Some(checkpoint)),
                 Err(e) => {
                     tracing::warn!(dir = %dir.display(), "refusing checkpoint {epoch}: {e}");
@@ -243,14 +284,14 @@ impl CheckpointStore {
     /// ones). "Sound" checks the manifest and file lengths, not the data checksums: rereading
     /// every kept checkpoint on each write would cost more than the check is worth; `load`
     /// checks them all.
-    fn retain_newest(&self, written: Epoch) -> Result<()> {
+    fn retain_newest(&self, written: Epoch, retain: usize) -> Result<()> {
         let mut kept = 0usize;
         for epoch in self.scan()?.into_iter().rev() {
             if epoch > written {
                 continue;
             }
             let dir = self.checkpoint_dir(epoch);
-            if kept < self.retain && (epoch == written || is_sound(&dir)) {
+            if kept < retain && (epoch == written || is_sound(&dir)) {
                 kept += 1;
                 continue;
             }
@@ -258,6 +299,22 @@ impl CheckpointStore {
         }
         sync_dir(&self.dir)
     }
+}
+
+/// Where an injected fault makes a checkpoint write fail.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum WriteFault {
+    /// After the first task file was written, before the others and the manifest.
+    AfterFirstTaskFile,
+    /// While the manifest is written.
+    Manifest,
+}
+
+fn injected(dir: &Path, when: &str) -> Error {
+    Error::io(
+        dir,
+        io::Error::other(format!("injected fault writing the checkpoint {when}")),
+    )
 }
 
 /// `chk-<n>` with `n` written exactly as an epoch is displayed (no sign, no leading zeros).
@@ -406,6 +463,7 @@ mod tests {
             position: None,
             states: vec![],
             inflight: None,
+            finished: false,
         };
         let chk = CompletedCheckpoint::new(Epoch(1), vec![task.clone(), task]);
         let err = store.write(&chk).err().map(|e| e.to_string());

@@ -9,10 +9,10 @@ use arrow::record_batch::RecordBatch;
 use tokio::sync::mpsc::{Sender, UnboundedSender};
 
 use crate::dataflow::builder::Port;
-use crate::dataflow::failover::StageFault;
+use crate::dataflow::failover::{self, FaultPoint, StageFault};
 use crate::dataflow::inflight::Positioned;
 use crate::error::{Error, Result};
-use crate::message::{Barrier, EventTime, Message};
+use crate::message::{Barrier, Epoch, EventTime, Message};
 use crate::metrics::OperatorMetrics;
 use crate::operator::{Collector, Operator, Output, TaskInfo};
 use crate::partition::Partitioner;
@@ -280,6 +280,7 @@ impl Chain {
                 .map_err(|e| op_error(&op.task, e))?;
             self.drain(stage, pending)?;
             let op = &mut self.ops[stage];
+            failover::at(&mut op.fault, FaultPoint::Snapshot)?;
             states.push(
                 op.op
                     .snapshot(barrier.epoch)
@@ -287,6 +288,7 @@ impl Chain {
             );
         }
         if let Some(s) = &mut self.sink {
+            failover::at(&mut s.fault, FaultPoint::PreCommit)?;
             s.sink
                 .pre_commit(barrier.epoch)
                 .map_err(|e| op_error(&s.task, e))?;
@@ -296,15 +298,65 @@ impl Chain {
     }
 
     /// Checkpoint `epoch` (and every one before it) completed: the sink publishes it.
-    pub(crate) fn commit(&mut self, epoch: crate::message::Epoch) -> Result<()> {
+    pub(crate) fn commit(&mut self, epoch: Epoch) -> Result<()> {
         match &mut self.sink {
-            Some(s) => s.sink.commit(epoch).map_err(|e| op_error(&s.task, e)),
+            Some(s) => {
+                failover::at(&mut s.fault, FaultPoint::Commit)?;
+                s.sink.commit(epoch).map_err(|e| op_error(&s.task, e))
+            }
             None => Ok(()),
         }
     }
 
     /// Every input ended: operators flush in chain order, the sink closes, End goes out.
     pub(crate) fn end(&mut self, pending: &mut Vec<Pending>) -> Result<()> {
+        self.end_operators(pending)?;
+        if let Some(s) = &mut self.sink {
+            s.sink.close().map_err(|e| op_error(&s.task, e))?;
+        }
+        self.broadcast_all(&Message::End, pending);
+        Ok(())
+    }
+
+    /// Every input ended in a checkpointed job, after barrier `last`: operators flush, the
+    /// sink pre-commits the rest as epoch `last + 1` (published once a checkpoint covers the
+    /// finished task, see [`Chain::close_committed`]), End goes out.
+    pub(crate) fn finish(&mut self, last: Epoch, pending: &mut Vec<Pending>) -> Result<()> {
+        self.end_operators(pending)?;
+        if let Some(s) = &mut self.sink {
+            failover::at(&mut s.fault, FaultPoint::PreCommit)?;
+            s.sink
+                .pre_commit(Epoch(last.0 + 1))
+                .map_err(|e| op_error(&s.task, e))?;
+        }
+        self.broadcast_all(&Message::End, pending);
+        Ok(())
+    }
+
+    /// A checkpoint covering this finished task completed: the sink publishes up to `epoch`
+    /// and closes.
+    pub(crate) fn close_committed(&mut self, epoch: Epoch) -> Result<()> {
+        self.commit(epoch)?;
+        if let Some(s) = &mut self.sink {
+            s.sink.close().map_err(|e| op_error(&s.task, e))?;
+        }
+        Ok(())
+    }
+
+    /// A task restored as finished: only its sink runs, to reconcile what an earlier attempt
+    /// left (`on_checkpointing`, `open`, the recovery commit of `restored`) and close.
+    pub(crate) fn reconcile_finished(&mut self, restored: Epoch) -> Result<()> {
+        if let Some(s) = &mut self.sink {
+            s.sink
+                .on_checkpointing(Some(restored))
+                .map_err(|e| op_error(&s.task, e))?;
+            s.sink.open(&s.task).map_err(|e| op_error(&s.task, e))?;
+        }
+        self.close_committed(restored)
+    }
+
+    /// Operators flush in chain order (`on_end`).
+    fn end_operators(&mut self, pending: &mut Vec<Pending>) -> Result<()> {
         for stage in 0..self.ops.len() {
             let op = &mut self.ops[stage];
             let t = Instant::now();
@@ -313,10 +365,6 @@ impl Chain {
             r.map_err(|e| op_error(&op.task, e))?;
             self.drain(stage, pending)?;
         }
-        if let Some(s) = &mut self.sink {
-            s.sink.close().map_err(|e| op_error(&s.task, e))?;
-        }
-        self.broadcast_all(&Message::End, pending);
         Ok(())
     }
 }

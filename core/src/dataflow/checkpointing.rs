@@ -1,5 +1,5 @@
-//! The checkpoint coordinator and exactly-once restore (ARCHITECTURE §3 "Checkpoints",
-//! "Failover").
+//! Checkpoint settings and exactly-once restore (ARCHITECTURE §3 "Checkpoints", "Failover");
+//! the coordinator itself lives in `coordinator`, finished tasks in `finished`.
 //!
 //! With [`CheckpointConfig::dir`] set, a job runs a coordinator next to its tasks:
 //!
@@ -7,7 +7,8 @@
 //!    [`JobHandle::trigger_checkpoint`](crate::dataflow::JobHandle::trigger_checkpoint) is
 //!    called): every source injects `Barrier(epoch)` between two batches;
 //! 2. it collects the tasks' acks; once every task of the plan (sources and operator chains)
-//!    acked an epoch, it builds a [`CompletedCheckpoint`] and writes it to the
+//!    acked an epoch — or had finished before it — it builds a
+//!    [`CompletedCheckpoint`](crate::checkpoint::CompletedCheckpoint) and writes it to the
 //!    [`CheckpointStore`];
 //! 3. only then does it tell the tasks, and every chain that ends in a sink calls
 //!    [`Sink::commit`](crate::sink::Sink::commit) with that epoch. `commit(e)` covers every
@@ -29,23 +30,29 @@
 //! failure the supervisor restores the same way within the running job (see
 //! [`failover`](super::failover)).
 //!
-//! Checkpoints complete only while every task runs: once a bounded source has ended, later
-//! barriers are not injected by it, and a bounded job's last records are published by
-//! `Sink::close`.
+//! **Finished tasks** (FLIP-147): a task whose input ended tells the coordinator after which
+//! barrier it finished; later checkpoints complete without it and record it as finished, and a
+//! downstream task treats the ended input as aligned. So a job whose bounded input ends while
+//! a live one continues keeps checkpointing. A restore does not run a finished task again (it
+//! reconciles its sink and ends its outputs). At its end a task's sink pre-commits its last rows
+//! as the epoch after its last barrier; once every task finished, the coordinator takes a
+//! **final checkpoint** that commits them, then the sinks close.
+//!
+//! **Failed checkpoints**: a checkpoint not written within [`CheckpointConfig::timeout`] of its
+//! trigger (a hung task, a stuck store) or whose write fails is dropped, counted in the job
+//! metrics (`checkpoints_failed`, `checkpoints_timed_out`) and logged; its sinks' staged
+//! output is committed by the next checkpoint that completes. More than
+//! [`CheckpointConfig::tolerable_failures`] failures in a row fail the job over
+//! ([`Error::Checkpoint`](crate::error::Error::Checkpoint)).
 
-use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::mpsc::{Receiver, RecvTimeoutError};
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use crate::checkpoint::{CheckpointStore, CompletedCheckpoint, TaskSnapshot};
+use crate::checkpoint::{CheckpointStore, TaskSnapshot};
 use crate::dataflow::chain::{op_error, Chain};
-use crate::dataflow::control::{AckStats, CoordinatorMessage, JobControl, TaskAck};
 use crate::dataflow::plan::Task;
 use crate::error::{Error, Result};
 use crate::message::Epoch;
-use crate::metrics::{CheckpointStats, JobMetrics};
 use crate::source::Source;
 
 /// Checkpointing settings of a job. The default (no `dir`) takes no checkpoints.
@@ -62,6 +69,13 @@ pub struct CheckpointConfig {
     /// In aligned mode, how long a task may wait for the barrier of every input before it
     /// snapshots unaligned, with the in-flight data (`None`, default: wait as long as it takes).
     pub alignment_timeout: Option<Duration>,
+    /// How long a checkpoint may take from its trigger until it is written; one that takes
+    /// longer fails (a hung task, a stuck store). `None`: no limit. Default 10 minutes, as in
+    /// Flink.
+    pub timeout: Option<Duration>,
+    /// How many checkpoints may fail in a row (timed out, or their write failed) before the
+    /// job fails over. Default 0: the first failure fails the job over, as in Flink.
+    pub tolerable_failures: usize,
 }
 
 /// How a task with several inputs, or a backlog, takes its snapshot.
@@ -85,6 +99,8 @@ impl Default for CheckpointConfig {
             retain: 3,
             mode: CheckpointMode::Aligned,
             alignment_timeout: None,
+            timeout: Some(Duration::from_secs(600)),
+            tolerable_failures: 0,
         }
     }
 }
@@ -99,9 +115,17 @@ pub(crate) fn open_store(config: &CheckpointConfig) -> Result<Option<CheckpointS
 }
 
 /// Loads the newest good checkpoint and hands each task its snapshot. Returns the restored
-/// epoch, `None` when there is nothing to restore.
-pub(crate) fn assign_restore(store: &CheckpointStore, tasks: &mut [Task]) -> Result<Option<Epoch>> {
-    let Some(checkpoint) = store.latest()? else {
+/// epoch, `None` when there is nothing to restore. Final checkpoints up to `earlier` — those
+/// of a job that ran before this one — are passed over: a new job resumes from before the end
+/// of the last one ([`CheckpointStore::latest_resumable`]); a restart within the job may
+/// restore its own final checkpoint.
+pub(crate) fn assign_restore(
+    store: &CheckpointStore,
+    tasks: &mut [Task],
+    earlier: Epoch,
+) -> Result<Option<Epoch>> {
+    let latest = store.latest_matching(|c| !c.is_final() || c.epoch > earlier)?;
+    let Some(checkpoint) = latest else {
         return Ok(None);
     };
     for task in tasks.iter_mut() {
@@ -148,104 +172,4 @@ pub(crate) fn restore_task(
         chain.commit(epoch)?;
     }
     Ok(())
-}
-
-/// The coordinator's loop: collects acks, triggers on the interval, completes checkpoints.
-/// Runs on its own thread until every ack sender is gone (the job finished).
-pub(crate) struct Coordinator {
-    pub(crate) store: CheckpointStore,
-    pub(crate) interval: Option<Duration>,
-    pub(crate) expected_tasks: usize,
-    pub(crate) control: Arc<JobControl>,
-    pub(crate) job: Arc<JobMetrics>,
-}
-
-impl Coordinator {
-    pub(crate) fn run(self, acks: Receiver<CoordinatorMessage>) {
-        let mut pending: BTreeMap<Epoch, Vec<(TaskAck, AckStats)>> = BTreeMap::new();
-        let mut next_trigger = self.interval.map(|i| Instant::now() + i);
-        loop {
-            let received = match next_trigger {
-                Some(at) => acks.recv_timeout(at.saturating_duration_since(Instant::now())),
-                None => acks.recv().map_err(|_| RecvTimeoutError::Disconnected),
-            };
-            match received {
-                Ok(CoordinatorMessage::Fence(done)) => {
-                    pending.clear();
-                    let _ = done.send(());
-                }
-                Ok(CoordinatorMessage::Ack(ack, stats)) => {
-                    let epoch = ack.epoch;
-                    let acked = pending.entry(epoch).or_default();
-                    acked.push((ack, stats));
-                    if acked.len() == self.expected_tasks {
-                        // barriers stay in order, so older epochs can no longer complete
-                        let rest = pending.split_off(&epoch);
-                        pending = rest;
-                        let acked = pending.remove(&epoch).unwrap_or_default();
-                        if let Err(e) = self.complete(epoch, acked) {
-                            tracing::error!(%epoch, "checkpoint failed: {e}");
-                            self.control.fail(e);
-                        }
-                    }
-                }
-                Err(RecvTimeoutError::Timeout) => {
-                    if !self.control.is_cancelled() {
-                        self.control.request_checkpoint();
-                    }
-                    next_trigger = self.interval.map(|i| Instant::now() + i);
-                }
-                Err(RecvTimeoutError::Disconnected) => return,
-            }
-        }
-    }
-
-    fn complete(&self, epoch: Epoch, acks: Vec<(TaskAck, AckStats)>) -> Result<()> {
-        let alignment = acks.iter().map(|a| a.1.alignment).max().unwrap_or_default();
-        let unaligned = acks.iter().any(|a| a.1.unaligned);
-        let (acks, stats): (Vec<TaskAck>, Vec<AckStats>) = acks.into_iter().unzip();
-        let mut checkpoint = CompletedCheckpoint::from_acks(epoch, acks)?;
-        for (task, stats) in checkpoint.tasks.iter_mut().zip(stats) {
-            task.inflight = stats.inflight;
-        }
-        self.store.write(&checkpoint)?;
-        let inflight_bytes: u64 = checkpoint
-            .tasks
-            .iter()
-            .filter_map(|t| t.inflight.as_ref())
-            .map(|b| b.len() as u64)
-            .sum();
-        let bytes = checkpoint
-            .tasks
-            .iter()
-            .flat_map(|t| t.states.iter().flatten())
-            .map(|s| s.len() as u64)
-            .sum::<u64>()
-            + inflight_bytes;
-        let duration = self
-            .control
-            .take_trigger_time(epoch)
-            .map(|t| t.elapsed())
-            .unwrap_or_default();
-        self.job
-            .checkpoints
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push(CheckpointStats {
-                epoch: epoch.0,
-                duration,
-                bytes,
-                alignment,
-                inflight_bytes,
-                unaligned,
-            });
-        self.control
-            .completed
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push(epoch);
-        self.control.committed.send_replace(epoch.0);
-        tracing::debug!(%epoch, "checkpoint completed");
-        Ok(())
-    }
 }

@@ -32,11 +32,38 @@ pub(crate) struct AckStats {
     pub(crate) inflight: Option<Vec<u8>>,
 }
 
+/// A task that reached the end of its input (FLIP-147): later checkpoints complete without
+/// it and record it as finished, so that a restore does not run it again.
+#[derive(Debug, Clone)]
+pub(crate) struct TaskFinished {
+    /// Task name (`head[subtask]`).
+    pub(crate) task: String,
+    /// The last barrier it passed: it takes part in checkpoints after this one as finished.
+    pub(crate) after: Epoch,
+    /// Its source's final position, for source tasks.
+    pub(crate) position: Option<SourcePosition>,
+}
+
+impl TaskFinished {
+    /// Its entry in a checkpoint.
+    pub(crate) fn snapshot(&self) -> crate::checkpoint::TaskSnapshot {
+        crate::checkpoint::TaskSnapshot {
+            task: self.task.clone(),
+            position: self.position.clone(),
+            states: Vec::new(),
+            inflight: None,
+            finished: true,
+        }
+    }
+}
+
 /// What the checkpoint coordinator receives.
 #[derive(Debug)]
 pub(crate) enum CoordinatorMessage {
     /// A task passed a barrier.
     Ack(TaskAck, AckStats),
+    /// A task finished.
+    Finished(TaskFinished),
     /// The supervisor is about to restore: finish every ack received so far, forget partial
     /// checkpoints of the failed attempt, then answer.
     Fence(std::sync::mpsc::Sender<()>),
@@ -54,8 +81,11 @@ pub(crate) struct JobControl {
     pub(crate) acks: Mutex<Vec<TaskAck>>,
     /// Where acks go while a checkpoint coordinator runs (instead of `acks`).
     pub(crate) coordinator: Mutex<Option<std::sync::mpsc::Sender<CoordinatorMessage>>>,
-    /// The epoch restored on start (0: none); sources number barriers after it.
+    /// The epoch restored most recently (0: none).
     pub(crate) restored: AtomicU64,
+    /// The newest checkpoint in the store when the job started (0: none): final checkpoints up
+    /// to it belong to an earlier job and are not restored.
+    pub(crate) earlier: AtomicU64,
     /// When each pending checkpoint was triggered, by epoch.
     pub(crate) triggered: Mutex<std::collections::BTreeMap<u64, std::time::Instant>>,
     /// Checkpoints written to the store, in order.
@@ -99,6 +129,33 @@ impl JobControl {
         let at = triggered.get(&epoch.0).copied();
         *triggered = triggered.split_off(&(epoch.0 + 1));
         at
+    }
+
+    /// The oldest pending checkpoint and when it was triggered.
+    pub(crate) fn oldest_trigger(&self) -> Option<(Epoch, std::time::Instant)> {
+        let triggered = self.triggered.lock().unwrap_or_else(|p| p.into_inner());
+        triggered.first_key_value().map(|(e, at)| (Epoch(*e), *at))
+    }
+
+    /// Forgets every pending checkpoint (an attempt ended: they will never complete).
+    pub(crate) fn forget_triggers(&self) {
+        self.triggered
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
+    }
+
+    /// Tells the coordinator (if any) that a task finished.
+    pub(crate) fn finished(&self, finished: TaskFinished) {
+        if let Some(tx) = &*self.coordinator.lock().unwrap_or_else(|p| p.into_inner()) {
+            // a closed coordinator has nothing left to checkpoint
+            let _ = tx.send(CoordinatorMessage::Finished(finished));
+        }
+    }
+
+    /// The newest checkpoint in the store when the job started (field `earlier`).
+    pub(crate) fn earlier(&self) -> Epoch {
+        Epoch(self.earlier.load(Ordering::SeqCst))
     }
 
     /// Cancels the job on the user's request.

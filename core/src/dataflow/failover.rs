@@ -1,5 +1,7 @@
 //! What a job does when a task fails (ARCHITECTURE §3 "Failover"): the strategy, the restart
-//! policy, and fault injection for tests and benchmarks.
+//! policy, and fault injection for tests and benchmarks — per job, at a [`FaultPoint`]: before
+//! a batch, during a snapshot, `pre_commit` or `commit`, while the checkpoint store writes a
+//! checkpoint or its manifest; as an error, a panic or a hang ([`FaultKind`]).
 //!
 //! - [`FailoverMode::ExactlyOnce`]: any task failure stops every task; the job restarts from
 //!   the last completed checkpoint (sources seek back, operators restore, two-phase sinks
@@ -22,6 +24,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::dataflow::control::JobControl;
 use crate::error::{Error, ErrorDomain, Result};
 
 /// How a job recovers from a task failure.
@@ -86,22 +89,64 @@ pub enum FaultKind {
     Panic,
     /// The operator returns an error of the `External` domain (retryable).
     Error,
+    /// The stage stops answering: it blocks for the duration (`None`: until the attempt is
+    /// cancelled or torn down), then carries on as if nothing happened. A hung operator blocks
+    /// the thread it runs on, as a real one would; a hung store write delays the checkpoint.
+    Hang(Option<Duration>),
 }
 
-/// Makes one task fail once, for tests and benchmarks: the stage named `operator` (an operator,
-/// a sink or a source) in subtask `subtask` fails when it is handed its `after_batches + 1`-th
-/// batch of the current attempt (a source: when it produced that many batches), before
-/// processing it. Each injection fires once per job; give several to fail several times.
+/// Where in its stage an injected fault fires. The fault fires the `after + 1`-th time the
+/// stage reaches that point in the current attempt (for the store points: the `after + 1`-th
+/// checkpoint the job writes, counted over the whole job).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum FaultPoint {
+    /// Before a batch is processed (a source: after it produced the batch). The default.
+    #[default]
+    Batch,
+    /// During an operator's `snapshot` at a barrier (a source: when it records its position).
+    Snapshot,
+    /// During a sink's `pre_commit`.
+    PreCommit,
+    /// During a sink's `commit` (the recovery commit on restore included).
+    Commit,
+    /// While the coordinator writes a checkpoint to the store: after the first task file,
+    /// before the manifest (the checkpoint is left incomplete). `operator` is ignored.
+    StoreWrite,
+    /// While the coordinator writes a checkpoint's manifest (the manifest never lands).
+    /// `operator` is ignored.
+    ManifestWrite,
+}
+
+impl FaultPoint {
+    /// Whether the point belongs to the checkpoint coordinator rather than to a task.
+    pub fn in_store(self) -> bool {
+        matches!(self, FaultPoint::StoreWrite | FaultPoint::ManifestWrite)
+    }
+
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// Makes one task (or the checkpoint store) fail once, for tests and benchmarks: the stage
+/// named `operator` (an operator, a sink or a source) in subtask `subtask` fails at `point`
+/// (by default: when it is handed its `after_batches + 1`-th batch of the current attempt, a
+/// source when it produced that many batches, before processing it). Each injection fires once
+/// per job; give several to fail several times. Faults belong to one job (its
+/// [`DataflowConfig`](crate::dataflow::DataflowConfig)), never to the process.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FaultInjection {
     /// Operator, sink or source name as given to the builder.
     pub operator: String,
     /// The subtask to fail.
     pub subtask: usize,
-    /// Batches handled normally by that stage in the attempt before it fails.
+    /// How many times the stage passes `point` normally in the attempt before it fails
+    /// (batches, for [`FaultPoint::Batch`]).
     pub after_batches: u64,
-    /// Panic or error.
+    /// Panic, error or hang.
     pub kind: FaultKind,
+    /// Where the fault fires.
+    pub point: FaultPoint,
 }
 
 impl FaultInjection {
@@ -112,6 +157,7 @@ impl FaultInjection {
             subtask,
             after_batches,
             kind: FaultKind::Error,
+            point: FaultPoint::Batch,
         }
     }
 
@@ -122,6 +168,35 @@ impl FaultInjection {
             ..FaultInjection::error(operator, subtask, after_batches)
         }
     }
+
+    /// `operator[subtask]` stops answering after `after_batches` batches, for `duration`
+    /// (`None`: until the attempt is torn down).
+    pub fn hang(
+        operator: &str,
+        subtask: usize,
+        after_batches: u64,
+        duration: Option<Duration>,
+    ) -> Self {
+        FaultInjection {
+            kind: FaultKind::Hang(duration),
+            ..FaultInjection::error(operator, subtask, after_batches)
+        }
+    }
+
+    /// The same fault, fired at `point` instead, after `after` passes of it.
+    pub fn at(self, point: FaultPoint, after: u64) -> Self {
+        FaultInjection {
+            point,
+            after_batches: after,
+            ..self
+        }
+    }
+
+    /// An injected error while the `after + 1`-th checkpoint is written (`point` is
+    /// [`FaultPoint::StoreWrite`] or [`FaultPoint::ManifestWrite`]).
+    pub fn store(point: FaultPoint, after: u64) -> Self {
+        FaultInjection::error("checkpoint-store", 0, 0).at(point, after)
+    }
 }
 
 /// A fault of the job, with whether it fired already (shared by every attempt).
@@ -129,27 +204,55 @@ impl FaultInjection {
 pub(crate) struct ArmedFault {
     spec: FaultInjection,
     fired: AtomicBool,
+    control: Arc<JobControl>,
 }
 
 impl ArmedFault {
-    pub(crate) fn arm(specs: &[FaultInjection]) -> Vec<Arc<ArmedFault>> {
+    pub(crate) fn arm(specs: &[FaultInjection], control: &Arc<JobControl>) -> Vec<Arc<ArmedFault>> {
         specs
             .iter()
             .map(|spec| {
                 Arc::new(ArmedFault {
                     spec: spec.clone(),
                     fired: AtomicBool::new(false),
+                    control: control.clone(),
                 })
             })
             .collect()
     }
+
+    /// Fires the fault: panics, errs, or blocks (see [`FaultKind::Hang`]).
+    fn fire(&self) -> Result<()> {
+        let spec = &self.spec;
+        let what = format!(
+            "injected fault in {}[{}] at {:?} after {}",
+            spec.operator, spec.subtask, spec.point, spec.after_batches
+        );
+        match spec.kind {
+            FaultKind::Panic => panic!("{what}"),
+            FaultKind::Error => Err(Error::Operator {
+                operator: spec.operator.clone(),
+                subtask: spec.subtask,
+                message: what,
+                domain: ErrorDomain::External,
+            }),
+            FaultKind::Hang(duration) => {
+                tracing::warn!("{what}: hanging for {duration:?}");
+                let until = duration.map(|d| Instant::now() + d);
+                while !self.control.is_cancelled() && until.is_none_or(|t| Instant::now() < t) {
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                Ok(())
+            }
+        }
+    }
 }
 
-/// The faults aimed at one stage of one task attempt, counting its batches.
+/// The faults aimed at one stage of one task attempt, counting how often it passed each point.
 #[derive(Debug)]
 pub(crate) struct StageFault {
     faults: Vec<Arc<ArmedFault>>,
-    seen: u64,
+    seen: [u64; 6],
 }
 
 impl StageFault {
@@ -157,38 +260,70 @@ impl StageFault {
     pub(crate) fn find(faults: &[Arc<ArmedFault>], operator: &str, subtask: usize) -> Option<Self> {
         let mine: Vec<_> = faults
             .iter()
-            .filter(|f| f.spec.operator == operator && f.spec.subtask == subtask)
+            .filter(|f| {
+                !f.spec.point.in_store() && f.spec.operator == operator && f.spec.subtask == subtask
+            })
             .cloned()
             .collect();
         (!mine.is_empty()).then_some(StageFault {
             faults: mine,
-            seen: 0,
+            seen: [0; 6],
         })
     }
 
-    /// Counts one batch handed to the stage; fails (panics or errs) when a fault is due.
+    /// The faults at the checkpoint store's points (one set per job).
+    pub(crate) fn store(faults: &[Arc<ArmedFault>]) -> Self {
+        StageFault {
+            faults: faults
+                .iter()
+                .filter(|f| f.spec.point.in_store())
+                .cloned()
+                .collect(),
+            seen: [0; 6],
+        }
+    }
+
+    /// Counts one batch handed to the stage; fails (panics, errs or hangs) when a fault is due.
     pub(crate) fn on_batch(&mut self) -> Result<()> {
-        self.seen += 1;
+        self.on(FaultPoint::Batch)
+    }
+
+    /// Counts one pass of `point`; fails when a fault at it is due.
+    pub(crate) fn on(&mut self, point: FaultPoint) -> Result<()> {
+        let seen = &mut self.seen[point.index()];
+        *seen += 1;
         for f in &self.faults {
-            if self.seen > f.spec.after_batches && !f.fired.swap(true, Ordering::SeqCst) {
-                let what = format!(
-                    "injected fault in {}[{}] after {} batches",
-                    f.spec.operator, f.spec.subtask, f.spec.after_batches
-                );
-                match f.spec.kind {
-                    FaultKind::Panic => panic!("{what}"),
-                    FaultKind::Error => {
-                        return Err(Error::Operator {
-                            operator: f.spec.operator.clone(),
-                            subtask: f.spec.subtask,
-                            message: what,
-                            domain: ErrorDomain::External,
-                        })
-                    }
-                }
+            if f.spec.point == point
+                && *seen > f.spec.after_batches
+                && !f.fired.swap(true, Ordering::SeqCst)
+            {
+                f.fire()?;
             }
         }
         Ok(())
+    }
+
+    /// Whether a fault at `point` is due on its next pass (store faults: the write step that
+    /// fails is chosen by the writer). Counts the pass and marks the fault fired.
+    pub(crate) fn due(&mut self, point: FaultPoint) -> Option<FaultKind> {
+        let seen = &mut self.seen[point.index()];
+        *seen += 1;
+        self.faults
+            .iter()
+            .find(|f| {
+                f.spec.point == point
+                    && *seen > f.spec.after_batches
+                    && !f.fired.swap(true, Ordering::SeqCst)
+            })
+            .map(|f| f.spec.kind)
+    }
+}
+
+/// Counts a pass of `point` at a stage that may have faults (see [`StageFault::on`]).
+pub(crate) fn at(fault: &mut Option<StageFault>, point: FaultPoint) -> Result<()> {
+    match fault {
+        Some(f) => f.on(point),
+        None => Ok(()),
     }
 }
 

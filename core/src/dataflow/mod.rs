@@ -14,16 +14,20 @@
 //! | `rewire` | reconnects a task restarted alone to its running peers |
 //! | `inflight` | priority-lane barriers with positions; encoding of in-flight data |
 //! | `barrier_align` | per-input lanes and the aligned/unaligned barrier state machine |
-//! | `control` | job-wide flags, failures and checkpoint acknowledgements |
-//! | [`checkpointing`] | the checkpoint coordinator and exactly-once restore, [`CheckpointConfig`] |
-//! | [`failover`] | [`FailoverMode`], [`RestartPolicy`], [`FaultInjection`] |
+//! | `control` | job-wide flags, failures, checkpoint acknowledgements, finished tasks |
+//! | [`checkpointing`] | [`CheckpointConfig`], exactly-once restore |
+//! | `coordinator` | the checkpoint coordinator: triggers, completes, times out, final checkpoint |
+//! | `finished` | tasks that finish while the job goes on (FLIP-147) and their final commit |
+//! | [`failover`] | [`FailoverMode`], [`RestartPolicy`], [`FaultInjection`] at a [`FaultPoint`] |
 
 mod barrier_align;
 mod builder;
 mod chain;
 pub mod checkpointing;
 mod control;
+mod coordinator;
 pub mod failover;
+mod finished;
 mod inflight;
 mod operator_task;
 mod plan;
@@ -36,5 +40,7 @@ mod task;
 pub use builder::{Dataflow, DataflowConfig, Stream};
 pub use checkpointing::{CheckpointConfig, CheckpointMode};
 pub use control::TaskAck;
-pub use failover::{FailoverConfig, FailoverMode, FaultInjection, FaultKind, RestartPolicy};
+pub use failover::{
+    FailoverConfig, FailoverMode, FaultInjection, FaultKind, FaultPoint, RestartPolicy,
+};
 pub use runtime::JobHandle;

@@ -10,6 +10,7 @@ use crate::dataflow::barrier_align::{Alignment, Lane};
 use crate::dataflow::chain::{closed_error, guard, Chain, Pending};
 use crate::dataflow::checkpointing::{self, CheckpointMode};
 use crate::dataflow::control::{AckStats, TaskAck};
+use crate::dataflow::finished;
 use crate::dataflow::inflight;
 use crate::dataflow::plan::{Task, TaskInput};
 use crate::dataflow::task::{flush, TaskEnv};
@@ -280,6 +281,10 @@ async fn operator_loop(
             align = Some(a);
         }
         if align.is_none() && lanes.iter().all(|l| l.ended) {
+            if env.checkpointing {
+                // FLIP-147: later checkpoints go on without this task (see `finished`)
+                return finished::finish_operator_task(chain, &name, st.last_barrier, env).await;
+            }
             let pending = &mut st.pending;
             guard(&name, || chain.end(pending))?;
             flush(chain, &mut st.pending, env).await?;

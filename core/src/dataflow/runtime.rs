@@ -6,9 +6,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use crate::dataflow::builder::Dataflow;
-use crate::dataflow::checkpointing::{self, Coordinator};
+use crate::dataflow::checkpointing;
 use crate::dataflow::control::{JobControl, TaskAck};
-use crate::dataflow::failover::{ArmedFault, RestartTracker};
+use crate::dataflow::coordinator::Coordinator;
+use crate::dataflow::failover::{ArmedFault, RestartTracker, StageFault};
 use crate::dataflow::plan::build_tasks;
 use crate::dataflow::supervisor::Supervisor;
 use crate::error::{Error, Result};
@@ -108,6 +109,12 @@ impl JobHandle {
             dead_letter_path: self.dead_letters.path(),
             restarts: self.metrics.job.restarts.load(Ordering::SeqCst),
             records_lost: self.metrics.job.records_lost.load(Ordering::SeqCst),
+            checkpoints_failed: self.metrics.job.checkpoints_failed.load(Ordering::SeqCst),
+            checkpoints_timed_out: self
+                .metrics
+                .job
+                .checkpoints_timed_out
+                .load(Ordering::SeqCst),
             checkpoints: self.metrics.job.checkpoints(),
         })
     }
@@ -128,18 +135,22 @@ impl Dataflow {
             None => DeadLetterSink::in_memory(config.on_error),
         });
         let mut metrics = MetricsRegistry::default();
-        let faults = ArmedFault::arm(&config.faults);
-        let (mut tasks, _) = build_tasks(&graph, &mut metrics, &faults)?;
         let control = Arc::new(JobControl::default());
+        let faults = ArmedFault::arm(&config.faults, &control);
+        let (mut tasks, _) = build_tasks(&graph, &mut metrics, &faults)?;
         let store = checkpointing::open_store(&config.checkpoint)?;
         let coordinator = match &store {
             Some(store) => {
-                if let Some(epoch) = checkpointing::assign_restore(store, &mut tasks)? {
+                // new epochs follow every checkpoint in the store (a final one passed over too)
+                let newest = store.list()?.last().copied().unwrap_or(Epoch(0));
+                control.earlier.store(newest.0, Ordering::SeqCst);
+                if let Some(epoch) = checkpointing::assign_restore(store, &mut tasks, newest)? {
                     control.restored.store(epoch.0, Ordering::SeqCst);
-                    control
-                        .checkpoint_requested
-                        .store(epoch.0, Ordering::SeqCst);
                 }
+                let restored = control.restored.load(Ordering::SeqCst);
+                control
+                    .checkpoint_requested
+                    .store(newest.0.max(restored), Ordering::SeqCst);
                 let (tx, rx) = std::sync::mpsc::channel();
                 *control
                     .coordinator
@@ -147,10 +158,11 @@ impl Dataflow {
                     .unwrap_or_else(|p| p.into_inner()) = Some(tx);
                 let coordinator = Coordinator {
                     store: store.clone(),
-                    interval: config.checkpoint.interval,
+                    config: config.checkpoint.clone(),
                     expected_tasks: tasks.len(),
                     control: control.clone(),
                     job: metrics.job.clone(),
+                    faults: StageFault::store(&faults),
                 };
                 Some((coordinator, rx))
             }
@@ -186,6 +198,8 @@ impl Dataflow {
             progress,
             tracker: Mutex::new(RestartTracker::new(config.failover.restart.clone())),
         });
+        // read before any trigger of the caller's: the first attempt's barriers follow it
+        let epoch_base = control.checkpoint_requested.load(Ordering::SeqCst);
         let ctl = control.clone();
         let coordinator_name = format!("eddy-checkpoints-{}", config.name);
         let thread = std::thread::Builder::new()
@@ -205,7 +219,7 @@ impl Dataflow {
                         }
                     }
                 });
-                supervisor.run(&runtime, tasks);
+                supervisor.run(&runtime, tasks, epoch_base);
                 // the last sender goes: the coordinator handles the acks left and stops
                 ctl.coordinator
                     .lock()

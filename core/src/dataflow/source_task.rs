@@ -16,6 +16,8 @@ use tokio::sync::mpsc::error::{SendTimeoutError, TrySendError};
 use crate::dataflow::chain::{guard, Chain, Pending};
 use crate::dataflow::checkpointing::{self, CheckpointMode};
 use crate::dataflow::control::{AckStats, TaskAck};
+use crate::dataflow::failover::{self, FaultPoint, StageFault};
+use crate::dataflow::finished;
 use crate::dataflow::inflight;
 use crate::dataflow::plan::Task;
 use crate::dataflow::task::{prioritize, TaskEnv};
@@ -32,6 +34,8 @@ struct Injector<'a> {
     name: String,
     injected: u64,
     source: Box<dyn Source>,
+    /// Faults aimed at the source itself.
+    fault: Option<StageFault>,
 }
 
 impl Injector<'_> {
@@ -46,6 +50,9 @@ impl Injector<'_> {
     /// Snapshots between two batches: nothing is in flight.
     fn inject(&mut self, chain: &mut Chain, b: Barrier, pending: &mut Vec<Pending>) -> Result<()> {
         self.injected = b.epoch.0;
+        guard(&self.name, || {
+            failover::at(&mut self.fault, FaultPoint::Snapshot)
+        })?;
         let position = self.source.position();
         let states = guard(&self.name, || chain.barrier(b, pending))?;
         self.ack(b, position, states, AckStats::default());
@@ -60,6 +67,9 @@ impl Injector<'_> {
         queue: &mut VecDeque<Pending>,
     ) -> Result<()> {
         self.injected = b.epoch.0;
+        guard(&self.name, || {
+            failover::at(&mut self.fault, FaultPoint::Snapshot)
+        })?;
         let position = self.source.position();
         let mut emitted = Vec::new();
         let states = guard(&self.name, || chain.barrier(b, &mut emitted))?;
@@ -240,6 +250,7 @@ pub(crate) fn run_source_task(mut t: Task, env: &TaskEnv) -> Result<()> {
         name: name.clone(),
         injected: env.epoch_base,
         source,
+        fault: t.source_fault.take(),
     };
     flush_source(chain, &mut pending, &mut inj)?;
     let mut stopped = false;
@@ -266,9 +277,7 @@ pub(crate) fn run_source_task(mut t: Task, env: &TaskEnv) -> Result<()> {
         OperatorMetrics::add(&metrics.busy_ns, start.elapsed().as_nanos() as u64);
         match poll {
             SourcePoll::Batch(batch) => {
-                if let Some(f) = &mut t.source_fault {
-                    guard(&name, || f.on_batch())?;
-                }
+                guard(&name, || failover::at(&mut inj.fault, FaultPoint::Batch))?;
                 OperatorMetrics::add(&metrics.records_out, batch.num_rows() as u64);
                 OperatorMetrics::add(&metrics.batches_in, 1);
                 guard(&name, || chain.emit_data(None, batch, &mut pending))?;
@@ -276,11 +285,23 @@ pub(crate) fn run_source_task(mut t: Task, env: &TaskEnv) -> Result<()> {
             SourcePoll::Watermark(wm) => guard(&name, || chain.watermark(None, wm, &mut pending))?,
             SourcePoll::Idle => std::thread::sleep(env.idle_poll),
             SourcePoll::End => {
-                guard(&name, || {
-                    chain.watermark(None, MAX_WATERMARK, &mut pending)?;
-                    chain.end(&mut pending)
-                })?;
+                guard(&name, || chain.watermark(None, MAX_WATERMARK, &mut pending))?;
+                if !env.checkpointing {
+                    guard(&name, || chain.end(&mut pending))?;
+                    flush_source(chain, &mut pending, &mut inj)?;
+                    return Ok(());
+                }
+                // FLIP-147: later checkpoints go on without this task (see `finished`)
+                let last = Epoch(inj.injected);
+                guard(&name, || chain.finish(last, &mut pending))?;
                 flush_source(chain, &mut pending, &mut inj)?;
+                finished::report(env, &name, last, Some(inj.source.position()));
+                if chain.sink.is_some() {
+                    if let Some(epoch) = finished::wait_commit_blocking(control, Epoch(last.0 + 1))
+                    {
+                        guard(&name, || chain.close_committed(epoch))?;
+                    }
+                }
                 return Ok(());
             }
         }

@@ -94,10 +94,16 @@ impl Supervisor {
     }
 
     /// Runs the job to its end on `runtime`, restarting as the policy allows; the final
-    /// failure, if any, is left in the job control.
-    pub(crate) fn run(self: Arc<Self>, runtime: &tokio::runtime::Runtime, first: Vec<Task>) {
+    /// failure, if any, is left in the job control. The first attempt numbers its barriers after
+    /// `epoch_base` (every checkpoint in the store, restored or not).
+    pub(crate) fn run(
+        self: Arc<Self>,
+        runtime: &tokio::runtime::Runtime,
+        first: Vec<Task>,
+        epoch_base: u64,
+    ) {
         let mut tasks = first;
-        let mut epoch_base = self.control.restored.load(Ordering::SeqCst);
+        let mut epoch_base = epoch_base;
         loop {
             let this = self.clone();
             runtime.block_on(this.attempt(tasks, epoch_base));
@@ -134,7 +140,9 @@ impl Supervisor {
         self.control.fence_coordinator();
         let mut tasks = self.rebuild()?;
         if let Some(store) = &self.store {
-            if let Some(epoch) = checkpointing::assign_restore(store, &mut tasks)? {
+            if let Some(epoch) =
+                checkpointing::assign_restore(store, &mut tasks, self.control.earlier())?
+            {
                 self.control.restored.store(epoch.0, Ordering::SeqCst);
             }
         }
@@ -213,7 +221,11 @@ impl Supervisor {
         let mut task = tasks.swap_remove(index);
         drop(tasks);
         if let Some(store) = &self.store {
-            checkpointing::assign_restore(store, std::slice::from_mut(&mut task))?;
+            checkpointing::assign_restore(
+                store,
+                std::slice::from_mut(&mut task),
+                self.control.earlier(),
+            )?;
             // Its peers did not rewind: in-flight data of its snapshot was delivered already
             // (processed, or counted as lost), so it is not replayed; and its sink keeps what
             // it wrote before the failure (every epoch up to the newest requested).

@@ -16,6 +16,7 @@ use tokio::sync::mpsc::error::TrySendError;
 use crate::dataflow::chain::{closed_error, Chain, Pending};
 use crate::dataflow::checkpointing::CheckpointMode;
 use crate::dataflow::control::JobControl;
+use crate::dataflow::finished;
 use crate::dataflow::inflight::Positioned;
 use crate::dataflow::operator_task::run_operator_task;
 use crate::dataflow::plan::Task;
@@ -84,7 +85,11 @@ impl TaskEnv {
 /// Runs one attempt of `task` to its end; the error is the task's root cause.
 pub(crate) async fn run(task: Task, env: TaskEnv) -> Result<()> {
     let name = task.name.clone();
-    let joined = if task.source.is_some() {
+    let finished = task.restore.as_ref().is_some_and(|s| s.finished);
+    let joined = if finished {
+        let env = env.clone();
+        tokio::spawn(async move { finished::run_restored(task, &env).await }).await
+    } else if task.source.is_some() {
         let env = env.clone();
         tokio::task::spawn_blocking(move || run_source_task(task, &env)).await
     } else {

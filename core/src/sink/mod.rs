@@ -25,7 +25,9 @@
 //! path without its extension (`out/data.csv` → `out/data/part-00000-0000000003.csv`). The
 //! output of the job is the set of part files; a restart discards pending files of epochs after
 //! the restored checkpoint and publishes those up to it. A Parquet part is a complete file
-//! (footer written at `pre_commit`).
+//! (footer written at `pre_commit`). When a task's input ends, the runtime pre-commits its
+//! last rows as one more epoch and commits it through a checkpoint (the final one, for a job
+//! that ends) before `close`, so `close` publishes nothing unchecked.
 pub mod csv;
 mod epoch_parts;
 mod file_target;

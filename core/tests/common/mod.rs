@@ -2,6 +2,8 @@
 
 #![allow(dead_code)] // each test binary uses its own subset
 
+pub mod txn;
+
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
