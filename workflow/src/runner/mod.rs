@@ -39,6 +39,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use eddy_core::backoff::Backoff;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
@@ -592,7 +593,9 @@ async fn attempt_loop(mut ctx: NodeCtx) -> (Result<Outcome>, u32) {
                     attempt,
                     error: e.to_string(),
                 });
-                let wait = retry.backoff.saturating_mul(1 << (attempt - 1).min(16));
+                // eddy-core's backoff: doubling from `backoff`, with jitter
+                let ceiling = retry.backoff.saturating_mul(1 << 16);
+                let wait = Backoff::new(retry.backoff, ceiling).delay(attempt - 1);
                 tokio::time::sleep(wait).await;
                 attempt += 1;
                 ctx.resumed = true;
