@@ -288,11 +288,19 @@ fn through_a_store_exactly_once_restores_the_tables_with_the_learner() {
     }
 }
 
+/// Two subtasks sharing FTRL weights in memory, or training them through the in-process
+/// parameter server.
 #[test]
 fn a_parallel_subtask_fails_alone_while_its_peer_keeps_training() {
+    a_subtask_fails_alone(None);
+    a_subtask_fails_alone(Some(PsConfig::new(PsSpec::Local)));
+}
+
+fn a_subtask_fails_alone(ps: Option<PsConfig>) {
     let parallel = |dir: Option<&Path>, faults| {
         let mut c = config(dir, FailoverMode::Approximate, faults);
         c.parallelism = 2;
+        c.ps = ps.clone();
         c
     };
     let clean = run(parallel(None, vec![])).unwrap();
