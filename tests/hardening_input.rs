@@ -135,6 +135,41 @@ fn agg_reads_every_row_past_a_stray_quote_at_any_parallelism() {
 }
 
 #[test]
+fn a_record_over_max_record_bytes_is_a_dead_letter_in_agg_and_learn() {
+    // #14 case 17, the configurable limit: one 3 kB record among 200, limit 1 kB
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("long.csv");
+    let long = format!("1,2.5,{},1050", "x".repeat(3000));
+    std::fs::write(&data, events(200, &[(50, &long)])).unwrap();
+    let out = dir.path().join("out.csv");
+    for p in ["1", "2"] {
+        let mut args = agg_args(s(&data), s(&out));
+        args.extend(["--parallelism", p, "--max-record-bytes", "1024"]);
+        let run = ok(&args);
+        assert_eq!(
+            (counted(&out), dead_letters(&run)),
+            (199, 1),
+            "agg parallelism {p}: rows + dead letters = 200"
+        );
+    }
+    let learned = ok(&[
+        "learn",
+        "--data",
+        s(&data),
+        "--label",
+        "label",
+        "--checkpoint-every",
+        "off",
+        "--max-record-bytes",
+        "1024",
+    ]);
+    let report: serde_json::Value = serde_json::from_slice(&learned.stdout).unwrap();
+    assert_eq!(report["rows"], 199, "{report}");
+    let err = String::from_utf8_lossy(&learned.stderr);
+    assert!(err.contains("malformed records: 1"), "{err}");
+}
+
+#[test]
 fn a_fifo_is_read_once_in_full_and_without_a_schema_is_refused_at_once() {
     // #14 case 3: the schema probe closed the FIFO (its writer died of SIGPIPE) and the reader
     // then hung; with two writers 0 rows were read and the exit status was 0

@@ -75,6 +75,9 @@ pub struct AggArgs {
     /// What a malformed record does: `dead-letter` (default) or `fail`.
     #[arg(long, default_value = "dead-letter")]
     pub on_error: ErrorPolicy,
+    /// Longest CSV / JSON-lines record in bytes; a longer one is a dead letter (default 16 MiB).
+    #[arg(long)]
+    pub max_record_bytes: Option<usize>,
     /// Print the job summary as JSON on stdout after the output (requires --out).
     #[arg(long, requires = "out")]
     pub json: bool,
@@ -125,7 +128,7 @@ impl AggArgs {
             schema: self.schema.as_deref().map(io::parse_schema).transpose()?,
             follow: self.follow,
             parallelism: p,
-            max_record_bytes: None,
+            max_record_bytes: self.max_record_bytes,
             // a record without an event time cannot be windowed: a dead letter, not a failure
             required: vec![self.time.clone()],
         };

@@ -104,6 +104,7 @@ fn window(args: WindowBenchArgs) -> anyhow::Result<()> {
                 data: data.clone(),
                 format: Some(DataFormat::Csv),
                 schema: None,
+                max_record_bytes: None,
                 key: vec![args.key.clone()],
                 time: "ts".into(),
                 out_of_orderness: Duration::from_millis(500),

@@ -85,6 +85,9 @@ pub struct LearnArgs {
     /// What a malformed record does: `dead-letter` (default) or `fail`.
     #[arg(long, default_value = "dead-letter")]
     pub on_error: ErrorPolicy,
+    /// Longest CSV / JSON-lines record in bytes; a longer one is a dead letter (default 16 MiB).
+    #[arg(long)]
+    pub max_record_bytes: Option<usize>,
     /// Checkpoints and failover.
     #[command(flatten)]
     pub checkpoints: CheckpointArgs,
@@ -421,14 +424,15 @@ pub fn run(args: LearnArgs) -> anyhow::Result<()> {
     let job = TrainJob::new(config)?;
     let format = args.format.unwrap_or_else(|| io::format_of(&args.data));
     let schema_override = args.schema.as_deref().map(io::parse_schema).transpose()?;
-    let (source, schema) = io::source(
-        job.flow(),
-        &args.data,
-        Some(format),
-        schema_override,
-        args.follow,
-        args.parallel.parallelism,
-    )?;
+    let input = io::InputOptions {
+        format: Some(format),
+        schema: schema_override,
+        follow: args.follow,
+        parallelism: args.parallel.parallelism,
+        max_record_bytes: args.max_record_bytes,
+        ..io::InputOptions::default()
+    };
+    let (source, schema) = io::source_with(job.flow(), &args.data, &input)?;
     let pipeline = args.pipeline(&schema)?;
     let handle = job.start(source, pipeline, None)?;
     if let (Some(epoch), Some(dir)) = (handle.job().restored_checkpoint(), &checkpoint_dir) {
