@@ -14,6 +14,7 @@ use arrow::record_batch::RecordBatch;
 use eddy_algorithms::eval::ProgressiveValidation;
 use eddy_algorithms::features::{Examples, Features};
 use eddy_algorithms::learner::{OnlineLearner, Predictor};
+use eddy_algorithms::pipeline::Pipeline;
 use eddy_algorithms::trained::TrainedModel;
 use eddy_core::error::ErrorDomain;
 use eddy_core::message::Epoch;
@@ -27,10 +28,14 @@ use crate::model_stream::{metric_map, ModelStream, StreamPosition};
 /// The kind written in the header of a learner snapshot (a checksummed model-file frame).
 pub(crate) const SNAPSHOT_KIND: &str = "eddy-learner-snapshot";
 
+/// The kind of a data-parallel subtask's own model part: its pipeline alone.
+const PIPELINE_KIND: &str = "eddy-subtask-pipeline";
+
 /// What a snapshot holds (written from borrowed state, read back owned: the same encoding).
 #[derive(serde::Serialize)]
 struct SnapshotRef<'a> {
-    /// The pipeline and learner, in the model-file format.
+    /// The pipeline and learner, in the model-file format (data-parallel: the pipeline
+    /// alone; the weights are in subtask 0's `store`).
     model: Vec<u8>,
     eval: &'a ProgressiveValidation,
     rows: u64,
@@ -258,6 +263,21 @@ impl LearnOperator {
     }
 }
 
+/// A pipeline as a checksummed frame holding its versioned JSON document.
+fn pipeline_bytes(pipeline: &Pipeline) -> eddy_algorithms::Result<Vec<u8>> {
+    let document = pipeline.to_json()?.to_string();
+    eddy_algorithms::model::encode(PIPELINE_KIND, &document)
+}
+
+/// Reads [`pipeline_bytes`].
+fn pipeline_from(bytes: &[u8]) -> eddy_algorithms::Result<Pipeline> {
+    let document: String = eddy_algorithms::model::decode(bytes, PIPELINE_KIND)?;
+    let value = serde_json::from_str(&document).map_err(|e| {
+        eddy_algorithms::Error::Shape(format!("{PIPELINE_KIND}: not a JSON document: {e}"))
+    })?;
+    Pipeline::from_json(value)
+}
+
 /// Row `row` of `batch` as a JSON object (a dead letter's raw text).
 fn row_json(batch: &RecordBatch, row: usize) -> String {
     let mut writer = arrow::json::LineDelimitedWriter::new(Vec::new());
@@ -319,8 +339,15 @@ impl Operator for LearnOperator {
             (Some(backend), 0) => Some(backend.snapshot().map_err(|e| self.train_error(e))?),
             _ => None,
         };
+        let parallel = self.shared.backend.is_some();
         let s = self.state()?;
-        let snapshot = s.trained.to_bytes().and_then(|model| {
+        // data-parallel, the weights are the backend's (in subtask 0's `store`): the
+        // subtask's own part is its pipeline
+        let model = match parallel {
+            true => pipeline_bytes(&s.trained.pipeline),
+            false => s.trained.to_bytes(),
+        };
+        let snapshot = model.and_then(|model| {
             let frame = SnapshotRef {
                 model,
                 eval: &s.eval,
@@ -343,14 +370,25 @@ impl Operator for LearnOperator {
         };
         let snapshot: Snapshot =
             eddy_algorithms::model::decode(bytes, SNAPSHOT_KIND).map_err(refused)?;
-        let trained = TrainedModel::from_bytes(&snapshot.model).map_err(refused)?;
+        let (pipeline, trained) = match &self.shared.backend {
+            Some(_) => (Some(pipeline_from(&snapshot.model).map_err(refused)?), None),
+            None => (
+                None,
+                Some(TrainedModel::from_bytes(&snapshot.model).map_err(refused)?),
+            ),
+        };
         if let (Some(backend), Some(tables)) = (&self.shared.backend, &snapshot.store) {
             backend
                 .restore(tables, self.shared.exactly_once)
                 .map_err(|e| self.train_error(e))?;
         }
         let s = self.state()?;
-        s.trained = trained;
+        if let Some(trained) = trained {
+            s.trained = trained;
+        }
+        if let Some(pipeline) = pipeline {
+            s.trained.pipeline = pipeline;
+        }
         s.eval = snapshot.eval;
         s.rows = snapshot.rows;
         s.rejected = snapshot.rejected;
