@@ -51,6 +51,23 @@ pub struct Rejected {
     pub reason: String,
 }
 
+impl Rejected {
+    /// Row `row` of `batch` as one JSON object, the raw text of a record an operator rejects
+    /// (its input is batches, not text).
+    pub fn row_json(batch: &arrow::record_batch::RecordBatch, row: usize) -> String {
+        let mut writer = arrow::json::LineDelimitedWriter::new(Vec::new());
+        let written = writer
+            .write(&batch.slice(row, 1))
+            .and_then(|_| writer.finish());
+        match written {
+            Ok(()) => String::from_utf8_lossy(&writer.into_inner())
+                .trim_end()
+                .to_string(),
+            Err(e) => format!("(row {row} not printable: {e})"),
+        }
+    }
+}
+
 enum Target {
     Memory(Vec<Rejected>),
     File { path: PathBuf, out: BufWriter<File> },

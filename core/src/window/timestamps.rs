@@ -8,8 +8,11 @@
 //! metadata under [`EVENT_TIME_METADATA`], which is how window operators find event time.
 //!
 //! Event time is an Int64 column of milliseconds or an Arrow `Timestamp` of any unit (converted
-//! to milliseconds, rounding toward negative infinity). A null event time is an error naming
-//! the column: a record without time cannot be placed in any window.
+//! to milliseconds, rounding toward negative infinity). A record whose event time is null
+//! cannot be placed in any window: `assign_timestamps` sends it to the dead-letter sink (or
+//! fails the job under `on-error = fail`), naming the column and the record's number in the
+//! operator's input. (File sources told the column is required dead-letter such records
+//! already; Parquet files and generators reach this.)
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -117,9 +120,37 @@ pub struct AssignTimestampsOperator {
     emitted: Option<EventTime>,
     schemas: Option<(SchemaRef, SchemaRef)>,
     times: Vec<i64>,
+    /// Records seen (numbering dead letters; not checkpointed, as a source's line is not).
+    records: u64,
 }
 
 impl AssignTimestampsOperator {
+    /// `batch` without its rows whose event time (column `index`) is null, which go to the
+    /// dead-letter sink numbered from `first`.
+    fn timed_rows(
+        &self,
+        batch: RecordBatch,
+        index: usize,
+        first: u64,
+        out: &Collector,
+    ) -> Result<RecordBatch> {
+        let column = batch.column(index);
+        if column.null_count() == 0 {
+            return Ok(batch);
+        }
+        for row in (0..batch.num_rows()).filter(|&r| column.is_null(r)) {
+            out.reject(crate::source::Rejected {
+                source: format!("{} (record {} of its input)", self.name, first + row as u64),
+                line: first + row as u64,
+                column: index + 1,
+                raw: crate::source::Rejected::row_json(&batch, row),
+                reason: format!("event-time column `{}` is null", self.column),
+            })?;
+        }
+        let timed = arrow::compute::is_not_null(column)?;
+        Ok(arrow::compute::filter_record_batch(&batch, &timed)?)
+    }
+
     /// Event time from `column`, with records up to `max_out_of_orderness` out of order.
     pub fn new(name: &str, column: &str, max_out_of_orderness: Duration) -> Self {
         AssignTimestampsOperator {
@@ -130,6 +161,7 @@ impl AssignTimestampsOperator {
             emitted: None,
             schemas: None,
             times: Vec::new(),
+            records: 0,
         }
     }
 
@@ -158,6 +190,12 @@ impl Operator for AssignTimestampsOperator {
     fn process(&mut self, _input: usize, batch: RecordBatch, out: &mut Collector) -> Result<()> {
         let schema = batch.schema();
         let index = time_column(&schema, Some(&self.column), &self.name)?;
+        let first = self.records + 1;
+        self.records += batch.num_rows() as u64;
+        let batch = self.timed_rows(batch, index, first, out)?;
+        if batch.num_rows() == 0 {
+            return Ok(());
+        }
         read_event_times(&batch, index, &self.name, &mut self.times)?;
         if let Some(&m) = self.times.iter().max() {
             self.max_seen = Some(self.max_seen.map_or(m, |s| s.max(m)));
@@ -283,6 +321,37 @@ mod tests {
         let mut fresh = AssignTimestampsOperator::new("t", "ts", Duration::from_millis(10));
         fresh.restore(&state).unwrap();
         assert_eq!(fresh.max_seen, Some(120));
+    }
+
+    #[test]
+    fn records_without_event_time_are_dead_letters() {
+        use crate::source::{DeadLetterSink, ErrorPolicy};
+        let mut op = AssignTimestampsOperator::new("t", "ts", Duration::from_millis(10));
+        let b = |v: Vec<Option<i64>>| {
+            RecordBatch::try_from_iter([("ts", Arc::new(Int64Array::from(v)) as _)]).unwrap()
+        };
+        let sink = Arc::new(DeadLetterSink::in_memory(ErrorPolicy::DeadLetter));
+        let mut out = Collector::with_dead_letters(sink.clone());
+        op.process(0, b(vec![Some(100), None, Some(120)]), &mut out)
+            .unwrap();
+        op.process(0, b(vec![None]), &mut out).unwrap();
+        let rows: usize = out.take_data().iter().map(|b| b.num_rows()).sum();
+        assert_eq!(
+            (rows, sink.count()),
+            (2, 2),
+            "rows kept + dead letters = rows in"
+        );
+        let lines: Vec<u64> = sink.records().iter().map(|r| r.line).collect();
+        assert_eq!(
+            lines,
+            vec![2, 4],
+            "numbered by record in the operator's input"
+        );
+        // under `fail`, the first one fails the job, naming the column
+        let mut out =
+            Collector::with_dead_letters(Arc::new(DeadLetterSink::in_memory(ErrorPolicy::Fail)));
+        let e = op.process(0, b(vec![None]), &mut out).unwrap_err();
+        assert!(e.to_string().contains("`ts` is null"), "{e}");
     }
 
     #[test]

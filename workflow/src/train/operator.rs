@@ -251,7 +251,7 @@ impl LearnOperator {
                 source: format!("{name} (record {} of its input)", first + *row as u64),
                 line: first + *row as u64,
                 column,
-                raw: row_json(&batch, *row),
+                raw: Rejected::row_json(&batch, *row),
                 reason: reason.clone(),
             })?;
         }
@@ -276,20 +276,6 @@ fn pipeline_from(bytes: &[u8]) -> eddy_algorithms::Result<Pipeline> {
         eddy_algorithms::Error::Shape(format!("{PIPELINE_KIND}: not a JSON document: {e}"))
     })?;
     Pipeline::from_json(value)
-}
-
-/// Row `row` of `batch` as a JSON object (a dead letter's raw text).
-fn row_json(batch: &RecordBatch, row: usize) -> String {
-    let mut writer = arrow::json::LineDelimitedWriter::new(Vec::new());
-    let written = writer
-        .write(&batch.slice(row, 1))
-        .and_then(|_| writer.finish());
-    match written {
-        Ok(()) => String::from_utf8_lossy(&writer.into_inner())
-            .trim_end()
-            .to_string(),
-        Err(e) => format!("(row {row} not printable: {e})"),
-    }
 }
 
 /// The ways learning a batch fails.
