@@ -66,8 +66,9 @@
 //! subtask holding its weights: its updates are sequential, which is what makes the final
 //! model exactly reproducible.
 //!
-//! With `parallelism` N > 1 the N subtasks of `learn` train one model data-parallel (each
-//! batch of the source goes to the subtask sent the fewest rows):
+//! With `parallelism` N > 1 the N subtasks of `learn` train one model data-parallel: a
+//! source read in N splits (a file) is chained split by split to the subtasks, N pipelines
+//! with no hand-over; any other source deals each batch to the subtask sent the fewest rows.
 //! - without a store, FTRL shares its weights in memory
 //!   ([`SharedFtrl`](eddy_algorithms::online::linear::SharedFtrl), Hogwild: every subtask
 //!   steps the one weight array without locks, each step the local learner's own; a collision
@@ -388,8 +389,14 @@ impl TrainJob {
                 Box::new(fit::FitOperator::new(shared, LEARN_OPERATOR))
             }
         });
+        // one subtask: a rebalance edge, so reading and learning run on two threads (pipeline
+        // parallelism); N subtasks over a source of N splits: each split chained to its
+        // subtask (N independent pipelines, no hand-over); otherwise the default rebalance
+        let input = match self.config.parallelism {
+            1 => input.rebalance(),
+            _ => input,
+        };
         input
-            .rebalance()
             .apply(LEARN_OPERATOR, factory)
             .parallelism(self.config.parallelism)
             .sink("learned", NoOutput);
