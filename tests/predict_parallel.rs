@@ -24,14 +24,14 @@ fn input(seed: u64, rows: usize) -> (String, usize, usize) {
     let mut text = String::from("label,f0,f1,c0,c1\n");
     let (mut bad, mut multi) = (0, 0);
     for i in 0..rows {
-        let (f0, f1) = (rng.gen_range(-3.0..3.0f32), rng.gen_range(0..50));
-        let label = u8::from(rng.gen_bool(0.3));
-        let c0 = format!("v{}", rng.gen_range(0..20));
-        let c1 = match rng.gen_range(0..30) {
+        let (f0, f1) = (rng.random_range(-3.0..3.0f32), rng.random_range(0..50));
+        let label = u8::from(rng.random_bool(0.3));
+        let c0 = format!("v{}", rng.random_range(0..20));
+        let c1 = match rng.random_range(0..30) {
             0 => format!("\"multi\nline, {i}\""),
-            _ => format!("w{}", rng.gen_range(0..200)),
+            _ => format!("w{}", rng.random_range(0..200)),
         };
-        match rng.gen_range(0..40) {
+        match rng.random_range(0..40) {
             0 => {
                 bad += 1;
                 text.push_str(&format!("{label},oops,{f1},{c0},{c1}\n"));
