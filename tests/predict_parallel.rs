@@ -92,7 +92,9 @@ fn output_is_the_same_bytes_for_any_thread_count_and_every_row_is_accounted_for(
         for ext in ["csv", "jsonl", "stdout"] {
             let mut first: Option<(Vec<u8>, Vec<String>)> = None;
             for threads in ["1", "2", "3"] {
-                let dead = dir.path().join(format!("dead-{seed}-{ext}-{threads}.jsonl"));
+                let dead = dir
+                    .path()
+                    .join(format!("dead-{seed}-{ext}-{threads}.jsonl"));
                 let out = dir.path().join(format!("out-{seed}-{threads}.{ext}"));
                 let mut args = vec![
                     "predict",
@@ -121,7 +123,11 @@ fn output_is_the_same_bytes_for_any_thread_count_and_every_row_is_accounted_for(
                 let letters = dead_letters(&dead);
                 let what = format!("seed {seed}, {ext}, {threads} threads");
                 assert_eq!(letters.len(), bad, "{what}: dead letters");
-                assert_eq!(scored + letters.len(), rows, "{what}: rows scored + dead letters");
+                assert_eq!(
+                    scored + letters.len(),
+                    rows,
+                    "{what}: rows scored + dead letters"
+                );
                 match &first {
                     None => first = Some((bytes, letters)),
                     Some((one, one_letters)) => {
@@ -149,8 +155,17 @@ fn a_failing_split_fails_the_job_and_leaves_no_output() {
     let model = dir.path().join("m.eddy");
     std::fs::write(&train, input(5, 2000, false).0).expect("write");
     ok(&[
-        "learn", "--data", p(&train), "--label", "label", "--hash-bits", "16",
-        "--checkpoint-every", "off", "--save", p(&model),
+        "learn",
+        "--data",
+        p(&train),
+        "--label",
+        "label",
+        "--hash-bits",
+        "16",
+        "--checkpoint-every",
+        "off",
+        "--save",
+        p(&model),
     ]);
     // a malformed row near the end (in the last split) under --on-error fail
     let (text, _, _) = input(6, 3000, false);
@@ -158,8 +173,19 @@ fn a_failing_split_fails_the_job_and_leaves_no_output() {
     std::fs::write(&data, format!("{text}1,oops,3,v1,w1\n")).expect("write");
     let out = dir.path().join("out.csv");
     let run = eddy(&[
-        "predict", "--model", p(&model), "--data", p(&data), "--threads", "2", "--out", p(&out),
-        "--on-error", "fail", "--schema", SCHEMA,
+        "predict",
+        "--model",
+        p(&model),
+        "--data",
+        p(&data),
+        "--threads",
+        "2",
+        "--out",
+        p(&out),
+        "--on-error",
+        "fail",
+        "--schema",
+        SCHEMA,
     ]);
     assert!(!run.status.success());
     let err = String::from_utf8_lossy(&run.stderr);

@@ -24,9 +24,9 @@ use clap::Args;
 use eddy_algorithms::features::Features;
 use eddy_algorithms::learner::Predictor;
 use eddy_algorithms::trained::TrainedModel;
+use eddy_core::dataflow::Stream;
 use eddy_core::dataflow::{Dataflow, DataflowConfig};
 use eddy_core::error::ErrorDomain;
-use eddy_core::dataflow::Stream;
 use eddy_core::operators::with_column::set_column;
 use eddy_core::sink::csv::{CsvSink, CsvSinkOptions};
 use eddy_core::sink::jsonl::{JsonLinesSink, JsonLinesSinkOptions};
@@ -156,7 +156,11 @@ struct SplitOutput {
 
 impl SplitOutput {
     /// Ends `scored` in one text sink subtask per split writing a part file.
-    fn sink(out: Option<&std::path::Path>, scored: &Stream, threads: usize) -> anyhow::Result<Self> {
+    fn sink(
+        out: Option<&std::path::Path>,
+        scored: &Stream,
+        threads: usize,
+    ) -> anyhow::Result<Self> {
         let jsonl = out.is_some_and(|p| io::format_of(p) == io::DataFormat::Jsonl);
         let header = (!jsonl).then_some(b',');
         let parts = match out {
@@ -214,7 +218,9 @@ pub fn run(args: PredictArgs) -> anyhow::Result<()> {
     let m = model.clone();
     let output = if split {
         let (source, _) = io::source(&flow, &args.data, args.format, schema, false, threads)?;
-        let scored = source.map("predict", move |batch| score(&m, &batch).map_err(operator_error));
+        let scored = source.map("predict", move |batch| {
+            score(&m, &batch).map_err(operator_error)
+        });
         Some(SplitOutput::sink(args.out.as_deref(), &scored, threads)?)
     } else {
         let (source, _) = io::source(&flow, &args.data, args.format, schema, false, 1)?;

@@ -264,9 +264,15 @@ mod tests {
         let dir = tempfile::tempdir().map_err(|e| Error::io("tmp", e))?;
         let h = "\"a\nb\",c\n"; // a header whose first name holds a newline
         for (contents, want) in [
-            (vec![&*format!("{h}1,2\n"), &*format!("{h}3,4\n")], format!("{h}1,2\n3,4\n")),
+            (
+                vec![&*format!("{h}1,2\n"), &*format!("{h}3,4\n")],
+                format!("{h}1,2\n3,4\n"),
+            ),
             (vec!["", "", &*format!("{h}5,6\n")], format!("{h}5,6\n")),
-            (vec!["", &*format!("{h}1,2\n"), "", &*format!("{h}3,4\n")], format!("{h}1,2\n3,4\n")),
+            (
+                vec!["", &*format!("{h}1,2\n"), "", &*format!("{h}3,4\n")],
+                format!("{h}1,2\n3,4\n"),
+            ),
             (vec!["", ""], String::new()),
         ] {
             let (streamed, file) = joined(dir.path(), &contents, Some(b','))?;
@@ -292,13 +298,17 @@ mod tests {
         let dir = tempfile::tempdir().map_err(|e| Error::io("tmp", e))?;
         let out = dir.path().join("out.csv");
         let bad = parts(dir.path(), &["a,b\n1,2\n", "a,c\n3,4\n"], Some(b','))?;
-        assert!(matches!(bad.finish_into_file(&out), Err(Error::Internal(m)) if m.contains("header")));
+        assert!(
+            matches!(bad.finish_into_file(&out), Err(Error::Internal(m)) if m.contains("header"))
+        );
         let bad = parts(dir.path(), &["a,b\n1,2\n", "a,b"], Some(b','))?;
         assert!(bad.finish_into(&mut Vec::new(), "test").is_err());
         let missing = parts(dir.path(), &["a,b\n1,2\n", "a,b\n3,4\n"], Some(b','))?;
         let second = missing.parts().nth(1).expect("two parts");
         fs::remove_file(&second).map_err(|e| Error::io(&second, e))?;
-        assert!(matches!(missing.finish_into_file(&out), Err(Error::Io { path, .. }) if path == second));
+        assert!(
+            matches!(missing.finish_into_file(&out), Err(Error::Io { path, .. }) if path == second)
+        );
         Ok(())
     }
 }

@@ -17,7 +17,11 @@ fn rows(seed: u64, n: usize, spread: f64, bias: f64) -> Vec<(f32, f32, f32)> {
             let t = bias + spread * normal(&mut rng);
             let y = rng.random_bool(1.0 / (1.0 + (-t).exp()));
             let p = 1.0 / (1.0 + (-(t + 0.5 * normal(&mut rng))).exp());
-            (p as f32, f32::from(u8::from(y)), rng.random_range(0.5f32..2.0))
+            (
+                p as f32,
+                f32::from(u8::from(y)),
+                rng.random_range(0.5f32..2.0),
+            )
         })
         .collect()
 }
@@ -47,7 +51,9 @@ fn binned(rows: &[(f32, f32, f32)]) -> Auc {
 #[test]
 fn binned_auc_is_within_its_bound_of_the_exact_one() {
     // (spread, bias): a sharp CTR-like model (rare positives), a weak one, a balanced one
-    for (seed, &(spread, bias)) in (0u64..6).zip([(1.5, -3.0), (0.3, -1.0), (2.0, 0.0)].iter().cycle()) {
+    for (seed, &(spread, bias)) in
+        (0u64..6).zip([(1.5, -3.0), (0.3, -1.0), (2.0, 0.0)].iter().cycle())
+    {
         let rows = rows(seed, 40_000, spread, bias);
         let (e, a) = (exact(&rows), binned(&rows));
         let (v, bound) = (a.value(), a.error_bound());
@@ -89,9 +95,13 @@ fn memory_stays_flat_and_merge_serde_and_reset_hold() {
     // the state is one entry per bin hit, not per row: 4x the rows hit only a few more bins
     // (the scores' range has ~46k bins; 100k rows hit 32k of them, 400k rows 41k)
     let many = self::rows(12, 400_000, 1.5, -3.0);
-    let size = |rows: &[(f32, f32, f32)]| serde_json::to_vec(&binned(rows)).expect("serialize").len();
+    let size =
+        |rows: &[(f32, f32, f32)]| serde_json::to_vec(&binned(rows)).expect("serialize").len();
     let (quarter, all) = (size(&many[..100_000]), size(&many));
-    assert!(all < quarter * 3 / 2, "{all} bytes for 400k rows vs {quarter} for 100k");
+    assert!(
+        all < quarter * 3 / 2,
+        "{all} bytes for 400k rows vs {quarter} for 100k"
+    );
     let json = serde_json::to_vec(&whole).expect("serialize");
     let back: Auc = serde_json::from_slice(&json).expect("deserialize");
     assert_eq!(back.value(), whole.value());

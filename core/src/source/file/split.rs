@@ -48,7 +48,9 @@ fn walk(
         let skippable = (skip_below.saturating_sub(1).saturating_sub(at)).min(n as u64) as usize;
         if fresh && skippable > 0 {
             let stretch = &buf[..skippable];
-            let unquoted = framing.csv.is_none_or(|(q, _)| memchr::memchr(q, stretch).is_none());
+            let unquoted = framing
+                .csv
+                .is_none_or(|(q, _)| memchr::memchr(q, stretch).is_none());
             if let (true, Some(last)) = (unquoted, memchr::memrchr(framing.term, stretch)) {
                 lines += memchr::memchr_iter(framing.term, &stretch[..=last]).count() as u64;
                 i = last + 1;
@@ -219,11 +221,24 @@ mod tests {
                 let quoted = (text.len() / (SCAN_CHUNK / 3)) % 2 == 1 && rng.random_bool(0.05);
                 match quoted {
                     true => text.extend_from_slice(b"1,\"x\ny,\"\"z\",2\n"),
-                    false => text.extend_from_slice(format!("{},v{}\n", rng.random_range(0..99), rng.random_range(0..9999)).as_bytes()),
+                    false => text.extend_from_slice(
+                        format!(
+                            "{},v{}\n",
+                            rng.random_range(0..99),
+                            rng.random_range(0..9999)
+                        )
+                        .as_bytes(),
+                    ),
                 }
             }
             std::fs::write(&p, &text).unwrap();
-            for framing in [LF, Framing { term: b'\n', csv: None }] {
+            for framing in [
+                LF,
+                Framing {
+                    term: b'\n',
+                    csv: None,
+                },
+            ] {
                 for _ in 0..25 {
                     let target = rng.random_range(1..text.len() as u64 + 2);
                     assert_eq!(
