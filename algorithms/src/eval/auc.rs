@@ -1,10 +1,16 @@
-//! Exact ROC AUC: [`Auc`] over the whole stream and [`WindowedAuc`] over the last N rows.
+//! ROC AUC: [`Auc`] over the whole stream in bounded memory, and [`WindowedAuc`], exact, over
+//! the last N rows.
 //!
 //! AUC is the Mann–Whitney statistic: the weighted share of (positive, negative) pairs whose
-//! positive scores higher, ties counting half. It is computed at [`value`](Metric::value) time
-//! by sorting the scores and walking the tie groups once, `O(n log n)`; with unit weights this
-//! is exactly the peers' average-rank formula. NaN predictions rank above every number and tie
-//! with each other; `-0.0` ties with `0.0`.
+//! positive scores higher, ties counting half; with unit weights this is the peers'
+//! average-rank formula. NaN predictions rank above every number and tie with each other;
+//! `-0.0` ties with `0.0`.
+//!
+//! - [`Auc`] counts weights in a fine, order-preserving score histogram (bins `2^-12` of
+//!   their score wide): its memory does not grow with the stream, and it differs from the
+//!   exact value by at most [`Auc::error_bound`] (pairs sharing a bin count one half).
+//! - [`WindowedAuc`] keeps its window's rows and computes the exact value by sorting them and
+//!   walking the tie groups once, `O(window log window)`.
 
 use std::cmp::Ordering;
 use std::collections::VecDeque;
@@ -15,7 +21,7 @@ use super::{is_positive, Metric};
 use crate::error::{Error, Result};
 use crate::transform::Mergeable;
 
-/// A prediction and its weight, as the AUC buffers keep them (8 bytes).
+/// A prediction and its weight, as [`WindowedAuc`] sorts them (8 bytes).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 struct Scored(f32, f32);
 
@@ -30,7 +36,6 @@ fn canonical(p: f32) -> f32 {
 }
 
 fn sort(v: &mut [Scored]) {
-    // Stable merge sort: a sorted prefix (from an earlier `prepare`) makes re-sorting cheap.
     v.sort_by(|a, b| a.0.total_cmp(&b.0));
 }
 
@@ -65,18 +70,99 @@ fn auc_sorted(pos: &[Scored], neg: &[Scored]) -> f64 {
     num / (wp * wn)
 }
 
-/// Exact ROC AUC over every row of the stream (binary: predictions are `P(label = 1)`, labels
-/// 0/1).
+/// Bits of a score's mantissa that select its bin: bins are `2^-BIN_BITS` of their score
+/// wide, relatively (4096 bins per power of two).
+const BIN_BITS: u32 = 12;
+/// Bins per page: one page covers one power of two (one sign and exponent).
+const PAGE_BINS: usize = 1 << BIN_BITS;
+/// Pages over the whole `f32` range (sign and exponent: 9 bits).
+const PAGES: usize = 1 << 9;
+/// Pages an [`Auc`] may hold: every one (16 MiB in the worst case, scores spread over every
+/// power of two of `f32`; probabilities from `1e-9` to 1 touch 31 pages, 2 MiB).
+const MAX_BINS: u32 = (PAGES * PAGE_BINS) as u32;
+
+/// The bin of a canonical score: the top bits of its order-preserving key (the IEEE bits with
+/// the sign bit flipped for positives and every bit flipped for negatives), so that bins sort
+/// like the scores they hold and NaN (canonical, positive) sorts above `+inf`.
+#[inline]
+fn bin_of(p: f32) -> u32 {
+    let bits = p.to_bits();
+    let key = if bits >> 31 == 1 {
+        !bits
+    } else {
+        bits | 0x8000_0000
+    };
+    key >> (23 - BIN_BITS)
+}
+
+/// ROC AUC over every row of the stream in bounded memory (binary: predictions are
+/// `P(label = 1)`, labels 0/1).
 ///
-/// Memory is `O(n)`: 8 bytes per row (score and weight), grown amortized; reading the value
-/// sorts, `O(n log n)`, or `O(n + k log k)` after [`prepare`](Metric::prepare) when `k` rows
-/// came since the last one — so frequent window reports of a cumulative AUC stay affordable.
+/// Scores are counted in a histogram of weight per bin and class, with bins `2^-12` of their
+/// score wide (relative: `[0.5, 1)` has 4096 bins of width `1.2e-4`, `[0.01, 0.0156)` bins of
+/// `1.9e-6`), allocated a power of two at a time (64 KiB) on first use. Memory does not grow
+/// with the row count: at most 16 MiB, and for probabilities 64 KiB per power of two they
+/// cover (1 MiB for scores in `[1e-5, 1]`).
+///
+/// **Error bound.** Bins preserve the order of scores, so a (positive, negative) pair in
+/// different bins counts exactly as in the exact AUC; a pair in the same bin counts one half
+/// (exact when the scores tie, otherwise off by at most one half). Hence
+/// `|value() − exact AUC| ≤ error_bound() = ½ · Σ_bins W⁺(bin)·W⁻(bin) / (W⁺·W⁻)`, which
+/// [`error_bound`](Auc::error_bound) reports; it counts exact ties too, so it is an upper
+/// bound. On 1 M rows of `eddy gen ctr` scored by FTRL it is `1e-4`-small and the measured
+/// difference to the exact AUC is far below it (see the tests). Ties, NaN (above every number)
+/// and `-0.0` (equal to `0.0`) count as in the exact definition.
+///
+/// Updating is `O(1)` and allocates only on the first score of a new power of two; reading
+/// the value walks the allocated bins once.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(into = "AucState", try_from = "AucState")]
 pub struct Auc {
-    pos: Vec<Scored>,
-    neg: Vec<Scored>,
-    #[serde(skip)]
-    sorted: bool,
+    /// Per page (sign and exponent), when used: per bin, the positive and negative weight.
+    pages: Vec<Option<Box<[[f64; 2]]>>>,
+    rows: u64,
+}
+
+/// The serialized form of an [`Auc`]: the non-empty bins in order.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AucState {
+    rows: u64,
+    /// `(bin, positive weight, negative weight)`, bins ascending.
+    bins: Vec<(u32, f64, f64)>,
+}
+
+impl From<Auc> for AucState {
+    fn from(auc: Auc) -> Self {
+        let mut bins = Vec::new();
+        auc.for_each_bin(|bin, [p, n]| bins.push((bin, p, n)));
+        AucState {
+            rows: auc.rows,
+            bins,
+        }
+    }
+}
+
+impl TryFrom<AucState> for Auc {
+    type Error = Error;
+
+    /// Refuses a state with a bin out of range or a weight that is negative or not finite.
+    fn try_from(state: AucState) -> Result<Self> {
+        let mut auc = Auc::new();
+        for (bin, p, n) in state.bins {
+            if bin >= MAX_BINS || !(p >= 0.0 && n >= 0.0 && p.is_finite() && n.is_finite()) {
+                return Err(Error::param(
+                    "auc.bins",
+                    format!("bin {bin} with weights ({p}, {n}) is not a valid AUC bin"),
+                ));
+            }
+            let cell = auc.cell(bin);
+            cell[0] += p;
+            cell[1] += n;
+        }
+        auc.rows = state.rows;
+        Ok(auc)
+    }
 }
 
 impl Auc {
@@ -87,57 +173,91 @@ impl Auc {
 
     /// Rows seen.
     pub fn len(&self) -> usize {
-        self.pos.len() + self.neg.len()
+        usize::try_from(self.rows).unwrap_or(usize::MAX)
     }
 
     /// Whether no row was seen.
     pub fn is_empty(&self) -> bool {
-        self.len() == 0
+        self.rows == 0
+    }
+
+    /// The largest possible difference between [`value`](Metric::value) and the exact AUC of
+    /// the same rows (see the type docs); NaN when the AUC is undefined.
+    pub fn error_bound(&self) -> f64 {
+        let (mut wp, mut wn, mut same) = (0.0f64, 0.0f64, 0.0f64);
+        self.for_each_bin(|_, [p, n]| {
+            wp += p;
+            wn += n;
+            same += p * n;
+        });
+        if wp <= 0.0 || wn <= 0.0 {
+            return f64::NAN;
+        }
+        0.5 * same / (wp * wn)
+    }
+
+    /// The weights of `bin`, allocating its page on first use.
+    #[inline]
+    fn cell(&mut self, bin: u32) -> &mut [f64; 2] {
+        let (page, at) = (bin as usize / PAGE_BINS, bin as usize % PAGE_BINS);
+        if self.pages.is_empty() {
+            self.pages.resize_with(PAGES, || None);
+        }
+        let page = self.pages[page].get_or_insert_with(|| vec![[0.0; 2]; PAGE_BINS].into());
+        &mut page[at]
+    }
+
+    /// Calls `f(bin, [positive, negative])` for every non-empty bin, in score order.
+    fn for_each_bin(&self, mut f: impl FnMut(u32, [f64; 2])) {
+        for (i, page) in self.pages.iter().enumerate() {
+            let Some(page) = page else { continue };
+            for (j, &cell) in page.iter().enumerate() {
+                if cell != [0.0; 2] {
+                    f((i * PAGE_BINS + j) as u32, cell);
+                }
+            }
+        }
     }
 }
 
 impl Metric for Auc {
     #[inline]
     fn update(&mut self, prediction: f32, label: f32, weight: f32) {
-        let s = Scored(canonical(prediction), weight);
-        if is_positive(label) {
-            self.pos.push(s);
-        } else {
-            self.neg.push(s);
-        }
-        self.sorted = false;
+        let class = usize::from(!is_positive(label));
+        self.cell(bin_of(canonical(prediction)))[class] += f64::from(weight);
+        self.rows += 1;
     }
 
     fn value(&self) -> f64 {
-        if self.sorted {
-            return auc_sorted(&self.pos, &self.neg);
+        // Walk the bins upwards: a positive beats the negatives of lower bins, ties half.
+        let (mut num, mut neg_below, mut wp) = (0.0f64, 0.0f64, 0.0f64);
+        self.for_each_bin(|_, [p, n]| {
+            num += p * (neg_below + 0.5 * n);
+            neg_below += n;
+            wp += p;
+        });
+        if wp <= 0.0 || neg_below <= 0.0 {
+            return f64::NAN;
         }
-        let (mut pos, mut neg) = (self.pos.clone(), self.neg.clone());
-        sort(&mut pos);
-        sort(&mut neg);
-        auc_sorted(&pos, &neg)
+        num / (wp * neg_below)
     }
 
     fn reset(&mut self) {
-        self.pos.clear();
-        self.neg.clear();
-        self.sorted = true;
-    }
-
-    fn prepare(&mut self) {
-        if !self.sorted {
-            sort(&mut self.pos);
-            sort(&mut self.neg);
-            self.sorted = true;
+        for page in self.pages.iter_mut().flatten() {
+            page.fill([0.0; 2]);
         }
+        self.rows = 0;
     }
 }
 
 impl Mergeable for Auc {
     fn merge(&mut self, other: &Self) -> Result<()> {
-        self.pos.extend_from_slice(&other.pos);
-        self.neg.extend_from_slice(&other.neg);
-        self.sorted = false;
+        other.for_each_bin(|bin, [p, n]| {
+            let cell = self.cell(bin);
+            cell[0] += p;
+            cell[1] += n;
+        });
+        self.rows += other.rows;
         Ok(())
     }
 }

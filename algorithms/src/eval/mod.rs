@@ -5,8 +5,9 @@
 //! [`merge`](crate::transform::Mergeable::merge) the partial states of parallel subtasks. All
 //! accumulate in `f64`, take an optional importance weight per row, and serialize with serde.
 //! The definitions match the peers' metric code (`peers/common.py`) so numbers are comparable:
-//! log loss clips `p` to `[1e-15, 1 - 1e-15]`, AUC is exact with ties counted half, binary
-//! accuracy thresholds at `p >= 0.5`.
+//! log loss clips `p` to `[1e-15, 1 - 1e-15]`, AUC counts ties half (the cumulative [`Auc`]
+//! in bounded memory, within its reported [`error_bound`](Auc::error_bound) of the exact value;
+//! [`WindowedAuc`] exact), binary accuracy thresholds at `p >= 0.5`.
 //!
 //! [`ProgressiveValidation`] drives an [`OnlineLearner`](crate::learner::OnlineLearner)
 //! test-then-train over a stream of batches, with an optional label delay, and produces the
@@ -31,7 +32,7 @@
 //! | module | what |
 //! |---|---|
 //! | [`classification`] | [`LogLoss`], [`Accuracy`], [`Confusion`] with [`Precision`], [`Recall`], [`F1`] |
-//! | [`auc`] | [`Auc`] (exact, whole stream) and [`WindowedAuc`] (exact, last N rows) |
+//! | [`auc`] | [`Auc`] (binned, bounded memory, whole stream) and [`WindowedAuc`] (exact, last N rows) |
 //! | [`regression`] | [`Rmse`], [`Mae`] |
 //! | [`metric_set`] | [`MetricKind`] (names, parsing, validity per task), [`MetricSet`], [`metrics_for_task`] |
 //! | [`report`] | [`MetricValues`], [`Report`] (the one-line JSON `eddy learn` prints), [`WindowReport`] |
@@ -61,8 +62,9 @@ use crate::transform::Mergeable;
 
 /// A streaming metric over `(prediction, label, weight)` rows.
 ///
-/// Updating costs a few nanoseconds per row and allocates nothing, except the amortized growth
-/// of the exact AUC's buffer. Partial states from parallel subtasks combine with
+/// Updating costs a few nanoseconds per row and allocates nothing (the [`Auc`] histogram
+/// allocates a page the first time a score falls in a new power of two); no metric's memory
+/// grows with the row count. Partial states from parallel subtasks combine with
 /// [`Mergeable::merge`]; for order-dependent metrics ([`WindowedAuc`]) `other` is taken to
 /// come after `self` in the stream.
 pub trait Metric: Mergeable + Send + Sync + std::fmt::Debug {
@@ -97,8 +99,8 @@ pub trait Metric: Mergeable + Send + Sync + std::fmt::Debug {
     /// Forgets every row, keeping allocations.
     fn reset(&mut self);
 
-    /// Readies the state so that [`value`](Metric::value) is cheap (the exact AUC sorts its
-    /// buffer in place). Optional: `value` is correct without it.
+    /// Readies the state so that [`value`](Metric::value) is cheap. Optional: `value` is
+    /// correct without it.
     fn prepare(&mut self) {}
 }
 

@@ -11,6 +11,7 @@
 //! | [`jsonl`] | JSON-lines files, one per subtask or per epoch |
 //! | [`parquet`] | snappy Parquet files, one per subtask (published on close) or per epoch |
 //! | [`stdout`] | CSV text on standard output, with an optional row limit (the CLI) |
+//! | [`split_parts`] | the part files of a data-parallel job over one input, joined in input order |
 //! | `file_target` | per-subtask file names, durable flushes, errors naming the file |
 //! | `epoch_parts` | one part file per epoch, published on commit (checkpointed jobs) |
 //! | `text_output` | a text sink's output: one file per subtask, or epoch parts |
@@ -34,6 +35,7 @@ mod file_target;
 pub mod jsonl;
 pub mod memory;
 pub mod parquet;
+pub mod split_parts;
 pub mod stdout;
 mod text_output;
 

@@ -40,8 +40,11 @@
 //! - **Position**: file, byte offset and line after the last batch (plus the stop point of a
 //!   bounded slice); seeking re-opens the file there.
 //! - **Splits**: `factory(options)` gives subtask `i` of `p` the records starting in bytes
-//!   `[i*len/p, (i+1)*len/p)` of a single file, or every `p`-th file of a directory. Splits of
-//!   one file assume no quoted newlines in CSV fields.
+//!   `[i*len/p, (i+1)*len/p)` of a single file, or every `p`-th file of a directory. Record
+//!   starts are found from the file's first byte by the framing rules, so a split never
+//!   starts inside a quoted CSV field and line numbers stay exact. A split of one file reads
+//!   its records in order, so outputs written per split and joined in split order are in
+//!   input order (see [`split_parts`](crate::sink::split_parts)).
 //! - Files that shrink (truncation, copy-truncate rotation) are not supported while following.
 //!
 //! | module | what |
@@ -56,7 +59,7 @@
 
 mod csv;
 mod decode;
-mod framing;
+pub(crate) mod framing;
 mod infer;
 mod jsonl;
 mod options;
