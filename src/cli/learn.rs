@@ -399,9 +399,21 @@ fn names(schema: &SchemaRef) -> String {
 
 /// Counts the data rows of a CSV or JSON-lines file (for the tail metrics), quickly.
 fn count_rows(path: &Path, format: io::DataFormat) -> anyhow::Result<u64> {
-    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-    let mut lines = bytes.iter().filter(|&&b| b == b'\n').count() as u64;
-    if bytes.last().is_some_and(|&b| b != b'\n') {
+    use std::io::Read;
+    let reading = || format!("reading {}", path.display());
+    let mut file = std::fs::File::open(path).with_context(reading)?;
+    // streamed in 1 MiB blocks: memory stays flat whatever the file's size
+    let mut block = vec![0u8; 1 << 20];
+    let (mut lines, mut last) = (0u64, b'\n');
+    loop {
+        let n = file.read(&mut block).with_context(reading)?;
+        if n == 0 {
+            break;
+        }
+        lines += block[..n].iter().filter(|&&b| b == b'\n').count() as u64;
+        last = block[n - 1];
+    }
+    if last != b'\n' {
         lines += 1;
     }
     Ok(match format {
