@@ -287,7 +287,16 @@ fn a_new_job_resumes_from_before_the_final_checkpoint() {
     assert_eq!(handle.restored_checkpoint(), resumable);
     let second = handle.join().unwrap();
     assert_eq!(second.restarts, 1);
-    assert!(second.operator("count").is_some_and(|o| o.records_in > 0));
+    // the second job re-reads what the restored checkpoint did not hold: some rows when it was
+    // taken before any task finished (whether one was depends on timing)
+    let mid_input = first
+        .checkpoints
+        .iter()
+        .find(|c| resumable.is_some_and(|e| e.0 == c.epoch))
+        .is_some_and(|c| c.finished_tasks == 0);
+    if mid_input {
+        assert!(second.operator("count").is_some_and(|o| o.records_in > 0));
+    }
     let rows = common::csv_rows(&tmp.path().join("out"), "part-");
     assert_same_rows(&rows, &want, "resumed job");
 }
