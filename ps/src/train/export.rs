@@ -24,19 +24,9 @@ pub async fn ftrl_model<S: ParamStore>(
     store: &S,
     params: &FtrlLogisticParams,
 ) -> Result<FtrlLogisticRegression> {
-    let algo = |source| Error::Model {
-        worker: WorkerId(u32::MAX),
-        source,
-    };
     let mut model = params.build().map_err(algo)?;
     let dim = model.dim();
-    let mut delta = Delta::default();
-    store
-        .delta("w", &mut DeltaCursor::default(), &mut delta)
-        .await?;
-    if delta.values.len() != delta.keys.len() {
-        return Err(Error::shape("w", "expected one weight per key"));
-    }
+    let delta = read_table(store, "w", 1).await?;
     let mut weights = vec![0.0f32; dim as usize];
     let mut intercept = 0.0;
     for (&key, &w) in delta.keys.iter().zip(&delta.values) {
@@ -64,34 +54,42 @@ pub async fn fm_model<S: ParamStore>(
     store: &S,
     params: FmValidParams,
 ) -> Result<FactorizationMachine> {
-    let algo = |source| Error::Model {
-        worker: WorkerId(u32::MAX),
-        source,
-    };
     let mut model = FactorizationMachine::new(params);
-    let mut delta = Delta::default();
-    store
-        .delta("w", &mut DeltaCursor::default(), &mut delta)
-        .await?;
-    if delta.values.len() != delta.keys.len() {
-        return Err(Error::shape("w", "expected one weight per key"));
-    }
+    let delta = read_table(store, "w", 1).await?;
     for (&key, &w) in delta.keys.iter().zip(&delta.values) {
         let feature = (key != fm::BIAS_KEY).then_some(key);
         model.set_weight(feature, w).map_err(algo)?;
     }
     let k = params.factors;
-    let mut delta = Delta::default();
-    store
-        .delta("v", &mut DeltaCursor::default(), &mut delta)
-        .await?;
-    if delta.values.len() != delta.keys.len() * k {
-        return Err(Error::shape("v", format!("expected {k} factors per key")));
-    }
+    let delta = read_table(store, "v", k).await?;
     for (&key, v) in delta.keys.iter().zip(delta.values.chunks(k)) {
         model.set_factors(key, v).map_err(algo)?;
     }
     Ok(model)
+}
+
+/// An algorithms error of the export (no worker's).
+fn algo(source: eddy_algorithms::Error) -> Error {
+    Error::Model {
+        worker: WorkerId(u32::MAX),
+        source,
+    }
+}
+
+/// Every row of `table` (a full resync of the delta feed), checked to hold `width` values per
+/// key.
+async fn read_table<S: ParamStore>(store: &S, table: &str, width: usize) -> Result<Delta> {
+    let mut delta = Delta::default();
+    store
+        .delta(table, &mut DeltaCursor::default(), &mut delta)
+        .await?;
+    if delta.values.len() != delta.keys.len() * width {
+        return Err(Error::shape(
+            table,
+            format!("expected {width} value(s) per key"),
+        ));
+    }
+    Ok(delta)
 }
 
 #[cfg(test)]
