@@ -5,7 +5,8 @@
 //! the decoded value through its own `Serialize` implementation — so it covers every model
 //! type without per-type code — and names the first non-finite number by its field path
 //! (`model.ftrl.slots[12][0]`). Feature pipelines travel as a JSON string inside the payload
-//! (their split points may legitimately be ±inf) and are not walked.
+//! (their split points may legitimately be ±inf) and are not walked; nor are weight tables
+//! marked by `table`, which refuse non-finite numbers while they decode.
 
 use std::fmt::{self, Display};
 
@@ -162,9 +163,13 @@ impl ser::Serializer for &mut Walker {
 
     fn serialize_newtype_struct<T: Serialize + ?Sized>(
         self,
-        _: &'static str,
+        name: &'static str,
         v: &T,
     ) -> Result<(), NotFinite> {
+        if name == super::table::CHECKED_ON_DECODE {
+            // Checked row by row while it decoded (see `table`).
+            return Ok(());
+        }
         v.serialize(self)
     }
 

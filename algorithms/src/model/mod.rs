@@ -31,6 +31,7 @@
 //! | this one | [`encode`] / [`decode`] (bytes), [`save_model`] / [`load_model`] (files), [`read_header`] |
 //! | `finite` | every float of a decoded value is finite (a walk through its `Serialize`) |
 //! | `fit` | a trained model's learner accepts its pipeline's features (one probe row) |
+//! | `table` | `#[serde(with)]` for weight tables: one allocation, finiteness checked while decoding |
 //! | `params_json` | learner params as a JSON string inside the payload (bincode cannot read internally tagged enums) |
 //! | `tests` | one test per refusal |
 
@@ -49,6 +50,7 @@ use crate::error::{Error, Result};
 mod finite;
 mod fit;
 pub(crate) mod params_json;
+pub(crate) mod table;
 
 /// The first bytes of every model file.
 pub const MAGIC: [u8; 8] = *b"EDDYMODL";

@@ -292,3 +292,48 @@ fn a_trained_tree_round_trips_and_a_forged_one_is_refused() {
     flipped[header + 3] ^= 0x10;
     assert!(TrainedModel::from_bytes(&flipped).is_err());
 }
+
+/// [`Toy`] with its weights as a checked table (`model::table`).
+#[derive(Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+struct CheckedToy {
+    name: String,
+    #[serde(with = "crate::model::table")]
+    weights: Vec<f32>,
+}
+
+fn checked_toy() -> CheckedToy {
+    let Toy { name, weights } = toy();
+    CheckedToy { name, weights }
+}
+
+#[test]
+fn a_checked_table_writes_the_bytes_of_a_plain_vec_and_reads_them_back() {
+    let plain = encode("toy", &toy()).unwrap();
+    assert_eq!(encode("toy", &checked_toy()).unwrap(), plain);
+    assert_eq!(decode::<CheckedToy>(&plain, "toy").unwrap(), checked_toy());
+    let json = serde_json::to_string(&checked_toy()).unwrap();
+    assert_eq!(json, serde_json::to_string(&toy()).unwrap());
+    assert_eq!(
+        serde_json::from_str::<CheckedToy>(&json).unwrap(),
+        checked_toy()
+    );
+}
+
+#[test]
+fn a_checked_table_refuses_non_finite_entries_and_absurd_lengths() {
+    for bad in [f32::NAN, f32::INFINITY, f32::NEG_INFINITY] {
+        let mut t = checked_toy();
+        t.weights[7] = bad;
+        let e = message(decode::<CheckedToy>(&encode("toy", &t).unwrap(), "toy").unwrap_err());
+        assert!(e.contains("entry 7 of a weight table is not finite"), "{e}");
+    }
+    // A table announcing 2^61 entries (valid checksum: a crafted file) is an error, not an abort.
+    let mut payload = bincode::options()
+        .with_fixint_encoding()
+        .serialize(&"toy".to_string())
+        .unwrap();
+    payload.extend_from_slice(&(1u64 << 61).to_le_bytes());
+    payload.extend_from_slice(&[0; 64]);
+    let e = message(decode::<CheckedToy>(&with_payload("toy", &payload), "toy").unwrap_err());
+    assert!(e.contains("does not fit in memory"), "{e}");
+}

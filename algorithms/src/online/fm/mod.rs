@@ -184,10 +184,14 @@ pub struct FactorizationMachine {
     params: FmValidParams,
     w0: f32,
     w0_state: Vec<f32>,
+    #[serde(with = "crate::model::table")]
     w: Vec<f32>,
+    #[serde(with = "crate::model::table")]
     w_state: Vec<f32>,
     /// Factors, `feature · k + f`.
+    #[serde(with = "crate::model::table")]
     v: Vec<f32>,
+    #[serde(with = "crate::model::table")]
     v_state: Vec<f32>,
     rows: u64,
 }
@@ -198,9 +202,13 @@ struct FmState {
     params: FmParams,
     w0: f32,
     w0_state: Vec<f32>,
+    #[serde(with = "crate::model::table")]
     w: Vec<f32>,
+    #[serde(with = "crate::model::table")]
     w_state: Vec<f32>,
+    #[serde(with = "crate::model::table")]
     v: Vec<f32>,
+    #[serde(with = "crate::model::table")]
     v_state: Vec<f32>,
     rows: u64,
 }

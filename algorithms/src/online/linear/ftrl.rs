@@ -71,6 +71,7 @@ pub struct FtrlLogisticRegression {
     dim: u64,
     fit_intercept: bool,
     /// `[w, z, n]` per feature.
+    #[serde(with = "crate::model::table")]
     slots: Vec<[f32; 3]>,
     /// `[w, z, n]` of the intercept.
     bias: [f32; 3],
@@ -83,6 +84,7 @@ struct FtrlSnapshot {
     rule: FtrlProximal,
     dim: u64,
     fit_intercept: bool,
+    #[serde(with = "crate::model::table")]
     slots: Vec<[f32; 3]>,
     bias: [f32; 3],
     rows_seen: u64,

@@ -120,6 +120,7 @@ struct LinearCore {
     fit_intercept: bool,
     #[serde(skip_serializing)]
     stride: usize,
+    #[serde(with = "crate::model::table")]
     table: Vec<f32>,
     rows_seen: u64,
 }
@@ -129,6 +130,7 @@ struct CoreSnapshot {
     rule: Rule,
     dim: u64,
     fit_intercept: bool,
+    #[serde(with = "crate::model::table")]
     table: Vec<f32>,
     rows_seen: u64,
 }

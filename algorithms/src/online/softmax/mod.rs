@@ -120,8 +120,10 @@ pub struct Softmax {
     #[serde(serialize_with = "crate::model::params_json::serialize")]
     params: SoftmaxValidParams,
     /// Weights, `index · k + class`.
+    #[serde(with = "crate::model::table")]
     w: Vec<f32>,
     /// Rule state, `state_len` floats per weight.
+    #[serde(with = "crate::model::table")]
     w_state: Vec<f32>,
     /// Intercepts, one per class.
     b: Vec<f32>,
@@ -133,7 +135,9 @@ pub struct Softmax {
 struct SoftmaxState {
     #[serde(deserialize_with = "crate::model::params_json::deserialize")]
     params: SoftmaxParams,
+    #[serde(with = "crate::model::table")]
     w: Vec<f32>,
+    #[serde(with = "crate::model::table")]
     w_state: Vec<f32>,
     b: Vec<f32>,
     b_state: Vec<f32>,
