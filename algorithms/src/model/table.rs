@@ -61,6 +61,26 @@ where
     d.deserialize_newtype_struct(CHECKED_ON_DECODE, TableVisitor(PhantomData))
 }
 
+/// Serializes `len` rows produced by `row(i)` exactly as [`serialize`] writes a table of them
+/// (for tables read in place, such as shared weights, without copying them out first).
+pub fn serialize_indexed<T, F, S>(len: usize, row: F, s: S) -> Result<S::Ok, S::Error>
+where
+    T: Serialize,
+    F: Fn(usize) -> T,
+    S: Serializer,
+{
+    s.serialize_newtype_struct(CHECKED_ON_DECODE, &Indexed(len, row))
+}
+
+/// Rows `0..len` made by a function, as a sequence.
+struct Indexed<F>(usize, F);
+
+impl<T: Serialize, F: Fn(usize) -> T> Serialize for Indexed<F> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq((0..self.0).map(&self.1))
+    }
+}
+
 /// The rows as a sequence (what `Vec<T>` would write).
 struct Rows<'a, T>(&'a [T]);
 

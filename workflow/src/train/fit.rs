@@ -10,7 +10,6 @@ use arrow::record_batch::RecordBatch;
 use eddy_algorithms::eval::MetricSet;
 use eddy_algorithms::features::{Examples, Features};
 use eddy_algorithms::learner::Predictor;
-use eddy_algorithms::trained::TrainedModel;
 use eddy_core::error::ErrorDomain;
 use eddy_core::operator::{Collector, Operator, TaskInfo};
 
@@ -72,7 +71,8 @@ impl FitOperator {
         Ok(Finished {
             subtask: 0,
             rows: ex.len() as u64,
-            trained: TrainedModel { pipeline, model },
+            pipeline,
+            model: Some(model),
             eval: None,
             metrics,
             stream: None,

@@ -238,7 +238,9 @@ impl TrainConfig {
 pub(crate) struct Finished {
     /// The learner subtask.
     subtask: usize,
-    trained: TrainedModel,
+    pipeline: Pipeline,
+    /// The subtask's own model; `None` data-parallel (the weights are the backend's).
+    model: Option<OnlineModel>,
     /// Online: the evaluator (its report is taken at the end). Batch: none.
     eval: Option<ProgressiveValidation>,
     /// Batch: the training metrics.
@@ -267,6 +269,16 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
+    /// The shared weights (data-parallel or through a parameter server) as a local model.
+    fn shared_model(&self) -> Result<OnlineModel> {
+        match &self.backend {
+            Some(backend) => backend.model(),
+            None => Err(Error::InvalidArgument(
+                "a learner subtask without a model of its own needs shared weights".into(),
+            )),
+        }
+    }
+
     /// The rows trained into the model, after a subtask that has learned `mine` rows in all
     /// learned `batch` more: its own count at parallelism 1 (exact, restored with it), the
     /// count over all subtasks otherwise.
@@ -456,7 +468,9 @@ pub struct TrainHandle {
 pub struct TrainOutcome {
     /// The final pipeline and model.
     pub trained: TrainedModel,
-    /// Rows, seconds and metrics: progressive for online learners, `train_*` for batch fits.
+    /// Rows, seconds (the job's run time, up to its final checkpoint; exporting and
+    /// publishing the model come after) and metrics: progressive for online learners,
+    /// `train_*` for batch fits.
     pub report: Report,
     /// The dataflow's summary: dead letters, restarts, `records_lost`, checkpoints.
     pub summary: JobSummary,
@@ -519,16 +533,15 @@ impl TrainHandle {
         } = self;
         let restored = job.restored_checkpoint();
         let summary = job.join()?;
+        // the training job's run time (exporting and publishing the model come after)
+        let seconds = started.elapsed().as_secs_f64();
         let finished =
             std::mem::take(&mut *shared.result.lock().unwrap_or_else(|p| p.into_inner()));
-        let (mut trained, report, stream) = merge_finished(&shared, finished)?;
-        if let Some(backend) = &shared.backend {
-            trained.model = backend.model()?;
-        }
+        let (trained, report, stream) = merge_finished(&shared, finished)?;
         if let Some(why) = diverged(&report.metrics, report.rows) {
             return Err(Error::InvalidArgument(why));
         }
-        let report = Report::new(report.rows, started.elapsed().as_secs_f64(), report.metrics);
+        let report = Report::new(report.rows, seconds, report.metrics);
         let (version, versions) = publish_final(&shared, stream, &trained, &report)?;
         if !stopped.load(Ordering::SeqCst) {
             if let Some(dir) = &checkpoint.dir {
@@ -570,7 +583,8 @@ fn merge_finished(
     finished.sort_by_key(|f| f.subtask);
     let mut rest = finished.split_off(1);
     let Some(Finished {
-        mut trained,
+        pipeline,
+        model,
         eval,
         metrics,
         rows,
@@ -580,6 +594,11 @@ fn merge_finished(
     else {
         return Err(Error::InvalidArgument("the learner did not finish".into()));
     };
+    let model = match model {
+        Some(model) => model,
+        None => shared.shared_model()?,
+    };
+    let mut trained = TrainedModel { pipeline, model };
     let report = match eval {
         Some(mut eval) => {
             for other in rest.iter_mut().filter_map(|f| f.eval.as_ref()) {

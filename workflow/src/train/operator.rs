@@ -57,14 +57,46 @@ struct Snapshot {
     store: Option<Vec<u8>>,
 }
 
+/// A subtask's pipeline and what it learns with (one per subtask: its size does not matter).
+#[allow(clippy::large_enum_variant)]
+enum Learner {
+    /// The pipeline and the subtask's own model (one subtask, no parameter server).
+    Own(TrainedModel),
+    /// Data-parallel or through a parameter server: the subtask's pipeline, and its learner
+    /// on the shared weights (no local copy of them: subtask 0 reads them back to publish).
+    Parallel {
+        pipeline: Pipeline,
+        learner: SubtaskLearner,
+    },
+}
+
+impl Learner {
+    fn pipeline(&self) -> &Pipeline {
+        match self {
+            Learner::Own(t) => &t.pipeline,
+            Learner::Parallel { pipeline, .. } => pipeline,
+        }
+    }
+
+    fn pipeline_mut(&mut self) -> &mut Pipeline {
+        match self {
+            Learner::Own(t) => &mut t.pipeline,
+            Learner::Parallel { pipeline, .. } => pipeline,
+        }
+    }
+
+    /// The learner to predict and learn with.
+    fn online(&mut self) -> &mut dyn OnlineLearner {
+        match self {
+            Learner::Own(t) => &mut t.model,
+            Learner::Parallel { learner, .. } => learner.learner(),
+        }
+    }
+}
+
 /// The state of one attempt.
 struct State {
-    /// The pipeline, and the local model (through a parameter server: the last one read back
-    /// from the store, for publishing).
-    trained: TrainedModel,
-    /// The subtask's learner on the shared weights, if the job trains data-parallel or
-    /// through a parameter server.
-    parallel: Option<SubtaskLearner>,
+    learner: Learner,
     eval: ProgressiveValidation,
     /// Rows learned.
     rows: u64,
@@ -120,9 +152,10 @@ impl LearnOperator {
         self.error(e, ErrorDomain::External)
     }
 
-    /// The starting state: the shared pipeline and model, a fresh evaluator.
+    /// The starting state: the shared pipeline, a copy of the starting model (or, in parallel,
+    /// a learner on the shared weights), a fresh evaluator.
     fn initial_state(&self) -> eddy_core::Result<State> {
-        let model = self.shared.model.clone().ok_or_else(|| {
+        let model = self.shared.model.as_ref().ok_or_else(|| {
             self.error(
                 "an online learner needs a starting model",
                 ErrorDomain::Internal,
@@ -132,9 +165,16 @@ impl LearnOperator {
         let eval = eval.map_err(|e| self.algo_error(e))?;
         let examples = Examples::new(Features::Sparse(Default::default()), Vec::new(), None);
         let examples = examples.map_err(|e| self.algo_error(e))?;
-        let parallel = match &self.shared.backend {
-            Some(b) => Some(b.learner(self.subtask).map_err(|e| self.train_error(e))?),
-            None => None,
+        let pipeline = self.shared.pipeline.clone();
+        let learner = match &self.shared.backend {
+            Some(b) => Learner::Parallel {
+                pipeline,
+                learner: b.learner(self.subtask).map_err(|e| self.train_error(e))?,
+            },
+            None => Learner::Own(TrainedModel {
+                pipeline,
+                model: model.clone(),
+            }),
         };
         let stream = match self.shared.publish.as_ref().filter(|_| self.subtask == 0) {
             Some(p) => Some(
@@ -149,11 +189,7 @@ impl LearnOperator {
             None => None,
         };
         Ok(State {
-            trained: TrainedModel {
-                pipeline: self.shared.pipeline.clone(),
-                model,
-            },
-            parallel,
+            learner,
             eval,
             rows: 0,
             rejected: 0,
@@ -183,16 +219,12 @@ impl LearnOperator {
     fn learn(&mut self, batch: &RecordBatch) -> Result<Option<TrainEvent>, LearnError> {
         let shared = self.shared.clone();
         let s = self.state().map_err(LearnError::Core)?;
-        s.trained
-            .pipeline
+        s.learner
+            .pipeline_mut()
             .learn_examples_into(batch, &mut s.examples)
             .map_err(LearnError::Algorithms)?;
-        let learner: &mut dyn OnlineLearner = match &mut s.parallel {
-            Some(p) => p.learner(),
-            None => &mut s.trained.model,
-        };
         s.eval
-            .process(learner, &s.examples)
+            .process(s.learner.online(), &s.examples)
             .map_err(LearnError::Algorithms)?;
         let n = batch.num_rows() as u64;
         s.rows += n;
@@ -204,13 +236,18 @@ impl LearnOperator {
         if let Some(why) = super::diverged(&cumulative, rows) {
             return Err(LearnError::Diverged(why));
         }
-        if let Some(backend) = &shared.backend {
-            s.trained.model = backend.model().map_err(LearnError::Publish)?;
-        }
         let metrics = metric_map(&cumulative);
-        let meta = stream
-            .publish(&s.trained, rows, metrics.clone())
-            .map_err(LearnError::Publish)?;
+        let published = match &s.learner {
+            Learner::Own(trained) => stream.publish(trained, rows, metrics.clone()),
+            Learner::Parallel { pipeline, .. } => shared.shared_model().and_then(|model| {
+                let trained = TrainedModel {
+                    pipeline: pipeline.clone(),
+                    model,
+                };
+                stream.publish(&trained, rows, metrics.clone())
+            }),
+        };
+        let meta = published.map_err(LearnError::Publish)?;
         Ok(Some(TrainEvent::Published {
             version: meta.version,
             rows,
@@ -230,10 +267,10 @@ impl LearnOperator {
     ) -> eddy_core::Result<Option<RecordBatch>> {
         let name = self.name.clone();
         let s = self.state()?;
-        let Some(spec) = s.trained.pipeline.label().cloned() else {
+        let Some(spec) = s.learner.pipeline().label().cloned() else {
             return Ok(Some(batch));
         };
-        let task = s.trained.model.task();
+        let task = s.learner.online().task();
         let checked = spec.invalid_rows(&batch, task, &mut s.invalid);
         if let Err(e) = checked {
             return Err(self.algo_error(e));
@@ -325,13 +362,12 @@ impl Operator for LearnOperator {
             (Some(backend), 0) => Some(backend.snapshot().map_err(|e| self.train_error(e))?),
             _ => None,
         };
-        let parallel = self.shared.backend.is_some();
         let s = self.state()?;
         // data-parallel, the weights are the backend's (in subtask 0's `store`): the
         // subtask's own part is its pipeline
-        let model = match parallel {
-            true => pipeline_bytes(&s.trained.pipeline),
-            false => s.trained.to_bytes(),
+        let model = match &s.learner {
+            Learner::Parallel { pipeline, .. } => pipeline_bytes(pipeline),
+            Learner::Own(trained) => trained.to_bytes(),
         };
         let snapshot = model.and_then(|model| {
             let frame = SnapshotRef {
@@ -348,33 +384,31 @@ impl Operator for LearnOperator {
     }
 
     fn restore(&mut self, bytes: &[u8]) -> eddy_core::Result<()> {
-        let refused = |e: eddy_algorithms::Error| {
+        let decoded =
+            eddy_algorithms::model::decode::<Snapshot>(bytes, SNAPSHOT_KIND).and_then(|snapshot| {
+                let s = self.state.as_mut().ok_or_else(|| {
+                    eddy_algorithms::Error::Shape("restored before on_start".into())
+                })?;
+                match &mut s.learner {
+                    Learner::Own(own) => *own = TrainedModel::from_bytes(&snapshot.model)?,
+                    Learner::Parallel { pipeline, .. } => {
+                        *pipeline = pipeline_from(&snapshot.model)?
+                    }
+                }
+                Ok(snapshot)
+            });
+        let snapshot = decoded.map_err(|e| {
             self.error(
                 format!("learner snapshot refused: {e}"),
                 ErrorDomain::Internal,
             )
-        };
-        let snapshot: Snapshot =
-            eddy_algorithms::model::decode(bytes, SNAPSHOT_KIND).map_err(refused)?;
-        let (pipeline, trained) = match &self.shared.backend {
-            Some(_) => (Some(pipeline_from(&snapshot.model).map_err(refused)?), None),
-            None => (
-                None,
-                Some(TrainedModel::from_bytes(&snapshot.model).map_err(refused)?),
-            ),
-        };
+        })?;
         if let (Some(backend), Some(tables)) = (&self.shared.backend, &snapshot.store) {
             backend
                 .restore(tables, self.shared.exactly_once)
                 .map_err(|e| self.train_error(e))?;
         }
         let s = self.state()?;
-        if let Some(trained) = trained {
-            s.trained = trained;
-        }
-        if let Some(pipeline) = pipeline {
-            s.trained.pipeline = pipeline;
-        }
         s.eval = snapshot.eval;
         s.rows = snapshot.rows;
         s.rejected = snapshot.rejected;
@@ -391,17 +425,20 @@ impl Operator for LearnOperator {
             Some(s) => s,
             None => return Err(eddy_core::Error::Internal("learner ended twice".into())),
         };
-        let learner: &mut dyn OnlineLearner = match &mut s.parallel {
-            Some(p) => p.learner(),
-            None => &mut s.trained.model,
+        s.eval
+            .finish(s.learner.online())
+            .map_err(|e| self.algo_error(e))?;
+        let (pipeline, model) = match s.learner {
+            Learner::Own(trained) => (trained.pipeline, Some(trained.model)),
+            Learner::Parallel { pipeline, learner } => {
+                learner.finish().map_err(|e| self.train_error(e))?;
+                (pipeline, None)
+            }
         };
-        s.eval.finish(learner).map_err(|e| self.algo_error(e))?;
-        if let Some(p) = s.parallel.take() {
-            p.finish().map_err(|e| self.train_error(e))?;
-        }
         let finished = Finished {
             subtask: self.subtask,
-            trained: s.trained,
+            pipeline,
+            model,
             eval: Some(s.eval),
             metrics: Default::default(),
             rows: s.rows,

@@ -152,7 +152,7 @@ impl Backend {
     pub(crate) fn snapshot(&self) -> Result<Vec<u8>> {
         match &self.kind {
             Kind::Store(s) => s.snapshot(),
-            Kind::Shared(w) => Ok(eddy_algorithms::model::encode(SHARED_KIND, &w.to_local())?),
+            Kind::Shared(w) => Ok(eddy_algorithms::model::encode(SHARED_KIND, w)?),
         }
     }
 

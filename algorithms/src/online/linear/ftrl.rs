@@ -64,18 +64,45 @@ impl FtrlLogisticParams {
 
 /// FTRL-Proximal logistic regression; build it with [`FtrlLogisticParams::build`].
 /// `predict` gives `P(label = 1)`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(try_from = "FtrlSnapshot")]
 pub struct FtrlLogisticRegression {
     rule: FtrlProximal,
     dim: u64,
     fit_intercept: bool,
     /// `[w, z, n]` per feature.
-    #[serde(with = "crate::model::table")]
     slots: Vec<[f32; 3]>,
     /// `[w, z, n]` of the intercept.
     bias: [f32; 3],
     rows_seen: u64,
+}
+
+/// The serialized form, written from any slot table: the model's own, or weights shared by
+/// several threads ([`SharedFtrl`]) read in place.
+#[derive(Serialize)]
+#[serde(bound(serialize = "F: Fn(usize) -> [f32; 3]"))]
+struct FtrlWire<'a, F: Fn(usize) -> [f32; 3]> {
+    rule: &'a FtrlProximal,
+    dim: u64,
+    fit_intercept: bool,
+    slots: SlotsOf<F>,
+    bias: [f32; 3],
+    rows_seen: u64,
+}
+
+/// `dim` slots read by a function, serialized as a checked table (`model::table`).
+struct SlotsOf<F>(usize, F);
+
+impl<F: Fn(usize) -> [f32; 3]> Serialize for SlotsOf<F> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        crate::model::table::serialize_indexed(self.0, &self.1, s)
+    }
+}
+
+impl Serialize for FtrlLogisticRegression {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        self.wire(|i| self.slots[i], self.bias).serialize(s)
+    }
 }
 
 /// The serialized form, checked on load (the table must have `dim` slots).
@@ -175,6 +202,27 @@ impl FtrlLogisticRegression {
             self.bias = [self.rule.weight(zb, 0.0), zb, 0.0];
         }
         Ok(())
+    }
+
+    /// The serialized form of this model's shape and rule with the slots `slot(i)` and
+    /// intercept `bias`.
+    fn wire<F: Fn(usize) -> [f32; 3]>(&self, slot: F, bias: [f32; 3]) -> FtrlWire<'_, F> {
+        FtrlWire {
+            rule: &self.rule,
+            dim: self.dim,
+            fit_intercept: self.fit_intercept,
+            slots: SlotsOf(self.dim as usize, slot),
+            bias,
+            rows_seen: self.rows_seen,
+        }
+    }
+
+    /// This model without its slots (shape, rule and row count only), for [`SharedFtrl`].
+    fn shape_only(&self) -> Self {
+        FtrlLogisticRegression {
+            slots: Vec::new(),
+            ..*self
+        }
     }
 
     /// The margin `b + Σ w_i x_i` of row `r`.

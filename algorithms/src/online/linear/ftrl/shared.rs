@@ -20,7 +20,7 @@ use crate::online::linear::{check_indices, for_each_entry, sigmoid};
 
 /// A handle on FTRL weights shared between threads (see the [module docs](self)).
 pub struct SharedFtrl {
-    /// The model's rule, shape and the rows it had seen when shared (weights not kept current).
+    /// The model's rule, shape and the rows it had seen when shared, without slots.
     template: Arc<FtrlLogisticRegression>,
     /// `[w, z, n]` per feature, then the intercept's, as `f32` bits.
     slots: Arc<[[AtomicU32; 3]]>,
@@ -42,7 +42,7 @@ impl SharedFtrl {
             .map(|s| atomic(*s))
             .collect();
         SharedFtrl {
-            template: Arc::new(model.clone()),
+            template: Arc::new(model.shape_only()),
             slots,
             rows_seen: 0,
         }
@@ -61,13 +61,13 @@ impl SharedFtrl {
     /// slot is one consistent `[w, z, n]` only if nobody stepped it meanwhile). Its row count
     /// is the model's when shared.
     pub fn to_local(&self) -> FtrlLogisticRegression {
-        let mut model = (*self.template).clone();
         let table = Atomics(&self.slots);
-        for (i, slot) in model.slots.iter_mut().enumerate() {
-            *slot = table.get(i);
+        let dim = self.template.dim as usize;
+        FtrlLogisticRegression {
+            slots: (0..dim).map(|i| table.get(i)).collect(),
+            bias: table.bias(),
+            ..self.template.shape_only()
         }
-        model.bias = table.bias();
-        model
     }
 
     /// Overwrites the shared weights with `model`'s (a restore), refusing another shape.
@@ -124,6 +124,17 @@ impl SlotTable for Atomics<'_> {
     #[inline(always)]
     fn set_bias(&mut self, slot: [f32; 3]) {
         Self::store(&self.0[self.0.len() - 1], slot)
+    }
+}
+
+/// The bytes of [`to_local`](SharedFtrl::to_local)'s model, read from the shared weights in
+/// place (no owned copy of the table first).
+impl serde::Serialize for SharedFtrl {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        let table = Atomics(&self.slots);
+        self.template
+            .wire(|i| table.get(i), table.bias())
+            .serialize(s)
     }
 }
 
@@ -243,6 +254,20 @@ mod tests {
         .build()
         .unwrap();
         assert!(shared.load(&other).is_err(), "another shape is refused");
+    }
+
+    #[test]
+    fn the_shared_weights_serialize_as_their_owned_model() {
+        let shared = SharedFtrl::new(&model());
+        shared.handle().learn(&examples(300, 3)).unwrap();
+        let kind = "ftrl-logistic-regression";
+        let bytes = crate::model::encode(kind, &shared).unwrap();
+        assert_eq!(
+            bytes,
+            crate::model::encode(kind, &shared.to_local()).unwrap()
+        );
+        let back: FtrlLogisticRegression = crate::model::decode(&bytes, kind).unwrap();
+        assert_eq!(back, shared.to_local());
     }
 
     #[test]
