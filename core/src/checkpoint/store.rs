@@ -115,6 +115,10 @@ impl CheckpointStore {
             }
             tasks.push(TaskEntry {
                 task: task.task.clone(),
+                subtask: task.subtask,
+                parallelism: task.parallelism,
+                source: task.source.clone(),
+                operators: task.operators.clone(),
                 position: task.position.clone(),
                 file: name,
                 inflight,
@@ -127,6 +131,7 @@ impl CheckpointStore {
             format: FORMAT_VERSION,
             epoch: epoch.0,
             created_ms: checkpoint.created_ms,
+            key_groups: checkpoint.key_groups,
             tasks,
             files,
         };
@@ -188,8 +193,23 @@ impl CheckpointStore {
                 Some(name) => Some(read_verified(&dir, &manifest, name)?),
                 None => None,
             };
+            if !entry.finished && entry.operators.len() != states.len() {
+                return Err(corrupt(
+                    dir.join(&entry.file),
+                    format!(
+                        "task `{}` has {} states for {} operators",
+                        entry.task,
+                        states.len(),
+                        entry.operators.len()
+                    ),
+                ));
+            }
             tasks.push(TaskSnapshot {
                 task: entry.task.clone(),
+                subtask: entry.subtask,
+                parallelism: entry.parallelism,
+                source: entry.source.clone(),
+                operators: entry.operators.clone(),
                 position: entry.position.clone(),
                 states,
                 inflight,
@@ -199,6 +219,7 @@ impl CheckpointStore {
         Ok(CompletedCheckpoint {
             epoch,
             created_ms: manifest.created_ms,
+            key_groups: manifest.key_groups,
             tasks,
         })
     }
@@ -458,13 +479,7 @@ mod tests {
     fn duplicate_task_names_are_refused_before_anything_is_written() -> Result<()> {
         let tmp = tempfile::tempdir().map_err(|e| Error::io("tempdir", e))?;
         let store = CheckpointStore::open(tmp.path(), 1)?;
-        let task = TaskSnapshot {
-            task: "a[0]".into(),
-            position: None,
-            states: vec![],
-            inflight: None,
-            finished: false,
-        };
+        let task = TaskSnapshot::new("a[0]");
         let chk = CompletedCheckpoint::new(Epoch(1), vec![task.clone(), task]);
         let err = store.write(&chk).err().map(|e| e.to_string());
         assert!(

@@ -48,10 +48,11 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::checkpoint::{CheckpointStore, TaskSnapshot};
+use crate::checkpoint::rescale::{map_checkpoint, TaskSlot};
+use crate::checkpoint::{CheckpointStore, CompletedCheckpoint, TaskSnapshot};
 use crate::dataflow::chain::{op_error, Chain};
 use crate::dataflow::plan::Task;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::message::Epoch;
 use crate::source::Source;
 
@@ -114,39 +115,77 @@ pub(crate) fn open_store(config: &CheckpointConfig) -> Result<Option<CheckpointS
         .transpose()
 }
 
-/// Loads the newest good checkpoint and hands each task its snapshot. Returns the restored
-/// epoch, `None` when there is nothing to restore. Final checkpoints up to `earlier` — those
-/// of a job that ran before this one — are passed over: a new job resumes from before the end
-/// of the last one ([`CheckpointStore::latest_resumable`]); a restart within the job may
-/// restore its own final checkpoint.
+/// Loads the newest good checkpoint and hands each task of the job its snapshot, mapped by
+/// operator id onto the job's parallelism ([`rescale`](crate::checkpoint::rescale)). Returns
+/// the restored epoch, `None` when there is nothing to restore. Final checkpoints up to
+/// `earlier` — those of a job that ran before this one — are passed over: a new job resumes
+/// from before the end of the last one ([`CheckpointStore::latest_resumable`]); a restart
+/// within the job may restore its own final checkpoint.
 pub(crate) fn assign_restore(
     store: &CheckpointStore,
     tasks: &mut [Task],
     earlier: Epoch,
 ) -> Result<Option<Epoch>> {
+    restore_latest(store, tasks, earlier, true)
+}
+
+/// [`assign_restore`] for some tasks of a running job (an approximate restart of one task):
+/// state of the job's other operators is not an orphan.
+pub(crate) fn assign_restore_some(
+    store: &CheckpointStore,
+    tasks: &mut [Task],
+    earlier: Epoch,
+) -> Result<Option<Epoch>> {
+    restore_latest(store, tasks, earlier, false)
+}
+
+fn restore_latest(
+    store: &CheckpointStore,
+    tasks: &mut [Task],
+    earlier: Epoch,
+    whole_job: bool,
+) -> Result<Option<Epoch>> {
     let latest = store.latest_matching(|c| !c.is_final() || c.epoch > earlier)?;
     let Some(checkpoint) = latest else {
         return Ok(None);
     };
-    for task in tasks.iter_mut() {
-        if let Some(snapshot) = checkpoint.task(&task.name) {
-            if snapshot.states.len() > task.chain.ops.len() {
-                return Err(Error::config(
-                    format!("checkpoint.{}", task.name),
-                    format!(
-                        "checkpoint {} has state for {} chained operators, the task has {}",
-                        checkpoint.epoch,
-                        snapshot.states.len(),
-                        task.chain.ops.len()
-                    ),
-                ));
-            }
-            task.restore = Some(snapshot.clone());
-        }
-        task.restored_epoch = Some(checkpoint.epoch);
-    }
+    assign_checkpoint(&checkpoint, tasks, whole_job)?;
     tracing::info!(epoch = %checkpoint.epoch, dir = %store.dir().display(), "restoring checkpoint");
     Ok(Some(checkpoint.epoch))
+}
+
+/// Hands each task its part of `checkpoint` (see [`rescale`](crate::checkpoint::rescale)).
+pub(crate) fn assign_checkpoint(
+    checkpoint: &CompletedCheckpoint,
+    tasks: &mut [Task],
+    whole_job: bool,
+) -> Result<()> {
+    let key_groups = tasks
+        .first()
+        .map_or(crate::keys::DEFAULT_KEY_GROUPS, |t| t.layout.key_groups);
+    let slots: Vec<TaskSlot<'_>> = tasks
+        .iter()
+        .map(|t| TaskSlot {
+            name: &t.name,
+            subtask: t.layout.subtask,
+            parallelism: t.layout.parallelism,
+            source: t.layout.source.as_deref(),
+            operators: t
+                .layout
+                .operators
+                .iter()
+                .zip(&t.chain.ops)
+                .map(|(id, op)| (&**id, op.op.redistribution()))
+                .collect(),
+        })
+        .collect();
+    let snapshots = map_checkpoint(checkpoint, key_groups, &slots, whole_job)?;
+    drop(slots);
+    for (task, snapshot) in tasks.iter_mut().zip(snapshots) {
+        task.restore = snapshot;
+        task.restored_epoch = Some(checkpoint.epoch);
+    }
+    Ok(())
 }
 
 /// Applies a task's restore step after `open`/`on_start`, before the first record: seeks the

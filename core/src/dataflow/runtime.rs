@@ -160,6 +160,13 @@ impl Dataflow {
                     store: store.clone(),
                     config: config.checkpoint.clone(),
                     expected_tasks: tasks.len(),
+                    layouts: Arc::new(
+                        tasks
+                            .iter()
+                            .map(|t| (t.name.clone(), t.layout.clone()))
+                            .collect(),
+                    ),
+                    key_groups: config.key_groups,
                     control: control.clone(),
                     job: metrics.job.clone(),
                     faults: StageFault::store(&faults),
