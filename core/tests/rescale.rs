@@ -473,3 +473,58 @@ fn a_renamed_stateful_operator_is_refused_unless_it_keeps_its_id() {
     );
     renamed(Some("row counter")).run().unwrap();
 }
+
+#[test]
+fn a_savepoint_survives_retention_and_a_new_job_starts_from_it_rescaled() {
+    let shape = Shape::Window;
+    let want = reference(shape);
+    let dir = tempfile::tempdir().unwrap();
+    let gates = [Arc::new(Gate::default()), Arc::new(Gate::default())];
+    let sink = MemorySink::new();
+    let handle = job(
+        shape,
+        2,
+        config(Some(dir.path())),
+        [Some(gates[0].clone()), Some(gates[1].clone())],
+        sink.clone(),
+    )
+    .start()
+    .unwrap();
+    for (gate, n) in gates.iter().zip([17, 9]) {
+        gate.allowed.store(n, Ordering::SeqCst);
+    }
+    wait_for("the gated sources", || {
+        gates
+            .iter()
+            .zip([17, 9])
+            .all(|(g, n)| g.emitted.load(Ordering::SeqCst) >= n)
+    });
+    let savepoint = handle.savepoint("before-rescale").unwrap();
+    assert_eq!(savepoint, dir.path().join("savepoints/before-rescale"));
+    let before = rows(&sink);
+    // more checkpoints than retention keeps: the savepoint stays
+    for _ in 0..4 {
+        let epoch = handle.trigger_checkpoint();
+        wait_for("a checkpoint", || {
+            handle.completed_checkpoints().contains(&epoch)
+        });
+    }
+    let err = handle.savepoint("before-rescale").err().map(|e| e.to_string());
+    assert!(err.is_some_and(|e| e.contains("exists already")));
+    handle.cancel();
+    let _ = handle.join();
+    assert!(savepoint.join("MANIFEST.json").is_file());
+
+    // a new job in another directory, at parallelism 3, starts from the savepoint
+    let other = tempfile::tempdir().unwrap();
+    let mut cfg = config(Some(other.path()));
+    cfg.checkpoint.restore_from = Some(savepoint.clone());
+    let sink2 = MemorySink::new();
+    let handle = job(shape, 3, cfg, [None, None], sink2.clone()).start().unwrap();
+    assert!(handle.restored_checkpoint().is_some());
+    handle.join().unwrap();
+    let mut got = before;
+    got.extend(rows(&sink2));
+    got.sort();
+    assert!(got == want, "rows from the savepoint differ from an uninterrupted run");
+}

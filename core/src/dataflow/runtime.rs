@@ -3,8 +3,10 @@
 
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
 
+use crate::checkpoint::CheckpointStore;
 use crate::dataflow::builder::Dataflow;
 use crate::dataflow::checkpointing;
 use crate::dataflow::control::{JobControl, TaskAck};
@@ -25,6 +27,9 @@ pub struct JobHandle {
     dead_letters: Arc<DeadLetterSink>,
     started: Instant,
     thread: Option<std::thread::JoinHandle<()>>,
+    /// The checkpoint store (savepoints) and how long a checkpoint may take.
+    store: Option<CheckpointStore>,
+    checkpoint_timeout: Option<Duration>,
 }
 
 impl JobHandle {
@@ -85,6 +90,43 @@ impl JobHandle {
         std::mem::take(&mut *self.control.acks.lock().unwrap_or_else(|p| p.into_inner()))
     }
 
+    /// Takes a **savepoint**: triggers a checkpoint, waits until it is written, and copies it
+    /// to `<checkpoint dir>/savepoints/<name>`, where retention never deletes it; returns its
+    /// directory. A new job starts from it with
+    /// [`CheckpointConfig::restore_from`](crate::dataflow::CheckpointConfig::restore_from),
+    /// possibly at another parallelism. Fails without a checkpoint directory, when the
+    /// checkpoint fails or times out, or when the job ends first.
+    pub fn savepoint(&self, name: &str) -> Result<PathBuf> {
+        let Some(store) = &self.store else {
+            return Err(Error::config(
+                "checkpoint.dir",
+                "a savepoint needs a checkpoint directory",
+            ));
+        };
+        let epoch = self.trigger_checkpoint();
+        let deadline = self.checkpoint_timeout.map(|t| Instant::now() + t);
+        loop {
+            let completed = self.completed_checkpoints();
+            if completed.contains(&epoch) {
+                break;
+            }
+            let failed = completed.last().is_some_and(|&e| e > epoch);
+            if failed || self.is_finished() || deadline.is_some_and(|d| Instant::now() > d) {
+                return Err(Error::Checkpoint {
+                    epoch: epoch.0,
+                    message: format!(
+                        "savepoint `{name}`: checkpoint {epoch} did not complete{}",
+                        if self.is_finished() { " (the job ended)" } else { "" }
+                    ),
+                });
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        let dir = store.save_as(epoch, name)?;
+        tracing::info!(%epoch, dir = %dir.display(), "savepoint taken");
+        Ok(dir)
+    }
+
     /// Waits for the job to finish.
     pub fn join(mut self) -> Result<JobSummary> {
         if let Some(t) = self.thread.take() {
@@ -139,6 +181,7 @@ impl Dataflow {
         let faults = ArmedFault::arm(&config.faults, &control);
         let (mut tasks, _) = build_tasks(&graph, &mut metrics, &faults)?;
         let store = checkpointing::open_store(&config.checkpoint)?;
+        let savepoint_store = store.clone();
         let coordinator = match &store {
             Some(store) => {
                 // new epochs follow every checkpoint in the store (a final one passed over too)
@@ -246,6 +289,8 @@ impl Dataflow {
             dead_letters,
             started: Instant::now(),
             thread: Some(thread),
+            store: savepoint_store,
+            checkpoint_timeout: config.checkpoint.timeout,
         })
     }
 }
