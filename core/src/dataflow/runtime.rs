@@ -103,25 +103,29 @@ impl JobHandle {
                 "a savepoint needs a checkpoint directory",
             ));
         };
-        let epoch = self.trigger_checkpoint();
+        let requested = self.trigger_checkpoint();
         let deadline = self.checkpoint_timeout.map(|t| Instant::now() + t);
-        loop {
-            let completed = self.completed_checkpoints();
-            if completed.contains(&epoch) {
-                break;
+        // sources inject only the newest of several requested barriers: the first checkpoint
+        // completed at or after the requested epoch is the savepoint
+        let epoch = loop {
+            if let Some(&e) = self
+                .completed_checkpoints()
+                .iter()
+                .find(|&&e| e >= requested)
+            {
+                break e;
             }
-            let failed = completed.last().is_some_and(|&e| e > epoch);
-            if failed || self.is_finished() || deadline.is_some_and(|d| Instant::now() > d) {
+            if self.is_finished() || deadline.is_some_and(|d| Instant::now() > d) {
                 return Err(Error::Checkpoint {
-                    epoch: epoch.0,
+                    epoch: requested.0,
                     message: format!(
-                        "savepoint `{name}`: checkpoint {epoch} did not complete{}",
+                        "savepoint `{name}`: no checkpoint from {requested} on completed{}",
                         if self.is_finished() { " (the job ended)" } else { "" }
                     ),
                 });
             }
             std::thread::sleep(Duration::from_millis(2));
-        }
+        };
         let dir = store.save_as(epoch, name)?;
         tracing::info!(%epoch, dir = %dir.display(), "savepoint taken");
         Ok(dir)
