@@ -93,7 +93,12 @@ fn savepoint_on_request_and_on_stop_then_a_rescaled_start_from_it() {
         Command::new(EDDY)
             .args(["agg", "--data", p(&data)])
             .args(common)
-            .args(["--checkpoint-dir", p(&ckpt), "--savepoint-on-stop", "on-stop"])
+            .args([
+                "--checkpoint-dir",
+                p(&ckpt),
+                "--savepoint-on-stop",
+                "on-stop",
+            ])
             .args(["--checkpoint-interval", "100ms"])
             .args(["--out", p(&out1)])
             .stdout(Stdio::null())
@@ -177,7 +182,10 @@ fn savepoint_on_request_and_on_stop_then_a_rescaled_start_from_it() {
     let second = lines(&out2);
     assert!(!second.is_empty(), "nothing was pending at the savepoint");
     for row in &second {
-        assert!(first.contains(row), "{row} is not in the first run's output");
+        assert!(
+            first.contains(row),
+            "{row} is not in the first run's output"
+        );
     }
     let mut once = second.clone();
     once.dedup();

@@ -116,7 +116,8 @@ impl Partitioner {
                     v.clear();
                 }
                 for (row, h) in self.hashes.iter().enumerate() {
-                    self.indices[subtask_for_hash(*h, self.targets, self.key_groups)].push(row as u32);
+                    self.indices[subtask_for_hash(*h, self.targets, self.key_groups)]
+                        .push(row as u32);
                 }
                 for (t, rows) in self.indices.iter().enumerate() {
                     if rows.is_empty() {

@@ -365,10 +365,7 @@ fn checkpoint_once(start: impl FnOnce(Arc<Gate>) -> Dataflow, batches: usize) {
 #[test]
 fn an_operator_without_a_rule_is_refused_at_a_new_parallelism_naming_it() {
     let dir = tempfile::tempdir().unwrap();
-    checkpoint_once(
-        |g| counter_job(2, config(Some(dir.path())), Some(g)),
-        5,
-    );
+    checkpoint_once(|g| counter_job(2, config(Some(dir.path())), Some(g)), 5);
     let err = counter_job(3, config(Some(dir.path())), None)
         .run()
         .err()
@@ -379,14 +376,24 @@ fn an_operator_without_a_rule_is_refused_at_a_new_parallelism_naming_it() {
         "{err}"
     );
     // at the parallelism it was taken at, the same checkpoint restores
-    counter_job(2, config(Some(dir.path())), None).run().unwrap();
+    counter_job(2, config(Some(dir.path())), None)
+        .run()
+        .unwrap();
 }
 
 #[test]
 fn another_key_group_count_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     checkpoint_once(
-        |g| job(Shape::Window, 2, config(Some(dir.path())), [Some(g), None], MemorySink::new()),
+        |g| {
+            job(
+                Shape::Window,
+                2,
+                config(Some(dir.path())),
+                [Some(g), None],
+                MemorySink::new(),
+            )
+        },
         5,
     );
     let err = job(
@@ -440,10 +447,7 @@ fn a_rescaled_source_is_refused_naming_it() {
 #[test]
 fn a_renamed_stateful_operator_is_refused_unless_it_keeps_its_id() {
     let dir = tempfile::tempdir().unwrap();
-    checkpoint_once(
-        |g| counter_job(1, config(Some(dir.path())), Some(g)),
-        4,
-    );
+    checkpoint_once(|g| counter_job(1, config(Some(dir.path())), Some(g)), 4);
     let renamed = |uid: Option<&str>| {
         let flow = Dataflow::new(config(Some(dir.path())));
         let counted = flow
@@ -509,7 +513,10 @@ fn a_savepoint_survives_retention_and_a_new_job_starts_from_it_rescaled() {
             handle.completed_checkpoints().contains(&epoch)
         });
     }
-    let err = handle.savepoint("before-rescale").err().map(|e| e.to_string());
+    let err = handle
+        .savepoint("before-rescale")
+        .err()
+        .map(|e| e.to_string());
     assert!(err.is_some_and(|e| e.contains("exists already")));
     handle.cancel();
     let _ = handle.join();
@@ -520,11 +527,16 @@ fn a_savepoint_survives_retention_and_a_new_job_starts_from_it_rescaled() {
     let mut cfg = config(Some(other.path()));
     cfg.checkpoint.restore_from = Some(savepoint.clone());
     let sink2 = MemorySink::new();
-    let handle = job(shape, 3, cfg, [None, None], sink2.clone()).start().unwrap();
+    let handle = job(shape, 3, cfg, [None, None], sink2.clone())
+        .start()
+        .unwrap();
     assert!(handle.restored_checkpoint().is_some());
     handle.join().unwrap();
     let mut got = before;
     got.extend(rows(&sink2));
     got.sort();
-    assert!(got == want, "rows from the savepoint differ from an uninterrupted run");
+    assert!(
+        got == want,
+        "rows from the savepoint differ from an uninterrupted run"
+    );
 }

@@ -124,11 +124,9 @@ pub(crate) fn decode_manifest(bytes: &[u8]) -> Result<Manifest, String> {
                  start the job without this checkpoint"
             ))
         }
-        other => {
-            return Err(format!(
-                "manifest format {other:?} is not supported (this build reads format {FORMAT_VERSION})"
-            ))
-        }
+        other => return Err(format!(
+            "manifest format {other:?} is not supported (this build reads format {FORMAT_VERSION})"
+        )),
     }
     serde_json::from_value(value).map_err(|e| format!("manifest does not parse: {e}"))
 }
@@ -251,7 +249,10 @@ mod tests {
         bytes.extend_from_slice(body);
         bytes.extend_from_slice(SUFFIX);
         let err = decode_manifest(&bytes).err().unwrap_or_default();
-        assert!(err.contains("format 1") && err.contains("operator id"), "{err}");
+        assert!(
+            err.contains("format 1") && err.contains("operator id"),
+            "{err}"
+        );
         Ok(())
     }
 

@@ -110,7 +110,10 @@ mod tests {
         let bytes = parts.encode();
         assert_eq!(StateParts::decode(&bytes, "op")?, parts);
         for cut in 0..bytes.len() {
-            assert!(StateParts::decode(&bytes[..cut], "op").is_err(), "cut {cut}");
+            assert!(
+                StateParts::decode(&bytes[..cut], "op").is_err(),
+                "cut {cut}"
+            );
         }
         let mut long = bytes;
         long.push(0);

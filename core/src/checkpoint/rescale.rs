@@ -107,7 +107,11 @@ fn same_layout(old: &TaskSnapshot, task: &TaskSlot<'_>) -> bool {
         && old.parallelism == task.parallelism
         && old.source.as_deref() == task.source
         && old.operators.len() == task.operators.len()
-        && old.operators.iter().zip(&task.operators).all(|(a, (b, _))| a == b)
+        && old
+            .operators
+            .iter()
+            .zip(&task.operators)
+            .all(|(a, (b, _))| a == b)
 }
 
 type Index<'c> = HashMap<&'c str, Old<'c>>;
@@ -215,7 +219,12 @@ fn assemble(
         };
         check(id, old)?;
         let state = if old.parallelism == p {
-            old.states.get(s).copied().flatten().flatten().map(<[u8]>::to_vec)
+            old.states
+                .get(s)
+                .copied()
+                .flatten()
+                .flatten()
+                .map(<[u8]>::to_vec)
         } else if !old.has_state() {
             None
         } else {

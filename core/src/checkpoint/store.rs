@@ -332,15 +332,15 @@ impl CheckpointStore {
 /// completely; with `epoch`, its manifest must be of that epoch. The error names the file and
 /// what failed.
 pub fn load_dir(dir: &Path, epoch: Option<Epoch>) -> Result<CompletedCheckpoint> {
-let dir = dir.to_path_buf();
-let manifest = read_manifest(&dir)?;
-if let Some(epoch) = epoch.filter(|e| e.0 != manifest.epoch) {
-    return Err(corrupt(
-        dir.join(MANIFEST),
-        format!("manifest is for epoch {}, expected {epoch}", manifest.epoch),
-    ));
-}
-let epoch = Epoch(manifest.epoch);
+    let dir = dir.to_path_buf();
+    let manifest = read_manifest(&dir)?;
+    if let Some(epoch) = epoch.filter(|e| e.0 != manifest.epoch) {
+        return Err(corrupt(
+            dir.join(MANIFEST),
+            format!("manifest is for epoch {}, expected {epoch}", manifest.epoch),
+        ));
+    }
+    let epoch = Epoch(manifest.epoch);
     let mut tasks = Vec::with_capacity(manifest.tasks.len());
     for entry in &manifest.tasks {
         let bytes = read_verified(&dir, &manifest, &entry.file)?;

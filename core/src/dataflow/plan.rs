@@ -348,12 +348,7 @@ pub(crate) fn build_tasks(
                 tasks[pc][ps].chain.outputs.push(OutputEdge {
                     from: from_stage,
                     port: inp.port.clone(),
-                    partitioner: Partitioner::new(
-                        edge.clone(),
-                        n_targets,
-                        ps,
-                        g.config.key_groups,
-                    ),
+                    partitioner: Partitioner::new(edge.clone(), n_targets, ps, g.config.key_groups),
                     sent: vec![0; n_targets],
                     senders,
                     prio,

@@ -1,9 +1,9 @@
 //! Starting a job and the handle to it: start, stop, cancel, join and the summary. The tasks
 //! themselves run in `task`, supervised by `supervisor`.
 
+use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use crate::checkpoint::CheckpointStore;
@@ -120,7 +120,11 @@ impl JobHandle {
                     epoch: requested.0,
                     message: format!(
                         "savepoint `{name}`: no checkpoint from {requested} on completed{}",
-                        if self.is_finished() { " (the job ended)" } else { "" }
+                        if self.is_finished() {
+                            " (the job ended)"
+                        } else {
+                            ""
+                        }
                     ),
                 });
             }

@@ -22,8 +22,8 @@ use super::timestamps::read_event_times;
 use super::window_table::WindowTable;
 use super::LATE;
 use crate::error::{Error, Result};
-use crate::message::{Epoch, EventTime, MAX_WATERMARK};
 use crate::keys::key_group;
+use crate::message::{Epoch, EventTime, MAX_WATERMARK};
 use crate::operator::{Collector, Operator, Redistribution, TaskInfo};
 
 /// Keyed tumbling or sliding event-time windows (see [the module docs](crate::window)).
@@ -307,7 +307,14 @@ impl Operator for EventWindowOperator {
                     })
                     .collect();
                 let outputs = b.outputs();
-                groups.insert(group, Group { outputs, keys, windows });
+                groups.insert(
+                    group,
+                    Group {
+                        outputs,
+                        keys,
+                        windows,
+                    },
+                );
             }
         }
         super::snapshot::encode_groups("event-window", self.task.subtask, &meta, &groups).map(Some)
@@ -316,7 +323,11 @@ impl Operator for EventWindowOperator {
     fn restore(&mut self, bytes: &[u8]) -> Result<()> {
         let (metas, groups): (Vec<(u32, Meta)>, Vec<Group>) =
             super::snapshot::decode_groups("event-window", &self.name, bytes)?;
-        self.watermark = metas.iter().map(|(_, m)| m.watermark).min().unwrap_or(i64::MIN);
+        self.watermark = metas
+            .iter()
+            .map(|(_, m)| m.watermark)
+            .min()
+            .unwrap_or(i64::MIN);
         self.seq = metas.iter().map(|(_, m)| m.seq).max().unwrap_or(0);
         self.late = metas
             .iter()

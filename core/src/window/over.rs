@@ -27,8 +27,8 @@ use super::over_acc::OverAcc;
 use super::timestamps::read_event_times;
 use crate::dataflow::Stream;
 use crate::error::{Error, Result};
-use crate::message::Epoch;
 use crate::keys::key_group;
+use crate::message::Epoch;
 use crate::operator::{Collector, Operator, Redistribution, TaskInfo};
 
 /// How far back an over window reaches.
@@ -266,7 +266,14 @@ impl Operator for OverOperator {
                     .map(|&k| entries[k as usize].value.clone())
                     .collect();
                 let outputs = b.outputs();
-                groups.insert(group, Group { outputs, keys, windows });
+                groups.insert(
+                    group,
+                    Group {
+                        outputs,
+                        keys,
+                        windows,
+                    },
+                );
             }
         }
         super::snapshot::encode_groups("over-window", self.task.subtask, &(), &groups).map(Some)

@@ -22,8 +22,8 @@ use super::key_table::KeyTable;
 use super::timestamps::read_event_times;
 use super::LATE;
 use crate::error::{Error, Result};
-use crate::message::{Epoch, EventTime, MAX_WATERMARK};
 use crate::keys::key_group;
+use crate::message::{Epoch, EventTime, MAX_WATERMARK};
 use crate::operator::{Collector, Operator, Redistribution, TaskInfo};
 
 /// One session of one key.
@@ -370,7 +370,14 @@ impl Operator for SessionWindowOperator {
                     })
                     .collect();
                 let outputs = b.outputs();
-                groups.insert(group, Group { outputs, keys, sessions });
+                groups.insert(
+                    group,
+                    Group {
+                        outputs,
+                        keys,
+                        sessions,
+                    },
+                );
             }
         }
         super::snapshot::encode_groups("session-window", self.task.subtask, &meta, &groups)
@@ -380,7 +387,11 @@ impl Operator for SessionWindowOperator {
     fn restore(&mut self, bytes: &[u8]) -> Result<()> {
         let (metas, groups): (Vec<(u32, Meta)>, Vec<Group>) =
             super::snapshot::decode_groups("session-window", &self.name, bytes)?;
-        self.watermark = metas.iter().map(|(_, m)| m.watermark).min().unwrap_or(i64::MIN);
+        self.watermark = metas
+            .iter()
+            .map(|(_, m)| m.watermark)
+            .min()
+            .unwrap_or(i64::MIN);
         self.next_seq = metas.iter().map(|(_, m)| m.next_seq).max().unwrap_or(0);
         self.arrivals = metas.iter().map(|(_, m)| m.arrivals).max().unwrap_or(0);
         self.late = metas

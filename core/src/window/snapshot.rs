@@ -72,13 +72,16 @@ pub(crate) fn encode_groups<M: Serialize, T: Serialize>(
     Ok(parts.encode())
 }
 
+/// Meta entries (with the subtask that wrote each) and key-group parts, as read back.
+pub(crate) type Groups<M, T> = (Vec<(u32, M)>, Vec<T>);
+
 /// Reads state written by [`encode_groups`], possibly the key groups of several old subtasks:
 /// the meta entries (with the subtask that wrote each) and the parts.
 pub(crate) fn decode_groups<M: DeserializeOwned, T: DeserializeOwned>(
     kind: &str,
     operator: &str,
     bytes: &[u8],
-) -> Result<(Vec<(u32, M)>, Vec<T>)> {
+) -> Result<Groups<M, T>> {
     let parts = StateParts::decode(bytes, operator)?;
     let meta = parts
         .meta
