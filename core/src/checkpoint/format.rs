@@ -124,9 +124,11 @@ pub(crate) fn decode_manifest(bytes: &[u8]) -> Result<Manifest, String> {
                  start the job without this checkpoint"
             ))
         }
-        other => return Err(format!(
+        other => {
+            return Err(format!(
             "manifest format {other:?} is not supported (this build reads format {FORMAT_VERSION})"
-        )),
+        ))
+        }
     }
     serde_json::from_value(value).map_err(|e| format!("manifest does not parse: {e}"))
 }

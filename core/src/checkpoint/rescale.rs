@@ -333,3 +333,121 @@ fn refuse_orphans(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::message::Epoch;
+
+    /// A checkpoint of operator `op` at parallelism `p`, subtask `s` holding `state(s)`.
+    fn checkpoint(p: usize, state: impl Fn(usize) -> Option<Vec<u8>>) -> CompletedCheckpoint {
+        let tasks = (0..p)
+            .map(|s| TaskSnapshot {
+                subtask: s,
+                parallelism: p,
+                operators: vec!["op".into()],
+                states: vec![state(s)],
+                ..TaskSnapshot::new(format!("op[{s}]"))
+            })
+            .collect();
+        CompletedCheckpoint::new(Epoch(5), tasks)
+    }
+
+    fn list(elements: &[u32]) -> Vec<u8> {
+        StateParts {
+            meta: vec![],
+            parts: elements.iter().map(|&e| (e, vec![e as u8])).collect(),
+        }
+        .encode()
+    }
+
+    /// Maps `chk` onto `p` subtasks of `op` with `rule`: each subtask's part tags.
+    fn mapped(chk: &CompletedCheckpoint, p: usize, rule: Redistribution) -> Result<Vec<Vec<u32>>> {
+        let names: Vec<String> = (0..p).map(|s| format!("op[{s}]")).collect();
+        let slots: Vec<TaskSlot<'_>> = (0..p)
+            .map(|s| TaskSlot {
+                name: &names[s],
+                subtask: s,
+                parallelism: p,
+                source: None,
+                operators: vec![("op", rule)],
+            })
+            .collect();
+        let out = map_checkpoint(chk, 128, &slots, true)?;
+        out.into_iter()
+            .map(|snap| match snap.and_then(|s| s.states[0].clone()) {
+                None => Ok(Vec::new()),
+                Some(state) => Ok(StateParts::decode(&state, "op")?
+                    .parts
+                    .into_iter()
+                    .map(|(t, _)| t)
+                    .collect()),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn list_state_is_dealt_round_robin_and_union_goes_everywhere() -> Result<()> {
+        let chk = checkpoint(2, |s| Some(list(&[s as u32 * 10, s as u32 * 10 + 1])));
+        let dealt = mapped(&chk, 3, Redistribution::List)?;
+        assert_eq!(dealt, vec![vec![0, 11], vec![1], vec![10]]);
+        let union = mapped(&chk, 3, Redistribution::Union)?;
+        assert!(union.iter().all(|u| *u == vec![0, 1, 10, 11]));
+        Ok(())
+    }
+
+    #[test]
+    fn broadcast_gives_subtask_0_and_key_groups_follow_ownership() -> Result<()> {
+        let chk = checkpoint(2, |s| Some(list(&[s as u32 * 100])));
+        let names = [
+            "op[0]".to_string(),
+            "op[1]".to_string(),
+            "op[2]".to_string(),
+        ];
+        let slots: Vec<TaskSlot<'_>> = (0..3)
+            .map(|s| TaskSlot {
+                name: &names[s],
+                subtask: s,
+                parallelism: 3,
+                source: None,
+                operators: vec![("op", Redistribution::Broadcast)],
+            })
+            .collect();
+        for snap in map_checkpoint(&chk, 128, &slots, true)? {
+            assert_eq!(snap.and_then(|s| s.states[0].clone()), Some(list(&[0])));
+        }
+        // groups 0 and 100 of 128: at 3 subtasks [0, 43) [43, 86) [86, 128)
+        let groups = mapped(&chk, 3, Redistribution::KeyGroups)?;
+        assert_eq!(groups, vec![vec![0], vec![], vec![100]]);
+        Ok(())
+    }
+
+    #[test]
+    fn unmappable_restores_are_refused_naming_the_operator() {
+        let chk = checkpoint(2, |s| Some(vec![s as u8]));
+        let e = mapped(&chk, 3, Redistribution::Refuse)
+            .err()
+            .map(|e| e.to_string());
+        assert!(e.is_some_and(|e| e.contains("`op`") && e.contains("no redistribution rule")));
+        // stateless everywhere: rescales freely
+        assert!(mapped(&checkpoint(2, |_| None), 3, Redistribution::Refuse).is_ok());
+        let mut unaligned = checkpoint(2, |s| Some(list(&[s as u32])));
+        unaligned.tasks[0].inflight = Some(vec![1]);
+        let e = mapped(&unaligned, 3, Redistribution::KeyGroups)
+            .err()
+            .map(|e| e.to_string());
+        assert!(e.is_some_and(|e| e.contains("in-flight")));
+        let mut finished = checkpoint(2, |s| Some(list(&[s as u32])));
+        finished.tasks[1].finished = true;
+        let e = mapped(&finished, 3, Redistribution::KeyGroups)
+            .err()
+            .map(|e| e.to_string());
+        assert!(e.is_some_and(|e| e.contains("had finished")));
+        let mut other = checkpoint(2, |_| None);
+        other.key_groups = 64;
+        let e = mapped(&other, 2, Redistribution::KeyGroups)
+            .err()
+            .map(|e| e.to_string());
+        assert!(e.is_some_and(|e| e.contains("64 key groups")));
+    }
+}
