@@ -88,6 +88,24 @@ pub(crate) fn map_checkpoint(
         .iter()
         .map(|t| (t.task.as_str(), t))
         .collect();
+    let changed = tasks
+        .iter()
+        .any(|t| !by_name.get(t.name).is_some_and(|old| same_layout(old, t)))
+        || (whole_job && checkpoint.tasks.len() != tasks.len());
+    if let Some(t) = checkpoint.tasks.iter().find(|t| t.inflight.is_some()) {
+        if changed {
+            // in-flight data belongs to the channels of the old topology
+            return Err(Error::config(
+                format!("{}.restore", t.task),
+                format!(
+                    "checkpoint {epoch} holds in-flight data of unaligned snapshots (task `{}`), \
+                     which cannot be restored onto a changed topology or parallelism: restore \
+                     from an aligned checkpoint or savepoint",
+                    t.task
+                ),
+            ));
+        }
+    }
     let mut out = Vec::with_capacity(tasks.len());
     for task in tasks {
         if let Some(old) = by_name.get(task.name).filter(|old| same_layout(old, task)) {
