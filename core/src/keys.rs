@@ -1,21 +1,32 @@
-//! Stable row hashing for keyed streams and partitioning.
+//! Stable row hashing for keyed streams and partitioning, and key groups.
 //!
 //! Hashes are xxh3 over the value bytes, so they are the same on every machine and in every
-//! process (workers of one job must agree on where a key goes). Keys map to one of
-//! [`KEY_GROUPS`] key groups, and key groups to subtasks in contiguous ranges (as in Flink), so
-//! that a later rescale moves whole key groups.
+//! process (workers of one job must agree on where a key goes).
+//!
+//! **Key groups** (as in Flink): a key with hash `h` belongs to key group `h % key_groups`,
+//! where `key_groups` is fixed per job ([`DataflowConfig::key_groups`], default
+//! [`DEFAULT_KEY_GROUPS`]) and recorded in every checkpoint. Subtask `s` of `p` owns the
+//! contiguous range [`key_group_range`]`(s, p)`; [`subtask_for_key_group`] is its inverse. The
+//! keyed exchange routes by key group ([`subtask_for_hash`]) and keyed operators write their
+//! state per key group, so a restore at another parallelism hands every new subtask exactly the
+//! groups it owns, read from every old subtask's snapshot. `key_groups` is therefore the most
+//! subtasks a keyed operator can run on, and it cannot change across a restore.
+//!
+//! [`DataflowConfig::key_groups`]: crate::dataflow::DataflowConfig::key_groups
 
 use arrow::array::{Array, ArrayRef, AsArray};
 use arrow::datatypes::{
     DataType, Float32Type, Float64Type, Int16Type, Int32Type, Int64Type, Int8Type, UInt16Type,
     UInt32Type, UInt64Type, UInt8Type,
 };
+use std::ops::Range;
+
 use xxhash_rust::xxh3::xxh3_64_with_seed;
 
 use crate::error::{Error, Result};
 
-/// Number of key groups: the most subtasks a keyed operator can be scaled to.
-pub const KEY_GROUPS: u64 = 4096;
+/// Default number of key groups of a job: the most subtasks a keyed operator can be scaled to.
+pub const DEFAULT_KEY_GROUPS: u32 = 128;
 
 const NULL_HASH: u64 = 0x9e37_79b9_7f4a_7c15;
 
@@ -113,11 +124,30 @@ pub fn hash_rows(columns: &[ArrayRef], out: &mut Vec<u64>) -> Result<()> {
     Ok(())
 }
 
-/// The subtask (of `parallelism`) that owns the key with hash `hash`.
+/// The key group (of `key_groups`) of the key with hash `hash`.
 #[inline]
-pub fn subtask_for_hash(hash: u64, parallelism: usize) -> usize {
-    let group = hash % KEY_GROUPS;
-    (group * parallelism as u64 / KEY_GROUPS) as usize
+pub fn key_group(hash: u64, key_groups: u32) -> u32 {
+    (hash % u64::from(key_groups.max(1))) as u32
+}
+
+/// The subtask (of `parallelism`) that owns key group `group` (of `key_groups`).
+#[inline]
+pub fn subtask_for_key_group(group: u32, parallelism: usize, key_groups: u32) -> usize {
+    (u64::from(group) * parallelism as u64 / u64::from(key_groups.max(1))) as usize
+}
+
+/// The key groups subtask `subtask` of `parallelism` owns: a contiguous range, the inverse of
+/// [`subtask_for_key_group`] (empty when `parallelism` exceeds `key_groups`).
+pub fn key_group_range(subtask: usize, parallelism: usize, key_groups: u32) -> Range<u32> {
+    let (kg, p) = (u64::from(key_groups), parallelism.max(1) as u64);
+    let first = |s: u64| (s * kg).div_ceil(p) as u32;
+    first(subtask as u64)..first(subtask as u64 + 1)
+}
+
+/// The subtask (of `parallelism`) that owns the key with hash `hash`, through its key group.
+#[inline]
+pub fn subtask_for_hash(hash: u64, parallelism: usize, key_groups: u32) -> usize {
+    subtask_for_key_group(key_group(hash, key_groups), parallelism, key_groups)
 }
 
 #[cfg(test)]
@@ -143,16 +173,38 @@ mod tests {
 
     #[test]
     fn key_groups_cover_all_subtasks_in_order() {
-        for p in 1..=16 {
-            let mut seen = vec![false; p];
-            let mut last = 0;
-            for g in 0..KEY_GROUPS {
-                let s = subtask_for_hash(g, p);
-                assert!(s >= last && s < p);
-                last = s;
-                seen[s] = true;
+        for kg in [1u32, 7, 128, 4096] {
+            for p in 1..=16usize.min(kg as usize) {
+                let mut seen = vec![false; p];
+                let mut last = 0;
+                for g in 0..kg {
+                    let s = subtask_for_hash(u64::from(g), p, kg);
+                    assert!(s >= last && s < p);
+                    last = s;
+                    seen[s] = true;
+                }
+                assert!(seen.iter().all(|&x| x), "kg {kg} p {p}");
             }
-            assert!(seen.iter().all(|&x| x));
         }
+    }
+
+    #[test]
+    fn ranges_are_the_inverse_of_the_owner_and_tile_all_groups() {
+        for kg in [1u32, 5, 128, 1000] {
+            for p in 1..=12usize.min(kg as usize) {
+                let mut next = 0;
+                for s in 0..p {
+                    let r = key_group_range(s, p, kg);
+                    assert_eq!(r.start, next, "kg {kg} p {p} s {s}");
+                    assert!(!r.is_empty());
+                    for g in r.clone() {
+                        assert_eq!(subtask_for_key_group(g, p, kg), s, "kg {kg} p {p} g {g}");
+                    }
+                    next = r.end;
+                }
+                assert_eq!(next, kg);
+            }
+        }
+        assert_eq!(key_group(130, 128), 2);
     }
 }

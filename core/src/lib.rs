@@ -34,12 +34,12 @@
 //! | [`operator`] | the [`Operator`](operator::Operator) trait with defaulted hooks, the [`Collector`](operator::Collector) |
 //! | [`operators`] | stateless operators: map, filter, flat_map, project, with_column, union |
 //! | [`partition`] | the edge contract: forward, rebalance, hash, broadcast |
-//! | [`keys`] | stable row hashing and key groups |
+//! | [`keys`] | stable row hashing; key groups (per job, default 128) and their contiguous subtask ranges |
 //! | [`source`] | the [`Source`](source::Source) contract (position/seek), dead letters, built-in sources |
 //! | [`sink`] | the two-phase [`Sink`](sink::Sink) contract and built-in sinks |
 //! | [`dataflow`] | builder, chaining plan, runtime, job handle, barrier alignment, failover supervisor |
 //! | [`dataflow::failover`] | exactly-once / approximate failover, restart policy, fault injection |
-//! | [`checkpoint`] | completed checkpoints and the local-directory [`CheckpointStore`](checkpoint::CheckpointStore) |
+//! | [`checkpoint`] | completed checkpoints, the local-directory [`CheckpointStore`](checkpoint::CheckpointStore) and its savepoints, state by operator id and key group, rescaled restore |
 //! | [`backoff`] | retry backoff with jitter, the one helper of every retry loop |
 //! | [`duration`] | `500ms` / `10s` / `2h` durations, one parser for configs and flags |
 //! | [`datagen`] | deterministic synthetic streams (`eddy gen ctr`) |
@@ -62,6 +62,15 @@
 //!   root cause is reported. Exactly-once restarts every task from the last checkpoint;
 //!   approximate restarts the failed task alone, reconnecting it to peers that never stopped, and
 //!   counts what was routed to it and not processed in `records_lost`.
+//! - **State by operator id and key group.** Snapshots are recorded under stable operator ids
+//!   (the builder name, or [`Stream::uid`](dataflow::Stream::uid)); keyed state is written per
+//!   key group ([`keys`]), so a checkpoint or a savepoint
+//!   ([`JobHandle::savepoint`](dataflow::JobHandle::savepoint),
+//!   [`CheckpointConfig::restore_from`](dataflow::CheckpointConfig::restore_from)) restores at
+//!   another parallelism. Non-keyed state declares a
+//!   [`Redistribution`](operator::Redistribution) rule or the restore is refused, naming the
+//!   operator; so are another key-group count, a rescaled source, in-flight data on a changed
+//!   topology and checkpoints of the old format ([`checkpoint::rescale`]).
 //! - **Faults are injected by configuration** ([`dataflow::FaultInjection`]), per job, never
 //!   through a global.
 

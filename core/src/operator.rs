@@ -24,13 +24,53 @@ pub struct TaskInfo {
     pub subtask: usize,
     /// Number of parallel instances.
     pub parallelism: usize,
+    /// The job's number of key groups ([`keys`](crate::keys)): keyed operators write their
+    /// state per key group of this count.
+    pub key_groups: u32,
 }
 
 impl TaskInfo {
+    /// Subtask `subtask` of `parallelism` of `operator`, with the default key groups.
+    pub fn new(operator: &str, subtask: usize, parallelism: usize) -> Self {
+        TaskInfo {
+            operator: Arc::from(operator),
+            subtask,
+            parallelism,
+            key_groups: crate::keys::DEFAULT_KEY_GROUPS,
+        }
+    }
+
     /// `name[subtask]`, for logs and errors.
     pub fn task_name(&self) -> String {
         format!("{}[{}]", self.operator, self.subtask)
     }
+}
+
+/// How an operator's state is spread over its subtasks when a job is restored at another
+/// parallelism (rescaled). At the parallelism it was checkpointed at, every subtask gets its own
+/// snapshot back whatever the rule; stateless operators (whose snapshots are `None`) rescale
+/// freely.
+///
+/// The rules other than [`Refuse`](Redistribution::Refuse) and
+/// [`Broadcast`](Redistribution::Broadcast) read the snapshot as
+/// [`StateParts`](crate::checkpoint::StateParts), which the operator must write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Redistribution {
+    /// The state cannot be redistributed: a restore at another parallelism is refused with an
+    /// error naming the operator (the default, e.g. a learner's model).
+    #[default]
+    Refuse,
+    /// Keyed state, one part per key group: each new subtask gets the key groups it owns
+    /// ([`keys::key_group_range`](crate::keys::key_group_range)) from every old subtask,
+    /// plus every old subtask's meta entry (tagged with the old subtask index).
+    KeyGroups,
+    /// List state: the parts of all old subtasks, in subtask order, are dealt round robin
+    /// (part `i` to new subtask `i % parallelism`).
+    List,
+    /// Union list state: every new subtask gets the parts of every old subtask.
+    Union,
+    /// Every subtask holds the same state: every new subtask gets old subtask 0's snapshot.
+    Broadcast,
 }
 
 /// One output of an operator call.
@@ -145,9 +185,17 @@ pub trait Operator: Send + 'static {
         Ok(None)
     }
 
-    /// Restores state written by [`snapshot`](Operator::snapshot).
+    /// Restores state written by [`snapshot`](Operator::snapshot) (after a rescale: state
+    /// redistributed by [`redistribution`](Operator::redistribution)). Called after
+    /// [`on_start`](Operator::on_start), before the first record.
     fn restore(&mut self, _state: &[u8]) -> Result<()> {
         Ok(())
+    }
+
+    /// How this operator's state is redistributed when the job is restored at another
+    /// parallelism. The default refuses such a restore (see [`Redistribution`]).
+    fn redistribution(&self) -> Redistribution {
+        Redistribution::Refuse
     }
 
     /// Every input has ended. Flush what is left.

@@ -17,7 +17,8 @@ pub enum Edge {
     /// uneven ones still even out the rows, so no subtask waits on a peer that is starved of
     /// input (data-parallel training under a `sync` bound).
     Rebalance,
-    /// Rows go to the subtask that owns their key (hash of these columns).
+    /// Rows go to the subtask that owns their key group (hash of these columns, see
+    /// [`keys`](crate::keys)).
     Hash(Vec<String>),
     /// Every batch goes to every downstream subtask.
     Broadcast,
@@ -31,6 +32,8 @@ pub(crate) struct Partitioner {
     key_indices: Vec<usize>,
     key_schema: Option<arrow::datatypes::SchemaRef>,
     targets: usize,
+    /// The job's key groups (hash edges route by key group).
+    key_groups: u32,
     next: usize,
     /// Rows sent to each target (rebalance).
     sent: Vec<u64>,
@@ -39,12 +42,13 @@ pub(crate) struct Partitioner {
 }
 
 impl Partitioner {
-    pub(crate) fn new(edge: Edge, targets: usize, start: usize) -> Self {
+    pub(crate) fn new(edge: Edge, targets: usize, start: usize, key_groups: u32) -> Self {
         Partitioner {
             edge,
             key_indices: Vec::new(),
             key_schema: None,
             targets,
+            key_groups,
             next: start % targets.max(1),
             sent: vec![0; targets],
             hashes: Vec::new(),
@@ -112,7 +116,8 @@ impl Partitioner {
                     v.clear();
                 }
                 for (row, h) in self.hashes.iter().enumerate() {
-                    self.indices[subtask_for_hash(*h, self.targets)].push(row as u32);
+                    self.indices[subtask_for_hash(*h, self.targets, self.key_groups)]
+                        .push(row as u32);
                 }
                 for (t, rows) in self.indices.iter().enumerate() {
                     if rows.is_empty() {
@@ -149,7 +154,7 @@ mod tests {
 
     /// The targets `batches` (row counts) go to over a rebalance edge to `targets` subtasks.
     fn dealt(targets: usize, batches: &[usize]) -> Vec<usize> {
-        let mut p = Partitioner::new(Edge::Rebalance, targets, 0);
+        let mut p = Partitioner::new(Edge::Rebalance, targets, 0, 128);
         let mut to = Vec::new();
         for &n in batches {
             p.partition(&rows(n), |t, _| to.push(t)).unwrap();

@@ -39,7 +39,15 @@ fn checkpoint(epoch: u64) -> CompletedCheckpoint {
             ],
         },
     ];
-    CompletedCheckpoint::from_acks(Epoch(epoch), acks).expect("acks of one epoch")
+    let mut chk = CompletedCheckpoint::from_acks(Epoch(epoch), acks).expect("acks of one epoch");
+    // the layout the coordinator records: operator ids per chain stage
+    for task in &mut chk.tasks {
+        let head = task.task.split('[').next().unwrap_or_default().to_string();
+        task.operators = (0..task.states.len())
+            .map(|i| format!("{head}.{i}"))
+            .collect();
+    }
+    chk
 }
 
 fn store(

@@ -109,6 +109,7 @@ fn read(factory: &SourceFactory, p: usize) -> (usize, u64) {
             operator: Arc::from("fuzz"),
             subtask: i,
             parallelism: p,
+            key_groups: eddy_core::keys::DEFAULT_KEY_GROUPS,
         };
         let ctx = SourceContext {
             task: task.clone(),

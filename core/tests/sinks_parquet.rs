@@ -206,6 +206,7 @@ fn following_a_directory_reads_every_published_file_once() -> TestResult {
                 operator: Arc::from("publisher"),
                 subtask: 0,
                 parallelism: 1,
+                key_groups: eddy_core::keys::DEFAULT_KEY_GROUPS,
             };
             sink.open(&task)?;
             sink.write(&batch(k * 40, 25))?;

@@ -3,18 +3,23 @@
 //! ```text
 //! eddy agg --data clicks.csv --key c3 --time ts --window 10s --agg count --agg mean:f0 --out out.csv
 //! ```
+//!
+//! With `--checkpoint-dir` the job checkpoints (every `--checkpoint-interval`, and on demand),
+//! resumes from its newest checkpoint, takes the savepoints `eddy savepoint` asks for (and
+//! `--savepoint-on-stop NAME` when a followed job is stopped), and `--from-savepoint` starts it
+//! from one, the window possibly at another parallelism (`--window-parallelism`).
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use clap::Args;
-use eddy_core::dataflow::{Dataflow, DataflowConfig, JobHandle};
+use eddy_core::dataflow::{CheckpointConfig, Dataflow, DataflowConfig, JobHandle};
 use eddy_core::metrics::JobSummary;
 use eddy_core::source::ErrorPolicy;
 use eddy_core::window::{Agg, WindowSpec, LATE};
 
-use super::{duration, io, progress};
+use super::{duration, io, progress, savepoint};
 
 /// Arguments of `eddy agg`.
 #[derive(Debug, Clone, Args)]
@@ -81,6 +86,34 @@ pub struct AggArgs {
     /// Print the job summary as JSON on stdout after the output (requires --out).
     #[arg(long, requires = "out")]
     pub json: bool,
+    /// Checkpoints, savepoints and rescaling.
+    #[command(flatten)]
+    pub state: AggStateArgs,
+}
+
+/// The checkpoint, savepoint and rescaling flags of `eddy agg`.
+#[derive(Debug, Clone, Default, Args)]
+pub struct AggStateArgs {
+    /// Checkpoint directory: the job resumes from its newest checkpoint, and takes the
+    /// savepoints `eddy savepoint --checkpoint-dir DIR NAME` asks for while it runs.
+    #[arg(long)]
+    pub checkpoint_dir: Option<PathBuf>,
+    /// Time between periodic checkpoints (default: only savepoints).
+    #[arg(long, value_parser = duration::parse, requires = "checkpoint_dir")]
+    pub checkpoint_interval: Option<Duration>,
+    /// Start from this savepoint (`DIR/savepoints/NAME`), possibly at another parallelism of
+    /// the window (the file source keeps its parallelism); the checkpoint directory's earlier
+    /// checkpoints are discarded.
+    #[arg(long, requires = "checkpoint_dir")]
+    pub from_savepoint: Option<PathBuf>,
+    /// When a followed job is stopped (Ctrl-C, --stop-when-idle), first take the savepoint
+    /// NAME in `DIR/savepoints/NAME`.
+    #[arg(long, requires = "checkpoint_dir")]
+    pub savepoint_on_stop: Option<String>,
+    /// Subtasks of the window when they differ from --parallelism (e.g. to rescale the window
+    /// from a savepoint while the source keeps its splits).
+    #[arg(long)]
+    pub window_parallelism: Option<usize>,
 }
 
 /// Parses `count` / `KIND:COLUMN` into an aggregate named `count` / `KIND_COLUMN`.
@@ -137,7 +170,7 @@ impl AggArgs {
             .assign_timestamps("event time", &self.time, self.out_of_orderness)
             .key_by(self.key.clone())
             .window("window", spec, aggs)
-            .parallelism(p);
+            .parallelism(self.state.window_parallelism.unwrap_or(p).max(1));
         io::sink(&windows, "sink", self.out.as_deref())?;
         if let Some(late) = &self.late {
             io::sink(&windows.side_output(LATE), "late sink", Some(late))?;
@@ -152,6 +185,12 @@ impl AggArgs {
             threads: self.parallelism.max(1),
             dead_letter_path: self.dead_letter.clone(),
             on_error: self.on_error,
+            checkpoint: CheckpointConfig {
+                dir: self.state.checkpoint_dir.clone(),
+                interval: self.state.checkpoint_interval,
+                restore_from: self.state.from_savepoint.clone(),
+                ..CheckpointConfig::default()
+            },
             ..DataflowConfig::default()
         }
     }
@@ -222,7 +261,16 @@ fn supervise(handle: JobHandle, args: &AggArgs) -> anyhow::Result<JobSummary> {
         let idle = args
             .stop_when_idle
             .is_some_and(|d| last_change.elapsed() >= d);
+        if let Some(dir) = &args.state.checkpoint_dir {
+            savepoint::serve_requests(&handle, dir);
+        }
         if !stopping && (idle || interrupted.load(std::sync::atomic::Ordering::SeqCst)) {
+            if let Some(name) = &args.state.savepoint_on_stop {
+                let path = handle
+                    .savepoint(name)
+                    .with_context(|| format!("taking savepoint `{name}` on stop"))?;
+                eprintln!("savepoint `{name}`: {}", path.display());
+            }
             handle.stop();
             stopping = true;
         }

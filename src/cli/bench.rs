@@ -121,6 +121,7 @@ fn window(args: WindowBenchArgs) -> anyhow::Result<()> {
                 dead_letter: None,
                 on_error: Default::default(),
                 json: false,
+                state: Default::default(),
             };
             let flow = job.build(job.config())?;
             let start = Instant::now();

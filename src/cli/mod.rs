@@ -17,6 +17,7 @@
 //! | [`run`] | `eddy run`: execute a workflow spec |
 //! | [`validate`] | `eddy validate`: check a workflow spec |
 //! | [`status`] | `eddy status`: what a run did |
+//! | [`savepoint`] | `eddy savepoint`: ask a running job for a named savepoint |
 //! | [`io`] | sources and sinks chosen by file extension |
 //! | [`duration`] | `10s`-style durations |
 //! | [`progress`] | progress bars that stay silent off a terminal |
@@ -37,6 +38,7 @@ pub mod predict;
 pub mod progress;
 pub mod ps;
 pub mod run;
+pub mod savepoint;
 pub mod serve;
 pub mod shutdown;
 pub mod status;
@@ -92,6 +94,8 @@ enum Command {
     Validate(validate::ValidateArgs),
     /// Show what a workflow run did.
     Status(status::StatusArgs),
+    /// Ask a running job (its --checkpoint-dir) to take a named savepoint.
+    Savepoint(savepoint::SavepointArgs),
 }
 
 /// Runs one parsed command line.
@@ -108,5 +112,6 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Predict(args) => predict::run(args),
         Command::Models(args) => models::run(args),
         Command::Serve(args) => serve::run(args),
+        Command::Savepoint(args) => savepoint::run(args),
     }
 }

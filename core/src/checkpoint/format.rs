@@ -5,8 +5,9 @@
 //!   state) followed, for a state, by a `u64` length and the bytes.
 //! - `task-<i>.inflight`, only for a task snapshotted unaligned: the input it had taken but not
 //!   processed when it snapshotted, replayed first on restore (encoded by the runtime).
-//! - `MANIFEST.json`, written last: the epoch, the tasks (name, position, state file) and every
-//!   file with its length and xxh3-64 checksum. It reads
+//! - `MANIFEST.json`, written last: the format version, the epoch, the job's key groups, the
+//!   tasks (name, subtask and parallelism, the operator ids of the source and of each chain
+//!   stage, position, state file) and every file with its length and xxh3-64 checksum. It reads
 //!   `{"checksum":"<16 hex>","manifest":<body>}` where the checksum is the xxh3-64 of the exact
 //!   bytes of `<body>`, so the manifest checks itself without re-serializing anything.
 
@@ -18,8 +19,9 @@ use crate::source::SourcePosition;
 /// Name of the manifest file; its presence marks a checkpoint as complete.
 pub(crate) const MANIFEST: &str = "MANIFEST.json";
 
-/// Version of the layout written by this code.
-pub(crate) const FORMAT_VERSION: u32 = 1;
+/// Version of the layout written by this code. Version 2 addresses state by operator id and
+/// records the key groups; version 1 (state by task name and chain position) is refused.
+pub(crate) const FORMAT_VERSION: u32 = 2;
 
 const STATE_MAGIC: &[u8; 8] = b"EDDYCHK1";
 const PREFIX: &[u8] = b"{\"checksum\":\"";
@@ -34,6 +36,8 @@ pub(crate) struct Manifest {
     pub(crate) format: u32,
     pub(crate) epoch: u64,
     pub(crate) created_ms: u64,
+    /// The job's number of key groups.
+    pub(crate) key_groups: u32,
     pub(crate) tasks: Vec<TaskEntry>,
     pub(crate) files: Vec<FileEntry>,
 }
@@ -43,6 +47,13 @@ pub(crate) struct Manifest {
 #[serde(deny_unknown_fields)]
 pub(crate) struct TaskEntry {
     pub(crate) task: String,
+    pub(crate) subtask: usize,
+    pub(crate) parallelism: usize,
+    /// Operator id of the task's source.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) source: Option<String>,
+    /// Operator ids of the chain stages, in order.
+    pub(crate) operators: Vec<String>,
     pub(crate) position: Option<SourcePosition>,
     pub(crate) file: String,
     /// The task's in-flight data file (unaligned snapshots only).
@@ -102,15 +113,24 @@ pub(crate) fn decode_manifest(bytes: &[u8]) -> Result<Manifest, String> {
             String::from_utf8_lossy(stored)
         ));
     }
-    let manifest: Manifest =
+    let value: serde_json::Value =
         serde_json::from_slice(body).map_err(|e| format!("manifest does not parse: {e}"))?;
-    if manifest.format != FORMAT_VERSION {
-        return Err(format!(
-            "manifest format {} is not supported (this build reads format {FORMAT_VERSION})",
-            manifest.format
-        ));
+    match value.get("format").and_then(serde_json::Value::as_u64) {
+        Some(v) if v == u64::from(FORMAT_VERSION) => {}
+        Some(1) => {
+            return Err(format!(
+                "manifest format 1 (state by task name and chain position) is not supported: \
+                 this build reads format {FORMAT_VERSION} (state by operator id and key group); \
+                 start the job without this checkpoint"
+            ))
+        }
+        other => {
+            return Err(format!(
+            "manifest format {other:?} is not supported (this build reads format {FORMAT_VERSION})"
+        ))
+        }
     }
-    Ok(manifest)
+    serde_json::from_value(value).map_err(|e| format!("manifest does not parse: {e}"))
 }
 
 /// The bytes of one task's state file.
@@ -192,8 +212,13 @@ mod tests {
             format: FORMAT_VERSION,
             epoch: 4,
             created_ms: 1_700_000_000_000,
+            key_groups: 128,
             tasks: vec![TaskEntry {
                 task: "src[0]".into(),
+                subtask: 0,
+                parallelism: 1,
+                source: Some("src".into()),
+                operators: vec![],
                 position: Some(SourcePosition::of(&serde_json::json!({"offset": 0.1}))),
                 file: "task-0.bin".into(),
                 inflight: None,
@@ -213,6 +238,23 @@ mod tests {
         assert_eq!(decode_manifest(&bytes)?, manifest());
         let value: serde_json::Value = serde_json::from_slice(&bytes).map_err(|e| e.to_string())?;
         assert_eq!(value["manifest"]["epoch"], 4);
+        Ok(())
+    }
+
+    #[test]
+    fn an_old_format_manifest_is_refused_with_the_reason() -> Result<(), String> {
+        let body = br#"{"format":1,"epoch":4,"created_ms":1,"tasks":[],"files":[]}"#;
+        let mut bytes = Vec::new();
+        bytes.extend_from_slice(PREFIX);
+        bytes.extend_from_slice(checksum(body).as_bytes());
+        bytes.extend_from_slice(MIDDLE);
+        bytes.extend_from_slice(body);
+        bytes.extend_from_slice(SUFFIX);
+        let err = decode_manifest(&bytes).err().unwrap_or_default();
+        assert!(
+            err.contains("format 1") && err.contains("operator id"),
+            "{err}"
+        );
         Ok(())
     }
 

@@ -13,6 +13,10 @@
 //! let store = CheckpointStore::open(dir.path(), 2)?;
 //! let source = TaskSnapshot {
 //!     task: "events[0]".into(),
+//!     subtask: 0,
+//!     parallelism: 1,
+//!     source: Some("events".into()),
+//!     operators: vec!["parse".into(), "counts".into()],
 //!     position: Some(SourcePosition::of(&42u64)),
 //!     states: vec![None, Some(b"counts".to_vec())],
 //!     inflight: None,
@@ -27,12 +31,29 @@
 //!
 //! | module | what |
 //! |---|---|
-//! | [`store`] | [`CheckpointStore`]: a local directory, write-then-rename, checksummed manifest, retention |
+//! | [`store`] | [`CheckpointStore`]: a local directory, write-then-rename, checksummed manifest, retention, savepoints |
 //! | `format` | the on-disk layout: `MANIFEST.json` and the per-task state files |
+//! | [`parts`] | [`StateParts`]: state cut into key groups or list elements, redistributable |
+//! | [`rescale`] | restore by operator id: maps a checkpoint onto the job's tasks at any parallelism |
+//!
+//! ## State by operator id and key group
+//! Every snapshot records, besides its task name, its subtask and parallelism and the stable
+//! **operator id** of its source and of each chained operator (the builder name, or the id
+//! given with [`Stream::uid`](crate::dataflow::Stream::uid)); the checkpoint records the job's
+//! number of **key groups** ([`keys`](crate::keys)). A restore matches state by operator id,
+//! so a changed chaining does not misplace it, and maps it onto the job's parallelism: at the
+//! same parallelism every subtask gets its own snapshot; at another one, the operator's
+//! declared [`Redistribution`](crate::operator::Redistribution) decides (key groups, list,
+//! union, broadcast), and an operator with state but no rule, a source, in-flight data or a
+//! different key-group count is refused with an error naming it. Checkpoints of format 1
+//! (state by task name) are refused.
 
 mod format;
+pub mod parts;
+pub mod rescale;
 pub mod store;
 
+pub use parts::StateParts;
 pub use store::CheckpointStore;
 
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -47,6 +68,15 @@ use crate::source::SourcePosition;
 pub struct TaskSnapshot {
     /// Task name (`head[subtask]`), unique within a checkpoint.
     pub task: String,
+    /// The task's subtask index.
+    pub subtask: usize,
+    /// The parallelism of the task's chain when the checkpoint was taken.
+    pub parallelism: usize,
+    /// Operator id of the task's source, if it has one (`position` is that source's).
+    pub source: Option<String>,
+    /// Operator ids of the chain stages, in order, parallel to `states` (a finished task
+    /// records its ids and no states).
+    pub operators: Vec<String>,
     /// Source position at the barrier, for source tasks.
     pub position: Option<SourcePosition>,
     /// Operator states by chain stage (`None`: the stage is stateless).
@@ -61,14 +91,29 @@ pub struct TaskSnapshot {
     pub finished: bool,
 }
 
+impl TaskSnapshot {
+    /// An empty snapshot of the task named `task`: subtask 0 of 1, no operators, no state.
+    pub fn new(task: impl Into<String>) -> Self {
+        TaskSnapshot {
+            task: task.into(),
+            subtask: 0,
+            parallelism: 1,
+            source: None,
+            operators: Vec::new(),
+            position: None,
+            states: Vec::new(),
+            inflight: None,
+            finished: false,
+        }
+    }
+}
+
 impl From<TaskAck> for TaskSnapshot {
     fn from(ack: TaskAck) -> Self {
         TaskSnapshot {
-            task: ack.task,
             position: ack.position,
             states: ack.states,
-            inflight: None,
-            finished: false,
+            ..TaskSnapshot::new(ack.task)
         }
     }
 }
@@ -80,6 +125,9 @@ pub struct CompletedCheckpoint {
     pub epoch: Epoch,
     /// When it completed, in milliseconds since the Unix epoch.
     pub created_ms: u64,
+    /// The job's number of key groups ([`keys`](crate::keys)); a restore with another count
+    /// is refused.
+    pub key_groups: u32,
     /// One snapshot per task.
     pub tasks: Vec<TaskSnapshot>,
 }
@@ -94,11 +142,13 @@ impl CompletedCheckpoint {
         CompletedCheckpoint {
             epoch,
             created_ms,
+            key_groups: crate::keys::DEFAULT_KEY_GROUPS,
             tasks,
         }
     }
 
-    /// A checkpoint of `epoch` completed now, from the tasks' acks. Fails if an ack belongs to
+    /// A checkpoint of `epoch` completed now, from the tasks' acks (the coordinator fills in
+    /// each task's layout and the key groups). Fails if an ack belongs to
     /// another epoch (a bug in the coordinator).
     pub fn from_acks(epoch: Epoch, acks: impl IntoIterator<Item = TaskAck>) -> Result<Self> {
         let tasks = acks

@@ -18,6 +18,9 @@ use crate::message::Epoch;
 
 const DIR_PREFIX: &str = "chk-";
 const TMP_PREFIX: &str = ".tmp-";
+/// The subdirectory of named savepoints, which retention and [`CheckpointStore::clear`] leave
+/// alone.
+pub const SAVEPOINTS: &str = "savepoints";
 
 /// A local directory of completed checkpoints, keeping the newest `retain` of them.
 ///
@@ -115,6 +118,10 @@ impl CheckpointStore {
             }
             tasks.push(TaskEntry {
                 task: task.task.clone(),
+                subtask: task.subtask,
+                parallelism: task.parallelism,
+                source: task.source.clone(),
+                operators: task.operators.clone(),
                 position: task.position.clone(),
                 file: name,
                 inflight,
@@ -127,6 +134,7 @@ impl CheckpointStore {
             format: FORMAT_VERSION,
             epoch: epoch.0,
             created_ms: checkpoint.created_ms,
+            key_groups: checkpoint.key_groups,
             tasks,
             files,
         };
@@ -171,36 +179,55 @@ impl CheckpointStore {
     /// Loads checkpoint `epoch`, verifying it completely. The error names the file and what
     /// failed.
     pub fn load(&self, epoch: Epoch) -> Result<CompletedCheckpoint> {
-        let dir = self.checkpoint_dir(epoch);
-        let manifest = read_manifest(&dir)?;
-        if manifest.epoch != epoch.0 {
-            return Err(corrupt(
-                dir.join(MANIFEST),
-                format!("manifest is for epoch {}, expected {epoch}", manifest.epoch),
+        load_dir(&self.checkpoint_dir(epoch), Some(epoch))
+    }
+
+    /// The directory of named savepoints, `<dir>/savepoints`.
+    pub fn savepoints_dir(&self) -> PathBuf {
+        self.dir.join(SAVEPOINTS)
+    }
+
+    /// Copies completed checkpoint `epoch` to the savepoint `savepoints/<name>` and returns its
+    /// directory: a checkpoint that retention never deletes, which a new job (possibly at
+    /// another parallelism) starts from with
+    /// [`CheckpointConfig::restore_from`](crate::dataflow::CheckpointConfig::restore_from).
+    /// The copy is written under a temporary name, fsynced, renamed into place and verified.
+    /// An existing savepoint of that name is an error.
+    pub fn save_as(&self, epoch: Epoch, name: &str) -> Result<PathBuf> {
+        check_savepoint_name(name)?;
+        let source = self.checkpoint_dir(epoch);
+        self.verify(epoch)?;
+        let root = self.savepoints_dir();
+        fs::create_dir_all(&root).map_err(|e| Error::io(&root, e))?;
+        let target = root.join(name);
+        if target.exists() {
+            return Err(Error::config(
+                "savepoint",
+                format!("savepoint `{name}` exists already: {}", target.display()),
             ));
         }
-        let mut tasks = Vec::with_capacity(manifest.tasks.len());
-        for entry in &manifest.tasks {
-            let bytes = read_verified(&dir, &manifest, &entry.file)?;
-            let states =
-                format::decode_states(&bytes).map_err(|m| corrupt(dir.join(&entry.file), m))?;
-            let inflight = match &entry.inflight {
-                Some(name) => Some(read_verified(&dir, &manifest, name)?),
-                None => None,
-            };
-            tasks.push(TaskSnapshot {
-                task: entry.task.clone(),
-                position: entry.position.clone(),
-                states,
-                inflight,
-                finished: entry.finished,
-            });
+        let tmp = root.join(format!("{TMP_PREFIX}{name}"));
+        if tmp.exists() {
+            fs::remove_dir_all(&tmp).map_err(|e| Error::io(&tmp, e))?;
         }
-        Ok(CompletedCheckpoint {
-            epoch,
-            created_ms: manifest.created_ms,
-            tasks,
-        })
+        fs::create_dir(&tmp).map_err(|e| Error::io(&tmp, e))?;
+        let entries = fs::read_dir(&source).map_err(|e| Error::io(&source, e))?;
+        for entry in entries {
+            let from = entry.map_err(|e| Error::io(&source, e))?.path();
+            let Some(file) = from.file_name() else {
+                continue;
+            };
+            let to = tmp.join(file);
+            fs::copy(&from, &to).map_err(|e| Error::io(&from, e))?;
+            File::open(&to)
+                .and_then(|f| f.sync_all())
+                .map_err(|e| Error::io(&to, e))?;
+        }
+        sync_dir(&tmp)?;
+        fs::rename(&tmp, &target).map_err(|e| Error::io(&target, e))?;
+        sync_dir(&root)?;
+        load_dir(&target, Some(epoch))?;
+        Ok(target)
     }
 
     /// The newest checkpoint that verifies completely, or `None` when there is none at all.
@@ -298,6 +325,76 @@ impl CheckpointStore {
             remove_checkpoint_dir(&dir)?;
         }
         sync_dir(&self.dir)
+    }
+}
+
+/// Loads the checkpoint in `dir` (a `chk-<epoch>` directory or a savepoint), verifying it
+/// completely; with `epoch`, its manifest must be of that epoch. The error names the file and
+/// what failed.
+pub fn load_dir(dir: &Path, epoch: Option<Epoch>) -> Result<CompletedCheckpoint> {
+    let dir = dir.to_path_buf();
+    let manifest = read_manifest(&dir)?;
+    if let Some(epoch) = epoch.filter(|e| e.0 != manifest.epoch) {
+        return Err(corrupt(
+            dir.join(MANIFEST),
+            format!("manifest is for epoch {}, expected {epoch}", manifest.epoch),
+        ));
+    }
+    let epoch = Epoch(manifest.epoch);
+    let mut tasks = Vec::with_capacity(manifest.tasks.len());
+    for entry in &manifest.tasks {
+        let bytes = read_verified(&dir, &manifest, &entry.file)?;
+        let states =
+            format::decode_states(&bytes).map_err(|m| corrupt(dir.join(&entry.file), m))?;
+        let inflight = match &entry.inflight {
+            Some(name) => Some(read_verified(&dir, &manifest, name)?),
+            None => None,
+        };
+        if !entry.finished && entry.operators.len() != states.len() {
+            return Err(corrupt(
+                dir.join(&entry.file),
+                format!(
+                    "task `{}` has {} states for {} operators",
+                    entry.task,
+                    states.len(),
+                    entry.operators.len()
+                ),
+            ));
+        }
+        tasks.push(TaskSnapshot {
+            task: entry.task.clone(),
+            subtask: entry.subtask,
+            parallelism: entry.parallelism,
+            source: entry.source.clone(),
+            operators: entry.operators.clone(),
+            position: entry.position.clone(),
+            states,
+            inflight,
+            finished: entry.finished,
+        });
+    }
+    Ok(CompletedCheckpoint {
+        epoch,
+        created_ms: manifest.created_ms,
+        key_groups: manifest.key_groups,
+        tasks,
+    })
+}
+
+/// A savepoint name is one plain path component.
+fn check_savepoint_name(name: &str) -> Result<()> {
+    let plain = !name.is_empty()
+        && !name.starts_with('.')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+    if plain {
+        Ok(())
+    } else {
+        Err(Error::config(
+            "savepoint",
+            format!("`{name}` is not a savepoint name: use letters, digits, `-`, `_` and `.`"),
+        ))
     }
 }
 
@@ -458,13 +555,7 @@ mod tests {
     fn duplicate_task_names_are_refused_before_anything_is_written() -> Result<()> {
         let tmp = tempfile::tempdir().map_err(|e| Error::io("tempdir", e))?;
         let store = CheckpointStore::open(tmp.path(), 1)?;
-        let task = TaskSnapshot {
-            task: "a[0]".into(),
-            position: None,
-            states: vec![],
-            inflight: None,
-            finished: false,
-        };
+        let task = TaskSnapshot::new("a[0]");
         let chk = CompletedCheckpoint::new(Epoch(1), vec![task.clone(), task]);
         let err = store.write(&chk).err().map(|e| e.to_string());
         assert!(

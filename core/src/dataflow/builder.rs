@@ -26,6 +26,11 @@ pub struct DataflowConfig {
     pub bounds: BatchBounds,
     /// Parallelism of nodes that do not set their own.
     pub default_parallelism: usize,
+    /// Number of key groups (default [`DEFAULT_KEY_GROUPS`](crate::keys::DEFAULT_KEY_GROUPS)
+    /// = 128): keyed exchanges route by key group and keyed state is checkpointed per key
+    /// group, so this is the most subtasks a keyed operator can run on. Recorded in every
+    /// checkpoint; a restore with another count is refused (see [`keys`](crate::keys)).
+    pub key_groups: u32,
     /// What to do with malformed records.
     pub on_error: ErrorPolicy,
     /// Dead-letter file (JSON lines). `None`: rejected records are kept in memory and counted.
@@ -48,6 +53,7 @@ impl Default for DataflowConfig {
             channel_capacity: 8,
             bounds: BatchBounds::default(),
             default_parallelism: 1,
+            key_groups: crate::keys::DEFAULT_KEY_GROUPS,
             on_error: ErrorPolicy::DeadLetter,
             dead_letter_path: None,
             idle_poll: std::time::Duration::from_millis(20),
@@ -84,6 +90,8 @@ pub(crate) struct Input {
 #[derive(Clone)]
 pub(crate) struct Node {
     pub(crate) name: Arc<str>,
+    /// The stable operator id its state is checkpointed under (`None`: the name).
+    pub(crate) uid: Option<Arc<str>>,
     pub(crate) kind: NodeKind,
     pub(crate) parallelism: Option<usize>,
     pub(crate) inputs: Vec<Input>,
@@ -173,6 +181,7 @@ impl Dataflow {
         let node = g.nodes.len();
         g.nodes.push(Node {
             name: Arc::from(name),
+            uid: None,
             kind,
             parallelism: None,
             inputs,
@@ -223,6 +232,15 @@ impl Stream {
     /// Sets the parallelism of the node that produces this stream.
     pub fn parallelism(self, parallelism: usize) -> Stream {
         self.graph.borrow_mut().nodes[self.node].parallelism = Some(parallelism.max(1));
+        self
+    }
+
+    /// Sets the stable operator id of the node that produces this stream: its state is
+    /// checkpointed and restored under this id (default: the node's name). Give an operator
+    /// its old id when renaming it, so that it keeps its state. Ids must be unique within a
+    /// job that checkpoints.
+    pub fn uid(self, id: &str) -> Stream {
+        self.graph.borrow_mut().nodes[self.node].uid = Some(Arc::from(id));
         self
     }
 

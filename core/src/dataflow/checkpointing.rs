@@ -14,10 +14,10 @@
 //!    [`Sink::commit`](crate::sink::Sink::commit) with that epoch. `commit(e)` covers every
 //!    epoch up to `e` (a task may see only the newest of several completed epochs).
 //!
-//! On start, the newest checkpoint that verifies is restored: each task, matched by name
-//! (`head[subtask]`), seeks its source to the recorded position and restores each chained
-//! operator's state by stage index, after `on_start`/`open` and before the first record. A task
-//! or stage with no recorded state (a new operator) starts fresh. Epochs continue after the
+//! On start, the newest checkpoint that verifies is restored: state is matched by **operator
+//! id** (and, at another parallelism, key group), each task seeks its source to the recorded
+//! position and restores each chained operator's state, after `on_start`/`open` and before the
+//! first record. An operator with no recorded state (a new operator) starts fresh. Epochs continue after the
 //! restored one. Then every sink gets `commit(restored)` before any record: the **recovery
 //! commit**, which tells a two-phase sink to publish what an earlier attempt pre-committed up to
 //! that epoch and to abort whatever it staged after it.
@@ -38,6 +38,15 @@
 //! as the epoch after its last barrier; once every task finished, the coordinator takes a
 //! **final checkpoint** that commits them, then the sinks close.
 //!
+//! **Rescaling**: state is matched by operator id and key group, not by task name, so a job
+//! restores onto another parallelism where its operators allow it; see
+//! [`checkpoint::rescale`](crate::checkpoint::rescale) for the rules and what is refused.
+//!
+//! **Savepoints**: [`JobHandle::savepoint`](crate::dataflow::JobHandle::savepoint) takes a
+//! checkpoint on demand and copies it to `<dir>/savepoints/<name>`, which retention never
+//! deletes; a new job, possibly at another parallelism, starts from it with
+//! [`CheckpointConfig::restore_from`].
+//!
 //! **Failed checkpoints**: a checkpoint not written within [`CheckpointConfig::timeout`] of its
 //! trigger (a hung task, a stuck store) or whose write fails is dropped, counted in the job
 //! metrics (`checkpoints_failed`, `checkpoints_timed_out`) and logged; its sinks' staged
@@ -48,7 +57,8 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::checkpoint::{CheckpointStore, TaskSnapshot};
+use crate::checkpoint::rescale::{map_checkpoint, TaskSlot};
+use crate::checkpoint::{CheckpointStore, CompletedCheckpoint, TaskSnapshot};
 use crate::dataflow::chain::{op_error, Chain};
 use crate::dataflow::plan::Task;
 use crate::error::{Error, Result};
@@ -76,6 +86,12 @@ pub struct CheckpointConfig {
     /// How many checkpoints may fail in a row (timed out, or their write failed) before the
     /// job fails over. Default 0: the first failure fails the job over, as in Flink.
     pub tolerable_failures: usize,
+    /// Start from this savepoint (or any checkpoint directory `chk-<n>`) instead of the
+    /// store's newest checkpoint: the job's store is cleared of its checkpoints (savepoints
+    /// stay) and the savepoint becomes its only checkpoint, restored onto the job's
+    /// parallelism. Needs [`dir`](CheckpointConfig::dir). `None` (default): resume from the
+    /// store as usual.
+    pub restore_from: Option<PathBuf>,
 }
 
 /// How a task with several inputs, or a backlog, takes its snapshot.
@@ -101,52 +117,111 @@ impl Default for CheckpointConfig {
             alignment_timeout: None,
             timeout: Some(Duration::from_secs(600)),
             tolerable_failures: 0,
+            restore_from: None,
         }
     }
 }
 
-/// Opens the store of `config`, if checkpointing is on.
+/// Opens the store of `config`, if checkpointing is on; with
+/// [`restore_from`](CheckpointConfig::restore_from), makes that savepoint the store's only
+/// checkpoint (verified before anything is cleared).
 pub(crate) fn open_store(config: &CheckpointConfig) -> Result<Option<CheckpointStore>> {
-    config
+    let store = config
         .dir
         .as_ref()
         .map(|dir| CheckpointStore::open(dir, config.retain))
-        .transpose()
+        .transpose()?;
+    if let Some(path) = &config.restore_from {
+        let Some(store) = &store else {
+            return Err(Error::config(
+                "checkpoint.restore-from",
+                "starting from a savepoint needs a checkpoint directory",
+            ));
+        };
+        let savepoint = crate::checkpoint::store::load_dir(path, None)?;
+        tracing::warn!(
+            savepoint = %path.display(),
+            dir = %store.dir().display(),
+            epoch = %savepoint.epoch,
+            "starting from a savepoint: the job's earlier checkpoints are discarded"
+        );
+        store.clear()?;
+        store.write(&savepoint)?;
+    }
+    Ok(store)
 }
 
-/// Loads the newest good checkpoint and hands each task its snapshot. Returns the restored
-/// epoch, `None` when there is nothing to restore. Final checkpoints up to `earlier` — those
-/// of a job that ran before this one — are passed over: a new job resumes from before the end
-/// of the last one ([`CheckpointStore::latest_resumable`]); a restart within the job may
-/// restore its own final checkpoint.
+/// Loads the newest good checkpoint and hands each task of the job its snapshot, mapped by
+/// operator id onto the job's parallelism ([`rescale`](crate::checkpoint::rescale)). Returns
+/// the restored epoch, `None` when there is nothing to restore. Final checkpoints up to
+/// `earlier` — those of a job that ran before this one — are passed over: a new job resumes
+/// from before the end of the last one ([`CheckpointStore::latest_resumable`]); a restart
+/// within the job may restore its own final checkpoint.
 pub(crate) fn assign_restore(
     store: &CheckpointStore,
     tasks: &mut [Task],
     earlier: Epoch,
 ) -> Result<Option<Epoch>> {
+    restore_latest(store, tasks, earlier, true)
+}
+
+/// [`assign_restore`] for some tasks of a running job (an approximate restart of one task):
+/// state of the job's other operators is not an orphan.
+pub(crate) fn assign_restore_some(
+    store: &CheckpointStore,
+    tasks: &mut [Task],
+    earlier: Epoch,
+) -> Result<Option<Epoch>> {
+    restore_latest(store, tasks, earlier, false)
+}
+
+fn restore_latest(
+    store: &CheckpointStore,
+    tasks: &mut [Task],
+    earlier: Epoch,
+    whole_job: bool,
+) -> Result<Option<Epoch>> {
     let latest = store.latest_matching(|c| !c.is_final() || c.epoch > earlier)?;
     let Some(checkpoint) = latest else {
         return Ok(None);
     };
-    for task in tasks.iter_mut() {
-        if let Some(snapshot) = checkpoint.task(&task.name) {
-            if snapshot.states.len() > task.chain.ops.len() {
-                return Err(Error::config(
-                    format!("checkpoint.{}", task.name),
-                    format!(
-                        "checkpoint {} has state for {} chained operators, the task has {}",
-                        checkpoint.epoch,
-                        snapshot.states.len(),
-                        task.chain.ops.len()
-                    ),
-                ));
-            }
-            task.restore = Some(snapshot.clone());
-        }
-        task.restored_epoch = Some(checkpoint.epoch);
-    }
+    assign_checkpoint(&checkpoint, tasks, whole_job)?;
     tracing::info!(epoch = %checkpoint.epoch, dir = %store.dir().display(), "restoring checkpoint");
     Ok(Some(checkpoint.epoch))
+}
+
+/// Hands each task its part of `checkpoint` (see [`rescale`](crate::checkpoint::rescale)).
+pub(crate) fn assign_checkpoint(
+    checkpoint: &CompletedCheckpoint,
+    tasks: &mut [Task],
+    whole_job: bool,
+) -> Result<()> {
+    let key_groups = tasks
+        .first()
+        .map_or(crate::keys::DEFAULT_KEY_GROUPS, |t| t.layout.key_groups);
+    let slots: Vec<TaskSlot<'_>> = tasks
+        .iter()
+        .map(|t| TaskSlot {
+            name: &t.name,
+            subtask: t.layout.subtask,
+            parallelism: t.layout.parallelism,
+            source: t.layout.source.as_deref(),
+            operators: t
+                .layout
+                .operators
+                .iter()
+                .zip(&t.chain.ops)
+                .map(|(id, op)| (&**id, op.op.redistribution()))
+                .collect(),
+        })
+        .collect();
+    let snapshots = map_checkpoint(checkpoint, key_groups, &slots, whole_job)?;
+    drop(slots);
+    for (task, snapshot) in tasks.iter_mut().zip(snapshots) {
+        task.restore = snapshot;
+        task.restored_epoch = Some(checkpoint.epoch);
+    }
+    Ok(())
 }
 
 /// Applies a task's restore step after `open`/`on_start`, before the first record: seeks the

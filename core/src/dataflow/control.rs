@@ -48,11 +48,9 @@ impl TaskFinished {
     /// Its entry in a checkpoint.
     pub(crate) fn snapshot(&self) -> crate::checkpoint::TaskSnapshot {
         crate::checkpoint::TaskSnapshot {
-            task: self.task.clone(),
             position: self.position.clone(),
-            states: Vec::new(),
-            inflight: None,
             finished: true,
+            ..crate::checkpoint::TaskSnapshot::new(self.task.clone())
         }
     }
 }

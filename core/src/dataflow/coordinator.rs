@@ -9,7 +9,7 @@
 //! task has finished, the coordinator completes a final checkpoint by itself, which commits the
 //! two-phase sinks of the finished job.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -19,6 +19,7 @@ use crate::checkpoint::{CheckpointStore, CompletedCheckpoint, TaskSnapshot};
 use crate::dataflow::checkpointing::CheckpointConfig;
 use crate::dataflow::control::{AckStats, CoordinatorMessage, JobControl, TaskAck, TaskFinished};
 use crate::dataflow::failover::{FaultKind, FaultPoint, StageFault};
+use crate::dataflow::plan::TaskLayout;
 use crate::error::{Error, Result};
 use crate::message::Epoch;
 use crate::metrics::{CheckpointStats, JobMetrics, OperatorMetrics};
@@ -28,6 +29,10 @@ pub(crate) struct Coordinator {
     pub(crate) store: CheckpointStore,
     pub(crate) config: CheckpointConfig,
     pub(crate) expected_tasks: usize,
+    /// Where each task sits (by name): recorded with its snapshot, for restore by operator id.
+    pub(crate) layouts: Arc<HashMap<String, TaskLayout>>,
+    /// The job's key groups, recorded in every checkpoint.
+    pub(crate) key_groups: u32,
     pub(crate) control: Arc<JobControl>,
     pub(crate) job: Arc<JobMetrics>,
     /// Faults injected into the store's writes.
@@ -198,6 +203,7 @@ impl Coordinator {
             task.inflight = stats.inflight;
         }
         checkpoint.tasks.extend(finished);
+        self.annotate(&mut checkpoint)?;
         self.write(&checkpoint)?;
         let inflight_bytes: u64 = checkpoint
             .tasks
@@ -238,6 +244,24 @@ impl Coordinator {
             .push(epoch);
         self.control.committed.send_replace(epoch.0);
         tracing::debug!(%epoch, "checkpoint completed");
+        Ok(())
+    }
+
+    /// Records the key groups and each task's layout (subtask, parallelism, operator ids).
+    fn annotate(&self, checkpoint: &mut CompletedCheckpoint) -> Result<()> {
+        checkpoint.key_groups = self.key_groups;
+        for task in &mut checkpoint.tasks {
+            let layout = self.layouts.get(&task.task).ok_or_else(|| {
+                Error::Internal(format!(
+                    "checkpoint {}: task `{}` is not in the plan",
+                    checkpoint.epoch, task.task
+                ))
+            })?;
+            task.subtask = layout.subtask;
+            task.parallelism = layout.parallelism;
+            task.source = layout.source.as_deref().map(str::to_string);
+            task.operators = layout.operators.iter().map(|o| o.to_string()).collect();
+        }
         Ok(())
     }
 

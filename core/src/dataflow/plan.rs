@@ -27,9 +27,22 @@ pub(crate) struct TaskInput {
     pub(crate) from: (usize, usize, usize),
 }
 
+/// Where a task sits in the job, for checkpoints: its subtask and parallelism and the operator
+/// ids of its source and chain stages.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct TaskLayout {
+    pub(crate) subtask: usize,
+    pub(crate) parallelism: usize,
+    pub(crate) source: Option<Arc<str>>,
+    pub(crate) operators: Vec<Arc<str>>,
+    /// The job's key groups.
+    pub(crate) key_groups: u32,
+}
+
 /// One runnable task: a parallel instance of a chain.
 pub(crate) struct Task {
     pub(crate) name: String,
+    pub(crate) layout: TaskLayout,
     pub(crate) source: Option<(Box<dyn Source>, TaskInfo, Arc<OperatorMetrics>)>,
     pub(crate) chain: Chain,
     pub(crate) inputs: Vec<TaskInput>,
@@ -64,11 +77,25 @@ fn resolve_parallelism(g: &Graph) -> Vec<usize> {
 }
 
 fn resolve_edges(g: &Graph, par: &[usize]) -> Result<Vec<Vec<Edge>>> {
+    let key_groups = g.config.key_groups;
+    if key_groups == 0 {
+        return Err(Error::config("key-groups", "must be at least 1, got 0"));
+    }
     let mut edges = Vec::with_capacity(g.nodes.len());
     for (i, n) in g.nodes.iter().enumerate() {
         let mut node_edges = Vec::with_capacity(n.inputs.len());
         for inp in &n.inputs {
             let same = par[inp.from] == par[i];
+            if matches!(inp.edge, Some(Edge::Hash(_))) && par[i] as u64 > u64::from(key_groups) {
+                return Err(Error::config(
+                    format!("{}.parallelism", n.name),
+                    format!(
+                        "a keyed operator runs on at most key-groups = {key_groups} subtasks, \
+                         `{}` has {}: raise key-groups",
+                        n.name, par[i]
+                    ),
+                ));
+            }
             let e = match &inp.edge {
                 None if same => Edge::Forward,
                 None => Edge::Rebalance,
@@ -90,6 +117,28 @@ fn resolve_edges(g: &Graph, par: &[usize]) -> Result<Vec<Vec<Edge>>> {
     Ok(edges)
 }
 
+/// Refuses two sources or operators with one operator id: their state could not be told apart.
+fn check_unique_ids(g: &Graph) -> Result<()> {
+    let mut seen = std::collections::HashMap::new();
+    for n in &g.nodes {
+        if matches!(n.kind, NodeKind::Sink(_)) {
+            continue;
+        }
+        let id = n.uid.as_ref().unwrap_or(&n.name);
+        if let Some(other) = seen.insert(id.clone(), n.name.clone()) {
+            return Err(Error::config(
+                format!("{}.uid", n.name),
+                format!(
+                    "operator id `{id}` is used by `{other}` and `{}`: a job that checkpoints \
+                     needs unique ids (set one with `.uid(..)`)",
+                    n.name
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// Builds the tasks of a graph. Factories are called here, once per subtask. Metrics of a
 /// subtask already registered (an earlier attempt) are reused; `faults` are attached to the
 /// stages they name. Task indices are stable across calls: a restart rebuilds the same plan.
@@ -103,6 +152,9 @@ pub(crate) fn build_tasks(
     }
     let par = resolve_parallelism(g);
     let edges = resolve_edges(g, &par)?;
+    if g.config.checkpoint.dir.is_some() {
+        check_unique_ids(g)?;
+    }
 
     // consumers of each node, any port
     let mut consumers: Vec<Vec<(NodeId, usize)>> = vec![Vec::new(); g.nodes.len()];
@@ -188,13 +240,27 @@ pub(crate) fn build_tasks(
             let mut sink = None;
             let mut head_metrics = None;
             let mut source_fault = None;
+            let mut layout = TaskLayout {
+                subtask,
+                parallelism: spec.parallelism,
+                source: None,
+                operators: Vec::new(),
+                key_groups: g.config.key_groups,
+            };
             for &n in &spec.nodes {
                 let node = &g.nodes[n];
                 let task = TaskInfo {
                     operator: node.name.clone(),
                     subtask,
                     parallelism: spec.parallelism,
+                    key_groups: g.config.key_groups,
                 };
+                let id = node.uid.clone().unwrap_or_else(|| node.name.clone());
+                match node.kind {
+                    NodeKind::Source(_) => layout.source = Some(id),
+                    NodeKind::Operator(_) => layout.operators.push(id),
+                    NodeKind::Sink(_) => {}
+                }
                 let m = metrics.register(node.name.clone(), subtask);
                 head_metrics.get_or_insert_with(|| m.clone());
                 let fault = StageFault::find(faults, &node.name, subtask);
@@ -223,6 +289,7 @@ pub(crate) fn build_tasks(
             let head = &g.nodes[spec.nodes[0]];
             instances.push(Task {
                 name: format!("{}[{}]", head.name, subtask),
+                layout,
                 source,
                 chain: Chain {
                     ops,
@@ -281,7 +348,7 @@ pub(crate) fn build_tasks(
                 tasks[pc][ps].chain.outputs.push(OutputEdge {
                     from: from_stage,
                     port: inp.port.clone(),
-                    partitioner: Partitioner::new(edge.clone(), n_targets, ps),
+                    partitioner: Partitioner::new(edge.clone(), n_targets, ps, g.config.key_groups),
                     sent: vec![0; n_targets],
                     senders,
                     prio,

@@ -1,10 +1,12 @@
 //! Starting a job and the handle to it: start, stop, cancel, join and the summary. The tasks
 //! themselves run in `task`, supervised by `supervisor`.
 
+use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
+use crate::checkpoint::CheckpointStore;
 use crate::dataflow::builder::Dataflow;
 use crate::dataflow::checkpointing;
 use crate::dataflow::control::{JobControl, TaskAck};
@@ -25,6 +27,9 @@ pub struct JobHandle {
     dead_letters: Arc<DeadLetterSink>,
     started: Instant,
     thread: Option<std::thread::JoinHandle<()>>,
+    /// The checkpoint store (savepoints) and how long a checkpoint may take.
+    store: Option<CheckpointStore>,
+    checkpoint_timeout: Option<Duration>,
 }
 
 impl JobHandle {
@@ -85,6 +90,51 @@ impl JobHandle {
         std::mem::take(&mut *self.control.acks.lock().unwrap_or_else(|p| p.into_inner()))
     }
 
+    /// Takes a **savepoint**: triggers a checkpoint, waits until it is written, and copies it
+    /// to `<checkpoint dir>/savepoints/<name>`, where retention never deletes it; returns its
+    /// directory. A new job starts from it with
+    /// [`CheckpointConfig::restore_from`](crate::dataflow::CheckpointConfig::restore_from),
+    /// possibly at another parallelism. Fails without a checkpoint directory, when the
+    /// checkpoint fails or times out, or when the job ends first.
+    pub fn savepoint(&self, name: &str) -> Result<PathBuf> {
+        let Some(store) = &self.store else {
+            return Err(Error::config(
+                "checkpoint.dir",
+                "a savepoint needs a checkpoint directory",
+            ));
+        };
+        let requested = self.trigger_checkpoint();
+        let deadline = self.checkpoint_timeout.map(|t| Instant::now() + t);
+        // sources inject only the newest of several requested barriers: the first checkpoint
+        // completed at or after the requested epoch is the savepoint
+        let epoch = loop {
+            if let Some(&e) = self
+                .completed_checkpoints()
+                .iter()
+                .find(|&&e| e >= requested)
+            {
+                break e;
+            }
+            if self.is_finished() || deadline.is_some_and(|d| Instant::now() > d) {
+                return Err(Error::Checkpoint {
+                    epoch: requested.0,
+                    message: format!(
+                        "savepoint `{name}`: no checkpoint from {requested} on completed{}",
+                        if self.is_finished() {
+                            " (the job ended)"
+                        } else {
+                            ""
+                        }
+                    ),
+                });
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        };
+        let dir = store.save_as(epoch, name)?;
+        tracing::info!(%epoch, dir = %dir.display(), "savepoint taken");
+        Ok(dir)
+    }
+
     /// Waits for the job to finish.
     pub fn join(mut self) -> Result<JobSummary> {
         if let Some(t) = self.thread.take() {
@@ -139,6 +189,7 @@ impl Dataflow {
         let faults = ArmedFault::arm(&config.faults, &control);
         let (mut tasks, _) = build_tasks(&graph, &mut metrics, &faults)?;
         let store = checkpointing::open_store(&config.checkpoint)?;
+        let savepoint_store = store.clone();
         let coordinator = match &store {
             Some(store) => {
                 // new epochs follow every checkpoint in the store (a final one passed over too)
@@ -160,6 +211,13 @@ impl Dataflow {
                     store: store.clone(),
                     config: config.checkpoint.clone(),
                     expected_tasks: tasks.len(),
+                    layouts: Arc::new(
+                        tasks
+                            .iter()
+                            .map(|t| (t.name.clone(), t.layout.clone()))
+                            .collect(),
+                    ),
+                    key_groups: config.key_groups,
                     control: control.clone(),
                     job: metrics.job.clone(),
                     faults: StageFault::store(&faults),
@@ -239,6 +297,8 @@ impl Dataflow {
             dead_letters,
             started: Instant::now(),
             thread: Some(thread),
+            store: savepoint_store,
+            checkpoint_timeout: config.checkpoint.timeout,
         })
     }
 }

@@ -221,7 +221,7 @@ impl Supervisor {
         let mut task = tasks.swap_remove(index);
         drop(tasks);
         if let Some(store) = &self.store {
-            checkpointing::assign_restore(
+            checkpointing::assign_restore_some(
                 store,
                 std::slice::from_mut(&mut task),
                 self.control.earlier(),

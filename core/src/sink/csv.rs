@@ -129,6 +129,7 @@ mod tests {
             operator: Arc::from("csv"),
             subtask,
             parallelism,
+            key_groups: crate::keys::DEFAULT_KEY_GROUPS,
         }
     }
 

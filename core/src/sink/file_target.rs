@@ -132,6 +132,7 @@ mod tests {
             operator: Arc::from("out"),
             subtask,
             parallelism,
+            key_groups: crate::keys::DEFAULT_KEY_GROUPS,
         }
     }
 

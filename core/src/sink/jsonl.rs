@@ -104,6 +104,7 @@ mod tests {
             operator: Arc::from("jsonl"),
             subtask: 0,
             parallelism: 1,
+            key_groups: crate::keys::DEFAULT_KEY_GROUPS,
         }
     }
 

@@ -296,6 +296,7 @@ mod tests {
             operator: Arc::from("pq"),
             subtask: 0,
             parallelism: 1,
+            key_groups: crate::keys::DEFAULT_KEY_GROUPS,
         }
     }
 

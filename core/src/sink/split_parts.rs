@@ -118,6 +118,7 @@ impl SplitParts {
                     operator: Arc::from("split parts"),
                     subtask,
                     parallelism: self.parallelism,
+                    key_groups: crate::keys::DEFAULT_KEY_GROUPS,
                 },
             )
         })

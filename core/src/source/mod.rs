@@ -106,6 +106,7 @@ impl SourceContext {
                 operator: Arc::from(name),
                 subtask: 0,
                 parallelism: 1,
+                key_groups: crate::keys::DEFAULT_KEY_GROUPS,
             },
             bounds: BatchBounds::default(),
             dead_letters: Arc::new(DeadLetterSink::in_memory(ErrorPolicy::DeadLetter)),

@@ -6,7 +6,7 @@
 //! Fire timers are grouped by window end (a `BTreeMap` from end to the slots ending there, in
 //! creation order), so a watermark fires windows by end, then by first appearance.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use arrow::array::{ArrayRef, Int64Array, UInt32Array};
 use arrow::compute::take_record_batch;
@@ -22,8 +22,9 @@ use super::timestamps::read_event_times;
 use super::window_table::WindowTable;
 use super::LATE;
 use crate::error::{Error, Result};
+use crate::keys::key_group;
 use crate::message::{Epoch, EventTime, MAX_WATERMARK};
-use crate::operator::{Collector, Operator};
+use crate::operator::{Collector, Operator, Redistribution, TaskInfo};
 
 /// Keyed tumbling or sliding event-time windows (see [the module docs](crate::window)).
 #[derive(Debug)]
@@ -43,17 +44,25 @@ pub struct EventWindowOperator {
     times: Vec<i64>,
     late_rows: Vec<u32>,
     dirty: Vec<u32>,
+    /// This subtask (for its key groups in snapshots).
+    task: TaskInfo,
 }
 
+/// What is not per key: one per subtask.
 #[derive(serde::Serialize, serde::Deserialize)]
-struct State {
+struct Meta {
     watermark: EventTime,
     late: u64,
     seq: u64,
+}
+
+/// The windows of the keys of one key group.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Group {
     outputs: Vec<String>,
-    keys: Option<SavedKeys>,
-    /// (start, end, fired, accumulators), in fire order; keys in `keys`, same order.
-    windows: Vec<(i64, i64, bool, Vec<Acc>)>,
+    keys: SavedKeys,
+    /// (start, end, fired, creation order, accumulators); keys in `keys`, same order.
+    windows: Vec<(i64, i64, bool, u64, Vec<Acc>)>,
 }
 
 impl EventWindowOperator {
@@ -83,6 +92,7 @@ impl EventWindowOperator {
             times: Vec::new(),
             late_rows: Vec::new(),
             dirty: Vec::new(),
+            task: TaskInfo::new(name, 0, 1),
         })
     }
 
@@ -260,71 +270,99 @@ impl Operator for EventWindowOperator {
         self.advance(MAX_WATERMARK, out)
     }
 
+    fn on_start(&mut self, task: &TaskInfo) -> Result<()> {
+        self.task = task.clone();
+        Ok(())
+    }
+
+    fn redistribution(&self) -> Redistribution {
+        Redistribution::KeyGroups
+    }
+
     fn snapshot(&mut self, _epoch: Epoch) -> Result<Option<Vec<u8>>> {
-        let mut order = self.table.live_slots();
-        order.sort_by_key(|&s| {
-            let slot = &self.table.slots[s as usize];
-            (slot.end, slot.seq)
-        });
-        let keys = match &self.binding {
-            Some(b) => Some(
-                b.codec.save(
-                    order
-                        .iter()
-                        .map(|&s| self.table.slots[s as usize].key.as_slice()),
-                )?,
-            ),
-            None => None,
-        };
-        let windows = order
-            .iter()
-            .map(|&s| {
-                let slot = &self.table.slots[s as usize];
-                (
-                    slot.start,
-                    slot.end,
-                    slot.fired,
-                    self.table.accs(s).to_vec(),
-                )
-            })
-            .collect();
-        let state = State {
+        let meta = Meta {
             watermark: self.watermark,
             late: self.late,
             seq: self.seq,
-            outputs: self
-                .binding
-                .as_ref()
-                .map(Binding::outputs)
-                .unwrap_or_default(),
-            keys,
-            windows,
         };
-        super::snapshot::encode("event-window", &state).map(Some)
+        let mut by_group: HashMap<u32, Vec<u32>> = HashMap::new();
+        for s in self.table.live_slots() {
+            let group = key_group(self.table.slots[s as usize].hash, self.task.key_groups);
+            by_group.entry(group).or_default().push(s);
+        }
+        let mut groups = BTreeMap::new();
+        if let Some(b) = &self.binding {
+            for (group, slots) in by_group {
+                let keys = b.codec.save(
+                    slots
+                        .iter()
+                        .map(|&s| self.table.slots[s as usize].key.as_slice()),
+                )?;
+                let windows = slots
+                    .iter()
+                    .map(|&s| {
+                        let slot = &self.table.slots[s as usize];
+                        let accs = self.table.accs(s).to_vec();
+                        (slot.start, slot.end, slot.fired, slot.seq, accs)
+                    })
+                    .collect();
+                let outputs = b.outputs();
+                groups.insert(
+                    group,
+                    Group {
+                        outputs,
+                        keys,
+                        windows,
+                    },
+                );
+            }
+        }
+        super::snapshot::encode_groups("event-window", self.task.subtask, &meta, &groups).map(Some)
     }
 
     fn restore(&mut self, bytes: &[u8]) -> Result<()> {
-        let state: State = super::snapshot::decode("event-window", &self.name, bytes)?;
-        (self.watermark, self.late, self.seq) = (state.watermark, state.late, state.seq);
+        let (metas, groups): (Vec<(u32, Meta)>, Vec<Group>) =
+            super::snapshot::decode_groups("event-window", &self.name, bytes)?;
+        self.watermark = metas
+            .iter()
+            .map(|(_, m)| m.watermark)
+            .min()
+            .unwrap_or(i64::MIN);
+        self.seq = metas.iter().map(|(_, m)| m.seq).max().unwrap_or(0);
+        self.late = metas
+            .iter()
+            .filter(|(tag, _)| super::snapshot::owns_meta(*tag, &self.task))
+            .map(|(_, m)| m.late)
+            .sum();
         self.fire.clear();
         self.purge.clear();
-        let Some(saved) = &state.keys else {
-            self.binding = None;
-            self.table = WindowTable::new(Vec::new());
+        self.binding = None;
+        self.table = WindowTable::new(Vec::new());
+        let mut windows = Vec::new();
+        for group in groups {
+            let (codec, keys) = KeyCodec::load(&group.keys, &self.name)?;
+            if keys.len() != group.windows.len() {
+                return Err(Error::config(
+                    format!("{}.state", self.name),
+                    "keys and windows differ in number",
+                ));
+            }
+            if self.binding.is_none() {
+                let binding = Binding::restored(codec, &group.outputs, &self.spec())?;
+                self.table = WindowTable::new(new_accs(&binding.aggs));
+                self.binding = Some(binding);
+            }
+            windows.extend(keys.into_iter().zip(group.windows));
+        }
+        let Some(binding) = &self.binding else {
             return Ok(());
         };
-        let (codec, keys) = KeyCodec::load(saved, &self.name)?;
-        let binding = Binding::restored(codec, &state.outputs, &self.spec())?;
-        if keys.len() != state.windows.len() {
-            return Err(Error::config(
-                format!("{}.state", self.name),
-                "keys and windows differ in number",
-            ));
-        }
-        self.table = WindowTable::new(new_accs(&binding.aggs));
+        // creation order within each end, as the windows fire
+        windows.sort_by_key(|(_, (_, end, _, seq, _))| (*end, *seq));
+        let keys: Vec<Vec<u8>> = windows.iter().map(|(k, _)| k.clone()).collect();
         let hashes = binding.codec.hash_stored(&keys)?;
-        for ((key, hash), (start, end, fired, accs)) in keys.iter().zip(hashes).zip(state.windows) {
-            let (slot, _) = self.table.find_or_insert(hash, start, end, key);
+        for ((key, (start, end, fired, _, accs)), hash) in windows.into_iter().zip(hashes) {
+            let (slot, _) = self.table.find_or_insert(hash, start, end, &key);
             if accs.len() != self.aggs.len() {
                 return Err(Error::config(
                     format!("{}.state", self.name),
@@ -343,7 +381,6 @@ impl Operator for EventWindowOperator {
                     .push(slot);
             }
         }
-        self.binding = Some(binding);
         Ok(())
     }
 }

@@ -12,7 +12,7 @@
 //! see [`aggregate`](super::aggregate)); each value includes the current row. Per-key state lives
 //! as long as the operator: an over window has no end.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::time::Duration;
 
 use arrow::record_batch::RecordBatch;
@@ -27,8 +27,9 @@ use super::over_acc::OverAcc;
 use super::timestamps::read_event_times;
 use crate::dataflow::Stream;
 use crate::error::{Error, Result};
+use crate::keys::key_group;
 use crate::message::Epoch;
-use crate::operator::{Collector, Operator};
+use crate::operator::{Collector, Operator, Redistribution, TaskInfo};
 
 /// How far back an over window reaches.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -118,12 +119,15 @@ pub struct OverOperator {
     binding: Option<Binding>,
     table: KeyTable<OverKey>,
     times: Vec<i64>,
+    /// This subtask (for its key groups in snapshots).
+    task: TaskInfo,
 }
 
+/// The over windows of the keys of one key group.
 #[derive(serde::Serialize, serde::Deserialize)]
-struct State {
+struct Group {
     outputs: Vec<String>,
-    keys: Option<SavedKeys>,
+    keys: SavedKeys,
     windows: Vec<OverKey>,
 }
 
@@ -155,6 +159,7 @@ impl OverOperator {
             binding: None,
             table: KeyTable::default(),
             times: Vec::new(),
+            task: TaskInfo::new(name, 0, 1),
         })
     }
 
@@ -234,57 +239,76 @@ impl Operator for OverOperator {
         Ok(())
     }
 
+    fn on_start(&mut self, task: &TaskInfo) -> Result<()> {
+        self.task = task.clone();
+        Ok(())
+    }
+
+    fn redistribution(&self) -> Redistribution {
+        Redistribution::KeyGroups
+    }
+
     fn snapshot(&mut self, _epoch: Epoch) -> Result<Option<Vec<u8>>> {
-        let live: Vec<u32> = self.table.live().collect();
         let entries = &self.table.entries;
-        let keys = match &self.binding {
-            Some(b) => Some(
-                b.codec
-                    .save(live.iter().map(|&k| entries[k as usize].key.as_slice()))?,
-            ),
-            None => None,
-        };
-        let state = State {
-            outputs: self
-                .binding
-                .as_ref()
-                .map(Binding::outputs)
-                .unwrap_or_default(),
-            keys,
-            windows: live
-                .iter()
-                .map(|&k| entries[k as usize].value.clone())
-                .collect(),
-        };
-        super::snapshot::encode("over-window", &state).map(Some)
+        let mut by_group: BTreeMap<u32, Vec<u32>> = BTreeMap::new();
+        for k in self.table.live() {
+            let group = key_group(entries[k as usize].hash, self.task.key_groups);
+            by_group.entry(group).or_default().push(k);
+        }
+        let mut groups = BTreeMap::new();
+        if let Some(b) = &self.binding {
+            for (group, live) in by_group {
+                let keys = b
+                    .codec
+                    .save(live.iter().map(|&k| entries[k as usize].key.as_slice()))?;
+                let windows = live
+                    .iter()
+                    .map(|&k| entries[k as usize].value.clone())
+                    .collect();
+                let outputs = b.outputs();
+                groups.insert(
+                    group,
+                    Group {
+                        outputs,
+                        keys,
+                        windows,
+                    },
+                );
+            }
+        }
+        super::snapshot::encode_groups("over-window", self.task.subtask, &(), &groups).map(Some)
     }
 
     fn restore(&mut self, bytes: &[u8]) -> Result<()> {
-        let state: State = super::snapshot::decode("over-window", &self.name, bytes)?;
+        let (_, groups): (Vec<(u32, ())>, Vec<Group>) =
+            super::snapshot::decode_groups("over-window", &self.name, bytes)?;
         self.table = KeyTable::default();
-        let Some(saved) = &state.keys else {
-            self.binding = None;
-            return Ok(());
-        };
-        let (codec, keys) = KeyCodec::load(saved, &self.name)?;
-        let binding = Binding::restored(codec, &state.outputs, &self.spec())?;
-        if keys.len() != state.windows.len() {
-            return Err(Error::config(
-                format!("{}.state", self.name),
-                "keys and windows differ in number",
-            ));
-        }
-        let hashes = binding.codec.hash_stored(&keys)?;
-        for ((key, hash), w) in keys.iter().zip(hashes).zip(state.windows) {
-            if w.accs.len() != self.aggs.len() {
+        self.binding = None;
+        for group in groups {
+            let (codec, keys) = KeyCodec::load(&group.keys, &self.name)?;
+            if keys.len() != group.windows.len() {
                 return Err(Error::config(
                     format!("{}.state", self.name),
-                    "wrong number of accumulators",
+                    "keys and windows differ in number",
                 ));
             }
-            self.table.find_or_insert(hash, key, move || w);
+            if self.binding.is_none() {
+                self.binding = Some(Binding::restored(codec, &group.outputs, &self.spec())?);
+            }
+            let Some(binding) = &self.binding else {
+                continue;
+            };
+            let hashes = binding.codec.hash_stored(&keys)?;
+            for ((key, hash), w) in keys.iter().zip(hashes).zip(group.windows) {
+                if w.accs.len() != self.aggs.len() {
+                    return Err(Error::config(
+                        format!("{}.state", self.name),
+                        "wrong number of accumulators",
+                    ));
+                }
+                self.table.find_or_insert(hash, key, move || w);
+            }
         }
-        self.binding = Some(binding);
         Ok(())
     }
 }

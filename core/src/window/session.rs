@@ -6,7 +6,7 @@
 //! time (`end - 1 + lateness <= watermark`) the record is late and nothing changes. Sessions
 //! fire when the watermark reaches `end - 1`, in order of end, then of first appearance.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use arrow::array::{ArrayRef, Int64Array, UInt32Array};
@@ -22,8 +22,9 @@ use super::key_table::KeyTable;
 use super::timestamps::read_event_times;
 use super::LATE;
 use crate::error::{Error, Result};
+use crate::keys::key_group;
 use crate::message::{Epoch, EventTime, MAX_WATERMARK};
-use crate::operator::{Collector, Operator};
+use crate::operator::{Collector, Operator, Redistribution, TaskInfo};
 
 /// One session of one key.
 #[derive(Debug, Clone)]
@@ -58,16 +59,24 @@ pub struct SessionWindowOperator {
     times: Vec<i64>,
     late_rows: Vec<u32>,
     dirty: Vec<(u32, u64)>,
+    /// This subtask (for its key groups in snapshots).
+    task: TaskInfo,
 }
 
+/// What is not per key: one per subtask.
 #[derive(serde::Serialize, serde::Deserialize)]
-struct State {
+struct Meta {
     watermark: EventTime,
     late: u64,
     next_seq: u64,
     arrivals: u64,
+}
+
+/// The sessions of the keys of one key group.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Group {
     outputs: Vec<String>,
-    keys: Option<SavedKeys>,
+    keys: SavedKeys,
     /// (start, end, seq, fired, accumulators); keys in `keys`, same order.
     sessions: Vec<(i64, i64, u64, bool, Vec<Acc>)>,
 }
@@ -96,6 +105,7 @@ impl SessionWindowOperator {
             late: 0,
             next_seq: 0,
             arrivals: 0,
+            task: TaskInfo::new(name, 0, 1),
             times: Vec::new(),
             late_rows: Vec::new(),
             dirty: Vec::new(),
@@ -323,69 +333,98 @@ impl Operator for SessionWindowOperator {
         self.advance(MAX_WATERMARK, out)
     }
 
+    fn on_start(&mut self, task: &TaskInfo) -> Result<()> {
+        self.task = task.clone();
+        Ok(())
+    }
+
+    fn redistribution(&self) -> Redistribution {
+        Redistribution::KeyGroups
+    }
+
     fn snapshot(&mut self, _epoch: Epoch) -> Result<Option<Vec<u8>>> {
-        let mut all: Vec<(u32, usize)> = Vec::new();
-        for k in self.table.live() {
-            for i in 0..self.table.entries[k as usize].value.len() {
-                all.push((k, i));
-            }
-        }
-        let entries = &self.table.entries;
-        all.sort_by_key(|&(k, i)| entries[k as usize].value[i].seq);
-        let keys = match &self.binding {
-            Some(b) => Some(
-                b.codec
-                    .save(all.iter().map(|&(k, _)| entries[k as usize].key.as_slice()))?,
-            ),
-            None => None,
-        };
-        let sessions = all
-            .iter()
-            .map(|&(k, i)| {
-                let s = &entries[k as usize].value[i];
-                (s.start, s.end, s.seq, s.fired, s.accs.clone())
-            })
-            .collect();
-        let state = State {
+        let meta = Meta {
             watermark: self.watermark,
             late: self.late,
             next_seq: self.next_seq,
             arrivals: self.arrivals,
-            outputs: self
-                .binding
-                .as_ref()
-                .map(Binding::outputs)
-                .unwrap_or_default(),
-            keys,
-            sessions,
         };
-        super::snapshot::encode("session-window", &state).map(Some)
+        let entries = &self.table.entries;
+        let mut by_group: BTreeMap<u32, Vec<(u32, usize)>> = BTreeMap::new();
+        for k in self.table.live() {
+            let group = key_group(entries[k as usize].hash, self.task.key_groups);
+            let all = by_group.entry(group).or_default();
+            all.extend((0..entries[k as usize].value.len()).map(|i| (k, i)));
+        }
+        let mut groups = BTreeMap::new();
+        if let Some(b) = &self.binding {
+            for (group, all) in by_group {
+                let keys = b
+                    .codec
+                    .save(all.iter().map(|&(k, _)| entries[k as usize].key.as_slice()))?;
+                let sessions = all
+                    .iter()
+                    .map(|&(k, i)| {
+                        let s = &entries[k as usize].value[i];
+                        (s.start, s.end, s.seq, s.fired, s.accs.clone())
+                    })
+                    .collect();
+                let outputs = b.outputs();
+                groups.insert(
+                    group,
+                    Group {
+                        outputs,
+                        keys,
+                        sessions,
+                    },
+                );
+            }
+        }
+        super::snapshot::encode_groups("session-window", self.task.subtask, &meta, &groups)
+            .map(Some)
     }
 
     fn restore(&mut self, bytes: &[u8]) -> Result<()> {
-        let state: State = super::snapshot::decode("session-window", &self.name, bytes)?;
-        (self.watermark, self.late) = (state.watermark, state.late);
-        (self.next_seq, self.arrivals) = (state.next_seq, state.arrivals);
+        let (metas, groups): (Vec<(u32, Meta)>, Vec<Group>) =
+            super::snapshot::decode_groups("session-window", &self.name, bytes)?;
+        self.watermark = metas
+            .iter()
+            .map(|(_, m)| m.watermark)
+            .min()
+            .unwrap_or(i64::MIN);
+        self.next_seq = metas.iter().map(|(_, m)| m.next_seq).max().unwrap_or(0);
+        self.arrivals = metas.iter().map(|(_, m)| m.arrivals).max().unwrap_or(0);
+        self.late = metas
+            .iter()
+            .filter(|(tag, _)| super::snapshot::owns_meta(*tag, &self.task))
+            .map(|(_, m)| m.late)
+            .sum();
         self.table = KeyTable::default();
         self.fire.clear();
         self.purge.clear();
-        let Some(saved) = &state.keys else {
-            self.binding = None;
+        self.binding = None;
+        let mut sessions = Vec::new();
+        for group in groups {
+            let (codec, keys) = KeyCodec::load(&group.keys, &self.name)?;
+            if keys.len() != group.sessions.len() {
+                return Err(Error::config(
+                    format!("{}.state", self.name),
+                    "keys and sessions differ in number",
+                ));
+            }
+            if self.binding.is_none() {
+                self.binding = Some(Binding::restored(codec, &group.outputs, &self.spec())?);
+            }
+            sessions.extend(keys.into_iter().zip(group.sessions));
+        }
+        let Some(binding) = &self.binding else {
             return Ok(());
         };
-        let (codec, keys) = KeyCodec::load(saved, &self.name)?;
-        let binding = Binding::restored(codec, &state.outputs, &self.spec())?;
-        if keys.len() != state.sessions.len() {
-            return Err(Error::config(
-                format!("{}.state", self.name),
-                "keys and sessions differ in number",
-            ));
-        }
+        sessions.sort_by_key(|(_, (_, _, seq, _, _))| *seq);
+        let keys: Vec<Vec<u8>> = sessions.iter().map(|(k, _)| k.clone()).collect();
         let hashes = binding.codec.hash_stored(&keys)?;
-        for ((key, hash), (start, end, seq, fired, accs)) in
-            keys.iter().zip(hashes).zip(state.sessions)
-        {
-            let k = self.table.find_or_insert(hash, key, Vec::new);
+        for ((key, (start, end, seq, fired, accs)), hash) in sessions.into_iter().zip(hashes) {
+            let k = self.table.find_or_insert(hash, &key, Vec::new);
             if !fired {
                 self.fire.insert((end, seq, k));
             }
@@ -399,7 +438,6 @@ impl Operator for SessionWindowOperator {
                 accs,
             });
         }
-        self.binding = Some(binding);
         Ok(())
     }
 }

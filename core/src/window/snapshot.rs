@@ -1,16 +1,28 @@
 //! The state format of the window operators: a JSON envelope naming the format, its version and
 //! the operator kind around the operator's own state. A snapshot of another kind or version is
 //! refused with an error, never misread.
+//!
+//! Keyed operators write their state per key group ([`encode_groups`]): a
+//! [`StateParts`] whose meta entry holds what is not per key (watermark, counters) and whose
+//! parts hold, per key group, the entries of the keys in it, each in the envelope. So the
+//! runtime can hand a rescaled subtask exactly the groups it owns ([`Redistribution::KeyGroups`]),
+//! and [`decode_groups`] reads one subtask's snapshot or the union of several.
+//!
+//! [`Redistribution::KeyGroups`]: crate::operator::Redistribution::KeyGroups
+
+use std::collections::BTreeMap;
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+use crate::checkpoint::StateParts;
 use crate::error::{Error, Result};
+use crate::operator::TaskInfo;
 
 /// Format name written into every snapshot.
 const FORMAT: &str = "eddy-window-state";
 /// Current version of the format.
-const VERSION: u32 = 1;
+const VERSION: u32 = 2;
 
 #[derive(Serialize, serde::Deserialize)]
 struct Envelope<T> {
@@ -43,6 +55,51 @@ pub(crate) fn decode<T: DeserializeOwned>(kind: &str, operator: &str, bytes: &[u
         )));
     }
     serde_json::from_value(env.state).map_err(|e| bad(format!("corrupt {kind} state: {e}")))
+}
+
+/// Keyed state per key group: `meta` tagged with `subtask`, one part per group in `groups`.
+pub(crate) fn encode_groups<M: Serialize, T: Serialize>(
+    kind: &str,
+    subtask: usize,
+    meta: &M,
+    groups: &BTreeMap<u32, T>,
+) -> Result<Vec<u8>> {
+    let mut parts = StateParts::default();
+    parts.meta.push((subtask as u32, encode(kind, meta)?));
+    for (&group, part) in groups {
+        parts.parts.push((group, encode(kind, part)?));
+    }
+    Ok(parts.encode())
+}
+
+/// Meta entries (with the subtask that wrote each) and key-group parts, as read back.
+pub(crate) type Groups<M, T> = (Vec<(u32, M)>, Vec<T>);
+
+/// Reads state written by [`encode_groups`], possibly the key groups of several old subtasks:
+/// the meta entries (with the subtask that wrote each) and the parts.
+pub(crate) fn decode_groups<M: DeserializeOwned, T: DeserializeOwned>(
+    kind: &str,
+    operator: &str,
+    bytes: &[u8],
+) -> Result<Groups<M, T>> {
+    let parts = StateParts::decode(bytes, operator)?;
+    let meta = parts
+        .meta
+        .iter()
+        .map(|(tag, b)| Ok((*tag, decode(kind, operator, b)?)))
+        .collect::<Result<_>>()?;
+    let groups = parts
+        .parts
+        .iter()
+        .map(|(_, b)| decode(kind, operator, b))
+        .collect::<Result<_>>()?;
+    Ok((meta, groups))
+}
+
+/// Whether the meta entry written by old subtask `tag` counts on `task` for additive counters
+/// (late records): dealt round robin, so that a rescale neither loses nor doubles them.
+pub(crate) fn owns_meta(tag: u32, task: &TaskInfo) -> bool {
+    tag as usize % task.parallelism.max(1) == task.subtask
 }
 
 #[cfg(test)]

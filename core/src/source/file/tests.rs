@@ -163,6 +163,7 @@ fn task(subtask: usize, parallelism: usize) -> TaskInfo {
         operator: Arc::from("split"),
         subtask,
         parallelism,
+        key_groups: crate::keys::DEFAULT_KEY_GROUPS,
     }
 }
 
