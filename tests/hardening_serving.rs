@@ -482,10 +482,23 @@ fn idle_connection_holder() {
     for line in std::io::stdin().lines() {
         let n: usize = line.unwrap().trim().parse().unwrap();
         for _ in 0..n {
-            held.push(std::net::TcpStream::connect(&addr).unwrap());
+            match connect(&addr) {
+                Ok(s) => held.push(s),
+                Err(e) => {
+                    println!("failed after {}: {e}", held.len());
+                    return;
+                }
+            }
         }
         println!("held {}", held.len());
     }
+}
+
+/// A connection to `addr`, or an error after 10 s (the server is not accepting and its
+/// backlog is full).
+fn connect(addr: &str) -> std::io::Result<std::net::TcpStream> {
+    let addr: std::net::SocketAddr = addr.parse().unwrap();
+    std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(10))
 }
 
 /// The holder process, killed when the test ends (passing or not).
@@ -530,6 +543,7 @@ impl Holder {
             if let Some((_, held)) = line.split_once("held ") {
                 return held.trim().parse().unwrap();
             }
+            assert!(!line.contains("failed after"), "the holder {line}");
         }
     }
 }
@@ -567,7 +581,8 @@ fn healthz_answers_within_50ms_while_20k_idle_connections_are_open() {
         );
         if batch % 2 == 0 {
             for _ in 0..BATCH {
-                here.push(std::net::TcpStream::connect(&addr).unwrap());
+                let open = here.len() + held;
+                here.push(connect(&addr).unwrap_or_else(|e| panic!("after {open}: {e}")));
             }
         } else {
             held = holder.open(BATCH);
