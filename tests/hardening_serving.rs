@@ -667,22 +667,33 @@ fn half_sent_and_idle_connections_are_closed_at_their_timeouts() {
 
 /// #14 case 16: at the connection limit a new client evicts a connection that has sent
 /// nothing, never an active one; when every slot is active, later clients wait until a
-/// connection closes.
+/// connection closes. With 1 and 2 server threads.
 #[test]
 fn at_the_connection_limit_a_silent_connection_is_evicted_never_an_active_one() {
-    use std::io::Write;
     let dir = tempfile::tempdir().unwrap();
-    let (_server, addr) = serve_on(
-        dir.path(),
-        &[
-            "--header-read-timeout",
-            "60s",
-            "--idle-timeout",
-            "60s",
-            "--max-connections",
-            "4",
-        ],
-    );
+    let reg = registry_with_two_versions(dir.path());
+    for threads in ["1", "2"] {
+        let (_server, lines, _) = start(
+            &[
+                &["serve", "--registry", p(&reg), "--listen", "127.0.0.1:0"][..],
+                &["--header-read-timeout", "60s", "--idle-timeout", "60s"],
+                &["--max-connections", "4", "--threads", threads],
+            ]
+            .concat(),
+            "listening on",
+            false,
+        );
+        let addr = lines.last().unwrap();
+        eprintln!("eddy serve --threads {threads}");
+        eviction_at_the_limit(addr.trim_start_matches("listening on http://"));
+    }
+}
+
+/// The scenario of [`at_the_connection_limit_a_silent_connection_is_evicted_never_an_active_one`]
+/// against a server at `addr` with 4 connection slots.
+fn eviction_at_the_limit(addr: &str) {
+    use std::io::Write;
+    let addr = addr.to_string();
     // Active connections: each keeps sending a byte of its body every 100 ms (for 10 s at
     // most) until told to stop or its connection fails.
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));

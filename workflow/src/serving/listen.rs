@@ -53,7 +53,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, OwnedSemaphorePermit};
 
 use super::metrics::ConnectionMetrics;
-use slots::Slots;
+use slots::{FirstByte, Slots};
 
 /// The connection limits of the HTTP server (see the module docs).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -159,14 +159,17 @@ pub(crate) async fn serve_http(
             },
         };
         metrics.on_accept();
+        // Queued here, not in the task: the next turn of this loop must see it as evictable
+        // even if its task has not run yet (else, every slot taken, the loop would wait for
+        // a free one while a silent connection could have made room).
+        let queued = slots.wait_first_byte(slot);
         let task = Connection {
-            slots: slots.clone(),
             router: router.clone(),
             limits,
             stopped: stopped.clone(),
             metrics: metrics.clone(),
         };
-        tokio::spawn(task.serve(stream, slot));
+        tokio::spawn(task.serve(stream, queued));
     }
     drop(listener);
     let _ = stop.send(true);
@@ -186,7 +189,6 @@ fn is_connection_error(e: &io::Error) -> bool {
 
 /// What one connection's task needs from the server.
 struct Connection {
-    slots: Arc<Slots>,
     router: Router,
     limits: HttpLimits,
     stopped: watch::Receiver<bool>,
@@ -194,10 +196,10 @@ struct Connection {
 }
 
 impl Connection {
-    /// Serves one connection holding `slot` until it closes, times out, is evicted before its
-    /// first byte, or the server stops.
-    async fn serve(mut self, stream: TcpStream, slot: OwnedSemaphorePermit) {
-        let slot = self.first_byte(&stream, slot).await;
+    /// Serves one connection, queued for eviction until its first byte, until it closes,
+    /// times out, is evicted, or the server stops.
+    async fn serve(mut self, stream: TcpStream, queued: FirstByte) {
+        let slot = self.first_byte(&stream, queued).await;
         if let Some(slot) = slot {
             // Boxed, so a connection still waiting for its first byte is a small task.
             Box::pin(http(stream, self.router, self.limits, self.stopped)).await;
@@ -210,11 +212,10 @@ impl Connection {
     async fn first_byte(
         &mut self,
         stream: &TcpStream,
-        slot: OwnedSemaphorePermit,
+        mut queued: FirstByte,
     ) -> Option<OwnedSemaphorePermit> {
         // Nothing is allocated for HTTP until the first byte (or the server stops). `peek`,
         // not `readable`: readiness can be reported for a socket that has sent nothing.
-        let mut queued = self.slots.wait_first_byte(slot);
         let mut byte = [0u8; 1];
         tokio::select! {
             peeked = tokio::time::timeout(self.limits.header_read_timeout, stream.peek(&mut byte)) => {
@@ -427,17 +428,31 @@ mod tests {
 
     #[tokio::test]
     async fn at_the_limit_a_new_client_evicts_the_oldest_silent_connection_not_an_active_one() {
+        eviction_at_the_limit().await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn on_two_threads_too_a_new_client_evicts_a_silent_connection_not_an_active_one() {
+        eviction_at_the_limit().await;
+    }
+
+    /// 3 slots: a silent connection and 2 active ones; a new client evicts the silent one;
+    /// with 3 active ones a later client waits for a slot.
+    async fn eviction_at_the_limit() {
         let (addr, metrics, stop) = server(3).await;
-        let mut silent = TcpStream::connect(&addr).await.unwrap();
-        until("the silent one is waiting", || metrics.waiting() == 1).await;
-        let mut active = Vec::new();
-        for _ in 0..2 {
-            let mut s = TcpStream::connect(&addr).await.unwrap();
-            s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
-                .await
-                .unwrap();
-            active.push(s);
-        }
+        // Connected without yielding to the server (blocking connects), so that it accepts
+        // all three in one go, before any connection's task has run.
+        let connect = |head: &[u8]| {
+            use std::io::Write;
+            let mut s = std::net::TcpStream::connect(&addr).unwrap();
+            s.write_all(head).unwrap();
+            s.set_nonblocking(true).unwrap();
+            TcpStream::from_std(s).unwrap()
+        };
+        let mut silent = connect(b"");
+        let mut active: Vec<_> = (0..2)
+            .map(|_| connect(b"GET /healthz HTTP/1.1\r\nHost: x\r\n"))
+            .collect();
         until("3 open, 1 waiting", || {
             metrics.open() == 3 && metrics.waiting() == 1
         })
@@ -464,7 +479,8 @@ mod tests {
             .try_write(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
             .unwrap();
         until("the third one is active", || {
-            metrics.waiting() == 0 && metrics.open() == 3
+            let c = &metrics;
+            (c.accepted_total(), c.waiting(), c.open()) == (5, 0, 3)
         })
         .await;
         let mut late = TcpStream::connect(&addr).await.unwrap();
