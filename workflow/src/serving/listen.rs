@@ -31,9 +31,11 @@
 //! Gauges and counters (`eddy_http_connections_*` in `/metrics`) are
 //! [`ConnectionMetrics`].
 //!
-//! Measured (debug build, 2 cores, open-file limit 20,000): 20,000 idle connections from two
-//! client processes against a server whose limit in force is 19,744; see
-//! `tests/hardening_serving.rs` for the numbers.
+//! Measured (debug build, 2 cores, open-file limit 20,000 for server and clients alike):
+//! 20,000 idle connections from two client processes against a server whose limit in force
+//! is 19,744: 257 evicted, `/healthz` answered in 2 ms at worst (best of three per 1000
+//! connections), server RSS 26 MB -> 58 MB, 5 threads
+//! (`healthz_answers_within_50ms_while_20k_idle_connections_are_open`).
 
 mod slots;
 
