@@ -14,8 +14,11 @@
 //!   that has waited longest for its first byte, which is closed (counted in
 //!   `eddy_http_connections_evicted_total`). A connection that has sent a byte (mid-request,
 //!   or idle between keep-alive requests) is never evicted; when every slot is held by such a
-//!   connection the loop stops accepting until one closes. The queue is [`slots`]: a lock, a
-//!   map insert and a removal per connection, nothing per request.
+//!   connection the loop stops accepting until one closes. "Sent a byte" is what the server
+//!   has seen: a non-blocking peek right after `accept` (so a request already waiting in the
+//!   socket is never mistaken for silence), then the connection's own wait for its first
+//!   byte. The queue is [`slots`]: a peek per connection, a lock, a map insert and a removal
+//!   per silent one, nothing per request.
 //! - **First byte.** A new connection costs a socket and a small task until its first byte
 //!   arrives: no HTTP buffers are allocated before that, and a connection that sends nothing
 //!   within the header-read timeout is closed.
@@ -41,6 +44,7 @@ mod slots;
 
 use std::future::Future;
 use std::io;
+use std::mem::MaybeUninit;
 use std::pin::{pin, Pin};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -163,15 +167,20 @@ pub(crate) async fn serve_http(
         metrics.on_accept();
         // Queued here, not in the task: the next turn of this loop must see it as evictable
         // even if its task has not run yet (else, every slot taken, the loop would wait for
-        // a free one while a silent connection could have made room).
-        let queued = slots.wait_first_byte(slot);
+        // a free one while a silent connection could have made room). One whose first byte
+        // is already here is never queued, so it cannot be evicted before its task runs.
+        let slot = if has_sent(&stream) {
+            Slot::Held(slot)
+        } else {
+            Slot::Queued(slots.wait_first_byte(slot))
+        };
         let task = Connection {
             router: router.clone(),
             limits,
             stopped: stopped.clone(),
             metrics: metrics.clone(),
         };
-        tokio::spawn(task.serve(stream, queued));
+        tokio::spawn(task.serve(stream, slot));
     }
     drop(listener);
     let _ = stop.send(true);
@@ -189,6 +198,20 @@ fn is_connection_error(e: &io::Error) -> bool {
     )
 }
 
+/// Whether the client of a just accepted connection has sent a byte already (a
+/// non-blocking peek; no on an error, which the connection's own read will meet).
+fn has_sent(stream: &TcpStream) -> bool {
+    let mut byte = [MaybeUninit::uninit()];
+    matches!(socket2::SockRef::from(stream).peek(&mut byte), Ok(n) if n > 0)
+}
+
+/// A new connection's slot: held outright once its first byte is here, else in the eviction
+/// queue.
+enum Slot {
+    Held(OwnedSemaphorePermit),
+    Queued(FirstByte),
+}
+
 /// What one connection's task needs from the server.
 struct Connection {
     router: Router,
@@ -200,8 +223,11 @@ struct Connection {
 impl Connection {
     /// Serves one connection, queued for eviction until its first byte, until it closes,
     /// times out, is evicted, or the server stops.
-    async fn serve(mut self, stream: TcpStream, queued: FirstByte) {
-        let slot = self.first_byte(&stream, queued).await;
+    async fn serve(mut self, stream: TcpStream, slot: Slot) {
+        let slot = match slot {
+            Slot::Held(slot) => Some(slot),
+            Slot::Queued(queued) => self.first_byte(&stream, queued).await,
+        };
         if let Some(slot) = slot {
             // Boxed, so a connection still waiting for its first byte is a small task.
             Box::pin(http(stream, self.router, self.limits, self.stopped)).await;
@@ -436,6 +462,36 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn on_two_threads_too_a_new_client_evicts_a_silent_connection_not_an_active_one() {
         eviction_at_the_limit().await;
+    }
+
+    /// One slot, held by a keep-alive connection; behind it in the backlog a client whose
+    /// request is already sent, then a silent one. When the slot frees, the loop accepts both
+    /// in one go: the one with a request must not be evicted for the silent one.
+    #[tokio::test]
+    async fn a_connection_whose_request_is_already_here_is_never_evicted() {
+        let (addr, metrics, stop) = server(1).await;
+        let mut keep_alive = TcpStream::connect(&addr).await.unwrap();
+        keep_alive
+            .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
+        let mut buf = [0u8; 256];
+        let read = tokio::time::timeout(Duration::from_secs(10), keep_alive.read(&mut buf));
+        assert!(read.await.unwrap().unwrap() > 0);
+        let connect = |head: &[u8]| {
+            use std::io::Write;
+            let mut s = std::net::TcpStream::connect(&addr).unwrap();
+            s.write_all(head).unwrap();
+            s.set_nonblocking(true).unwrap();
+            TcpStream::from_std(s).unwrap()
+        };
+        let mut sent = connect(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+        let _silent = connect(b"");
+        drop(keep_alive);
+        let answer = read_all(&mut sent).await;
+        assert!(answer.starts_with("HTTP/1.1 200"), "answered: {answer:?}");
+        assert_eq!(metrics.evicted_total(), 0);
+        drop(stop);
     }
 
     /// 3 slots: a silent connection and 2 active ones; a new client evicts the silent one;
