@@ -17,8 +17,8 @@
 //!   connection the loop stops accepting until one closes. "Sent a byte" is what the server
 //!   has seen: a non-blocking peek right after `accept` (so a request already waiting in the
 //!   socket is never mistaken for silence), then the connection's own wait for its first
-//!   byte. The queue is [`slots`]: a peek per connection, a lock, a map insert and a removal
-//!   per silent one, nothing per request.
+//!   byte. Cost: a peek per connection; a lock, a map insert and a removal per silent one
+//!   (the queue, module `slots`); nothing per request.
 //! - **First byte.** A new connection costs a socket and a small task until its first byte
 //!   arrives: no HTTP buffers are allocated before that, and a connection that sends nothing
 //!   within the header-read timeout is closed.
