@@ -53,8 +53,9 @@ pub struct ServeArgs {
     /// Close a connection that moves no byte either way for this long.
     #[arg(long, default_value = "60s", value_parser = super::duration::parse)]
     pub idle_timeout: Duration,
-    /// Open HTTP connections at most (at the limit new ones wait to be accepted); the
-    /// process's open-file limit (`ulimit -n`) must be above it.
+    /// Open HTTP connections at most, lowered to the open-file limit (`ulimit -n`) minus 256.
+    /// At the limit a new connection closes the one that has waited longest without sending a
+    /// byte; when every open connection has sent one, new ones wait to be accepted.
     #[arg(long, default_value_t = 32_768)]
     pub max_connections: usize,
     /// Log one line every N predict requests (0: none); failed requests are logged one by one.

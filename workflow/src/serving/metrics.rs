@@ -2,9 +2,12 @@
 //! `GET /metrics`, and the request log: one `info` line every
 //! [`ServeConfig::log_every`](super::ServeConfig::log_every) requests (counts so far) and one
 //! line per failed request (`warn` for a server error, `info` for a client error).
+//! [`ConnectionMetrics`] counts the HTTP connections of the accept loop
+//! ([`listen`](super::listen)): open, waiting for their first byte, accepted, evicted.
 
 use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Upper bounds (seconds) of the latency histogram's buckets.
@@ -83,6 +86,8 @@ pub struct Metrics {
     log_every: AtomicU64,
     /// Requests of both protocols, numbering the request log lines.
     all_requests: AtomicU64,
+    /// The HTTP accept loop's connection counters.
+    connections: Arc<ConnectionMetrics>,
 }
 
 impl Metrics {
@@ -132,8 +137,14 @@ impl Metrics {
         }
     }
 
+    /// The HTTP connection counters, shared with the accept loop.
+    pub fn connections(&self) -> &Arc<ConnectionMetrics> {
+        &self.connections
+    }
+
     /// Appends the server-wide metrics in the Prometheus text format.
     pub fn render(&self, out: &mut String) {
+        self.connections.render(out);
         let protocols = [Protocol::Http, Protocol::Grpc];
         out.push_str("# HELP eddy_serving_requests_total Predict requests received.\n");
         out.push_str("# TYPE eddy_serving_requests_total counter\n");
@@ -169,6 +180,106 @@ impl Metrics {
     }
 }
 
+/// Counters of the HTTP accept loop (lock-free; see [`listen`](super::listen)).
+#[derive(Debug, Default)]
+pub struct ConnectionMetrics {
+    limit: AtomicU64,
+    open: AtomicU64,
+    waiting: AtomicU64,
+    accepted: AtomicU64,
+    evicted: AtomicU64,
+}
+
+impl ConnectionMetrics {
+    /// The connection limit in force (after lowering it to the open-file limit).
+    pub fn limit(&self) -> u64 {
+        self.limit.load(Ordering::Relaxed)
+    }
+
+    /// Connections holding a slot now.
+    pub fn open(&self) -> u64 {
+        self.open.load(Ordering::Relaxed)
+    }
+
+    /// Connections holding a slot that have not sent their first byte yet.
+    pub fn waiting(&self) -> u64 {
+        self.waiting.load(Ordering::Relaxed)
+    }
+
+    /// Connections accepted so far.
+    pub fn accepted_total(&self) -> u64 {
+        self.accepted.load(Ordering::Relaxed)
+    }
+
+    /// Connections closed so far to make room for a new one, never having sent a byte.
+    pub fn evicted_total(&self) -> u64 {
+        self.evicted.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn set_limit(&self, limit: usize) {
+        self.limit.store(limit as u64, Ordering::Relaxed);
+    }
+
+    pub(crate) fn set_waiting(&self, waiting: usize) {
+        self.waiting.store(waiting as u64, Ordering::Relaxed);
+    }
+
+    pub(crate) fn on_accept(&self) {
+        self.accepted.fetch_add(1, Ordering::Relaxed);
+        self.open.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn on_close(&self) {
+        self.open.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn on_evict(&self) {
+        self.evicted.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Appends the connection metrics in the Prometheus text format.
+    pub fn render(&self, out: &mut String) {
+        let rows = [
+            (
+                "eddy_http_connections_open",
+                "gauge",
+                "HTTP connections open (holding a slot).",
+                self.open(),
+            ),
+            (
+                "eddy_http_connections_waiting_first_byte",
+                "gauge",
+                "Open HTTP connections that have not sent a byte yet (evictable).",
+                self.waiting(),
+            ),
+            (
+                "eddy_http_connections_limit",
+                "gauge",
+                "The HTTP connection limit in force (configured, lowered to the open-file limit).",
+                self.limit(),
+            ),
+            (
+                "eddy_http_connections_accepted_total",
+                "counter",
+                "HTTP connections accepted.",
+                self.accepted_total(),
+            ),
+            (
+                "eddy_http_connections_evicted_total",
+                "counter",
+                "HTTP connections closed at the limit to make room, never having sent a byte.",
+                self.evicted_total(),
+            ),
+        ];
+        for (name, kind, help, value) in rows {
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
+            );
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -195,5 +306,29 @@ mod tests {
         assert!(out.contains("eddy_serving_request_seconds_count{protocol=\"grpc\"} 1"));
         assert!(out.contains("eddy_serving_errors_total{protocol=\"http\",class=\"client\"} 1"));
         assert!(out.contains("eddy_serving_errors_total{protocol=\"grpc\",class=\"server\"} 1"));
+    }
+
+    #[test]
+    fn connection_gauges_follow_accepts_closes_and_evictions() {
+        let m = Metrics::default();
+        let c = m.connections();
+        c.set_limit(3);
+        c.on_accept();
+        c.on_accept();
+        c.on_evict();
+        c.on_close();
+        c.set_waiting(1);
+        let mut out = String::new();
+        m.render(&mut out);
+        for line in [
+            "eddy_http_connections_open 1\n",
+            "eddy_http_connections_waiting_first_byte 1\n",
+            "eddy_http_connections_limit 3\n",
+            "eddy_http_connections_accepted_total 2\n",
+            "eddy_http_connections_evicted_total 1\n",
+            "# TYPE eddy_http_connections_evicted_total counter\n",
+        ] {
+            assert!(out.contains(line), "{line}: {out}");
+        }
     }
 }
