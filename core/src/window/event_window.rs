@@ -340,13 +340,8 @@ impl Operator for EventWindowOperator {
         self.table = WindowTable::new(Vec::new());
         let mut windows = Vec::new();
         for group in groups {
-            let (codec, keys) = KeyCodec::load(&group.keys, &self.name)?;
-            if keys.len() != group.windows.len() {
-                return Err(Error::config(
-                    format!("{}.state", self.name),
-                    "keys and windows differ in number",
-                ));
-            }
+            let (codec, keys) =
+                KeyCodec::load_paired(&group.keys, &self.name, group.windows.len(), "windows")?;
             if self.binding.is_none() {
                 let binding = Binding::restored(codec, &group.outputs, &self.spec())?;
                 self.table = WindowTable::new(new_accs(&binding.aggs));

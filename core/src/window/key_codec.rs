@@ -225,6 +225,24 @@ impl KeyCodec {
         })
     }
 
+    /// [`load`](Self::load) for a restored key group whose `values` (windows, sessions: `what`)
+    /// pair with its keys one to one, refusing a group whose keys and values differ in number.
+    pub(crate) fn load_paired(
+        saved: &SavedKeys,
+        operator: &str,
+        values: usize,
+        what: &str,
+    ) -> Result<(KeyCodec, Vec<Vec<u8>>)> {
+        let (codec, keys) = Self::load(saved, operator)?;
+        if keys.len() != values {
+            return Err(Error::config(
+                format!("{operator}.state"),
+                format!("keys and {what} differ in number"),
+            ));
+        }
+        Ok((codec, keys))
+    }
+
     /// A codec and the key bytes of every saved key, in order.
     pub(crate) fn load(saved: &SavedKeys, operator: &str) -> Result<(KeyCodec, Vec<Vec<u8>>)> {
         let bad = |m: String| Error::config(format!("{operator}.state"), m);

@@ -285,13 +285,8 @@ impl Operator for OverOperator {
         self.table = KeyTable::default();
         self.binding = None;
         for group in groups {
-            let (codec, keys) = KeyCodec::load(&group.keys, &self.name)?;
-            if keys.len() != group.windows.len() {
-                return Err(Error::config(
-                    format!("{}.state", self.name),
-                    "keys and windows differ in number",
-                ));
-            }
+            let (codec, keys) =
+                KeyCodec::load_paired(&group.keys, &self.name, group.windows.len(), "windows")?;
             if self.binding.is_none() {
                 self.binding = Some(Binding::restored(codec, &group.outputs, &self.spec())?);
             }

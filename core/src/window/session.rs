@@ -405,13 +405,8 @@ impl Operator for SessionWindowOperator {
         self.binding = None;
         let mut sessions = Vec::new();
         for group in groups {
-            let (codec, keys) = KeyCodec::load(&group.keys, &self.name)?;
-            if keys.len() != group.sessions.len() {
-                return Err(Error::config(
-                    format!("{}.state", self.name),
-                    "keys and sessions differ in number",
-                ));
-            }
+            let (codec, keys) =
+                KeyCodec::load_paired(&group.keys, &self.name, group.sessions.len(), "sessions")?;
             if self.binding.is_none() {
                 self.binding = Some(Binding::restored(codec, &group.outputs, &self.spec())?);
             }
