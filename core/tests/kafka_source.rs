@@ -179,6 +179,23 @@ fn csv_payloads_and_message_timestamps() {
     );
 }
 
+/// Passes batches on after 1 ms, so that checkpoints (every 2 ms) complete between batches.
+#[derive(Clone)]
+struct Slow;
+
+impl Operator for Slow {
+    fn process(
+        &mut self,
+        _input: usize,
+        batch: arrow::record_batch::RecordBatch,
+        out: &mut Collector,
+    ) -> Result<()> {
+        std::thread::sleep(Duration::from_millis(1));
+        out.emit(batch);
+        Ok(())
+    }
+}
+
 /// Exactly-once: checkpoints every 2 ms, one injected fault in a random source subtask after a
 /// random number of batches (seeds 1..=3, parallelism 1 and 2); the rows committed by the
 /// transactional sink are every row exactly once.
@@ -196,18 +213,20 @@ fn exactly_once_restarts_from_checkpointed_offsets_lose_and_repeat_nothing() {
         for seed in 1..=3u64 {
             let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
             let fault =
-                FaultInjection::error("kafka", rng.random_range(0..p), rng.random_range(1..20));
+                FaultInjection::error("kafka", rng.random_range(0..p), rng.random_range(30..120)); // batches of 5 rows: past several checkpoints
             let dir = tmp.path().join(format!("p{p}-s{seed}"));
             let sink = TxSink::new();
             let mut config = faulty_config(&dir, CheckpointMode::Aligned, 8);
             config.faults = vec![fault.clone()];
             config.bounds = BatchBounds {
-                max_rows: 20,
+                max_rows: 5,
                 ..BatchBounds::default()
             };
             let flow = Dataflow::new(config);
             let s = sink.clone();
             flow.source_with("kafka", factory.clone())
+                .parallelism(p)
+                .operator("slow", Slow)
                 .parallelism(p)
                 .sink_with("out", Arc::new(move |_| Ok(Box::new(s.clone()))))
                 .parallelism(p);

@@ -33,6 +33,8 @@ mod options;
 mod source;
 pub mod uri;
 
-pub use options::{KafkaSourceOptions, DEFAULT_INFER_MESSAGES, DEFAULT_REQUEST_TIMEOUT};
+pub use options::{
+    KafkaSourceOptions, DEFAULT_INFER_MESSAGES, DEFAULT_REQUEST_TIMEOUT, DEFAULT_SEEK_REWIND,
+};
 pub use source::KafkaSource;
 pub use uri::{KafkaFormat, KafkaUri, StartOffset};

@@ -14,6 +14,11 @@ pub const DEFAULT_INFER_MESSAGES: usize = 1000;
 /// How long metadata, watermark and inference requests may take before they are an error.
 pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// How many offsets before a restored position a seek starts fetching by default (see
+/// [`KafkaSourceOptions::seek_rewind`]): librdkafka's producer puts at most 10 000 messages in
+/// a record batch.
+pub const DEFAULT_SEEK_REWIND: i64 = 10_000;
+
 /// Settings of a Kafka source: where to read, how to decode, where to start and stop.
 #[derive(Debug, Clone)]
 pub struct KafkaSourceOptions {
@@ -29,6 +34,13 @@ pub struct KafkaSourceOptions {
     pub timestamp_column: Option<String>,
     /// Metadata, watermark and inference timeout. Default [`DEFAULT_REQUEST_TIMEOUT`].
     pub request_timeout: Duration,
+    /// A seek to a checkpointed offset fetches from this many offsets earlier and skips what
+    /// precedes the offset. tansu 0.6.0 answers a fetch from inside a record batch with the
+    /// batches *after* it, so fetching from the offset itself would lose the rest of its
+    /// batch; from up to one batch earlier it returns the batch holding it. Must cover the
+    /// largest batch the producers write. Default [`DEFAULT_SEEK_REWIND`]; 0 on a broker
+    /// that returns the containing batch (Apache Kafka).
+    pub seek_rewind: i64,
 }
 
 impl KafkaSourceOptions {
@@ -40,6 +52,7 @@ impl KafkaSourceOptions {
             infer_messages: DEFAULT_INFER_MESSAGES,
             timestamp_column: None,
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
+            seek_rewind: DEFAULT_SEEK_REWIND,
         }
     }
 

@@ -37,7 +37,7 @@ struct KafkaPosition {
 
 enum Decoder {
     Json(JsonDecoder),
-    Csv(CsvDecoder),
+    Csv(Box<CsvDecoder>),
 }
 
 /// Reads one Kafka topic; see [the module docs](super).
@@ -60,6 +60,8 @@ pub struct KafkaSource {
     watermark_due: bool,
     last_commit: Instant,
     committed: BTreeMap<i32, i64>,
+    /// The first offset of each owned partition at open.
+    low: BTreeMap<i32, i64>,
 }
 
 impl std::fmt::Debug for KafkaSource {
@@ -113,6 +115,7 @@ impl KafkaSource {
             watermark_due: false,
             last_commit: Instant::now(),
             committed: BTreeMap::new(),
+            low: BTreeMap::new(),
         })
     }
 
@@ -161,14 +164,17 @@ impl KafkaSource {
             .map_err(|e| self.err(&format!("watermarks of partition {partition}"), e))
     }
 
-    /// Points the consumer at `self.pos.next` (partitions already at their end are left out).
-    fn assign(&self) -> Result<()> {
+    /// Points the consumer at `self.pos.next`, or `rewind` offsets before it (never before
+    /// the partition's start `low`); the messages before `next` are skipped when they arrive.
+    fn assign(&self, rewind: i64) -> Result<()> {
         let Some(consumer) = &self.consumer else {
             return Ok(());
         };
         let mut tpl = TopicPartitionList::new();
         for (&p, &next) in &self.pos.next {
-            tpl.add_partition_offset(&self.options.uri.topic, p, Offset::Offset(next))
+            let low = self.low.get(&p).copied().unwrap_or(0);
+            let at = (next - rewind).max(low).min(next);
+            tpl.add_partition_offset(&self.options.uri.topic, p, Offset::Offset(at))
                 .map_err(|e| self.err("assign", e))?;
         }
         consumer.assign(&tpl).map_err(|e| self.err("assign", e))
@@ -299,6 +305,7 @@ impl Source for KafkaSource {
         let mut end = BTreeMap::new();
         for &p in &owned {
             let (low, high) = self.watermarks(&consumer, p)?;
+            self.low.insert(p, low);
             next.insert(
                 p,
                 match self.options.start() {
@@ -316,7 +323,7 @@ impl Source for KafkaSource {
         };
         self.decoder = Some(match self.options.format() {
             KafkaFormat::Json => Decoder::Json(JsonDecoder::new(&self.payload)),
-            KafkaFormat::Csv => Decoder::Csv(CsvDecoder::new(b',', b'"')),
+            KafkaFormat::Csv => Decoder::Csv(Box::new(CsvDecoder::new(b',', b'"'))),
         });
         self.builder = Some(BatchBuilder::new(
             self.payload.clone(),
@@ -325,7 +332,7 @@ impl Source for KafkaSource {
         self.consumer = Some(consumer);
         match self.restored.take() {
             Some(restored) => self.apply(restored),
-            None => self.assign(),
+            None => self.assign(0),
         }
     }
 
@@ -440,7 +447,7 @@ impl KafkaSource {
                 }
             }
         }
-        self.assign()
+        self.assign(self.options.seek_rewind)
     }
 }
 
