@@ -66,6 +66,14 @@ pub enum Error {
         /// Where the error originates.
         domain: ErrorDomain,
     },
+    /// A Kafka broker or client error (connection, metadata, fetch, produce, transaction).
+    #[error("kafka {context}: {message}")]
+    Kafka {
+        /// The broker address and topic (or partition) concerned.
+        context: String,
+        /// What failed.
+        message: String,
+    },
     /// An Arrow kernel or IPC error.
     #[error("arrow: {0}")]
     Arrow(#[from] arrow::error::ArrowError),
@@ -107,7 +115,7 @@ impl Error {
             Error::Malformed { .. } | Error::Schema { .. } | Error::Config { .. } => {
                 ErrorDomain::User
             }
-            Error::Io { .. } => ErrorDomain::External,
+            Error::Io { .. } | Error::Kafka { .. } => ErrorDomain::External,
             Error::Operator { domain, .. } => *domain,
             Error::Arrow(_) | Error::Parquet(_) => ErrorDomain::User,
             Error::Panic { .. } | Error::Internal(_) | Error::Disconnected(_) => {
@@ -135,6 +143,14 @@ impl Error {
         Error::Schema {
             context: context.into(),
             message: message.into(),
+        }
+    }
+
+    /// A Kafka error about `context` (broker address, topic, partition).
+    pub fn kafka(context: impl Into<String>, message: impl std::fmt::Display) -> Self {
+        Error::Kafka {
+            context: context.into(),
+            message: message.to_string(),
         }
     }
 

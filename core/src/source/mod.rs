@@ -9,11 +9,13 @@
 //! | [`memory`] | batches held in memory |
 //! | [`generator`] | rows produced by a function of the row index |
 //! | [`dead_letter`] | the place malformed records go, with counts |
+//! | [`kafka`] | a Kafka topic's partitions, offsets as positions |
 
 pub mod dead_letter;
 pub mod file;
 pub mod generator;
 pub mod hybrid;
+pub mod kafka;
 pub mod memory;
 pub mod parquet;
 

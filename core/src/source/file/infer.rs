@@ -128,6 +128,49 @@ impl Sample {
             .collect()
     }
 
+    /// Samples one CSV record split into `spans` of `data` (skipped unless it has as many
+    /// fields as there are names).
+    fn push_csv(&mut self, data: &[u8], spans: &[(usize, usize)]) {
+        if spans.len() != self.names.len() {
+            return;
+        }
+        let row = spans
+            .iter()
+            .enumerate()
+            .map(|(i, &(s, e))| (i, Kind::of_text(&data[s..e])))
+            .collect();
+        self.rows.push(row);
+    }
+
+    /// Samples one JSON-lines record; names first seen here are appended. Blank and malformed
+    /// records are skipped: exactly what reading accepts is one object, nothing after it, no
+    /// key twice.
+    fn push_json(&mut self, bytes: &[u8]) {
+        if bytes.trim_ascii().is_empty() {
+            return;
+        }
+        let mut de = serde_json::Deserializer::from_slice(bytes);
+        let Ok(pairs) = de.deserialize_map(Pairs).and_then(|p| de.end().map(|()| p)) else {
+            return;
+        };
+        let mut row: Vec<(usize, Kind)> = Vec::with_capacity(pairs.len());
+        let mut duplicate = false;
+        for (name, value) in pairs {
+            let i = match self.names.iter().position(|n| *n == name) {
+                Some(i) => i,
+                None => {
+                    self.names.push(name);
+                    self.names.len() - 1
+                }
+            };
+            duplicate |= row.iter().any(|&(j, _)| j == i);
+            row.push((i, Kind::of_json(&value)));
+        }
+        if !duplicate {
+            self.rows.push(row);
+        }
+    }
+
     /// The schema: types decided once, then again without the rows that will be rejected.
     fn schema(&self) -> SchemaRef {
         let first = self.decide(|_| true);
@@ -203,15 +246,7 @@ pub(crate) fn infer_schema(opts: &FileSourceOptions) -> Result<SchemaRef> {
                         continue;
                     }
                 }
-                if spans.len() != sample.names.len() {
-                    continue;
-                }
-                let row = spans
-                    .iter()
-                    .enumerate()
-                    .map(|(i, &(s, e))| (i, Kind::of_text(&data[s..e])))
-                    .collect();
-                sample.rows.push(row);
+                sample.push_csv(data, spans);
             }
             if !named {
                 return Err(empty());
@@ -226,30 +261,7 @@ pub(crate) fn infer_schema(opts: &FileSourceOptions) -> Result<SchemaRef> {
                     Next::Malformed(..) => continue,
                     Next::Idle | Next::End => break,
                 };
-                if rec.bytes.trim_ascii().is_empty() {
-                    continue;
-                }
-                // exactly what reading accepts: one object, nothing after it, no key twice
-                let mut de = serde_json::Deserializer::from_slice(rec.bytes);
-                let Ok(pairs) = de.deserialize_map(Pairs).and_then(|p| de.end().map(|()| p)) else {
-                    continue;
-                };
-                let mut row: Vec<(usize, Kind)> = Vec::with_capacity(pairs.len());
-                let mut duplicate = false;
-                for (name, value) in pairs {
-                    let i = match sample.names.iter().position(|n| *n == name) {
-                        Some(i) => i,
-                        None => {
-                            sample.names.push(name);
-                            sample.names.len() - 1
-                        }
-                    };
-                    duplicate |= row.iter().any(|&(j, _)| j == i);
-                    row.push((i, Kind::of_json(&value)));
-                }
-                if !duplicate {
-                    sample.rows.push(row);
-                }
+                sample.push_json(rec.bytes);
             }
             if sample.names.is_empty() {
                 return Err(empty());
@@ -257,6 +269,38 @@ pub(crate) fn infer_schema(opts: &FileSourceOptions) -> Result<SchemaRef> {
             Ok(sample.schema())
         }
     }
+}
+
+/// Infers a schema from records held in memory, one record each (message payloads), by the
+/// rules above: `csv` gives the delimiter and quote of header-less CSV records (columns
+/// `column_1..n`, the field count of the first record), `None` reads JSON objects. `context`
+/// names the input in the error for no usable record.
+pub(crate) fn infer_from_records<'a>(
+    csv: Option<(u8, u8)>,
+    records: impl IntoIterator<Item = &'a [u8]>,
+    context: &str,
+) -> Result<SchemaRef> {
+    let mut sample = Sample::default();
+    match csv {
+        Some((delimiter, quote)) => {
+            let mut decoder = CsvDecoder::new(delimiter, quote);
+            for rec in records.into_iter().filter(|r| !r.is_empty()) {
+                let (data, spans) = decoder.split(rec);
+                if sample.names.is_empty() {
+                    sample.names = (1..=spans.len()).map(|i| format!("column_{i}")).collect();
+                }
+                sample.push_csv(data, spans);
+            }
+        }
+        None => records.into_iter().for_each(|r| sample.push_json(r)),
+    }
+    if sample.names.is_empty() {
+        return Err(Error::schema(
+            context,
+            "no records to infer a schema from: give the schema explicitly",
+        ));
+    }
+    Ok(sample.schema())
 }
 
 /// The key/value pairs of a JSON object, in document order.

@@ -57,11 +57,11 @@
 //! | `infer` | schema inference from sampled rows |
 //! | `source` | [`FileSource`]: batching, dead letters, linger, position, progress |
 
-mod csv;
-mod decode;
+pub(crate) mod csv;
+pub(crate) mod decode;
 pub(crate) mod framing;
-mod infer;
-mod jsonl;
+pub(crate) mod infer;
+pub(crate) mod jsonl;
 mod options;
 mod reader;
 mod source;

@@ -1,0 +1,40 @@
+//! Kafka source: a topic → Arrow micro-batches, with per-partition offsets as checkpointed
+//! positions (client: rdkafka with its bundled librdkafka).
+//!
+//! ## Behaviour
+//! - **Payload**: one record per message, JSON (one object) or CSV (one record, no header),
+//!   decoded by the file sources' decoders (`source::file`); the schema is given or inferred
+//!   from the oldest messages of the topic by the file rules.
+//! - **Splits**: partition `p` is read by subtask `p % parallelism` (manual assignment, no
+//!   group rebalancing); a subtask without partitions ends at once (bounded) or idles.
+//! - **Position**: the next offset per owned partition, plus (bounded) the end offset per
+//!   partition fixed at the first open; [`seek`](crate::source::Source::seek) re-assigns the
+//!   consumer there, so a restored job re-reads exactly what followed its checkpoint.
+//! - **Bounded / follow**: bounded (default) reads each partition up to the high watermark seen
+//!   at open and ends; `follow=true` keeps reading until stopped.
+//! - **Event time**: with `timestamp_column`, each row gets its message timestamp (ms) and the
+//!   source emits a watermark: the oldest of its unfinished partitions' newest timestamps.
+//! - **Bad messages** (undecodable payload, wrong types, no payload) go to the dead-letter sink
+//!   with source `kafka TOPIC partition P offset O`, line `O + 1`, the column and the reason.
+//! - **Offset commits**: with `group=…`, consumed offsets are committed to the group about
+//!   once a second and at the end, for lag monitoring only. They are not tied to completed
+//!   checkpoints: the `Source` trait has no hook that tells a source a checkpoint completed
+//!   (see the crate's notes); restores use the checkpoint, never the group's offsets.
+//!
+//! | module | what |
+//! |---|---|
+//! | [`uri`] | `kafka://HOST:PORT/TOPIC?…` addresses: the one parser |
+//! | `options` | [`KafkaSourceOptions`], the librdkafka consumer configuration |
+//! | `source` | [`KafkaSource`]: assignment, polling, decoding, positions, watermarks |
+//! | `infer` | schema inference from the oldest messages |
+
+mod infer;
+mod options;
+mod source;
+pub mod uri;
+
+pub use options::{
+    KafkaSourceOptions, DEFAULT_INFER_MESSAGES, DEFAULT_REQUEST_TIMEOUT, DEFAULT_SEEK_REWIND,
+};
+pub use source::KafkaSource;
+pub use uri::{KafkaFormat, KafkaUri, StartOffset};

@@ -1,0 +1,108 @@
+//! Settings of a [`KafkaSource`](super::KafkaSource), and the librdkafka client configuration
+//! they make.
+
+use std::time::Duration;
+
+use arrow::datatypes::SchemaRef;
+use rdkafka::config::ClientConfig;
+
+use super::uri::{KafkaFormat, KafkaUri, StartOffset};
+
+/// Messages sampled for schema inference by default.
+pub const DEFAULT_INFER_MESSAGES: usize = 1000;
+
+/// How long metadata, watermark and inference requests may take before they are an error.
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How many offsets before a restored position a seek starts fetching by default (see
+/// [`KafkaSourceOptions::seek_rewind`]): librdkafka's producer puts at most 10 000 messages in
+/// a record batch.
+pub const DEFAULT_SEEK_REWIND: i64 = 10_000;
+
+/// Settings of a Kafka source: where to read, how to decode, where to start and stop.
+#[derive(Debug, Clone)]
+pub struct KafkaSourceOptions {
+    /// Topic, brokers, group, start, follow and format.
+    pub uri: KafkaUri,
+    /// The schema; `None`: inferred from the first `infer_messages` messages.
+    pub schema: Option<SchemaRef>,
+    /// Messages sampled for inference. Default [`DEFAULT_INFER_MESSAGES`].
+    pub infer_messages: usize,
+    /// Adds an Int64 column of this name holding each message's timestamp (ms since the epoch;
+    /// null when the broker gave none), and makes the source emit per-partition watermarks
+    /// from it. Default: none.
+    pub timestamp_column: Option<String>,
+    /// Metadata, watermark and inference timeout. Default [`DEFAULT_REQUEST_TIMEOUT`].
+    pub request_timeout: Duration,
+    /// A seek to a checkpointed offset fetches from this many offsets earlier and skips what
+    /// precedes the offset. tansu 0.6.0 answers a fetch from inside a record batch with the
+    /// batches *after* it, so fetching from the offset itself would lose the rest of its
+    /// batch; from up to one batch earlier it returns the batch holding it. Must cover the
+    /// largest batch the producers write. Default [`DEFAULT_SEEK_REWIND`]; 0 on a broker
+    /// that returns the containing batch (Apache Kafka).
+    pub seek_rewind: i64,
+}
+
+impl KafkaSourceOptions {
+    /// Options for `uri` with an inferred schema.
+    pub fn new(uri: KafkaUri) -> Self {
+        KafkaSourceOptions {
+            uri,
+            schema: None,
+            infer_messages: DEFAULT_INFER_MESSAGES,
+            timestamp_column: None,
+            request_timeout: DEFAULT_REQUEST_TIMEOUT,
+            seek_rewind: DEFAULT_SEEK_REWIND,
+        }
+    }
+
+    /// Uses `schema` instead of inferring one.
+    pub fn with_schema(mut self, schema: SchemaRef) -> Self {
+        self.schema = Some(schema);
+        self
+    }
+
+    /// Adds the message-timestamp column `name` (see [`timestamp_column`](Self::timestamp_column)).
+    pub fn with_timestamp_column(mut self, name: impl Into<String>) -> Self {
+        self.timestamp_column = Some(name.into());
+        self
+    }
+
+    /// Whether reading stops at the end seen at open.
+    pub fn bounded(&self) -> bool {
+        !self.uri.follow
+    }
+
+    /// Where reading starts without a checkpoint.
+    pub fn start(&self) -> StartOffset {
+        self.uri.start
+    }
+
+    /// The payload format.
+    pub fn format(&self) -> KafkaFormat {
+        self.uri.format
+    }
+
+    /// `topic @ brokers`, for errors.
+    pub fn context(&self) -> String {
+        self.uri.to_string()
+    }
+}
+
+/// The consumer configuration: manual assignment, no automatic commits or offset stores (the
+/// checkpoint holds the positions), a group id only when one is given.
+pub(crate) fn consumer_config(uri: &KafkaUri) -> ClientConfig {
+    let mut config = ClientConfig::new();
+    config
+        .set("bootstrap.servers", &uri.brokers)
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set("enable.partition.eof", "true")
+        .set("auto.offset.reset", "earliest")
+        .set("socket.keepalive.enable", "true")
+        .set("log_level", "3");
+    // librdkafka wants a group id for any consumer; without one nothing is committed
+    let group = uri.group.as_deref().unwrap_or("eddy-uncommitted");
+    config.set("group.id", group);
+    config
+}

@@ -1,0 +1,470 @@
+//! [`KafkaSource`]: a topic's partitions, split over subtasks, into Arrow micro-batches.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use arrow::array::{ArrayRef, Int64Array};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use arrow::record_batch::RecordBatch;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::error::KafkaError;
+use rdkafka::message::Message as _;
+use rdkafka::{Offset, TopicPartitionList};
+
+use super::options::{consumer_config, KafkaSourceOptions};
+use super::uri::{KafkaFormat, StartOffset};
+use crate::error::{Error, Result};
+use crate::message::EventTime;
+use crate::source::file::csv::CsvDecoder;
+use crate::source::file::decode::BatchBuilder;
+use crate::source::file::jsonl::JsonDecoder;
+use crate::source::{Rejected, Source, SourceContext, SourceFactory, SourcePoll, SourcePosition};
+
+/// How long one broker poll waits for a message.
+const POLL_WAIT: Duration = Duration::from_millis(20);
+/// How often consumed offsets are committed to the group (lag monitoring only).
+const COMMIT_EVERY: Duration = Duration::from_secs(1);
+
+/// The checkpointed position: the next offset to read per owned partition and, for a bounded
+/// read, the end offset per partition fixed at the first open (so a restore reads the same
+/// snapshot of the topic).
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+struct KafkaPosition {
+    next: BTreeMap<i32, i64>,
+    end: Option<BTreeMap<i32, i64>>,
+}
+
+enum Decoder {
+    Json(JsonDecoder),
+    Csv(Box<CsvDecoder>),
+}
+
+/// Reads one Kafka topic; see [the module docs](super).
+pub struct KafkaSource {
+    options: KafkaSourceOptions,
+    /// The payload columns.
+    payload: SchemaRef,
+    /// What batches carry: the payload columns, plus the timestamp column when asked for.
+    schema: SchemaRef,
+    consumer: Option<BaseConsumer>,
+    pos: KafkaPosition,
+    /// A position to seek to once the consumer exists (a restore before or after `open`).
+    restored: Option<KafkaPosition>,
+    decoder: Option<Decoder>,
+    builder: Option<BatchBuilder>,
+    timestamps: Vec<Option<i64>>,
+    /// Highest message timestamp seen per owned partition.
+    max_ts: BTreeMap<i32, i64>,
+    watermark: EventTime,
+    watermark_due: bool,
+    last_commit: Instant,
+    committed: BTreeMap<i32, i64>,
+    /// The first offset of each owned partition at open.
+    low: BTreeMap<i32, i64>,
+}
+
+impl std::fmt::Debug for KafkaSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KafkaSource")
+            .field("uri", &self.options.uri.to_string())
+            .field("position", &self.pos)
+            .finish()
+    }
+}
+
+impl KafkaSource {
+    /// A source reading `options.uri`; infers the schema from the topic's first messages when
+    /// none is given (this connects to the broker now, so a bad address is reported early).
+    pub fn new(options: KafkaSourceOptions) -> Result<Self> {
+        let payload = match &options.schema {
+            Some(s) => s.clone(),
+            None => super::infer::infer_schema(&options)?,
+        };
+        let schema = match &options.timestamp_column {
+            None => payload.clone(),
+            Some(name) => {
+                if payload.fields().iter().any(|f| f.name() == name) {
+                    return Err(Error::config(
+                        "kafka.timestamp-column",
+                        format!("`{name}` is already a payload column"),
+                    ));
+                }
+                let mut fields: Vec<Field> = payload
+                    .fields()
+                    .iter()
+                    .map(|f| f.as_ref().clone())
+                    .collect();
+                fields.push(Field::new(name, DataType::Int64, true));
+                Arc::new(Schema::new(fields))
+            }
+        };
+        BatchBuilder::new(payload.clone(), 0)?; // the types must be decodable
+        Ok(KafkaSource {
+            options,
+            payload,
+            schema,
+            consumer: None,
+            pos: KafkaPosition::default(),
+            restored: None,
+            decoder: None,
+            builder: None,
+            timestamps: Vec::new(),
+            max_ts: BTreeMap::new(),
+            watermark: EventTime::MIN,
+            watermark_due: false,
+            last_commit: Instant::now(),
+            committed: BTreeMap::new(),
+            low: BTreeMap::new(),
+        })
+    }
+
+    /// One source per subtask; the schema is inferred once here when not given, so every
+    /// subtask reads with the same one.
+    pub fn factory(options: KafkaSourceOptions) -> Result<(SourceFactory, SchemaRef)> {
+        let probe = KafkaSource::new(options.clone())?;
+        let options = options.with_schema(probe.payload.clone());
+        let schema = probe.schema();
+        let factory: SourceFactory = Arc::new(move |_task| {
+            Ok(Box::new(KafkaSource::new(options.clone())?) as Box<dyn Source>)
+        });
+        Ok((factory, schema))
+    }
+
+    fn err(&self, what: &str, e: impl std::fmt::Display) -> Error {
+        Error::kafka(self.options.context(), format!("{what}: {e}"))
+    }
+
+    /// The partitions of the topic this subtask owns: `p % parallelism == subtask`.
+    fn owned(&self, consumer: &BaseConsumer, ctx: &SourceContext) -> Result<Vec<i32>> {
+        let topic = &self.options.uri.topic;
+        let meta = consumer
+            .fetch_metadata(Some(topic), self.options.request_timeout)
+            .map_err(|e| self.err("metadata", e))?;
+        let t = meta
+            .topics()
+            .iter()
+            .find(|t| t.name() == topic)
+            .ok_or_else(|| self.err("metadata", "topic not in the broker's answer"))?;
+        if let Some(e) = t.error() {
+            return Err(self.err("metadata", format!("{e:?}")));
+        }
+        let p = ctx.task.parallelism.max(1);
+        Ok(t.partitions()
+            .iter()
+            .map(|m| m.id())
+            .filter(|id| (*id as usize) % p == ctx.task.subtask)
+            .collect())
+    }
+
+    fn watermarks(&self, consumer: &BaseConsumer, partition: i32) -> Result<(i64, i64)> {
+        let topic = &self.options.uri.topic;
+        consumer
+            .fetch_watermarks(topic, partition, self.options.request_timeout)
+            .map_err(|e| self.err(&format!("watermarks of partition {partition}"), e))
+    }
+
+    /// Points the consumer at `self.pos.next`, or `rewind` offsets before it (never before
+    /// the partition's start `low`); the messages before `next` are skipped when they arrive.
+    fn assign(&self, rewind: i64) -> Result<()> {
+        let Some(consumer) = &self.consumer else {
+            return Ok(());
+        };
+        let mut tpl = TopicPartitionList::new();
+        for (&p, &next) in &self.pos.next {
+            let low = self.low.get(&p).copied().unwrap_or(0);
+            let at = (next - rewind).max(low).min(next);
+            tpl.add_partition_offset(&self.options.uri.topic, p, Offset::Offset(at))
+                .map_err(|e| self.err("assign", e))?;
+        }
+        consumer.assign(&tpl).map_err(|e| self.err("assign", e))
+    }
+
+    /// A bounded read of partition `p` reached the end fixed at open.
+    fn done(&self, p: i32) -> bool {
+        match (&self.pos.end, self.pos.next.get(&p)) {
+            (Some(end), Some(next)) => *next >= end.get(&p).copied().unwrap_or(0),
+            _ => false,
+        }
+    }
+
+    /// The offset after the last message of partition `p` now. tansu 0.6.0 reports as high
+    /// watermark the base offset of the partition's last record batch plus one, so the end is
+    /// read off that batch: fetched from `high - 1`, every message it holds arrives together.
+    /// On a broker with true high watermarks this is `high` itself.
+    fn log_end(&self, consumer: &BaseConsumer, p: i32, low: i64, high: i64) -> Result<i64> {
+        if high <= low {
+            return Ok(high);
+        }
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition_offset(&self.options.uri.topic, p, Offset::Offset(high - 1))
+            .map_err(|e| self.err("assign", e))?;
+        consumer.assign(&tpl).map_err(|e| self.err("assign", e))?;
+        let started = Instant::now();
+        let mut end = high;
+        let mut first = true;
+        loop {
+            let wait = if first { POLL_WAIT } else { Duration::ZERO };
+            match consumer.poll(wait) {
+                Some(Ok(m)) if m.partition() == p => {
+                    end = end.max(m.offset() + 1);
+                    first = false;
+                }
+                Some(Ok(_)) | Some(Err(KafkaError::PartitionEOF(_))) => {}
+                Some(Err(e)) => return Err(self.err(&format!("end of partition {p}"), e)),
+                None if first && started.elapsed() < self.options.request_timeout => {}
+                None if first => {
+                    return Err(self.err(
+                        &format!("end of partition {p}"),
+                        format!(
+                            "no message at offset {} in {:?}",
+                            high - 1,
+                            started.elapsed()
+                        ),
+                    ))
+                }
+                None => return Ok(end),
+            }
+        }
+    }
+
+    fn all_done(&self) -> bool {
+        self.pos.end.is_some() && self.pos.next.keys().all(|&p| self.done(p))
+    }
+
+    /// The rows decoded so far as one batch (with the timestamp column when asked for).
+    fn take_batch(&mut self) -> Result<RecordBatch> {
+        let builder = self
+            .builder
+            .as_mut()
+            .ok_or_else(|| Error::Internal("kafka source polled before open".into()))?;
+        let batch = builder.finish()?;
+        if self.options.timestamp_column.is_none() {
+            return Ok(batch);
+        }
+        let mut columns: Vec<ArrayRef> = batch.columns().to_vec();
+        columns.push(Arc::new(Int64Array::from_iter(self.timestamps.drain(..))));
+        Ok(RecordBatch::try_new(self.schema.clone(), columns)?)
+    }
+
+    /// Event time is complete up to the oldest of the owned partitions' newest timestamps
+    /// (only once every unfinished owned partition has shown one).
+    fn advance_watermark(&mut self) {
+        if self.options.timestamp_column.is_none() {
+            return;
+        }
+        let low = self
+            .pos
+            .next
+            .keys()
+            .filter(|&&p| !self.done(p))
+            .map(|p| self.max_ts.get(p).copied())
+            .try_fold(EventTime::MAX, |acc, t| t.map(|t| acc.min(t)));
+        if let Some(low) = low.filter(|&w| w != EventTime::MAX && w > self.watermark) {
+            self.watermark = low;
+            self.watermark_due = true;
+        }
+    }
+
+    /// Commits the offsets consumed so far to the group, at most once per [`COMMIT_EVERY`]
+    /// (or now when `force`): for lag monitoring only, the checkpoint is what a restore uses.
+    fn commit_to_group(&mut self, force: bool) -> Result<()> {
+        let (Some(consumer), Some(_)) = (&self.consumer, &self.options.uri.group) else {
+            return Ok(());
+        };
+        if (!force && self.last_commit.elapsed() < COMMIT_EVERY) || self.committed == self.pos.next
+        {
+            return Ok(());
+        }
+        let mut tpl = TopicPartitionList::new();
+        for (&p, &next) in &self.pos.next {
+            tpl.add_partition_offset(&self.options.uri.topic, p, Offset::Offset(next))
+                .map_err(|e| self.err("commit", e))?;
+        }
+        consumer
+            .commit(&tpl, CommitMode::Async)
+            .map_err(|e| self.err("commit", e))?;
+        self.committed = self.pos.next.clone();
+        self.last_commit = Instant::now();
+        Ok(())
+    }
+}
+
+impl Source for KafkaSource {
+    fn schema(&self) -> SchemaRef {
+        self.schema.clone()
+    }
+
+    fn open(&mut self, ctx: &SourceContext) -> Result<()> {
+        let consumer: BaseConsumer = consumer_config(&self.options.uri)
+            .create()
+            .map_err(|e| self.err("consumer", e))?;
+        let owned = self.owned(&consumer, ctx)?;
+        let bounded = self.options.bounded();
+        let mut next = BTreeMap::new();
+        let mut end = BTreeMap::new();
+        for &p in &owned {
+            let (low, high) = self.watermarks(&consumer, p)?;
+            self.low.insert(p, low);
+            next.insert(
+                p,
+                match self.options.start() {
+                    StartOffset::Earliest => low,
+                    StartOffset::Latest => high,
+                },
+            );
+            if bounded {
+                end.insert(p, self.log_end(&consumer, p, low, high)?);
+            }
+        }
+        self.pos = KafkaPosition {
+            next,
+            end: bounded.then_some(end),
+        };
+        self.decoder = Some(match self.options.format() {
+            KafkaFormat::Json => Decoder::Json(JsonDecoder::new(&self.payload)),
+            KafkaFormat::Csv => Decoder::Csv(Box::new(CsvDecoder::new(b',', b'"'))),
+        });
+        self.builder = Some(BatchBuilder::new(
+            self.payload.clone(),
+            ctx.bounds.max_rows.min(1 << 16),
+        )?);
+        self.consumer = Some(consumer);
+        match self.restored.take() {
+            Some(restored) => self.apply(restored),
+            None => self.assign(0),
+        }
+    }
+
+    fn poll_next(&mut self, ctx: &SourceContext) -> Result<SourcePoll> {
+        if self.watermark_due {
+            self.watermark_due = false;
+            return Ok(SourcePoll::Watermark(self.watermark));
+        }
+        if self.all_done() {
+            self.commit_to_group(true)?;
+            return Ok(SourcePoll::End);
+        }
+        let mut first_row_at: Option<Instant> = None;
+        let mut rows = 0usize;
+        loop {
+            if rows >= ctx.bounds.max_rows
+                || self.all_done()
+                || first_row_at.is_some_and(|t| t.elapsed() >= ctx.bounds.linger)
+            {
+                break;
+            }
+            let consumer = self
+                .consumer
+                .as_ref()
+                .ok_or_else(|| Error::Internal("kafka source polled before open".into()))?;
+            let Some(polled) = consumer.poll(POLL_WAIT) else {
+                if rows > 0 {
+                    break;
+                }
+                self.commit_to_group(false)?;
+                return Ok(SourcePoll::Idle);
+            };
+            let msg = match polled {
+                Ok(msg) => msg,
+                Err(KafkaError::PartitionEOF(_)) => continue,
+                Err(e) => return Err(Error::kafka(self.options.context(), format!("fetch: {e}"))),
+            };
+            let (p, offset) = (msg.partition(), msg.offset());
+            let Some(&next) = self.pos.next.get(&p) else {
+                continue; // not ours (a stale assignment)
+            };
+            if offset < next {
+                continue; // before the position (fetched before a seek)
+            }
+            let (Some(decoder), Some(builder)) = (self.decoder.as_mut(), self.builder.as_mut())
+            else {
+                return Err(Error::Internal("kafka source polled before open".into()));
+            };
+            match decode_payload(decoder, builder, msg.payload()) {
+                Ok(()) => {
+                    let ts = msg.timestamp().to_millis();
+                    if self.options.timestamp_column.is_some() {
+                        self.timestamps.push(ts);
+                    }
+                    if let Some(t) = ts {
+                        let max = self.max_ts.entry(p).or_insert(t);
+                        *max = (*max).max(t);
+                    }
+                    rows += 1;
+                    first_row_at.get_or_insert_with(Instant::now);
+                }
+                Err((column, reason)) => ctx.reject(Rejected {
+                    source: format!(
+                        "kafka {} partition {p} offset {offset}",
+                        self.options.uri.topic
+                    ),
+                    line: offset as u64 + 1,
+                    column,
+                    raw: String::from_utf8_lossy(msg.payload().unwrap_or_default()).into_owned(),
+                    reason,
+                })?,
+            }
+            self.pos.next.insert(p, offset + 1);
+        }
+        self.advance_watermark();
+        if rows == 0 {
+            return Ok(SourcePoll::Idle);
+        }
+        Ok(SourcePoll::Batch(self.take_batch()?))
+    }
+
+    fn position(&self) -> SourcePosition {
+        SourcePosition::of(&self.pos)
+    }
+
+    fn seek(&mut self, position: &SourcePosition) -> Result<()> {
+        let restored: KafkaPosition =
+            position.get(&format!("kafka source {}", self.options.uri))?;
+        if self.consumer.is_some() {
+            self.apply(restored)
+        } else {
+            self.restored = Some(restored);
+            Ok(())
+        }
+    }
+}
+
+impl KafkaSource {
+    /// Takes the restored offsets of the owned partitions (a partition missing from the
+    /// checkpoint, i.e. added to the topic since, keeps its start offset) and the restored
+    /// bounded end, then re-assigns.
+    fn apply(&mut self, restored: KafkaPosition) -> Result<()> {
+        for (p, next) in self.pos.next.iter_mut() {
+            if let Some(&r) = restored.next.get(p) {
+                *next = r;
+            }
+        }
+        if let (Some(end), Some(restored_end)) = (self.pos.end.as_mut(), restored.end) {
+            for (p, e) in end.iter_mut() {
+                if let Some(&r) = restored_end.get(p) {
+                    *e = r;
+                }
+            }
+        }
+        self.assign(self.options.seek_rewind)
+    }
+}
+
+/// Appends one payload as a row: `Err((column, reason))` for a record that cannot be one.
+fn decode_payload(
+    decoder: &mut Decoder,
+    builder: &mut BatchBuilder,
+    payload: Option<&[u8]>,
+) -> std::result::Result<(), (usize, String)> {
+    let bytes = payload.ok_or_else(|| (0, "message has no payload".to_string()))?;
+    let row = match decoder {
+        Decoder::Json(d) => d.decode(bytes, builder)?,
+        Decoder::Csv(d) => d.decode(bytes, builder)?,
+    };
+    if row {
+        Ok(())
+    } else {
+        Err((0, "empty payload".to_string()))
+    }
+}
