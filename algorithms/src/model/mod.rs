@@ -12,7 +12,9 @@
 //! ```
 //!
 //! Bincode writes a 4 M-float weight vector as 16 MB of raw floats, so saving and loading
-//! are bounded by memory bandwidth and disk. [`save_model`] writes a temporary file beside the
+//! are bounded by memory bandwidth and disk; learners' weight tables go through `table`,
+//! which writes only their non-zero rows when that is smaller (a 2^22-slot FTRL model trained
+//! on 1 M click rows: 3 MB instead of 50 MB). [`save_model`] writes a temporary file beside the
 //! target, fsyncs it, renames it over the target and fsyncs the directory, so a reader sees the
 //! old file or the new one, never half of one. [`load_model`] and [`decode`] refuse, with
 //! [`Error::ModelFile`] naming the file and the problem: a wrong magic, a newer format version
@@ -31,7 +33,7 @@
 //! | this one | [`encode`] / [`decode`] (bytes), [`save_model`] / [`load_model`] (files), [`read_header`] |
 //! | `finite` | every float of a decoded value is finite (a walk through its `Serialize`) |
 //! | `fit` | a trained model's learner accepts its pipeline's features (one probe row) |
-//! | `table` | `#[serde(with)]` for weight tables: one allocation, finiteness checked while decoding |
+//! | `table` | `#[serde(with)]` for weight tables: sparse when smaller, finiteness checked while decoding |
 //! | `params_json` | learner params as a JSON string inside the payload (bincode cannot read internally tagged enums) |
 //! | `tests` | one test per refusal |
 
@@ -55,8 +57,9 @@ pub(crate) mod table;
 /// The first bytes of every model file.
 pub const MAGIC: [u8; 8] = *b"EDDYMODL";
 
-/// The format version this build writes, and the newest it reads.
-pub const FORMAT_VERSION: u32 = 1;
+/// The format version this build writes, and the newest it reads. Version 2 added sparse
+/// weight tables (`table`); version 1 files read unchanged.
+pub const FORMAT_VERSION: u32 = 2;
 
 /// The name used in errors for in-memory models.
 const MEMORY: &str = "<in-memory model>";

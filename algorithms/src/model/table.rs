@@ -1,58 +1,100 @@
-//! Weight tables that check their own numbers while they decode.
+//! Weight tables: written sparse when most rows are zero, and checked while they decode.
 //!
-//! A learner's weight table (4 M `[w, z, n]` slots for a 2^22-weight FTRL model) is nearly all
-//! of a model file. Decoding it through serde's generic `Vec` visitor grows the vector by
-//! doubling from a capped guess, and the generic finiteness walk (`finite`) then visits every
-//! float again through dynamic calls; together they made loading a 50 MB model take ~0.4 s.
+//! A learner's weight table (4 M `[w, z, n]` slots for a 2^22-weight FTRL model, 50 MB) is
+//! nearly all of a model file, and after a million click rows only ~5% of its slots have moved
+//! from zero. `#[serde(with = "crate::model::table")]` on a `Vec<T>` field of floats (`f32`,
+//! `f64`, `[f32; N]`) writes the table in whichever of two forms is smaller:
 //!
-//! `#[serde(with = "crate::model::table")]` on a `Vec<T>` field of floats (`f32`, `f64`,
-//! `[f32; N]`) keeps the bytes exactly as a plain `Vec<T>` (bincode and JSON treat the newtype
-//! wrapper as transparent, so files written before stay readable), and on decode:
-//! - reserves the announced length once (with `try_reserve_exact`, so an absurd length from a
-//!   crafted file is an error, not an abort),
-//! - refuses the first non-finite number, naming its entry,
-//! - marks the table as checked, so the finiteness walk skips it.
+//! ```text
+//! dense   u64 len,           len × row               (the bytes of a plain Vec<T>)
+//! sparse  u64 len | 1<<63,   u64 nnz,   nnz × (u32 index, row)   indices strictly increasing
+//! ```
+//!
+//! (bincode's fixed-width encoding; the top bit of the first word tells them apart, so every
+//! file written before sparse tables existed still reads). Rows that are all zero bits are
+//! left out of the sparse form and come back as zero; `-0.0` is not zero bits and is kept.
+//!
+//! On decode it
+//! - allocates the table once (a sparse one as zero pages the kernel maps lazily), after a
+//!   fallible reservation, so an absurd length from a crafted file is an error, not an abort;
+//! - refuses the first non-finite number, an index past the end or out of order, naming it;
+//! - marks the table as checked, so the generic finiteness walk (`finite`) skips it.
 
 use std::fmt;
 use std::marker::PhantomData;
 
 use serde::de::{self, Deserialize, Deserializer, SeqAccess, Visitor};
-use serde::ser::{Serialize, Serializer};
+use serde::ser::{Serialize, SerializeTuple, Serializer};
 
 /// The newtype name the finiteness walk recognises as already checked on decode.
 pub(crate) const CHECKED_ON_DECODE: &str = "eddy::model::table";
 
+/// The bit of the first word that marks the sparse form.
+const SPARSE: u64 = 1 << 63;
+
 /// A row of a weight table: one float or a fixed group of them.
 pub trait Floats: Copy {
+    /// The all-zero row.
+    const ZERO: Self;
     /// Whether every number in the row is finite.
     fn all_finite(&self) -> bool;
+    /// Whether every number in the row is `+0.0` (all bits zero).
+    fn is_zero(&self) -> bool;
 }
 
 impl Floats for f32 {
+    const ZERO: Self = 0.0;
     fn all_finite(&self) -> bool {
         self.is_finite()
+    }
+    fn is_zero(&self) -> bool {
+        self.to_bits() == 0
     }
 }
 
 impl Floats for f64 {
+    const ZERO: Self = 0.0;
     fn all_finite(&self) -> bool {
         self.is_finite()
+    }
+    fn is_zero(&self) -> bool {
+        self.to_bits() == 0
     }
 }
 
 impl<const N: usize> Floats for [f32; N] {
+    const ZERO: Self = [0.0; N];
     fn all_finite(&self) -> bool {
         self.iter().all(|v| v.is_finite())
     }
+    fn is_zero(&self) -> bool {
+        self.iter().all(|v| v.to_bits() == 0)
+    }
 }
 
-/// Serializes `table` as a plain sequence inside the checked-on-decode newtype.
-pub fn serialize<T: Serialize, S: Serializer>(table: &[T], s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_newtype_struct(CHECKED_ON_DECODE, &Rows(table))
+/// Serializes `table` in its smaller form (see the [module docs](self)).
+pub fn serialize<T: Floats + Serialize, S: Serializer>(
+    table: &[T],
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    serialize_indexed(table.len(), |i| table[i], s)
 }
 
-/// Deserializes a table written by [`serialize`] (or as a plain `Vec<T>`), refusing
-/// non-finite numbers.
+/// Serializes `len` rows produced by `row(i)` exactly as [`serialize`] writes a table of them
+/// (for tables read in place, such as shared weights, without copying them out first). Each
+/// pass reads a row once to find the non-zero ones and once more to write them: a row that
+/// another thread makes non-zero in between is left out (it is zero in the snapshot).
+pub fn serialize_indexed<T, F, S>(len: usize, row: F, s: S) -> Result<S::Ok, S::Error>
+where
+    T: Floats + Serialize,
+    F: Fn(usize) -> T,
+    S: Serializer,
+{
+    s.serialize_newtype_struct(CHECKED_ON_DECODE, &Rows(len, row))
+}
+
+/// Deserializes a table written by [`serialize`] (either form, or a plain `Vec<T>` in
+/// bincode), refusing non-finite numbers and impossible indices.
 pub fn deserialize<'de, T, D>(d: D) -> Result<Vec<T>, D::Error>
 where
     T: Floats + Deserialize<'de>,
@@ -61,32 +103,47 @@ where
     d.deserialize_newtype_struct(CHECKED_ON_DECODE, TableVisitor(PhantomData))
 }
 
-/// Serializes `len` rows produced by `row(i)` exactly as [`serialize`] writes a table of them
-/// (for tables read in place, such as shared weights, without copying them out first).
-pub fn serialize_indexed<T, F, S>(len: usize, row: F, s: S) -> Result<S::Ok, S::Error>
-where
-    T: Serialize,
-    F: Fn(usize) -> T,
-    S: Serializer,
-{
-    s.serialize_newtype_struct(CHECKED_ON_DECODE, &Indexed(len, row))
-}
+/// Rows `0..len` made by a function.
+struct Rows<F>(usize, F);
 
-/// Rows `0..len` made by a function, as a sequence.
-struct Indexed<F>(usize, F);
-
-impl<T: Serialize, F: Fn(usize) -> T> Serialize for Indexed<F> {
+impl<T: Floats + Serialize, F: Fn(usize) -> T> Serialize for Rows<F> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_seq((0..self.0).map(&self.1))
-    }
-}
-
-/// The rows as a sequence (what `Vec<T>` would write).
-struct Rows<'a, T>(&'a [T]);
-
-impl<T: Serialize> Serialize for Rows<'_, T> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_seq(self.0)
+        let Rows(len, row) = self;
+        let width = std::mem::size_of::<T>();
+        let sparse_max = (*len * width).saturating_sub(16) / (4 + width);
+        let nonzero: Option<Vec<u32>> = (*len <= u32::MAX as usize + 1)
+            .then(|| {
+                let mut at = Vec::new();
+                for i in 0..*len {
+                    if !row(i).is_zero() {
+                        if at.len() == sparse_max {
+                            return None;
+                        }
+                        at.push(i as u32);
+                    }
+                }
+                Some(at)
+            })
+            .flatten();
+        match nonzero {
+            Some(at) => {
+                let mut t = s.serialize_tuple(2 + at.len())?;
+                t.serialize_element(&(*len as u64 | SPARSE))?;
+                t.serialize_element(&(at.len() as u64))?;
+                for i in at {
+                    t.serialize_element(&(i, row(i as usize)))?;
+                }
+                t.end()
+            }
+            None => {
+                let mut t = s.serialize_tuple(1 + *len)?;
+                t.serialize_element(&(*len as u64))?;
+                for i in 0..*len {
+                    t.serialize_element(&row(i))?;
+                }
+                t.end()
+            }
+        }
     }
 }
 
@@ -96,29 +153,83 @@ impl<'de, T: Floats + Deserialize<'de>> Visitor<'de> for TableVisitor<T> {
     type Value = Vec<T>;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a table of finite numbers")
+        f.write_str("a weight table of finite numbers")
     }
 
     fn visit_newtype_struct<D: Deserializer<'de>>(self, d: D) -> Result<Vec<T>, D::Error> {
-        d.deserialize_seq(self)
+        d.deserialize_tuple(usize::MAX, self)
     }
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<T>, A::Error> {
-        let mut table = Vec::new();
-        if let Some(len) = seq.size_hint() {
-            table.try_reserve_exact(len).map_err(|_| {
-                de::Error::custom(format!("a table of {len} entries does not fit in memory"))
-            })?;
+        let head: u64 = next(&mut seq, "its length")?;
+        if head & SPARSE == 0 {
+            return dense(seq, head);
         }
-        while let Some(row) = seq.next_element::<T>()? {
-            if !row.all_finite() {
+        let len = head & !SPARSE;
+        let nnz: u64 = next(&mut seq, "its count of non-zero rows")?;
+        if nnz > len {
+            return Err(de::Error::custom(format!(
+                "a weight table of {len} rows holds {nnz} non-zero rows"
+            )));
+        }
+        let mut table = zeros(len)?;
+        let mut last = None;
+        for _ in 0..nnz {
+            let (i, row): (u32, T) = next(&mut seq, "a non-zero row")?;
+            if last.is_some_and(|l| i <= l) || i as u64 >= len {
                 return Err(de::Error::custom(format!(
-                    "entry {} of a weight table is not finite: a model holds finite numbers only",
-                    table.len()
+                    "row index {i} of a weight table of {len} rows is out of range or order"
                 )));
             }
-            table.push(row);
+            table[i as usize] = finite(row, i as usize)?;
+            last = Some(i);
         }
         Ok(table)
     }
+}
+
+/// The next element, or an error naming `what` is missing.
+fn next<'de, A: SeqAccess<'de>, V: Deserialize<'de>>(
+    seq: &mut A,
+    what: &str,
+) -> Result<V, A::Error> {
+    seq.next_element()?
+        .ok_or_else(|| de::Error::custom(format!("a weight table ends before {what}")))
+}
+
+/// `row` if it is finite; the error names `entry`.
+fn finite<T: Floats, E: de::Error>(row: T, entry: usize) -> Result<T, E> {
+    match row.all_finite() {
+        true => Ok(row),
+        false => Err(E::custom(format!(
+            "entry {entry} of a weight table is not finite: a model holds finite numbers only"
+        ))),
+    }
+}
+
+/// The dense form's `len` rows.
+fn dense<'de, T: Floats + Deserialize<'de>, A: SeqAccess<'de>>(
+    mut seq: A,
+    len: u64,
+) -> Result<Vec<T>, A::Error> {
+    let mut table = Vec::new();
+    reserve(&mut table, len)?;
+    for entry in 0..len as usize {
+        table.push(finite(next(&mut seq, "its last row")?, entry)?);
+    }
+    Ok(table)
+}
+
+/// `len` zero rows, refused (not aborted) when they cannot be allocated.
+fn zeros<T: Floats, E: de::Error>(len: u64) -> Result<Vec<T>, E> {
+    // the reservation is the fallible test; `vec!` then takes zeroed pages, untouched
+    reserve::<T, E>(&mut Vec::new(), len)?;
+    Ok(vec![T::ZERO; len as usize])
+}
+
+fn reserve<T, E: de::Error>(table: &mut Vec<T>, len: u64) -> Result<(), E> {
+    usize::try_from(len)
+        .ok()
+        .and_then(|n| table.try_reserve_exact(n).ok())
+        .ok_or_else(|| E::custom(format!("a table of {len} entries does not fit in memory")))
 }
