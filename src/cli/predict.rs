@@ -31,6 +31,7 @@ use eddy_core::operators::with_column::set_column;
 use eddy_core::sink::csv::{CsvSink, CsvSinkOptions};
 use eddy_core::sink::jsonl::{JsonLinesSink, JsonLinesSinkOptions};
 use eddy_core::sink::split_parts::SplitParts;
+use eddy_core::sink::Durable;
 use eddy_core::source::ErrorPolicy;
 
 use super::io;
@@ -168,11 +169,19 @@ impl SplitOutput {
             None => SplitParts::under(&std::env::temp_dir(), "stdout.csv", threads, header),
         }
         .context("creating the part files of the output")?;
+        // the parts after the first are copied into it and synced there
         let node = if jsonl {
-            let options = JsonLinesSinkOptions::new(parts.sink_path());
+            let options = JsonLinesSinkOptions {
+                durable: Durable::FirstOnly,
+                ..JsonLinesSinkOptions::new(parts.sink_path())
+            };
             scored.sink("out", JsonLinesSink::new(options)?)
         } else {
-            scored.sink("out", CsvSink::new(CsvSinkOptions::new(parts.sink_path()))?)
+            let options = CsvSinkOptions {
+                durable: Durable::FirstOnly,
+                ..CsvSinkOptions::new(parts.sink_path())
+            };
+            scored.sink("out", CsvSink::new(options)?)
         };
         node.parallelism(threads);
         Ok(SplitOutput {

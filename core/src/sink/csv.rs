@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use arrow::record_batch::RecordBatch;
 
 use super::file_target::{arrow_error, check_path};
-use super::text_output::TextOutput;
+use super::text_output::{Durable, TextOutput};
 use super::Sink;
 use crate::error::{Error, Result};
 use crate::message::Epoch;
@@ -29,6 +29,9 @@ pub struct CsvSinkOptions {
     /// Field delimiter. Default: `b','`. Must not be a quote, CR or LF.
     #[serde(default = "default_delimiter")]
     pub delimiter: u8,
+    /// Which subtasks' files are fsynced when they close. Default: every one.
+    #[serde(default)]
+    pub durable: Durable,
 }
 
 fn default_true() -> bool {
@@ -46,6 +49,7 @@ impl CsvSinkOptions {
             path: path.into(),
             header: true,
             delimiter: b',',
+            durable: Durable::Every,
         }
     }
 }
@@ -77,7 +81,7 @@ impl CsvSink {
     pub fn new(options: CsvSinkOptions) -> Result<Self> {
         check_path("csv sink.path", &options.path)?;
         check_delimiter("csv sink.delimiter", options.delimiter)?;
-        let output = TextOutput::new(options.path.clone());
+        let output = TextOutput::new(options.path.clone(), options.durable);
         Ok(CsvSink { options, output })
     }
 }

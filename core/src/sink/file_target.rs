@@ -111,6 +111,14 @@ impl FileTarget {
         &mut self.out
     }
 
+    /// Flushes the buffer, and fsyncs the file if `sync`.
+    pub(crate) fn finish(&mut self, sync: bool) -> Result<()> {
+        match sync {
+            true => self.sync(),
+            false => self.out.flush().map_err(|e| Error::io(&self.path, e)),
+        }
+    }
+
     /// Flushes the buffer and fsyncs the file: what was written so far is durable.
     pub(crate) fn sync(&mut self) -> Result<()> {
         self.out.flush().map_err(|e| Error::io(&self.path, e))?;

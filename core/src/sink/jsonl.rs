@@ -10,7 +10,7 @@ use arrow::json::writer::LineDelimited;
 use arrow::record_batch::RecordBatch;
 
 use super::file_target::{arrow_error, check_path};
-use super::text_output::TextOutput;
+use super::text_output::{Durable, TextOutput};
 use super::Sink;
 use crate::error::Result;
 use crate::message::Epoch;
@@ -28,6 +28,9 @@ pub struct JsonLinesSinkOptions {
     /// JSON readers with a schema read back as null).
     #[serde(default)]
     pub explicit_nulls: bool,
+    /// Which subtasks' files are fsynced when they close. Default: every one.
+    #[serde(default)]
+    pub durable: Durable,
 }
 
 impl JsonLinesSinkOptions {
@@ -36,6 +39,7 @@ impl JsonLinesSinkOptions {
         JsonLinesSinkOptions {
             path: path.into(),
             explicit_nulls: false,
+            durable: Durable::Every,
         }
     }
 }
@@ -52,7 +56,7 @@ impl JsonLinesSink {
     /// A sink with checked `options`.
     pub fn new(options: JsonLinesSinkOptions) -> Result<Self> {
         check_path("jsonl sink.path", &options.path)?;
-        let output = TextOutput::new(options.path.clone());
+        let output = TextOutput::new(options.path.clone(), options.durable);
         Ok(JsonLinesSink { options, output })
     }
 }

@@ -39,6 +39,8 @@ pub mod split_parts;
 pub mod stdout;
 mod text_output;
 
+pub use text_output::Durable;
+
 use std::sync::Arc;
 
 use arrow::record_batch::RecordBatch;

@@ -28,7 +28,8 @@
 //!
 //! - Text parts only (CSV, JSON lines): joining is concatenation, in the kernel where it can
 //!   be (`copy_file_range`); into a file, the first part is renamed onto it and the others
-//!   appended, then the file is made durable like a sink's.
+//!   appended, then the file is made durable like a sink's. Only the first part needs to be
+//!   durable before that: give the sinks [`Durable::FirstOnly`](super::Durable::FirstOnly).
 //! - A CSV part that has rows starts with the header row (the sinks write it before their
 //!   first batch): it is kept from the first part that has rows and dropped from the others,
 //!   which must start with the same bytes, or the join is refused.
@@ -124,11 +125,16 @@ impl SplitParts {
         })
     }
 
-    /// Joins the parts in order into `path` (replaced): the first part is renamed onto it,
-    /// the others are appended; then the file is flushed to disk.
+    /// Joins the parts in order into `path` (replaced atomically): the first part is renamed
+    /// onto it, the others are appended; then the file is flushed to disk while the scratch
+    /// files (and the replaced output's blocks) are freed.
     pub fn finish_into_file(self, path: &Path) -> Result<()> {
         let mut parts = self.parts();
         let first = parts.next().unwrap_or_else(|| self.sink_path.clone());
+        // an output being replaced keeps a link here, so the rename does not free its blocks
+        // (tens of milliseconds for a large file): the cleanup below does, beside the sync.
+        // Best effort: without the link (no old output, no hard links) the rename frees them.
+        let _ = fs::hard_link(path, self.dir.join(".replaced"));
         fs::rename(&first, path).map_err(|e| Error::io(path, e))?;
         let mut out = OpenOptions::new()
             .read(true)
@@ -149,7 +155,12 @@ impl SplitParts {
             out.seek(SeekFrom::End(0)).map_err(|e| Error::io(path, e))?;
             std::io::copy(&mut file, &mut out).map_err(|e| Error::io(path, e))?;
         }
-        out.sync_data().map_err(|e| Error::io(path, e))
+        let dir = self.dir.clone();
+        let cleanup = std::thread::spawn(move || fs::remove_dir_all(dir));
+        let synced = out.sync_data().map_err(|e| Error::io(path, e));
+        // best effort, as in `drop`
+        let _ = cleanup.join();
+        synced
     }
 
     /// Writes the parts in order to `out` (named `name` in errors). A closed pipe ends the
