@@ -66,8 +66,12 @@ pub struct CheckpointStats {
 pub struct JobMetrics {
     /// Task restarts (a whole-job restart in exactly-once mode counts once).
     pub restarts: AtomicU64,
-    /// Records dropped because the task they were routed to was down (approximate failover).
+    /// Input rows that will never reach the sinks because of a failure (approximate failover;
+    /// see [`failover`](crate::dataflow::failover) for what is counted).
     pub records_lost: AtomicU64,
+    /// Rows processed twice: sent again by a source task restarted alone (approximate
+    /// failover).
+    pub records_replayed: AtomicU64,
     /// Completed checkpoints, oldest first.
     pub checkpoints: Mutex<Vec<CheckpointStats>>,
     /// Checkpoints that failed: timed out, or their write failed.
@@ -196,8 +200,10 @@ pub struct JobSummary {
     pub dead_letter_path: Option<std::path::PathBuf>,
     /// Task restarts by the failover supervisor.
     pub restarts: u64,
-    /// Records dropped while the task they were routed to was down (approximate failover).
+    /// Input rows that will never reach the sinks because of a failure (approximate failover).
     pub records_lost: u64,
+    /// Rows processed twice, sent again by a restarted source task (approximate failover).
+    pub records_replayed: u64,
     /// Completed checkpoints and what each cost.
     pub checkpoints: Vec<CheckpointStats>,
     /// Checkpoints that failed (timed out, or their write failed).
@@ -246,11 +252,11 @@ impl fmt::Display for JobSummary {
                 o.backpressure.as_secs_f64()
             )?;
         }
-        if self.restarts > 0 || self.records_lost > 0 {
+        if self.restarts > 0 || self.records_lost > 0 || self.records_replayed > 0 {
             writeln!(
                 f,
-                "  restarts: {}, records lost: {}",
-                self.restarts, self.records_lost
+                "  restarts: {}, records lost: {}, records replayed: {}",
+                self.restarts, self.records_lost, self.records_replayed
             )?;
         }
         if let Some(last) = self.checkpoints.last() {

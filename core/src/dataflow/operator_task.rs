@@ -151,6 +151,7 @@ impl Loop<'_> {
                 *in_flight = batch.num_rows();
                 let pending = &mut self.pending;
                 guard(&self.name, || chain.process(0, input, batch, pending))?;
+                self.env.ledger.taken(*in_flight);
                 *in_flight = 0;
             }
             Message::Watermark(wm) => {
@@ -203,6 +204,8 @@ async fn operator_loop(
     guard(&name, || {
         checkpointing::restore_task(chain, None, restore, restored)
     })?;
+    env.ledger
+        .start(chain.sink.as_ref().map(|s| s.metrics.clone()));
     // only a chain that ends in a sink listens for completed checkpoints
     let mut commits = chain.sink.is_some().then(|| control.committed.subscribe());
     let n = t.inputs.len();
@@ -241,6 +244,7 @@ async fn operator_loop(
             if !a.unaligned() && (unaligned_mode || (timed_out && !a.aligned(lanes))) {
                 let pending = &mut st.pending;
                 let states = guard(&name, || chain.barrier(a.barrier, pending))?;
+                env.snapshotted(a.barrier.epoch, &states, pending);
                 a.snapshot_taken(states, lanes);
                 flush(chain, &mut st.pending, env).await?;
             }
@@ -268,7 +272,9 @@ async fn operator_loop(
                     Some(states) => states,
                     None => {
                         let pending = &mut st.pending;
-                        guard(&name, || chain.barrier(a.barrier, pending))?
+                        let states = guard(&name, || chain.barrier(a.barrier, pending))?;
+                        env.snapshotted(a.barrier.epoch, &states, pending);
+                        states
                     }
                 };
                 let mut a = a;
