@@ -61,7 +61,9 @@
 //!   restart with a doubling backoff until the policy's budget per window is spent, and then the
 //!   root cause is reported. Exactly-once restarts every task from the last checkpoint;
 //!   approximate restarts the failed task alone, reconnecting it to peers that never stopped, and
-//!   counts what was routed to it and not processed in `records_lost`.
+//!   counts exactly what never reaches the sinks (`records_lost`: rows routed to it while down,
+//!   rolled back with its state, withdrawn from its sink) and what a restarted source sends
+//!   twice (`records_replayed`).
 //! - **Faults are injected by configuration** ([`dataflow::FaultInjection`]), per job, never
 //!   through a global.
 

@@ -11,10 +11,14 @@
 //!
 //! Approximate: every task has its own slot that restarts it alone, from its own snapshot in
 //! the last completed checkpoint, with fresh channels to its running peers (see `rewire`).
-//! Its peers do not rewind, so in-flight data of an unaligned snapshot is not replayed (it
-//! was delivered already), and a two-phase sink in the task keeps everything it wrote before
-//! the failure (its recovery epoch is the newest one requested, not the restored one). A
-//! restarted source seeks back to its snapshot, so what it read since is read again.
+//! An operator task's peers do not rewind, so the input its unaligned snapshot had in flight is
+//! not replayed (it was delivered already). A stateless operator task's two-phase sink keeps
+//! everything it pre-committed before the failure (its recovery epoch is the newest one
+//! requested); a task with state recovers its sink at the restored checkpoint, consistent
+//! with its state. A restarted source task seeks back to its snapshot, with the output it had
+//! in flight there, and its sink recovers at that checkpoint: what it read since is read and
+//! sent again. What each restart loses and sends twice is settled from the failed attempt's
+//! ledger (see `accounting` and [`failover`](super::failover)).
 
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
