@@ -13,7 +13,7 @@ use crate::dataflow::control::{AckStats, TaskAck};
 use crate::dataflow::finished;
 use crate::dataflow::inflight;
 use crate::dataflow::plan::{Task, TaskInput};
-use crate::dataflow::task::{flush, TaskEnv};
+use crate::dataflow::task::{announce_skipped, flush, TaskEnv};
 use crate::error::{Error, Result};
 use crate::message::{Epoch, Message, MAX_WATERMARK};
 
@@ -206,6 +206,7 @@ async fn operator_loop(
     })?;
     env.ledger
         .start(chain.sink.as_ref().map(|s| s.metrics.clone()));
+    announce_skipped(chain, env)?;
     // only a chain that ends in a sink listens for completed checkpoints
     let mut commits = chain.sink.is_some().then(|| control.committed.subscribe());
     let n = t.inputs.len();

@@ -20,7 +20,7 @@ use crate::dataflow::failover::{self, FaultPoint, StageFault};
 use crate::dataflow::finished;
 use crate::dataflow::inflight;
 use crate::dataflow::plan::Task;
-use crate::dataflow::task::{prioritize, TaskEnv};
+use crate::dataflow::task::{announce_skipped, prioritize, TaskEnv};
 use crate::error::{Error, Result};
 use crate::message::{Barrier, Epoch, Message, MAX_WATERMARK};
 use crate::metrics::OperatorMetrics;
@@ -254,6 +254,7 @@ pub(crate) fn run_source_task(mut t: Task, env: &TaskEnv) -> Result<()> {
     })?;
     env.ledger
         .start(chain.sink.as_ref().map(|s| s.metrics.clone()));
+    announce_skipped(chain, env)?;
     let mut commits = chain.sink.is_some().then(|| control.committed.subscribe());
     let mut inj = Injector {
         env,

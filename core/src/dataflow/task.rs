@@ -199,3 +199,25 @@ pub(crate) fn prioritize(
     }
     Ok(())
 }
+
+/// A task restarted alone (approximate failover) skips every checkpoint requested before its
+/// restart (`epoch_base`): their barriers went to its failed attempt, and it numbers its own
+/// after them. It says so at once with a barrier of `epoch_base` at position 0 of every output
+/// channel, so that a consumer aligning one of those checkpoints is aligned on this input
+/// right away — instead of holding its other inputs for a barrier that never comes, which
+/// under backpressure also keeps the sources from injecting the next one. A consumer past
+/// that epoch drops it.
+pub(crate) fn announce_skipped(chain: &mut Chain, env: &TaskEnv) -> Result<()> {
+    if env.rewire.is_none() || env.epoch_base == 0 {
+        return Ok(());
+    }
+    let b = Barrier {
+        epoch: crate::message::Epoch(env.epoch_base),
+    };
+    for edge in 0..chain.outputs.len() {
+        for target in 0..chain.outputs[edge].senders.len() {
+            prioritize(chain, edge, target, b, env)?;
+        }
+    }
+    Ok(())
+}
