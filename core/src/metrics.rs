@@ -1,5 +1,5 @@
 //! Per-operator metrics: records in and out, batches, busy time, time blocked by backpressure;
-//! and the summary printed when a job ends.
+//! the summary printed when a job ends; and the job counters in the Prometheus text format.
 
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -87,6 +87,47 @@ impl JobMetrics {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clone()
+    }
+
+    /// Appends the job's failover and checkpoint counters to `out` in the Prometheus text
+    /// format (version 0.0.4), labelled `job="<job>"`, for a `/metrics` endpoint.
+    pub fn render_prometheus(&self, job: &str, out: &mut String) {
+        use std::fmt::Write;
+        let job = job
+            .replace('\\', "\\\\")
+            .replace('"', "\\\"")
+            .replace('\n', "\\n");
+        let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        let counters = [
+            ("restarts", "Task restarts by the failover supervisor.", load(&self.restarts)),
+            (
+                "records_lost",
+                "Input rows that will never reach the sinks because of a failure.",
+                load(&self.records_lost),
+            ),
+            (
+                "records_replayed",
+                "Rows processed twice, sent again by a restarted source task.",
+                load(&self.records_replayed),
+            ),
+            (
+                "checkpoints",
+                "Completed checkpoints.",
+                self.checkpoints.lock().unwrap_or_else(|p| p.into_inner()).len() as u64,
+            ),
+            (
+                "checkpoints_failed",
+                "Checkpoints that timed out or whose write failed.",
+                load(&self.checkpoints_failed),
+            ),
+        ];
+        for (name, help, value) in counters {
+            // writing to a String cannot fail
+            let _ = write!(
+                out,
+                "# HELP eddy_job_{name}_total {help}\n# TYPE eddy_job_{name}_total counter\neddy_job_{name}_total{{job=\"{job}\"}} {value}\n"
+            );
+        }
     }
 }
 
@@ -289,5 +330,23 @@ impl fmt::Display for JobSummary {
             (Some(p), n) => writeln!(f, "  malformed records: {n} (see {})", p.display()),
             (None, n) => writeln!(f, "  malformed records: {n}"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn job_counters_render_as_prometheus_text_with_an_escaped_job_label() {
+        let m = JobMetrics::default();
+        m.records_lost.store(12, Ordering::SeqCst);
+        m.records_replayed.store(5, Ordering::SeqCst);
+        let mut out = String::new();
+        m.render_prometheus("train \"a\"", &mut out);
+        assert!(out.contains("# TYPE eddy_job_records_lost_total counter\n"), "{out}");
+        assert!(out.contains("eddy_job_records_lost_total{job=\"train \\\"a\\\"\"} 12\n"), "{out}");
+        assert!(out.contains("eddy_job_records_replayed_total{job=\"train \\\"a\\\"\"} 5\n"), "{out}");
+        assert_eq!(out.lines().filter(|l| !l.starts_with('#')).count(), 5);
     }
 }
