@@ -99,7 +99,11 @@ impl JobMetrics {
             .replace('\n', "\\n");
         let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
         let counters = [
-            ("restarts", "Task restarts by the failover supervisor.", load(&self.restarts)),
+            (
+                "restarts",
+                "Task restarts by the failover supervisor.",
+                load(&self.restarts),
+            ),
             (
                 "records_lost",
                 "Input rows that will never reach the sinks because of a failure.",
@@ -113,7 +117,10 @@ impl JobMetrics {
             (
                 "checkpoints",
                 "Completed checkpoints.",
-                self.checkpoints.lock().unwrap_or_else(|p| p.into_inner()).len() as u64,
+                self.checkpoints
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .len() as u64,
             ),
             (
                 "checkpoints_failed",
@@ -344,9 +351,18 @@ mod tests {
         m.records_replayed.store(5, Ordering::SeqCst);
         let mut out = String::new();
         m.render_prometheus("train \"a\"", &mut out);
-        assert!(out.contains("# TYPE eddy_job_records_lost_total counter\n"), "{out}");
-        assert!(out.contains("eddy_job_records_lost_total{job=\"train \\\"a\\\"\"} 12\n"), "{out}");
-        assert!(out.contains("eddy_job_records_replayed_total{job=\"train \\\"a\\\"\"} 5\n"), "{out}");
+        assert!(
+            out.contains("# TYPE eddy_job_records_lost_total counter\n"),
+            "{out}"
+        );
+        assert!(
+            out.contains("eddy_job_records_lost_total{job=\"train \\\"a\\\"\"} 12\n"),
+            "{out}"
+        );
+        assert!(
+            out.contains("eddy_job_records_replayed_total{job=\"train \\\"a\\\"\"} 5\n"),
+            "{out}"
+        );
         assert_eq!(out.lines().filter(|l| !l.starts_with('#')).count(), 5);
     }
 }

@@ -26,9 +26,9 @@ use eddy_core::dataflow::{
     CheckpointConfig, CheckpointMode, FailoverConfig, FailoverMode, FaultInjection, FaultPoint,
     RestartPolicy,
 };
+use eddy_core::metrics::JobSummary;
 use eddy_core::operator::factory_from_clone;
 use eddy_core::prelude::*;
-use eddy_core::metrics::JobSummary;
 use eddy_core::source::BatchBounds;
 use eddy_core::window::{Agg, OverSpec, WindowSpec};
 use proptest::prelude::*;
@@ -136,7 +136,12 @@ impl Sink for CountSink {
     fn commit(&mut self, epoch: Epoch) -> Result<()> {
         let mut ledger = self.ledger.lock().unwrap();
         let s = self.subtask;
-        let mut due: Vec<u64> = self.mine.iter().copied().filter(|&e| e <= epoch.0).collect();
+        let mut due: Vec<u64> = self
+            .mine
+            .iter()
+            .copied()
+            .filter(|&e| e <= epoch.0)
+            .collect();
         self.mine.retain(|&e| e > epoch.0);
         if self.restored == Some(epoch) {
             // the recovery commit: what an earlier attempt prepared up to the checkpoint
@@ -278,9 +283,15 @@ fn run_guarded(flow: Dataflow, case: &str) -> std::result::Result<JobSummary, Te
     let deadline = std::time::Instant::now() + Duration::from_secs(120);
     while !handle.is_finished() {
         if std::time::Instant::now() > deadline {
-            let lost = handle.metrics().job().records_lost.load(std::sync::atomic::Ordering::SeqCst);
+            let lost = handle
+                .metrics()
+                .job()
+                .records_lost
+                .load(std::sync::atomic::Ordering::SeqCst);
             handle.cancel();
-            return Err(TestCaseError::fail(format!("{case}: hung (lost so far {lost})")));
+            return Err(TestCaseError::fail(format!(
+                "{case}: hung (lost so far {lost})"
+            )));
         }
         std::thread::sleep(Duration::from_millis(5));
     }
@@ -321,7 +332,11 @@ fn an_aligning_consumer_does_not_wait_for_a_barrier_a_restarted_task_skipped() {
         let summary = run_guarded(flow, &format!("run {run}")).unwrap();
         assert_eq!(summary.restarts, 1, "run {run}");
         assert_eq!(summary.checkpoints_failed, 0, "run {run}");
-        assert_eq!(sink.committed() + summary.records_lost, A_ROWS + B_ROWS, "run {run}");
+        assert_eq!(
+            sink.committed() + summary.records_lost,
+            A_ROWS + B_ROWS,
+            "run {run}"
+        );
     }
 }
 

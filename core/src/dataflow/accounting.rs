@@ -162,7 +162,13 @@ impl Ledger {
     /// The chain snapshotted for `epoch` with `states`; `queued` rows it emitted before the
     /// barrier are still to go out. Marks older than `completed` (the newest completed
     /// checkpoint) are dropped.
-    pub(crate) fn snapshot(&self, epoch: Epoch, states: &[Option<Vec<u8>>], queued: usize, completed: u64) {
+    pub(crate) fn snapshot(
+        &self,
+        epoch: Epoch,
+        states: &[Option<Vec<u8>>],
+        queued: usize,
+        completed: u64,
+    ) {
         let flag = if states.iter().any(Option::is_some) {
             STATEFUL
         } else {
@@ -208,7 +214,12 @@ impl Ledger {
     /// nothing) as `kind`; `withdraws` says whether its sink withdraws staged rows. Counts
     /// the loss in the job metrics and returns the settlement (its `replay` is the next
     /// attempt's budget).
-    pub(crate) fn settle(&self, kind: Rollback, restored: Option<Epoch>, withdraws: bool) -> Settlement {
+    pub(crate) fn settle(
+        &self,
+        kind: Rollback,
+        restored: Option<Epoch>,
+        withdraws: bool,
+    ) -> Settlement {
         let now = self.now(u64::MAX);
         let s = match kind {
             Rollback::Source => Settlement {

@@ -25,8 +25,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use crate::checkpoint::CheckpointStore;
-use crate::dataflow::builder::{DataflowConfig, Graph};
 use crate::dataflow::accounting::{Ledger, Rollback};
+use crate::dataflow::builder::{DataflowConfig, Graph};
 use crate::dataflow::checkpointing;
 use crate::dataflow::control::JobControl;
 use crate::dataflow::failover::{ArmedFault, FailoverMode, RestartTracker};
