@@ -273,9 +273,12 @@ mod tests {
         let s = l.settle(Rollback::Restored, Some(Epoch(3)), true);
         assert_eq!((s.rolled_back, s.withdrawn, s.replay), (5, 15, 0));
         assert_eq!(l.job.records_lost.load(Ordering::SeqCst), 20);
-        // restored from nothing: everything since the start
+        // restored from nothing: everything since the start; a sink that published on write
+        // keeps its 65 rows
         let s = l.settle(Rollback::Restored, None, false);
-        assert_eq!((s.rolled_back, s.withdrawn), (65, 0));
+        assert_eq!((s.rolled_back, s.withdrawn), (15, 0));
+        let s = l.settle(Rollback::Restored, None, true);
+        assert_eq!((s.rolled_back, s.withdrawn), (15, 65));
     }
 
     #[test]
