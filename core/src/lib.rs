@@ -61,7 +61,9 @@
 //!   restart with a doubling backoff until the policy's budget per window is spent, and then the
 //!   root cause is reported. Exactly-once restarts every task from the last checkpoint;
 //!   approximate restarts the failed task alone, reconnecting it to peers that never stopped, and
-//!   counts what was routed to it and not processed in `records_lost`.
+//!   counts exactly what never reaches the sinks (`records_lost`: rows routed to it while down,
+//!   rolled back with its state, withdrawn from its sink) and what a restarted source sends
+//!   twice (`records_replayed`).
 //! - **State by operator id and key group.** Snapshots are recorded under stable operator ids
 //!   (the builder name, or [`Stream::uid`](dataflow::Stream::uid)); keyed state is written per
 //!   key group ([`keys`]), so a checkpoint or a savepoint

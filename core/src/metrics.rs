@@ -1,5 +1,5 @@
 //! Per-operator metrics: records in and out, batches, busy time, time blocked by backpressure;
-//! and the summary printed when a job ends.
+//! the summary printed when a job ends; and the job counters in the Prometheus text format.
 
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -66,8 +66,12 @@ pub struct CheckpointStats {
 pub struct JobMetrics {
     /// Task restarts (a whole-job restart in exactly-once mode counts once).
     pub restarts: AtomicU64,
-    /// Records dropped because the task they were routed to was down (approximate failover).
+    /// Input rows that will never reach the sinks because of a failure (approximate failover;
+    /// see [`failover`](crate::dataflow::failover) for what is counted).
     pub records_lost: AtomicU64,
+    /// Rows processed twice: sent again by a source task restarted alone (approximate
+    /// failover).
+    pub records_replayed: AtomicU64,
     /// Completed checkpoints, oldest first.
     pub checkpoints: Mutex<Vec<CheckpointStats>>,
     /// Checkpoints that failed: timed out, or their write failed.
@@ -83,6 +87,54 @@ impl JobMetrics {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clone()
+    }
+
+    /// Appends the job's failover and checkpoint counters to `out` in the Prometheus text
+    /// format (version 0.0.4), labelled `job="<job>"`, for a `/metrics` endpoint.
+    pub fn render_prometheus(&self, job: &str, out: &mut String) {
+        use std::fmt::Write;
+        let job = job
+            .replace('\\', "\\\\")
+            .replace('"', "\\\"")
+            .replace('\n', "\\n");
+        let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        let counters = [
+            (
+                "restarts",
+                "Task restarts by the failover supervisor.",
+                load(&self.restarts),
+            ),
+            (
+                "records_lost",
+                "Input rows that will never reach the sinks because of a failure.",
+                load(&self.records_lost),
+            ),
+            (
+                "records_replayed",
+                "Rows processed twice, sent again by a restarted source task.",
+                load(&self.records_replayed),
+            ),
+            (
+                "checkpoints",
+                "Completed checkpoints.",
+                self.checkpoints
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .len() as u64,
+            ),
+            (
+                "checkpoints_failed",
+                "Checkpoints that timed out or whose write failed.",
+                load(&self.checkpoints_failed),
+            ),
+        ];
+        for (name, help, value) in counters {
+            // writing to a String cannot fail
+            let _ = write!(
+                out,
+                "# HELP eddy_job_{name}_total {help}\n# TYPE eddy_job_{name}_total counter\neddy_job_{name}_total{{job=\"{job}\"}} {value}\n"
+            );
+        }
     }
 }
 
@@ -196,8 +248,10 @@ pub struct JobSummary {
     pub dead_letter_path: Option<std::path::PathBuf>,
     /// Task restarts by the failover supervisor.
     pub restarts: u64,
-    /// Records dropped while the task they were routed to was down (approximate failover).
+    /// Input rows that will never reach the sinks because of a failure (approximate failover).
     pub records_lost: u64,
+    /// Rows processed twice, sent again by a restarted source task (approximate failover).
+    pub records_replayed: u64,
     /// Completed checkpoints and what each cost.
     pub checkpoints: Vec<CheckpointStats>,
     /// Checkpoints that failed (timed out, or their write failed).
@@ -246,11 +300,11 @@ impl fmt::Display for JobSummary {
                 o.backpressure.as_secs_f64()
             )?;
         }
-        if self.restarts > 0 || self.records_lost > 0 {
+        if self.restarts > 0 || self.records_lost > 0 || self.records_replayed > 0 {
             writeln!(
                 f,
-                "  restarts: {}, records lost: {}",
-                self.restarts, self.records_lost
+                "  restarts: {}, records lost: {}, records replayed: {}",
+                self.restarts, self.records_lost, self.records_replayed
             )?;
         }
         if let Some(last) = self.checkpoints.last() {
@@ -283,5 +337,32 @@ impl fmt::Display for JobSummary {
             (Some(p), n) => writeln!(f, "  malformed records: {n} (see {})", p.display()),
             (None, n) => writeln!(f, "  malformed records: {n}"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn job_counters_render_as_prometheus_text_with_an_escaped_job_label() {
+        let m = JobMetrics::default();
+        m.records_lost.store(12, Ordering::SeqCst);
+        m.records_replayed.store(5, Ordering::SeqCst);
+        let mut out = String::new();
+        m.render_prometheus("train \"a\"", &mut out);
+        assert!(
+            out.contains("# TYPE eddy_job_records_lost_total counter\n"),
+            "{out}"
+        );
+        assert!(
+            out.contains("eddy_job_records_lost_total{job=\"train \\\"a\\\"\"} 12\n"),
+            "{out}"
+        );
+        assert!(
+            out.contains("eddy_job_records_replayed_total{job=\"train \\\"a\\\"\"} 5\n"),
+            "{out}"
+        );
+        assert_eq!(out.lines().filter(|l| !l.starts_with('#')).count(), 5);
     }
 }

@@ -492,8 +492,8 @@ pub fn run(args: LearnArgs) -> anyhow::Result<()> {
     }
     if summary.restarts > 0 {
         eprintln!(
-            "restarts: {} (records lost: {})",
-            summary.restarts, summary.records_lost
+            "restarts: {} (records lost: {}, replayed: {})",
+            summary.restarts, summary.records_lost, summary.records_replayed
         );
     }
     if let Some(path) = &args.save {
@@ -519,6 +519,9 @@ pub fn run(args: LearnArgs) -> anyhow::Result<()> {
         report
             .metrics
             .push("records_lost", summary.records_lost as f64);
+        report
+            .metrics
+            .push("records_replayed", summary.records_replayed as f64);
     }
     if let Some(store) = outcome.store {
         let m = &mut report.metrics;

@@ -38,11 +38,19 @@ pub fn node_lines(state: &RunState) -> Vec<String> {
             .take(2)
             .collect::<Vec<_>>()
             .join(" ");
-        let note = n
+        let mut note = n
             .error
             .clone()
             .or_else(|| n.message.clone())
             .unwrap_or_default();
+        if let Some(restarts) = n.metrics.get("restarts") {
+            let count = |k: &str| n.metrics.get(k).copied().unwrap_or(0.0);
+            note = format!(
+                "restarts {restarts}, lost {}, replayed {}; {note}",
+                count("records_lost"),
+                count("records_replayed")
+            );
+        }
         out.push(format!(
             "  {:<16} {:<11} {:>4} {:>9} {:<10} {:<28} {}",
             name,

@@ -7,9 +7,41 @@
 //!   the last completed checkpoint (sources seek back, operators restore, two-phase sinks
 //!   discard what was not committed). Nothing lost, nothing duplicated, everyone pauses.
 //! - [`FailoverMode::Approximate`]: only the failed task restarts, from its own snapshot in
-//!   the last completed checkpoint (fresh without one); its peers never stop. Records routed
-//!   to it while it is down — including those queued in its input channels when it failed and
-//!   the batch it was processing — are dropped and counted in `records_lost`.
+//!   the last completed checkpoint (fresh without one); its peers never stop. What it loses
+//!   and what it does twice is counted exactly (below).
+//!
+//! ## What approximate failover counts
+//!
+//! `records_lost` + `records_replayed` make the loss exact: for a job whose sinks are
+//! two-phase, *rows at the sinks + `records_lost` − `records_replayed` = rows at the sinks of
+//! an uninterrupted run*. Rows are counted where the loss happens, as rows **entering the task
+//! that loses them**; in a job whose operators emit one row per input row up to that task
+//! (stateless operators, over-aggregates) that is exactly source rows, and an aggregate (a
+//! window) chained with its sink counts in the source rows it aggregates. `records_lost` is
+//! the sum of:
+//!
+//! - rows in flight to a task that is down: the batch it failed on, what its input lanes had
+//!   queued, what its channels held, and every send to it until it is back;
+//! - **rolled back**: a task restored from checkpoint `R` gives up the rows it took in since
+//!   its snapshot for `R` (its start, when it took none) whose effect was only in its operator
+//!   state — they were neither passed on over a channel nor written to its sink;
+//! - **withdrawn**: rows in sink output a two-phase sink
+//!   ([`Sink::withdraws_uncommitted`](crate::sink::Sink::withdraws_uncommitted)) deletes
+//!   uncommitted. A task with operator state recovers its sink at `R`, so everything it staged
+//!   after `R` goes (its restored state produces it again where it can); a stateless task
+//!   keeps every part its sink pre-committed and loses only the in-progress part (rows since
+//!   its last barrier).
+//!
+//! `records_replayed` counts rows a restarted **source task** sends a second time: it seeks
+//! back to its position at `R`, with the output it had in flight there, and its sink withdraws
+//! what it staged after `R`; the rows it had passed on over channels since `R` go out again
+//! and are counted as they do. The bookkeeping is in `accounting`.
+//!
+//! Not exact: a task whose chain turns several rows into one (an aggregate) and sends the
+//! result over a channel counts its rolled-back rows in input rows but what it passed on in
+//! output rows; a sink that publishes on write (not two-phase) keeps rows a restored operator
+//! emits again; a checkpoint completed from the acks of a failed attempt after its restart
+//! (a second failure of the same task restores rows counted lost by the first).
 //!
 //! Without a checkpoint directory there is nothing to restore: an exactly-once restart starts
 //! every task afresh (sources from the beginning), so only idempotent output stays exact.

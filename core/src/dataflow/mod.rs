@@ -18,8 +18,10 @@
 //! | [`checkpointing`] | [`CheckpointConfig`], exactly-once restore |
 //! | `coordinator` | the checkpoint coordinator: triggers, completes, times out, final checkpoint |
 //! | `finished` | tasks that finish while the job goes on (FLIP-147) and their final commit |
+//! | `accounting` | exact `records_lost` / `records_replayed` of approximate failover |
 //! | [`failover`] | [`FailoverMode`], [`RestartPolicy`], [`FaultInjection`] at a [`FaultPoint`] |
 
+mod accounting;
 mod barrier_align;
 mod builder;
 mod chain;

@@ -13,7 +13,7 @@ use crate::dataflow::control::{AckStats, TaskAck};
 use crate::dataflow::finished;
 use crate::dataflow::inflight;
 use crate::dataflow::plan::{Task, TaskInput};
-use crate::dataflow::task::{flush, TaskEnv};
+use crate::dataflow::task::{announce_skipped, flush, TaskEnv};
 use crate::error::{Error, Result};
 use crate::message::{Epoch, Message, MAX_WATERMARK};
 
@@ -151,6 +151,7 @@ impl Loop<'_> {
                 *in_flight = batch.num_rows();
                 let pending = &mut self.pending;
                 guard(&self.name, || chain.process(0, input, batch, pending))?;
+                self.env.ledger.taken(*in_flight);
                 *in_flight = 0;
             }
             Message::Watermark(wm) => {
@@ -203,6 +204,9 @@ async fn operator_loop(
     guard(&name, || {
         checkpointing::restore_task(chain, None, restore, restored)
     })?;
+    env.ledger
+        .start(chain.sink.as_ref().map(|s| s.metrics.clone()));
+    announce_skipped(chain, env)?;
     // only a chain that ends in a sink listens for completed checkpoints
     let mut commits = chain.sink.is_some().then(|| control.committed.subscribe());
     let n = t.inputs.len();
@@ -241,6 +245,7 @@ async fn operator_loop(
             if !a.unaligned() && (unaligned_mode || (timed_out && !a.aligned(lanes))) {
                 let pending = &mut st.pending;
                 let states = guard(&name, || chain.barrier(a.barrier, pending))?;
+                env.snapshotted(a.barrier.epoch, &states, pending);
                 a.snapshot_taken(states, lanes);
                 flush(chain, &mut st.pending, env).await?;
             }
@@ -268,7 +273,9 @@ async fn operator_loop(
                     Some(states) => states,
                     None => {
                         let pending = &mut st.pending;
-                        guard(&name, || chain.barrier(a.barrier, pending))?
+                        let states = guard(&name, || chain.barrier(a.barrier, pending))?;
+                        env.snapshotted(a.barrier.epoch, &states, pending);
+                        states
                     }
                 };
                 let mut a = a;

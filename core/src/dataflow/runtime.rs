@@ -159,6 +159,7 @@ impl JobHandle {
             dead_letter_path: self.dead_letters.path(),
             restarts: self.metrics.job.restarts.load(Ordering::SeqCst),
             records_lost: self.metrics.job.records_lost.load(Ordering::SeqCst),
+            records_replayed: self.metrics.job.records_replayed.load(Ordering::SeqCst),
             checkpoints_failed: self.metrics.job.checkpoints_failed.load(Ordering::SeqCst),
             checkpoints_timed_out: self
                 .metrics

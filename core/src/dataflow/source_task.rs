@@ -20,7 +20,7 @@ use crate::dataflow::failover::{self, FaultPoint, StageFault};
 use crate::dataflow::finished;
 use crate::dataflow::inflight;
 use crate::dataflow::plan::Task;
-use crate::dataflow::task::{prioritize, TaskEnv};
+use crate::dataflow::task::{announce_skipped, prioritize, TaskEnv};
 use crate::error::{Error, Result};
 use crate::message::{Barrier, Epoch, Message, MAX_WATERMARK};
 use crate::metrics::OperatorMetrics;
@@ -36,13 +36,16 @@ struct Injector<'a> {
     source: Box<dyn Source>,
     /// Faults aimed at the source itself.
     fault: Option<StageFault>,
+    /// The source ended and its End is queued: it injects no more barriers (it reports
+    /// itself finished after the last one it injected instead).
+    ended: bool,
 }
 
 impl Injector<'_> {
     /// A checkpoint was requested and not injected yet.
     fn due(&self) -> Option<Barrier> {
         let requested = self.env.control.checkpoint_requested.load(Ordering::SeqCst);
-        (requested > self.injected).then_some(Barrier {
+        (!self.ended && requested > self.injected).then_some(Barrier {
             epoch: Epoch(requested),
         })
     }
@@ -55,6 +58,7 @@ impl Injector<'_> {
         })?;
         let position = self.source.position();
         let states = guard(&self.name, || chain.barrier(b, pending))?;
+        self.env.snapshotted(b.epoch, &states, pending);
         self.ack(b, position, states, AckStats::default());
         Ok(())
     }
@@ -73,6 +77,8 @@ impl Injector<'_> {
         let position = self.source.position();
         let mut emitted = Vec::new();
         let states = guard(&self.name, || chain.barrier(b, &mut emitted))?;
+        // what it emitted goes out with the in-flight data, which a restart sends again
+        self.env.snapshotted(b.epoch, &states, &[]);
         for p in emitted {
             match p.message {
                 Message::Barrier(b) => prioritize(chain, p.edge, p.target, b, self.env)?,
@@ -154,6 +160,7 @@ fn flush_source(
                 prioritize(chain, p.edge, p.target, b, env)?;
                 break;
             }
+            let rows = message.num_rows();
             let tx = chain.outputs[p.edge].senders[p.target].clone();
             let closed = match tx.try_send(message) {
                 Ok(()) => None,
@@ -190,6 +197,7 @@ fn flush_source(
             match closed {
                 None => {
                     chain.outputs[p.edge].sent[p.target] += 1;
+                    env.ledger.passed(rows);
                     break;
                 }
                 Some(m) => match env.on_closed(chain, p.edge, p.target, m)? {
@@ -244,6 +252,9 @@ pub(crate) fn run_source_task(mut t: Task, env: &TaskEnv) -> Result<()> {
     guard(&name, || {
         checkpointing::restore_task(chain, Some(&mut source), restore, restored)
     })?;
+    env.ledger
+        .start(chain.sink.as_ref().map(|s| s.metrics.clone()));
+    announce_skipped(chain, env)?;
     let mut commits = chain.sink.is_some().then(|| control.committed.subscribe());
     let mut inj = Injector {
         env,
@@ -251,6 +262,7 @@ pub(crate) fn run_source_task(mut t: Task, env: &TaskEnv) -> Result<()> {
         injected: env.epoch_base,
         source,
         fault: t.source_fault.take(),
+        ended: false,
     };
     flush_source(chain, &mut pending, &mut inj)?;
     let mut stopped = false;
@@ -280,7 +292,9 @@ pub(crate) fn run_source_task(mut t: Task, env: &TaskEnv) -> Result<()> {
                 guard(&name, || failover::at(&mut inj.fault, FaultPoint::Batch))?;
                 OperatorMetrics::add(&metrics.records_out, batch.num_rows() as u64);
                 OperatorMetrics::add(&metrics.batches_in, 1);
+                let rows = batch.num_rows();
                 guard(&name, || chain.emit_data(None, batch, &mut pending))?;
+                env.ledger.taken(rows);
             }
             SourcePoll::Watermark(wm) => guard(&name, || chain.watermark(None, wm, &mut pending))?,
             SourcePoll::Idle => std::thread::sleep(env.idle_poll),
@@ -293,6 +307,8 @@ pub(crate) fn run_source_task(mut t: Task, env: &TaskEnv) -> Result<()> {
                 }
                 // FLIP-147: later checkpoints go on without this task (see `finished`)
                 let last = Epoch(inj.injected);
+                // a barrier injected while End waits for room would be acked after `last`
+                inj.ended = true;
                 guard(&name, || chain.finish(last, &mut pending))?;
                 flush_source(chain, &mut pending, &mut inj)?;
                 finished::report(env, &name, last, Some(inj.source.position()));

@@ -11,16 +11,21 @@
 //!
 //! Approximate: every task has its own slot that restarts it alone, from its own snapshot in
 //! the last completed checkpoint, with fresh channels to its running peers (see `rewire`).
-//! Its peers do not rewind, so in-flight data of an unaligned snapshot is not replayed (it
-//! was delivered already), and a two-phase sink in the task keeps everything it wrote before
-//! the failure (its recovery epoch is the newest one requested, not the restored one). A
-//! restarted source seeks back to its snapshot, so what it read since is read again.
+//! An operator task's peers do not rewind, so the input its unaligned snapshot had in flight is
+//! not replayed (it was delivered already). A stateless operator task's two-phase sink keeps
+//! everything it pre-committed before the failure (its recovery epoch is the newest one
+//! requested); a task with state recovers its sink at the restored checkpoint, consistent
+//! with its state. A restarted source task seeks back to its snapshot, with the output it had
+//! in flight there, and its sink recovers at that checkpoint: what it read since is read and
+//! sent again. What each restart loses and sends twice is settled from the failed attempt's
+//! ledger (see `accounting` and [`failover`](super::failover)).
 
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use crate::checkpoint::CheckpointStore;
+use crate::dataflow::accounting::{Ledger, Rollback};
 use crate::dataflow::builder::{DataflowConfig, Graph};
 use crate::dataflow::checkpointing;
 use crate::dataflow::control::JobControl;
@@ -61,6 +66,7 @@ impl Supervisor {
             idle_poll: self.config.idle_poll,
             checkpoint_mode: self.config.checkpoint.mode,
             alignment_timeout: self.config.checkpoint.alignment_timeout,
+            ledger: Arc::new(Ledger::new(self.job.clone(), 0)),
         }
     }
 
@@ -202,7 +208,10 @@ impl Supervisor {
             // barriers of the restarted task are numbered after every epoch requested so far
             env.epoch_base = self.control.checkpoint_requested.load(Ordering::SeqCst);
             task = match self.restart_one(index, &env) {
-                Ok(t) => t,
+                Ok((t, replay)) => {
+                    env.ledger = Arc::new(Ledger::new(self.job.clone(), replay));
+                    t
+                }
                 Err(e) => {
                     self.control.fail(e);
                     return Ok(());
@@ -212,32 +221,70 @@ impl Supervisor {
     }
 
     /// Approximate restart of task `index`: rebuilt, restored from its own snapshot, and
-    /// reconnected to its peers.
-    fn restart_one(&self, index: usize, env: &TaskEnv) -> Result<Task> {
+    /// reconnected to its peers. Settles the failed attempt's ledger (`env.ledger`): counts
+    /// what it lost, and returns how many rows the restarted task sends again.
+    fn restart_one(&self, index: usize, env: &TaskEnv) -> Result<(Task, u64)> {
         let mut tasks = self.rebuild()?;
         if index >= tasks.len() {
             return Err(Error::Internal(format!("no task {index} to restart")));
         }
         let mut task = tasks.swap_remove(index);
         drop(tasks);
+        let source = task.source.is_some();
+        let mut restored = None;
         if let Some(store) = &self.store {
-            checkpointing::assign_restore_some(
+            restored = checkpointing::assign_restore_some(
                 store,
                 std::slice::from_mut(&mut task),
                 self.control.earlier(),
             )?;
-            // Its peers did not rewind: in-flight data of its snapshot was delivered already
-            // (processed, or counted as lost), so it is not replayed; and its sink keeps what
-            // it wrote before the failure (every epoch up to the newest requested).
-            if let Some(snapshot) = task.restore.as_mut() {
+        }
+        let stateless = env.ledger.stateless()
+            || task
+                .restore
+                .as_ref()
+                .is_some_and(|s| s.states.iter().all(Option::is_none));
+        let kind = match (source, stateless) {
+            (true, _) => Rollback::Source,
+            (false, false) => Rollback::Restored,
+            (false, true) => Rollback::Stateless,
+        };
+        if self.store.is_some() {
+            if let (Rollback::Restored | Rollback::Stateless, Some(snapshot)) =
+                (kind, task.restore.as_mut())
+            {
+                // An operator task's peers did not rewind: the input its snapshot had in
+                // flight was delivered already (processed, or counted as lost), so it is not
+                // replayed. A source task rewinds: its output in flight goes out again.
                 snapshot.inflight = None;
             }
-            task.restored_epoch = Some(crate::message::Epoch(env.epoch_base));
+            task.restored_epoch = match kind {
+                // The task redoes (a source) or gives up (restored state) everything after
+                // the checkpoint, so its sink withdraws what it staged after it.
+                Rollback::Source | Rollback::Restored => restored,
+                // A stateless task keeps everything its sink pre-committed before the failure
+                // (every epoch up to the newest requested); only the in-progress part goes.
+                Rollback::Stateless => Some(crate::message::Epoch(env.epoch_base)),
+            };
         }
+        let withdraws = self.store.is_some()
+            && task
+                .chain
+                .sink
+                .as_ref()
+                .is_some_and(|s| s.sink.withdraws_uncommitted());
+        let settled = env.ledger.settle(kind, restored, withdraws);
         if let Some(rw) = &env.rewire {
             rw.reconnect(index, &mut task);
         }
-        tracing::info!(task = %task.name, "restarting task alone (approximate failover)");
-        Ok(task)
+        tracing::info!(
+            task = %task.name,
+            ?kind,
+            rolled_back = settled.rolled_back,
+            withdrawn = settled.withdrawn,
+            replay = settled.replay,
+            "restarting task alone (approximate failover)"
+        );
+        Ok((task, settled.replay))
     }
 }

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc::error::TrySendError;
 
+use crate::dataflow::accounting::Ledger;
 use crate::dataflow::chain::{closed_error, Chain, Pending};
 use crate::dataflow::checkpointing::CheckpointMode;
 use crate::dataflow::control::JobControl;
@@ -46,11 +47,26 @@ pub(crate) struct TaskEnv {
     pub(crate) idle_poll: Duration,
     pub(crate) checkpoint_mode: CheckpointMode,
     pub(crate) alignment_timeout: Option<Duration>,
+    /// What this attempt took in, passed on and sank (approximate failover's accounting).
+    pub(crate) ledger: Arc<Ledger>,
 }
 
 impl TaskEnv {
     pub(crate) fn lost(&self, rows: usize) {
         OperatorMetrics::add(&self.job.records_lost, rows as u64);
+    }
+
+    /// The chain snapshotted its state `states` for `epoch`; the data in `pending` (emitted
+    /// before the barrier, not sent yet) counts as passed on before it.
+    pub(crate) fn snapshotted(
+        &self,
+        epoch: crate::message::Epoch,
+        states: &[Option<Vec<u8>>],
+        pending: &[Pending],
+    ) {
+        let queued = pending.iter().map(|p| p.message.num_rows()).sum();
+        let completed = *self.control.committed.borrow();
+        self.ledger.snapshot(epoch, states, queued, completed);
     }
 
     /// A send on edge `edge` to `target` found the channel closed, holding `message`. Returns
@@ -133,6 +149,7 @@ pub(crate) async fn flush(
                 prioritize(chain, p.edge, p.target, b, env)?;
                 break;
             }
+            let rows = message.num_rows();
             // Only the edge is borrowed across the await: operators need not be `Sync`.
             let tx = &chain.outputs[p.edge].senders[p.target];
             let closed = match tx.try_send(message) {
@@ -151,6 +168,7 @@ pub(crate) async fn flush(
             match closed {
                 None => {
                     chain.outputs[p.edge].sent[p.target] += 1;
+                    env.ledger.passed(rows);
                     break;
                 }
                 Some(m) => match env.on_closed(chain, p.edge, p.target, m)? {
@@ -178,6 +196,28 @@ pub(crate) fn prioritize(
     };
     if out.prio[target].send(positioned).is_err() && env.rewire.is_none() {
         return Err(closed_error());
+    }
+    Ok(())
+}
+
+/// A task restarted alone (approximate failover) skips every checkpoint requested before its
+/// restart (`epoch_base`): their barriers went to its failed attempt, and it numbers its own
+/// after them. It says so at once with a barrier of `epoch_base` at position 0 of every output
+/// channel, so that a consumer aligning one of those checkpoints is aligned on this input
+/// right away — instead of holding its other inputs for a barrier that never comes, which
+/// under backpressure also keeps the sources from injecting the next one. A consumer past
+/// that epoch drops it.
+pub(crate) fn announce_skipped(chain: &mut Chain, env: &TaskEnv) -> Result<()> {
+    if env.rewire.is_none() || env.epoch_base == 0 {
+        return Ok(());
+    }
+    let b = Barrier {
+        epoch: crate::message::Epoch(env.epoch_base),
+    };
+    for edge in 0..chain.outputs.len() {
+        for target in 0..chain.outputs[edge].senders.len() {
+            prioritize(chain, edge, target, b, env)?;
+        }
     }
     Ok(())
 }

@@ -87,6 +87,11 @@ impl CsvSink {
 }
 
 impl Sink for CsvSink {
+    /// Epoch parts: what a recovery does not cover is deleted.
+    fn withdraws_uncommitted(&self) -> bool {
+        true
+    }
+
     fn on_checkpointing(&mut self, restored: Option<Epoch>) -> Result<()> {
         self.output.on_checkpointing(restored);
         Ok(())

@@ -51,6 +51,15 @@ use crate::operator::TaskInfo;
 
 /// A destination for record batches.
 pub trait Sink: Send + 'static {
+    /// Whether, in a job that takes checkpoints, rows written since the last
+    /// [`pre_commit`](Sink::pre_commit) stay invisible until [`commit`](Sink::commit), and
+    /// staged rows a recovery commit does not cover are deleted (a two-phase sink: the file
+    /// sinks). Approximate failover counts such withdrawn rows in `records_lost`; a sink that
+    /// publishes on `write` keeps them. The default: `false`.
+    fn withdraws_uncommitted(&self) -> bool {
+        false
+    }
+
     /// Called once before [`open`](Sink::open) when the job takes checkpoints: the sink
     /// should stage its output per epoch and publish it on [`commit`](Sink::commit).
     /// `restored` is the checkpoint this task restarts from (`None`: a fresh start), so that a

@@ -198,6 +198,11 @@ impl ParquetSink {
 }
 
 impl Sink for ParquetSink {
+    /// Epoch parts: what a recovery does not cover is deleted.
+    fn withdraws_uncommitted(&self) -> bool {
+        true
+    }
+
     fn on_checkpointing(&mut self, restored: Option<Epoch>) -> Result<()> {
         self.checkpointing = Some(restored);
         Ok(())

@@ -68,6 +68,10 @@ impl TxSink {
 }
 
 impl Sink for TxSink {
+    fn withdraws_uncommitted(&self) -> bool {
+        true
+    }
+
     fn on_checkpointing(&mut self, restored: Option<Epoch>) -> Result<()> {
         self.transactional = true;
         self.restored = restored;

@@ -195,6 +195,7 @@ fn train(ctx: &NodeCtx, t: &TrainSpec, stream: bool) -> Result<Outcome> {
     if o.summary.restarts > 0 {
         metrics.insert("restarts".into(), o.summary.restarts as f64);
         metrics.insert("records_lost".into(), o.summary.records_lost as f64);
+        metrics.insert("records_replayed".into(), o.summary.records_replayed as f64);
     }
     let resumed = o
         .restored
