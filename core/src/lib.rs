@@ -35,10 +35,10 @@
 //! | [`operators`] | stateless operators: map, filter, flat_map, project, with_column, union |
 //! | [`partition`] | the edge contract: forward, rebalance, hash, broadcast |
 //! | [`keys`] | stable row hashing; key groups (per job, default 128) and their contiguous subtask ranges |
-//! | [`source`] | the [`Source`](source::Source) contract (position/seek), dead letters, built-in sources |
+//! | [`source`] | the [`Source`](source::Source) contract (position/seek), dead letters, built-in sources (files, Parquet, Kafka, generators) |
 //! | [`sink`] | the two-phase [`Sink`](sink::Sink) contract and built-in sinks |
 //! | [`dataflow`] | builder, chaining plan, runtime, job handle, barrier alignment, failover supervisor |
-//! | [`dataflow::failover`] | exactly-once / approximate failover, restart policy, fault injection |
+//! | [`dataflow::failover`] | exactly-once / approximate failover, restart policy, fault injection, exact loss accounting |
 //! | [`checkpoint`] | completed checkpoints, the local-directory [`CheckpointStore`](checkpoint::CheckpointStore) and its savepoints, state by operator id and key group, rescaled restore |
 //! | [`backoff`] | retry backoff with jitter, the one helper of every retry loop |
 //! | [`duration`] | `500ms` / `10s` / `2h` durations, one parser for configs and flags |

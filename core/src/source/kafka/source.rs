@@ -51,6 +51,10 @@ pub struct KafkaSource {
     pos: KafkaPosition,
     /// A position to seek to once the consumer exists (a restore before or after `open`).
     restored: Option<KafkaPosition>,
+    /// The consumer is assigned at the first poll, this many offsets before the positions
+    /// (see [`assign`](Self::assign)), so that a seek right after `open` does not re-assign
+    /// it: librdkafka can abort on an assignment replaced while it is still starting.
+    assign_pending: Option<i64>,
     decoder: Option<Decoder>,
     builder: Option<BatchBuilder>,
     timestamps: Vec<Option<i64>>,
@@ -107,6 +111,7 @@ impl KafkaSource {
             consumer: None,
             pos: KafkaPosition::default(),
             restored: None,
+            assign_pending: None,
             decoder: None,
             builder: None,
             timestamps: Vec::new(),
@@ -296,15 +301,19 @@ impl Source for KafkaSource {
     }
 
     fn open(&mut self, ctx: &SourceContext) -> Result<()> {
-        let consumer: BaseConsumer = consumer_config(&self.options.uri)
+        // Metadata, watermarks and the bounded end are read with a probe consumer of their
+        // own: finding the end assigns one partition after another, and librdkafka can abort
+        // (`rd_kafka_assignment_partition_stopped: rktp_started`) when the consumer that
+        // then reads is re-assigned while those assignments are still stopping.
+        let probe: BaseConsumer = consumer_config(&self.options.uri)
             .create()
             .map_err(|e| self.err("consumer", e))?;
-        let owned = self.owned(&consumer, ctx)?;
+        let owned = self.owned(&probe, ctx)?;
         let bounded = self.options.bounded();
         let mut next = BTreeMap::new();
         let mut end = BTreeMap::new();
         for &p in &owned {
-            let (low, high) = self.watermarks(&consumer, p)?;
+            let (low, high) = self.watermarks(&probe, p)?;
             self.low.insert(p, low);
             next.insert(
                 p,
@@ -314,9 +323,13 @@ impl Source for KafkaSource {
                 },
             );
             if bounded {
-                end.insert(p, self.log_end(&consumer, p, low, high)?);
+                end.insert(p, self.log_end(&probe, p, low, high)?);
             }
         }
+        drop(probe);
+        let consumer: BaseConsumer = consumer_config(&self.options.uri)
+            .create()
+            .map_err(|e| self.err("consumer", e))?;
         self.pos = KafkaPosition {
             next,
             end: bounded.then_some(end),
@@ -330,10 +343,11 @@ impl Source for KafkaSource {
             ctx.bounds.max_rows.min(1 << 16),
         )?);
         self.consumer = Some(consumer);
-        match self.restored.take() {
-            Some(restored) => self.apply(restored),
-            None => self.assign(0),
+        self.assign_pending = Some(0);
+        if let Some(restored) = self.restored.take() {
+            self.apply(restored);
         }
+        Ok(())
     }
 
     fn poll_next(&mut self, ctx: &SourceContext) -> Result<SourcePoll> {
@@ -344,6 +358,9 @@ impl Source for KafkaSource {
         if self.all_done() {
             self.commit_to_group(true)?;
             return Ok(SourcePoll::End);
+        }
+        if let Some(rewind) = self.assign_pending.take() {
+            self.assign(rewind)?;
         }
         let mut first_row_at: Option<Instant> = None;
         let mut rows = 0usize;
@@ -421,20 +438,23 @@ impl Source for KafkaSource {
     fn seek(&mut self, position: &SourcePosition) -> Result<()> {
         let restored: KafkaPosition =
             position.get(&format!("kafka source {}", self.options.uri))?;
-        if self.consumer.is_some() {
-            self.apply(restored)
-        } else {
-            self.restored = Some(restored);
-            Ok(())
+        match (&self.consumer, self.assign_pending) {
+            (None, _) => self.restored = Some(restored),
+            (Some(_), Some(_)) => self.apply(restored),
+            (Some(_), None) => {
+                self.apply(restored);
+                return self.assign(self.options.seek_rewind);
+            }
         }
+        Ok(())
     }
 }
 
 impl KafkaSource {
     /// Takes the restored offsets of the owned partitions (a partition missing from the
     /// checkpoint, i.e. added to the topic since, keeps its start offset) and the restored
-    /// bounded end, then re-assigns.
-    fn apply(&mut self, restored: KafkaPosition) -> Result<()> {
+    /// bounded end; the (pending) assignment rewinds up to one batch before them.
+    fn apply(&mut self, restored: KafkaPosition) {
         for (p, next) in self.pos.next.iter_mut() {
             if let Some(&r) = restored.next.get(p) {
                 *next = r;
@@ -447,7 +467,9 @@ impl KafkaSource {
                 }
             }
         }
-        self.assign(self.options.seek_rewind)
+        if self.assign_pending.is_some() {
+            self.assign_pending = Some(self.options.seek_rewind);
+        }
     }
 }
 
