@@ -7,7 +7,9 @@
 //! `exactly_once_restarts_*` fail with duplicates); partition split `p % parallelism`
 //! replaced by "every subtask reads every partition" (`bounded_read_*` fails with duplicates);
 //! rejected messages not advancing the position (not caught here: the offset is advanced
-//! before the next poll either way).
+//! before the next poll either way); the runtime not calling `on_checkpoint_complete`, or the
+//! Kafka source ignoring it (`group_offsets_follow_completed_checkpoints`: the group runs
+//! ahead of the checkpoint, 600 instead of 400).
 
 mod common;
 #[path = "support/kafka.rs"]
@@ -257,5 +259,120 @@ fn exactly_once_restarts_from_checkpointed_offsets_lose_and_repeat_nothing() {
             assert_eq!(got.len(), rows, "p {p} seed {seed}: {dups} duplicates");
             assert_eq!(got, want, "p {p} seed {seed}");
         }
+    }
+}
+
+/// The offsets the group `group` has committed for `topic`'s partitions, summed (a partition
+/// without a commit counts 0).
+fn group_offsets(broker: &Broker, topic: &str, group: &str) -> i64 {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::TopicPartitionList;
+    let consumer: BaseConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", &broker.addr)
+        .set("group.id", group)
+        .set("enable.auto.commit", "false")
+        .create()
+        .expect("consumer");
+    let mut ask = TopicPartitionList::new();
+    for p in 0..PARTITIONS {
+        ask.add_partition(topic, p);
+    }
+    let committed = consumer
+        .committed_offsets(ask, Duration::from_secs(10))
+        .expect("committed offsets");
+    committed
+        .elements()
+        .iter()
+        .map(|e| match e.offset() {
+            rdkafka::Offset::Offset(o) => o,
+            _ => 0,
+        })
+        .sum()
+}
+
+/// Waits up to 20 s for `done`.
+fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// With a consumer group, a followed topic's group offsets are those of the last completed
+/// checkpoint: rows read after it are not committed until the next one completes.
+/// Catches: `on_checkpoint_complete` not called (consumed offsets are committed once a second
+/// instead, so the group runs ahead of the checkpoint).
+#[test]
+fn group_offsets_follow_completed_checkpoints() {
+    let broker = Broker::start();
+    produce_rows(&broker, "lag", 400, None);
+    let uri =
+        KafkaUri::parse(&format!("{}?group=eddy-lag&follow=true", broker.uri("lag"))).unwrap();
+    let (factory, _) =
+        KafkaSource::factory(KafkaSourceOptions::new(uri).with_schema(schema())).unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let mut config = faulty_config(tmp.path(), CheckpointMode::Aligned, 8);
+    config.checkpoint.interval = None; // checkpoints on demand only
+    let flow = Dataflow::new(config);
+    let sink = TxSink::new();
+    let s = sink.clone();
+    let read = Counted::default();
+    flow.source_with("kafka", factory)
+        .parallelism(2)
+        .operator("count", read.clone())
+        .parallelism(2)
+        .sink_with("out", Arc::new(move |_| Ok(Box::new(s.clone()))))
+        .parallelism(2);
+    let handle = flow.start().unwrap();
+    wait_for("400 rows", || read.rows() >= 400);
+    let first = handle.trigger_checkpoint();
+    wait_for("the first checkpoint", || {
+        handle.completed_checkpoints().contains(&first)
+    });
+    wait_for("the first checkpoint's offsets", || {
+        group_offsets(&broker, "lag", "eddy-lag") == 400
+    });
+    // more rows, read but not yet checkpointed: the group stays at the checkpoint
+    let more: Vec<Vec<u8>> = (400..600)
+        .map(|i| format!(r#"{{"id":{i},"x":0.5,"tag":"t"}}"#).into_bytes())
+        .collect();
+    broker.produce("lag", &more, |i| (i % PARTITIONS as usize) as i32);
+    wait_for("600 rows", || read.rows() >= 600);
+    std::thread::sleep(Duration::from_millis(2500)); // > the time-based commit interval
+    assert_eq!(group_offsets(&broker, "lag", "eddy-lag"), 400);
+    let second = handle.trigger_checkpoint();
+    wait_for("the second checkpoint", || {
+        handle.completed_checkpoints().contains(&second)
+    });
+    wait_for("the second checkpoint's offsets", || {
+        group_offsets(&broker, "lag", "eddy-lag") == 600
+    });
+    handle.stop();
+    handle.join().unwrap();
+    assert_eq!(sink.committed().len(), 600);
+}
+
+/// Counts the rows passing through.
+#[derive(Clone, Default)]
+struct Counted(Arc<std::sync::atomic::AtomicUsize>);
+
+impl Counted {
+    fn rows(&self) -> usize {
+        self.0.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+impl Operator for Counted {
+    fn process(
+        &mut self,
+        _input: usize,
+        batch: arrow::record_batch::RecordBatch,
+        out: &mut Collector,
+    ) -> Result<()> {
+        self.0
+            .fetch_add(batch.num_rows(), std::sync::atomic::Ordering::SeqCst);
+        out.emit(batch);
+        Ok(())
     }
 }

@@ -39,6 +39,9 @@ struct Injector<'a> {
     /// The source ended and its End is queued: it injects no more barriers (it reports
     /// itself finished after the last one it injected instead).
     ended: bool,
+    /// The source's position at each barrier injected and not yet covered by a completed
+    /// checkpoint, oldest first.
+    positions: VecDeque<(Epoch, crate::source::SourcePosition)>,
 }
 
 impl Injector<'_> {
@@ -50,6 +53,21 @@ impl Injector<'_> {
         })
     }
 
+    /// The checkpoint of `epoch` completed: the source hears of the newest of its barriers it
+    /// covers ([`Source::on_checkpoint_complete`](crate::source::Source::on_checkpoint_complete)).
+    fn completed(&mut self, epoch: Epoch) -> Result<()> {
+        let mut newest = None;
+        while self.positions.front().is_some_and(|(e, _)| *e <= epoch) {
+            newest = self.positions.pop_front();
+        }
+        match newest {
+            Some((e, position)) => guard(&self.name, || {
+                self.source.on_checkpoint_complete(e, &position)
+            }),
+            None => Ok(()),
+        }
+    }
+
     /// Snapshots between two batches: nothing is in flight.
     fn inject(&mut self, chain: &mut Chain, b: Barrier, pending: &mut Vec<Pending>) -> Result<()> {
         self.injected = b.epoch.0;
@@ -57,6 +75,7 @@ impl Injector<'_> {
             failover::at(&mut self.fault, FaultPoint::Snapshot)
         })?;
         let position = self.source.position();
+        self.positions.push_back((b.epoch, position.clone()));
         let states = guard(&self.name, || chain.barrier(b, pending))?;
         self.env.snapshotted(b.epoch, &states, pending);
         self.ack(b, position, states, AckStats::default());
@@ -75,6 +94,7 @@ impl Injector<'_> {
             failover::at(&mut self.fault, FaultPoint::Snapshot)
         })?;
         let position = self.source.position();
+        self.positions.push_back((b.epoch, position.clone()));
         let mut emitted = Vec::new();
         let states = guard(&self.name, || chain.barrier(b, &mut emitted))?;
         // what it emitted goes out with the in-flight data, which a restart sends again
@@ -255,7 +275,7 @@ pub(crate) fn run_source_task(mut t: Task, env: &TaskEnv) -> Result<()> {
     env.ledger
         .start(chain.sink.as_ref().map(|s| s.metrics.clone()));
     announce_skipped(chain, env)?;
-    let mut commits = chain.sink.is_some().then(|| control.committed.subscribe());
+    let mut commits = env.checkpointing.then(|| control.committed.subscribe());
     let mut inj = Injector {
         env,
         name: name.clone(),
@@ -263,6 +283,7 @@ pub(crate) fn run_source_task(mut t: Task, env: &TaskEnv) -> Result<()> {
         source,
         fault: t.source_fault.take(),
         ended: false,
+        positions: VecDeque::new(),
     };
     flush_source(chain, &mut pending, &mut inj)?;
     let mut stopped = false;
@@ -277,7 +298,10 @@ pub(crate) fn run_source_task(mut t: Task, env: &TaskEnv) -> Result<()> {
         if let Some(rx) = commits.as_mut() {
             if rx.has_changed().unwrap_or(false) {
                 let epoch = Epoch(*rx.borrow_and_update());
-                guard(&name, || chain.commit(epoch))?;
+                if chain.sink.is_some() {
+                    guard(&name, || chain.commit(epoch))?;
+                }
+                inj.completed(epoch)?;
             }
         }
         if let Some(b) = inj.due() {

@@ -34,6 +34,7 @@ use serde::{Deserialize, Serialize};
 use super::file::{snapshot_end, FilePosition, FileSource, FileSourceOptions, Root, StopAt};
 use super::{Source, SourceContext, SourcePoll, SourcePosition};
 use crate::error::{Error, Result};
+use crate::message::Epoch;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -190,6 +191,14 @@ impl<H: Source, L: Source> Source for HybridSource<H, L> {
         self.history.stop_following();
         self.live.stop_following();
     }
+
+    fn on_checkpoint_complete(&mut self, epoch: Epoch, position: &SourcePosition) -> Result<()> {
+        let pos: HybridPosition = position.get("hybrid source")?;
+        match pos.phase {
+            Phase::History => self.history.on_checkpoint_complete(epoch, &pos.inner),
+            Phase::Live => self.live.on_checkpoint_complete(epoch, &pos.inner),
+        }
+    }
 }
 
 impl Source for Box<dyn Source> {
@@ -210,6 +219,9 @@ impl Source for Box<dyn Source> {
     }
     fn stop_following(&mut self) {
         (**self).stop_following()
+    }
+    fn on_checkpoint_complete(&mut self, epoch: Epoch, position: &SourcePosition) -> Result<()> {
+        (**self).on_checkpoint_complete(epoch, position)
     }
 }
 

@@ -27,7 +27,7 @@ use arrow::record_batch::RecordBatch;
 use serde::{de::DeserializeOwned, Serialize};
 
 use crate::error::{Error, Result};
-use crate::message::EventTime;
+use crate::message::{Epoch, EventTime};
 use crate::metrics::Progress;
 use crate::operator::TaskInfo;
 
@@ -145,6 +145,16 @@ pub trait Source: Send + 'static {
     /// Asks a following (unbounded) source to finish: it returns [`SourcePoll::End`] once it has
     /// delivered everything it has read. Bounded sources ignore this.
     fn stop_following(&mut self) {}
+
+    /// The checkpoint of `epoch` completed (every task acked it and it is stored), and
+    /// `position` is this source's position at its barrier: the source may tell the system it
+    /// reads from (Kafka commits its consumer group's offsets there, for lag monitoring, as
+    /// Flink's `notifyCheckpointComplete`). Called on the source's own thread between polls, in
+    /// increasing epoch order, for barriers this attempt injected; one call covers the epochs
+    /// before it. Default: nothing.
+    fn on_checkpoint_complete(&mut self, _epoch: Epoch, _position: &SourcePosition) -> Result<()> {
+        Ok(())
+    }
 }
 
 /// Builds one source instance per parallel subtask (each reads its own split).

@@ -205,4 +205,12 @@ impl<S: Source> Source for Paced<S> {
         self.stopped = true;
         self.inner.stop_following();
     }
+
+    fn on_checkpoint_complete(
+        &mut self,
+        epoch: eddy_core::message::Epoch,
+        position: &SourcePosition,
+    ) -> eddy_core::Result<()> {
+        self.inner.on_checkpoint_complete(epoch, position)
+    }
 }

@@ -128,6 +128,13 @@ macro_rules! format_source {
             fn stop_following(&mut self) {
                 self.0.stop_following()
             }
+            fn on_checkpoint_complete(
+                &mut self,
+                epoch: crate::message::Epoch,
+                position: &SourcePosition,
+            ) -> Result<()> {
+                self.0.on_checkpoint_complete(epoch, position)
+            }
         }
     };
 }

@@ -16,10 +16,12 @@
 //!   source emits a watermark: the oldest of its unfinished partitions' newest timestamps.
 //! - **Bad messages** (undecodable payload, wrong types, no payload) go to the dead-letter sink
 //!   with source `kafka TOPIC partition P offset O`, line `O + 1`, the column and the reason.
-//! - **Offset commits**: with `group=…`, consumed offsets are committed to the group about
-//!   once a second and at the end, for lag monitoring only. They are not tied to completed
-//!   checkpoints: the `Source` trait has no hook that tells a source a checkpoint completed
-//!   (see the crate's notes); restores use the checkpoint, never the group's offsets.
+//! - **Offset commits**: with `group=…`, the offsets of each completed checkpoint are committed
+//!   to the group ([`Source::on_checkpoint_complete`](crate::source::Source::on_checkpoint_complete)),
+//!   so its lag is measured from what a restore would resume at. Before the first checkpoint
+//!   completes, and in a job without checkpoints, consumed offsets are committed about once a
+//!   second; at the end of a bounded read, once more. For lag monitoring only: restores use the
+//!   checkpoint, never the group's offsets.
 //!
 //! | module | what |
 //! |---|---|

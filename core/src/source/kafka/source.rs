@@ -15,7 +15,7 @@ use rdkafka::{Offset, TopicPartitionList};
 use super::options::{consumer_config, KafkaSourceOptions};
 use super::uri::{KafkaFormat, StartOffset};
 use crate::error::{Error, Result};
-use crate::message::EventTime;
+use crate::message::{Epoch, EventTime};
 use crate::source::file::csv::CsvDecoder;
 use crate::source::file::decode::BatchBuilder;
 use crate::source::file::jsonl::JsonDecoder;
@@ -64,6 +64,10 @@ pub struct KafkaSource {
     watermark_due: bool,
     last_commit: Instant,
     committed: BTreeMap<i32, i64>,
+    /// A checkpoint has completed: offsets are committed per checkpoint from now on.
+    checkpointed: bool,
+    /// Asked to finish ([`Source::stop_following`]): the next poll ends the read.
+    stopping: bool,
     /// The first offset of each owned partition at open.
     low: BTreeMap<i32, i64>,
 }
@@ -120,6 +124,8 @@ impl KafkaSource {
             watermark_due: false,
             last_commit: Instant::now(),
             committed: BTreeMap::new(),
+            checkpointed: false,
+            stopping: false,
             low: BTreeMap::new(),
         })
     }
@@ -272,24 +278,33 @@ impl KafkaSource {
     }
 
     /// Commits the offsets consumed so far to the group, at most once per [`COMMIT_EVERY`]
-    /// (or now when `force`): for lag monitoring only, the checkpoint is what a restore uses.
+    /// (or now when `force`, at the end) — until a checkpoint completes: from then on the
+    /// group's offsets are the completed checkpoints' ([`Source::on_checkpoint_complete`]).
+    /// For lag monitoring only: a restore uses the checkpoint.
     fn commit_to_group(&mut self, force: bool) -> Result<()> {
+        if !force && (self.checkpointed || self.last_commit.elapsed() < COMMIT_EVERY) {
+            return Ok(());
+        }
+        self.commit_offsets(self.pos.next.clone())
+    }
+
+    /// Commits `next` (offset per owned partition) to the group, if the source has one.
+    fn commit_offsets(&mut self, next: BTreeMap<i32, i64>) -> Result<()> {
         let (Some(consumer), Some(_)) = (&self.consumer, &self.options.uri.group) else {
             return Ok(());
         };
-        if (!force && self.last_commit.elapsed() < COMMIT_EVERY) || self.committed == self.pos.next
-        {
+        if self.committed == next {
             return Ok(());
         }
         let mut tpl = TopicPartitionList::new();
-        for (&p, &next) in &self.pos.next {
+        for (&p, &next) in &next {
             tpl.add_partition_offset(&self.options.uri.topic, p, Offset::Offset(next))
                 .map_err(|e| self.err("commit", e))?;
         }
         consumer
             .commit(&tpl, CommitMode::Async)
             .map_err(|e| self.err("commit", e))?;
-        self.committed = self.pos.next.clone();
+        self.committed = next;
         self.last_commit = Instant::now();
         Ok(())
     }
@@ -355,7 +370,7 @@ impl Source for KafkaSource {
             self.watermark_due = false;
             return Ok(SourcePoll::Watermark(self.watermark));
         }
-        if self.all_done() {
+        if self.all_done() || self.stopping {
             self.commit_to_group(true)?;
             return Ok(SourcePoll::End);
         }
@@ -433,6 +448,18 @@ impl Source for KafkaSource {
 
     fn position(&self) -> SourcePosition {
         SourcePosition::of(&self.pos)
+    }
+
+    /// A followed topic ends at the next poll (what was polled before is delivered); a bounded
+    /// read goes on to its end.
+    fn stop_following(&mut self) {
+        self.stopping = !self.options.bounded();
+    }
+
+    fn on_checkpoint_complete(&mut self, _epoch: Epoch, position: &SourcePosition) -> Result<()> {
+        let at: KafkaPosition = position.get(&format!("kafka source {}", self.options.uri))?;
+        self.checkpointed = true;
+        self.commit_offsets(at.next)
     }
 
     fn seek(&mut self, position: &SourcePosition) -> Result<()> {
