@@ -323,17 +323,9 @@ impl Operator for EventWindowOperator {
     fn restore(&mut self, bytes: &[u8]) -> Result<()> {
         let (metas, groups): (Vec<(u32, Meta)>, Vec<Group>) =
             super::snapshot::decode_groups("event-window", &self.name, bytes)?;
-        self.watermark = metas
-            .iter()
-            .map(|(_, m)| m.watermark)
-            .min()
-            .unwrap_or(i64::MIN);
+        (self.watermark, self.late) =
+            super::snapshot::restored_clock(&metas, &self.task, |m| (m.watermark, m.late));
         self.seq = metas.iter().map(|(_, m)| m.seq).max().unwrap_or(0);
-        self.late = metas
-            .iter()
-            .filter(|(tag, _)| super::snapshot::owns_meta(*tag, &self.task))
-            .map(|(_, m)| m.late)
-            .sum();
         self.fire.clear();
         self.purge.clear();
         self.binding = None;

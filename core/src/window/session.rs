@@ -387,18 +387,10 @@ impl Operator for SessionWindowOperator {
     fn restore(&mut self, bytes: &[u8]) -> Result<()> {
         let (metas, groups): (Vec<(u32, Meta)>, Vec<Group>) =
             super::snapshot::decode_groups("session-window", &self.name, bytes)?;
-        self.watermark = metas
-            .iter()
-            .map(|(_, m)| m.watermark)
-            .min()
-            .unwrap_or(i64::MIN);
+        (self.watermark, self.late) =
+            super::snapshot::restored_clock(&metas, &self.task, |m| (m.watermark, m.late));
         self.next_seq = metas.iter().map(|(_, m)| m.next_seq).max().unwrap_or(0);
         self.arrivals = metas.iter().map(|(_, m)| m.arrivals).max().unwrap_or(0);
-        self.late = metas
-            .iter()
-            .filter(|(tag, _)| super::snapshot::owns_meta(*tag, &self.task))
-            .map(|(_, m)| m.late)
-            .sum();
         self.table = KeyTable::default();
         self.fire.clear();
         self.purge.clear();

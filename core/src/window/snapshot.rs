@@ -96,9 +96,27 @@ pub(crate) fn decode_groups<M: DeserializeOwned, T: DeserializeOwned>(
     Ok((meta, groups))
 }
 
+/// The watermark and late-record count a keyed operator restores from the meta entries of
+/// (possibly several) old subtasks, `read` giving an entry's pair: the oldest watermark (its
+/// keys may come from any of them) and the late records of the entries dealt to `task`
+/// ([`owns_meta`]).
+pub(crate) fn restored_clock<M>(
+    metas: &[(u32, M)],
+    task: &TaskInfo,
+    read: impl Fn(&M) -> (i64, u64),
+) -> (i64, u64) {
+    let watermark = metas.iter().map(|(_, m)| read(m).0).min();
+    let late = metas
+        .iter()
+        .filter(|(tag, _)| owns_meta(*tag, task))
+        .map(|(_, m)| read(m).1)
+        .sum();
+    (watermark.unwrap_or(i64::MIN), late)
+}
+
 /// Whether the meta entry written by old subtask `tag` counts on `task` for additive counters
 /// (late records): dealt round robin, so that a rescale neither loses nor doubles them.
-pub(crate) fn owns_meta(tag: u32, task: &TaskInfo) -> bool {
+fn owns_meta(tag: u32, task: &TaskInfo) -> bool {
     tag as usize % task.parallelism.max(1) == task.subtask
 }
 
