@@ -147,6 +147,18 @@ impl Alignment {
             .all(|(i, l)| l.ended || l.down || self.holds(i, l))
     }
 
+    /// Lane `i` reconnected to a restarted producer (approximate failover): where the barrier
+    /// sat on the old channel means nothing on the new one, whose positions start over. The
+    /// lane is placed again at the first barrier the new channel delivers (the restarted
+    /// producer announces the epochs it skipped at position 0, see `announce_skipped`). What
+    /// was taken from the old channel stays in the in-flight log.
+    pub(crate) fn lane_reconnected(&mut self, i: usize) {
+        self.at[i] = None;
+        for entry in &mut self.logs[i] {
+            entry.0 = None;
+        }
+    }
+
     /// The snapshot was taken unaligned: what is queued is in flight.
     pub(crate) fn snapshot_taken(&mut self, states: Vec<Option<Vec<u8>>>, lanes: &[Lane]) {
         for (log, lane) in self.logs.iter_mut().zip(lanes) {
@@ -234,6 +246,29 @@ mod tests {
         lanes[1].queue.clear();
         lanes[0].processed = 2;
         assert!(a.aligned(&lanes));
+    }
+
+    /// A lane placed on its old channel and reconnected to a restarted producer is placed
+    /// again on the fresh channel, at the barrier the producer announces there; kept at its
+    /// old position it waited for as many messages on the new channel, holding its peers.
+    #[test]
+    fn a_lane_reconnected_during_an_alignment_is_placed_again() {
+        let mut lanes = vec![Lane::new(), Lane::new()];
+        lanes[0].barriers.push_back(positioned(5, 30));
+        let mut a = Alignment::new(Alignment::next(&lanes).unwrap(), 2);
+        a.place(&mut lanes);
+        lanes[0].processed = 30;
+        assert!(a.holds(0, &lanes[0]));
+        // the producer of lane 0 fails and comes back having skipped epoch 5
+        lanes[0].reconnected();
+        a.lane_reconnected(0);
+        lanes[0].barriers.push_back(positioned(6, 0));
+        a.place(&mut lanes);
+        assert_eq!(a.at[0], Some(0));
+        assert!(
+            a.holds(0, &lanes[0]),
+            "aligned on the fresh channel at once"
+        );
     }
 
     #[test]

@@ -119,11 +119,26 @@ impl Coordinator {
                 break;
             }
             self.control.take_trigger_time(epoch);
+            let waiting = self.not_acked(st, epoch);
             st.pending = st.pending.split_off(&Epoch(epoch.0 + 1));
             st.settled = st.settled.max(epoch.0);
-            let message = format!("timed out after {timeout:?}");
+            let message = format!("timed out after {timeout:?}, waiting for {waiting}");
             self.failed(st, epoch, &message, true);
         }
+    }
+
+    /// The tasks that neither acked checkpoint `epoch` nor finished before it, by name.
+    fn not_acked(&self, st: &State, epoch: Epoch) -> String {
+        let acked = st.pending.get(&epoch);
+        let mut waiting: Vec<&str> = self
+            .layouts
+            .keys()
+            .map(String::as_str)
+            .filter(|task| !acked.is_some_and(|acks| acks.iter().any(|a| a.0.task == *task)))
+            .filter(|task| st.finished.get(*task).is_none_or(|f| f.after >= epoch))
+            .collect();
+        waiting.sort_unstable();
+        waiting.join(", ")
     }
 
     /// Completes the newest pending checkpoint that every task acked or finished before.

@@ -13,6 +13,7 @@ use crate::dataflow::control::{AckStats, TaskAck};
 use crate::dataflow::finished;
 use crate::dataflow::inflight;
 use crate::dataflow::plan::{Task, TaskInput};
+use crate::dataflow::rewire::Inlet;
 use crate::dataflow::task::{announce_skipped, flush, TaskEnv};
 use crate::error::{Error, Result};
 use crate::message::{Epoch, Message, MAX_WATERMARK};
@@ -94,6 +95,23 @@ fn take(lanes: &mut [Lane], align: &mut Option<Alignment>, i: usize, message: Me
         a.taken(i, lane.taken, &message);
     }
     lane.queue.push_back((Some(lane.taken), message));
+}
+
+/// Lane `i` takes the fresh channel of its restarted producer (approximate failover); an
+/// alignment in progress places it again on the new channel.
+fn reconnect(
+    input: &mut TaskInput,
+    lane: &mut Lane,
+    align: &mut Option<Alignment>,
+    i: usize,
+    (rx, prio): Inlet,
+) {
+    input.rx = rx;
+    input.prio = prio;
+    lane.reconnected();
+    if let Some(a) = align.as_mut() {
+        a.lane_reconnected(i);
+    }
 }
 
 struct Loop<'a> {
@@ -368,11 +386,7 @@ async fn operator_loop(
                     return Err(closed_error());
                 };
                 match rw.take_receiver((env.index, i)) {
-                    Some((rx, prio)) => {
-                        t.inputs[i].rx = rx;
-                        t.inputs[i].prio = prio;
-                        lanes[i].reconnected();
-                    }
+                    Some(inlet) => reconnect(&mut t.inputs[i], &mut lanes[i], &mut align, i, inlet),
                     None => lanes[i].down = true,
                 }
             }
@@ -382,10 +396,8 @@ async fn operator_loop(
                 if let Some(rw) = &env.rewire {
                     for (i, lane) in lanes.iter_mut().enumerate() {
                         if lane.down {
-                            if let Some((rx, prio)) = rw.take_receiver((env.index, i)) {
-                                t.inputs[i].rx = rx;
-                                t.inputs[i].prio = prio;
-                                lane.reconnected();
+                            if let Some(inlet) = rw.take_receiver((env.index, i)) {
+                                reconnect(&mut t.inputs[i], lane, &mut align, i, inlet);
                             }
                         }
                     }

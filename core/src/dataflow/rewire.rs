@@ -62,6 +62,13 @@ impl Rewire {
         self.slots().senders.remove(&key)
     }
 
+    /// Leaves a fresh channel's producer end for `key`, as [`reconnect`](Rewire::reconnect)
+    /// does for a restarted consumer.
+    #[cfg(test)]
+    pub(crate) fn offer_sender(&self, key: SenderKey, outlet: Outlet) {
+        self.slots().senders.insert(key, outlet);
+    }
+
     /// A new receiver for a consumer whose input closed, if its producer was restarted.
     pub(crate) fn take_receiver(&self, key: ReceiverKey) -> Option<Inlet> {
         self.slots().receivers.remove(&key)

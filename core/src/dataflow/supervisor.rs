@@ -205,9 +205,7 @@ impl Supervisor {
             if self.control.is_cancelled() {
                 return Ok(());
             }
-            // barriers of the restarted task are numbered after every epoch requested so far
-            env.epoch_base = self.control.checkpoint_requested.load(Ordering::SeqCst);
-            task = match self.restart_one(index, &env) {
+            task = match self.restart_one(index, &mut env) {
                 Ok((t, replay)) => {
                     env.ledger = Arc::new(Ledger::new(self.job.clone(), replay));
                     t
@@ -223,7 +221,14 @@ impl Supervisor {
     /// Approximate restart of task `index`: rebuilt, restored from its own snapshot, and
     /// reconnected to its peers. Settles the failed attempt's ledger (`env.ledger`): counts
     /// what it lost, and returns how many rows the restarted task sends again.
-    fn restart_one(&self, index: usize, env: &TaskEnv) -> Result<(Task, u64)> {
+    ///
+    /// The restarted task numbers its barriers after every epoch requested until it was
+    /// reconnected (`env.epoch_base`): those barriers went, or will go, to its failed attempt's
+    /// closed channels and are dropped; a barrier requested later reaches its fresh channels
+    /// (see `task::prioritize`), so it waits for no barrier that never comes.
+    fn restart_one(&self, index: usize, env: &mut TaskEnv) -> Result<(Task, u64)> {
+        // the failed attempt's sink pre-committed at most the epochs requested so far
+        let requested = self.control.checkpoint_requested.load(Ordering::SeqCst);
         let mut tasks = self.rebuild()?;
         if index >= tasks.len() {
             return Err(Error::Internal(format!("no task {index} to restart")));
@@ -264,7 +269,7 @@ impl Supervisor {
                 Rollback::Source | Rollback::Restored => restored,
                 // A stateless task keeps everything its sink pre-committed before the failure
                 // (every epoch up to the newest requested); only the in-progress part goes.
-                Rollback::Stateless => Some(crate::message::Epoch(env.epoch_base)),
+                Rollback::Stateless => Some(crate::message::Epoch(requested)),
             };
         }
         let withdraws = self.store.is_some()
@@ -277,6 +282,7 @@ impl Supervisor {
         if let Some(rw) = &env.rewire {
             rw.reconnect(index, &mut task);
         }
+        env.epoch_base = self.control.checkpoint_requested.load(Ordering::SeqCst);
         tracing::info!(
             task = %task.name,
             ?kind,

@@ -79,22 +79,31 @@ impl TaskEnv {
         target: usize,
         message: Message,
     ) -> Result<Option<Message>> {
-        let Some(rewire) = &self.rewire else {
+        if self.rewire.is_none() {
             return Err(closed_error());
-        };
-        match rewire.take_sender((self.index, edge, target)) {
-            Some((tx, prio)) => {
-                let out = &mut chain.outputs[edge];
-                out.senders[target] = tx;
-                out.prio[target] = prio;
-                out.sent[target] = 0;
-                Ok(Some(message))
-            }
-            None => {
-                self.lost(message.num_rows());
-                Ok(None)
-            }
         }
+        if self.take_new_channel(chain, edge, target) {
+            Ok(Some(message))
+        } else {
+            self.lost(message.num_rows());
+            Ok(None)
+        }
+    }
+
+    /// The channel on edge `edge` to `target` closed: installs the fresh channel of the
+    /// restarted consumer, if it was reconnected already. Positions on it start at 0.
+    fn take_new_channel(&self, chain: &mut Chain, edge: usize, target: usize) -> bool {
+        let Some(rewire) = &self.rewire else {
+            return false;
+        };
+        let Some((tx, prio)) = rewire.take_sender((self.index, edge, target)) else {
+            return false;
+        };
+        let out = &mut chain.outputs[edge];
+        out.senders[target] = tx;
+        out.prio[target] = prio;
+        out.sent[target] = 0;
+        true
     }
 }
 
@@ -182,6 +191,13 @@ pub(crate) async fn flush(
 }
 
 /// A barrier overtakes the data queued on its channel: it goes on the priority lane.
+///
+/// In approximate failover a closed priority lane means the consumer failed. If it was
+/// restarted already, the barrier goes on its fresh channel (at position 0: nothing was sent
+/// there yet) — dropping it would leave the restarted consumer waiting for a barrier of an
+/// epoch it did not skip, and under backpressure stall the job. If it is still down, the
+/// barrier is dropped: the restarted consumer numbers its epochs after every checkpoint
+/// requested before it was reconnected, this one included.
 pub(crate) fn prioritize(
     chain: &mut Chain,
     edge: usize,
@@ -189,13 +205,22 @@ pub(crate) fn prioritize(
     b: Barrier,
     env: &TaskEnv,
 ) -> Result<()> {
-    let out = &chain.outputs[edge];
-    let positioned = Positioned {
+    let positioned = |chain: &Chain| Positioned {
         barrier: b,
-        position: out.sent[target],
+        position: chain.outputs[edge].sent[target],
     };
-    if out.prio[target].send(positioned).is_err() && env.rewire.is_none() {
+    if chain.outputs[edge].prio[target]
+        .send(positioned(chain))
+        .is_ok()
+    {
+        return Ok(());
+    }
+    if env.rewire.is_none() {
         return Err(closed_error());
+    }
+    if env.take_new_channel(chain, edge, target) {
+        // a fresh channel's consumer was just built: it is there to receive
+        let _ = chain.outputs[edge].prio[target].send(positioned(chain));
     }
     Ok(())
 }
@@ -220,4 +245,80 @@ pub(crate) fn announce_skipped(chain: &mut Chain, env: &TaskEnv) -> Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dataflow::builder::Port;
+    use crate::dataflow::chain::OutputEdge;
+    use crate::message::Epoch;
+    use crate::partition::{Edge, Partitioner};
+    use crate::source::ErrorPolicy;
+    use tokio::sync::mpsc::{channel, unbounded_channel};
+
+    fn approximate_env(rewire: Arc<Rewire>) -> TaskEnv {
+        let job = Arc::new(JobMetrics::default());
+        TaskEnv {
+            control: Arc::default(),
+            job: job.clone(),
+            index: 0,
+            rewire: Some(rewire),
+            checkpointing: true,
+            epoch_base: 0,
+            bounds: BatchBounds::default(),
+            dead_letters: Arc::new(DeadLetterSink::in_memory(ErrorPolicy::DeadLetter)),
+            progress: Arc::default(),
+            idle_poll: Duration::from_millis(1),
+            checkpoint_mode: CheckpointMode::Aligned,
+            alignment_timeout: None,
+            ledger: Arc::new(Ledger::new(job, 0)),
+        }
+    }
+
+    fn barrier(epoch: u64) -> Barrier {
+        Barrier {
+            epoch: Epoch(epoch),
+        }
+    }
+
+    /// A producer whose consumer failed and was restarted alone sends its next barrier on the
+    /// consumer's fresh channel; dropping it (as a closed lane once did) left the restarted
+    /// consumer waiting for a barrier of an epoch it had not skipped.
+    #[test]
+    fn a_barrier_for_a_restarted_consumer_goes_on_its_fresh_channel() {
+        let rewire = Arc::new(Rewire::new(2, 2));
+        let env = approximate_env(rewire.clone());
+        let (old_tx, old_rx) = channel(2);
+        let (old_prio, old_prio_rx) = unbounded_channel();
+        let mut chain = Chain {
+            ops: Vec::new(),
+            sink: None,
+            outputs: vec![OutputEdge {
+                from: None,
+                port: Port::Main,
+                partitioner: Partitioner::new(Edge::Rebalance, 1, 0, 128),
+                senders: vec![old_tx],
+                prio: vec![old_prio],
+                sent: vec![7],
+                to: vec![(1, 0)],
+            }],
+            head_metrics: Arc::default(),
+        };
+        // the consumer fails: its ends of the channel are gone
+        drop((old_rx, old_prio_rx));
+        // still down: the barrier is dropped (the restarted consumer will skip its epoch)
+        prioritize(&mut chain, 0, 0, barrier(3), &env).unwrap();
+        assert_eq!(chain.outputs[0].sent[0], 7, "no fresh channel yet");
+        // restarted and reconnected: the next barrier goes out on the fresh channel, at 0
+        let (new_tx, _new_rx) = channel(2);
+        let (new_prio, mut new_prio_rx) = unbounded_channel();
+        rewire.offer_sender((0, 0, 0), (new_tx, new_prio));
+        prioritize(&mut chain, 0, 0, barrier(4), &env).unwrap();
+        let got = new_prio_rx
+            .try_recv()
+            .expect("the barrier reached the fresh channel");
+        assert_eq!((got.barrier.epoch, got.position), (Epoch(4), 0));
+        assert_eq!(chain.outputs[0].sent[0], 0, "positions start over");
+    }
 }
