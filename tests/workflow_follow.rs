@@ -134,6 +134,32 @@ fn predict(url: &str, row: &str) -> u64 {
         .unwrap_or_else(|| panic!("{response}"))
 }
 
+/// The server's `/metrics` text.
+fn metrics(url: &str) -> String {
+    let addr = url
+        .strip_prefix("http://")
+        .unwrap()
+        .split('/')
+        .next()
+        .unwrap();
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    write!(
+        s,
+        "GET /metrics HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = String::new();
+    s.read_to_string(&mut response).unwrap();
+    response
+}
+
+/// The value of the sample `name` in Prometheus text.
+fn sample(text: &str, name: &str) -> Option<u64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
+}
+
 /// A data row of `line` as a JSON object for the predict request.
 fn json_row(header: &str, line: &str) -> String {
     let fields: Vec<String> = header
@@ -186,6 +212,25 @@ fn a_followed_file_trains_publishes_and_serves_until_stopped_then_resumes() {
         std::thread::sleep(Duration::from_millis(50));
     }
     assert!(newest > first);
+    // the training job's counters are on the server's /metrics, under the node's name
+    // (checkpoints are taken every 200ms: wait for the first)
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let text = loop {
+        let text = metrics(&url);
+        let checkpoints = sample(&text, "eddy_job_checkpoints_total{job=\"learn\"}");
+        if checkpoints.is_some_and(|n| n >= 1) {
+            break text;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no checkpoint on /metrics: {text}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(
+        sample(&text, "eddy_job_records_lost_total{job=\"learn\"}"),
+        Some(0)
+    );
     let (ok, err) = interrupt(child);
     assert!(ok, "Ctrl-C must stop eddy run cleanly: {err}");
     let st = state(&run_dir);

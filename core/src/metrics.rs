@@ -61,6 +61,9 @@ pub struct CheckpointStats {
     pub job_finished: bool,
 }
 
+/// One job counter as `/metrics` shows it: name, help text, value.
+type Counter = (&'static str, &'static str, u64);
+
 /// Job-wide failover and checkpoint counters.
 #[derive(Debug, Default)]
 pub struct JobMetrics {
@@ -89,16 +92,15 @@ impl JobMetrics {
             .clone()
     }
 
-    /// Appends the job's failover and checkpoint counters to `out` in the Prometheus text
-    /// format (version 0.0.4), labelled `job="<job>"`, for a `/metrics` endpoint.
-    pub fn render_prometheus(&self, job: &str, out: &mut String) {
-        use std::fmt::Write;
-        let job = job
-            .replace('\\', "\\\\")
-            .replace('"', "\\\"")
-            .replace('\n', "\\n");
+    /// The job's counters: (name, help, value), as `/metrics` shows them.
+    fn counters(&self) -> [Counter; 6] {
         let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
-        let counters = [
+        let completed = self
+            .checkpoints
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .len() as u64;
+        [
             (
                 "restarts",
                 "Task restarts by the failover supervisor.",
@@ -114,28 +116,90 @@ impl JobMetrics {
                 "Rows processed twice, sent again by a restarted source task.",
                 load(&self.records_replayed),
             ),
-            (
-                "checkpoints",
-                "Completed checkpoints.",
-                self.checkpoints
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .len() as u64,
-            ),
+            ("checkpoints", "Completed checkpoints.", completed),
             (
                 "checkpoints_failed",
                 "Checkpoints that timed out or whose write failed.",
                 load(&self.checkpoints_failed),
             ),
-        ];
-        for (name, help, value) in counters {
+            (
+                "checkpoints_timed_out",
+                "Checkpoints that timed out.",
+                load(&self.checkpoints_timed_out),
+            ),
+        ]
+    }
+
+    /// Appends the job's failover and checkpoint counters to `out` in the Prometheus text
+    /// format (version 0.0.4), labelled `job="<job>"`. Several jobs on one endpoint go
+    /// through a [`JobBoard`], which writes each metric family once.
+    pub fn render_prometheus(&self, job: &str, out: &mut String) {
+        JobBoard::render(&[(job, self)], out);
+    }
+}
+
+/// The running jobs of a process whose counters a `/metrics` endpoint shows (`eddy run`'s
+/// server shows its workflow's training jobs), by name. A job watched again under the same
+/// name (a retried node) replaces the old one.
+#[derive(Debug, Default)]
+pub struct JobBoard {
+    jobs: Mutex<Vec<(String, Arc<JobMetrics>)>>,
+}
+
+impl JobBoard {
+    /// Shows the counters of the job with `metrics` under `name` from now on.
+    pub fn watch(&self, name: &str, metrics: &MetricsRegistry) {
+        let mut jobs = self.jobs.lock().unwrap_or_else(|p| p.into_inner());
+        jobs.retain(|(n, _)| n != name);
+        jobs.push((name.to_string(), metrics.job.clone()));
+    }
+
+    /// The names of the jobs shown, in the order they were first watched.
+    pub fn names(&self) -> Vec<String> {
+        let jobs = self.jobs.lock().unwrap_or_else(|p| p.into_inner());
+        jobs.iter().map(|(n, _)| n.clone()).collect()
+    }
+
+    /// Appends every job's counters to `out` in the Prometheus text format (version 0.0.4):
+    /// one `# HELP`/`# TYPE` header per metric, one sample per job labelled `job="<name>"`.
+    pub fn render_prometheus(&self, out: &mut String) {
+        let jobs = self.jobs.lock().unwrap_or_else(|p| p.into_inner());
+        let jobs: Vec<(&str, &JobMetrics)> = jobs.iter().map(|(n, m)| (n.as_str(), &**m)).collect();
+        Self::render(&jobs, out);
+    }
+
+    fn render(jobs: &[(&str, &JobMetrics)], out: &mut String) {
+        use std::fmt::Write;
+        let Some((_, first)) = jobs.first() else {
+            return;
+        };
+        let samples: Vec<(String, [Counter; 6])> = jobs
+            .iter()
+            .map(|(name, m)| (escape_label(name), m.counters()))
+            .collect();
+        for (k, (name, help, _)) in first.counters().iter().enumerate() {
             // writing to a String cannot fail
-            let _ = write!(
+            let _ = writeln!(
                 out,
-                "# HELP eddy_job_{name}_total {help}\n# TYPE eddy_job_{name}_total counter\neddy_job_{name}_total{{job=\"{job}\"}} {value}\n"
+                "# HELP eddy_job_{name}_total {help}\n# TYPE eddy_job_{name}_total counter"
             );
+            for (job, counters) in &samples {
+                let _ = writeln!(
+                    out,
+                    "eddy_job_{name}_total{{job=\"{job}\"}} {}",
+                    counters[k].2
+                );
+            }
         }
     }
+}
+
+/// A Prometheus label value: backslash, double quote and newline escaped.
+fn escape_label(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
 }
 
 /// Every operator subtask of a job, by registration order.
@@ -363,6 +427,34 @@ mod tests {
             out.contains("eddy_job_records_replayed_total{job=\"train \\\"a\\\"\"} 5\n"),
             "{out}"
         );
-        assert_eq!(out.lines().filter(|l| !l.starts_with('#')).count(), 5);
+        assert_eq!(out.lines().filter(|l| !l.starts_with('#')).count(), 6);
+    }
+
+    #[test]
+    fn a_board_writes_each_family_once_with_a_sample_per_job() {
+        let (a, b) = (MetricsRegistry::default(), MetricsRegistry::default());
+        b.job.restarts.store(2, Ordering::SeqCst);
+        let board = JobBoard::default();
+        board.watch("a", &a);
+        board.watch("b", &b);
+        // a retried node replaces its old job
+        board.watch("a", &MetricsRegistry::default());
+        assert_eq!(board.names(), ["b", "a"]);
+        let mut out = String::new();
+        board.render_prometheus(&mut out);
+        assert_eq!(
+            out.matches("# TYPE eddy_job_restarts_total counter")
+                .count(),
+            1
+        );
+        assert!(
+            out.contains("eddy_job_restarts_total{job=\"b\"} 2\n"),
+            "{out}"
+        );
+        assert!(
+            out.contains("eddy_job_restarts_total{job=\"a\"} 0\n"),
+            "{out}"
+        );
+        assert_eq!(out.lines().filter(|l| !l.starts_with('#')).count(), 12);
     }
 }

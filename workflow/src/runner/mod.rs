@@ -141,7 +141,12 @@ struct Scheduler {
     progress_tx: mpsc::UnboundedSender<Progress>,
     wind_down: tokio::sync::watch::Sender<bool>,
     generators: data::Generators,
+    /// The run's training jobs, for the serve nodes' `/metrics`.
+    jobs: Arc<eddy_core::metrics::JobBoard>,
 }
+
+/// The node metrics a training job's failover counters are shown as (`eddy status`).
+const FAILOVER_METRICS: [&str; 3] = ["restarts", "records_lost", "records_replayed"];
 
 /// Runs `wf` until every node has finished or `shutdown` completes (Ctrl-C), resuming the run
 /// in `opts.run_dir` if one is there.
@@ -182,6 +187,7 @@ pub async fn run(
         progress_tx,
         wind_down: tokio::sync::watch::channel(false).0,
         generators: Default::default(),
+        jobs: Arc::default(),
     };
     s.init()?;
     tokio::pin!(shutdown);
@@ -386,6 +392,7 @@ impl Scheduler {
                 progress: self.progress_tx.clone(),
                 wind_down: self.wind_down.subscribe(),
                 generators: self.generators.clone(),
+                jobs: self.jobs.clone(),
                 input_version: input,
                 resumed,
             };
@@ -526,7 +533,13 @@ impl Scheduler {
                     n.versions.push(version);
                 }
                 n.rows = rows;
+                // the failover counters come from the job, not the evaluation: keep them
+                let failover: Vec<(String, f64)> = FAILOVER_METRICS
+                    .iter()
+                    .filter_map(|k| n.metrics.get(*k).map(|v| (k.to_string(), *v)))
+                    .collect();
                 n.metrics = metrics;
+                n.metrics.extend(failover);
                 let subscribers: Vec<String> = self
                     .wf
                     .nodes
@@ -548,6 +561,12 @@ impl Scheduler {
                     .serving
                     .clone()
                     .map(|u| format!("serving at {u}"));
+            }
+            Progress::Failover { node, counters } => {
+                let n = self.node(&node);
+                for (k, v) in counters {
+                    n.metrics.insert(k.into(), v as f64);
+                }
             }
             Progress::Rows { node, rows } => {
                 self.node(&node).rows = rows;

@@ -7,7 +7,7 @@
 //! | `GET /v1/models` | the served models, versions, policies, stages and metrics |
 //! | `GET /v1/models/{name}` | one served model |
 //! | `GET /healthz` | 200 when every served model has a version loaded, 503 otherwise |
-//! | `GET /metrics` | Prometheus text |
+//! | `GET /metrics` | Prometheus text: requests, latency, connections, served models; under `eddy run`, each training job's restarts, records lost and replayed, and checkpoints (`eddy_job_*{job="<node>"}`) |
 //!
 //! Errors answer `{"error": message, "field"?: name}`: malformed JSON 400, unknown model 404,
 //! oversized body 413, a missing or mistyped column 422 (naming the field), a model with no
@@ -237,5 +237,6 @@ async fn metrics(State(state): State<Arc<ServingState>>) -> Response {
     let mut out = String::with_capacity(4096);
     state.metrics().render(&mut out);
     state.render_model_metrics(&mut out);
+    state.render_job_metrics(&mut out);
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
 }

@@ -195,6 +195,8 @@ pub struct ServingState {
     /// See [`ServedModel`]'s compatibility check.
     allow_incompatible: bool,
     metrics: Metrics,
+    /// The training jobs of this process whose counters `/metrics` shows (`eddy run`).
+    jobs: std::sync::OnceLock<Arc<eddy_core::metrics::JobBoard>>,
 }
 
 impl ServingState {
@@ -227,6 +229,7 @@ impl ServingState {
             route_prefix,
             allow_incompatible,
             metrics: Metrics::default(),
+            jobs: std::sync::OnceLock::new(),
         }
     }
 
@@ -238,6 +241,20 @@ impl ServingState {
     /// The server-wide request metrics.
     pub fn metrics(&self) -> &Metrics {
         &self.metrics
+    }
+
+    /// Shows the counters of the jobs on `board` (restarts, records lost and replayed,
+    /// checkpoints) on `/metrics` from now on. A server shows one board; later calls are
+    /// ignored.
+    pub fn show_jobs(&self, board: Arc<eddy_core::metrics::JobBoard>) {
+        let _ = self.jobs.set(board);
+    }
+
+    /// Appends the counters of the jobs shown (see [`show_jobs`](Self::show_jobs)).
+    pub fn render_job_metrics(&self, out: &mut String) {
+        if let Some(board) = self.jobs.get() {
+            board.render_prometheus(out);
+        }
     }
 
     /// Whether every served model has a version loaded (and there is one): what `GET /healthz`

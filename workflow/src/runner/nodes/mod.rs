@@ -40,6 +40,13 @@ pub(crate) enum Progress {
         /// Progressive metrics so far.
         metrics: BTreeMap<String, f64>,
     },
+    /// A training job's failover counters changed while it runs (a subtask restarted).
+    Failover {
+        /// The node.
+        node: String,
+        /// The job's failover counters: `restarts`, `records_lost`, `records_replayed`.
+        counters: [(&'static str, u64); 3],
+    },
     /// An attempt failed and will be retried after a backoff.
     Retrying {
         /// The node.
@@ -81,6 +88,9 @@ pub(crate) struct NodeCtx {
     pub wind_down: tokio::sync::watch::Receiver<bool>,
     /// The run's shared click generators.
     pub generators: crate::runner::data::Generators,
+    /// The run's training jobs: train nodes put theirs here, serve nodes show them on
+    /// `/metrics`.
+    pub jobs: Arc<eddy_core::metrics::JobBoard>,
     /// The model version that triggered this run (a gate's or deploy's input), if any.
     pub input_version: Option<u64>,
     /// Whether this is a retry or a restart of an interrupted run.

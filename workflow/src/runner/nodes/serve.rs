@@ -33,6 +33,7 @@ pub(crate) async fn run(ctx: &NodeCtx) -> Result<Outcome> {
         ..ServeConfig::default()
     };
     let server = Server::new(ctx.registry.clone(), config).await?;
+    server.state().show_jobs(ctx.jobs.clone());
     let listener = tokio::net::TcpListener::bind(s.address)
         .await
         .map_err(|e| Error::Node {

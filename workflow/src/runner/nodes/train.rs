@@ -12,6 +12,7 @@
 //! job's [`PsConfig`]).
 
 use std::collections::BTreeMap;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -159,9 +160,31 @@ fn pass(
     let job = TrainJob::new(config)?;
     let input = job.flow().source_with(&t.source, source.factory);
     let handle = job.start(input, pipeline, model)?;
+    ctx.jobs.watch(&ctx.spec.name, handle.job().metrics());
     let mut stopping = false;
+    let mut counters = [
+        ("restarts", 0),
+        ("records_lost", 0),
+        ("records_replayed", 0),
+    ];
     while !handle.is_finished() {
         std::thread::sleep(Duration::from_millis(20));
+        let job = handle.job().metrics().job();
+        let now = [
+            ("restarts", job.restarts.load(Ordering::Relaxed)),
+            ("records_lost", job.records_lost.load(Ordering::Relaxed)),
+            (
+                "records_replayed",
+                job.records_replayed.load(Ordering::Relaxed),
+            ),
+        ];
+        if now != counters {
+            counters = now;
+            ctx.report(Progress::Failover {
+                node: ctx.spec.name.clone(),
+                counters,
+            });
+        }
         if ctx.stopped() && !stopping {
             stopping = true;
             handle.stop(Duration::from_secs(30));
