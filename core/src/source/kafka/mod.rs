@@ -29,14 +29,17 @@
 //! | `options` | [`KafkaSourceOptions`], the librdkafka consumer configuration |
 //! | `source` | [`KafkaSource`]: assignment, polling, decoding, positions, watermarks |
 //! | `infer` | schema inference from the oldest messages |
+//! | [`admin`] | topic creation for writers ([`ensure_topic`]) |
 
+pub mod admin;
 mod infer;
 mod options;
 mod source;
 pub mod uri;
 
+pub use admin::{ensure_topic, topic_partitions};
 pub use options::{
     KafkaSourceOptions, DEFAULT_INFER_MESSAGES, DEFAULT_REQUEST_TIMEOUT, DEFAULT_SEEK_REWIND,
 };
 pub use source::KafkaSource;
-pub use uri::{KafkaFormat, KafkaUri, StartOffset};
+pub use uri::{KafkaDelivery, KafkaFormat, KafkaUri, StartOffset};
