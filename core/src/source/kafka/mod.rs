@@ -12,6 +12,10 @@
 //!   consumer there, so a restored job re-reads exactly what followed its checkpoint.
 //! - **Bounded / follow**: bounded (default) reads each partition up to the high watermark seen
 //!   at open and ends; `follow=true` keeps reading until stopped.
+//! - **Batches**: a bounded read fills batches to `max_rows` like a file source, so a
+//!   one-partition topic and a file of the same rows give the same batches (and a learner the
+//!   same model); a followed topic also cuts a batch at the linger time or when no message is
+//!   ready.
 //! - **Event time**: with `timestamp_column`, each row gets its message timestamp (ms) and the
 //!   source emits a watermark: the oldest of its unfinished partitions' newest timestamps.
 //! - **Bad messages** (undecodable payload, wrong types, no payload) go to the dead-letter sink
