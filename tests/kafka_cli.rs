@@ -197,3 +197,24 @@ fn malformed_messages_are_dead_letters_and_the_counts_add_up() {
     let stderr = String::from_utf8_lossy(&failed.stderr);
     assert!(stderr.contains("kafka mixed partition "), "{stderr}");
 }
+
+/// `examples/kafka/workflow.toml` validates (no broker needed); a bad `address` is an error
+/// naming the key and the part of the address at fault.
+#[test]
+fn kafka_example_validates_and_a_bad_address_names_the_key() {
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/kafka/workflow.toml");
+    let out = ok(&["validate", p(&example)]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("is valid"), "{text}");
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.toml");
+    let spec = std::fs::read_to_string(&example)
+        .unwrap()
+        .replace("?group=eddy-ctr", "?group=eddy-ctr&start=middle");
+    std::fs::write(&bad, spec).unwrap();
+    let out = eddy(&["validate", p(&bad)]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("sources.live.address"), "{err}");
+    assert!(err.contains("start=middle"), "{err}");
+}
