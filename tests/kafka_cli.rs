@@ -4,11 +4,11 @@
 //! the same rows, `eddy predict` reads and writes topics, and malformed messages become dead
 //! letters naming topic, partition and offset, with rows + dead letters = messages.
 //!
-//! Mutations seen caught (run by hand, then restored):
-//! - the bounded Kafka source cutting batches when no message is ready (its behaviour before
-//!   this test): `learn_from_a_topic_*` (model bytes differ from the file's at parallelism 1).
-//! - the source's partition split `p % parallelism` replaced by "every subtask reads every
-//!   partition": `learn_from_a_topic_*` (`rows` 100 000 instead of 50 000 at parallelism 2).
+//! Mutations tried (run by hand, then restored):
+//! - the bounded Kafka source cutting batches at the linger time and whenever no message is
+//!   ready (its behaviour before this branch): caught by `learn_from_a_topic_*` (the model
+//!   bytes differ from the file's at parallelism 1). Reverting only the "no message ready"
+//!   cut was not caught in the run tried.
 
 mod common;
 #[path = "../core/tests/support/kafka.rs"]

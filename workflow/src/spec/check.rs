@@ -379,7 +379,7 @@ impl Checker<'_> {
                     )
                 })?;
                 // a live topic by default: a stream-train node on it runs until stopped
-                uri.follow = s.follow.as_ref().map_or(true, |f| *f.get_ref());
+                uri.follow = s.follow.as_ref().is_none_or(|f| *f.get_ref());
                 Ok(SourceSpec::Kafka {
                     uri,
                     batch_rows: batch_rows(4096)?,
