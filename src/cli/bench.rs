@@ -90,6 +90,7 @@ fn window(args: WindowBenchArgs) -> anyhow::Result<()> {
                     out: path.clone(),
                     oracle: false,
                     event_time: true,
+                    rate: None,
                 })?;
             }
             path

@@ -1,16 +1,21 @@
 //! `eddy gen ctr`: writes the deterministic synthetic click stream of
 //! [`eddy_core::datagen::ctr`] as CSV, JSON lines or Parquet, to a file or (`--out -`) to
-//! standard output.
+//! standard output; or, with `--out kafka://HOST:PORT/TOPIC[?partitions=N]`, one message per
+//! row (JSON, or a CSV record with `format=csv`) to a Kafka topic, created with N partitions
+//! when missing, paced at `--rate` rows/s when given.
 
 use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use clap::{Args, Subcommand, ValueEnum};
 use eddy_core::datagen::ctr::{CtrChunk, CtrGenerator, CHUNK_ROWS, DEFAULT_SEED};
 use eddy_core::datagen::format::write_g6;
+use eddy_core::sink::kafka::{KafkaWriter, DEFAULT_FLUSH_TIMEOUT};
+use eddy_core::source::kafka::{KafkaFormat, KafkaUri};
 use parquet::arrow::ArrowWriter;
 use parquet::basic::Compression;
 use parquet::file::properties::WriterProperties;
@@ -47,9 +52,14 @@ pub struct CtrArgs {
     /// Output format (default: from the file extension, else csv).
     #[arg(long, value_enum)]
     pub format: Option<Format>,
-    /// Output file; `-` writes to standard output.
+    /// Output file; `-` writes to standard output; `kafka://HOST:PORT/TOPIC[?partitions=N]`
+    /// produces one message per row to the topic (created with N partitions when missing).
     #[arg(long)]
     pub out: PathBuf,
+    /// Rows per second (Kafka output only): the rows are paced to this rate instead of
+    /// produced as fast as the broker takes them.
+    #[arg(long)]
+    pub rate: Option<f64>,
     /// Also print the hidden model's own logloss and AUC on the stream (a JSON line on stdout;
     /// not with `--out -`).
     #[arg(long)]
@@ -67,6 +77,12 @@ pub fn run(cmd: GenCommand) -> anyhow::Result<()> {
 }
 
 fn format_of(args: &CtrArgs) -> Format {
+    if let Some(address) = super::io::kafka_address(&args.out) {
+        let csv = KafkaUri::parse(address).is_ok_and(|u| u.format == KafkaFormat::Csv);
+        return args
+            .format
+            .unwrap_or(if csv { Format::Csv } else { Format::Jsonl });
+    }
     args.format
         .unwrap_or_else(|| match args.out.extension().and_then(|e| e.to_str()) {
             Some("jsonl") | Some("json") => Format::Jsonl,
@@ -101,6 +117,12 @@ pub fn ctr(args: CtrArgs) -> anyhow::Result<()> {
         );
     }
     let generator = Arc::new(CtrGenerator::new(args.seed, args.event_time));
+    if let Some(address) = super::io::kafka_address(&args.out) {
+        return ctr_to_kafka(&args, &generator, KafkaUri::parse(address)?, format);
+    }
+    if args.rate.is_some() {
+        anyhow::bail!("--rate paces rows to a Kafka topic; it needs --out kafka://…");
+    }
     let file = open_out(&args.out)?;
     let bar = progress::bar(args.rows, "rows");
     let mut oracle = args.oracle.then(Vec::new);
@@ -193,6 +215,80 @@ pub fn ctr(args: CtrArgs) -> anyhow::Result<()> {
             })
         );
     }
+    Ok(())
+}
+
+/// Sleeps so that row `sent` goes out no earlier than `sent / rate` seconds after `start`.
+#[derive(Debug, Clone, Copy)]
+struct Pacer {
+    start: Instant,
+    rate: f64,
+}
+
+impl Pacer {
+    fn new(rate: Option<f64>) -> anyhow::Result<Option<Self>> {
+        match rate {
+            None => Ok(None),
+            Some(r) if r.is_finite() && r > 0.0 => Ok(Some(Pacer {
+                start: Instant::now(),
+                rate: r,
+            })),
+            Some(r) => anyhow::bail!("--rate {r}: rows per second, more than 0"),
+        }
+    }
+
+    fn wait(&self, sent: u64) {
+        let due = self.start + Duration::from_secs_f64(sent as f64 / self.rate);
+        if let Some(ahead) = due.checked_duration_since(Instant::now()) {
+            std::thread::sleep(ahead);
+        }
+    }
+}
+
+/// Produces the click stream to a Kafka topic, one message per row (the JSON line or CSV
+/// record `eddy gen` would write to a file, without the newline), waiting for every
+/// acknowledgement at the end.
+fn ctr_to_kafka(
+    args: &CtrArgs,
+    generator: &CtrGenerator,
+    uri: KafkaUri,
+    format: Format,
+) -> anyhow::Result<()> {
+    if args.oracle {
+        anyhow::bail!("--oracle is for file output");
+    }
+    let csv = match format {
+        Format::Jsonl => false,
+        Format::Csv => true,
+        Format::Parquet => anyhow::bail!("Kafka messages are JSON or CSV, not Parquet"),
+    };
+    let pacer = Pacer::new(args.rate)?;
+    let mut out =
+        KafkaWriter::open(&uri, DEFAULT_FLUSH_TIMEOUT).with_context(|| format!("opening {uri}"))?;
+    let bar = progress::bar(args.rows, "rows");
+    let mut line = String::with_capacity(320);
+    let chunks = args.rows.div_ceil(CHUNK_ROWS as u64);
+    for c in 0..chunks {
+        let chunk = generator.chunk(c);
+        let len = (args.rows - c * CHUNK_ROWS as u64).min(CHUNK_ROWS as u64) as usize;
+        for i in 0..len {
+            if let Some(p) = &pacer {
+                p.wait(out.sent());
+            }
+            line.clear();
+            if csv {
+                row_csv(&mut line, &chunk, i, args.event_time);
+            } else {
+                row_json(&mut line, &chunk, i, args.event_time);
+            }
+            out.send(None, line.trim_end().as_bytes())?;
+        }
+        out.check()?;
+        bar.inc(len as u64);
+    }
+    out.flush("the end of the rows")?;
+    bar.finish_and_clear();
+    eprintln!("produced {} rows to {uri}", args.rows);
     Ok(())
 }
 

@@ -1,4 +1,5 @@
-//! Sources and sinks chosen by file extension, shared by the commands.
+//! Sources and sinks chosen by file extension, or a Kafka topic for a `kafka://` address
+//! (parsed by the one parser, [`KafkaUri::parse`]), shared by the commands.
 
 use std::path::{Path, PathBuf};
 
@@ -9,9 +10,11 @@ use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use eddy_core::dataflow::{Dataflow, Stream};
 use eddy_core::sink::csv::{CsvSink, CsvSinkOptions};
 use eddy_core::sink::jsonl::{JsonLinesSink, JsonLinesSinkOptions};
+use eddy_core::sink::kafka::{KafkaSink, KafkaSinkOptions};
 use eddy_core::sink::parquet::{ParquetSink, ParquetSinkOptions};
 use eddy_core::sink::stdout::{StdoutSink, StdoutSinkOptions};
 use eddy_core::source::file::{CsvOptions, CsvSource, JsonLinesOptions, JsonLinesSource};
+use eddy_core::source::kafka::{KafkaFormat, KafkaSource, KafkaSourceOptions, KafkaUri};
 use eddy_core::source::parquet::{ParquetSource, ParquetSourceOptions};
 use eddy_core::source::Source;
 
@@ -26,8 +29,20 @@ pub enum DataFormat {
     Parquet,
 }
 
-/// The format named by `path`'s extension (for a directory: of its first data file), else CSV.
+/// The `kafka://…` address `path` holds, if it is one.
+pub fn kafka_address(path: &Path) -> Option<&str> {
+    path.to_str().filter(|t| KafkaUri::is_kafka(t))
+}
+
+/// The format named by `path`'s extension (for a directory: of its first data file), else CSV;
+/// for a `kafka://` address its `format` (JSON lines unless `format=csv`).
 pub fn format_of(path: &Path) -> DataFormat {
+    if let Some(text) = kafka_address(path) {
+        return match KafkaUri::parse(text).map(|u| u.format) {
+            Ok(KafkaFormat::Csv) => DataFormat::Csv,
+            _ => DataFormat::Jsonl,
+        };
+    }
     let from_ext = |p: &Path| match p.extension().and_then(|e| e.to_str()) {
         Some("jsonl") | Some("json") | Some("ndjson") => Some(DataFormat::Jsonl),
         Some("parquet") => Some(DataFormat::Parquet),
@@ -136,12 +151,16 @@ fn require(schema: SchemaRef, required: &[String], path: &Path) -> anyhow::Resul
     Ok(Arc::new(Schema::new(fields)))
 }
 
-/// Adds a source reading `path` (a file or directory) to `flow` as `input` says.
+/// Adds a source reading `path` (a file or directory, or a `kafka://` topic) to `flow` as
+/// `input` says.
 pub fn source_with(
     flow: &Dataflow,
     path: &Path,
     input: &InputOptions,
 ) -> anyhow::Result<(Stream, SchemaRef)> {
+    if let Some(address) = kafka_address(path) {
+        return kafka_source(flow, address, input);
+    }
     let format = input.format.unwrap_or_else(|| format_of(path));
     let parallelism = if input.follow {
         1
@@ -200,14 +219,52 @@ pub fn source_with(
     Ok((stream.parallelism(parallelism), schema))
 }
 
-/// Ends `stream` in a sink writing `path` (format by extension), or stdout when `None`. The
-/// sink has one subtask, so the output is one file whatever the parallelism upstream.
+/// Adds a source reading the Kafka topic `address` to `flow`: partitions split over
+/// `input.parallelism` subtasks (followed or not); `--follow` and `--format` override the
+/// address's `follow` and `format`.
+fn kafka_source(
+    flow: &Dataflow,
+    address: &str,
+    input: &InputOptions,
+) -> anyhow::Result<(Stream, SchemaRef)> {
+    let mut uri = KafkaUri::parse(address)?;
+    uri.follow |= input.follow;
+    match input.format {
+        Some(DataFormat::Jsonl) => uri.format = KafkaFormat::Json,
+        Some(DataFormat::Csv) => uri.format = KafkaFormat::Csv,
+        Some(DataFormat::Parquet) => {
+            bail!("{address}: Kafka messages are read as JSON or CSV, not Parquet")
+        }
+        None => {}
+    }
+    let mut options = KafkaSourceOptions::new(uri);
+    if let Some(s) = &input.schema {
+        options = options.with_schema(s.clone());
+    }
+    // connect once now, so a bad address or topic is reported before the job starts, and
+    // every subtask then reads with the same (inferred) schema
+    let probe = KafkaSource::new(options.clone()).with_context(|| format!("reading {address}"))?;
+    let schema = require(probe.schema(), &input.required, Path::new(address))?;
+    let (factory, schema) = KafkaSource::factory(options.with_schema(schema))
+        .with_context(|| format!("reading {address}"))?;
+    let stream = flow.source_with(&format!("source {address}"), factory);
+    Ok((stream.parallelism(input.parallelism.max(1)), schema))
+}
+
+/// Ends `stream` in a sink writing `path` (format by extension; a `kafka://` address: one
+/// JSON message per row, at-least-once), or stdout when `None`. The sink has one subtask, so
+/// the output is one file whatever the parallelism upstream.
 pub fn sink(stream: &Stream, name: &str, path: Option<&Path>) -> anyhow::Result<()> {
     let node = match path {
         None => stream.sink(
             name,
             StdoutSink::new(StdoutSinkOptions::default()).context("stdout sink")?,
         ),
+        Some(path) if kafka_address(path).is_some() => {
+            let address = kafka_address(path).unwrap_or_default();
+            let uri = KafkaUri::parse(address)?;
+            stream.sink(name, KafkaSink::new(KafkaSinkOptions::new(uri))?)
+        }
         Some(path) => match format_of(path) {
             DataFormat::Csv => stream.sink(name, CsvSink::new(CsvSinkOptions::new(path))?),
             DataFormat::Jsonl => {

@@ -9,6 +9,7 @@
 //! | [`memory`] | collects batches in a shared vector |
 //! | [`csv`] | CSV files, one per subtask or per epoch |
 //! | [`jsonl`] | JSON-lines files, one per subtask or per epoch |
+//! | [`kafka`] | one JSON message per row to a Kafka topic, at-least-once |
 //! | [`parquet`] | snappy Parquet files, one per subtask (published on close) or per epoch |
 //! | [`stdout`] | CSV text on standard output, with an optional row limit (the CLI) |
 //! | [`split_parts`] | the part files of a data-parallel job over one input, joined in input order |
@@ -33,6 +34,7 @@ pub mod csv;
 mod epoch_parts;
 mod file_target;
 pub mod jsonl;
+pub mod kafka;
 pub mod memory;
 pub mod parquet;
 pub mod split_parts;

@@ -1,5 +1,6 @@
-//! A real Kafka-API broker for tests: `tansu` with in-memory storage on 127.0.0.1, one per
-//! [`Broker`] value, killed on drop. Tests that need it fail (never skip) when tansu is
+//! A real Kafka-API broker for tests: `tansu` on 127.0.0.1, one per [`Broker`] value, killed
+//! on drop; in-memory storage, or ([`Broker::start_persistent`]) an SQLite file that survives
+//! a [`restart`](Broker::restart) on the same port. Tests that need it fail (never skip) when tansu is
 //! missing: `.ci/run` installs it.
 
 #![allow(dead_code)] // each test binary uses its own subset
@@ -20,6 +21,10 @@ pub struct Broker {
     child: Child,
     /// `127.0.0.1:PORT`.
     pub addr: String,
+    /// `--storage-engine`.
+    storage: String,
+    /// The working directory (an SQLite storage file lives there).
+    dir: Option<PathBuf>,
 }
 
 /// The tansu binary: `$TANSU`, then PATH, then `~/.cargo/bin/tansu`; panics with the install
@@ -52,14 +57,41 @@ impl Broker {
     /// Starts a broker with in-memory storage on a free loopback port and waits until it
     /// answers a metadata request (bounded: 5 attempts of 20 s).
     pub fn start() -> Broker {
+        Broker::launch("memory://tansu/".into(), None, None)
+    }
+
+    /// Starts a broker storing its topics in the SQLite file `dir/tansu.db` (tansu's `libsql`
+    /// storage engine), so that they survive [`restart`](Broker::restart).
+    pub fn start_persistent(dir: &std::path::Path) -> Broker {
+        Broker::launch("sqlite://tansu.db".into(), Some(dir.to_path_buf()), None)
+    }
+
+    /// Stops the broker (SIGKILL: nothing flushed on the way out).
+    pub fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Starts the broker again on the same port with the same storage (after [`stop`]).
+    ///
+    /// [`stop`]: Broker::stop
+    pub fn restart(&mut self) {
+        self.stop();
+        let port = self.addr.rsplit(':').next().and_then(|p| p.parse().ok());
+        // the old value's drop finds its process already reaped
+        *self = Broker::launch(self.storage.clone(), self.dir.clone(), port);
+    }
+
+    fn launch(storage: String, dir: Option<PathBuf>, port: Option<u16>) -> Broker {
         let bin = tansu();
         for _attempt in 0..5 {
-            let port = {
+            let port = port.unwrap_or_else(|| {
                 let l = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
                 l.local_addr().expect("local addr").port()
-            };
+            });
             let url = format!("tcp://127.0.0.1:{port}");
-            let mut child = Command::new(&bin)
+            let mut command = Command::new(&bin);
+            command
                 .args([
                     "broker",
                     "--listener-url",
@@ -67,10 +99,14 @@ impl Broker {
                     "--advertised-listener-url",
                     &url,
                 ])
-                .args(["--storage-engine", "memory://tansu/"])
+                .args(["--storage-engine", &storage])
                 .stdin(Stdio::null())
                 .stdout(Stdio::piped())
-                .stderr(Stdio::null())
+                .stderr(Stdio::null());
+            if let Some(dir) = &dir {
+                command.current_dir(dir);
+            }
+            let mut child = command
                 .spawn()
                 .unwrap_or_else(|e| panic!("cannot start {}: {e}", bin.display()));
             // tansu prints `ready in …` once listening; stdout is then drained by a thread
@@ -88,10 +124,16 @@ impl Broker {
             });
             let addr = format!("127.0.0.1:{port}");
             if rx.recv_timeout(Duration::from_secs(20)).is_ok() && metadata_ok(&addr) {
-                return Broker { child, addr };
+                return Broker {
+                    child,
+                    addr,
+                    storage,
+                    dir,
+                };
             }
             let _ = child.kill();
             let _ = child.wait();
+            std::thread::sleep(Duration::from_millis(200)); // the same port may need a moment
         }
         panic!("tansu did not come up on 127.0.0.1 in 5 attempts");
     }

@@ -38,6 +38,7 @@ pub(crate) fn describe(wf: &Workflow, name: &str) -> String {
             format!("{name}: ctr seed {seed} rows {offset}..{}", offset + rows)
         }
         Some(SourceSpec::Hybrid { history, live }) => format!("{name}: {history} then {live}"),
+        Some(SourceSpec::Kafka { uri, .. }) => format!("{name}: {uri}"),
         None => name.to_string(),
     }
 }

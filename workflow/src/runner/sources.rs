@@ -1,6 +1,7 @@
 //! A spec's sources as eddy-core [`Source`]s for the training job's dataflow: files through the
 //! core file sources (bounded, or followed with `follow = true`), `ctr` rows through the core
-//! generator source (paced with `rows-per-second`), hybrids through
+//! generator source (paced with `rows-per-second`), Kafka topics through the core Kafka source
+//! (partitions split over the source's subtasks, followed by default), hybrids through
 //! [`HybridSource`](eddy_core::source::hybrid::HybridSource). Their positions are what the
 //! job's checkpoints record, so a restored node seeks instead of skipping rows.
 
@@ -95,6 +96,16 @@ fn single(name: &str, spec: &SourceSpec, generators: &Generators) -> Result<Flow
         } => {
             let format = FileFormat::of(path, *format);
             let (factory, schema) = file_factory(path, format, *follow)
+                .map_err(|e| Error::InvalidArgument(format!("source `{name}`: {e}")))?;
+            Ok(FlowSource {
+                factory,
+                schema,
+                batch_rows: *batch_rows,
+            })
+        }
+        SourceSpec::Kafka { uri, batch_rows } => {
+            let options = eddy_core::source::kafka::KafkaSourceOptions::new(uri.clone());
+            let (factory, schema) = eddy_core::source::kafka::KafkaSource::factory(options)
                 .map_err(|e| Error::InvalidArgument(format!("source `{name}`: {e}")))?;
             Ok(FlowSource {
                 factory,

@@ -13,6 +13,7 @@ use super::raw::{RawFeatures, RawSource, RawWorkflow, NODE_KEYS, S};
 use super::schedule::parse_duration;
 use super::{FeaturesSpec, FileFormat, SourceSpec, Workflow};
 use crate::error::{Error, Result};
+use eddy_core::source::kafka::KafkaUri;
 
 const TOP_KEYS: &[&str] = &["workflow", "sources", "features", "nodes"];
 const SOURCE_KEYS: &[&str] = &[
@@ -27,6 +28,7 @@ const SOURCE_KEYS: &[&str] = &[
     "batch-rows",
     "history",
     "live",
+    "address",
 ];
 const FEATURE_KEYS: &[&str] = &[
     "label",
@@ -276,11 +278,17 @@ impl Checker<'_> {
     }
 
     fn source(&self, name: &S, s: &RawSource, file: &Path) -> Result<SourceSpec> {
-        let kind = self.kind(&s.kind, name, "sources", &["file", "ctr", "hybrid"])?;
+        let kind = self.kind(
+            &s.kind,
+            name,
+            "sources",
+            &["file", "ctr", "hybrid", "kafka"],
+        )?;
         let mut set: Vec<(&str, Range<usize>)> = Vec::new();
         macro_rules! mark { ($($f:ident => $k:literal),*) => { $( if let Some(v) = &s.$f { set.push(($k, v.span())); } )* } }
         mark!(path => "path", format => "format", follow => "follow", seed => "seed", offset => "offset", rows => "rows",
-              rows_per_second => "rows-per-second", batch_rows => "batch-rows", history => "history", live => "live");
+              rows_per_second => "rows-per-second", batch_rows => "batch-rows", history => "history", live => "live",
+              address => "address");
         let batch_rows = |default: u64| -> Result<usize> {
             Ok(match &s.batch_rows {
                 Some(v) => self.positive(v, name, "sources", "batch-rows")? as usize,
@@ -351,6 +359,30 @@ impl Checker<'_> {
                     rows,
                     batch_rows: batch_rows(1000)?,
                     rows_per_second,
+                })
+            }
+            "kafka" => {
+                self.only(
+                    "sources",
+                    name,
+                    kind_name,
+                    &set,
+                    &["address", "follow", "batch-rows"],
+                )?;
+                let address =
+                    self.require(&s.address, name, "sources", "address", "a `kafka` source")?;
+                let mut uri = KafkaUri::parse(address.get_ref()).map_err(|e| {
+                    self.err(
+                        span(address),
+                        key("sources", name, "address"),
+                        e.to_string(),
+                    )
+                })?;
+                // a live topic by default: a stream-train node on it runs until stopped
+                uri.follow = s.follow.as_ref().is_none_or(|f| *f.get_ref());
+                Ok(SourceSpec::Kafka {
+                    uri,
+                    batch_rows: batch_rows(4096)?,
                 })
             }
             _ => {

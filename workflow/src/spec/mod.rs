@@ -100,6 +100,14 @@ pub enum SourceSpec {
         /// Pace the stream at this many rows per second (`None`: as fast as consumed).
         rows_per_second: Option<f64>,
     },
+    /// A Kafka topic: `address = "kafka://HOST:PORT/TOPIC[?group=…&start=…&format=…]"`, read
+    /// until the run is stopped unless `follow = false` (then up to its end at open).
+    Kafka {
+        /// The parsed address; its `follow` is the source's `follow` (default true).
+        uri: eddy_core::source::kafka::KafkaUri,
+        /// Rows per batch (default 4096).
+        batch_rows: usize,
+    },
     /// All of `history`, then all of `live`, with the same schema.
     Hybrid {
         /// The bounded history source.

@@ -38,7 +38,7 @@ pub(crate) struct RawHeader {
     pub description: Option<S>,
 }
 
-/// `[sources.<name>]`: `kind = "file" | "ctr" | "hybrid"` and the keys of that kind.
+/// `[sources.<name>]`: `kind = "file" | "ctr" | "hybrid" | "kafka"` and the keys of that kind.
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
 pub(crate) struct RawSource {
@@ -57,6 +57,8 @@ pub(crate) struct RawSource {
     // hybrid
     pub history: Option<S>,
     pub live: Option<S>,
+    // kafka (with follow and batch-rows)
+    pub address: Option<S>,
 }
 
 /// `[features.<name>]`.

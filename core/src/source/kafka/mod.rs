@@ -12,6 +12,10 @@
 //!   consumer there, so a restored job re-reads exactly what followed its checkpoint.
 //! - **Bounded / follow**: bounded (default) reads each partition up to the high watermark seen
 //!   at open and ends; `follow=true` keeps reading until stopped.
+//! - **Batches**: a bounded read fills batches to `max_rows` like a file source, so a
+//!   one-partition topic and a file of the same rows give the same batches (and a learner the
+//!   same model); a followed topic also cuts a batch at the linger time or when no message is
+//!   ready.
 //! - **Event time**: with `timestamp_column`, each row gets its message timestamp (ms) and the
 //!   source emits a watermark: the oldest of its unfinished partitions' newest timestamps.
 //! - **Bad messages** (undecodable payload, wrong types, no payload) go to the dead-letter sink
@@ -29,14 +33,17 @@
 //! | `options` | [`KafkaSourceOptions`], the librdkafka consumer configuration |
 //! | `source` | [`KafkaSource`]: assignment, polling, decoding, positions, watermarks |
 //! | `infer` | schema inference from the oldest messages |
+//! | [`admin`] | topic creation for writers ([`ensure_topic`]) |
 
+pub mod admin;
 mod infer;
 mod options;
 mod source;
 pub mod uri;
 
+pub use admin::{ensure_topic, topic_partitions};
 pub use options::{
     KafkaSourceOptions, DEFAULT_INFER_MESSAGES, DEFAULT_REQUEST_TIMEOUT, DEFAULT_SEEK_REWIND,
 };
 pub use source::KafkaSource;
-pub use uri::{KafkaFormat, KafkaUri, StartOffset};
+pub use uri::{KafkaDelivery, KafkaFormat, KafkaUri, StartOffset};

@@ -97,7 +97,7 @@ pub(crate) fn consumer_config(uri: &KafkaUri) -> ClientConfig {
         .set("bootstrap.servers", &uri.brokers)
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
-        .set("enable.partition.eof", "true")
+        .set("enable.partition.eof", "false") // an EOF event is logged by rdkafka as an error
         .set("auto.offset.reset", "earliest")
         .set("socket.keepalive.enable", "true")
         .set("log_level", "3");

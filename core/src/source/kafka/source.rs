@@ -23,6 +23,9 @@ use crate::source::{Rejected, Source, SourceContext, SourceFactory, SourcePoll, 
 
 /// How long one broker poll waits for a message.
 const POLL_WAIT: Duration = Duration::from_millis(20);
+/// How long a bounded read waits for the next message of a partly filled batch before it
+/// emits the batch anyway (the broker stalls).
+const BOUNDED_STALL: Duration = Duration::from_secs(1);
 /// How often consumed offsets are committed to the group (lag monitoring only).
 const COMMIT_EVERY: Duration = Duration::from_secs(1);
 
@@ -377,13 +380,18 @@ impl Source for KafkaSource {
         if let Some(rewind) = self.assign_pending.take() {
             self.assign(rewind)?;
         }
+        // A followed topic cuts a batch at `max_rows`, at the linger time after its first row,
+        // or when no message is ready; a bounded read, whose rows all exist, fills batches to
+        // `max_rows` like a file source (so one partition replays into the batches of the same
+        // rows in a file), unless the broker stalls for `BOUNDED_STALL`.
+        let bounded = self.options.bounded();
         let mut first_row_at: Option<Instant> = None;
+        let mut last_row_at = Instant::now();
         let mut rows = 0usize;
         loop {
-            if rows >= ctx.bounds.max_rows
-                || self.all_done()
-                || first_row_at.is_some_and(|t| t.elapsed() >= ctx.bounds.linger)
-            {
+            let lingered =
+                !bounded && first_row_at.is_some_and(|t| t.elapsed() >= ctx.bounds.linger);
+            if rows >= ctx.bounds.max_rows || self.all_done() || lingered {
                 break;
             }
             let consumer = self
@@ -391,8 +399,11 @@ impl Source for KafkaSource {
                 .as_ref()
                 .ok_or_else(|| Error::Internal("kafka source polled before open".into()))?;
             let Some(polled) = consumer.poll(POLL_WAIT) else {
-                if rows > 0 {
+                if rows > 0 && (!bounded || last_row_at.elapsed() >= BOUNDED_STALL) {
                     break;
+                }
+                if rows > 0 {
+                    continue;
                 }
                 self.commit_to_group(false)?;
                 return Ok(SourcePoll::Idle);
@@ -425,6 +436,7 @@ impl Source for KafkaSource {
                     }
                     rows += 1;
                     first_row_at.get_or_insert_with(Instant::now);
+                    last_row_at = Instant::now();
                 }
                 Err((column, reason)) => ctx.reject(Rejected {
                     source: format!(

@@ -1,5 +1,15 @@
-//! `kafka://HOST:PORT[,HOST:PORT…]/TOPIC[?group=…&start=earliest|latest&follow=true&format=json|csv]`:
-//! the one parser of Kafka addresses, used by the CLI for `--data` and `--out`.
+//! `kafka://HOST:PORT[,HOST:PORT…]/TOPIC[?KEY=VALUE&…]`: the one parser of Kafka addresses,
+//! used by the CLI for `--data` and `--out` and by workflow sources.
+//!
+//! | key | for | values |
+//! |---|---|---|
+//! | `group` | source | consumer group the checkpointed offsets are committed to (lag) |
+//! | `start` | source | `earliest` (default) or `latest` |
+//! | `follow` | source | `true`: read until stopped; `false` (default): to the end seen at open |
+//! | `format` | source | `json` (default) or `csv` |
+//! | `partitions` | sink, `eddy gen` | partitions of the topic when it is created (default 1) |
+//! | `key` | sink | column whose value is each message's key (default: no key) |
+//! | `delivery` | sink | `at-least-once` (default) or `exactly-once` |
 
 use crate::error::{Error, Result};
 
@@ -23,6 +33,17 @@ pub enum KafkaFormat {
     Csv,
 }
 
+/// What a Kafka sink guarantees about its messages across failures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum KafkaDelivery {
+    /// Every row reaches the topic; a restart may write rows again.
+    #[default]
+    AtLeastOnce,
+    /// Kafka transactions tied to the checkpoint epoch (refused by the sink: see
+    /// [`KafkaSink`](crate::sink::kafka::KafkaSink)).
+    ExactlyOnce,
+}
+
 /// A parsed `kafka://` address.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KafkaUri {
@@ -38,6 +59,12 @@ pub struct KafkaUri {
     pub follow: bool,
     /// Payload format. Default: JSON.
     pub format: KafkaFormat,
+    /// Partitions of the topic when a sink or `eddy gen` creates it; `None`: 1.
+    pub partitions: Option<i32>,
+    /// The column a sink takes each message's key from; `None`: messages without a key.
+    pub key: Option<String>,
+    /// A sink's delivery guarantee. Default: at-least-once.
+    pub delivery: KafkaDelivery,
 }
 
 impl KafkaUri {
@@ -78,6 +105,9 @@ impl KafkaUri {
             start: StartOffset::default(),
             follow: false,
             format: KafkaFormat::default(),
+            partitions: None,
+            key: None,
+            delivery: KafkaDelivery::default(),
         };
         for pair in query.split('&').filter(|p| !p.is_empty()) {
             let (key, value) = pair
@@ -106,9 +136,29 @@ impl KafkaUri {
                         _ => return Err(bad(format!("format={value}: json or csv"))),
                     }
                 }
+                "partitions" => {
+                    let n = value.parse::<i32>().ok().filter(|n| *n >= 1);
+                    let n = n.ok_or_else(|| {
+                        bad(format!("partitions={value}: a whole number of at least 1"))
+                    })?;
+                    uri.partitions = Some(n);
+                }
+                "key" if !value.is_empty() => uri.key = Some(value.to_string()),
+                "delivery" => {
+                    uri.delivery = match value {
+                        "at-least-once" => KafkaDelivery::AtLeastOnce,
+                        "exactly-once" => KafkaDelivery::ExactlyOnce,
+                        _ => {
+                            return Err(bad(format!(
+                                "delivery={value}: at-least-once or exactly-once"
+                            )))
+                        }
+                    }
+                }
                 _ => {
                     return Err(bad(format!(
-                        "unknown or empty query key `{key}` (group, start, follow, format)"
+                        "unknown or empty query key `{key}` (group, start, follow, format, \
+                         partitions, key, delivery)"
                     )))
                 }
             }
@@ -138,10 +188,18 @@ mod tests {
         assert_eq!(u.start, StartOffset::Latest);
         assert!(u.follow);
         assert_eq!(u.format, KafkaFormat::Csv);
+        let s = KafkaUri::parse("kafka://h:1/out?partitions=4&key=user&delivery=exactly-once")?;
+        assert_eq!(s.partitions, Some(4));
+        assert_eq!(s.key.as_deref(), Some("user"));
+        assert_eq!(s.delivery, KafkaDelivery::ExactlyOnce);
         let d = KafkaUri::parse("kafka://localhost:9092/t")?;
         assert_eq!(
             (d.group, d.start, d.follow, d.format),
             (None, StartOffset::Earliest, false, KafkaFormat::Json)
+        );
+        assert_eq!(
+            (d.partitions, d.key, d.delivery),
+            (None, None, KafkaDelivery::AtLeastOnce)
         );
         Ok(())
     }
@@ -160,6 +218,10 @@ mod tests {
             ("kafka://h:1/t?format=xml", "format=xml"),
             ("kafka://h:1/t?colour=red", "`colour`"),
             ("kafka://h:1/t?group", "KEY=VALUE"),
+            ("kafka://h:1/t?partitions=0", "partitions=0"),
+            ("kafka://h:1/t?partitions=x", "partitions=x"),
+            ("kafka://h:1/t?delivery=once", "delivery=once"),
+            ("kafka://h:1/t?key=", "`key`"),
             ("file://x", "kafka://"),
         ];
         for (text, expected) in cases {
