@@ -90,7 +90,40 @@ impl JobHandle {
         std::mem::take(&mut *self.control.acks.lock().unwrap_or_else(|p| p.into_inner()))
     }
 
-    /// Takes a **savepoint**: triggers a checkpoint, waits until it is written, and copies it
+    /// Triggers a checkpoint and waits until one from it on is written (sources inject only
+    /// the newest of several requested barriers, so a periodic checkpoint requested just
+    /// after may complete in its place); returns the epoch written. Gives up after `wait`
+    /// (or the job's checkpoint timeout when `None`; with neither, waits as long as the job
+    /// runs) and when the job ends first.
+    pub fn checkpoint_now(&self, wait: Option<Duration>) -> Result<Epoch> {
+        let requested = self.trigger_checkpoint();
+        let deadline = wait.or(self.checkpoint_timeout).map(|t| Instant::now() + t);
+        loop {
+            if let Some(&e) = self
+                .completed_checkpoints()
+                .iter()
+                .find(|&&e| e >= requested)
+            {
+                return Ok(e);
+            }
+            if self.is_finished() || deadline.is_some_and(|d| Instant::now() > d) {
+                return Err(Error::Checkpoint {
+                    epoch: requested.0,
+                    message: format!(
+                        "no checkpoint from {requested} on completed{}",
+                        if self.is_finished() {
+                            " (the job ended)"
+                        } else {
+                            ""
+                        }
+                    ),
+                });
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+
+    /// Takes a **savepoint**: a checkpoint ([`checkpoint_now`](Self::checkpoint_now)) copied
     /// to `<checkpoint dir>/savepoints/<name>`, where retention never deletes it; returns its
     /// directory. A new job starts from it with
     /// [`CheckpointConfig::restore_from`](crate::dataflow::CheckpointConfig::restore_from),
@@ -103,33 +136,13 @@ impl JobHandle {
                 "a savepoint needs a checkpoint directory",
             ));
         };
-        let requested = self.trigger_checkpoint();
-        let deadline = self.checkpoint_timeout.map(|t| Instant::now() + t);
-        // sources inject only the newest of several requested barriers: the first checkpoint
-        // completed at or after the requested epoch is the savepoint
-        let epoch = loop {
-            if let Some(&e) = self
-                .completed_checkpoints()
-                .iter()
-                .find(|&&e| e >= requested)
-            {
-                break e;
-            }
-            if self.is_finished() || deadline.is_some_and(|d| Instant::now() > d) {
-                return Err(Error::Checkpoint {
-                    epoch: requested.0,
-                    message: format!(
-                        "savepoint `{name}`: no checkpoint from {requested} on completed{}",
-                        if self.is_finished() {
-                            " (the job ended)"
-                        } else {
-                            ""
-                        }
-                    ),
-                });
-            }
-            std::thread::sleep(Duration::from_millis(2));
-        };
+        let epoch = self.checkpoint_now(None).map_err(|e| match e {
+            Error::Checkpoint { epoch, message } => Error::Checkpoint {
+                epoch,
+                message: format!("savepoint `{name}`: {message}"),
+            },
+            other => other,
+        })?;
         let dir = store.save_as(epoch, name)?;
         tracing::info!(%epoch, dir = %dir.display(), "savepoint taken");
         Ok(dir)

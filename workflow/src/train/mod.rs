@@ -509,14 +509,8 @@ impl TrainHandle {
     pub fn stop(&self, wait: Duration) {
         self.stopped.store(true, Ordering::SeqCst);
         if self.checkpoint.dir.is_some() && !self.job.is_finished() {
-            let epoch = self.job.trigger_checkpoint();
-            let deadline = Instant::now() + wait;
-            while Instant::now() < deadline
-                && !self.job.is_finished()
-                && !self.job.completed_checkpoints().contains(&epoch)
-            {
-                std::thread::sleep(Duration::from_millis(5));
-            }
+            // a failed last checkpoint leaves the previous one to resume from
+            let _ = self.job.checkpoint_now(Some(wait));
         }
         self.job.stop();
     }
