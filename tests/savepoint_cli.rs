@@ -217,3 +217,116 @@ fn a_savepoint_request_nobody_takes_fails_clearly() {
     assert!(err.contains("is a job running"), "{err}");
     assert!(!dir.path().join("savepoints/lonely.request").exists());
 }
+
+/// `eddy learn --savepoint-on-stop` then `--from-savepoint`: a followed run stopped by SIGTERM
+/// leaves a savepoint; a new job started from it on the grown file learns only the new rows
+/// and saves the model a resume from the stopped run's own checkpoints saves, byte for byte.
+#[test]
+fn learn_stops_with_a_savepoint_and_a_new_job_starts_from_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let all = dir.path().join("all.csv");
+    let out = eddy(&["gen", "ctr", "--rows", "3000", "--out", p(&all)]);
+    assert!(out.status.success());
+    let text = std::fs::read_to_string(&all).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    let live = dir.path().join("live.csv");
+    std::fs::write(&live, lines[..2001].join("\n") + "\n").unwrap();
+    let (chk, chk2) = (dir.path().join("chk"), dir.path().join("chk2"));
+    let learn = |checkpoints: &Path| {
+        vec![
+            "learn".to_string(),
+            "--data".into(),
+            p(&live).into(),
+            "--label".into(),
+            "label".into(),
+            "--hash-bits".into(),
+            "12".into(),
+            "--checkpoint-every".into(),
+            "200ms".into(),
+            "--checkpoint-dir".into(),
+            p(checkpoints).into(),
+        ]
+    };
+    let mut follow = learn(&chk);
+    follow.extend(["--follow", "--savepoint-on-stop", "sp"].map(String::from));
+    let mut child = Running(
+        Command::new(EDDY)
+            .args(&follow)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    // wait (bounded) for the first periodic checkpoint: the file's rows are being learned
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !std::fs::read_dir(&chk).is_ok_and(|d| d.flatten().any(|e| e.path().is_dir())) {
+        assert!(Instant::now() < deadline, "no checkpoint");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let pid = child.0.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while child.0.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            let _ = child.0.kill();
+            let mut err = String::new();
+            use std::io::Read;
+            child
+                .0
+                .stderr
+                .take()
+                .unwrap()
+                .read_to_string(&mut err)
+                .unwrap();
+            panic!("SIGTERM did not stop eddy learn: {err}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let mut stdout = String::new();
+    use std::io::Read;
+    child
+        .0
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut stdout)
+        .unwrap();
+    let report: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    assert_eq!(report["rows"], 2000, "{report}");
+    let savepoint = chk.join("savepoints/sp");
+    assert!(
+        savepoint.join("MANIFEST.json").is_file(),
+        "no savepoint on stop"
+    );
+
+    std::fs::write(&live, lines.join("\n") + "\n").unwrap();
+    let mut from_savepoint = learn(&chk2);
+    let model_b = dir.path().join("b.eddy");
+    from_savepoint
+        .extend(["--from-savepoint", p(&savepoint), "--save", p(&model_b)].map(String::from));
+    let b = eddy(
+        &from_savepoint
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>(),
+    );
+    assert!(b.status.success(), "{}", String::from_utf8_lossy(&b.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&b.stdout).unwrap();
+    assert_eq!(report["rows"], 3000, "{report}");
+    let mut resumed = learn(&chk);
+    let model_c = dir.path().join("c.eddy");
+    resumed.extend(["--save", p(&model_c)].map(String::from));
+    let c = eddy(&resumed.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(c.status.success(), "{}", String::from_utf8_lossy(&c.stderr));
+    assert!(String::from_utf8_lossy(&c.stderr).contains("resuming from checkpoint"));
+    assert!(
+        std::fs::read(&model_b).unwrap() == std::fs::read(&model_c).unwrap(),
+        "the savepoint's learner state differs from the stop checkpoint's"
+    );
+}

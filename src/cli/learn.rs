@@ -13,6 +13,11 @@
 //! stopped resumes from the newest checkpoint when started again with the same data, learner
 //! and label; a run that read its whole input clears them. `--follow` keeps reading a growing
 //! file until Ctrl-C or SIGTERM, which take a last checkpoint, publish and exit 0.
+//!
+//! Savepoints as for `eddy agg`: a running job takes the ones `eddy savepoint --checkpoint-dir
+//! DIR NAME` asks for, `--savepoint-on-stop NAME` takes one when it is stopped, and
+//! `--from-savepoint DIR/savepoints/NAME` starts a new job from one (at the same parallelism:
+//! learner state is not redistributed, and a restore at another one is refused).
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -152,6 +157,15 @@ pub struct CheckpointArgs {
     /// Restarts allowed per minute before the job fails.
     #[arg(long, default_value_t = 3)]
     pub max_restarts: usize,
+    /// Start from this savepoint (`DIR/savepoints/NAME`, taken by `eddy savepoint` or
+    /// `--savepoint-on-stop`) instead of the newest checkpoint; the checkpoint directory's
+    /// earlier checkpoints are discarded.
+    #[arg(long)]
+    pub from_savepoint: Option<PathBuf>,
+    /// When the job is stopped (Ctrl-C, SIGTERM), first take the savepoint NAME in the
+    /// checkpoint directory's `savepoints/NAME`.
+    #[arg(long)]
+    pub savepoint_on_stop: Option<String>,
 }
 
 fn parse_learner(s: &str) -> Result<LearnerKind, String> {
@@ -284,13 +298,21 @@ impl LearnArgs {
         config.failover.restart.max_restarts = self.checkpoints.max_restarts;
         config.checkpoint.mode = self.checkpoints.checkpoint_mode;
         match self.checkpoints.checkpoint_every.trim() {
-            "off" | "none" | "0" => config.checkpoint.interval = None,
+            "off" | "none" | "0" => {
+                if self.checkpoints.from_savepoint.is_some()
+                    || self.checkpoints.savepoint_on_stop.is_some()
+                {
+                    bail!("savepoints need checkpoints: drop `--checkpoint-every off`");
+                }
+                config.checkpoint.interval = None
+            }
             every => {
                 config.checkpoint.interval = Some(
                     super::duration::parse(every)
                         .map_err(|e| anyhow::anyhow!("--checkpoint-every: {e}"))?,
                 );
                 config.checkpoint.dir = Some(self.checkpoint_dir());
+                config.checkpoint.restore_from = self.checkpoints.from_savepoint.clone();
             }
         }
         if self.tail90 {
@@ -461,8 +483,18 @@ pub fn run(args: LearnArgs) -> anyhow::Result<()> {
             shards.report(counters, &bar);
         }
         std::thread::sleep(Duration::from_millis(10));
+        if let Some(dir) = &checkpoint_dir {
+            super::savepoint::serve_requests(handle.job(), dir);
+        }
         if stop.load(Ordering::SeqCst) && !stopping {
             stopping = true;
+            if let Some(name) = &args.checkpoints.savepoint_on_stop {
+                let path = handle
+                    .job()
+                    .savepoint(name)
+                    .with_context(|| format!("taking savepoint `{name}` on stop"))?;
+                bar.suspend(|| eprintln!("savepoint `{name}`: {}", path.display()));
+            }
             bar.suspend(|| eprintln!("stopping: a last checkpoint, then the final model"));
             handle.stop(Duration::from_secs(30));
         }

@@ -4,7 +4,7 @@
 //! eddy savepoint --checkpoint-dir ckpt before-upgrade
 //! ```
 //!
-//! A job run with `--checkpoint-dir DIR` (`eddy agg`) polls `DIR/savepoints/` for request files
+//! A job run with `--checkpoint-dir DIR` (`eddy agg`, `eddy learn`) polls `DIR/savepoints/` for request files
 //! `NAME.request` while it runs. This command writes one (atomically), then waits until the job
 //! has written the savepoint `DIR/savepoints/NAME/` (it prints its path) or reports a failure in
 //! `NAME.failed`. A new job starts from it with `--from-savepoint DIR/savepoints/NAME`, possibly
