@@ -22,6 +22,7 @@ use arrow::datatypes::{DataType, Field, Schema};
 use arrow::record_batch::RecordBatch;
 use arrow::util::display::array_value_to_string;
 use eddy_core::dataflow::CheckpointConfig;
+use eddy_core::join::IntervalJoin;
 use eddy_core::prelude::*;
 use eddy_core::source::generator::GeneratorSource;
 use eddy_core::source::BatchBounds;
@@ -110,6 +111,8 @@ enum Shape {
     Window,
     /// Per-row sum and count over the last 4 rows of the key.
     Over,
+    /// a ⋈ b on `v` (11 values) where b's time is within a's ± 1 ms.
+    Join,
 }
 
 fn config(dir: Option<&Path>) -> DataflowConfig {
@@ -155,6 +158,13 @@ fn job(
             },
         )
         .assign_timestamps("time b", "ts", Duration::ZERO);
+    if shape == Shape::Join {
+        let spec = IntervalJoin::new(["v"], -1, 1);
+        a.interval_join(&b, "join", spec)
+            .parallelism(p)
+            .sink("out", sink);
+        return flow;
+    }
     let keyed = a.union("both", &[b]).key_by(["k"]);
     let out = match shape {
         Shape::Window => keyed.window(
@@ -162,6 +172,7 @@ fn job(
             WindowSpec::tumbling(Duration::from_millis(100)),
             vec![Agg::count("n"), Agg::sum("v", "total")],
         ),
+        Shape::Join => unreachable!("built above"),
         Shape::Over => keyed.over(
             "last 4",
             OverSpec::last_rows(4),
@@ -295,6 +306,13 @@ fn over_aggregates_restore_from_2_at_1_and_3_and_from_3_at_2() {
     check_rescale(Shape::Over, 2, 1, 10..12);
     check_rescale(Shape::Over, 2, 3, 12..14);
     check_rescale(Shape::Over, 3, 2, 14..16);
+}
+
+#[test]
+fn interval_joins_restore_from_2_at_1_and_3_and_from_3_at_2() {
+    check_rescale(Shape::Join, 2, 1, 30..32);
+    check_rescale(Shape::Join, 2, 3, 32..34);
+    check_rescale(Shape::Join, 3, 2, 34..36);
 }
 
 #[test]

@@ -88,7 +88,7 @@ pub mod keyed;
 pub mod over;
 mod over_acc;
 pub mod session;
-mod snapshot;
+pub(crate) mod snapshot;
 #[cfg(test)]
 mod tests;
 pub mod timestamps;

@@ -1,0 +1,96 @@
+//! The rows of one key and one side of a join that wait for a partner: their event times and
+//! their bytes in the row format (`arrow::row`), kept in one arena so that buffering a row
+//! allocates nothing once the arena has grown.
+
+/// Rows of one key and side, in arrival order.
+#[derive(Debug, Default, Clone)]
+pub(crate) struct RowBuffer {
+    times: Vec<i64>,
+    /// End offset of each row in `bytes`.
+    ends: Vec<usize>,
+    bytes: Vec<u8>,
+}
+
+impl RowBuffer {
+    /// Appends a row with event time `ts`.
+    pub(crate) fn push(&mut self, ts: i64, row: &[u8]) {
+        self.bytes.extend_from_slice(row);
+        self.ends.push(self.bytes.len());
+        self.times.push(ts);
+    }
+
+    /// Removes every row, keeping the arena's capacity.
+    pub(crate) fn clear(&mut self) {
+        self.times.clear();
+        self.ends.clear();
+        self.bytes.clear();
+    }
+
+    /// Number of rows.
+    pub(crate) fn len(&self) -> usize {
+        self.times.len()
+    }
+
+    /// No rows.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.times.is_empty()
+    }
+
+    /// Row `i`: its event time and bytes.
+    pub(crate) fn get(&self, i: usize) -> (i64, &[u8]) {
+        let start = if i == 0 { 0 } else { self.ends[i - 1] };
+        (self.times[i], &self.bytes[start..self.ends[i]])
+    }
+
+    /// The rows in arrival order.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (i64, &[u8])> + '_ {
+        (0..self.len()).map(|i| self.get(i))
+    }
+
+    /// The earliest event time among the rows.
+    pub(crate) fn min_time(&self) -> Option<i64> {
+        self.times.iter().copied().min()
+    }
+
+    /// Keeps the rows whose event time satisfies `keep`, compacting the arena in place.
+    pub(crate) fn retain(&mut self, keep: impl Fn(i64) -> bool) {
+        let (mut kept, mut write, mut start) = (0, 0, 0);
+        for i in 0..self.times.len() {
+            let end = self.ends[i];
+            if keep(self.times[i]) {
+                self.bytes.copy_within(start..end, write);
+                write += end - start;
+                self.times[kept] = self.times[i];
+                self.ends[kept] = write;
+                kept += 1;
+            }
+            start = end;
+        }
+        self.times.truncate(kept);
+        self.ends.truncate(kept);
+        self.bytes.truncate(write);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retain_compacts_and_keeps_rows_whole_and_in_order() {
+        let mut b = RowBuffer::default();
+        for (ts, row) in [(5, &b"aa"[..]), (1, b"b"), (7, b"cccc"), (2, b"")] {
+            b.push(ts, row);
+        }
+        assert_eq!(b.min_time(), Some(1));
+        b.retain(|ts| ts >= 2);
+        let rows: Vec<(i64, Vec<u8>)> = b.iter().map(|(t, r)| (t, r.to_vec())).collect();
+        assert_eq!(
+            rows,
+            vec![(5, b"aa".to_vec()), (7, b"cccc".to_vec()), (2, vec![])]
+        );
+        b.retain(|_| false);
+        assert!(b.is_empty());
+        assert_eq!(b.min_time(), None);
+    }
+}

@@ -1,0 +1,476 @@
+//! [`IntervalJoinOperator`]: the operator behind [`Stream::interval_join`](crate::dataflow::Stream::interval_join).
+//!
+//! Input 0 is the left stream, input 1 the right one. Each side's rows are kept in the row
+//! format (`arrow::row`) per key, in a row buffer; an arriving row is compared with the
+//! other side's buffer of its key, every pair in the interval is emitted, and the row is
+//! buffered while the watermark still allows a partner.
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::Cursor;
+use std::sync::Arc;
+
+use arrow::array::{ArrayRef, UInt32Array};
+use arrow::compute::take_record_batch;
+use arrow::datatypes::{Field, Schema, SchemaRef};
+use arrow::ipc::reader::StreamReader;
+use arrow::ipc::writer::StreamWriter;
+use arrow::record_batch::RecordBatch;
+use arrow::row::{RowConverter, SortField};
+
+use super::buffer::RowBuffer;
+use super::{IntervalJoin, LATE_LEFT, LATE_RIGHT};
+use crate::checkpoint::StateParts;
+use crate::error::{Error, Result};
+use crate::keys::{hash_rows, key_group};
+use crate::message::{Epoch, EventTime};
+use crate::operator::{Collector, Operator, Redistribution, TaskInfo};
+use crate::window::snapshot;
+use crate::window::timestamps::{read_event_times, time_column};
+
+const KIND: &str = "interval-join";
+const SIDES: [&str; 2] = ["left", "right"];
+
+/// One input's schema and how its rows are read.
+struct Side {
+    schema: SchemaRef,
+    time: usize,
+    keys: Vec<usize>,
+    rows: RowConverter,
+    key_rows: RowConverter,
+}
+
+/// The buffered rows of one key: its key group, and per side.
+struct KeyState {
+    group: u32,
+    buffers: [RowBuffer; 2],
+}
+
+/// The watermark and late count, checkpointed per subtask.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Meta {
+    watermark: i64,
+    late: u64,
+}
+
+/// Pairs matched by one batch: the batch's rows and the other side's row bytes.
+#[derive(Default)]
+struct Matches {
+    here: Vec<u32>,
+    other: RowBuffer,
+}
+
+/// Joins two keyed streams on an event-time interval (see [the module docs](super)).
+pub struct IntervalJoinOperator {
+    name: String,
+    spec: Arc<IntervalJoin>,
+    task: TaskInfo,
+    sides: [Option<Side>; 2],
+    output: Option<SchemaRef>,
+    state: HashMap<Vec<u8>, KeyState>,
+    watermark: EventTime,
+    late: u64,
+    /// Some buffered row can no longer match once the watermark passes this.
+    next_expiry: i64,
+    times: Vec<i64>,
+    hashes: Vec<u64>,
+    matches: Matches,
+    late_rows: Vec<u32>,
+}
+
+impl IntervalJoinOperator {
+    /// The join `name` of `spec`; refuses a spec that cannot work.
+    pub fn new(name: &str, spec: Arc<IntervalJoin>) -> Result<Self> {
+        let bad = |m: &str| Err(Error::config(name, m));
+        if spec.left_keys.is_empty() {
+            return bad("an interval join needs key columns");
+        }
+        if spec.left_keys.len() != spec.right_keys.len() {
+            return bad("the left and right sides need the same number of key columns");
+        }
+        if spec.lower_ms > spec.upper_ms {
+            return bad("the interval's lower bound is above its upper bound");
+        }
+        Ok(IntervalJoinOperator {
+            name: name.to_string(),
+            spec,
+            task: TaskInfo::new(name, 0, 1),
+            sides: [None, None],
+            output: None,
+            state: HashMap::new(),
+            watermark: i64::MIN,
+            late: 0,
+            next_expiry: i64::MAX,
+            times: Vec::new(),
+            hashes: Vec::new(),
+            matches: Matches::default(),
+            late_rows: Vec::new(),
+        })
+    }
+
+    /// Rows that arrived behind the watermark so far.
+    pub fn late_records(&self) -> u64 {
+        self.late
+    }
+
+    /// Rows buffered on (left, right), waiting for a partner.
+    pub fn buffered_rows(&self) -> (usize, usize) {
+        self.state.values().fold((0, 0), |(l, r), k| {
+            (l + k.buffers[0].len(), r + k.buffers[1].len())
+        })
+    }
+
+    /// The watermark past which a row of side `s` at `ts` can match nothing more.
+    fn expiry(&self, s: usize, ts: i64) -> i64 {
+        match s {
+            0 => ts.saturating_add(self.spec.upper_ms),
+            _ => ts.saturating_sub(self.spec.lower_ms),
+        }
+    }
+
+    /// The partner times of a row of side `s` at `ts`, inclusive.
+    fn partners(&self, s: usize, ts: i64) -> (i64, i64) {
+        let (lo, hi) = (self.spec.lower_ms, self.spec.upper_ms);
+        match s {
+            0 => (ts.saturating_add(lo), ts.saturating_add(hi)),
+            _ => (ts.saturating_sub(hi), ts.saturating_sub(lo)),
+        }
+    }
+
+    /// Learns side `s`'s schema from its first batch (or checks that it did not change).
+    fn bind(&mut self, s: usize, schema: &SchemaRef) -> Result<()> {
+        if let Some(side) = &self.sides[s] {
+            if side.schema.fields() != schema.fields() {
+                return Err(Error::schema(
+                    &self.name,
+                    format!("the {} input's schema changed", SIDES[s]),
+                ));
+            }
+            return Ok(());
+        }
+        let (explicit, names) = match s {
+            0 => (&self.spec.left_time, &self.spec.left_keys),
+            _ => (&self.spec.right_time, &self.spec.right_keys),
+        };
+        let time = time_column(schema, explicit.as_deref(), &self.name)?;
+        let keys = names
+            .iter()
+            .map(|k| {
+                schema.index_of(k).map_err(|_| {
+                    Error::schema(
+                        &self.name,
+                        format!("key column `{k}` is not in the {} input", SIDES[s]),
+                    )
+                })
+            })
+            .collect::<Result<Vec<usize>>>()?;
+        let sort = |i: &usize| SortField::new(schema.field(*i).data_type().clone());
+        let all: Vec<usize> = (0..schema.fields().len()).collect();
+        self.sides[s] = Some(Side {
+            schema: schema.clone(),
+            time,
+            rows: RowConverter::new(all.iter().map(sort).collect())?,
+            key_rows: RowConverter::new(keys.iter().map(sort).collect())?,
+            keys,
+        });
+        self.check_keys()
+    }
+
+    /// Once both sides are known: their key types agree, and the output schema.
+    fn check_keys(&mut self) -> Result<()> {
+        let (Some(left), Some(right)) = (&self.sides[0], &self.sides[1]) else {
+            return Ok(());
+        };
+        for (&l, &r) in left.keys.iter().zip(&right.keys) {
+            let (lf, rf) = (left.schema.field(l), right.schema.field(r));
+            if lf.data_type() != rf.data_type() {
+                return Err(Error::schema(
+                    &self.name,
+                    format!(
+                        "key `{}` is {} on the left and `{}` is {} on the right",
+                        lf.name(),
+                        lf.data_type(),
+                        rf.name(),
+                        rf.data_type()
+                    ),
+                ));
+            }
+        }
+        let mut fields: Vec<Field> = left.schema.fields().iter().map(|f| (**f).clone()).collect();
+        for f in right.schema.fields() {
+            let mut f = (**f).clone();
+            if fields.iter().any(|g| g.name() == f.name()) {
+                let renamed = format!("{}{}", self.spec.right_prefix, f.name());
+                f = f.with_name(renamed);
+            }
+            if fields.iter().any(|g| g.name() == f.name()) {
+                return Err(Error::schema(
+                    &self.name,
+                    format!(
+                        "output column `{}` twice: choose another right prefix",
+                        f.name()
+                    ),
+                ));
+            }
+            fields.push(f);
+        }
+        self.output = Some(Arc::new(Schema::new(fields)));
+        Ok(())
+    }
+}
+
+impl IntervalJoinOperator {
+    /// Joins the rows of `batch` from side `s` with the other side's buffered rows, then
+    /// buffers them; late rows are set apart.
+    fn join_batch(&mut self, s: usize, batch: &RecordBatch) -> Result<()> {
+        let side = self.sides[s].as_ref().expect("bound before joining");
+        read_event_times(batch, side.time, &self.name, &mut self.times)?;
+        let key_columns: Vec<ArrayRef> =
+            side.keys.iter().map(|&k| batch.column(k).clone()).collect();
+        hash_rows(&key_columns, &mut self.hashes)?;
+        let keys = side.key_rows.convert_columns(&key_columns)?;
+        let rows = side.rows.convert_columns(batch.columns())?;
+        self.matches.here.clear();
+        self.matches.other.clear();
+        self.late_rows.clear();
+        for i in 0..batch.num_rows() {
+            let ts = self.times[i];
+            if ts < self.watermark {
+                self.late_rows.push(i as u32);
+                continue;
+            }
+            let (lo, hi) = self.partners(s, ts);
+            let expiry = self.expiry(s, ts);
+            let key = keys.row(i);
+            if let Some(state) = self.state.get(key.as_ref()) {
+                for (t, bytes) in state.buffers[1 - s].iter() {
+                    if (lo..=hi).contains(&t) {
+                        self.matches.here.push(i as u32);
+                        self.matches.other.push(t, bytes);
+                    }
+                }
+            }
+            if expiry < self.watermark {
+                continue; // no later row can match it
+            }
+            if !self.state.contains_key(key.as_ref()) {
+                let group = key_group(self.hashes[i], self.task.key_groups);
+                let state = KeyState {
+                    group,
+                    buffers: Default::default(),
+                };
+                self.state.insert(key.as_ref().to_vec(), state);
+            }
+            if let Some(state) = self.state.get_mut(key.as_ref()) {
+                state.buffers[s].push(ts, rows.row(i).as_ref());
+            }
+            self.next_expiry = self.next_expiry.min(expiry);
+        }
+        Ok(())
+    }
+
+    /// Emits the pairs `join_batch` found, left columns first.
+    fn emit_matches(&mut self, s: usize, batch: &RecordBatch, out: &mut Collector) -> Result<()> {
+        if self.matches.here.is_empty() {
+            return Ok(());
+        }
+        let here = take_record_batch(batch, &UInt32Array::from(self.matches.here.clone()))?;
+        let other = self.sides[1 - s]
+            .as_ref()
+            .expect("matched rows have a side");
+        let parser = other.rows.parser();
+        let other_columns = other
+            .rows
+            .convert_rows(self.matches.other.iter().map(|(_, b)| parser.parse(b)))?;
+        let (left, right) = match s {
+            0 => (here.columns().to_vec(), other_columns),
+            _ => (other_columns, here.columns().to_vec()),
+        };
+        let schema = self.output.clone().expect("both sides bound");
+        out.emit(RecordBatch::try_new(schema, [left, right].concat())?);
+        Ok(())
+    }
+
+    /// Drops the rows the watermark has made unmatchable.
+    fn expire(&mut self) {
+        let (lower, upper, wm) = (self.spec.lower_ms, self.spec.upper_ms, self.watermark);
+        let mut next = i64::MAX;
+        self.state.retain(|_, k| {
+            k.buffers[0].retain(|ts| ts.saturating_add(upper) >= wm);
+            k.buffers[1].retain(|ts| ts.saturating_sub(lower) >= wm);
+            if let Some(t) = k.buffers[0].min_time() {
+                next = next.min(t.saturating_add(upper));
+            }
+            if let Some(t) = k.buffers[1].min_time() {
+                next = next.min(t.saturating_sub(lower));
+            }
+            !(k.buffers[0].is_empty() && k.buffers[1].is_empty())
+        });
+        self.next_expiry = next;
+    }
+}
+
+impl Operator for IntervalJoinOperator {
+    fn on_start(&mut self, task: &TaskInfo) -> Result<()> {
+        self.task = task.clone();
+        Ok(())
+    }
+
+    fn process(&mut self, input: usize, batch: RecordBatch, out: &mut Collector) -> Result<()> {
+        if input > 1 {
+            return Err(Error::Internal(format!(
+                "{}: input {input} of 2",
+                self.name
+            )));
+        }
+        if batch.num_rows() == 0 {
+            return Ok(());
+        }
+        self.bind(input, &batch.schema())?;
+        self.join_batch(input, &batch)?;
+        self.emit_matches(input, &batch, out)?;
+        if !self.late_rows.is_empty() {
+            self.late += self.late_rows.len() as u64;
+            let idx = UInt32Array::from(std::mem::take(&mut self.late_rows));
+            let tag = [LATE_LEFT, LATE_RIGHT][input];
+            out.emit_side(tag, take_record_batch(&batch, &idx)?);
+        }
+        Ok(())
+    }
+
+    fn on_watermark(&mut self, watermark: EventTime, out: &mut Collector) -> Result<()> {
+        if watermark > self.watermark {
+            self.watermark = watermark;
+            if watermark > self.next_expiry {
+                self.expire();
+            }
+        }
+        out.emit_watermark(watermark);
+        Ok(())
+    }
+
+    fn redistribution(&self) -> Redistribution {
+        Redistribution::KeyGroups
+    }
+
+    fn snapshot(&mut self, _epoch: Epoch) -> Result<Option<Vec<u8>>> {
+        let meta = Meta {
+            watermark: self.watermark,
+            late: self.late,
+        };
+        let mut parts = StateParts::default();
+        parts
+            .meta
+            .push((self.task.subtask as u32, snapshot::encode(KIND, &meta)?));
+        let mut groups: BTreeMap<u32, Vec<&KeyState>> = BTreeMap::new();
+        for k in self.state.values() {
+            groups.entry(k.group).or_default().push(k);
+        }
+        for (group, states) in groups {
+            let mut part = Vec::new();
+            for s in 0..2 {
+                let ipc = match &self.sides[s] {
+                    Some(side) => side_rows_ipc(side, states.iter().map(|k| &k.buffers[s]))?,
+                    None => Vec::new(),
+                };
+                part.extend_from_slice(&(ipc.len() as u64).to_le_bytes());
+                part.extend_from_slice(&ipc);
+            }
+            parts.parts.push((group, part));
+        }
+        Ok(Some(parts.encode()))
+    }
+
+    fn restore(&mut self, bytes: &[u8]) -> Result<()> {
+        let parts = StateParts::decode(bytes, &self.name)?;
+        let metas = parts
+            .meta
+            .iter()
+            .map(|(tag, b)| Ok((*tag, snapshot::decode::<Meta>(KIND, &self.name, b)?)))
+            .collect::<Result<Vec<_>>>()?;
+        (self.watermark, self.late) =
+            snapshot::restored_clock(&metas, &self.task, |m| (m.watermark, m.late));
+        self.state.clear();
+        self.next_expiry = i64::MAX;
+        for (group, part) in &parts.parts {
+            let mut rest = part.as_slice();
+            for (s, side) in SIDES.iter().enumerate() {
+                let ipc = take_chunk(&mut rest).ok_or_else(|| {
+                    Error::config(
+                        format!("{}.state", self.name),
+                        format!("key group {group}: truncated {side} rows"),
+                    )
+                })?;
+                if !ipc.is_empty() {
+                    self.restore_rows(s, ipc)?;
+                }
+            }
+            if !rest.is_empty() {
+                return Err(Error::config(
+                    format!("{}.state", self.name),
+                    format!("key group {group}: {} trailing bytes", rest.len()),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+impl IntervalJoinOperator {
+    /// Buffers the rows of side `s` read back from a snapshot (they were matched already).
+    fn restore_rows(&mut self, s: usize, ipc: &[u8]) -> Result<()> {
+        let reader = StreamReader::try_new(Cursor::new(ipc), None)?;
+        for batch in reader {
+            let batch = batch?;
+            self.bind(s, &batch.schema())?;
+            let side = self.sides[s].as_ref().expect("bound");
+            read_event_times(&batch, side.time, &self.name, &mut self.times)?;
+            let key_columns: Vec<ArrayRef> =
+                side.keys.iter().map(|&k| batch.column(k).clone()).collect();
+            hash_rows(&key_columns, &mut self.hashes)?;
+            let keys = side.key_rows.convert_columns(&key_columns)?;
+            let rows = side.rows.convert_columns(batch.columns())?;
+            for i in 0..batch.num_rows() {
+                let ts = self.times[i];
+                let group = key_group(self.hashes[i], self.task.key_groups);
+                let state = self
+                    .state
+                    .entry(keys.row(i).as_ref().to_vec())
+                    .or_insert_with(|| KeyState {
+                        group,
+                        buffers: Default::default(),
+                    });
+                state.buffers[s].push(ts, rows.row(i).as_ref());
+                self.next_expiry = self.next_expiry.min(self.expiry(s, ts));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The rows of `buffers` (one side) as an Arrow IPC stream with the side's schema; empty when
+/// there are none.
+fn side_rows_ipc<'a>(side: &Side, buffers: impl Iterator<Item = &'a RowBuffer>) -> Result<Vec<u8>> {
+    let parser = side.rows.parser();
+    let rows: Vec<_> = buffers
+        .flat_map(|b| b.iter().map(|(_, bytes)| parser.parse(bytes)))
+        .collect();
+    if rows.is_empty() {
+        return Ok(Vec::new());
+    }
+    let columns = side.rows.convert_rows(rows)?;
+    let batch = RecordBatch::try_new(side.schema.clone(), columns)?;
+    let mut ipc = Vec::new();
+    let mut writer = StreamWriter::try_new(&mut ipc, &batch.schema())?;
+    writer.write(&batch)?;
+    writer.finish()?;
+    drop(writer);
+    Ok(ipc)
+}
+
+/// The next length-prefixed chunk of `rest`.
+fn take_chunk<'a>(rest: &mut &'a [u8]) -> Option<&'a [u8]> {
+    let len = usize::try_from(u64::from_le_bytes(rest.get(..8)?.try_into().ok()?)).ok()?;
+    let chunk = rest.get(8..8 + len)?;
+    *rest = &rest[8 + len..];
+    Some(chunk)
+}

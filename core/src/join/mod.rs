@@ -1,0 +1,113 @@
+//! Stream joins on event time.
+//!
+//! An **interval join** ([`Stream::interval_join`]) pairs every row of the left stream with
+//! every row of the right stream that has the same key and whose event time lies in an
+//! interval around the left row's: `right.ts ∈ [left.ts + lower, left.ts + upper]` (bounds in
+//! milliseconds, inclusive, either may be negative) — the join that turns impressions and the
+//! clicks that follow them into training examples. As in Flink's interval join:
+//!
+//! - both inputs are partitioned by the hash of their key columns (same types on both sides,
+//!   in the same order), so equal keys meet in one subtask;
+//! - a pair is emitted as soon as its second row arrives: output rows are the left columns
+//!   followed by the right columns (a right column whose name the left side has already is
+//!   renamed with [`IntervalJoin::right_prefix`]); the output carries no event-time marker
+//!   (a pair's time is the caller's choice: assign timestamps downstream);
+//! - rows wait in keyed state until the watermark makes a match impossible: a left row leaves
+//!   once `left.ts + upper` is behind the watermark, a right row once `right.ts - lower` is;
+//! - a row older than the watermark when it arrives is late: it is counted and sent to the
+//!   side output [`LATE_LEFT`] or [`LATE_RIGHT`], never joined.
+//!
+//! The buffered rows are checkpointed per key group (Arrow IPC batches of each side's rows,
+//! with their schema), so the join restores exactly once and at another parallelism.
+//!
+//! | module | what |
+//! |---|---|
+//! | [`interval`] | [`IntervalJoinOperator`] |
+//! | `buffer` | the rows of one key and side waiting for a partner, in one byte arena |
+
+mod buffer;
+pub mod interval;
+
+use std::sync::Arc;
+
+use crate::dataflow::Stream;
+
+pub use interval::IntervalJoinOperator;
+
+/// Side output of the left rows that arrived behind the watermark.
+pub const LATE_LEFT: &str = "late-left";
+/// Side output of the right rows that arrived behind the watermark.
+pub const LATE_RIGHT: &str = "late-right";
+
+/// What an interval join matches (see [the module docs](self)).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IntervalJoin {
+    /// Key columns of the left stream.
+    pub left_keys: Vec<String>,
+    /// Key columns of the right stream, in the same order and of the same types.
+    pub right_keys: Vec<String>,
+    /// Event-time column of the left stream (`None`: the one `assign_timestamps` marked).
+    pub left_time: Option<String>,
+    /// Event-time column of the right stream (`None`: the one `assign_timestamps` marked).
+    pub right_time: Option<String>,
+    /// Lower bound of `right.ts - left.ts`, in milliseconds.
+    pub lower_ms: i64,
+    /// Upper bound of `right.ts - left.ts`, in milliseconds.
+    pub upper_ms: i64,
+    /// Prefix of right columns whose names the left side has already.
+    pub right_prefix: String,
+}
+
+impl IntervalJoin {
+    /// Joins rows with equal `keys` (the same column names on both sides) whose right event
+    /// time is within `[left + lower_ms, left + upper_ms]`.
+    pub fn new<I, S>(keys: I, lower_ms: i64, upper_ms: i64) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        let keys: Vec<String> = keys.into_iter().map(Into::into).collect();
+        IntervalJoin {
+            left_keys: keys.clone(),
+            right_keys: keys,
+            left_time: None,
+            right_time: None,
+            lower_ms,
+            upper_ms,
+            right_prefix: "right_".into(),
+        }
+    }
+
+    /// The event-time columns, instead of the ones `assign_timestamps` marked.
+    pub fn times(mut self, left: &str, right: &str) -> Self {
+        self.left_time = Some(left.into());
+        self.right_time = Some(right.into());
+        self
+    }
+
+    /// Other key columns on the right side (same order and types as the left ones).
+    pub fn right_keys<I, S>(mut self, keys: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.right_keys = keys.into_iter().map(Into::into).collect();
+        self
+    }
+}
+
+impl Stream {
+    /// Joins this stream (left) with `right` on keys and an event-time interval (see
+    /// [`IntervalJoin`]); both are repartitioned by their keys. A spec that cannot work (no
+    /// keys, keys of different counts, `lower_ms > upper_ms`) fails the job naming `name`.
+    pub fn interval_join(&self, right: &Stream, name: &str, spec: IntervalJoin) -> Stream {
+        let left = self.clone().partition_by(spec.left_keys.clone());
+        let right = right.clone().partition_by(spec.right_keys.clone());
+        let spec = Arc::new(spec);
+        let op = name.to_string();
+        let factory = crate::window::keyed::keyed_factory(name, move || {
+            IntervalJoinOperator::new(&op, spec.clone())
+        });
+        left.connect(&[right], name, factory)
+    }
+}
