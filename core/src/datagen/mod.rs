@@ -3,7 +3,9 @@
 //! | module | what |
 //! |---|---|
 //! | [`ctr`] | a click stream drawn from a hidden logistic model with interactions |
+//! | [`nexmark`] | the Nexmark auction stream: people, auctions and bids |
 //! | [`format`](mod@self::format) | compact, stable number formatting shared by the writers |
 
 pub mod ctr;
 pub mod format;
+pub mod nexmark;
