@@ -203,7 +203,9 @@ impl Rng {
 /// The last person id generated up to event `n` (base 0).
 fn last_person(n: u64) -> i64 {
     let (block, offset) = (n / BLOCK, n % BLOCK);
-    (block * PERSONS + offset.min(PERSONS - 1)) as i64
+    // the persons come first in a block: past them, the block's last one
+    let seen = if offset < PERSONS { offset } else { PERSONS - 1 };
+    (block * PERSONS + seen) as i64
 }
 
 /// The last auction id generated up to event `n` (base 0; -1 before the first).
