@@ -45,6 +45,7 @@
 //! | [`backoff`] | retry backoff with jitter, the one helper of every retry loop |
 //! | [`duration`] | `500ms` / `10s` / `2h` durations, one parser for configs and flags |
 //! | [`datagen`] | deterministic synthetic streams (`eddy gen ctr`) |
+//! | [`nexmark`] | the Nexmark benchmark: its event generator and queries as dataflow programs |
 //! | [`metrics`] | per-operator counters and the job summary |
 //! | [`error`] | one error enum, classified by domain |
 //!
@@ -88,6 +89,7 @@ pub mod join;
 pub mod keys;
 pub mod message;
 pub mod metrics;
+pub mod nexmark;
 pub mod operator;
 pub mod operators;
 pub mod partition;

@@ -204,7 +204,11 @@ impl Rng {
 fn last_person(n: u64) -> i64 {
     let (block, offset) = (n / BLOCK, n % BLOCK);
     // the persons come first in a block: past them, the block's last one
-    let seen = if offset < PERSONS { offset } else { PERSONS - 1 };
+    let seen = if offset < PERSONS {
+        offset
+    } else {
+        PERSONS - 1
+    };
     (block * PERSONS + seen) as i64
 }
 

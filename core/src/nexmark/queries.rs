@@ -1,0 +1,170 @@
+//! Nexmark queries as dataflow programs ([`Query::build`]), with the Flink suite's semantics:
+//!
+//! | query | what | output |
+//! |---|---|---|
+//! | q0 | pass-through: every bid | the bid's columns |
+//! | q1 | currency conversion: prices from dollars to euros (× 0.908) | `auction, bidder, price` (Float64), `date_time, extra` |
+//! | q2 | selection: bids on every 123rd auction | `auction, price` |
+//! | q3 | local item suggestion: auctions of category 10 ⋈ their sellers in OR, ID or CA | `name, city, state, id` |
+//!
+//! q3 is a regular (unwindowed) inner join, as in Flink SQL: both sides stay in state; it runs
+//! on the interval join with bounds wide enough to never expire a row.
+
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use arrow::array::{ArrayRef, AsArray, BooleanArray, Float64Array};
+use arrow::datatypes::Int64Type;
+use arrow::record_batch::RecordBatch;
+
+use super::generator::{NexmarkGenerator, NexmarkKind};
+use crate::dataflow::{Dataflow, Stream};
+use crate::error::{Error, Result};
+use crate::join::IntervalJoin;
+use crate::operators::with_column::set_column;
+
+/// Dollars to euros, as the reference q1.
+const EURO_PER_DOLLAR: f64 = 0.908;
+
+/// A Nexmark query this crate implements.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Query {
+    /// Pass-through.
+    Q0,
+    /// Currency conversion.
+    Q1,
+    /// Selection.
+    Q2,
+    /// Person ⋈ auction.
+    Q3,
+}
+
+impl Query {
+    /// Every query implemented, in order.
+    pub const ALL: [Query; 4] = [Query::Q0, Query::Q1, Query::Q2, Query::Q3];
+
+    /// `q0`, `q1`, …
+    pub fn name(self) -> &'static str {
+        match self {
+            Query::Q0 => "q0",
+            Query::Q1 => "q1",
+            Query::Q2 => "q2",
+            Query::Q3 => "q3",
+        }
+    }
+
+    /// The event kinds the query reads.
+    pub fn inputs(self) -> &'static [NexmarkKind] {
+        match self {
+            Query::Q3 => &[NexmarkKind::Person, NexmarkKind::Auction],
+            _ => &[NexmarkKind::Bid],
+        }
+    }
+
+    /// Builds the query on `flow` over the first `events` events of `generator`, at
+    /// `parallelism`; returns its result stream (add a sink).
+    pub fn build(
+        self,
+        flow: &Dataflow,
+        generator: &Arc<NexmarkGenerator>,
+        events: u64,
+        parallelism: usize,
+    ) -> Stream {
+        let source = |kind: NexmarkKind| {
+            flow.source(kind.name(), generator.source(kind, Some(events)))
+                .parallelism(1)
+        };
+        match self {
+            Query::Q0 => source(NexmarkKind::Bid)
+                .rebalance()
+                .map("q0", Ok)
+                .parallelism(parallelism),
+            Query::Q1 => source(NexmarkKind::Bid)
+                .rebalance()
+                .map("q1", to_euros)
+                .parallelism(parallelism),
+            Query::Q2 => source(NexmarkKind::Bid)
+                .rebalance()
+                .filter("q2", |b| {
+                    let auction = int_column(b, "auction")?;
+                    Ok(auction.values().iter().map(|a| a % 123 == 0).collect())
+                })
+                .parallelism(parallelism)
+                .project("q2 columns", ["auction", "price"])
+                .parallelism(parallelism),
+            Query::Q3 => q3(
+                &source(NexmarkKind::Person),
+                &source(NexmarkKind::Auction),
+                parallelism,
+            ),
+        }
+    }
+}
+
+impl FromStr for Query {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self> {
+        Query::ALL
+            .into_iter()
+            .find(|q| q.name().eq_ignore_ascii_case(s))
+            .ok_or_else(|| {
+                let names: Vec<&str> = Query::ALL.iter().map(|q| q.name()).collect();
+                Error::config(
+                    "query",
+                    format!("`{s}`: expected one of {}", names.join(", ")),
+                )
+            })
+    }
+}
+
+/// Column `name` of `batch` as Int64.
+fn int_column<'a>(batch: &'a RecordBatch, name: &str) -> Result<&'a arrow::array::Int64Array> {
+    batch
+        .column_by_name(name)
+        .and_then(|c| c.as_primitive_opt::<Int64Type>())
+        .ok_or_else(|| Error::schema("nexmark", format!("no Int64 column `{name}`")))
+}
+
+/// q1's map: the price in euros.
+fn to_euros(batch: RecordBatch) -> Result<RecordBatch> {
+    let price = int_column(&batch, "price")?;
+    let euros: Float64Array = price
+        .iter()
+        .map(|p| p.map(|p| p as f64 * EURO_PER_DOLLAR))
+        .collect();
+    set_column(&batch, "price", Arc::new(euros) as ArrayRef)
+}
+
+/// q3: auctions of category 10 joined with their sellers from OR, ID or CA.
+fn q3(person: &Stream, auction: &Stream, parallelism: usize) -> Stream {
+    let people = person
+        .filter("q3 states", |b| {
+            let state = b
+                .column_by_name("state")
+                .and_then(|c| c.as_string_opt::<i32>())
+                .ok_or_else(|| Error::schema("q3", "no text column `state`"))?;
+            Ok(state
+                .iter()
+                .map(|s| Some(matches!(s, Some("OR" | "ID" | "CA"))))
+                .collect::<BooleanArray>())
+        })
+        .project("q3 people", ["id", "name", "city", "state", "date_time"])
+        .assign_timestamps("q3 person time", "date_time", Duration::ZERO);
+    let auctions = auction
+        .filter("q3 category", |b| {
+            let category = int_column(b, "category")?;
+            Ok(category.values().iter().map(|c| *c == 10).collect())
+        })
+        .project("q3 auctions", ["id", "seller", "date_time"])
+        .assign_timestamps("q3 auction time", "date_time", Duration::ZERO);
+    // a regular join: rows never expire
+    let forever = i64::MAX / 4;
+    let spec = IntervalJoin::new(["seller"], -forever, forever).right_keys(["id"]);
+    auctions
+        .interval_join(&people, "q3", spec)
+        .parallelism(parallelism)
+        .project("q3 columns", ["name", "city", "state", "id"])
+        .parallelism(parallelism)
+}
