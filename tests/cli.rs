@@ -3,7 +3,7 @@
 use std::path::Path;
 
 mod common;
-use common::{eddy, ok};
+use common::{eddy, ok, ok_stdout};
 
 fn p(path: &Path) -> &str {
     path.to_str().expect("utf-8 temp path")
@@ -427,4 +427,39 @@ fn rows_with_a_bad_label_are_dead_letters_and_the_counts_add_up() {
     assert!(!failed.status.success());
     let err = String::from_utf8_lossy(&failed.stderr);
     assert!(err.contains("1501") && err.contains("missing"), "{err}");
+}
+
+#[test]
+fn bench_nexmark_reports_each_query_and_parallelism_with_the_same_results() {
+    let out = ok_stdout(&[
+        "bench",
+        "nexmark",
+        "--events",
+        "20000",
+        "--repeat",
+        "1",
+        "--queries",
+        "q2,q3",
+    ]);
+    let lines: Vec<serde_json::Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 4, "{out}");
+    for pair in lines.chunks(2) {
+        assert_eq!(pair[0]["query"], pair[1]["query"]);
+        assert_eq!(
+            (
+                pair[0]["parallelism"].as_u64(),
+                pair[1]["parallelism"].as_u64()
+            ),
+            (Some(1), Some(2))
+        );
+        assert_eq!(pair[0]["output_rows"], pair[1]["output_rows"], "{out}");
+        assert!(pair[0]["output_rows"].as_u64().unwrap() > 0, "{out}");
+        assert!(pair[0]["events_per_s"].as_f64().unwrap() > 0.0);
+    }
+    let e = eddy(&["bench", "nexmark", "--queries", "q99"]);
+    assert!(!e.status.success());
+    assert!(String::from_utf8_lossy(&e.stderr).contains("q0, q1, q2, q3"));
 }

@@ -24,6 +24,8 @@ pub enum BenchCommand {
     Serve(super::bench_serve::ServeBenchArgs),
     /// Checkpoints aligned vs unaligned under backpressure; recovery per failover mode.
     Checkpoint(super::bench_checkpoint::CheckpointBenchArgs),
+    /// Nexmark queries over the in-process generator: events/s and CPU seconds.
+    Nexmark(super::bench_nexmark::NexmarkBenchArgs),
 }
 
 /// Arguments of `eddy bench window`.
@@ -58,6 +60,7 @@ pub fn run(cmd: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Window(args) => window(args),
         BenchCommand::Serve(args) => super::bench_serve::run(args),
         BenchCommand::Checkpoint(args) => super::bench_checkpoint::run(args),
+        BenchCommand::Nexmark(args) => super::bench_nexmark::run(args),
     }
 }
 

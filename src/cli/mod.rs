@@ -13,6 +13,7 @@
 //! | [`models`] | `eddy models`: list registry models and versions, change stages |
 //! | [`serve`] | `eddy serve`: HTTP/gRPC model serving with hot swap |
 //! | [`bench_checkpoint`] | `eddy bench checkpoint`: checkpoint duration and recovery under backpressure |
+//! | [`bench_nexmark`] | `eddy bench nexmark`: Nexmark queries, events/s and CPU seconds |
 //! | [`bench_serve`] | `eddy bench serve`: serving latency and throughput on loopback |
 //! | [`run`] | `eddy run`: execute a workflow spec |
 //! | [`validate`] | `eddy validate`: check a workflow spec |
@@ -26,6 +27,7 @@
 pub mod agg;
 pub mod bench;
 pub mod bench_checkpoint;
+pub mod bench_nexmark;
 pub mod bench_serve;
 pub mod duration;
 pub mod gen;
