@@ -5,7 +5,7 @@
 //! | module | what |
 //! |---|---|
 //! | [`generator`] | people, auctions and bids, deterministic by seed, any range of any kind on its own |
-//! | [`queries`] | [`Query`]: q0 pass-through, q1 currency map, q2 filter, q3 person ⋈ auction |
+//! | [`queries`] | [`Query`]: q0 pass-through, q1 currency map, q2 filter, q3 person ⋈ auction, q8 window join |
 
 pub mod generator;
 pub mod queries;

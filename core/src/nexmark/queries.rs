@@ -6,9 +6,12 @@
 //! | q1 | currency conversion: prices from dollars to euros (× 0.908) | `auction, bidder, price` (Float64), `date_time, extra` |
 //! | q2 | selection: bids on every 123rd auction | `auction, price` |
 //! | q3 | local item suggestion: auctions of category 10 ⋈ their sellers in OR, ID or CA | `name, city, state, id` |
+//! | q8 | monitor new users: people who opened an auction in the 10 s window they joined in | `id, name, window_start` |
 //!
 //! q3 is a regular (unwindowed) inner join, as in Flink SQL: both sides stay in state; it runs
-//! on the interval join with bounds wide enough to never expire a row.
+//! on the interval join with bounds wide enough to never expire a row. q8 is a window join:
+//! people and sellers are grouped per tumbling window, and the groups are joined on (id,
+//! window start) with an interval of zero.
 
 use std::str::FromStr;
 use std::sync::Arc;
@@ -23,6 +26,7 @@ use crate::dataflow::{Dataflow, Stream};
 use crate::error::{Error, Result};
 use crate::join::IntervalJoin;
 use crate::operators::with_column::set_column;
+use crate::window::{Agg, WindowSpec};
 
 /// Dollars to euros, as the reference q1.
 const EURO_PER_DOLLAR: f64 = 0.908;
@@ -38,11 +42,13 @@ pub enum Query {
     Q2,
     /// Person ⋈ auction.
     Q3,
+    /// New people who opened auctions, per window.
+    Q8,
 }
 
 impl Query {
     /// Every query implemented, in order.
-    pub const ALL: [Query; 4] = [Query::Q0, Query::Q1, Query::Q2, Query::Q3];
+    pub const ALL: [Query; 5] = [Query::Q0, Query::Q1, Query::Q2, Query::Q3, Query::Q8];
 
     /// `q0`, `q1`, …
     pub fn name(self) -> &'static str {
@@ -51,13 +57,14 @@ impl Query {
             Query::Q1 => "q1",
             Query::Q2 => "q2",
             Query::Q3 => "q3",
+            Query::Q8 => "q8",
         }
     }
 
     /// The event kinds the query reads.
     pub fn inputs(self) -> &'static [NexmarkKind] {
         match self {
-            Query::Q3 => &[NexmarkKind::Person, NexmarkKind::Auction],
+            Query::Q3 | Query::Q8 => &[NexmarkKind::Person, NexmarkKind::Auction],
             _ => &[NexmarkKind::Bid],
         }
     }
@@ -94,6 +101,11 @@ impl Query {
                 .project("q2 columns", ["auction", "price"])
                 .parallelism(parallelism),
             Query::Q3 => q3(
+                &source(NexmarkKind::Person),
+                &source(NexmarkKind::Auction),
+                parallelism,
+            ),
+            Query::Q8 => q8(
                 &source(NexmarkKind::Person),
                 &source(NexmarkKind::Auction),
                 parallelism,
@@ -166,5 +178,35 @@ fn q3(person: &Stream, auction: &Stream, parallelism: usize) -> Stream {
         .interval_join(&people, "q3", spec)
         .parallelism(parallelism)
         .project("q3 columns", ["name", "city", "state", "id"])
+        .parallelism(parallelism)
+}
+
+/// q8's window: 10 s, tumbling.
+pub const Q8_WINDOW: Duration = Duration::from_secs(10);
+
+/// q8: people grouped by (id, name) and sellers by id per 10 s window, joined on id and
+/// window start.
+fn q8(person: &Stream, auction: &Stream, parallelism: usize) -> Stream {
+    let window = WindowSpec::tumbling(Q8_WINDOW);
+    let people = person
+        .assign_timestamps("q8 person time", "date_time", Duration::ZERO)
+        .key_by(["id", "name"])
+        .window("q8 people", window.clone(), vec![Agg::count("n")])
+        .parallelism(parallelism)
+        .assign_timestamps("q8 people time", "window_start", Duration::ZERO)
+        .parallelism(parallelism);
+    let sellers = auction
+        .assign_timestamps("q8 auction time", "date_time", Duration::ZERO)
+        .key_by(["seller"])
+        .window("q8 sellers", window, vec![Agg::count("n")])
+        .parallelism(parallelism)
+        .assign_timestamps("q8 sellers time", "window_start", Duration::ZERO)
+        .parallelism(parallelism);
+    let spec =
+        IntervalJoin::new(["id", "window_start"], 0, 0).right_keys(["seller", "window_start"]);
+    people
+        .interval_join(&sellers, "q8", spec)
+        .parallelism(parallelism)
+        .project("q8 columns", ["id", "name", "window_start"])
         .parallelism(parallelism)
 }
