@@ -6,6 +6,7 @@
 //! | q1 | currency conversion: prices from dollars to euros (× 0.908) | `auction, bidder, price` (Float64), `date_time, extra` |
 //! | q2 | selection: bids on every 123rd auction | `auction, price` |
 //! | q3 | local item suggestion: auctions of category 10 ⋈ their sellers in OR, ID or CA | `name, city, state, id` |
+//! | q7 | highest bid: the bids at the highest price of each 10 s window | `auction, price, bidder, date_time, extra` |
 //! | q8 | monitor new users: people who opened an auction in the 10 s window they joined in | `id, name, window_start` |
 //!
 //! q3 is a regular (unwindowed) inner join, as in Flink SQL: both sides stay in state; it runs
@@ -42,13 +43,22 @@ pub enum Query {
     Q2,
     /// Person ⋈ auction.
     Q3,
+    /// The highest bids of each window.
+    Q7,
     /// New people who opened auctions, per window.
     Q8,
 }
 
 impl Query {
     /// Every query implemented, in order.
-    pub const ALL: [Query; 5] = [Query::Q0, Query::Q1, Query::Q2, Query::Q3, Query::Q8];
+    pub const ALL: [Query; 6] = [
+        Query::Q0,
+        Query::Q1,
+        Query::Q2,
+        Query::Q3,
+        Query::Q7,
+        Query::Q8,
+    ];
 
     /// `q0`, `q1`, …
     pub fn name(self) -> &'static str {
@@ -57,6 +67,7 @@ impl Query {
             Query::Q1 => "q1",
             Query::Q2 => "q2",
             Query::Q3 => "q3",
+            Query::Q7 => "q7",
             Query::Q8 => "q8",
         }
     }
@@ -105,6 +116,7 @@ impl Query {
                 &source(NexmarkKind::Auction),
                 parallelism,
             ),
+            Query::Q7 => q7(&source(NexmarkKind::Bid), parallelism),
             Query::Q8 => q8(
                 &source(NexmarkKind::Person),
                 &source(NexmarkKind::Auction),
@@ -178,6 +190,54 @@ fn q3(person: &Stream, auction: &Stream, parallelism: usize) -> Stream {
         .interval_join(&people, "q3", spec)
         .parallelism(parallelism)
         .project("q3 columns", ["name", "city", "state", "id"])
+        .parallelism(parallelism)
+}
+
+/// q7's window: 10 s, tumbling.
+pub const Q7_WINDOW: Duration = Duration::from_secs(10);
+
+/// q7: the highest price per window (one window operator: no key), joined back with the bids
+/// at that price whose time lies within the window's row time (its end - 1 ms) and 10 s
+/// before, inclusive — as Flink's SQL says it.
+fn q7(bid: &Stream, parallelism: usize) -> Stream {
+    let bids = bid.assign_timestamps("q7 bid time", "date_time", Duration::ZERO);
+    let size = Q7_WINDOW.as_millis() as i64;
+    let highest = bids
+        .with_column("q7 all", "all", |b| {
+            Ok(Arc::new(arrow::array::Int64Array::from(vec![0; b.num_rows()])) as ArrayRef)
+        })
+        .key_by(["all"])
+        .window(
+            "q7 highest",
+            WindowSpec::tumbling(Q7_WINDOW),
+            vec![Agg::max("price", "maxprice")],
+        )
+        .with_column("q7 rowtime", "rowtime", |b| {
+            let end = int_column(b, "window_end")?;
+            Ok(Arc::new(arrow::compute::kernels::numeric::sub(
+                end,
+                &arrow::array::Int64Array::new_scalar(1),
+            )?) as ArrayRef)
+        })
+        // the window's max is a Float64; prices are whole cents below 2^53
+        .with_column("q7 maxprice", "maxprice", |b| {
+            let max = b
+                .column_by_name("maxprice")
+                .ok_or_else(|| Error::schema("q7", "no column `maxprice`"))?;
+            Ok(arrow::compute::cast(
+                max,
+                &arrow::datatypes::DataType::Int64,
+            )?)
+        })
+        .assign_timestamps("q7 highest time", "rowtime", Duration::ZERO);
+    let spec = IntervalJoin::new(["maxprice"], -size, 0).right_keys(["price"]);
+    highest
+        .interval_join(&bids, "q7", spec)
+        .parallelism(parallelism)
+        .project(
+            "q7 columns",
+            ["auction", "price", "bidder", "date_time", "extra"],
+        )
         .parallelism(parallelism)
 }
 
