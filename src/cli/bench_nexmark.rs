@@ -24,7 +24,7 @@ pub struct NexmarkBenchArgs {
     /// Events in the stream (people, auctions and bids together).
     #[arg(long, default_value_t = 10_000_000)]
     events: u64,
-    /// Parallelism levels of the query operators (sources run at 1).
+    /// Parallelism levels (sources split their rows across as many subtasks).
     #[arg(long, value_delimiter = ',', default_value = "1,2")]
     parallelism: Vec<usize>,
     /// Runs per configuration (the median is reported).

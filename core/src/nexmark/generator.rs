@@ -68,6 +68,9 @@ const LAST_NAMES: [&str; 9] = [
     "Shultz", "Abrams", "Spencer", "White", "Bartels", "Walton", "Smith", "Jones", "Noris",
 ];
 
+/// Rows of one kind per block dealt to a parallel source's subtasks in turn.
+pub const SPLIT_ROWS: usize = 4096;
+
 /// The three kinds of Nexmark events.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum NexmarkKind {
@@ -309,7 +312,9 @@ impl NexmarkGenerator {
         Ok(RecordBatch::try_new(Self::schema(kind), columns)?)
     }
 
-    /// A replayable source of `kind`'s rows among the first `events` events (`None`: forever).
+    /// A replayable source of `kind`'s rows among the first `events` events (`None`: forever),
+    /// dealt to the source's subtasks in blocks of [`SPLIT_ROWS`] rows (each subtask's rows stay
+    /// in event-time order).
     pub fn source(self: &Arc<Self>, kind: NexmarkKind, events: Option<u64>) -> GeneratorSource {
         let g = self.clone();
         GeneratorSource::new(
@@ -317,6 +322,7 @@ impl NexmarkGenerator {
             events.map(|e| kind.count(e)),
             Arc::new(move |start, len| g.batch(kind, start, len)),
         )
+        .split(SPLIT_ROWS)
     }
 
     fn people(&self, start: u64, len: usize) -> Vec<ArrayRef> {

@@ -91,19 +91,16 @@ impl Query {
     ) -> Stream {
         let source = |kind: NexmarkKind| {
             flow.source(kind.name(), generator.source(kind, Some(events)))
-                .parallelism(1)
+                .parallelism(parallelism)
         };
         match self {
             Query::Q0 => source(NexmarkKind::Bid)
-                .rebalance()
                 .map("q0", Ok)
                 .parallelism(parallelism),
             Query::Q1 => source(NexmarkKind::Bid)
-                .rebalance()
                 .map("q1", to_euros)
                 .parallelism(parallelism),
             Query::Q2 => source(NexmarkKind::Bid)
-                .rebalance()
                 .filter("q2", |b| {
                     let auction = int_column(b, "auction")?;
                     Ok(auction.values().iter().map(|a| a % 123 == 0).collect())

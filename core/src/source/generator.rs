@@ -1,5 +1,7 @@
 //! A source whose rows are a pure function of their index: deterministic, replayable, and
-//! bounded or not.
+//! bounded or not. [`GeneratorSource::split`] deals the rows out to the source's subtasks in
+//! blocks (block `k` to subtask `k % parallelism`), so a generated stream can be read in
+//! parallel; otherwise every subtask generates every row.
 
 use std::sync::Arc;
 
@@ -20,6 +22,10 @@ pub struct GeneratorSource {
     generate: GenerateFn,
     next_row: u64,
     total_rows: Option<u64>,
+    /// Rows per block dealt to each subtask in turn (`None`: not split).
+    split: Option<u64>,
+    /// Rows skipped after each block: the other subtasks' blocks.
+    stride: u64,
 }
 
 impl std::fmt::Debug for GeneratorSource {
@@ -39,6 +45,24 @@ impl GeneratorSource {
             generate,
             next_row: 0,
             total_rows,
+            split: None,
+            stride: 0,
+        }
+    }
+
+    /// Deals the rows out to the source's subtasks in blocks of `block_rows` (at least 1): block
+    /// `k` (rows `k × block_rows ..`) goes to subtask `k % parallelism`, so together they
+    /// generate every row once. A subtask's position is still its next row.
+    pub fn split(mut self, block_rows: usize) -> Self {
+        self.split = Some(block_rows.max(1) as u64);
+        self
+    }
+
+    /// The end of the block that holds `row`, for a split source.
+    fn block_end(&self, row: u64) -> u64 {
+        match self.split {
+            Some(block) => (row / block + 1) * block,
+            None => u64::MAX,
         }
     }
 }
@@ -48,6 +72,18 @@ impl Source for GeneratorSource {
         self.schema.clone()
     }
 
+    fn open(&mut self, ctx: &SourceContext) -> Result<()> {
+        if let Some(block) = self.split {
+            let (subtask, parallelism) = (ctx.task.subtask as u64, ctx.task.parallelism as u64);
+            self.stride = block * parallelism.saturating_sub(1);
+            // a fresh subtask starts at its first block; a restored one keeps its position
+            if self.next_row == 0 {
+                self.next_row = subtask * block;
+            }
+        }
+        Ok(())
+    }
+
     fn poll_next(&mut self, ctx: &SourceContext) -> Result<SourcePoll> {
         let remaining = self
             .total_rows
@@ -55,7 +91,8 @@ impl Source for GeneratorSource {
         if remaining == 0 {
             return Ok(SourcePoll::End);
         }
-        let len = remaining.min(ctx.bounds.max_rows as u64) as usize;
+        let in_block = self.block_end(self.next_row) - self.next_row;
+        let len = remaining.min(ctx.bounds.max_rows as u64).min(in_block) as usize;
         let batch = (self.generate)(self.next_row, len)?;
         if batch.num_rows() != len || batch.schema() != self.schema {
             return Err(Error::schema(
@@ -69,6 +106,10 @@ impl Source for GeneratorSource {
             ));
         }
         self.next_row += len as u64;
+        if self.split.is_some() && self.next_row == self.block_end(self.next_row - 1) {
+            // the block is done: skip the other subtasks' blocks
+            self.next_row += self.stride;
+        }
         Ok(SourcePoll::Batch(batch))
     }
 
@@ -79,5 +120,53 @@ impl Source for GeneratorSource {
     fn seek(&mut self, position: &SourcePosition) -> Result<()> {
         self.next_row = position.get("generator source")?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::operator::TaskInfo;
+    use arrow::array::{AsArray, Int64Array};
+    use arrow::datatypes::{DataType, Field, Int64Type, Schema};
+
+    fn numbers(rows: u64) -> GeneratorSource {
+        let schema = Arc::new(Schema::new(vec![Field::new("x", DataType::Int64, false)]));
+        GeneratorSource::new(
+            schema,
+            Some(rows),
+            Arc::new(|start, len| {
+                let x: Vec<i64> = (start as i64..(start + len as u64) as i64).collect();
+                Ok(RecordBatch::try_from_iter([(
+                    "x",
+                    Arc::new(Int64Array::from(x)) as arrow::array::ArrayRef,
+                )])?)
+            }),
+        )
+    }
+
+    fn drain(source: &mut GeneratorSource, ctx: &SourceContext) -> Vec<i64> {
+        let mut rows = Vec::new();
+        while let SourcePoll::Batch(b) = source.poll_next(ctx).unwrap() {
+            rows.extend(b.column(0).as_primitive::<Int64Type>().values().iter());
+        }
+        rows
+    }
+
+    #[test]
+    fn a_split_generator_deals_blocks_so_subtasks_make_every_row_once() {
+        let mut all = Vec::new();
+        for subtask in 0..3 {
+            let mut ctx = SourceContext::standalone("gen");
+            ctx.task = TaskInfo::new("gen", subtask, 3);
+            ctx.bounds.max_rows = 4;
+            let mut source = numbers(100).split(10);
+            source.open(&ctx).unwrap();
+            let rows = drain(&mut source, &ctx);
+            assert!(rows.iter().all(|r| (r / 10) as usize % 3 == subtask));
+            all.extend(rows);
+        }
+        all.sort_unstable();
+        assert_eq!(all, (0..100).collect::<Vec<_>>());
     }
 }
