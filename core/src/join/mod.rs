@@ -22,7 +22,7 @@
 //!
 //! | module | what |
 //! |---|---|
-//! | [`interval`] | [`IntervalJoinOperator`] |
+//! | [`interval`] | [`IntervalJoinOperator`]; its checkpointed state (`interval::state`) |
 //! | `buffer` | the rows of one key and side waiting for a partner, in one byte arena |
 
 mod buffer;

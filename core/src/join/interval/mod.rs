@@ -5,26 +5,23 @@
 //! other side's buffer of its key, every pair in the interval is emitted, and the row is
 //! buffered while the watermark still allows a partner.
 
-use std::collections::{BTreeMap, HashMap};
-use std::io::Cursor;
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use arrow::array::{ArrayRef, UInt32Array};
 use arrow::compute::take_record_batch;
 use arrow::datatypes::{Field, Schema, SchemaRef};
-use arrow::ipc::reader::StreamReader;
-use arrow::ipc::writer::StreamWriter;
 use arrow::record_batch::RecordBatch;
 use arrow::row::{RowConverter, SortField};
 
+mod state;
+
 use super::buffer::RowBuffer;
 use super::{IntervalJoin, LATE_LEFT, LATE_RIGHT};
-use crate::checkpoint::StateParts;
 use crate::error::{Error, Result};
 use crate::keys::{hash_rows, key_group};
 use crate::message::{Epoch, EventTime};
 use crate::operator::{Collector, Operator, Redistribution, TaskInfo};
-use crate::window::snapshot;
 use crate::window::timestamps::{read_event_times, time_column};
 
 const KIND: &str = "interval-join";
@@ -353,124 +350,10 @@ impl Operator for IntervalJoinOperator {
     }
 
     fn snapshot(&mut self, _epoch: Epoch) -> Result<Option<Vec<u8>>> {
-        let meta = Meta {
-            watermark: self.watermark,
-            late: self.late,
-        };
-        let mut parts = StateParts::default();
-        parts
-            .meta
-            .push((self.task.subtask as u32, snapshot::encode(KIND, &meta)?));
-        let mut groups: BTreeMap<u32, Vec<&KeyState>> = BTreeMap::new();
-        for k in self.state.values() {
-            groups.entry(k.group).or_default().push(k);
-        }
-        for (group, states) in groups {
-            let mut part = Vec::new();
-            for s in 0..2 {
-                let ipc = match &self.sides[s] {
-                    Some(side) => side_rows_ipc(side, states.iter().map(|k| &k.buffers[s]))?,
-                    None => Vec::new(),
-                };
-                part.extend_from_slice(&(ipc.len() as u64).to_le_bytes());
-                part.extend_from_slice(&ipc);
-            }
-            parts.parts.push((group, part));
-        }
-        Ok(Some(parts.encode()))
+        self.snapshot_state().map(Some)
     }
 
     fn restore(&mut self, bytes: &[u8]) -> Result<()> {
-        let parts = StateParts::decode(bytes, &self.name)?;
-        let metas = parts
-            .meta
-            .iter()
-            .map(|(tag, b)| Ok((*tag, snapshot::decode::<Meta>(KIND, &self.name, b)?)))
-            .collect::<Result<Vec<_>>>()?;
-        (self.watermark, self.late) =
-            snapshot::restored_clock(&metas, &self.task, |m| (m.watermark, m.late));
-        self.state.clear();
-        self.next_expiry = i64::MAX;
-        for (group, part) in &parts.parts {
-            let mut rest = part.as_slice();
-            for (s, side) in SIDES.iter().enumerate() {
-                let ipc = take_chunk(&mut rest).ok_or_else(|| {
-                    Error::config(
-                        format!("{}.state", self.name),
-                        format!("key group {group}: truncated {side} rows"),
-                    )
-                })?;
-                if !ipc.is_empty() {
-                    self.restore_rows(s, ipc)?;
-                }
-            }
-            if !rest.is_empty() {
-                return Err(Error::config(
-                    format!("{}.state", self.name),
-                    format!("key group {group}: {} trailing bytes", rest.len()),
-                ));
-            }
-        }
-        Ok(())
+        self.restore_state(bytes)
     }
-}
-
-impl IntervalJoinOperator {
-    /// Buffers the rows of side `s` read back from a snapshot (they were matched already).
-    fn restore_rows(&mut self, s: usize, ipc: &[u8]) -> Result<()> {
-        let reader = StreamReader::try_new(Cursor::new(ipc), None)?;
-        for batch in reader {
-            let batch = batch?;
-            self.bind(s, &batch.schema())?;
-            let side = self.sides[s].as_ref().expect("bound");
-            read_event_times(&batch, side.time, &self.name, &mut self.times)?;
-            let key_columns: Vec<ArrayRef> =
-                side.keys.iter().map(|&k| batch.column(k).clone()).collect();
-            hash_rows(&key_columns, &mut self.hashes)?;
-            let keys = side.key_rows.convert_columns(&key_columns)?;
-            let rows = side.rows.convert_columns(batch.columns())?;
-            for i in 0..batch.num_rows() {
-                let ts = self.times[i];
-                let group = key_group(self.hashes[i], self.task.key_groups);
-                let state = self
-                    .state
-                    .entry(keys.row(i).as_ref().to_vec())
-                    .or_insert_with(|| KeyState {
-                        group,
-                        buffers: Default::default(),
-                    });
-                state.buffers[s].push(ts, rows.row(i).as_ref());
-                self.next_expiry = self.next_expiry.min(self.expiry(s, ts));
-            }
-        }
-        Ok(())
-    }
-}
-
-/// The rows of `buffers` (one side) as an Arrow IPC stream with the side's schema; empty when
-/// there are none.
-fn side_rows_ipc<'a>(side: &Side, buffers: impl Iterator<Item = &'a RowBuffer>) -> Result<Vec<u8>> {
-    let parser = side.rows.parser();
-    let rows: Vec<_> = buffers
-        .flat_map(|b| b.iter().map(|(_, bytes)| parser.parse(bytes)))
-        .collect();
-    if rows.is_empty() {
-        return Ok(Vec::new());
-    }
-    let columns = side.rows.convert_rows(rows)?;
-    let batch = RecordBatch::try_new(side.schema.clone(), columns)?;
-    let mut ipc = Vec::new();
-    let mut writer = StreamWriter::try_new(&mut ipc, &batch.schema())?;
-    writer.write(&batch)?;
-    writer.finish()?;
-    drop(writer);
-    Ok(ipc)
-}
-
-/// The next length-prefixed chunk of `rest`.
-fn take_chunk<'a>(rest: &mut &'a [u8]) -> Option<&'a [u8]> {
-    let len = usize::try_from(u64::from_le_bytes(rest.get(..8)?.try_into().ok()?)).ok()?;
-    let chunk = rest.get(8..8 + len)?;
-    *rest = &rest[8 + len..];
-    Some(chunk)
 }
