@@ -270,3 +270,118 @@ fn the_bounds_are_inclusive_and_rows_wait_exactly_as_long_as_a_partner_may_come(
         "right at 300 is gone once 320 is passed"
     );
 }
+
+const IMPRESSIONS: u64 = 3_000;
+const WAIT: i64 = 100;
+
+/// Impression `i`: id `i` at `2i` ms (jitter 0..5 ms).
+fn impression(i: i64) -> (i64, i64) {
+    (i, 2 * i + (i * 2_654_435_761) % 5)
+}
+
+/// Click `j`: on impression `3j`, from 0 to 149 ms after it (beyond `WAIT` a third of the time).
+fn click(j: i64) -> (i64, i64) {
+    let (id, ts) = impression(3 * j);
+    (id, ts + (id * 37) % 150)
+}
+
+fn pairs_source(rows: u64, f: fn(i64) -> (i64, i64)) -> GeneratorSource {
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("id", DataType::Int64, false),
+        Field::new("ts", DataType::Int64, false),
+    ]));
+    GeneratorSource::new(
+        schema,
+        Some(rows),
+        Arc::new(move |start, len| {
+            let rows: Vec<_> = (start..start + len as u64).map(|i| f(i as i64)).collect();
+            let column = |g: fn(&(i64, i64)) -> i64| {
+                Arc::new(Int64Array::from(rows.iter().map(g).collect::<Vec<_>>())) as ArrayRef
+            };
+            Ok(RecordBatch::try_from_iter([
+                ("id", column(|r| r.0)),
+                ("ts", column(|r| r.1)),
+            ])?)
+        }),
+    )
+}
+
+/// Every impression once: `id,ts,label,delay` — 1 and the click's lag when a click came
+/// within `WAIT`, else 0 and `WAIT`.
+fn label_oracle() -> Vec<String> {
+    let clicks: std::collections::HashMap<i64, i64> =
+        (0..IMPRESSIONS as i64 / 3).map(click).collect();
+    let mut v: Vec<String> = (0..IMPRESSIONS as i64)
+        .map(impression)
+        .map(|(id, ts)| match clicks.get(&id).map(|c| c - ts) {
+            Some(lag) if (0..=WAIT).contains(&lag) => format!("{id},{ts},1,{lag}"),
+            _ => format!("{id},{ts},0,{WAIT}"),
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+fn label_job(config: DataflowConfig, p: usize, sink: &TxSink) -> Dataflow {
+    let flow = Dataflow::new(DataflowConfig {
+        bounds: BatchBounds {
+            max_rows: 64,
+            ..BatchBounds::default()
+        },
+        idle_poll: Duration::from_millis(1),
+        ..config
+    });
+    let impressions = flow
+        .source("impressions", pairs_source(IMPRESSIONS, impression))
+        .assign_timestamps("impression time", "ts", Duration::from_millis(10));
+    // clicks come up to 149 ms out of order
+    let clicks = flow
+        .source("clicks", pairs_source(IMPRESSIONS / 3, click))
+        .assign_timestamps("click time", "ts", Duration::from_millis(200));
+    let sink = sink.clone();
+    impressions
+        .interval_join(&clicks, "join", IntervalJoin::labels(["id"], WAIT))
+        .parallelism(p)
+        .sink_with("out", Arc::new(move |_| Ok(Box::new(sink.clone()))))
+        .parallelism(p);
+    flow
+}
+
+/// Delayed labels: every impression is emitted once, labelled by its click or by the end of
+/// its wait, at parallelism 1 and 2 and after exactly-once restores under random faults.
+#[test]
+fn a_labelling_join_labels_every_impression_once() {
+    let want = label_oracle();
+    let positives = want
+        .iter()
+        .filter(|r| r.split(',').nth(2) == Some("1"))
+        .count();
+    assert!(positives > 300 && positives < want.len() / 3, "{positives}");
+    for p in [1, 2] {
+        let sink = TxSink::new();
+        wait(
+            label_job(DataflowConfig::default(), p, &sink)
+                .start()
+                .unwrap(),
+        );
+        assert_same_rows(&sink.committed(), &want, &format!("parallelism {p}"));
+    }
+    for (seed, p) in [(5, 2), (6, 1)] {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = faulty_config(dir.path(), CheckpointMode::Aligned, 4);
+        config.failover.mode = FailoverMode::ExactlyOnce;
+        config.faults = vec![
+            FaultInjection::error("join", rng.random_range(0..p), rng.random_range(3..40)),
+            FaultInjection::error("clicks", 0, rng.random_range(2..10)),
+        ];
+        let sink = TxSink::new();
+        let summary = wait(label_job(config, p, &sink).start().unwrap());
+        assert!(summary.restarts >= 1, "seed {seed}: no fault fired");
+        assert_same_rows(
+            &sink.committed(),
+            &want,
+            &format!("seed {seed}, parallelism {p}"),
+        );
+    }
+}

@@ -17,12 +17,19 @@
 //! - a row older than the watermark when it arrives is late: it is counted and sent to the
 //!   side output [`LATE_LEFT`] or [`LATE_RIGHT`], never joined.
 //!
+//! With [`JoinOutput::Label`] the join labels the left rows instead of pairing them — the
+//! delayed labels of click-through training: every left row (an impression) is emitted once,
+//! with [`LABEL`] 1 as soon as a right row (a click) falls in its interval, or 0 when the
+//! watermark closes the interval without one, and [`LABEL_DELAY`]: the event time from the
+//! left row to its label (the click's time minus the impression's, or the whole wait).
+//!
 //! The buffered rows are checkpointed per key group (Arrow IPC batches of each side's rows,
 //! with their schema), so the join restores exactly once and at another parallelism.
 //!
 //! | module | what |
 //! |---|---|
 //! | [`interval`] | [`IntervalJoinOperator`]; its checkpointed state (`interval::state`) |
+//! | `interval::label` | the label output |
 //! | `buffer` | the rows of one key and side waiting for a partner, in one byte arena |
 
 mod buffer;
@@ -38,6 +45,22 @@ pub use interval::IntervalJoinOperator;
 pub const LATE_LEFT: &str = "late-left";
 /// Side output of the right rows that arrived behind the watermark.
 pub const LATE_RIGHT: &str = "late-right";
+
+/// Name of the label column of a labelling join.
+pub const LABEL: &str = "label";
+/// Name of the label-delay column (ms of event time) of a labelling join.
+pub const LABEL_DELAY: &str = "label_delay_ms";
+
+/// What an interval join emits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum JoinOutput {
+    /// Every matching pair: the left columns, then the right ones.
+    #[default]
+    Pairs,
+    /// Every left row once: its columns, [`LABEL`] (1: a right row matched, 0: none did before
+    /// the interval closed) and [`LABEL_DELAY`].
+    Label,
+}
 
 /// What an interval join matches (see [the module docs](self)).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -56,6 +79,8 @@ pub struct IntervalJoin {
     pub upper_ms: i64,
     /// Prefix of right columns whose names the left side has already.
     pub right_prefix: String,
+    /// Pairs, or labels of the left rows.
+    pub output: JoinOutput,
 }
 
 impl IntervalJoin {
@@ -75,6 +100,21 @@ impl IntervalJoin {
             lower_ms,
             upper_ms,
             right_prefix: "right_".into(),
+            output: JoinOutput::Pairs,
+        }
+    }
+
+    /// Labels left rows (impressions) by whether a right row (a click) with equal `keys`
+    /// arrives within `delay_ms` after them: [`JoinOutput::Label`] on the interval
+    /// `[0, delay_ms]`.
+    pub fn labels<I, S>(keys: I, delay_ms: i64) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        IntervalJoin {
+            output: JoinOutput::Label,
+            ..IntervalJoin::new(keys, 0, delay_ms)
         }
     }
 

@@ -14,10 +14,11 @@ use arrow::datatypes::{Field, Schema, SchemaRef};
 use arrow::record_batch::RecordBatch;
 use arrow::row::{RowConverter, SortField};
 
+mod label;
 mod state;
 
 use super::buffer::RowBuffer;
-use super::{IntervalJoin, LATE_LEFT, LATE_RIGHT};
+use super::{IntervalJoin, JoinOutput, LATE_LEFT, LATE_RIGHT};
 use crate::error::{Error, Result};
 use crate::keys::{hash_rows, key_group};
 use crate::message::{Epoch, EventTime};
@@ -49,11 +50,13 @@ struct Meta {
     late: u64,
 }
 
-/// Pairs matched by one batch: the batch's rows and the other side's row bytes.
+/// Pairs matched by one batch: the batch's rows and the other side's row bytes; a labelling
+/// join's labelled rows with their delays.
 #[derive(Default)]
 struct Matches {
     here: Vec<u32>,
     other: RowBuffer,
+    delays: Vec<i64>,
 }
 
 /// Joins two keyed streams on an event-time interval (see [the module docs](super)).
@@ -172,8 +175,14 @@ impl IntervalJoinOperator {
         self.check_keys()
     }
 
-    /// Once both sides are known: their key types agree, and the output schema.
+    /// Once both sides are known: their key types agree, and the output schema (a labelling
+    /// join's as soon as the left side is known).
     fn check_keys(&mut self) -> Result<()> {
+        if self.spec.output == JoinOutput::Label && self.output.is_none() {
+            if let Some(left) = &self.sides[0] {
+                self.output = Some(label::schema(&self.name, &left.schema)?);
+            }
+        }
         let (Some(left), Some(right)) = (&self.sides[0], &self.sides[1]) else {
             return Ok(());
         };
@@ -191,6 +200,9 @@ impl IntervalJoinOperator {
                     ),
                 ));
             }
+        }
+        if self.spec.output == JoinOutput::Label {
+            return Ok(());
         }
         let mut fields: Vec<Field> = left.schema.fields().iter().map(|f| (**f).clone()).collect();
         for f in right.schema.fields() {
@@ -228,6 +240,7 @@ impl IntervalJoinOperator {
         let rows = side.rows.convert_columns(batch.columns())?;
         self.matches.here.clear();
         self.matches.other.clear();
+        self.matches.delays.clear();
         self.late_rows.clear();
         for i in 0..batch.num_rows() {
             let ts = self.times[i];
@@ -235,19 +248,17 @@ impl IntervalJoinOperator {
                 self.late_rows.push(i as u32);
                 continue;
             }
-            let (lo, hi) = self.partners(s, ts);
             let expiry = self.expiry(s, ts);
             let key = keys.row(i);
-            if let Some(state) = self.state.get(key.as_ref()) {
-                for (t, bytes) in state.buffers[1 - s].iter() {
-                    if (lo..=hi).contains(&t) {
-                        self.matches.here.push(i as u32);
-                        self.matches.other.push(t, bytes);
-                    }
+            let labelled = match self.spec.output {
+                JoinOutput::Pairs => {
+                    self.pair_row(s, i, ts, key.as_ref());
+                    false
                 }
-            }
-            if expiry < self.watermark {
-                continue; // no later row can match it
+                JoinOutput::Label => self.label_row(s, i, ts, key.as_ref()),
+            };
+            if labelled || expiry < self.watermark {
+                continue; // no later row can match it, or it needs none
             }
             if !self.state.contains_key(key.as_ref()) {
                 let group = key_group(self.hashes[i], self.task.key_groups);
@@ -265,8 +276,25 @@ impl IntervalJoinOperator {
         Ok(())
     }
 
-    /// Emits the pairs `join_batch` found, left columns first.
+    /// Pairs row `i` of side `s` (at `ts`, key `key`) with the other side's rows in its
+    /// interval.
+    fn pair_row(&mut self, s: usize, i: usize, ts: i64, key: &[u8]) {
+        let (lo, hi) = self.partners(s, ts);
+        if let Some(state) = self.state.get(key) {
+            for (t, bytes) in state.buffers[1 - s].iter() {
+                if (lo..=hi).contains(&t) {
+                    self.matches.here.push(i as u32);
+                    self.matches.other.push(t, bytes);
+                }
+            }
+        }
+    }
+
+    /// Emits the pairs `join_batch` found, left columns first (or the labels it gave).
     fn emit_matches(&mut self, s: usize, batch: &RecordBatch, out: &mut Collector) -> Result<()> {
+        if self.spec.output == JoinOutput::Label {
+            return self.emit_labels(s, batch, out);
+        }
         if self.matches.here.is_empty() {
             return Ok(());
         }
@@ -287,11 +315,24 @@ impl IntervalJoinOperator {
         Ok(())
     }
 
-    /// Drops the rows the watermark has made unmatchable.
-    fn expire(&mut self) {
+    /// Drops the rows the watermark has made unmatchable (a labelling join emits the left ones
+    /// with label 0).
+    fn expire(&mut self, out: &mut Collector) -> Result<()> {
         let (lower, upper, wm) = (self.spec.lower_ms, self.spec.upper_ms, self.watermark);
+        let label = self.spec.output == JoinOutput::Label;
         let mut next = i64::MAX;
+        let unmatched = &mut self.matches;
+        unmatched.other.clear();
+        unmatched.delays.clear();
         self.state.retain(|_, k| {
+            if label {
+                for (ts, bytes) in k.buffers[0].iter() {
+                    if ts.saturating_add(upper) < wm {
+                        unmatched.other.push(ts, bytes);
+                        unmatched.delays.push(upper);
+                    }
+                }
+            }
             k.buffers[0].retain(|ts| ts.saturating_add(upper) >= wm);
             k.buffers[1].retain(|ts| ts.saturating_sub(lower) >= wm);
             if let Some(t) = k.buffers[0].min_time() {
@@ -303,6 +344,10 @@ impl IntervalJoinOperator {
             !(k.buffers[0].is_empty() && k.buffers[1].is_empty())
         });
         self.next_expiry = next;
+        if label {
+            self.emit_buffered_labels(0, out)?;
+        }
+        Ok(())
     }
 }
 
@@ -338,7 +383,7 @@ impl Operator for IntervalJoinOperator {
         if watermark > self.watermark {
             self.watermark = watermark;
             if watermark > self.next_expiry {
-                self.expire();
+                self.expire(out)?;
             }
         }
         out.emit_watermark(watermark);
