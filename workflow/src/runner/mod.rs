@@ -212,7 +212,9 @@ pub async fn run(
         tokio::select! {
             Some(done) = done_rx.recv() => {
                 s.on_done(done)?;
-                s.notify();
+                // the verdict is on disk before the nodes it makes ready start: a run
+                // killed right after never reruns a node that finished
+                s.save()?;
             }
             Some(p) = progress_rx.recv() => s.on_progress(p)?,
             () = sleep_until(deadline), if !stopping => s.on_ticks(),
