@@ -30,7 +30,7 @@ pub mod client;
 pub mod files;
 pub mod server;
 
-pub use client::{PsClient, PsClientConfig};
+pub use client::{JobPolicy, PsClient, PsClientConfig};
 pub use server::{PsServer, PsServerConfig, PushReplyDelay};
 
 use serde::{Deserialize, Serialize};
@@ -75,6 +75,17 @@ enum WireError {
         seq: u64,
         oldest: u64,
     },
+    JobMismatch {
+        shard: usize,
+        held: String,
+        epoch: u64,
+        job: String,
+    },
+    NoEpoch {
+        shard: usize,
+        job: String,
+        epoch: u64,
+    },
 }
 
 /// The status a shard answers `e` with.
@@ -112,6 +123,23 @@ pub(crate) fn to_status(e: Error) -> tonic::Status {
                 oldest,
             },
         ),
+        Error::JobMismatch {
+            shard,
+            held,
+            epoch,
+            job,
+        } => (
+            Code::FailedPrecondition,
+            WireError::JobMismatch {
+                shard,
+                held,
+                epoch,
+                job,
+            },
+        ),
+        Error::NoEpoch { shard, job, epoch } => {
+            (Code::NotFound, WireError::NoEpoch { shard, job, epoch })
+        }
         other => return tonic::Status::internal(other.to_string()),
     };
     let message = format!("{code:?}");
@@ -146,6 +174,18 @@ pub(crate) fn from_status(s: &tonic::Status) -> Option<Error> {
             seq,
             oldest,
         },
+        WireError::JobMismatch {
+            shard,
+            held,
+            epoch,
+            job,
+        } => Error::JobMismatch {
+            shard,
+            held,
+            epoch,
+            job,
+        },
+        WireError::NoEpoch { shard, job, epoch } => Error::NoEpoch { shard, job, epoch },
     })
 }
 

@@ -12,6 +12,18 @@
 //! The port also answers the standard health service `grpc.health.v1.Health` (SERVING for
 //! `""` and `eddy.ps.v1.PsShard` while the shard serves).
 //!
+//! **Job identity.** The shard's tables belong to a job: the first client that declares them
+//! with a job id labels them, and the label travels in the shard's snapshot files. A client of
+//! another job is refused (`JobMismatch`) unless its `Configure` asks to resume the tables
+//! (relabel, keep the rows) or to start fresh (clear every row, relabel); a shard that never
+//! applied an update is taken over without asking. A client without a job id (old clients)
+//! is not checked.
+//!
+//! **Epoch snapshots.** `SnapshotEpoch{job, epoch}` writes a snapshot labelled with the job's
+//! checkpoint epoch (synced and renamed before the answer; without a data directory it is
+//! kept in memory, the newest `keep`), and `RestoreEpoch{job, epoch}` rolls the shard back to
+//! it. On open the shard restores the newest snapshot file of either kind.
+//!
 //! Stamped pushes are applied once per stamp ([`LocalPs::push_stamped`]); the shard's dedup
 //! table is part of its store snapshot, and clients idle for `dedup.client-ttl` are forgotten
 //! at every snapshot tick. [`PsServerConfig::delay_push_reply`] injects a fault for tests: the
@@ -33,6 +45,7 @@ use crate::clock::WorkerId;
 use crate::error::{Error, Result};
 use crate::local::{DedupConfig, Delta, LocalPs, LocalPsConfig, PushOutcome, PushStamp};
 use crate::table::TableConfig;
+use std::collections::VecDeque;
 
 /// Configuration of one shard server.
 #[derive(Debug, Clone, PartialEq)]
@@ -113,6 +126,8 @@ impl PsServerConfig {
             applied_at_start: AtomicU64::new(0),
             snapshotted: AtomicU64::new(0),
             pushes: AtomicU64::new(0),
+            label: Mutex::new(Label::default()),
+            in_memory: Mutex::new(VecDeque::new()),
         };
         let mut restored = None;
         let mut skipped = Vec::new();
@@ -125,6 +140,10 @@ impl PsServerConfig {
                 state.applied.store(snap.applied, Ordering::SeqCst);
                 state.applied_at_start.store(snap.applied, Ordering::SeqCst);
                 state.snapshotted.store(snap.applied, Ordering::SeqCst);
+                *state.label() = Label {
+                    job: snap.job,
+                    epoch: snap.epoch,
+                };
                 restored = Some(path);
             }
         }
@@ -150,6 +169,19 @@ struct Shared {
     snapshotted: AtomicU64,
     /// Push requests received (for [`PushReplyDelay`]).
     pushes: AtomicU64,
+    /// The job whose tables the shard holds and its newest epoch snapshot.
+    label: Mutex<Label>,
+    /// Epoch snapshots of a shard without a data directory: `(job, epoch, store bytes)`,
+    /// newest last.
+    in_memory: Mutex<VecDeque<(String, u64, Vec<u8>)>>,
+}
+
+/// The job whose tables a shard holds (empty: none) and the newest checkpoint epoch it
+/// snapshotted for it (0: none).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct Label {
+    job: String,
+    epoch: u64,
 }
 
 impl Shared {
@@ -172,12 +204,153 @@ impl Shared {
         })
     }
 
+    fn label(&self) -> std::sync::MutexGuard<'_, Label> {
+        self.label.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
     fn health(&self) -> Health {
+        let label = self.label().clone();
         Health {
             incarnation: self.incarnation,
             applied: self.applied.load(Ordering::SeqCst),
             applied_at_start: self.applied_at_start.load(Ordering::SeqCst),
+            job: label.job,
+            epoch: label.epoch,
         }
+    }
+
+    /// The shard's snapshot now, labelled with its job and newest epoch.
+    fn shard_snapshot(&self, store: &LocalPs, label: Label) -> Result<ShardSnapshot> {
+        Ok(ShardSnapshot {
+            shard: self.cfg.shard,
+            shards: self.cfg.shards,
+            applied: self.applied.load(Ordering::SeqCst),
+            tables: store.tables().map(|t| t.config().clone()).collect(),
+            store: store.snapshot_now()?,
+            job: label.job,
+            epoch: label.epoch,
+        })
+    }
+
+    /// Snapshots the store as job `job`'s checkpoint epoch `epoch`: to a file (synced) in
+    /// the data directory, or in memory without one.
+    fn snapshot_epoch(&self, job: &str, epoch: u64) -> Result<()> {
+        let store = self.store.get().ok_or(Error::Unconfigured {
+            shard: self.cfg.shard as usize,
+        })?;
+        self.check_job(job)?;
+        let label = Label {
+            job: job.to_owned(),
+            epoch,
+        };
+        let snap = self.shard_snapshot(store, label.clone())?;
+        match &self.cfg.data_dir {
+            Some(dir) => {
+                files::write(dir, &snap, self.cfg.keep, true)?;
+            }
+            None => {
+                let mut kept = self
+                    .in_memory
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner);
+                kept.push_back((label.job.clone(), epoch, snap.store));
+                while kept.len() > self.cfg.keep.max(1) {
+                    kept.pop_front();
+                }
+            }
+        }
+        *self.label() = label;
+        Ok(())
+    }
+
+    /// Rolls the store back to job `job`'s snapshot of checkpoint epoch `epoch`.
+    fn restore_epoch(&self, job: &str, epoch: u64) -> Result<()> {
+        let shard = self.cfg.shard as usize;
+        let missing = || Error::NoEpoch {
+            shard,
+            job: job.to_owned(),
+            epoch,
+        };
+        let bytes = match &self.cfg.data_dir {
+            Some(dir) => files::at_epoch(dir, self.cfg.shard, self.cfg.shards, job, epoch)?
+                .map(|snap| (snap.tables, snap.store)),
+            None => {
+                let kept = self
+                    .in_memory
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner);
+                let found = kept.iter().rev().find(|(j, e, _)| j == job && *e == epoch);
+                match (found, self.store.get()) {
+                    (Some((_, _, bytes)), Some(store)) => Some((
+                        store.tables().map(|t| t.config().clone()).collect(),
+                        bytes.clone(),
+                    )),
+                    _ => None,
+                }
+            }
+        };
+        let (tables, bytes) = bytes.ok_or_else(missing)?;
+        let store = match self.store.get() {
+            Some(store) => store,
+            None => self.build(&tables)?,
+        };
+        store.restore_now(&bytes)?;
+        *self.label() = Label {
+            job: job.to_owned(),
+            epoch,
+        };
+        // The rows changed without pushes: make the next tick write them.
+        self.snapshotted.store(u64::MAX, Ordering::SeqCst);
+        Ok(())
+    }
+
+    /// Refuses a job other than the one whose tables the shard holds.
+    fn check_job(&self, job: &str) -> Result<()> {
+        let label = self.label();
+        if job.is_empty() || label.job == job {
+            return Ok(());
+        }
+        Err(Error::JobMismatch {
+            shard: self.cfg.shard as usize,
+            held: label.job.clone(),
+            epoch: label.epoch,
+            job: job.to_owned(),
+        })
+    }
+
+    /// Decides whether job `job` may train the tables the shard holds (see the module docs).
+    fn adopt(&self, store: &LocalPs, job: &str, policy: JobPolicy) -> Result<()> {
+        if job.is_empty() {
+            return Ok(());
+        }
+        let mut label = self.label();
+        let never_updated = self.applied.load(Ordering::SeqCst) == 0;
+        if label.job == job {
+            return Ok(());
+        }
+        match policy {
+            _ if never_updated && label.epoch == 0 => {}
+            JobPolicy::Resume => {}
+            JobPolicy::Fresh => {
+                let tables = store.tables().map(|t| t.config().clone()).collect();
+                let empty = LocalPsConfig::new(tables).build()?.snapshot_now()?;
+                store.restore_now(&empty)?;
+                self.snapshotted.store(u64::MAX, Ordering::SeqCst);
+            }
+            JobPolicy::Refuse => {
+                return Err(Error::JobMismatch {
+                    shard: self.cfg.shard as usize,
+                    held: label.job.clone(),
+                    epoch: label.epoch,
+                    job: job.to_owned(),
+                })
+            }
+        }
+        *label = Label {
+            job: job.to_owned(),
+            epoch: 0,
+        };
+        Ok(())
     }
 
     /// The periodic upkeep: forgets idle dedup clients, then snapshots.
@@ -197,15 +370,10 @@ impl Shared {
         if applied == self.snapshotted.load(Ordering::SeqCst) {
             return Ok(false);
         }
-        let snap = ShardSnapshot {
-            shard: self.cfg.shard,
-            shards: self.cfg.shards,
-            applied,
-            tables: store.tables().map(|t| t.config().clone()).collect(),
-            store: store.snapshot_now()?,
-        };
-        files::write(dir, &snap, self.cfg.keep)?;
-        self.snapshotted.store(applied, Ordering::SeqCst);
+        let label = self.label().clone();
+        let snap = self.shard_snapshot(store, label)?;
+        files::write(dir, &snap, self.cfg.keep, false)?;
+        self.snapshotted.store(snap.applied, Ordering::SeqCst);
         Ok(true)
     }
 }
@@ -227,6 +395,13 @@ impl PsServer {
     /// Newer snapshot files that were skipped at open because they did not decode.
     pub fn skipped(&self) -> &[(PathBuf, Error)] {
         &self.skipped
+    }
+
+    /// The job whose tables the shard holds (empty: none) and the newest checkpoint epoch it
+    /// snapshotted for it (0: none), as restored at open.
+    pub fn job(&self) -> (String, u64) {
+        let label = self.shared.label().clone();
+        (label.job, label.epoch)
     }
 
     /// Key updates applied when the shard started (from its snapshot).
@@ -342,9 +517,13 @@ impl PsShard for Service {
             .configure
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
+        let policy = JobPolicy::try_from(req.policy).unwrap_or(JobPolicy::Refuse);
         match self.shared.store.get() {
             None => {
-                self.shared.build(&tables).map_err(to_status)?;
+                let store = self.shared.build(&tables).map_err(to_status)?;
+                self.shared
+                    .adopt(store, &req.job, policy)
+                    .map_err(to_status)?;
             }
             Some(store) => {
                 let have: Vec<&TableConfig> = store.tables().map(|t| t.config()).collect();
@@ -356,6 +535,9 @@ impl PsShard for Service {
                         format!("shard {} already holds other tables", cfg.shard),
                     )));
                 }
+                self.shared
+                    .adopt(store, &req.job, policy)
+                    .map_err(to_status)?;
             }
         }
         ok(ConfigureReply {
@@ -475,6 +657,30 @@ impl PsShard for Service {
         let now = at(req.into_inner().now_ms);
         let dropped = self.store()?.expire(now) as u64;
         ok(ExpireReply { dropped })
+    }
+
+    async fn snapshot_epoch(&self, req: Request<EpochRequest>) -> Reply<EpochReply> {
+        let req = req.into_inner();
+        let s = self.shared.clone();
+        tokio::task::spawn_blocking(move || s.snapshot_epoch(&req.job, req.epoch))
+            .await
+            .map_err(|e| Status::internal(e.to_string()))?
+            .map_err(to_status)?;
+        ok(EpochReply {
+            health: Some(self.shared.health()),
+        })
+    }
+
+    async fn restore_epoch(&self, req: Request<EpochRequest>) -> Reply<EpochReply> {
+        let req = req.into_inner();
+        let s = self.shared.clone();
+        tokio::task::spawn_blocking(move || s.restore_epoch(&req.job, req.epoch))
+            .await
+            .map_err(|e| Status::internal(e.to_string()))?
+            .map_err(to_status)?;
+        ok(EpochReply {
+            health: Some(self.shared.health()),
+        })
     }
 
     async fn stats(&self, req: Request<StatsRequest>) -> Reply<StatsReply> {
