@@ -45,6 +45,15 @@ pub mod proto {
     tonic::include_proto!("eddy.ps.v1");
 }
 
+/// The tag of job id `job` that pushes carry: xxh3-64, 0 for no job (never 0 otherwise).
+pub(crate) fn job_hash(job: &str) -> u64 {
+    if job.is_empty() {
+        0
+    } else {
+        xxhash_rust::xxh3::xxh3_64(job.as_bytes()).max(1)
+    }
+}
+
 /// The largest message either side accepts (snapshots travel in one message).
 pub const MAX_MESSAGE_BYTES: usize = 1 << 30;
 

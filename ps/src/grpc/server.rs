@@ -40,7 +40,7 @@ use tonic::{Request, Response, Status};
 use super::files::{self, ShardSnapshot};
 use super::proto::ps_shard_server::{PsShard, PsShardServer};
 use super::proto::*;
-use super::{to_status, MAX_MESSAGE_BYTES};
+use super::{job_hash, to_status, MAX_MESSAGE_BYTES};
 use crate::clock::WorkerId;
 use crate::error::{Error, Result};
 use crate::local::{DedupConfig, Delta, LocalPs, LocalPsConfig, PushOutcome, PushStamp};
@@ -127,6 +127,7 @@ impl PsServerConfig {
             snapshotted: AtomicU64::new(0),
             pushes: AtomicU64::new(0),
             label: Mutex::new(Label::default()),
+            job_hash: AtomicU64::new(0),
             in_memory: Mutex::new(VecDeque::new()),
         };
         let mut restored = None;
@@ -140,10 +141,10 @@ impl PsServerConfig {
                 state.applied.store(snap.applied, Ordering::SeqCst);
                 state.applied_at_start.store(snap.applied, Ordering::SeqCst);
                 state.snapshotted.store(snap.applied, Ordering::SeqCst);
-                *state.label() = Label {
+                state.set_label(Label {
                     job: snap.job,
                     epoch: snap.epoch,
-                };
+                });
                 restored = Some(path);
             }
         }
@@ -171,6 +172,8 @@ struct Shared {
     pushes: AtomicU64,
     /// The job whose tables the shard holds and its newest epoch snapshot.
     label: Mutex<Label>,
+    /// [`job_hash`] of `label.job`, read by every push without a lock.
+    job_hash: AtomicU64,
     /// Epoch snapshots of a shard without a data directory: `(job, epoch, store bytes)`,
     /// newest last.
     in_memory: Mutex<VecDeque<(String, u64, Vec<u8>)>>,
@@ -206,6 +209,12 @@ impl Shared {
 
     fn label(&self) -> std::sync::MutexGuard<'_, Label> {
         self.label.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn set_label(&self, label: Label) {
+        let mut held = self.label();
+        self.job_hash.store(job_hash(&label.job), Ordering::SeqCst);
+        *held = label;
     }
 
     fn health(&self) -> Health {
@@ -259,7 +268,7 @@ impl Shared {
                 }
             }
         }
-        *self.label() = label;
+        self.set_label(label);
         Ok(())
     }
 
@@ -295,10 +304,10 @@ impl Shared {
             None => self.build(&tables)?,
         };
         store.restore_now(&bytes)?;
-        *self.label() = Label {
+        self.set_label(Label {
             job: job.to_owned(),
             epoch,
-        };
+        });
         // The rows changed without pushes: make the next tick write them.
         self.snapshotted.store(u64::MAX, Ordering::SeqCst);
         Ok(())
@@ -350,6 +359,7 @@ impl Shared {
             job: job.to_owned(),
             epoch: 0,
         };
+        self.job_hash.store(job_hash(job), Ordering::SeqCst);
         Ok(())
     }
 
@@ -559,6 +569,15 @@ impl PsShard for Service {
         let req = req.into_inner();
         let xs = (!req.xs.is_empty()).then_some(&req.xs[..]);
         let store = self.store()?;
+        if req.job_hash != 0 && req.job_hash != self.shared.job_hash.load(Ordering::SeqCst) {
+            let label = self.shared.label().clone();
+            return Err(to_status(Error::JobMismatch {
+                shard: self.shared.cfg.shard as usize,
+                held: label.job,
+                epoch: label.epoch,
+                job: format!("{:#018x} (a job id's hash)", req.job_hash),
+            }));
+        }
         let (table, keys, grads, now) = (&req.table, &req.keys, &req.grads, at(req.at_ms));
         let outcome = if req.client == 0 {
             store

@@ -166,6 +166,7 @@ impl PsClientConfig {
             retries: AtomicU64::new(0),
             restarts: AtomicU64::new(0),
             last_epoch: AtomicU64::new(0),
+            job_hash: super::job_hash(&self.job),
         };
         try_join_all((0..client.conns.len()).map(|s| client.configure(s))).await?;
         Ok(client)
@@ -202,6 +203,8 @@ pub struct PsClient {
     restarts: AtomicU64,
     /// The newest checkpoint epoch snapshotted or restored through this client (0: none).
     last_epoch: AtomicU64,
+    /// The tag of the job id its pushes carry.
+    job_hash: u64,
 }
 
 fn retryable(code: tonic::Code) -> bool {
@@ -523,6 +526,7 @@ impl PsClient {
                     at_ms,
                     client: self.id,
                     seq: 0,
+                    job_hash: self.job_hash,
                 };
                 async move {
                     // Held until the part is answered for good: every retry resends this stamp.
