@@ -296,6 +296,7 @@ fn exactly_once_run(dir: &Path, data: &Path, kill_after: Option<Duration>) -> (s
     .spawn()
     .unwrap();
     let mut restarted = None;
+    let mut s1 = Some(s1);
     if let Some(after) = kill_after {
         let deadline = Instant::now() + Duration::from_secs(60);
         while !has_epoch_snapshot(&d1) {
@@ -307,14 +308,12 @@ fn exactly_once_run(dir: &Path, data: &Path, kill_after: Option<Duration>) -> (s
             training.try_wait().unwrap().is_none(),
             "training is still running when the shard is killed"
         );
-        let addr = s1.kill();
+        let addr = s1.take().map(Shard::kill).unwrap_or_default();
         restarted = Some(shard(1, 2, &addr, &d1, "50ms"));
-    } else {
-        drop(s1);
     }
     let out = training.wait_with_output().unwrap();
     let r = report(&out);
-    drop((s0, restarted));
+    drop((s0, s1, restarted));
     (r, std::fs::read(&model).unwrap())
 }
 
