@@ -106,7 +106,10 @@ fn report(out: &Output) -> serde_json::Value {
 
 fn failed_with(out: &Output, needle: &str) -> String {
     let err = String::from_utf8_lossy(&out.stderr).to_string();
-    assert!(!out.status.success(), "expected a failure naming {needle:?}");
+    assert!(
+        !out.status.success(),
+        "expected a failure naming {needle:?}"
+    );
     assert!(err.contains(needle), "expected {needle:?} in: {err}");
     err
 }
@@ -172,14 +175,19 @@ fn sigterm_keeps_every_acknowledged_update() {
         assert!(exit.success(), "SIGTERM exits 0: {exit:?}");
         drop(c);
         let back = shard(0, 1, "127.0.0.1:0", dir.path(), "1h");
-        let c = rt.block_on(client(&back.addr, "durable").connect()).unwrap();
+        let c = rt
+            .block_on(client(&back.addr, "durable").connect())
+            .unwrap();
         let mut got = Vec::new();
         let all: Vec<u64> = (0..=round)
             .flat_map(|r| (0..500).map(move |k| k * 7 + r))
             .collect();
         rt.block_on(c.pull("w", &all, &mut got)).unwrap();
         let lost = got.iter().filter(|&&w| w != 4.0).count();
-        assert_eq!(lost, 0, "round {round}: {lost} rows lost an acknowledged update");
+        assert_eq!(
+            lost, 0,
+            "round {round}: {lost} rows lost an acknowledged update"
+        );
         // and another job is refused these tables
         let other = rt.block_on(client(&back.addr, "another").connect());
         match other {
@@ -206,13 +214,21 @@ fn a_rerun_against_an_earlier_jobs_shards_refuses_without_resume() {
     report(&first);
     let again = learn(&data, &ps, &[]).output().unwrap();
     failed_with(&again, "holds the tables of job");
-    let resumed = learn(&data, &ps, &["--ps-resume", "--save", &p(&saved("resumed.eddy"))])
-        .output()
-        .unwrap();
+    let resumed = learn(
+        &data,
+        &ps,
+        &["--ps-resume", "--save", &p(&saved("resumed.eddy"))],
+    )
+    .output()
+    .unwrap();
     report(&resumed);
-    let fresh = learn(&data, &ps, &["--ps-fresh", "--save", &p(&saved("fresh.eddy"))])
-        .output()
-        .unwrap();
+    let fresh = learn(
+        &data,
+        &ps,
+        &["--ps-fresh", "--save", &p(&saved("fresh.eddy"))],
+    )
+    .output()
+    .unwrap();
     report(&fresh);
     let bytes = |name: &str| std::fs::read(saved(name)).unwrap();
     assert_ne!(
@@ -232,7 +248,9 @@ fn a_rerun_against_an_earlier_jobs_shards_refuses_without_resume() {
         learn(&data, &ps, &args).output().unwrap()
     };
     report(&named(&[]));
-    let same = learn(&data, &ps, &["--ps-job", "nightly"]).output().unwrap();
+    let same = learn(&data, &ps, &["--ps-job", "nightly"])
+        .output()
+        .unwrap();
     report(&same);
 }
 
@@ -251,10 +269,10 @@ fn a_shard_restarted_empty_is_detected() {
         &ps,
         &["--ps-retry-for", "20s", "--failover", "approximate"],
     )
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .spawn()
+    .unwrap();
     while std::fs::read_dir(&d0).map_or(0, |d| d.count()) == 0 {
         std::thread::sleep(Duration::from_millis(10));
     }
@@ -273,7 +291,11 @@ fn a_shard_restarted_empty_is_detected() {
 /// snapshot waits), `kill -9`s shard 1 once it has written an epoch snapshot and that much
 /// later, and restarts it on the same address and data directory. Returns the report and
 /// the saved model's bytes.
-fn exactly_once_run(dir: &Path, data: &Path, kill_after: Option<Duration>) -> (serde_json::Value, Vec<u8>) {
+fn exactly_once_run(
+    dir: &Path,
+    data: &Path,
+    kill_after: Option<Duration>,
+) -> (serde_json::Value, Vec<u8>) {
     let (d0, d1) = (dir.join("s0"), dir.join("s1"));
     let s0 = shard(0, 2, "127.0.0.1:0", &d0, "50ms");
     let s1 = shard(1, 2, "127.0.0.1:0", &d1, "50ms");
@@ -342,7 +364,10 @@ fn exactly_once_rolls_every_shard_back_after_a_kill_9() {
             got["restarts"].as_f64().unwrap_or(0.0) >= 1.0,
             "the job rolled back: {got}"
         );
-        assert_eq!(got["logloss"], want["logloss"], "seed {seed}: {got} vs {want}");
+        assert_eq!(
+            got["logloss"], want["logloss"],
+            "seed {seed}: {got} vs {want}"
+        );
         assert!(
             model == want_model,
             "seed {seed}: the final model differs from the fault-free run's"
@@ -357,7 +382,8 @@ fn job_policy_resume_keeps_and_fresh_clears_the_rows() {
     let rt = runtime();
     let s = shard(0, 1, "127.0.0.1:0", dir.path(), "1h");
     let c = rt.block_on(client(&s.addr, "a").connect()).unwrap();
-    rt.block_on(c.push("w", &[1, 2], &[-1.0, -1.0], None)).unwrap();
+    rt.block_on(c.push("w", &[1, 2], &[-1.0, -1.0], None))
+        .unwrap();
     let resumed = PsClientConfig {
         policy: JobPolicy::Resume,
         ..client(&s.addr, "b")

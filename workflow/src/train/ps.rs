@@ -81,6 +81,28 @@ impl PsConfig {
     }
 }
 
+/// The job id kept in the file `path`: read back if it exists, else a fresh random id written
+/// there (atomically). A workflow node keeps its id in its run directory, so a retry or a
+/// restarted run (which resume from the node's checkpoints) is the same job at the shards,
+/// and a new run directory is a new job, refused by shards holding the old one's tables.
+pub fn job_id_in(path: &std::path::Path) -> Result<String> {
+    let io = |e: std::io::Error| Error::InvalidArgument(format!("{}: {e}", path.display()));
+    match std::fs::read_to_string(path) {
+        Ok(id) if !id.trim().is_empty() => return Ok(id.trim().to_owned()),
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(io(e)),
+    }
+    let id = eddy_ps::grpc::client::new_job_id();
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(io)?;
+    }
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, &id).map_err(io)?;
+    std::fs::rename(&tmp, path).map_err(io)?;
+    Ok(id)
+}
+
 /// How the store's tables become a local model again.
 enum Export {
     Ftrl(FtrlLogisticParams),
