@@ -403,3 +403,29 @@ fn job_policy_resume_keeps_and_fresh_clears_the_rows() {
     let e = rt.block_on(b.push("w", &[1], &[-1.0], None)).unwrap_err();
     assert!(e.to_string().contains("job `c`"), "{e}");
 }
+
+/// #16: worker ids leased by shard 0 are unique across clients (processes) and across a
+/// `kill -9` of the shard: the next free id is durable before a lease is answered.
+#[test]
+fn leased_worker_ids_stay_unique_across_clients_and_a_kill_9() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = runtime();
+    let lease = |addr: &str, job: &str| {
+        let cfg = PsClientConfig {
+            lease_workers: 8,
+            policy: JobPolicy::Resume,
+            ..client(addr, job)
+        };
+        rt.block_on(cfg.connect()).unwrap().worker_base()
+    };
+    let s = shard(0, 1, "127.0.0.1:0", dir.path(), "1h");
+    let (a, b) = (lease(&s.addr, "j"), lease(&s.addr, "j"));
+    assert!(a + 8 <= b, "two clients' blocks overlap: {a} and {b}");
+    s.kill();
+    let back = shard(0, 1, "127.0.0.1:0", dir.path(), "1h");
+    let c = lease(&back.addr, "j");
+    assert!(
+        b + 8 <= c,
+        "a lease after the restart reuses ids: {c} after {b}"
+    );
+}

@@ -4,13 +4,14 @@
 //!
 //! ```text
 //! shard u32 | shards u32 | applied u64 | tables (length-prefixed JSON) | store snapshot (bytes)
-//!   | job (length-prefixed UTF-8) | epoch u64        (the last two since frame version 3)
+//!   | job (length-prefixed UTF-8) | epoch u64 | next worker id u64   (since frame version 3)
 //! ```
 //!
 //! where `applied` counts the key updates the shard had applied when the snapshot was taken
 //! (read before the store is copied, so it never overstates what the snapshot holds), `job`
 //! names the job whose tables these are (empty: none) and `epoch` is the newest checkpoint
-//! epoch the shard had snapshotted by then (0: none). Files are written to a temporary name,
+//! epoch the shard had snapshotted by then (0: none), and the next worker id shard 0 leases
+//! out (so ids stay unique across its restarts). Files are written to a temporary name,
 //! synced and renamed, so a crash mid-write leaves the older snapshots intact; [`latest`]
 //! skips files that fail their checksum. The newest `keep` files of each kind are kept.
 
@@ -38,6 +39,8 @@ pub struct ShardSnapshot {
     pub job: String,
     /// The newest checkpoint epoch the shard had snapshotted (0: none).
     pub epoch: u64,
+    /// The next worker id the shard leases out.
+    pub next_worker: u64,
 }
 
 impl ShardSnapshot {
@@ -53,6 +56,7 @@ impl ShardSnapshot {
         w.bytes(&self.store);
         w.bytes(self.job.as_bytes());
         w.u64(self.epoch);
+        w.u64(self.next_worker);
         Ok(w.finish())
     }
 
@@ -63,13 +67,13 @@ impl ShardSnapshot {
         let tables = serde_json::from_slice(r.bytes()?)
             .map_err(|e| Error::Snapshot(format!("tables: {e}")))?;
         let store = r.bytes()?.to_vec();
-        let (job, epoch) = if r.version() >= 3 {
+        let (job, epoch, next_worker) = if r.version() >= 3 {
             let job = std::str::from_utf8(r.bytes()?)
                 .map_err(|e| Error::Snapshot(format!("job: {e}")))?
                 .to_owned();
-            (job, r.u64()?)
+            (job, r.u64()?, r.u64()?)
         } else {
-            (String::new(), 0)
+            (String::new(), 0, 0)
         };
         r.end()?;
         Ok(ShardSnapshot {
@@ -80,6 +84,7 @@ impl ShardSnapshot {
             store,
             job,
             epoch,
+            next_worker,
         })
     }
 }
@@ -249,6 +254,7 @@ mod tests {
             store: vec![1, 2, 3],
             job: "j".into(),
             epoch: applied,
+            next_worker: 7,
         }
     }
 

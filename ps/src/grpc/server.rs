@@ -24,6 +24,11 @@
 //! kept in memory, the newest `keep`), and `RestoreEpoch{job, epoch}` rolls the shard back to
 //! it. On open the shard restores the newest snapshot file of either kind.
 //!
+//! **Worker ids.** Shard 0 leases blocks of worker ids to clients (`Configure` with
+//! `lease_workers`), unique across processes and across its own restarts (the next free id is
+//! written to its data directory before it answers), so workers of several processes never
+//! collide at the clocks.
+//!
 //! Stamped pushes are applied once per stamp ([`LocalPs::push_stamped`]); the shard's dedup
 //! table is part of its store snapshot, and clients idle for `dedup.client-ttl` are forgotten
 //! at every snapshot tick. [`PsServerConfig::delay_push_reply`] injects a fault for tests: the
@@ -128,6 +133,7 @@ impl PsServerConfig {
             pushes: AtomicU64::new(0),
             label: Mutex::new(Label::default()),
             job_hash: AtomicU64::new(0),
+            next_worker: AtomicU64::new(0),
             in_memory: Mutex::new(VecDeque::new()),
         };
         let mut restored = None;
@@ -141,6 +147,7 @@ impl PsServerConfig {
                 state.applied.store(snap.applied, Ordering::SeqCst);
                 state.applied_at_start.store(snap.applied, Ordering::SeqCst);
                 state.snapshotted.store(snap.applied, Ordering::SeqCst);
+                state.next_worker.store(snap.next_worker, Ordering::SeqCst);
                 state.set_label(Label {
                     job: snap.job,
                     epoch: snap.epoch,
@@ -174,6 +181,8 @@ struct Shared {
     label: Mutex<Label>,
     /// [`job_hash`] of `label.job`, read by every push without a lock.
     job_hash: AtomicU64,
+    /// The next worker id shard 0 leases out.
+    next_worker: AtomicU64,
     /// Epoch snapshots of a shard without a data directory: `(job, epoch, store bytes)`,
     /// newest last.
     in_memory: Mutex<VecDeque<(String, u64, Vec<u8>)>>,
@@ -238,7 +247,28 @@ impl Shared {
             store: store.snapshot_now()?,
             job: label.job,
             epoch: label.epoch,
+            next_worker: self.next_worker.load(Ordering::SeqCst),
         })
+    }
+
+    /// Reserves `n` worker ids (shard 0): returns the first. The new next id is written to
+    /// the data directory before the answer, so a restarted shard never leases them again.
+    fn lease_workers(&self, n: u32) -> Result<u32> {
+        if self.cfg.shard != 0 {
+            return Err(Error::config(
+                "",
+                "shard",
+                format!("worker ids are leased by shard 0, not {}", self.cfg.shard),
+            ));
+        }
+        let base = self.next_worker.fetch_add(u64::from(n), Ordering::SeqCst);
+        let base = u32::try_from(base)
+            .ok()
+            .filter(|b| b.checked_add(n).is_some())
+            .ok_or_else(|| Error::config("", "lease-workers", "worker ids are exhausted"))?;
+        self.snapshotted.store(u64::MAX, Ordering::SeqCst);
+        self.snapshot_to_disk()?;
+        Ok(base)
     }
 
     /// Snapshots the store as job `job`'s checkpoint epoch `epoch`: to a file (synced) in
@@ -550,8 +580,13 @@ impl PsShard for Service {
                     .map_err(to_status)?;
             }
         }
+        let worker_base = match req.lease_workers {
+            0 => 0,
+            n => self.shared.lease_workers(n).map_err(to_status)?,
+        };
         ok(ConfigureReply {
             health: Some(self.shared.health()),
+            worker_base,
         })
     }
 

@@ -233,6 +233,9 @@ impl Backend {
     }
 }
 
+/// Worker ids a job leases from running shards: its subtasks' ids, unique across processes.
+const WORKER_LEASE: u32 = 1024;
+
 /// The kind written in the header of a remote store's checkpoint label.
 const EPOCH_KIND: &str = "eddy-ps-epoch";
 
@@ -314,10 +317,24 @@ impl Store {
         })
     }
 
-    /// Subtask `subtask`'s learner (registered with the clocks under `bounded`/`sync`).
+    /// Subtask `subtask`'s learner (registered with the clocks under `bounded`/`sync`), with
+    /// worker id `subtask` past the client's leased base (remote shards: unique across
+    /// processes).
     fn learner(&self, subtask: usize) -> Result<StoreLearner> {
+        let base = match &*self.store {
+            AnyStore::Remote(c) if c.worker_base() > 0 || !c.job().is_empty() => {
+                if subtask >= WORKER_LEASE as usize {
+                    return Err(ps_error(format!(
+                        "subtask {subtask}: at most {WORKER_LEASE} subtasks train through \
+                         running shards"
+                    )));
+                }
+                c.worker_base()
+            }
+            _ => 0,
+        };
         let cfg = PsWorkerConfig {
-            worker: WorkerId(subtask as u32),
+            worker: WorkerId(base + subtask as u32),
             ..self.worker
         };
         let worker = PsWorker::new(self.store.clone(), self.model.clone(), cfg);
@@ -424,11 +441,13 @@ fn connect(
         .clone()
         .unwrap_or_else(eddy_ps::grpc::client::new_job_id);
     let remote = |addrs: Vec<String>, tables, job: String| {
+        let lease_workers = if job.is_empty() { 0 } else { WORKER_LEASE };
         let cfg = PsClientConfig {
             retry_for: config.retry_for,
             job,
             policy: config.existing,
             strict,
+            lease_workers,
             ..PsClientConfig::new(addrs.clone(), tables)
         };
         runtime

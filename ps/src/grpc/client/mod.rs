@@ -93,6 +93,9 @@ pub struct PsClientConfig {
     /// [`Error::ShardLost`] until [`PsClient::restore_epoch`]) instead of being ridden
     /// through with its lost updates counted. Default false.
     pub strict: bool,
+    /// Worker ids to lease from shard 0 on connect, unique across every client of the
+    /// shards ([`PsClient::worker_base`]); 0: none, the caller picks ids. Default 0.
+    pub lease_workers: u32,
 }
 
 impl PsClientConfig {
@@ -107,6 +110,7 @@ impl PsClientConfig {
             job: String::new(),
             policy: JobPolicy::Refuse,
             strict: false,
+            lease_workers: 0,
         }
     }
 
@@ -167,9 +171,18 @@ impl PsClientConfig {
             restarts: AtomicU64::new(0),
             last_epoch: AtomicU64::new(0),
             job_hash: super::job_hash(&self.job),
+            worker_base: 0,
         };
-        try_join_all((0..client.conns.len()).map(|s| client.configure(s))).await?;
-        Ok(client)
+        let lease = self.lease_workers;
+        let bases = try_join_all((0..client.conns.len()).map(|s| {
+            let lease = if s == 0 { lease } else { 0 };
+            client.configure(s, lease)
+        }))
+        .await?;
+        Ok(PsClient {
+            worker_base: bases[0],
+            ..client
+        })
     }
 }
 
@@ -205,6 +218,8 @@ pub struct PsClient {
     last_epoch: AtomicU64,
     /// The tag of the job id its pushes carry.
     job_hash: u64,
+    /// The first of the worker ids leased from shard 0.
+    worker_base: u32,
 }
 
 fn retryable(code: tonic::Code) -> bool {
@@ -362,6 +377,7 @@ impl PsClient {
     /// The `Configure` request of `shard`.
     fn configure_request(&self, shard: usize) -> ConfigureRequest {
         ConfigureRequest {
+            lease_workers: 0,
             tables_json: self.tables_json.clone(),
             shard: shard as u32,
             shards: self.conns.len() as u32,
@@ -370,16 +386,21 @@ impl PsClient {
         }
     }
 
-    /// Declares the tables to `shard` (with retries).
-    async fn configure(&self, shard: usize) -> Result<()> {
-        let req = self.configure_request(shard);
+    /// Declares the tables to `shard` (with retries), leasing `lease` worker ids from it;
+    /// returns the first.
+    async fn configure(&self, shard: usize, lease: u32) -> Result<u32> {
+        let req = ConfigureRequest {
+            lease_workers: lease,
+            ..self.configure_request(shard)
+        };
         let reply = self
             .call(shard, "configure", |mut c| {
                 let req = req.clone();
                 async move { c.configure(req).await }
             })
             .await?;
-        self.observe(shard, reply.health)
+        self.observe(shard, reply.health)?;
+        Ok(reply.worker_base)
     }
 
     /// One request to `shard`, retried through transport errors and timeouts (and re-declaring
@@ -590,6 +611,12 @@ impl PsClient {
         }
         self.last_epoch.store(epoch, Ordering::SeqCst);
         Ok(())
+    }
+
+    /// The first of the [`lease_workers`](PsClientConfig::lease_workers) worker ids shard 0
+    /// leased to this client (0 without a lease).
+    pub fn worker_base(&self) -> u32 {
+        self.worker_base
     }
 
     /// The client's job id (empty: none).
