@@ -22,9 +22,15 @@
 //! ## Modules
 //! | module | what |
 //! |---|---|
-//! | [`server`] | [`PsServer`], [`PsServerConfig`]: one shard, periodic snapshots, restore on start |
-//! | [`client`] | [`PsClient`], [`PsClientConfig`]: routing, parallel fan-out, timeouts, retries |
-//! | [`files`] | the shard snapshot files in a data directory |
+//! | [`server`] | [`PsServer`], [`PsServerConfig`]: one shard, periodic snapshots, restore on start; its `job` part: the job label, epoch snapshots, worker-id leases |
+//! | [`client`] | [`PsClient`], [`PsClientConfig`]: routing, parallel fan-out, timeouts, retries; its `job` part: job checks on every reply, epoch snapshot and restore |
+//! | [`files`] | the shard snapshot files in a data directory: periodic and epoch-labelled |
+//!
+//! **Job identity and epochs.** A client with a job id ([`PsClientConfig::job`]) is refused
+//! by shards holding another job's tables unless its [`JobPolicy`] resumes or clears them;
+//! pushes carry the job id's hash, so a stale client cannot write into another job's tables.
+//! [`PsClient::snapshot_epoch`] / [`PsClient::restore_epoch`] write and roll back to durable
+//! per-epoch shard snapshots; a shard that loses the job's state is [`Error::ShardLost`].
 
 pub mod client;
 pub mod files;
