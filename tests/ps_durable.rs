@@ -273,7 +273,16 @@ fn a_shard_restarted_empty_is_detected() {
     .stderr(Stdio::piped())
     .spawn()
     .unwrap();
-    while std::fs::read_dir(&d0).map_or(0, |d| d.count()) == 0 {
+    // two snapshot files: the one the worker-id lease wrote at connect, and a periodic one
+    // after updates (so the job has had answers from the shard)
+    let snapshots = || {
+        std::fs::read_dir(&d0).map_or(0, |d| {
+            d.flatten()
+                .filter(|e| e.file_name().to_string_lossy().ends_with(".snap"))
+                .count()
+        })
+    };
+    while snapshots() < 2 {
         std::thread::sleep(Duration::from_millis(10));
     }
     assert!(
