@@ -127,8 +127,16 @@ fn a_killed_shard_restarts_from_its_snapshot_and_training_resumes() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    // wait for shard 1's first snapshot, then kill it while training is under way
-    while std::fs::read_dir(&d1).map_or(0, |d| d.count()) == 0 {
+    // wait for shard 1's first snapshot (renamed into place: a `.tmp` file is not one yet),
+    // then kill it while training is under way
+    let snapshots = |d: &Path| {
+        std::fs::read_dir(d).map_or(0, |d| {
+            d.flatten()
+                .filter(|e| e.file_name().to_string_lossy().ends_with(".snap"))
+                .count()
+        })
+    };
+    while snapshots(&d1) == 0 {
         std::thread::sleep(Duration::from_millis(10));
     }
     assert!(

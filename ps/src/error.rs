@@ -53,6 +53,45 @@ pub enum Error {
         /// The shard's index.
         shard: usize,
     },
+    /// A shard holds the tables of another job (or of an unnamed earlier run): training on
+    /// them would silently continue someone else's state. Resume or start fresh explicitly.
+    #[error(
+        "shard {shard}: holds the tables of job `{held}` (epoch {epoch}), not of job `{job}`; \
+         resume them explicitly (--ps-resume / ps-existing = \"resume\") or clear them \
+         (--ps-fresh / ps-existing = \"fresh\")"
+    )]
+    JobMismatch {
+        /// The shard's index.
+        shard: usize,
+        /// The job whose tables the shard holds (empty: a run without a job id).
+        held: String,
+        /// The epoch of the shard's newest epoch snapshot (0: none).
+        epoch: u64,
+        /// The job that asked.
+        job: String,
+    },
+    /// A shard lost the job's state: it came back empty, or restarted from a snapshot older
+    /// than the job's last completed epoch, or (exactly-once) restarted at all, so what it
+    /// holds is no longer the job's consistent state.
+    #[error("shard {shard} at {addr}: {reason}")]
+    ShardLost {
+        /// The shard's index.
+        shard: usize,
+        /// The shard's address.
+        addr: String,
+        /// What happened.
+        reason: String,
+    },
+    /// A shard has no snapshot of the job's epoch to roll back to.
+    #[error("shard {shard}: no snapshot of job `{job}` at epoch {epoch}")]
+    NoEpoch {
+        /// The shard's index.
+        shard: usize,
+        /// The job.
+        job: String,
+        /// The epoch asked for.
+        epoch: u64,
+    },
     /// A call to a remote shard failed: refused by the shard, or still failing when the
     /// client's retries ran out.
     #[error("shard {shard} at {addr}: {op}: {message}")]

@@ -47,8 +47,18 @@
 //!   [`LocalPsConfig::tombstones`] removals; a cursor older than a forgotten removal, a restore
 //!   or the store's start (a fresh cursor too) gets a full resync ([`Delta::resync`]: every
 //!   row, drop the rest) — never a delta that silently misses removals.
-//! - **Snapshots are versioned** ([`snapshot::VERSION`] = 2, adding the dedup table); version-1
-//!   snapshots still load (with an empty dedup table), unknown versions are refused.
+//! - **Snapshots are versioned** ([`snapshot::VERSION`] = 3: 2 added the dedup table, 3 the
+//!   job id and epoch of a shard file); older snapshots still load (with an empty dedup table,
+//!   no job), unknown versions are refused.
+//! - **Shards know their job.** A [`PsClient`] connecting with a job id
+//!   ([`PsClientConfig::job`]) to a shard that holds another job's tables is refused
+//!   ([`Error::JobMismatch`]) unless it asks to resume them or start fresh
+//!   ([`JobPolicy`]); a shard that comes back empty, or from a snapshot older than the job's
+//!   last checkpoint epoch, is [`Error::ShardLost`], never silently re-declared.
+//! - **Epoch snapshots.** [`PsClient::snapshot_epoch`] makes every shard write a snapshot
+//!   labelled with the job's checkpoint epoch and answers once they are durable;
+//!   [`PsClient::restore_epoch`] rolls every shard back to it. The training engine's
+//!   checkpoints hold these labels instead of the tables' bytes.
 
 pub mod any;
 pub mod clock;
@@ -63,7 +73,7 @@ pub mod train;
 pub use any::{AnyStore, StoreCounters};
 pub use clock::{Clocks, Consistency, WorkerId};
 pub use error::{Error, Result};
-pub use grpc::{PsClient, PsClientConfig, PsServer, PsServerConfig, PushReplyDelay};
+pub use grpc::{JobPolicy, PsClient, PsClientConfig, PsServer, PsServerConfig, PushReplyDelay};
 pub use local::{DedupConfig, Delta, DeltaCursor, LocalPs, LocalPsConfig, PushOutcome, PushStamp};
 pub use store::ParamStore;
 pub use table::{Initializer, TableConfig, ValidTableConfig};

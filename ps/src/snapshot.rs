@@ -12,8 +12,11 @@
 //! any other version is refused with an error naming it. Version 2 added the push-dedup table
 //! at the end of a [`LocalPs`](crate::LocalPs) body; a version-1 body still loads, with an
 //! empty dedup table (replays of pushes acknowledged before the upgrade are not recognized —
-//! nothing recognized them before either). The other bodies framed here (shard files, a
-//! [`PsClient`](crate::PsClient)'s multi-shard snapshot) are the same in both versions.
+//! nothing recognized them before either). Version 3 added the job id and checkpoint epoch at
+//! the end of a shard file ([`grpc::files`](crate::grpc::files)); older shard files load with
+//! no job and epoch 0. The other bodies framed here (a [`LocalPs`](crate::LocalPs) body from
+//! version 2 on, a [`PsClient`](crate::PsClient)'s multi-shard snapshot) are the same in
+//! every version.
 
 use xxhash_rust::xxh3::xxh3_64;
 
@@ -21,7 +24,7 @@ use crate::error::{Error, Result};
 
 const MAGIC: &[u8; 8] = b"EDDY-PS\0";
 /// The body layout version this crate writes.
-pub const VERSION: u32 = 2;
+pub const VERSION: u32 = 3;
 /// The oldest body layout version this crate still reads.
 pub const OLDEST_READABLE: u32 = 1;
 const HEADER: usize = 8 + 4 + 8;

@@ -37,6 +37,7 @@ async fn raw(addr: &str) -> PsShardClient<Channel> {
         tables_json: serde_json::to_string(&tables()).unwrap(),
         shard: 0,
         shards: 1,
+        ..Default::default()
     })
     .await
     .unwrap();

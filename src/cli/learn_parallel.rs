@@ -1,6 +1,7 @@
 //! The flags of `eddy learn` for data-parallel training and parameter servers: `--parallelism
 //! N` (alias `--workers`), `--ps local|grpc://A,B`, `--consistency async|bounded:S|sync`,
-//! `--ps-batch`, `--ps-retry-for`. They only fill the training job's [`PsConfig`]; the job
+//! `--ps-batch`, `--ps-retry-for`, and the job identity at remote shards: `--ps-job ID`,
+//! `--ps-resume` / `--ps-fresh`. They only fill the training job's [`PsConfig`]; the job
 //! ([`eddy_workflow::train`]) does the training.
 
 use std::time::Duration;
@@ -8,7 +9,7 @@ use std::time::Duration;
 use anyhow::bail;
 use clap::Args;
 use eddy_ps::{Consistency, StoreCounters};
-use eddy_workflow::train::{PsConfig, PsSpec};
+use eddy_workflow::train::{JobPolicy, PsConfig, PsSpec};
 
 /// The parallelism and parameter-server options of `eddy learn`.
 #[derive(Debug, Clone, Args)]
@@ -32,6 +33,17 @@ pub struct ParallelArgs {
     /// How long a request to a shard is retried before training fails (with --ps grpc://).
     #[arg(long, default_value = "60s", value_parser = super::duration::parse)]
     pub ps_retry_for: Duration,
+    /// The job id at the shards (with --ps grpc://): shards holding another job's tables
+    /// refuse it. Default: a random id per run. Resuming from a checkpoint of a job that
+    /// trained on shards needs that job's id.
+    #[arg(long)]
+    pub ps_job: Option<String>,
+    /// Continue training the tables shards hold from another job (or an earlier run).
+    #[arg(long, conflicts_with = "ps_fresh")]
+    pub ps_resume: bool,
+    /// Clear the tables shards hold from another job (or an earlier run) before training.
+    #[arg(long)]
+    pub ps_fresh: bool,
 }
 
 impl ParallelArgs {
@@ -50,10 +62,20 @@ impl ParallelArgs {
                 None => bail!("--ps `{spec}`: expected `local` or `grpc://HOST:PORT,HOST:PORT`"),
             },
         };
+        if self.ps_job.as_deref().is_some_and(|j| j.trim().is_empty()) {
+            bail!("--ps-job must not be empty");
+        }
+        let existing = match (self.ps_resume, self.ps_fresh) {
+            (true, _) => JobPolicy::Resume,
+            (_, true) => JobPolicy::Fresh,
+            _ => JobPolicy::Refuse,
+        };
         Ok(Some(PsConfig {
             consistency: self.consistency,
             batch_rows: self.ps_batch,
             retry_for: self.ps_retry_for,
+            job: self.ps_job.clone(),
+            existing,
             ..PsConfig::new(store)
         }))
     }

@@ -4,7 +4,11 @@
 //! It restores the newest good snapshot of the shard in `DIR` (naming any newer file it had
 //! to skip), prints `listening on ADDR` with the bound address on stdout (so `--listen
 //! 127.0.0.1:0` works), snapshots to `DIR` every `--snapshot-interval` while updates arrive,
-//! and once more when stopped with Ctrl-C or SIGTERM (then it exits 0).
+//! and once more when stopped with Ctrl-C or SIGTERM: it stops accepting connections, lets the
+//! requests in flight finish, writes that last snapshot and exits 0 — so every update it
+//! acknowledged is in `DIR`. Jobs also have it write snapshots labelled with their checkpoint
+//! epochs (`shard-I-of-N.<ms>.e<E>.snap`), and the tables carry the job's id (see
+//! `eddy_ps::grpc::server`).
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -86,8 +90,9 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         eprintln!("skipped snapshot {}: {why}", path.display());
     }
     if let Some(path) = server.restored_from() {
+        let (job, epoch) = server.job();
         eprintln!(
-            "shard {shard}/{shards}: restored {} ({} updates applied)",
+            "shard {shard}/{shards}: restored {} ({} updates applied; job `{job}`, epoch {epoch})",
             path.display(),
             server.applied_at_start()
         );

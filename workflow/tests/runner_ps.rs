@@ -283,3 +283,42 @@ publish-rows = 1000
     // periodic version may fall short of the end, adding a final one)
     assert!((5..=6).contains(&n.versions.len()), "{n:?}");
 }
+
+/// #16: running shards know the node's job by the id in its run directory: a new run
+/// directory is another job, refused until `ps-existing` says to resume the tables or start
+/// fresh.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_run_against_an_earlier_runs_shards_needs_ps_existing() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = PsServerConfig::new(0, 1).open().unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(server.serve(listener, async move {
+        let _ = stopped.await;
+    }));
+    let keys = |extra: &str| format!("ps = [\"{addr}\"]\nretries = 0\n{extra}");
+    let (first, second) = (dir.path().join("first"), dir.path().join("second"));
+    std::fs::create_dir_all(&first).unwrap();
+    std::fs::create_dir_all(&second).unwrap();
+    check_run(&run_spec(&first, &spec(&keys(""))).await);
+    let job = std::fs::read_to_string(first.join("run/ps-jobs/train")).unwrap();
+    assert!(job.starts_with("job-"), "{job}");
+
+    let refused = run_spec(&second, &spec(&keys(""))).await;
+    let train = &refused.state.nodes["train"];
+    assert_eq!(train.status, NodeStatus::Failed, "{train:?}");
+    let message = train.error.as_deref().unwrap_or_default();
+    assert!(
+        message.contains("holds the tables of job") && message.contains(job.trim()),
+        "{message}"
+    );
+    for policy in ["resume", "fresh"] {
+        let run = dir.path().join(policy);
+        std::fs::create_dir_all(&run).unwrap();
+        let extra = format!("ps-existing = \"{policy}\"");
+        check_run(&run_spec(&run, &spec(&keys(&extra))).await);
+    }
+    let _ = stop.send(());
+    task.await.unwrap().unwrap();
+}

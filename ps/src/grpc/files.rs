@@ -1,14 +1,19 @@
-//! A shard's snapshot files: `shard-I-of-N.<unix-ms>.snap` in the data directory, each a
-//! [snapshot frame](crate::snapshot) around
+//! A shard's snapshot files in the data directory: `shard-I-of-N.<unix-ms>.snap` (periodic
+//! and final snapshots) and `shard-I-of-N.<unix-ms>.e<E>.snap` (the snapshot a job asked for
+//! at its checkpoint epoch `E`), each a [snapshot frame](crate::snapshot) around
 //!
 //! ```text
 //! shard u32 | shards u32 | applied u64 | tables (length-prefixed JSON) | store snapshot (bytes)
+//!   | job (length-prefixed UTF-8) | epoch u64 | next worker id u64   (since frame version 3)
 //! ```
 //!
 //! where `applied` counts the key updates the shard had applied when the snapshot was taken
-//! (read before the store is copied, so it never overstates what the snapshot holds). Files
-//! are written to a temporary name, synced and renamed, so a crash mid-write leaves the older
-//! snapshots intact; [`latest`] skips files that fail their checksum.
+//! (read before the store is copied, so it never overstates what the snapshot holds), `job`
+//! names the job whose tables these are (empty: none) and `epoch` is the newest checkpoint
+//! epoch the shard had snapshotted by then (0: none), and the next worker id shard 0 leases
+//! out (so ids stay unique across its restarts). Files are written to a temporary name,
+//! synced and renamed, so a crash mid-write leaves the older snapshots intact; [`latest`]
+//! skips files that fail their checksum. The newest `keep` files of each kind are kept.
 
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -30,6 +35,12 @@ pub struct ShardSnapshot {
     pub tables: Vec<TableConfig>,
     /// The [`LocalPs`](crate::LocalPs) snapshot.
     pub store: Vec<u8>,
+    /// The job whose tables these are (empty: none).
+    pub job: String,
+    /// The newest checkpoint epoch the shard had snapshotted (0: none).
+    pub epoch: u64,
+    /// The next worker id the shard leases out.
+    pub next_worker: u64,
 }
 
 impl ShardSnapshot {
@@ -43,6 +54,9 @@ impl ShardSnapshot {
             .map_err(|e| Error::Snapshot(format!("tables: {e}")))?;
         w.bytes(&tables);
         w.bytes(&self.store);
+        w.bytes(self.job.as_bytes());
+        w.u64(self.epoch);
+        w.u64(self.next_worker);
         Ok(w.finish())
     }
 
@@ -53,6 +67,14 @@ impl ShardSnapshot {
         let tables = serde_json::from_slice(r.bytes()?)
             .map_err(|e| Error::Snapshot(format!("tables: {e}")))?;
         let store = r.bytes()?.to_vec();
+        let (job, epoch, next_worker) = if r.version() >= 3 {
+            let job = std::str::from_utf8(r.bytes()?)
+                .map_err(|e| Error::Snapshot(format!("job: {e}")))?
+                .to_owned();
+            (job, r.u64()?, r.u64()?)
+        } else {
+            (String::new(), 0, 0)
+        };
         r.end()?;
         Ok(ShardSnapshot {
             shard,
@@ -60,6 +82,9 @@ impl ShardSnapshot {
             applied,
             tables,
             store,
+            job,
+            epoch,
+            next_worker,
         })
     }
 }
@@ -68,10 +93,41 @@ fn prefix(shard: u32, shards: u32) -> String {
     format!("shard-{shard}-of-{shards}.")
 }
 
+/// One snapshot file's name, parsed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SnapFile {
+    /// When it was written (Unix ms, kept increasing).
+    pub stamp: u64,
+    /// The checkpoint epoch it was taken for (`None`: a periodic or final snapshot).
+    pub epoch: Option<u64>,
+    /// Its path.
+    pub path: PathBuf,
+}
+
+/// Parses `<stamp>.snap` or `<stamp>.e<epoch>.snap` (after the shard's prefix).
+fn parse_name(rest: &str) -> Option<(u64, Option<u64>)> {
+    let rest = rest.strip_suffix(".snap")?;
+    match rest.split_once('.') {
+        None => Some((rest.parse().ok()?, None)),
+        Some((stamp, epoch)) => Some((
+            stamp.parse().ok()?,
+            Some(epoch.strip_prefix('e')?.parse().ok()?),
+        )),
+    }
+}
+
 /// The snapshot files of shard `shard` of `shards` in `dir`, newest first.
 pub fn list(dir: &Path, shard: u32, shards: u32) -> Result<Vec<PathBuf>> {
+    Ok(files(dir, shard, shards)?
+        .into_iter()
+        .map(|f| f.path)
+        .collect())
+}
+
+/// The snapshot files of shard `shard` of `shards` in `dir`, newest first, parsed.
+pub fn files(dir: &Path, shard: u32, shards: u32) -> Result<Vec<SnapFile>> {
     let prefix = prefix(shard, shards);
-    let mut found: Vec<(u64, PathBuf)> = Vec::new();
+    let mut found: Vec<SnapFile> = Vec::new();
     let entries = match std::fs::read_dir(dir) {
         Ok(e) => e,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
@@ -80,18 +136,45 @@ pub fn list(dir: &Path, shard: u32, shards: u32) -> Result<Vec<PathBuf>> {
     for entry in entries {
         let entry = entry.map_err(|e| Error::io(dir.display(), e))?;
         let name = entry.file_name();
-        let Some(stamp) = name
+        let Some((stamp, epoch)) = name
             .to_str()
             .and_then(|n| n.strip_prefix(&prefix))
-            .and_then(|n| n.strip_suffix(".snap"))
-            .and_then(|n| n.parse::<u64>().ok())
+            .and_then(parse_name)
         else {
             continue;
         };
-        found.push((stamp, entry.path()));
+        found.push(SnapFile {
+            stamp,
+            epoch,
+            path: entry.path(),
+        });
     }
-    found.sort_unstable_by(|a, b| b.cmp(a));
-    Ok(found.into_iter().map(|(_, p)| p).collect())
+    found.sort_unstable_by(|a, b| b.stamp.cmp(&a.stamp).then(b.path.cmp(&a.path)));
+    Ok(found)
+}
+
+/// The snapshot of job `job` at checkpoint epoch `epoch` in `dir` (the newest such file that
+/// decodes), or `None`.
+pub fn at_epoch(
+    dir: &Path,
+    shard: u32,
+    shards: u32,
+    job: &str,
+    epoch: u64,
+) -> Result<Option<ShardSnapshot>> {
+    for f in files(dir, shard, shards)? {
+        if f.epoch != Some(epoch) {
+            continue;
+        }
+        let bytes = std::fs::read(&f.path).map_err(|e| Error::io(f.path.display(), e))?;
+        // a corrupt file is skipped like in `latest`: an older one may hold the epoch too
+        if let Ok(snap) = ShardSnapshot::decode(&bytes) {
+            if snap.job == job && snap.epoch == epoch {
+                return Ok(Some(snap));
+            }
+        }
+    }
+    Ok(None)
 }
 
 /// What [`latest`] found: the newest snapshot that decodes (with its path), and the newer
@@ -113,9 +196,10 @@ pub fn latest(dir: &Path, shard: u32, shards: u32) -> Result<Found> {
     Ok((None, skipped))
 }
 
-/// Writes `snap` as a new file in `dir` (created if missing) and removes all but the newest
-/// `keep` files of the shard; returns the new file's path.
-pub fn write(dir: &Path, snap: &ShardSnapshot, keep: usize) -> Result<PathBuf> {
+/// Writes `snap` as a new file in `dir` (created if missing), labelled as the snapshot of
+/// checkpoint epoch `snap.epoch` when `at_epoch`, and removes all but the newest `keep`
+/// files of its kind (periodic, or epoch); returns the new file's path.
+pub fn write(dir: &Path, snap: &ShardSnapshot, keep: usize, at_epoch: bool) -> Result<PathBuf> {
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir.display(), e))?;
     let bytes = snap.encode()?;
     let mut stamp = SystemTime::now()
@@ -126,12 +210,18 @@ pub fn write(dir: &Path, snap: &ShardSnapshot, keep: usize) -> Result<PathBuf> {
         let last = newest
             .file_name()
             .and_then(|n| n.to_str())
-            .and_then(|n| n.rsplit('.').nth(1))
-            .and_then(|n| n.parse::<u64>().ok())
+            .and_then(|n| n.strip_prefix(&prefix(snap.shard, snap.shards)))
+            .and_then(parse_name)
+            .map(|(stamp, _)| stamp)
             .unwrap_or(0);
         stamp = stamp.max(last + 1);
     }
-    let name = format!("{}{stamp:020}.snap", prefix(snap.shard, snap.shards));
+    let label = if at_epoch {
+        format!(".e{}", snap.epoch)
+    } else {
+        String::new()
+    };
+    let name = format!("{}{stamp:020}{label}.snap", prefix(snap.shard, snap.shards));
     let path = dir.join(&name);
     let tmp = dir.join(format!("{name}.tmp"));
     {
@@ -142,11 +232,11 @@ pub fn write(dir: &Path, snap: &ShardSnapshot, keep: usize) -> Result<PathBuf> {
             .map_err(|e| Error::io(tmp.display(), e))?;
     }
     std::fs::rename(&tmp, &path).map_err(|e| Error::io(path.display(), e))?;
-    for old in list(dir, snap.shard, snap.shards)?
+    let kind = files(dir, snap.shard, snap.shards)?
         .into_iter()
-        .skip(keep.max(1))
-    {
-        std::fs::remove_file(&old).map_err(|e| Error::io(old.display(), e))?;
+        .filter(|f| f.epoch.is_some() == at_epoch);
+    for old in kind.skip(keep.max(1)) {
+        std::fs::remove_file(&old.path).map_err(|e| Error::io(old.path.display(), e))?;
     }
     Ok(path)
 }
@@ -162,6 +252,9 @@ mod tests {
             applied,
             tables: vec![TableConfig::new("w", 1)],
             store: vec![1, 2, 3],
+            job: "j".into(),
+            epoch: applied,
+            next_worker: 7,
         }
     }
 
@@ -172,7 +265,7 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
         assert!(latest(&dir, 1, 2).unwrap().0.is_none(), "missing dir: none");
         for a in 1..=4 {
-            write(&dir, &snap(a), 3).unwrap();
+            write(&dir, &snap(a), 3, false).unwrap();
         }
         assert_eq!(list(&dir, 1, 2).unwrap().len(), 3);
         assert!(
@@ -192,6 +285,30 @@ mod tests {
         assert_eq!(found.unwrap().1.applied, 3);
         assert_eq!(skipped.len(), 1);
         assert_eq!(skipped[0].0, newest);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn epoch_snapshots_are_found_by_job_and_epoch_and_kept_apart() {
+        let dir =
+            std::env::temp_dir().join(format!("eddy-ps-files-{}-{}", std::process::id(), line!()));
+        let _ = std::fs::remove_dir_all(&dir);
+        for e in 1..=3 {
+            write(&dir, &snap(e), 2, true).unwrap();
+            write(&dir, &snap(10 + e), 2, false).unwrap();
+        }
+        let all = files(&dir, 1, 2).unwrap();
+        assert_eq!(all.len(), 4, "two of each kind kept: {all:?}");
+        assert_eq!(all.iter().filter(|f| f.epoch.is_some()).count(), 2);
+        assert_eq!(at_epoch(&dir, 1, 2, "j", 3).unwrap().unwrap(), snap(3));
+        assert_eq!(at_epoch(&dir, 1, 2, "j", 2).unwrap().unwrap().applied, 2);
+        assert!(at_epoch(&dir, 1, 2, "j", 1).unwrap().is_none(), "pruned");
+        assert!(
+            at_epoch(&dir, 1, 2, "other", 3).unwrap().is_none(),
+            "another job's"
+        );
+        // the newest file of either kind is what a restart restores
+        assert_eq!(latest(&dir, 1, 2).unwrap().0.unwrap().1, snap(13));
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -22,15 +22,21 @@
 //! ## Modules
 //! | module | what |
 //! |---|---|
-//! | [`server`] | [`PsServer`], [`PsServerConfig`]: one shard, periodic snapshots, restore on start |
-//! | [`client`] | [`PsClient`], [`PsClientConfig`]: routing, parallel fan-out, timeouts, retries |
-//! | [`files`] | the shard snapshot files in a data directory |
+//! | [`server`] | [`PsServer`], [`PsServerConfig`]: one shard, periodic snapshots, restore on start; its `job` part: the job label, epoch snapshots, worker-id leases |
+//! | [`client`] | [`PsClient`], [`PsClientConfig`]: routing, parallel fan-out, timeouts, retries; its `job` part: job checks on every reply, epoch snapshot and restore |
+//! | [`files`] | the shard snapshot files in a data directory: periodic and epoch-labelled |
+//!
+//! **Job identity and epochs.** A client with a job id ([`PsClientConfig::job`]) is refused
+//! by shards holding another job's tables unless its [`JobPolicy`] resumes or clears them;
+//! pushes carry the job id's hash, so a stale client cannot write into another job's tables.
+//! [`PsClient::snapshot_epoch`] / [`PsClient::restore_epoch`] write and roll back to durable
+//! per-epoch shard snapshots; a shard that loses the job's state is [`Error::ShardLost`].
 
 pub mod client;
 pub mod files;
 pub mod server;
 
-pub use client::{PsClient, PsClientConfig};
+pub use client::{JobPolicy, PsClient, PsClientConfig};
 pub use server::{PsServer, PsServerConfig, PushReplyDelay};
 
 use serde::{Deserialize, Serialize};
@@ -43,6 +49,15 @@ use crate::local::fold_mul;
 #[allow(missing_docs, clippy::all, clippy::pedantic)]
 pub mod proto {
     tonic::include_proto!("eddy.ps.v1");
+}
+
+/// The tag of job id `job` that pushes carry: xxh3-64, 0 for no job (never 0 otherwise).
+pub(crate) fn job_hash(job: &str) -> u64 {
+    if job.is_empty() {
+        0
+    } else {
+        xxhash_rust::xxh3::xxh3_64(job.as_bytes()).max(1)
+    }
 }
 
 /// The largest message either side accepts (snapshots travel in one message).
@@ -74,6 +89,17 @@ enum WireError {
         client: u64,
         seq: u64,
         oldest: u64,
+    },
+    JobMismatch {
+        shard: usize,
+        held: String,
+        epoch: u64,
+        job: String,
+    },
+    NoEpoch {
+        shard: usize,
+        job: String,
+        epoch: u64,
     },
 }
 
@@ -112,6 +138,23 @@ pub(crate) fn to_status(e: Error) -> tonic::Status {
                 oldest,
             },
         ),
+        Error::JobMismatch {
+            shard,
+            held,
+            epoch,
+            job,
+        } => (
+            Code::FailedPrecondition,
+            WireError::JobMismatch {
+                shard,
+                held,
+                epoch,
+                job,
+            },
+        ),
+        Error::NoEpoch { shard, job, epoch } => {
+            (Code::NotFound, WireError::NoEpoch { shard, job, epoch })
+        }
         other => return tonic::Status::internal(other.to_string()),
     };
     let message = format!("{code:?}");
@@ -146,6 +189,18 @@ pub(crate) fn from_status(s: &tonic::Status) -> Option<Error> {
             seq,
             oldest,
         },
+        WireError::JobMismatch {
+            shard,
+            held,
+            epoch,
+            job,
+        } => Error::JobMismatch {
+            shard,
+            held,
+            epoch,
+            job,
+        },
+        WireError::NoEpoch { shard, job, epoch } => Error::NoEpoch { shard, job, epoch },
     })
 }
 

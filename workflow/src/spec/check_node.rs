@@ -29,7 +29,7 @@ impl Checker<'_> {
               epochs => "epochs", warm_start => "warm-start", publish_every => "publish-every",
               publish_rows => "publish-rows", failover => "failover",
               checkpoint_every => "checkpoint-every", parallelism => "parallelism",
-              ps => "ps", consistency => "consistency", model => "model",
+              ps => "ps", consistency => "consistency", ps_existing => "ps-existing", model => "model",
               min_auc => "min-auc", max_logloss => "max-logloss", min_accuracy => "min-accuracy",
               stage => "stage", address => "address", program => "program", args => "args", timeout => "timeout");
         let k = kind.get_ref().as_str();
@@ -55,6 +55,7 @@ impl Checker<'_> {
                 "parallelism",
                 "ps",
                 "consistency",
+                "ps-existing",
             ],
             "evaluate" => &["model", "source", "min-auc", "max-logloss", "min-accuracy"],
             "deploy" => &["model", "stage"],
@@ -249,6 +250,7 @@ impl Checker<'_> {
             ));
         }
         let (parallelism, ps, consistency) = self.ps(name, n, learner)?;
+        let ps_existing = self.ps_existing(name, n, ps.as_ref())?;
         let failover = self.failover(name, n, parallelism)?;
         let checkpoint_every = match &n.checkpoint_every {
             Some(v) if v.get_ref() == "off" => None,
@@ -283,6 +285,7 @@ impl Checker<'_> {
             parallelism,
             ps,
             consistency,
+            ps_existing,
         })
     }
 

@@ -1,10 +1,10 @@
-//! Checking a `stream-train` node's parameter-server keys: `parallelism`, `ps` and
-//! `consistency` (see [`PsSpec`]), and what they rule out (`warm-start`,
+//! Checking a `stream-train` node's parameter-server keys: `parallelism`, `ps`,
+//! `consistency` (see [`PsSpec`]) and `ps-existing`, and what they rule out (`warm-start`,
 //! learners without a gradient form).
 
 use super::check::{key, span, Checker};
 use super::raw::{RawNode, S};
-use super::{Consistency, LearnerKind, PsSpec};
+use super::{Consistency, JobPolicy, LearnerKind, PsSpec};
 use crate::error::Result;
 
 const PS_HINT: &str = "ps = \"local\", ps = [\"HOST:PORT\", ...] (one address per running shard) \
@@ -92,6 +92,38 @@ impl Checker<'_> {
             ));
         }
         Ok((parallelism, ps, consistency))
+    }
+
+    /// `ps-existing = "refuse" | "resume" | "fresh"`: only with running shards.
+    pub(super) fn ps_existing(
+        &self,
+        name: &S,
+        n: &RawNode,
+        ps: Option<&PsSpec>,
+    ) -> Result<JobPolicy> {
+        let Some(v) = &n.ps_existing else {
+            return Ok(JobPolicy::Refuse);
+        };
+        let at = key("nodes", name, "ps-existing");
+        if !matches!(ps, Some(PsSpec::Remote(_))) {
+            return Err(self.hinted(
+                span(v),
+                at,
+                "`ps-existing` needs running shards",
+                "set `ps = [\"HOST:PORT\", ...]`; other stores start empty for each run".into(),
+            ));
+        }
+        match v.get_ref().as_str() {
+            "refuse" => Ok(JobPolicy::Refuse),
+            "resume" => Ok(JobPolicy::Resume),
+            "fresh" => Ok(JobPolicy::Fresh),
+            other => Err(self.hinted(
+                span(v),
+                at,
+                format!("unknown `ps-existing` `{other}`"),
+                "\"refuse\", \"resume\" or \"fresh\"".into(),
+            )),
+        }
     }
 
     fn ps_value(&self, name: &S, v: &toml::Spanned<toml::Value>) -> Result<PsSpec> {

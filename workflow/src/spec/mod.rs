@@ -48,7 +48,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-pub use eddy_ps::Consistency;
+pub use eddy_ps::{Consistency, JobPolicy};
 pub use schedule::{parse_duration, Cron};
 
 use crate::error::{Error, Result};
@@ -299,6 +299,10 @@ pub struct TrainSpec {
     /// `consistency`: how far the workers may drift apart, `"async"` (the default),
     /// `"bounded:S"` or `"sync"` (only with a parameter server).
     pub consistency: Consistency,
+    /// `ps-existing`: what running shards (`ps = ["HOST:PORT", ...]`) holding another job's
+    /// tables do: `"refuse"` (the default: the node fails, naming the job they hold),
+    /// `"resume"` (train on top of them) or `"fresh"` (clear them first).
+    pub ps_existing: JobPolicy,
 }
 
 /// The parameter server a `stream-train` node trains through (`ps = ...`): the training job's

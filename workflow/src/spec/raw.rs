@@ -102,6 +102,7 @@ pub(crate) struct RawNode {
     pub parallelism: Option<Spanned<u32>>,
     pub ps: Option<Spanned<toml::Value>>,
     pub consistency: Option<S>,
+    pub ps_existing: Option<S>,
     // evaluate / deploy / serve
     pub model: Option<S>,
     pub min_auc: Option<Spanned<f64>>,
@@ -138,6 +139,7 @@ pub(crate) const NODE_KEYS: &[&str] = &[
     "parallelism",
     "ps",
     "consistency",
+    "ps-existing",
     "model",
     "min-auc",
     "max-logloss",

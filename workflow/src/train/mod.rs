@@ -107,7 +107,7 @@ mod fit;
 mod operator;
 mod ps;
 
-pub use ps::{PsConfig, PsSpec};
+pub use ps::{job_id_in, JobPolicy, PsConfig, PsSpec};
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -376,6 +376,7 @@ impl TrainJob {
                 &self.config.learner,
                 pipeline.dim(),
                 m,
+                self.config.failover.mode == FailoverMode::ExactlyOnce,
             )?),
             _ => None,
         };

@@ -357,9 +357,9 @@ impl Operator for LearnOperator {
         }
     }
 
-    fn snapshot(&mut self, _epoch: Epoch) -> eddy_core::Result<Option<Vec<u8>>> {
+    fn snapshot(&mut self, epoch: Epoch) -> eddy_core::Result<Option<Vec<u8>>> {
         let store = match (&self.shared.backend, self.subtask) {
-            (Some(backend), 0) => Some(backend.snapshot().map_err(|e| self.train_error(e))?),
+            (Some(backend), 0) => Some(backend.snapshot(epoch.0).map_err(|e| self.train_error(e))?),
             _ => None,
         };
         let s = self.state()?;

@@ -8,6 +8,16 @@
 //! network runtime, and how to read the store back into a local model (to publish, save and
 //! serve it like one trained in process). FTRL and FM have a gradient form.
 //!
+//! **Remote shards** ([`PsSpec::Remote`]) train under a job id ([`PsConfig::job`], random by
+//! default): a shard holding another job's tables refuses the job unless
+//! [`PsConfig::existing`] says to resume them or start fresh, and a shard that loses the
+//! job's state fails the job's calls instead of being silently re-declared (see
+//! [`eddy_ps::grpc::client`]). Their checkpoints hold no table bytes: at the barrier of epoch
+//! E, every shard writes a durable snapshot labelled (job, E), and the checkpoint holds that
+//! label; a restore rolls every shard back to it. With exactly-once failover any shard
+//! restart fails the job's calls, so the job rolls back to its last checkpoint — every shard
+//! and the source together.
+//!
 //! Without a store, data-parallel FTRL shares its weights in memory instead
 //! ([`SharedFtrl`], Hogwild: lock-free, asynchronous): each subtask steps the one weight array
 //! with the local learner's own code, at the local learner's speed.
@@ -23,6 +33,7 @@ use eddy_algorithms::online::linear::{FtrlLogisticParams, LogisticGradientModel,
 use eddy_algorithms::trained::OnlineModel;
 use eddy_algorithms::transform::Params;
 use eddy_ps::train::{fm_model, fm_tables, ftrl_model, ftrl_tables};
+pub use eddy_ps::JobPolicy;
 use eddy_ps::{
     AnyStore, Consistency, LocalPsConfig, ParamStore, PsClientConfig, PsLearner, PsServerConfig,
     PsWorker, PsWorkerConfig, StoreCounters, TableConfig, WorkerId,
@@ -47,6 +58,13 @@ pub struct PsConfig {
     pub batch_rows: usize,
     /// How long a request to a shard is retried before training fails (default 60 s).
     pub retry_for: Duration,
+    /// The job id at remote shards (`None`: a random `job-<hex>` per run, so a rerun never
+    /// trains on an earlier run's tables without [`existing`](PsConfig::existing) saying so).
+    /// Jobs resumed from a checkpoint name the job that wrote it.
+    pub job: Option<String>,
+    /// What remote shards holding another job's tables do: refuse (the default), resume
+    /// them, or clear them first.
+    pub existing: JobPolicy,
 }
 
 impl PsConfig {
@@ -57,8 +75,32 @@ impl PsConfig {
             consistency: Consistency::Async,
             batch_rows: 32,
             retry_for: Duration::from_secs(60),
+            job: None,
+            existing: JobPolicy::Refuse,
         }
     }
+}
+
+/// The job id kept in the file `path`: read back if it exists, else a fresh random id written
+/// there (atomically). A workflow node keeps its id in its run directory, so a retry or a
+/// restarted run (which resume from the node's checkpoints) is the same job at the shards,
+/// and a new run directory is a new job, refused by shards holding the old one's tables.
+pub fn job_id_in(path: &std::path::Path) -> Result<String> {
+    let io = |e: std::io::Error| Error::InvalidArgument(format!("{}: {e}", path.display()));
+    match std::fs::read_to_string(path) {
+        Ok(id) if !id.trim().is_empty() => return Ok(id.trim().to_owned()),
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(io(e)),
+    }
+    let id = eddy_ps::grpc::client::new_job_id();
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(io)?;
+    }
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, &id).map_err(io)?;
+    std::fs::rename(&tmp, path).map_err(io)?;
+    Ok(id)
 }
 
 /// How the store's tables become a local model again.
@@ -112,19 +154,21 @@ const SHARED_KIND: &str = "eddy-shared-ftrl";
 impl Backend {
     /// The weights `config` trains: through the store it names, or — without one, for FTRL
     /// — `model`'s weights shared in memory (any other learner: the in-process store).
+    /// `exactly_once`: a remote shard's restart fails the job's calls (it rolls back).
     pub(crate) fn open(
         config: Option<&PsConfig>,
         learner: &LearnerSpec,
         dim: u64,
         model: &OnlineModel,
+        exactly_once: bool,
     ) -> Result<Backend> {
         let kind = match (config, model) {
             (None, OnlineModel::Ftrl(m)) => Kind::Shared(SharedFtrl::new(m)),
             (None, _) => {
                 let local = PsConfig::new(PsSpec::Local);
-                Kind::Store(Box::new(Store::open(&local, learner, dim)?))
+                Kind::Store(Box::new(Store::open(&local, learner, dim, false)?))
             }
-            (Some(c), _) => Kind::Store(Box::new(Store::open(c, learner, dim)?)),
+            (Some(c), _) => Kind::Store(Box::new(Store::open(c, learner, dim, exactly_once)?)),
         };
         Ok(Backend {
             kind,
@@ -148,10 +192,11 @@ impl Backend {
         }
     }
 
-    /// A self-checking snapshot of the weights.
-    pub(crate) fn snapshot(&self) -> Result<Vec<u8>> {
+    /// A self-checking snapshot of the weights at checkpoint epoch `epoch` (remote shards:
+    /// the label of the shards' durable snapshot of that epoch).
+    pub(crate) fn snapshot(&self, epoch: u64) -> Result<Vec<u8>> {
         match &self.kind {
-            Kind::Store(s) => s.snapshot(),
+            Kind::Store(s) => s.snapshot(epoch),
             Kind::Shared(w) => Ok(eddy_algorithms::model::encode(SHARED_KIND, w)?),
         }
     }
@@ -188,6 +233,23 @@ impl Backend {
     }
 }
 
+/// Worker ids a job leases from running shards: its subtasks' ids, unique across processes.
+const WORKER_LEASE: u32 = 1024;
+
+/// The kind written in the header of a remote store's checkpoint label.
+const EPOCH_KIND: &str = "eddy-ps-epoch";
+
+/// How a parameter-store snapshot's bytes begin (`eddy_ps::snapshot`).
+const PS_MAGIC: &[u8] = b"EDDY-PS\0";
+
+/// What a checkpoint holds of remote shards: whose and which epoch snapshots to roll back to.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+struct EpochLabel {
+    job: String,
+    epoch: u64,
+    shards: u32,
+}
+
 /// A parameter store and what the subtasks need to train through it.
 struct Store {
     runtime: Runtime,
@@ -196,11 +258,14 @@ struct Store {
     export: Export,
     worker: PsWorkerConfig,
     shards: Mutex<Option<Shards>>,
+    /// Remote shards that outlive the job (their snapshots are checkpointed by label).
+    durable: bool,
 }
 
 impl Store {
-    /// Opens the store `config` names for `learner` over `dim` features.
-    fn open(config: &PsConfig, learner: &LearnerSpec, dim: u64) -> Result<Store> {
+    /// Opens the store `config` names for `learner` over `dim` features (`strict`: see
+    /// [`PsClientConfig::strict`]).
+    fn open(config: &PsConfig, learner: &LearnerSpec, dim: u64, strict: bool) -> Result<Store> {
         let (model, tables, export, task): (Arc<dyn GradientModel>, _, _, _) = match learner.kind {
             LearnerKind::Ftrl => {
                 let p: FtrlLogisticParams = learner.decode_with(dim, &[])?;
@@ -234,7 +299,7 @@ impl Store {
             .enable_all()
             .build()
             .map_err(|e| ps_error(format!("starting the network runtime: {e}")))?;
-        let (store, shards) = connect(&runtime, config, tables)?;
+        let (store, shards) = connect(&runtime, config, tables, strict)?;
         let worker = PsWorkerConfig {
             consistency: config.consistency,
             batch_rows: config.batch_rows.max(1),
@@ -248,13 +313,28 @@ impl Store {
             export,
             worker,
             shards: Mutex::new(shards),
+            durable: matches!(config.store, PsSpec::Remote(_)),
         })
     }
 
-    /// Subtask `subtask`'s learner (registered with the clocks under `bounded`/`sync`).
+    /// Subtask `subtask`'s learner (registered with the clocks under `bounded`/`sync`), with
+    /// worker id `subtask` past the client's leased base (remote shards: unique across
+    /// processes).
     fn learner(&self, subtask: usize) -> Result<StoreLearner> {
+        let base = match &*self.store {
+            AnyStore::Remote(c) if c.worker_base() > 0 || !c.job().is_empty() => {
+                if subtask >= WORKER_LEASE as usize {
+                    return Err(ps_error(format!(
+                        "subtask {subtask}: at most {WORKER_LEASE} subtasks train through \
+                         running shards"
+                    )));
+                }
+                c.worker_base()
+            }
+            _ => 0,
+        };
         let cfg = PsWorkerConfig {
-            worker: WorkerId(subtask as u32),
+            worker: WorkerId(base + subtask as u32),
             ..self.worker
         };
         let worker = PsWorker::new(self.store.clone(), self.model.clone(), cfg);
@@ -272,14 +352,51 @@ impl Store {
         })
     }
 
-    /// A self-checking snapshot of every table.
-    fn snapshot(&self) -> Result<Vec<u8>> {
-        self.block(self.store.snapshot()).map_err(ps_error)
+    /// A self-checking snapshot of every table; of remote shards, the label of their
+    /// durable snapshots of checkpoint epoch `epoch`.
+    fn snapshot(&self, epoch: u64) -> Result<Vec<u8>> {
+        match &*self.store {
+            AnyStore::Remote(client) if self.durable => {
+                self.block(client.snapshot_epoch(epoch)).map_err(ps_error)?;
+                let label = EpochLabel {
+                    job: client.job().to_owned(),
+                    epoch,
+                    shards: client.shards() as u32,
+                };
+                Ok(eddy_algorithms::model::encode(EPOCH_KIND, &label)?)
+            }
+            _ => self.block(self.store.snapshot()).map_err(ps_error),
+        }
     }
 
-    /// Replaces every table with a snapshot's.
+    /// Replaces every table with a snapshot's, or rolls remote shards back to the epoch a
+    /// label names.
     fn restore(&self, bytes: &[u8]) -> Result<()> {
-        self.block(self.store.restore(bytes)).map_err(ps_error)
+        if bytes.starts_with(PS_MAGIC) {
+            return self.block(self.store.restore(bytes)).map_err(ps_error);
+        }
+        let label: EpochLabel = eddy_algorithms::model::decode(bytes, EPOCH_KIND)?;
+        let AnyStore::Remote(client) = &*self.store else {
+            return Err(ps_error(format!(
+                "the checkpoint names the epoch-{} snapshots of remote shards (job `{}`); \
+                 this job trains an in-process store",
+                label.epoch, label.job
+            )));
+        };
+        if label.job != client.job() || label.shards as usize != client.shards() {
+            return Err(ps_error(format!(
+                "the checkpoint names the epoch-{} snapshots of job `{}` on {} shard(s); this \
+                 job is `{}` on {} shard(s): pass the job id that wrote it (--ps-job / \
+                 ps-job)",
+                label.epoch,
+                label.job,
+                label.shards,
+                client.job(),
+                client.shards()
+            )));
+        }
+        self.block(client.restore_epoch(label.epoch))
+            .map_err(ps_error)
     }
 
     /// The remote client's counters (zeros for the local store).
@@ -317,10 +434,20 @@ fn connect(
     runtime: &Runtime,
     config: &PsConfig,
     tables: Vec<TableConfig>,
+    strict: bool,
 ) -> Result<(AnyStore, Option<Shards>)> {
-    let remote = |addrs: Vec<String>, tables| {
+    let job = config
+        .job
+        .clone()
+        .unwrap_or_else(eddy_ps::grpc::client::new_job_id);
+    let remote = |addrs: Vec<String>, tables, job: String| {
+        let lease_workers = if job.is_empty() { 0 } else { WORKER_LEASE };
         let cfg = PsClientConfig {
             retry_for: config.retry_for,
+            job,
+            policy: config.existing,
+            strict,
+            lease_workers,
             ..PsClientConfig::new(addrs.clone(), tables)
         };
         runtime
@@ -333,10 +460,11 @@ fn connect(
             AnyStore::Local(LocalPsConfig::new(tables).build().map_err(ps_error)?),
             None,
         )),
-        PsSpec::Remote(addrs) => Ok((remote(addrs.clone(), tables)?, None)),
+        PsSpec::Remote(addrs) => Ok((remote(addrs.clone(), tables, job)?, None)),
         PsSpec::Spawn(n) => {
             let shards = Shards::start(runtime, *n).map_err(ps_error)?;
-            match remote(shards.addrs.clone(), tables) {
+            // the job's own shards, gone with it: no job to check
+            match remote(shards.addrs.clone(), tables, String::new()) {
                 Ok(store) => Ok((store, Some(shards))),
                 Err(e) => {
                     let _ = shards.stop(runtime);

@@ -22,6 +22,20 @@
 //! incarnation, the updates it had acknowledged but its snapshot did not hold are counted in
 //! [`lost_updates`](PsClient::lost_updates): at most one snapshot interval's worth.
 //!
+//! **Job identity.** With a [`job`](PsClientConfig::job) id, `Configure` tells each shard
+//! whose tables the client trains, and a shard holding another job's tables refuses unless
+//! the [`policy`](PsClientConfig::policy) says to resume them or start fresh. From then on a
+//! shard that loses the job's state makes every later call fail with [`Error::ShardLost`]
+//! (until [`restore_epoch`](PsClient::restore_epoch) rolls it back): one that comes back
+//! empty (never re-declared silently), one that comes back from a snapshot older than the
+//! client's last epoch or labelled with another job, and — [`strict`](PsClientConfig::strict),
+//! for exactly-once jobs — one that restarted at all (its state since the last epoch is not
+//! the job's).
+//!
+//! **Epoch snapshots.** [`snapshot_epoch`](PsClient::snapshot_epoch) has every shard write a
+//! durable snapshot labelled with the job's checkpoint epoch;
+//! [`restore_epoch`](PsClient::restore_epoch) rolls every shard back to it.
+//!
 //! **Clocks** live on shard 0. They are not persisted, so after shard 0 restarts a worker the
 //! client registered is registered again (at the slowest clock) when the shard no longer
 //! knows it.
@@ -32,6 +46,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+mod job;
 mod seq;
 mod store;
 
@@ -41,12 +56,18 @@ use tonic::transport::{Channel, Endpoint};
 use tonic::{Response, Status};
 
 use super::proto::ps_shard_client::PsShardClient;
+pub use super::proto::JobPolicy;
 use super::proto::*;
 use super::{from_status, shard_of, MAX_MESSAGE_BYTES};
 use crate::clock::WorkerId;
 use crate::error::{Error, Result};
 use crate::local::check_push;
 use crate::table::TableConfig;
+
+/// A fresh random job id, `job-<16 hex digits>`: what a run that names no job trains under.
+pub fn new_job_id() -> String {
+    format!("job-{:016x}", rand::random::<u64>())
+}
 
 /// The longest pause between retries.
 const MAX_BACKOFF: Duration = Duration::from_secs(1);
@@ -65,6 +86,17 @@ pub struct PsClientConfig {
     /// The ceiling of the first pause between retries (doubling up to 1 s; each pause is
     /// jittered to between half and all of its ceiling). Default 20 ms.
     pub backoff: Duration,
+    /// The job the client trains for (empty: none; shards are not checked). Default empty.
+    pub job: String,
+    /// What a shard holding another job's tables does. Default [`JobPolicy::Refuse`].
+    pub policy: JobPolicy,
+    /// Exactly-once: a shard restart loses the job's state (calls fail with
+    /// [`Error::ShardLost`] until [`PsClient::restore_epoch`]) instead of being ridden
+    /// through with its lost updates counted. Default false.
+    pub strict: bool,
+    /// Worker ids to lease from shard 0 on connect, unique across every client of the
+    /// shards ([`PsClient::worker_base`]); 0: none, the caller picks ids. Default 0.
+    pub lease_workers: u32,
 }
 
 impl PsClientConfig {
@@ -76,6 +108,10 @@ impl PsClientConfig {
             timeout: Duration::from_secs(5),
             retry_for: Duration::from_secs(60),
             backoff: Duration::from_millis(20),
+            job: String::new(),
+            policy: JobPolicy::Refuse,
+            strict: false,
+            lease_workers: 0,
         }
     }
 
@@ -119,6 +155,7 @@ impl PsClientConfig {
                 addr: addr.clone(),
                 client,
                 seen: Mutex::new(None),
+                lost: Mutex::new(None),
                 seq: seq::Sequencer::new(),
             });
         }
@@ -133,9 +170,20 @@ impl PsClientConfig {
             lost: AtomicU64::new(0),
             retries: AtomicU64::new(0),
             restarts: AtomicU64::new(0),
+            last_epoch: AtomicU64::new(0),
+            job_hash: super::job_hash(&self.job),
+            worker_base: 0,
         };
-        try_join_all((0..client.conns.len()).map(|s| client.configure(s))).await?;
-        Ok(client)
+        let lease = self.lease_workers;
+        let bases = try_join_all((0..client.conns.len()).map(|s| {
+            let lease = if s == 0 { lease } else { 0 };
+            client.configure(s, lease)
+        }))
+        .await?;
+        Ok(PsClient {
+            worker_base: bases[0],
+            ..client
+        })
     }
 }
 
@@ -146,6 +194,8 @@ struct Conn {
     client: PsShardClient<Channel>,
     /// `(incarnation, highest applied count acknowledged)`.
     seen: Mutex<Option<(u64, u64)>>,
+    /// Why the shard no longer holds the job's state (every call fails until a restore).
+    lost: Mutex<Option<String>>,
     /// The push sequence numbers of this shard.
     seq: seq::Sequencer,
 }
@@ -165,6 +215,12 @@ pub struct PsClient {
     lost: AtomicU64,
     retries: AtomicU64,
     restarts: AtomicU64,
+    /// The newest checkpoint epoch snapshotted or restored through this client (0: none).
+    last_epoch: AtomicU64,
+    /// The tag of the job id its pushes carry.
+    job_hash: u64,
+    /// The first of the worker ids leased from shard 0.
+    worker_base: u32,
 }
 
 fn retryable(code: tonic::Code) -> bool {
@@ -236,31 +292,24 @@ impl PsClient {
         }
     }
 
-    /// Records a shard's health; a new incarnation means it restarted from its snapshot.
-    fn observe(&self, shard: usize, health: Option<Health>) {
-        let Some(h) = health else { return };
-        let mut seen = self.conns[shard]
-            .seen
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        *seen = Some(match *seen {
-            Some((inc, acked)) if inc == h.incarnation => (inc, acked.max(h.applied)),
-            Some((_, acked)) => {
-                self.restarts.fetch_add(1, Ordering::Relaxed);
-                self.lost
-                    .fetch_add(acked.saturating_sub(h.applied_at_start), Ordering::Relaxed);
-                (h.incarnation, h.applied)
-            }
-            None => (h.incarnation, h.applied),
-        });
-    }
-
-    /// Declares the tables to `shard` (with retries).
-    async fn configure(&self, shard: usize) -> Result<()> {
-        let req = ConfigureRequest {
+    /// The `Configure` request of `shard`.
+    fn configure_request(&self, shard: usize) -> ConfigureRequest {
+        ConfigureRequest {
+            lease_workers: 0,
             tables_json: self.tables_json.clone(),
             shard: shard as u32,
             shards: self.conns.len() as u32,
+            job: self.cfg.job.clone(),
+            policy: self.cfg.policy as i32,
+        }
+    }
+
+    /// Declares the tables to `shard` (with retries), leasing `lease` worker ids from it;
+    /// returns the first.
+    async fn configure(&self, shard: usize, lease: u32) -> Result<u32> {
+        let req = ConfigureRequest {
+            lease_workers: lease,
+            ..self.configure_request(shard)
         };
         let reply = self
             .call(shard, "configure", |mut c| {
@@ -268,8 +317,8 @@ impl PsClient {
                 async move { c.configure(req).await }
             })
             .await?;
-        self.observe(shard, reply.health);
-        Ok(())
+        self.observe(shard, reply.health)?;
+        Ok(reply.worker_base)
     }
 
     /// One request to `shard`, retried through transport errors and timeouts (and re-declaring
@@ -285,6 +334,9 @@ impl PsClient {
         Fut: Future<Output = std::result::Result<Response<T>, Status>>,
     {
         let conn = &self.conns[shard];
+        if op != "restore-epoch" {
+            self.check_lost(shard)?;
+        }
         let deadline = Instant::now() + self.cfg.retry_for;
         let backoff = Backoff::new(self.cfg.backoff, MAX_BACKOFF);
         let mut attempts = 0u32;
@@ -299,16 +351,23 @@ impl PsClient {
                 }
             };
             match from_status(&status) {
+                Some(Error::Unconfigured { .. })
+                    if !self.cfg.job.is_empty() && self.knows(shard) =>
+                {
+                    // it held the job's tables and came back without them: never re-declared
+                    return Err(self.mark_lost(
+                        shard,
+                        "came back empty (no tables, no snapshot): the job's state on it is \
+                         lost"
+                            .into(),
+                    ));
+                }
                 Some(Error::Unconfigured { .. }) if op != "configure" => {
-                    let req = ConfigureRequest {
-                        tables_json: self.tables_json.clone(),
-                        shard: shard as u32,
-                        shards: self.conns.len() as u32,
-                    };
+                    let req = self.configure_request(shard);
                     let mut c = conn.client.clone();
                     match tokio::time::timeout(self.cfg.timeout, c.configure(req)).await {
                         Ok(Ok(r)) => {
-                            self.observe(shard, r.into_inner().health);
+                            self.observe(shard, r.into_inner().health)?;
                             continue;
                         }
                         Ok(Err(s)) => {
@@ -406,6 +465,7 @@ impl PsClient {
                     at_ms,
                     client: self.id,
                     seq: 0,
+                    job_hash: self.job_hash,
                 };
                 async move {
                     // Held until the part is answered for good: every retry resends this stamp.
@@ -421,8 +481,7 @@ impl PsClient {
                     if reply.duplicate {
                         self.duplicates.fetch_add(1, Ordering::Relaxed);
                     }
-                    self.observe(s, reply.health);
-                    Ok::<_, Error>(())
+                    self.observe(s, reply.health)
                 }
             });
         try_join_all(calls).await?;

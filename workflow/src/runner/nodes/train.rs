@@ -27,7 +27,9 @@ use crate::runner::data::describe;
 use crate::runner::learners;
 use crate::runner::sources::flow_source;
 use crate::spec::{NodeKind, TrainSpec};
-use crate::train::{PsConfig, PublishTo, TrainConfig, TrainEvent, TrainJob, TrainOutcome};
+use crate::train::{
+    job_id_in, PsConfig, PsSpec, PublishTo, TrainConfig, TrainEvent, TrainJob, TrainOutcome,
+};
 
 pub(crate) fn run(ctx: &NodeCtx) -> Result<Outcome> {
     match &ctx.spec.kind {
@@ -94,10 +96,19 @@ fn config(
     let mut config = TrainConfig::new(name.clone(), learners::spec(name, t)?);
     config.failover.mode = t.failover;
     config.parallelism = t.parallelism as usize;
-    config.ps = t.ps.clone().map(|store| PsConfig {
-        consistency: t.consistency,
-        ..PsConfig::new(store)
-    });
+    config.ps = match t.ps.clone() {
+        // running shards know the node's job by the id kept in the run directory
+        Some(store @ PsSpec::Remote(_)) => Some(PsConfig {
+            consistency: t.consistency,
+            job: Some(job_id_in(&ctx.run_dir.join("ps-jobs").join(name))?),
+            existing: t.ps_existing,
+            ..PsConfig::new(store)
+        }),
+        other => other.map(|store| PsConfig {
+            consistency: t.consistency,
+            ..PsConfig::new(store)
+        }),
+    };
     if stream && t.epochs <= 1 {
         config.checkpoint.interval = t.checkpoint_every;
         config.checkpoint.dir = t

@@ -12,6 +12,23 @@
 //! The port also answers the standard health service `grpc.health.v1.Health` (SERVING for
 //! `""` and `eddy.ps.v1.PsShard` while the shard serves).
 //!
+//! **Job identity.** The shard's tables belong to a job: the first client that declares them
+//! with a job id labels them, and the label travels in the shard's snapshot files. A client of
+//! another job is refused (`JobMismatch`) unless its `Configure` asks to resume the tables
+//! (relabel, keep the rows) or to start fresh (clear every row, relabel); a shard that never
+//! applied an update is taken over without asking. A client without a job id (old clients)
+//! is not checked.
+//!
+//! **Epoch snapshots.** `SnapshotEpoch{job, epoch}` writes a snapshot labelled with the job's
+//! checkpoint epoch (synced and renamed before the answer; without a data directory it is
+//! kept in memory, the newest `keep`), and `RestoreEpoch{job, epoch}` rolls the shard back to
+//! it. On open the shard restores the newest snapshot file of either kind.
+//!
+//! **Worker ids.** Shard 0 leases blocks of worker ids to clients (`Configure` with
+//! `lease_workers`), unique across processes and across its own restarts (the next free id is
+//! written to its data directory before it answers), so workers of several processes never
+//! collide at the clocks.
+//!
 //! Stamped pushes are applied once per stamp ([`LocalPs::push_stamped`]); the shard's dedup
 //! table is part of its store snapshot, and clients idle for `dedup.client-ttl` are forgotten
 //! at every snapshot tick. [`PsServerConfig::delay_push_reply`] injects a fault for tests: the
@@ -33,6 +50,10 @@ use crate::clock::WorkerId;
 use crate::error::{Error, Result};
 use crate::local::{DedupConfig, Delta, LocalPs, LocalPsConfig, PushOutcome, PushStamp};
 use crate::table::TableConfig;
+use job::Label;
+use std::collections::VecDeque;
+
+mod job;
 
 /// Configuration of one shard server.
 #[derive(Debug, Clone, PartialEq)]
@@ -113,6 +134,10 @@ impl PsServerConfig {
             applied_at_start: AtomicU64::new(0),
             snapshotted: AtomicU64::new(0),
             pushes: AtomicU64::new(0),
+            label: Mutex::new(Label::default()),
+            job_hash: AtomicU64::new(0),
+            next_worker: AtomicU64::new(0),
+            in_memory: Mutex::new(VecDeque::new()),
         };
         let mut restored = None;
         let mut skipped = Vec::new();
@@ -125,6 +150,11 @@ impl PsServerConfig {
                 state.applied.store(snap.applied, Ordering::SeqCst);
                 state.applied_at_start.store(snap.applied, Ordering::SeqCst);
                 state.snapshotted.store(snap.applied, Ordering::SeqCst);
+                state.next_worker.store(snap.next_worker, Ordering::SeqCst);
+                state.set_label(Label {
+                    job: snap.job,
+                    epoch: snap.epoch,
+                });
                 restored = Some(path);
             }
         }
@@ -150,6 +180,15 @@ struct Shared {
     snapshotted: AtomicU64,
     /// Push requests received (for [`PushReplyDelay`]).
     pushes: AtomicU64,
+    /// The job whose tables the shard holds and its newest epoch snapshot.
+    label: Mutex<Label>,
+    /// [`job_hash`] of `label.job`, read by every push without a lock.
+    job_hash: AtomicU64,
+    /// The next worker id shard 0 leases out.
+    next_worker: AtomicU64,
+    /// Epoch snapshots of a shard without a data directory: `(job, epoch, store bytes)`,
+    /// newest last.
+    in_memory: Mutex<VecDeque<(String, u64, Vec<u8>)>>,
 }
 
 impl Shared {
@@ -173,11 +212,28 @@ impl Shared {
     }
 
     fn health(&self) -> Health {
+        let label = self.label().clone();
         Health {
             incarnation: self.incarnation,
             applied: self.applied.load(Ordering::SeqCst),
             applied_at_start: self.applied_at_start.load(Ordering::SeqCst),
+            job: label.job,
+            epoch: label.epoch,
         }
+    }
+
+    /// The shard's snapshot now, labelled with its job and newest epoch.
+    fn shard_snapshot(&self, store: &LocalPs, label: Label) -> Result<ShardSnapshot> {
+        Ok(ShardSnapshot {
+            shard: self.cfg.shard,
+            shards: self.cfg.shards,
+            applied: self.applied.load(Ordering::SeqCst),
+            tables: store.tables().map(|t| t.config().clone()).collect(),
+            store: store.snapshot_now()?,
+            job: label.job,
+            epoch: label.epoch,
+            next_worker: self.next_worker.load(Ordering::SeqCst),
+        })
     }
 
     /// The periodic upkeep: forgets idle dedup clients, then snapshots.
@@ -197,15 +253,10 @@ impl Shared {
         if applied == self.snapshotted.load(Ordering::SeqCst) {
             return Ok(false);
         }
-        let snap = ShardSnapshot {
-            shard: self.cfg.shard,
-            shards: self.cfg.shards,
-            applied,
-            tables: store.tables().map(|t| t.config().clone()).collect(),
-            store: store.snapshot_now()?,
-        };
-        files::write(dir, &snap, self.cfg.keep)?;
-        self.snapshotted.store(applied, Ordering::SeqCst);
+        let label = self.label().clone();
+        let snap = self.shard_snapshot(store, label)?;
+        files::write(dir, &snap, self.cfg.keep, false)?;
+        self.snapshotted.store(snap.applied, Ordering::SeqCst);
         Ok(true)
     }
 }
@@ -227,6 +278,13 @@ impl PsServer {
     /// Newer snapshot files that were skipped at open because they did not decode.
     pub fn skipped(&self) -> &[(PathBuf, Error)] {
         &self.skipped
+    }
+
+    /// The job whose tables the shard holds (empty: none) and the newest checkpoint epoch it
+    /// snapshotted for it (0: none), as restored at open.
+    pub fn job(&self) -> (String, u64) {
+        let label = self.shared.label().clone();
+        (label.job, label.epoch)
     }
 
     /// Key updates applied when the shard started (from its snapshot).
@@ -342,9 +400,13 @@ impl PsShard for Service {
             .configure
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
+        let policy = JobPolicy::try_from(req.policy).unwrap_or(JobPolicy::Refuse);
         match self.shared.store.get() {
             None => {
-                self.shared.build(&tables).map_err(to_status)?;
+                let store = self.shared.build(&tables).map_err(to_status)?;
+                self.shared
+                    .adopt(store, &req.job, policy)
+                    .map_err(to_status)?;
             }
             Some(store) => {
                 let have: Vec<&TableConfig> = store.tables().map(|t| t.config()).collect();
@@ -356,10 +418,18 @@ impl PsShard for Service {
                         format!("shard {} already holds other tables", cfg.shard),
                     )));
                 }
+                self.shared
+                    .adopt(store, &req.job, policy)
+                    .map_err(to_status)?;
             }
         }
+        let worker_base = match req.lease_workers {
+            0 => 0,
+            n => self.shared.lease_workers(n).map_err(to_status)?,
+        };
         ok(ConfigureReply {
             health: Some(self.shared.health()),
+            worker_base,
         })
     }
 
@@ -377,6 +447,15 @@ impl PsShard for Service {
         let req = req.into_inner();
         let xs = (!req.xs.is_empty()).then_some(&req.xs[..]);
         let store = self.store()?;
+        if req.job_hash != 0 && req.job_hash != self.shared.job_hash.load(Ordering::SeqCst) {
+            let label = self.shared.label().clone();
+            return Err(to_status(Error::JobMismatch {
+                shard: self.shared.cfg.shard as usize,
+                held: label.job,
+                epoch: label.epoch,
+                job: format!("{:#018x} (a job id's hash)", req.job_hash),
+            }));
+        }
         let (table, keys, grads, now) = (&req.table, &req.keys, &req.grads, at(req.at_ms));
         let outcome = if req.client == 0 {
             store
@@ -475,6 +554,30 @@ impl PsShard for Service {
         let now = at(req.into_inner().now_ms);
         let dropped = self.store()?.expire(now) as u64;
         ok(ExpireReply { dropped })
+    }
+
+    async fn snapshot_epoch(&self, req: Request<EpochRequest>) -> Reply<EpochReply> {
+        let req = req.into_inner();
+        let s = self.shared.clone();
+        tokio::task::spawn_blocking(move || s.snapshot_epoch(&req.job, req.epoch))
+            .await
+            .map_err(|e| Status::internal(e.to_string()))?
+            .map_err(to_status)?;
+        ok(EpochReply {
+            health: Some(self.shared.health()),
+        })
+    }
+
+    async fn restore_epoch(&self, req: Request<EpochRequest>) -> Reply<EpochReply> {
+        let req = req.into_inner();
+        let s = self.shared.clone();
+        tokio::task::spawn_blocking(move || s.restore_epoch(&req.job, req.epoch))
+            .await
+            .map_err(|e| Status::internal(e.to_string()))?
+            .map_err(to_status)?;
+        ok(EpochReply {
+            health: Some(self.shared.health()),
+        })
     }
 
     async fn stats(&self, req: Request<StatsRequest>) -> Reply<StatsReply> {
