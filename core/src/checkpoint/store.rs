@@ -178,7 +178,7 @@ impl CheckpointStore {
             .collect())
     }
 
-    /// Removes every checkpoint of the store, complete or not (a job that finished its bounded
+    /// Removes every checkpoint of the store, complete or not, and their chunks (a job that finished its bounded
     /// input has nothing left to resume, as Flink discards the checkpoints of a finished job).
     /// Other files in the directory are left alone.
     pub fn clear(&self) -> Result<()> {
@@ -186,8 +186,11 @@ impl CheckpointStore {
             let dir = self.checkpoint_dir(epoch);
             fs::remove_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
         }
-        chunks::collect_garbage(&self.dir.join(chunks::CHUNKS), &HashSet::new())?;
-        Ok(())
+        let chunk_dir = self.dir.join(chunks::CHUNKS);
+        match fs::remove_dir_all(&chunk_dir) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(Error::io(chunk_dir, e)),
+            _ => Ok(()),
+        }
     }
 
     /// Loads checkpoint `epoch`, verifying it completely. The error names the file and what
