@@ -13,7 +13,7 @@
 //! chunk is then in that checkpoint, which the store keeps until a newer one references it).
 
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex};
 
 use super::blob::{chunk_hash, BlobWriter, ChunkEntry};
 use crate::error::{Error, Result};
@@ -22,47 +22,37 @@ use crate::operator::WriteContext;
 /// The default number of slots per chunk.
 pub const DEFAULT_CHUNK_SLOTS: usize = 1024;
 
-/// Where a chunk's bytes were written: their hash and the epoch of the snapshot.
+/// One chunk's slots (inline after the reference counts: one pointer from the table).
+type Chunk<const W: usize> = Arc<[[AtomicU32; W]]>;
+
+/// Where a chunk's bytes were written: the chunk's generation then, their hash and the epoch
+/// of the snapshot.
 #[derive(Debug, Clone, Copy)]
 struct Seal {
+    generation: u64,
     hash: u128,
     epoch: u64,
 }
 
-#[derive(Debug)]
-struct Chunk<const W: usize> {
-    slots: Box<[[AtomicU32; W]]>,
-    seal: OnceLock<Seal>,
+fn zeroed<const W: usize>(n: usize) -> Chunk<W> {
+    (0..n)
+        .map(|_| std::array::from_fn(|_| AtomicU32::new(0)))
+        .collect()
 }
 
-impl<const W: usize> Chunk<W> {
-    fn zeroed(n: usize) -> Self {
-        Chunk {
-            slots: (0..n)
-                .map(|_| std::array::from_fn(|_| AtomicU32::new(0)))
-                .collect(),
-            seal: OnceLock::new(),
-        }
-    }
+fn copy<const W: usize>(chunk: &[[AtomicU32; W]]) -> Chunk<W> {
+    chunk
+        .iter()
+        .map(|s| std::array::from_fn(|w| AtomicU32::new(s[w].load(Ordering::Relaxed))))
+        .collect()
+}
 
-    fn copy(&self) -> Self {
-        Chunk {
-            slots: self
-                .slots
-                .iter()
-                .map(|s| std::array::from_fn(|w| AtomicU32::new(s[w].load(Ordering::Relaxed))))
-                .collect(),
-            seal: OnceLock::new(),
-        }
-    }
-
-    fn bytes(&self, out: &mut Vec<u8>) {
-        out.clear();
-        out.reserve(self.slots.len() * W * 4);
-        for s in self.slots.iter() {
-            for w in s {
-                out.extend_from_slice(&w.load(Ordering::Relaxed).to_le_bytes());
-            }
+fn bytes<const W: usize>(chunk: &[[AtomicU32; W]], out: &mut Vec<u8>) {
+    out.clear();
+    out.reserve(chunk.len() * W * 4);
+    for s in chunk {
+        for w in s {
+            out.extend_from_slice(&w.load(Ordering::Relaxed).to_le_bytes());
         }
     }
 }
@@ -71,18 +61,28 @@ impl<const W: usize> Chunk<W> {
 /// [module docs](self)).
 #[derive(Debug)]
 pub struct ChunkedTable<const W: usize> {
-    chunks: Vec<Arc<Chunk<W>>>,
+    chunks: Vec<Chunk<W>>,
     /// Chunk `c` may be shared with a snapshot: copy (or reclaim) it before writing.
     frozen: Vec<bool>,
+    /// Chunk `c`'s generation, new at each first write after a snapshot.
+    generations: Vec<u64>,
+    next_generation: u64,
+    /// The seals the snapshots' writers left, by chunk (valid for the generation they name).
+    seals: Arc<Mutex<Vec<Option<Seal>>>>,
     len: usize,
     shift: u32,
 }
 
 impl<const W: usize> Clone for ChunkedTable<W> {
+    /// A deep copy, unsealed (its snapshots write every chunk once).
     fn clone(&self) -> Self {
+        let n = self.chunks.len();
         ChunkedTable {
-            chunks: self.chunks.iter().map(|c| Arc::new(c.copy())).collect(),
-            frozen: vec![false; self.chunks.len()],
+            chunks: self.chunks.iter().map(|c| copy(c)).collect(),
+            frozen: vec![false; n],
+            generations: vec![0; n],
+            next_generation: 1,
+            seals: Arc::new(Mutex::new(vec![None; n])),
             len: self.len,
             shift: self.shift,
         }
@@ -100,11 +100,21 @@ impl<const W: usize> ChunkedTable<W> {
     pub fn new(len: usize, chunk_slots: usize) -> Self {
         let per = chunk_slots.max(1).next_power_of_two();
         let shift = per.trailing_zeros();
-        let chunks = (0..len.div_ceil(per))
-            .map(|c| Arc::new(Chunk::zeroed(per.min(len - c * per))))
+        // every full chunk starts as one shared zero chunk, frozen: a chunk's memory is
+        // allocated at its first write (a large sparse table costs what it holds)
+        let count = len.div_ceil(per);
+        let zero = zeroed::<W>(per.min(len));
+        let chunks = (0..count)
+            .map(|c| match len - c * per {
+                rest if rest < per => zeroed::<W>(rest),
+                _ => zero.clone(),
+            })
             .collect::<Vec<_>>();
         ChunkedTable {
-            frozen: vec![false; chunks.len()],
+            frozen: vec![true; count],
+            generations: vec![0; count],
+            next_generation: 1,
+            seals: Arc::new(Mutex::new(vec![None; count])),
             chunks,
             len,
             shift,
@@ -129,8 +139,14 @@ impl<const W: usize> ChunkedTable<W> {
     /// Slot `i` (panics past `len`, like a slice).
     #[inline(always)]
     pub fn get(&self, i: usize) -> [u32; W] {
-        let s = &self.chunks[i >> self.shift].slots[i & ((1 << self.shift) - 1)];
+        let s = &self.chunks[i >> self.shift][i & ((1 << self.shift) - 1)];
         std::array::from_fn(|w| s[w].load(Ordering::Relaxed))
+    }
+
+    /// Word `w` of slot `i` (panics past `len` or `W`, like a slice).
+    #[inline(always)]
+    pub fn get_word(&self, i: usize, w: usize) -> u32 {
+        self.chunks[i >> self.shift][i & ((1 << self.shift) - 1)][w].load(Ordering::Relaxed)
     }
 
     /// Sets slot `i` (panics past `len`, like a slice).
@@ -140,22 +156,21 @@ impl<const W: usize> ChunkedTable<W> {
         if self.frozen[c] {
             self.thaw(c);
         }
-        let s = &self.chunks[c].slots[i & ((1 << self.shift) - 1)];
+        let s = &self.chunks[c][i & ((1 << self.shift) - 1)];
         for (w, v) in s.iter().zip(value) {
             w.store(v, Ordering::Relaxed);
         }
     }
 
-    /// Makes chunk `c` the table's own, unsealed: in place when no snapshot holds it any
-    /// more, else as a copy.
+    /// Makes chunk `c` the table's own, of a new generation (which no seal names): in place
+    /// when no snapshot holds it any more, else as a copy.
     #[cold]
     fn thaw(&mut self, c: usize) {
         self.frozen[c] = false;
-        match Arc::get_mut(&mut self.chunks[c]) {
-            Some(own) => {
-                own.seal.take();
-            }
-            None => self.chunks[c] = Arc::new(self.chunks[c].copy()),
+        self.generations[c] = self.next_generation;
+        self.next_generation += 1;
+        if Arc::get_mut(&mut self.chunks[c]).is_none() {
+            self.chunks[c] = copy(&self.chunks[c]);
         }
     }
 
@@ -172,6 +187,8 @@ impl<const W: usize> ChunkedTable<W> {
         self.frozen.iter_mut().for_each(|f| *f = true);
         TableSnapshot {
             chunks: self.chunks.clone(),
+            generations: self.generations.clone(),
+            seals: self.seals.clone(),
         }
     }
 
@@ -185,7 +202,7 @@ impl<const W: usize> ChunkedTable<W> {
         chunks: &[ChunkEntry<'_>],
         what: &str,
     ) -> Result<Self> {
-        let table = ChunkedTable::<W>::new(len, chunk_slots);
+        let mut table = ChunkedTable::<W>::new(len, chunk_slots);
         if chunks.len() != table.chunks.len() {
             return Err(Error::config(
                 format!("{what}.state"),
@@ -198,20 +215,22 @@ impl<const W: usize> ChunkedTable<W> {
                 ),
             ));
         }
+        table.touch_all();
+        let mut seals = Vec::with_capacity(chunks.len());
         for (c, entry) in chunks.iter().enumerate() {
             let own = &table.chunks[c];
-            let bytes = entry.bytes.filter(|b| b.len() == own.slots.len() * W * 4);
+            let bytes = entry.bytes.filter(|b| b.len() == own.len() * W * 4);
             let Some(bytes) = bytes else {
                 return Err(Error::config(
                     format!("{what}.state"),
                     format!(
                         "chunk {c}: {} bytes, expected {} (a reference left unresolved?)",
                         entry.len,
-                        own.slots.len() * W * 4
+                        own.len() * W * 4
                     ),
                 ));
             };
-            for (slot, words) in own.slots.iter().zip(bytes.chunks_exact(W * 4)) {
+            for (slot, words) in own.iter().zip(bytes.chunks_exact(W * 4)) {
                 for (w, b) in slot.iter().zip(words.chunks_exact(4)) {
                     w.store(
                         u32::from_le_bytes([b[0], b[1], b[2], b[3]]),
@@ -219,11 +238,13 @@ impl<const W: usize> ChunkedTable<W> {
                     );
                 }
             }
-            let _ = own.seal.set(Seal {
+            seals.push(Some(Seal {
+                generation: table.generations[c],
                 hash: entry.hash,
                 epoch: 0,
-            });
+            }));
         }
+        table.seals = Arc::new(Mutex::new(seals));
         Ok(table)
     }
 }
@@ -231,7 +252,9 @@ impl<const W: usize> ChunkedTable<W> {
 /// A table frozen at a barrier (see [`ChunkedTable::snapshot`]).
 #[derive(Debug, Clone)]
 pub struct TableSnapshot<const W: usize> {
-    chunks: Vec<Arc<Chunk<W>>>,
+    chunks: Vec<Chunk<W>>,
+    generations: Vec<u64>,
+    seals: Arc<Mutex<Vec<Option<Seal>>>>,
 }
 
 impl<const W: usize> TableSnapshot<W> {
@@ -242,22 +265,34 @@ impl<const W: usize> TableSnapshot<W> {
     pub fn write(&self, ctx: &WriteContext, out: &mut BlobWriter) -> usize {
         let mut buf = Vec::new();
         let mut written = 0;
-        for chunk in &self.chunks {
-            let len = (chunk.slots.len() * W * 4) as u64;
-            match chunk.seal.get() {
+        let mut seals = self.seals.lock().unwrap_or_else(|p| p.into_inner());
+        for (c, chunk) in self.chunks.iter().enumerate() {
+            let len = (chunk.len() * W * 4) as u64;
+            let generation = self.generations[c];
+            let seal = seals
+                .get(c)
+                .copied()
+                .flatten()
+                .filter(|s| s.generation == generation);
+            match seal {
                 Some(seal) if !ctx.full && seal.epoch <= ctx.durable.0 => {
                     out.reference(seal.hash, len)
                 }
                 _ => {
-                    chunk.bytes(&mut buf);
+                    bytes(chunk, &mut buf);
                     let hash = chunk_hash(&buf);
                     out.inline(hash, &buf);
                     written += 1;
                     // a chunk sealed already keeps its older epoch: it is durable from then
-                    let _ = chunk.seal.set(Seal {
-                        hash,
-                        epoch: ctx.epoch.0,
-                    });
+                    if seal.is_none() {
+                        if let Some(slot) = seals.get_mut(c) {
+                            *slot = Some(Seal {
+                                generation,
+                                hash,
+                                epoch: ctx.epoch.0,
+                            });
+                        }
+                    }
                 }
             }
         }

@@ -292,7 +292,9 @@ impl FtrlLogisticRegression {
     fn margin(&self, x: &Features, r: usize) -> f32 {
         let slots = &self.slots;
         let mut m = self.bias[0];
-        for_each_entry(&x.row(r), |i, v| m += f32::from_bits(slots.get(i)[0]) * v);
+        for_each_entry(&x.row(r), |i, v| {
+            m += f32::from_bits(slots.get_word(i, 0)) * v
+        });
         m
     }
 
@@ -314,6 +316,11 @@ impl FtrlLogisticRegression {
 pub(super) trait SlotTable {
     /// Feature `i`'s slot.
     fn get(&self, i: usize) -> [f32; 3];
+    /// Feature `i`'s weight (`get(i)[0]`, which a table may read alone).
+    #[inline(always)]
+    fn weight(&self, i: usize) -> f32 {
+        self.get(i)[0]
+    }
     /// Sets feature `i`'s slot.
     fn set(&mut self, i: usize, slot: [f32; 3]);
     /// The intercept's slot.
@@ -337,6 +344,11 @@ impl SlotTable for Owned<'_> {
     #[inline(always)]
     fn get(&self, i: usize) -> [f32; 3] {
         floats(self.slots.get(i))
+    }
+
+    #[inline(always)]
+    fn weight(&self, i: usize) -> f32 {
+        f32::from_bits(self.slots.get_word(i, 0))
     }
 
     #[inline(always)]
@@ -403,7 +415,7 @@ fn step_row<const PREDICT: bool, T: SlotTable, I>(
 {
     let mut margin = table.bias()[0];
     for (i, v) in entries.clone() {
-        margin += table.get(i)[0] * v;
+        margin += table.weight(i) * v;
     }
     let p = sigmoid(margin);
     if PREDICT {
