@@ -34,7 +34,7 @@ pub(crate) fn chunk_dir_of(dir: &Path) -> PathBuf {
 }
 
 /// The states of one task as the checkpoint keeps them: a chunked state's inline chunks are
-/// written to `chunk_dir` (unless a file of that hash is there already; a full snapshot
+/// written to `chunk_dir` (created with the first chunked state; unless a file of that hash is there already; a full snapshot
 /// rewrites it) and replaced by references; every referenced chunk must exist. The chunk
 /// files are added to `used`. A declined state fails the write, naming `task` and the reason.
 pub(crate) fn externalize<'a>(
@@ -50,6 +50,7 @@ pub(crate) fn externalize<'a>(
     if !states.iter().any(special) {
         return Ok(Cow::Borrowed(states));
     }
+    fs::create_dir_all(chunk_dir).map_err(|e| Error::io(chunk_dir, e))?;
     let mut out = Vec::with_capacity(states.len());
     for (stage, state) in states.iter().enumerate() {
         let Some(bytes) = state.as_deref().filter(|_| special(state)) else {

@@ -95,7 +95,6 @@ impl CheckpointStore {
         let mut tasks = Vec::with_capacity(checkpoint.tasks.len());
         let mut files = Vec::with_capacity(checkpoint.tasks.len());
         let chunk_dir = self.dir.join(chunks::CHUNKS);
-        fs::create_dir_all(&chunk_dir).map_err(|e| Error::io(&chunk_dir, e))?;
         let mut used = BTreeMap::new();
         for (i, task) in checkpoint.tasks.iter().enumerate() {
             let name = format!("task-{i}.bin");
