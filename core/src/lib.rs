@@ -42,6 +42,7 @@
 //! | [`dataflow`] | builder, chaining plan, runtime, job handle, barrier alignment, failover supervisor |
 //! | [`dataflow::failover`] | exactly-once / approximate failover, restart policy, fault injection, exact loss accounting |
 //! | [`checkpoint`] | completed checkpoints, the local-directory [`CheckpointStore`](checkpoint::CheckpointStore) and its savepoints, state by operator id and key group, rescaled restore |
+//! | [`state`] | large state: copy-on-write [`ChunkedTable`](state::ChunkedTable)s, snapshotted asynchronously and incrementally |
 //! | [`backoff`] | retry backoff with jitter, the one helper of every retry loop |
 //! | [`duration`] | `500ms` / `10s` / `2h` durations, one parser for configs and flags |
 //! | [`datagen`] | deterministic synthetic streams (`eddy gen ctr`) |
@@ -95,6 +96,7 @@ pub mod operators;
 pub mod partition;
 pub mod sink;
 pub mod source;
+pub mod state;
 pub mod window;
 
 pub use error::{Error, ErrorDomain, Result};

@@ -5,6 +5,11 @@
 //! [`Operator::on_watermark`], aligns barriers before [`Operator::snapshot`], and calls
 //! [`Operator::on_end`] once every input has ended (after a final [`MAX_WATERMARK`]).
 //!
+//! State is snapshotted synchronously by [`Operator::snapshot`], or — for large state kept in
+//! [`ChunkedTable`](crate::state::ChunkedTable)s — asynchronously by
+//! [`Operator::snapshot_async`]: a cheap handle taken at the barrier, written off the data path
+//! (see [`state`](crate::state)).
+//!
 //! [`MAX_WATERMARK`]: crate::message::MAX_WATERMARK
 
 use std::sync::Arc;
@@ -185,6 +190,15 @@ pub trait Operator: Send + 'static {
         Ok(None)
     }
 
+    /// The state of checkpoint `epoch` as bytes now, or as a handle that writes them later, off
+    /// the data path ([`StateSnapshot::Deferred`]): an operator with large state takes a
+    /// handle that costs O(number of chunks) here (a [`TableSnapshot`](crate::state::TableSnapshot))
+    /// and leaves serialization to the task's background writer. The task acknowledges the
+    /// checkpoint only once the handle wrote. The default is [`snapshot`](Operator::snapshot).
+    fn snapshot_async(&mut self, epoch: Epoch) -> Result<Option<StateSnapshot>> {
+        Ok(self.snapshot(epoch)?.map(StateSnapshot::Ready))
+    }
+
     /// Restores state written by [`snapshot`](Operator::snapshot) (after a rescale: state
     /// redistributed by [`redistribution`](Operator::redistribution)). Called after
     /// [`on_start`](Operator::on_start), before the first record.
@@ -202,6 +216,44 @@ pub trait Operator: Send + 'static {
     fn on_end(&mut self, _out: &mut Collector) -> Result<()> {
         Ok(())
     }
+}
+
+/// An operator's state at a barrier: bytes, or a handle that writes them later.
+pub enum StateSnapshot {
+    /// The state, serialized at the barrier.
+    Ready(Vec<u8>),
+    /// A handle taken at the barrier, written by the task's background writer.
+    Deferred(Box<dyn DeferredState>),
+}
+
+impl std::fmt::Debug for StateSnapshot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StateSnapshot::Ready(b) => write!(f, "Ready({} bytes)", b.len()),
+            StateSnapshot::Deferred(_) => f.write_str("Deferred"),
+        }
+    }
+}
+
+/// State frozen at a barrier, serialized later off the data path.
+pub trait DeferredState: Send + 'static {
+    /// Serializes the state (the bytes [`Operator::restore`] gets back). A failure fails the
+    /// checkpoint, not the task.
+    fn write(self: Box<Self>, ctx: &WriteContext) -> Result<Vec<u8>>;
+}
+
+/// What a deferred write knows of the checkpoints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WriteContext {
+    /// The checkpoint being written.
+    pub epoch: Epoch,
+    /// The newest checkpoint known complete when the write began: chunks written by a
+    /// snapshot of this task at or before it are in the store and may be referenced.
+    pub durable: Epoch,
+    /// Write every chunk again (compaction, every
+    /// [`CheckpointConfig::full_every`](crate::dataflow::CheckpointConfig::full_every)
+    /// snapshots).
+    pub full: bool,
 }
 
 /// Builds one operator instance per parallel subtask.

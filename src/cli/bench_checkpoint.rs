@@ -9,6 +9,15 @@
 //!    once. Reported per failover mode: the time from the failure until the failed subtask
 //!    processes again (recovery), and the throughput of the three healthy subtasks before the
 //!    failure and while it is down (exactly-once pauses everyone; approximate does not).
+//! 3. **Large state** (`"bench": "state"`): an operator holding `--state-mb` of state (50 and
+//!    500 MB by default) chained to a fast generator. After each checkpoint it applies one batch
+//!    of `--sparse-updates` random writes. Reported per snapshot kind — `sync` (the state
+//!    serialized at the barrier, as `Operator::snapshot` does) and `async-incremental` (a
+//!    `ChunkedTable` snapshot written off the data path) — the median **pause on the data
+//!    path** (barrier reached the operator → it processes the next record), the bytes the first
+//!    (full) checkpoint wrote to disk and the median bytes of the following ones. `ftrl`: the
+//!    time the 2^22-weight FTRL learner's synchronous snapshot encoding takes (what the
+//!    training operator does at each barrier).
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -24,10 +33,13 @@ use eddy_core::dataflow::{
     CheckpointConfig, CheckpointMode, Dataflow, DataflowConfig, FailoverConfig, FailoverMode,
     FaultInjection, JobHandle, RestartPolicy,
 };
-use eddy_core::operator::{Collector, Operator, TaskInfo};
+use eddy_core::operator::{
+    Collector, DeferredState, Operator, StateSnapshot, TaskInfo, WriteContext,
+};
 use eddy_core::sink::Sink;
 use eddy_core::source::generator::GeneratorSource;
 use eddy_core::source::BatchBounds;
+use eddy_core::state::{BlobWriter, ChunkedTable, TableSnapshot, DEFAULT_CHUNK_SLOTS};
 
 /// Arguments of `eddy bench checkpoint`.
 #[derive(Debug, Args)]
@@ -44,6 +56,15 @@ pub struct CheckpointBenchArgs {
     /// Checkpoints per configuration (the median is reported).
     #[arg(long, default_value_t = 5)]
     checkpoints: usize,
+    /// State sizes of the large-state benchmark, in MB.
+    #[arg(long, value_delimiter = ',', default_value = "50,500")]
+    state_mb: Vec<usize>,
+    /// Random writes applied after each checkpoint in the large-state benchmark.
+    #[arg(long, default_value_t = 1000)]
+    sparse_updates: usize,
+    /// Run only the large-state benchmark.
+    #[arg(long)]
+    state_only: bool,
     /// Restart backoff in the recovery benchmark.
     #[arg(long, default_value = "200ms", value_parser = super::duration::parse)]
     backoff: Duration,
@@ -53,6 +74,15 @@ pub struct CheckpointBenchArgs {
 pub fn run(args: CheckpointBenchArgs) -> anyhow::Result<()> {
     std::fs::create_dir_all(&args.dir)
         .with_context(|| format!("creating {}", args.dir.display()))?;
+    for &mb in &args.state_mb {
+        for kind in [StateKind::Sync, StateKind::AsyncIncremental] {
+            large_state(&args, mb, kind)?;
+        }
+    }
+    ftrl_snapshot()?;
+    if args.state_only {
+        return Ok(());
+    }
     for &capacity in &args.capacity {
         for mode in [CheckpointMode::Aligned, CheckpointMode::Unaligned] {
             under_backpressure(&args, capacity, mode)?;
@@ -289,5 +319,254 @@ fn recovery(args: &CheckpointBenchArgs, mode: FailoverMode) -> anyhow::Result<()
         })
     );
     let _ = std::fs::remove_dir_all(dir);
+    Ok(())
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum StateKind {
+    Sync,
+    AsyncIncremental,
+}
+
+/// Holds `words` u64 of state; times the pause after each barrier; writes `updates` random
+/// words in the first batch after each barrier.
+struct Holder {
+    kind: StateKind,
+    plain: Vec<u64>,
+    table: ChunkedTable<2>,
+    updates: usize,
+    rng: u64,
+    barrier_at: Option<Instant>,
+    update_next: bool,
+    pauses: Arc<std::sync::Mutex<Vec<f64>>>,
+}
+
+struct HeldTable(TableSnapshot<2>);
+
+impl DeferredState for HeldTable {
+    fn write(self: Box<Self>, ctx: &WriteContext) -> eddy_core::Result<Vec<u8>> {
+        let mut w = BlobWriter::new(ctx.full, b"holder", 0);
+        self.0.write(ctx, &mut w);
+        Ok(w.finish())
+    }
+}
+
+impl Holder {
+    fn next(&mut self) -> usize {
+        // xorshift64: a fixed sequence of random slots
+        self.rng ^= self.rng << 13;
+        self.rng ^= self.rng >> 7;
+        self.rng ^= self.rng << 17;
+        self.rng as usize
+    }
+}
+
+impl Operator for Holder {
+    fn process(&mut self, _: usize, _: RecordBatch, _: &mut Collector) -> eddy_core::Result<()> {
+        if let Some(t) = self.barrier_at.take() {
+            self.pauses
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(t.elapsed().as_secs_f64());
+        }
+        if self.update_next {
+            self.update_next = false;
+            for _ in 0..self.updates {
+                let r = self.next();
+                match self.kind {
+                    StateKind::Sync => {
+                        let n = self.plain.len();
+                        self.plain[r % n] = r as u64;
+                    }
+                    StateKind::AsyncIncremental => {
+                        let n = self.table.len();
+                        self.table.set(r % n, [r as u32, (r >> 32) as u32]);
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn on_barrier(
+        &mut self,
+        _: eddy_core::message::Epoch,
+        _: &mut Collector,
+    ) -> eddy_core::Result<()> {
+        self.barrier_at = Some(Instant::now());
+        self.update_next = true;
+        Ok(())
+    }
+
+    fn snapshot_async(
+        &mut self,
+        _: eddy_core::message::Epoch,
+    ) -> eddy_core::Result<Option<StateSnapshot>> {
+        Ok(Some(match self.kind {
+            StateKind::Sync => {
+                let mut bytes = Vec::with_capacity(self.plain.len() * 8);
+                for w in &self.plain {
+                    bytes.extend_from_slice(&w.to_le_bytes());
+                }
+                StateSnapshot::Ready(bytes)
+            }
+            StateKind::AsyncIncremental => {
+                StateSnapshot::Deferred(Box::new(HeldTable(self.table.snapshot())))
+            }
+        }))
+    }
+}
+
+#[derive(Clone)]
+struct NullSink;
+
+impl Sink for NullSink {
+    fn write(&mut self, _batch: &RecordBatch) -> eddy_core::Result<()> {
+        Ok(())
+    }
+}
+
+/// Bytes of the files under `dir` whose paths are not in `seen` (added to it).
+fn new_bytes(dir: &Path, seen: &mut std::collections::HashSet<PathBuf>) -> u64 {
+    let mut total = 0;
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    for e in entries.flatten() {
+        let path = e.path();
+        if path.is_dir() {
+            total += new_bytes(&path, seen);
+        } else if seen.insert(path.clone()) {
+            total += e.metadata().map(|m| m.len()).unwrap_or(0);
+        }
+    }
+    total
+}
+
+fn large_state(args: &CheckpointBenchArgs, mb: usize, kind: StateKind) -> anyhow::Result<()> {
+    let dir = args.dir.join(format!("state-{mb}-{kind:?}"));
+    let _ = std::fs::remove_dir_all(&dir);
+    let words = mb * 1_000_000 / 8;
+    let pauses = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let mut holder = Holder {
+        kind,
+        plain: Vec::new(),
+        table: ChunkedTable::new(0, DEFAULT_CHUNK_SLOTS),
+        updates: args.sparse_updates,
+        rng: 0x9E37_79B9_7F4A_7C15,
+        barrier_at: None,
+        update_next: false,
+        pauses: pauses.clone(),
+    };
+    match kind {
+        StateKind::Sync => holder.plain = (0..words as u64).collect(),
+        StateKind::AsyncIncremental => {
+            holder.table = ChunkedTable::new(words, DEFAULT_CHUNK_SLOTS);
+            for i in 0..words {
+                holder.table.set(i, [i as u32, (i >> 32) as u32]);
+            }
+        }
+    }
+    let holder = std::sync::Mutex::new(Some(holder));
+    let flow = Dataflow::new(DataflowConfig {
+        bounds: BatchBounds {
+            max_rows: 100,
+            ..BatchBounds::default()
+        },
+        checkpoint: CheckpointConfig {
+            dir: Some(dir.clone()),
+            ..CheckpointConfig::default()
+        },
+        ..DataflowConfig::default()
+    });
+    flow.source("events", numbers(u64::MAX / 2))
+        .apply(
+            "state",
+            Arc::new(move |_| {
+                let h = holder.lock().unwrap_or_else(|p| p.into_inner()).take();
+                match h {
+                    Some(h) => Box::new(h) as Box<dyn Operator>,
+                    None => Box::new(Work {
+                        processed: Arc::new(vec![AtomicU64::new(0)]),
+                        subtask: 0,
+                    }),
+                }
+            }),
+        )
+        .sink("null", NullSink);
+    let handle = flow.start()?;
+    let mut seen = std::collections::HashSet::new();
+    let mut sizes = Vec::new();
+    for _ in 0..args.checkpoints.max(2) {
+        let epoch = handle.trigger_checkpoint();
+        wait_for("the checkpoint", || {
+            handle.completed_checkpoints().contains(&epoch)
+        })?;
+        sizes.push(new_bytes(&dir, &mut seen) as f64);
+    }
+    handle.cancel();
+    let _ = handle.join();
+    let pauses = pauses.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    println!(
+        "{}",
+        serde_json::json!({
+            "bench": "state",
+            "snapshot": match kind { StateKind::Sync => "sync", StateKind::AsyncIncremental => "async-incremental" },
+            "state_mb": mb,
+            "sparse_updates_per_checkpoint": args.sparse_updates,
+            "checkpoints": sizes.len(),
+            "median_pause_ms": median(pauses.iter().map(|p| p * 1e3).collect()),
+            "max_pause_ms": pauses.iter().copied().fold(0.0, f64::max) * 1e3,
+            "full_checkpoint_bytes": sizes.first().copied().unwrap_or(0.0),
+            "median_next_checkpoint_bytes": median(sizes.iter().skip(1).copied().collect()),
+        })
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}
+
+/// A 2^22-weight FTRL learner with every weight set: the time its synchronous snapshot
+/// encoding takes at a barrier (what the training operator did before) against the time its
+/// chunked slot snapshot takes (what it does now), and the time the background writer then
+/// takes to write every chunk (a full snapshot, off the data path).
+fn ftrl_snapshot() -> anyhow::Result<()> {
+    let mut model = eddy_algorithms::online::linear::FtrlLogisticParams::default().build()?;
+    let weights: Vec<f32> = (0..model.dim())
+        .map(|i| 0.01 * (i % 7 + 1) as f32)
+        .collect();
+    model.warm_start(&weights, 0.1)?;
+    let (mut sync, mut pause, mut write) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut sync_bytes, mut chunk_bytes) = (0, 0);
+    for epoch in 1..=3u64 {
+        let t = Instant::now();
+        sync_bytes = eddy_algorithms::model::encode("bench", &model)?.len();
+        sync.push(t.elapsed().as_secs_f64() * 1e3);
+        let t = Instant::now();
+        let snapshot = model.slot_snapshot();
+        pause.push(t.elapsed().as_secs_f64() * 1e3);
+        let t = Instant::now();
+        let ctx = WriteContext {
+            epoch: eddy_core::message::Epoch(epoch),
+            durable: eddy_core::message::Epoch(0),
+            full: true,
+        };
+        let mut w = BlobWriter::new(true, b"", 0);
+        snapshot.write(&ctx, &mut w);
+        chunk_bytes = w.finish().len();
+        write.push(t.elapsed().as_secs_f64() * 1e3);
+    }
+    println!(
+        "{}",
+        serde_json::json!({
+            "bench": "state",
+            "snapshot": "ftrl-2^22",
+            "weights": model.dim(),
+            "sync_encode_pause_ms": median(sync),
+            "sync_bytes": sync_bytes,
+            "async_pause_ms": median(pause),
+            "async_full_write_ms_off_path": median(write),
+            "async_full_bytes": chunk_bytes,
+        })
+    );
     Ok(())
 }

@@ -33,6 +33,7 @@
 //! |---|---|
 //! | [`store`] | [`CheckpointStore`]: a local directory, write-then-rename, checksummed manifest, retention, savepoints |
 //! | `format` | the on-disk layout: `MANIFEST.json` and the per-task state files |
+//! | `chunks` | shared chunk files of chunked (incremental) states: written once, referenced by manifests, collected by retention |
 //! | [`parts`] | [`StateParts`]: state cut into key groups or list elements, redistributable |
 //! | [`rescale`] | restore by operator id: maps a checkpoint onto the job's tasks at any parallelism |
 //!
@@ -48,6 +49,7 @@
 //! different key-group count is refused with an error naming it. Checkpoints of format 1
 //! (state by task name) are refused.
 
+mod chunks;
 mod format;
 pub mod parts;
 pub mod rescale;

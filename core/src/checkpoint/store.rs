@@ -5,12 +5,17 @@
 //! `MANIFEST.json` is written last, so its presence means the checkpoint is complete. On
 //! load, the manifest's own checksum and every file's length and xxh3-64 checksum are checked.
 //! A checkpoint that does not verify is refused, loudly, never half-used.
+//!
+//! Chunked states (incremental snapshots) keep references in the checkpoint and their chunks
+//! in the shared `chunks/` directory (see `chunks`): written before the manifest, resolved and
+//! checked on load, deleted by retention once no retained checkpoint lists them.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::fs::{self, File};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
+use super::chunks;
 use super::format::{self, FileEntry, Manifest, TaskEntry, FORMAT_VERSION, MANIFEST};
 use super::{CompletedCheckpoint, TaskSnapshot};
 use crate::error::{Error, Result};
@@ -89,9 +94,12 @@ impl CheckpointStore {
 
         let mut tasks = Vec::with_capacity(checkpoint.tasks.len());
         let mut files = Vec::with_capacity(checkpoint.tasks.len());
+        let chunk_dir = self.dir.join(chunks::CHUNKS);
+        let mut used = BTreeMap::new();
         for (i, task) in checkpoint.tasks.iter().enumerate() {
             let name = format!("task-{i}.bin");
-            let bytes = format::encode_states(&task.states).map_err(|m| {
+            let states = chunks::externalize(&chunk_dir, &task.task, &task.states, &mut used)?;
+            let bytes = format::encode_states(&states).map_err(|m| {
                 Error::Internal(format!("checkpoint {epoch}, task `{}`: {m}", task.task))
             })?;
             write_atomic(&dir, &name, &bytes)?;
@@ -129,6 +137,9 @@ impl CheckpointStore {
             });
         }
         sync_dir(&dir)?;
+        if !used.is_empty() {
+            sync_dir(&chunk_dir)?;
+        }
 
         let manifest = Manifest {
             format: FORMAT_VERSION,
@@ -137,6 +148,7 @@ impl CheckpointStore {
             key_groups: checkpoint.key_groups,
             tasks,
             files,
+            chunks: used.into_values().collect(),
         };
         let bytes = format::encode_manifest(&manifest).map_err(|m| {
             Error::Internal(format!("checkpoint {epoch}: cannot encode manifest: {m}"))
@@ -165,7 +177,7 @@ impl CheckpointStore {
             .collect())
     }
 
-    /// Removes every checkpoint of the store, complete or not (a job that finished its bounded
+    /// Removes every checkpoint of the store, complete or not, and their chunks (a job that finished its bounded
     /// input has nothing left to resume, as Flink discards the checkpoints of a finished job).
     /// Other files in the directory are left alone.
     pub fn clear(&self) -> Result<()> {
@@ -173,7 +185,11 @@ impl CheckpointStore {
             let dir = self.checkpoint_dir(epoch);
             fs::remove_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
         }
-        Ok(())
+        let chunk_dir = self.dir.join(chunks::CHUNKS);
+        match fs::remove_dir_all(&chunk_dir) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(Error::io(chunk_dir, e)),
+            _ => Ok(()),
+        }
     }
 
     /// Loads checkpoint `epoch`, verifying it completely. The error names the file and what
@@ -224,6 +240,12 @@ impl CheckpointStore {
                 .map_err(|e| Error::io(&to, e))?;
         }
         sync_dir(&tmp)?;
+        let manifest = read_manifest(&source)?;
+        chunks::share(
+            &self.dir.join(chunks::CHUNKS),
+            &root.join(chunks::CHUNKS),
+            &manifest.chunks,
+        )?;
         fs::rename(&tmp, &target).map_err(|e| Error::io(&target, e))?;
         sync_dir(&root)?;
         load_dir(&target, Some(epoch))?;
@@ -324,7 +346,15 @@ impl CheckpointStore {
             }
             remove_checkpoint_dir(&dir)?;
         }
-        sync_dir(&self.dir)
+        sync_dir(&self.dir)?;
+        // a chunk goes once no checkpoint left lists it (savepoints keep their own)
+        let mut keep = HashSet::new();
+        for epoch in self.scan()? {
+            if let Ok(m) = read_manifest(&self.checkpoint_dir(epoch)) {
+                keep.extend(m.chunks.into_iter().map(|c| c.name));
+            }
+        }
+        chunks::collect_garbage(&self.dir.join(chunks::CHUNKS), &keep).map(|_| ())
     }
 }
 
@@ -346,6 +376,15 @@ pub fn load_dir(dir: &Path, epoch: Option<Epoch>) -> Result<CompletedCheckpoint>
         let bytes = read_verified(&dir, &manifest, &entry.file)?;
         let states =
             format::decode_states(&bytes).map_err(|m| corrupt(dir.join(&entry.file), m))?;
+        let chunk_dir = chunks::chunk_dir_of(&dir);
+        let states = states
+            .into_iter()
+            .enumerate()
+            .map(|(stage, s)| {
+                s.map(|s| chunks::resolve(&chunk_dir, s, &format!("{} stage {stage}", entry.task)))
+                    .transpose()
+            })
+            .collect::<Result<Vec<_>>>()?;
         let inflight = match &entry.inflight {
             Some(name) => Some(read_verified(&dir, &manifest, name)?),
             None => None,
@@ -435,7 +474,7 @@ fn check_task_names(checkpoint: &CompletedCheckpoint) -> Result<()> {
 }
 
 /// An `Error::Io` of kind `InvalidData` on `path`: the file is there but its contents are wrong.
-fn corrupt(path: PathBuf, message: String) -> Error {
+pub(super) fn corrupt(path: PathBuf, message: String) -> Error {
     Error::io(path, io::Error::new(io::ErrorKind::InvalidData, message))
 }
 
@@ -488,7 +527,7 @@ fn is_sound(dir: &Path) -> bool {
 
 /// Writes `bytes` to `dir/.tmp-<name>`, fsyncs it and renames it to `dir/<name>`. The caller
 /// fsyncs `dir` to make the rename durable.
-fn write_atomic(dir: &Path, name: &str, bytes: &[u8]) -> Result<()> {
+pub(super) fn write_atomic(dir: &Path, name: &str, bytes: &[u8]) -> Result<()> {
     let tmp = dir.join(format!("{TMP_PREFIX}{name}"));
     let mut file = File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
     file.write_all(bytes).map_err(|e| Error::io(&tmp, e))?;
@@ -500,7 +539,7 @@ fn write_atomic(dir: &Path, name: &str, bytes: &[u8]) -> Result<()> {
 
 /// Makes renames and removals inside `dir` durable. Directories cannot be opened for syncing
 /// on every platform; there the rename is as durable as the OS makes it.
-fn sync_dir(dir: &Path) -> Result<()> {
+pub(super) fn sync_dir(dir: &Path) -> Result<()> {
     #[cfg(unix)]
     {
         File::open(dir)

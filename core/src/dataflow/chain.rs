@@ -14,7 +14,7 @@ use crate::dataflow::inflight::Positioned;
 use crate::error::{Error, Result};
 use crate::message::{Barrier, Epoch, EventTime, Message};
 use crate::metrics::OperatorMetrics;
-use crate::operator::{Collector, Operator, Output, TaskInfo};
+use crate::operator::{Collector, DeferredState, Operator, Output, StateSnapshot, TaskInfo};
 use crate::partition::Partitioner;
 use crate::sink::Sink;
 
@@ -60,6 +60,38 @@ pub(crate) struct Chain {
     pub(crate) outputs: Vec<OutputEdge>,
     /// Metrics of the chain's head for backpressure accounting.
     pub(crate) head_metrics: Arc<OperatorMetrics>,
+    /// The deferred states of the newest barrier, until the task acknowledges it.
+    pub(crate) deferred: Deferred,
+}
+
+/// The deferred states ([`StateSnapshot::Deferred`]) a barrier left, by chain stage; their
+/// stages hold an empty placeholder in the states the barrier returned.
+pub(crate) struct Deferred {
+    pub(crate) epoch: Epoch,
+    pub(crate) states: Vec<(usize, Box<dyn DeferredState>)>,
+}
+
+impl Default for Deferred {
+    fn default() -> Self {
+        Deferred {
+            epoch: Epoch(0),
+            states: Vec::new(),
+        }
+    }
+}
+
+impl Chain {
+    /// The deferred states of barrier `epoch` (none if it left none).
+    pub(crate) fn take_deferred(&mut self, epoch: Epoch) -> Deferred {
+        if self.deferred.epoch == epoch {
+            std::mem::take(&mut self.deferred)
+        } else {
+            Deferred {
+                epoch,
+                states: Vec::new(),
+            }
+        }
+    }
 }
 
 pub(crate) fn op_error(task: &TaskInfo, e: Error) -> Error {
@@ -266,13 +298,16 @@ impl Chain {
     }
 
     /// A barrier has been aligned: every operator sees it in chain order (and may emit before
-    /// it), then snapshots; the sink pre-commits. Returns the operator states by stage.
+    /// it), then snapshots; the sink pre-commits. Returns the operator states by stage; a
+    /// deferred state ([`Operator::snapshot_async`]) is an empty placeholder there and waits in
+    /// [`Chain::deferred`] for the task's background writer.
     pub(crate) fn barrier(
         &mut self,
         barrier: Barrier,
         pending: &mut Vec<Pending>,
     ) -> Result<Vec<Option<Vec<u8>>>> {
         let mut states = Vec::with_capacity(self.ops.len());
+        let mut deferred = Vec::new();
         for stage in 0..self.ops.len() {
             let op = &mut self.ops[stage];
             op.op
@@ -281,12 +316,23 @@ impl Chain {
             self.drain(stage, pending)?;
             let op = &mut self.ops[stage];
             failover::at(&mut op.fault, FaultPoint::Snapshot)?;
-            states.push(
-                op.op
-                    .snapshot(barrier.epoch)
-                    .map_err(|e| op_error(&op.task, e))?,
-            );
+            let state = op
+                .op
+                .snapshot_async(barrier.epoch)
+                .map_err(|e| op_error(&op.task, e))?;
+            states.push(match state {
+                None => None,
+                Some(StateSnapshot::Ready(bytes)) => Some(bytes),
+                Some(StateSnapshot::Deferred(handle)) => {
+                    deferred.push((stage, handle));
+                    Some(Vec::new())
+                }
+            });
         }
+        self.deferred = Deferred {
+            epoch: barrier.epoch,
+            states: deferred,
+        };
         if let Some(s) = &mut self.sink {
             failover::at(&mut s.fault, FaultPoint::PreCommit)?;
             s.sink

@@ -92,6 +92,10 @@ pub struct CheckpointConfig {
     /// parallelism. Needs [`dir`](CheckpointConfig::dir). `None` (default): resume from the
     /// store as usual.
     pub restore_from: Option<PathBuf>,
+    /// Every how many deferred snapshots a task writes all its chunks again instead of only
+    /// those changed since a completed checkpoint (compaction: a chunk file damaged on disk is
+    /// replaced at the latest then). Default 10; 1 makes every snapshot full.
+    pub full_every: usize,
 }
 
 /// How a task with several inputs, or a backlog, takes its snapshot.
@@ -118,6 +122,7 @@ impl Default for CheckpointConfig {
             timeout: Some(Duration::from_secs(600)),
             tolerable_failures: 0,
             restore_from: None,
+            full_every: 10,
         }
     }
 }

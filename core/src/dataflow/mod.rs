@@ -18,6 +18,7 @@
 //! | [`checkpointing`] | [`CheckpointConfig`], exactly-once restore |
 //! | `coordinator` | the checkpoint coordinator: triggers, completes, times out, final checkpoint |
 //! | `finished` | tasks that finish while the job goes on (FLIP-147) and their final commit |
+//! | `state_writer` | a task's background writer of deferred (asynchronous) snapshots, which acknowledges them once written |
 //! | `accounting` | exact `records_lost` / `records_replayed` of approximate failover |
 //! | [`failover`] | [`FailoverMode`], [`RestartPolicy`], [`FaultInjection`] at a [`FaultPoint`] |
 
@@ -36,6 +37,7 @@ mod plan;
 mod rewire;
 mod runtime;
 mod source_task;
+mod state_writer;
 mod supervisor;
 mod task;
 

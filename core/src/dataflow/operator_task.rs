@@ -123,7 +123,7 @@ struct Loop<'a> {
 }
 
 impl Loop<'_> {
-    fn ack(&self, align: Alignment, states: Vec<Option<Vec<u8>>>) -> Result<()> {
+    fn ack(&self, chain: &mut Chain, align: Alignment, states: Vec<Option<Vec<u8>>>) -> Result<()> {
         let epoch = align.barrier.epoch;
         let unaligned = align.unaligned();
         let alignment = align.alignment;
@@ -138,7 +138,8 @@ impl Loop<'_> {
         } else {
             None
         };
-        self.env.control.ack(
+        self.env.ack(
+            chain,
             TaskAck {
                 epoch,
                 task: self.name.clone(),
@@ -298,7 +299,7 @@ async fn operator_loop(
                 };
                 let mut a = a;
                 a.alignment.get_or_insert_with(|| a.started.elapsed());
-                st.ack(a, states)?;
+                st.ack(chain, a, states)?;
                 st.last_barrier = epoch;
                 flush(chain, &mut st.pending, env).await?;
                 continue;

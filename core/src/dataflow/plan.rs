@@ -296,6 +296,7 @@ pub(crate) fn build_tasks(
                     sink,
                     outputs: Vec::new(),
                     head_metrics: head_metrics.expect("chain has a node"),
+                    deferred: Default::default(),
                 },
                 inputs: Vec::new(),
                 restore: None,

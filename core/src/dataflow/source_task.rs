@@ -78,7 +78,7 @@ impl Injector<'_> {
         self.positions.push_back((b.epoch, position.clone()));
         let states = guard(&self.name, || chain.barrier(b, pending))?;
         self.env.snapshotted(b.epoch, &states, pending);
-        self.ack(b, position, states, AckStats::default());
+        self.ack(chain, b, position, states, AckStats::default());
         Ok(())
     }
 
@@ -117,18 +117,20 @@ impl Injector<'_> {
             unaligned: true,
             inflight: Some(inflight::encode(&logs)?),
         };
-        self.ack(b, position, states, stats);
+        self.ack(chain, b, position, states, stats);
         Ok(())
     }
 
     fn ack(
         &self,
+        chain: &mut Chain,
         b: Barrier,
         position: crate::source::SourcePosition,
         states: Vec<Option<Vec<u8>>>,
         stats: AckStats,
     ) {
-        self.env.control.ack(
+        self.env.ack(
+            chain,
             TaskAck {
                 epoch: b.epoch,
                 task: self.name.clone(),

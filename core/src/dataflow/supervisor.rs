@@ -67,6 +67,10 @@ impl Supervisor {
             checkpoint_mode: self.config.checkpoint.mode,
             alignment_timeout: self.config.checkpoint.alignment_timeout,
             ledger: Arc::new(Ledger::new(self.job.clone(), 0)),
+            writer: Arc::new(crate::dataflow::state_writer::StateWriter::new(
+                self.control.clone(),
+                self.config.checkpoint.full_every,
+            )),
         }
     }
 

@@ -16,13 +16,14 @@ use tokio::sync::mpsc::error::TrySendError;
 use crate::dataflow::accounting::Ledger;
 use crate::dataflow::chain::{closed_error, Chain, Pending};
 use crate::dataflow::checkpointing::CheckpointMode;
-use crate::dataflow::control::JobControl;
+use crate::dataflow::control::{AckStats, JobControl, TaskAck};
 use crate::dataflow::finished;
 use crate::dataflow::inflight::Positioned;
 use crate::dataflow::operator_task::run_operator_task;
 use crate::dataflow::plan::Task;
 use crate::dataflow::rewire::Rewire;
 use crate::dataflow::source_task::run_source_task;
+use crate::dataflow::state_writer::StateWriter;
 use crate::error::{Error, Result};
 use crate::message::{Barrier, Message};
 use crate::metrics::{JobMetrics, OperatorMetrics, Progress};
@@ -49,6 +50,8 @@ pub(crate) struct TaskEnv {
     pub(crate) alignment_timeout: Option<Duration>,
     /// What this attempt took in, passed on and sank (approximate failover's accounting).
     pub(crate) ledger: Arc<Ledger>,
+    /// Writes the attempt's deferred states off the data path, then acknowledges them.
+    pub(crate) writer: Arc<StateWriter>,
 }
 
 impl TaskEnv {
@@ -67,6 +70,13 @@ impl TaskEnv {
         let queued = pending.iter().map(|p| p.message.num_rows()).sum();
         let completed = *self.control.committed.borrow();
         self.ledger.snapshot(epoch, states, queued, completed);
+    }
+
+    /// Acknowledges the chain's snapshot `ack` of barrier `ack.epoch`: at once, or — when the
+    /// barrier left deferred states — once the background writer wrote them.
+    pub(crate) fn ack(&self, chain: &mut Chain, ack: TaskAck, stats: AckStats) {
+        let deferred = chain.take_deferred(ack.epoch);
+        self.writer.ack(ack, deferred, stats);
     }
 
     /// A send on edge `edge` to `target` found the channel closed, holding `message`. Returns
@@ -137,6 +147,9 @@ pub(crate) async fn run(task: Task, env: TaskEnv) -> Result<()> {
         }),
     };
     if result.is_ok() {
+        // the last acks go out before the task counts as done
+        let writer = env.writer.clone();
+        let _ = tokio::task::spawn_blocking(move || writer.finish()).await;
         if let Some(rw) = &env.rewire {
             rw.finished(env.index);
         }

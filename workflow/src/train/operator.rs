@@ -14,12 +14,16 @@ use arrow::record_batch::RecordBatch;
 use eddy_algorithms::eval::ProgressiveValidation;
 use eddy_algorithms::features::{Examples, Features};
 use eddy_algorithms::learner::{OnlineLearner, Predictor};
+use eddy_algorithms::online::linear::{FtrlLogisticRegression, FtrlShape};
 use eddy_algorithms::pipeline::Pipeline;
-use eddy_algorithms::trained::TrainedModel;
+use eddy_algorithms::trained::{OnlineModel, TrainedModel};
 use eddy_core::error::ErrorDomain;
 use eddy_core::message::Epoch;
-use eddy_core::operator::{Collector, Operator, TaskInfo};
+use eddy_core::operator::{
+    Collector, DeferredState, Operator, StateSnapshot, TaskInfo, WriteContext,
+};
 use eddy_core::source::Rejected;
+use eddy_core::state::{BlobWriter, ChunkedBlob, TableSnapshot};
 
 use super::ps::SubtaskLearner;
 use super::{Finished, Shared, TrainEvent};
@@ -55,6 +59,47 @@ struct Snapshot {
     stream: Option<StreamPosition>,
     #[serde(default)]
     store: Option<Vec<u8>>,
+}
+
+/// The kind of the head of a chunked learner snapshot: an FTRL model's weights are in the
+/// chunks, written off the data path and incrementally ([`eddy_core::state`]).
+const CHUNKED_KIND: &str = "eddy-learner-snapshot-chunked";
+
+/// The head of a chunked snapshot, written from borrowed state ([`ChunkedFrame`] read back).
+#[derive(serde::Serialize)]
+struct ChunkedFrameRef<'a> {
+    pipeline: Vec<u8>,
+    ftrl: FtrlShape,
+    eval: &'a ProgressiveValidation,
+    rows: u64,
+    rejected: u64,
+    stream: Option<StreamPosition>,
+}
+
+/// The head of a chunked snapshot: everything but the FTRL slots.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct ChunkedFrame {
+    /// The pipeline ([`pipeline_bytes`]).
+    pipeline: Vec<u8>,
+    ftrl: FtrlShape,
+    eval: ProgressiveValidation,
+    rows: u64,
+    rejected: u64,
+    stream: Option<StreamPosition>,
+}
+
+/// An FTRL learner's slots frozen at a barrier, written by the task's background writer.
+struct FtrlDeferred {
+    head: Vec<u8>,
+    slots: TableSnapshot<3>,
+}
+
+impl DeferredState for FtrlDeferred {
+    fn write(self: Box<Self>, ctx: &WriteContext) -> eddy_core::Result<Vec<u8>> {
+        let mut w = BlobWriter::new(ctx.full, &self.head, 0);
+        self.slots.write(ctx, &mut w);
+        Ok(w.finish())
+    }
 }
 
 /// A subtask's pipeline and what it learns with (one per subtask: its size does not matter).
@@ -257,6 +302,34 @@ impl LearnOperator {
 }
 
 impl LearnOperator {
+    /// Restores a snapshot of [`snapshot_async`](Operator::snapshot_async).
+    fn restore_chunked(&mut self, bytes: &[u8]) -> eddy_core::Result<()> {
+        let refused = |e: &dyn std::fmt::Display| {
+            self.error(
+                format!("learner snapshot refused: {e}"),
+                ErrorDomain::Internal,
+            )
+        };
+        let blob = ChunkedBlob::parse(bytes, &self.name).map_err(|e| refused(&e))?;
+        let frame: ChunkedFrame =
+            eddy_algorithms::model::decode(blob.head, CHUNKED_KIND).map_err(|e| refused(&e))?;
+        let pipeline = pipeline_from(&frame.pipeline).map_err(|e| refused(&e))?;
+        let ftrl = FtrlLogisticRegression::from_parts(frame.ftrl, &blob.chunks, &self.name)
+            .map_err(|e| refused(&e))?;
+        let s = self.state()?;
+        s.learner = Learner::Own(TrainedModel {
+            pipeline,
+            model: OnlineModel::Ftrl(ftrl),
+        });
+        s.eval = frame.eval;
+        s.rows = frame.rows;
+        s.rejected = frame.rejected;
+        if let (Some(stream), Some(position)) = (s.stream.as_mut(), frame.stream) {
+            stream.restore_position(position);
+        }
+        Ok(())
+    }
+
     /// `batch` without the rows it cannot learn from (a missing, non-finite or out-of-range
     /// label or weight), which go to the dead-letter sink numbered by their record in the
     /// stream; `None` when no row is left.
@@ -383,7 +456,53 @@ impl Operator for LearnOperator {
         snapshot.map(Some).map_err(|e| self.algo_error(e))
     }
 
+    /// The subtask's own FTRL model (no parameter server, one subtask) snapshots its slots
+    /// asynchronously and incrementally; everything else is the synchronous [`snapshot`].
+    ///
+    /// [`snapshot`]: Operator::snapshot
+    fn snapshot_async(&mut self, epoch: Epoch) -> eddy_core::Result<Option<StateSnapshot>> {
+        let chunked = self.shared.backend.is_none()
+            && matches!(
+                self.state.as_ref().map(|s| &s.learner),
+                Some(Learner::Own(TrainedModel {
+                    model: OnlineModel::Ftrl(_),
+                    ..
+                }))
+            );
+        if !chunked {
+            return Ok(self.snapshot(epoch)?.map(StateSnapshot::Ready));
+        }
+        let s = self.state()?;
+        let Learner::Own(TrainedModel {
+            pipeline,
+            model: OnlineModel::Ftrl(ftrl),
+        }) = &mut s.learner
+        else {
+            return Err(eddy_core::Error::Internal("learner changed kind".into()));
+        };
+        let head = pipeline_bytes(pipeline).and_then(|pipeline| {
+            let frame = ChunkedFrameRef {
+                pipeline,
+                ftrl: ftrl.shape(),
+                eval: &s.eval,
+                rows: s.rows,
+                rejected: s.rejected,
+                stream: s.stream.as_ref().map(ModelStream::position),
+            };
+            eddy_algorithms::model::encode(CHUNKED_KIND, &frame)
+        });
+        let slots = ftrl.slot_snapshot();
+        let head = head.map_err(|e| self.algo_error(e))?;
+        Ok(Some(StateSnapshot::Deferred(Box::new(FtrlDeferred {
+            head,
+            slots,
+        }))))
+    }
+
     fn restore(&mut self, bytes: &[u8]) -> eddy_core::Result<()> {
+        if eddy_core::state::blob::is_chunked(bytes) {
+            return self.restore_chunked(bytes);
+        }
         let decoded =
             eddy_algorithms::model::decode::<Snapshot>(bytes, SNAPSHOT_KIND).and_then(|snapshot| {
                 let s = self.state.as_mut().ok_or_else(|| {

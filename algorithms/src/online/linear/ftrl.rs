@@ -4,7 +4,12 @@
 //! Layout: one flat array of `dim` slots `[w, z, n]` indexed by hashed feature (12 bytes, so a
 //! feature's weight and state share one cache line: one memory access per feature per row at
 //! `2^22` features, where the table no longer fits in cache), plus one slot for the intercept.
+//! The array is an eddy-core [`ChunkedTable`] (copy-on-write chunks of 1024 slots, `f32` bits
+//! in relaxed atomics): [`FtrlLogisticRegression::slot_snapshot`] freezes it in O(chunks), so a
+//! checkpoint writes the weights off the data path and only the chunks changed since the last
+//! one ([`eddy_core::state`]).
 
+use eddy_core::state::{ChunkEntry, ChunkedTable, TableSnapshot, DEFAULT_CHUNK_SLOTS};
 use serde::{Deserialize, Serialize};
 
 use super::{binary_target, check_indices, for_each_entry, resolve_dim, sigmoid};
@@ -55,7 +60,7 @@ impl FtrlLogisticParams {
             rule,
             dim,
             fit_intercept: self.fit_intercept,
-            slots: vec![[0.0; 3]; dim as usize],
+            slots: ChunkedTable::new(dim as usize, DEFAULT_CHUNK_SLOTS),
             bias: [0.0; 3],
             rows_seen: 0,
         })
@@ -70,8 +75,8 @@ pub struct FtrlLogisticRegression {
     rule: FtrlProximal,
     dim: u64,
     fit_intercept: bool,
-    /// `[w, z, n]` per feature.
-    slots: Vec<[f32; 3]>,
+    /// `[w, z, n]` per feature, as `f32` bits.
+    slots: ChunkedTable<3>,
     /// `[w, z, n]` of the intercept.
     bias: [f32; 3],
     rows_seen: u64,
@@ -101,8 +106,20 @@ impl<F: Fn(usize) -> [f32; 3]> Serialize for SlotsOf<F> {
 
 impl Serialize for FtrlLogisticRegression {
     fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
-        self.wire(|i| self.slots[i], self.bias).serialize(s)
+        self.wire(|i| floats(self.slots.get(i)), self.bias)
+            .serialize(s)
     }
+}
+
+/// An FTRL model without its slots ([`FtrlLogisticRegression::shape`]).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FtrlShape {
+    rule: FtrlProximal,
+    dim: u64,
+    fit_intercept: bool,
+    bias: [f32; 3],
+    rows_seen: u64,
 }
 
 /// The serialized form, checked on load (the table must have `dim` slots).
@@ -127,11 +144,15 @@ impl TryFrom<FtrlSnapshot> for FtrlLogisticRegression {
                 s.dim
             )));
         }
+        let mut slots = ChunkedTable::new(s.slots.len(), DEFAULT_CHUNK_SLOTS);
+        for (i, slot) in s.slots.iter().enumerate() {
+            slots.set(i, slot.map(f32::to_bits));
+        }
         Ok(FtrlLogisticRegression {
             rule: s.rule,
             dim: s.dim,
             fit_intercept: s.fit_intercept,
-            slots: s.slots,
+            slots,
             bias: s.bias,
             rows_seen: s.rows_seen,
         })
@@ -151,12 +172,52 @@ impl FtrlLogisticRegression {
 
     /// The weight of feature `i` (None when out of range).
     pub fn weight(&self, i: usize) -> Option<f32> {
-        self.slots.get(i).map(|s| s[0])
+        (i < self.slots.len()).then(|| f32::from_bits(self.slots.get(i)[0]))
     }
 
     /// All weights, by feature index.
     pub fn weights(&self) -> impl ExactSizeIterator<Item = f32> + '_ {
-        self.slots.iter().map(|s| s[0])
+        (0..self.slots.len()).map(|i| f32::from_bits(self.slots.get(i)[0]))
+    }
+
+    /// The `[w, z, n]` slots frozen as of now, for a checkpoint written off the data path:
+    /// O(number of chunks) (see [`eddy_core::state`]).
+    pub fn slot_snapshot(&mut self) -> TableSnapshot<3> {
+        self.slots.snapshot()
+    }
+
+    /// Everything but the slots (rule, shape, intercept, row count): what a checkpoint keeps
+    /// besides the chunks of [`slot_snapshot`](Self::slot_snapshot).
+    pub fn shape(&self) -> FtrlShape {
+        FtrlShape {
+            rule: self.rule,
+            dim: self.dim,
+            fit_intercept: self.fit_intercept,
+            bias: self.bias,
+            rows_seen: self.rows_seen,
+        }
+    }
+
+    /// The model of `shape` with the slots of a checkpoint's chunks (written from
+    /// [`slot_snapshot`](Self::slot_snapshot), every chunk inline), refusing chunks of another
+    /// shape or a non-finite intercept; the error names `what`.
+    pub fn from_parts(shape: FtrlShape, chunks: &[ChunkEntry<'_>], what: &str) -> Result<Self> {
+        if shape.dim == 0 || shape.dim > 1 << 32 || !shape.bias.iter().all(|x| x.is_finite()) {
+            return Err(Error::Shape(format!(
+                "{what}: {NAME} of dim {} with intercept {:?}",
+                shape.dim, shape.bias
+            )));
+        }
+        let slots = ChunkedTable::restore(shape.dim as usize, DEFAULT_CHUNK_SLOTS, chunks, what)
+            .map_err(|e| Error::Shape(format!("{NAME}: {e}")))?;
+        Ok(FtrlLogisticRegression {
+            rule: shape.rule,
+            dim: shape.dim,
+            fit_intercept: shape.fit_intercept,
+            slots,
+            bias: shape.bias,
+            rows_seen: shape.rows_seen,
+        })
     }
 
     /// The intercept (0 when `fit_intercept` is false).
@@ -194,9 +255,10 @@ impl FtrlLogisticRegression {
         } else {
             0.0
         };
-        for ((slot, &w), z) in self.slots.iter_mut().zip(weights).zip(zs) {
-            *slot = [self.rule.weight(z, 0.0), z, 0.0];
+        for (i, (&w, z)) in weights.iter().zip(zs).enumerate() {
+            let slot = [self.rule.weight(z, 0.0), z, 0.0];
             debug_assert!((slot[0] - w).abs() <= 1e-5 * (1.0 + w.abs()));
+            self.slots.set(i, slot.map(f32::to_bits));
         }
         if self.fit_intercept {
             self.bias = [self.rule.weight(zb, 0.0), zb, 0.0];
@@ -220,7 +282,7 @@ impl FtrlLogisticRegression {
     /// This model without its slots (shape, rule and row count only), for [`SharedFtrl`].
     fn shape_only(&self) -> Self {
         FtrlLogisticRegression {
-            slots: Vec::new(),
+            slots: ChunkedTable::new(0, DEFAULT_CHUNK_SLOTS),
             ..*self
         }
     }
@@ -228,9 +290,11 @@ impl FtrlLogisticRegression {
     /// The margin `b + Σ w_i x_i` of row `r`.
     #[inline(always)]
     fn margin(&self, x: &Features, r: usize) -> f32 {
-        let slots = &self.slots[..];
+        let slots = &self.slots;
         let mut m = self.bias[0];
-        for_each_entry(&x.row(r), |i, v| m += slots[i][0] * v);
+        for_each_entry(&x.row(r), |i, v| {
+            m += f32::from_bits(slots.get_word(i, 0)) * v
+        });
         m
     }
 
@@ -252,6 +316,11 @@ impl FtrlLogisticRegression {
 pub(super) trait SlotTable {
     /// Feature `i`'s slot.
     fn get(&self, i: usize) -> [f32; 3];
+    /// Feature `i`'s weight (`get(i)[0]`, which a table may read alone).
+    #[inline(always)]
+    fn weight(&self, i: usize) -> f32 {
+        self.get(i)[0]
+    }
     /// Sets feature `i`'s slot.
     fn set(&mut self, i: usize, slot: [f32; 3]);
     /// The intercept's slot.
@@ -262,19 +331,29 @@ pub(super) trait SlotTable {
 
 /// One learner's own slots.
 struct Owned<'a> {
-    slots: &'a mut [[f32; 3]],
+    slots: &'a mut ChunkedTable<3>,
     bias: &'a mut [f32; 3],
+}
+
+#[inline(always)]
+fn floats(bits: [u32; 3]) -> [f32; 3] {
+    bits.map(f32::from_bits)
 }
 
 impl SlotTable for Owned<'_> {
     #[inline(always)]
     fn get(&self, i: usize) -> [f32; 3] {
-        self.slots[i]
+        floats(self.slots.get(i))
+    }
+
+    #[inline(always)]
+    fn weight(&self, i: usize) -> f32 {
+        f32::from_bits(self.slots.get_word(i, 0))
     }
 
     #[inline(always)]
     fn set(&mut self, i: usize, slot: [f32; 3]) {
-        self.slots[i] = slot;
+        self.slots.set(i, slot.map(f32::to_bits));
     }
 
     #[inline(always)]
@@ -336,7 +415,7 @@ fn step_row<const PREDICT: bool, T: SlotTable, I>(
 {
     let mut margin = table.bias()[0];
     for (i, v) in entries.clone() {
-        margin += table.get(i)[0] * v;
+        margin += table.weight(i) * v;
     }
     let p = sigmoid(margin);
     if PREDICT {

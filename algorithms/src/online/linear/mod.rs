@@ -38,7 +38,7 @@ pub mod sgd;
 #[cfg(test)]
 mod tests;
 
-pub use ftrl::{FtrlLogisticParams, FtrlLogisticRegression, SharedFtrl};
+pub use ftrl::{FtrlLogisticParams, FtrlLogisticRegression, FtrlShape, SharedFtrl};
 pub use gradient::{LogisticGradientModel, BIAS_KEY};
 pub use sgd::{SgdLinearParams, SgdLinearRegression, SgdLogisticRegression};
 

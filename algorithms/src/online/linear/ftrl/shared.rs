@@ -35,11 +35,10 @@ fn atomic(slot: [f32; 3]) -> [AtomicU32; 3] {
 impl SharedFtrl {
     /// Shares `model`'s weights (copied in).
     pub fn new(model: &FtrlLogisticRegression) -> Self {
-        let slots = model
-            .slots
-            .iter()
-            .chain(std::iter::once(&model.bias))
-            .map(|s| atomic(*s))
+        let slots = (0..model.slots.len())
+            .map(|i| super::floats(model.slots.get(i)))
+            .chain(std::iter::once(model.bias))
+            .map(atomic)
             .collect();
         SharedFtrl {
             template: Arc::new(model.shape_only()),
@@ -63,8 +62,13 @@ impl SharedFtrl {
     pub fn to_local(&self) -> FtrlLogisticRegression {
         let table = Atomics(&self.slots);
         let dim = self.template.dim as usize;
+        let mut slots =
+            eddy_core::state::ChunkedTable::new(dim, eddy_core::state::DEFAULT_CHUNK_SLOTS);
+        for i in 0..dim {
+            slots.set(i, table.get(i).map(f32::to_bits));
+        }
         FtrlLogisticRegression {
-            slots: (0..dim).map(|i| table.get(i)).collect(),
+            slots,
             bias: table.bias(),
             ..self.template.shape_only()
         }
@@ -79,8 +83,8 @@ impl SharedFtrl {
             )));
         }
         let mut table = Atomics(&self.slots);
-        for (i, slot) in model.slots.iter().enumerate() {
-            table.set(i, *slot);
+        for i in 0..model.slots.len() {
+            table.set(i, super::floats(model.slots.get(i)));
         }
         table.set_bias(model.bias);
         Ok(())
