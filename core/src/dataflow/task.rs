@@ -272,8 +272,13 @@ mod tests {
 
     fn approximate_env(rewire: Arc<Rewire>) -> TaskEnv {
         let job = Arc::new(JobMetrics::default());
+        let control: Arc<JobControl> = Arc::default();
         TaskEnv {
-            control: Arc::default(),
+            writer: Arc::new(crate::dataflow::state_writer::StateWriter::new(
+                control.clone(),
+                1,
+            )),
+            control,
             job: job.clone(),
             index: 0,
             rewire: Some(rewire),
@@ -317,6 +322,7 @@ mod tests {
                 to: vec![(1, 0)],
             }],
             head_metrics: Arc::default(),
+            deferred: Default::default(),
         };
         // the consumer fails: its ends of the channel are gone
         drop((old_rx, old_prio_rx));
