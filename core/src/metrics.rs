@@ -583,7 +583,10 @@ mod tests {
         a.progress[1].set_lag(&kafka, 0);
         let mut out = String::new();
         board.render_prometheus(&mut out);
-        assert!(out.contains("source=\"kafka \\\"clicks\\\"\"} 0\n"), "{out}");
+        assert!(
+            out.contains("source=\"kafka \\\"clicks\\\"\"} 0\n"),
+            "{out}"
+        );
         // no source measures a lag: no family at all
         let mut out = String::new();
         JobMetrics::default().render_prometheus("x", &mut out);
