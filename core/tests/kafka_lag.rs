@@ -5,13 +5,13 @@
 //!
 //! Mutations seen caught (each run, then restored):
 //! - the watch thread reading the log ends once and never again (`follow` returning after its
-//!   first refresh): `lag_is_what_is_left_and_follows_new_messages` stays at 0 after 150 more
-//!   messages are produced ("lag 150 after producing more"), and the job test never sees the
-//!   lag reach the produced rows;
-//! - the raw high watermark taken as the log end (tansu's is the last batch's base offset + 1,
-//!   `log_end` skipped in `refresh`): the source-level test sees a lag short of what is left;
-//! - the read path not handing its offsets to the watch (`report_lag` a no-op): the lag stays
-//!   at the whole topic after a partial read (400 instead of 250);
+//!   first refresh): both tests time out, on "lag 150 after producing more" and "the lag grown
+//!   by 300";
+//! - the raw high watermark taken as the log end (`log_end` skipped in `refresh`; tansu's high
+//!   watermark is the last batch's base offset + 1): "lag 250 after reading 150" and "a
+//!   measured lag" (> 500 while held back) are never reached;
+//! - the read path not handing its offsets to the watch (`report_lag` a no-op): "lag 250 after
+//!   reading 150" and the job's "lag 0" once caught up are never reached;
 //! - `JobBoard` not writing the lag family: the job test finds no `eddy_job_source_lag` line.
 
 #[path = "support/kafka.rs"]
