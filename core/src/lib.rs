@@ -43,7 +43,7 @@
 //! | [`backoff`] | retry backoff with jitter, the one helper of every retry loop |
 //! | [`duration`] | `500ms` / `10s` / `2h` durations, one parser for configs and flags |
 //! | [`datagen`] | deterministic synthetic streams (`eddy gen ctr`) |
-//! | [`metrics`] | per-operator counters and the job summary |
+//! | [`metrics`] | per-operator counters, source progress and lag gauges, the job summary |
 //! | [`error`] | one error enum, classified by domain |
 //!
 //! ## Checkpoints and failover: the decisions
