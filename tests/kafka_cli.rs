@@ -10,6 +10,9 @@
 //!   ready (its behaviour before this branch): caught by `learn_from_a_topic_*` (the model
 //!   bytes differ from the file's at parallelism 1). Reverting only the "no message ready"
 //!   cut was not caught in the run tried.
+//! - `eddy gen replay` sending every paced slice from the batch's first row
+//!   (`batch.slice(0, len)`): caught by `replay_puts_a_files_rows_into_a_topic` (the paced
+//!   JSON-lines topic holds other rows than the file).
 
 mod common;
 #[path = "../core/tests/support/kafka.rs"]
