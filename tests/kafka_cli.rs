@@ -2,19 +2,31 @@
 //! harness is eddy-core's `core/tests/support/kafka.rs`): `eddy gen ctr --out kafka://…`
 //! produces the rows, `eddy learn --data kafka://…` trains on them as it would on the file of
 //! the same rows, `eddy predict` reads and writes topics, and malformed messages become dead
-//! letters naming topic, partition and offset, with rows + dead letters = messages.
+//! letters naming topic, partition and offset, with rows + dead letters = messages; `eddy gen
+//! replay FILE --out kafka://…` puts a file's rows into a topic, which reads back as them.
 //!
 //! Mutations tried (run by hand, then restored):
 //! - the bounded Kafka source cutting batches at the linger time and whenever no message is
 //!   ready (its behaviour before this branch): caught by `learn_from_a_topic_*` (the model
 //!   bytes differ from the file's at parallelism 1). Reverting only the "no message ready"
 //!   cut was not caught in the run tried.
+//! - `eddy gen replay` sending every paced slice from the batch's first row
+//!   (`batch.slice(0, len)`): caught by `replay_puts_a_files_rows_into_a_topic` (the paced
+//!   JSON-lines topic holds other rows than the file).
 
 mod common;
 #[path = "../core/tests/support/kafka.rs"]
 mod kafka;
 
 use std::path::Path;
+use std::sync::Arc;
+
+use arrow::compute::concat_batches;
+use arrow::datatypes::SchemaRef;
+use arrow::record_batch::RecordBatch;
+use eddy_core::source::file::{CsvOptions, CsvSource, JsonLinesOptions, JsonLinesSource};
+use eddy_core::source::kafka::{KafkaSource, KafkaSourceOptions, KafkaUri};
+use eddy_core::source::{Source, SourceContext, SourcePoll};
 
 use common::{eddy, ok};
 use kafka::Broker;
@@ -217,4 +229,104 @@ fn kafka_example_validates_and_a_bad_address_names_the_key() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("sources.live.address"), "{err}");
     assert!(err.contains("start=middle"), "{err}");
+}
+
+/// Every batch of `source` until its end (bounded: 100 000 polls at most), concatenated.
+fn drain(mut source: Box<dyn Source>) -> RecordBatch {
+    let ctx = SourceContext::standalone("read");
+    source.open(&ctx).unwrap();
+    let mut batches = Vec::new();
+    for _ in 0..100_000 {
+        match source.poll_next(&ctx).unwrap() {
+            SourcePoll::Batch(b) => batches.push(b),
+            SourcePoll::End => return concat_batches(&source.schema(), &batches).unwrap(),
+            SourcePoll::Idle | SourcePoll::Watermark(_) => {
+                std::thread::sleep(std::time::Duration::from_millis(1))
+            }
+        }
+    }
+    panic!("the source did not end");
+}
+
+/// The topic's messages read with `schema` (bounded).
+fn read_topic(broker: &Broker, topic: &str, schema: SchemaRef) -> RecordBatch {
+    let uri = KafkaUri::parse(&broker.uri(topic)).unwrap();
+    let options = KafkaSourceOptions::new(uri).with_schema(schema);
+    drain(Box::new(KafkaSource::new(options).unwrap()))
+}
+
+/// The rows of `batch` as JSON lines, sorted.
+fn sorted_rows(batch: &RecordBatch) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut w = arrow::json::LineDelimitedWriter::new(&mut out);
+    w.write(batch).unwrap();
+    w.finish().unwrap();
+    drop(w);
+    let mut rows: Vec<String> = String::from_utf8(out)
+        .unwrap()
+        .lines()
+        .map(str::to_string)
+        .collect();
+    rows.sort();
+    rows
+}
+
+/// `eddy gen replay FILE --out kafka://…`: a CSV file into one partition reads back as the
+/// file's rows in order; a JSON-lines file with a malformed line, paced (`--rate`), into
+/// three partitions reads back as the file's good rows, and the bad line is a counted dead
+/// letter, not a message.
+#[test]
+fn replay_puts_a_files_rows_into_a_topic() {
+    let broker = Broker::start();
+    let dir = tempfile::tempdir().unwrap();
+    let csv = dir.path().join("clicks.csv");
+    ok(&["gen", "ctr", "--rows", "3000", "--out", p(&csv)]);
+    let one = format!("{}?partitions=1", broker.uri("replay-csv"));
+    ok(&["gen", "replay", p(&csv), "--out", &one]);
+    let file = drain(Box::new(CsvSource::new(CsvOptions::new(&csv)).unwrap()));
+    assert_eq!(file.num_rows(), 3000);
+    let topic = read_topic(&broker, "replay-csv", file.schema());
+    assert!(topic == file, "the topic's rows are the file's, in order");
+
+    let jsonl = dir.path().join("clicks.jsonl");
+    ok(&[
+        "gen",
+        "ctr",
+        "--rows",
+        "2000",
+        "--seed",
+        "3",
+        "--out",
+        p(&jsonl),
+    ]);
+    let text = std::fs::read_to_string(&jsonl).unwrap();
+    let mut lines: Vec<&str> = text.lines().collect();
+    lines.insert(1000, "{\"label\": 1, \"f0\": tru");
+    std::fs::write(&jsonl, lines.join("\n") + "\n").unwrap();
+    let letters = dir.path().join("dead.jsonl");
+    let three = format!("{}?partitions=3", broker.uri("replay-jsonl"));
+    let out = ok(&[
+        "gen",
+        "replay",
+        p(&jsonl),
+        "--out",
+        &three,
+        "--rate",
+        "50000",
+        "--dead-letter",
+        p(&letters),
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("replayed 2000 rows"), "{err}");
+    assert!(err.contains("malformed records: 1"), "{err}");
+    assert_eq!(
+        std::fs::read_to_string(&letters).unwrap().lines().count(),
+        1
+    );
+    let options = JsonLinesOptions::new(&jsonl);
+    let file = drain(Box::new(JsonLinesSource::new(options).unwrap()));
+    assert_eq!(file.num_rows(), 2000);
+    let schema: SchemaRef = Arc::clone(&file.schema());
+    let topic = read_topic(&broker, "replay-jsonl", schema);
+    assert_eq!(sorted_rows(&topic), sorted_rows(&file));
 }

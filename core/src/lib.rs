@@ -47,7 +47,7 @@
 //! | [`duration`] | `500ms` / `10s` / `2h` durations, one parser for configs and flags |
 //! | [`datagen`] | deterministic synthetic streams (`eddy gen ctr`) |
 //! | [`nexmark`] | the Nexmark benchmark: its event generator and queries as dataflow programs |
-//! | [`metrics`] | per-operator counters and the job summary |
+//! | [`metrics`] | per-operator counters, source progress and lag gauges, the job summary |
 //! | [`error`] | one error enum, classified by domain |
 //!
 //! ## Checkpoints and failover: the decisions

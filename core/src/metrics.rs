@@ -1,9 +1,16 @@
 //! Per-operator metrics: records in and out, batches, busy time, time blocked by backpressure;
-//! the summary printed when a job ends; and the job counters in the Prometheus text format.
+//! the sources' progress and lag gauges; the summary printed when a job ends; and the job
+//! counters and source lags in the Prometheus text format.
+//!
+//! **Source lag.** A source that can see how far its input reaches beyond its position (the
+//! Kafka source: its partitions' log ends) reports the records in between through its
+//! [`Progress`] gauge ([`Progress::set_lag`]); a source that cannot leaves it unmeasured.
+//! [`MetricsRegistry::source_lags`] sums the gauges per source operator over its subtasks, and
+//! a [`JobBoard`] shows them as `eddy_job_source_lag{job="…",source="…"}`.
 
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 /// Counters of one operator subtask, updated by the runtime with relaxed atomics.
@@ -30,13 +37,49 @@ impl OperatorMetrics {
     }
 }
 
-/// Progress of a bounded source: units done out of a known total (bytes for files).
+/// Progress of one source subtask: units done out of a known total (bytes for files), and its
+/// lag when the source measures one.
 #[derive(Debug, Default)]
 pub struct Progress {
     /// Units done.
     pub done: AtomicU64,
     /// Units in all; 0 when unknown (unbounded).
     pub total: AtomicU64,
+    /// The lag plus one; 0 while unmeasured.
+    lag: AtomicU64,
+    /// The source operator whose lag this is (labels the gauge), set by the first report.
+    source: OnceLock<Arc<str>>,
+}
+
+impl Progress {
+    /// Reports the records between the source's position and the end of its input now
+    /// (consumer lag, for Kafka), for the source operator `source`. Cheap: an atomic store.
+    pub fn set_lag(&self, source: &Arc<str>, lag: u64) {
+        self.source.get_or_init(|| source.clone());
+        self.lag.store(lag.saturating_add(1), Ordering::Relaxed);
+    }
+
+    /// The last reported lag; `None` when the source has not measured one.
+    pub fn lag(&self) -> Option<u64> {
+        self.lag.load(Ordering::Relaxed).checked_sub(1)
+    }
+
+    /// The source operator and its subtask's lag, when measured.
+    fn source_lag(&self) -> Option<(&str, u64)> {
+        Some((self.source.get()?, self.lag()?))
+    }
+}
+
+/// Per source operator (in order of first report), the sum of its subtasks' measured lags.
+fn sum_lags(progress: &[Arc<Progress>]) -> Vec<(String, u64)> {
+    let mut out: Vec<(String, u64)> = Vec::new();
+    for (source, lag) in progress.iter().filter_map(|p| p.source_lag()) {
+        match out.iter_mut().find(|(s, _)| s == source) {
+            Some((_, sum)) => *sum += lag,
+            None => out.push((source.to_string(), lag)),
+        }
+    }
+    out
 }
 
 /// What one completed checkpoint cost.
@@ -134,48 +177,60 @@ impl JobMetrics {
     /// format (version 0.0.4), labelled `job="<job>"`. Several jobs on one endpoint go
     /// through a [`JobBoard`], which writes each metric family once.
     pub fn render_prometheus(&self, job: &str, out: &mut String) {
-        JobBoard::render(&[(job, self)], out);
+        JobBoard::render(&[(job, self, &[])], out);
     }
 }
 
 /// The running jobs of a process whose counters a `/metrics` endpoint shows (`eddy run`'s
-/// server shows its workflow's training jobs), by name. A job watched again under the same
-/// name (a retried node) replaces the old one.
+/// server shows its workflow's training jobs), by name, with their sources' lags. A job
+/// watched again under the same name (a retried node) replaces the old one.
 #[derive(Debug, Default)]
 pub struct JobBoard {
-    jobs: Mutex<Vec<(String, Arc<JobMetrics>)>>,
+    jobs: Mutex<Vec<Watched>>,
 }
 
+/// One job on a [`JobBoard`]: its name, counters and source progress gauges.
+type Watched = (String, Arc<JobMetrics>, Vec<Arc<Progress>>);
+
 impl JobBoard {
-    /// Shows the counters of the job with `metrics` under `name` from now on.
+    /// Shows the counters and source lags of the job with `metrics` under `name` from now on.
     pub fn watch(&self, name: &str, metrics: &MetricsRegistry) {
         let mut jobs = self.jobs.lock().unwrap_or_else(|p| p.into_inner());
-        jobs.retain(|(n, _)| n != name);
-        jobs.push((name.to_string(), metrics.job.clone()));
+        jobs.retain(|(n, _, _)| n != name);
+        jobs.push((
+            name.to_string(),
+            metrics.job.clone(),
+            metrics.progress.clone(),
+        ));
     }
 
     /// The names of the jobs shown, in the order they were first watched.
     pub fn names(&self) -> Vec<String> {
         let jobs = self.jobs.lock().unwrap_or_else(|p| p.into_inner());
-        jobs.iter().map(|(n, _)| n.clone()).collect()
+        jobs.iter().map(|(n, _, _)| n.clone()).collect()
     }
 
     /// Appends every job's counters to `out` in the Prometheus text format (version 0.0.4):
-    /// one `# HELP`/`# TYPE` header per metric, one sample per job labelled `job="<name>"`.
+    /// one `# HELP`/`# TYPE` header per metric, one sample per job labelled `job="<name>"`;
+    /// then the gauge `eddy_job_source_lag`, one sample per job and source that measures its
+    /// lag, labelled `job` and `source` (written only when there is one).
     pub fn render_prometheus(&self, out: &mut String) {
         let jobs = self.jobs.lock().unwrap_or_else(|p| p.into_inner());
-        let jobs: Vec<(&str, &JobMetrics)> = jobs.iter().map(|(n, m)| (n.as_str(), &**m)).collect();
+        let jobs: Vec<(&str, &JobMetrics, &[Arc<Progress>])> = jobs
+            .iter()
+            .map(|(n, m, p)| (n.as_str(), &**m, p.as_slice()))
+            .collect();
         Self::render(&jobs, out);
     }
 
-    fn render(jobs: &[(&str, &JobMetrics)], out: &mut String) {
+    fn render(jobs: &[(&str, &JobMetrics, &[Arc<Progress>])], out: &mut String) {
         use std::fmt::Write;
-        let Some((_, first)) = jobs.first() else {
+        let Some((_, first, _)) = jobs.first() else {
             return;
         };
         let samples: Vec<(String, [Counter; 6])> = jobs
             .iter()
-            .map(|(name, m)| (escape_label(name), m.counters()))
+            .map(|(name, m, _)| (escape_label(name), m.counters()))
             .collect();
         for (k, (name, help, _)) in first.counters().iter().enumerate() {
             // writing to a String cannot fail
@@ -188,6 +243,29 @@ impl JobBoard {
                     out,
                     "eddy_job_{name}_total{{job=\"{job}\"}} {}",
                     counters[k].2
+                );
+            }
+        }
+        let lags: Vec<(String, Vec<(String, u64)>)> = jobs
+            .iter()
+            .map(|(name, _, progress)| (escape_label(name), sum_lags(progress)))
+            .filter(|(_, lags)| !lags.is_empty())
+            .collect();
+        if lags.is_empty() {
+            return;
+        }
+        let _ = writeln!(
+            out,
+            "# HELP eddy_job_source_lag Records between a source's position and the end of its \
+             input (Kafka: consumer lag), summed over its subtasks.\n\
+             # TYPE eddy_job_source_lag gauge"
+        );
+        for (job, lags) in &lags {
+            for (source, lag) in lags {
+                let source = escape_label(source);
+                let _ = writeln!(
+                    out,
+                    "eddy_job_source_lag{{job=\"{job}\",source=\"{source}\"}} {lag}"
                 );
             }
         }
@@ -247,6 +325,18 @@ impl MetricsRegistry {
                 t + p.total.load(Ordering::Relaxed),
             )
         })
+    }
+
+    /// The measured lag of each source operator, summed over its subtasks (see
+    /// [`Progress::set_lag`]); empty when no source measures one.
+    pub fn source_lags(&self) -> Vec<(String, u64)> {
+        sum_lags(&self.progress)
+    }
+
+    /// The sum of [`source_lags`](Self::source_lags); `None` when no source measures its lag.
+    pub fn lag(&self) -> Option<u64> {
+        let lags = self.source_lags();
+        (!lags.is_empty()).then(|| lags.iter().map(|(_, l)| l).sum())
     }
 
     /// Totals per operator (subtasks summed), in the order operators were added.
@@ -456,5 +546,50 @@ mod tests {
             "{out}"
         );
         assert_eq!(out.lines().filter(|l| !l.starts_with('#')).count(), 12);
+    }
+
+    #[test]
+    fn source_lags_are_summed_per_source_and_shown_as_one_gauge_family() {
+        let mut a = MetricsRegistry::default();
+        let kafka: Arc<str> = Arc::from("kafka \"clicks\"");
+        let files: Arc<str> = Arc::from("files");
+        for _ in 0..3 {
+            a.progress.push(Arc::new(Progress::default()));
+        }
+        assert_eq!(a.lag(), None, "nothing measured yet");
+        a.progress[0].set_lag(&kafka, 7);
+        a.progress[1].set_lag(&kafka, 5);
+        // the third subtask (a file source, say) measures nothing
+        assert_eq!(a.source_lags(), [("kafka \"clicks\"".to_string(), 12)]);
+        a.progress[2].set_lag(&files, 0);
+        assert_eq!(a.lag(), Some(12));
+        let board = JobBoard::default();
+        board.watch("train", &a);
+        board.watch("idle", &MetricsRegistry::default());
+        let mut out = String::new();
+        board.render_prometheus(&mut out);
+        assert_eq!(out.matches("# TYPE eddy_job_source_lag gauge\n").count(), 1);
+        assert!(
+            out.contains("eddy_job_source_lag{job=\"train\",source=\"kafka \\\"clicks\\\"\"} 12\n"),
+            "{out}"
+        );
+        assert!(
+            out.contains("eddy_job_source_lag{job=\"train\",source=\"files\"} 0\n"),
+            "{out}"
+        );
+        assert!(!out.contains("job=\"idle\",source"), "{out}");
+        // a lag going down is a gauge, not a counter
+        a.progress[0].set_lag(&kafka, 0);
+        a.progress[1].set_lag(&kafka, 0);
+        let mut out = String::new();
+        board.render_prometheus(&mut out);
+        assert!(
+            out.contains("source=\"kafka \\\"clicks\\\"\"} 0\n"),
+            "{out}"
+        );
+        // no source measures a lag: no family at all
+        let mut out = String::new();
+        JobMetrics::default().render_prometheus("x", &mut out);
+        assert!(!out.contains("source_lag"), "{out}");
     }
 }

@@ -3,6 +3,12 @@
 //! standard output; or, with `--out kafka://HOST:PORT/TOPIC[?partitions=N]`, one message per
 //! row (JSON, or a CSV record with `format=csv`) to a Kafka topic, created with N partitions
 //! when missing, paced at `--rate` rows/s when given.
+//!
+//! `eddy gen replay FILE --out kafka://…`: replays an existing CSV, JSON-lines or Parquet file
+//! into a topic, one JSON message per row in file order, paced at `--rate` rows/s when given.
+//! The file is read by the file sources (their decoders, inference and dead letters) and
+//! written by the Kafka sink (its row encoding and [`KafkaWriter`], at-least-once: every
+//! message acknowledged before it exits); malformed records are dead letters, counted.
 
 use std::fs::File;
 use std::io::{BufWriter, Write};
@@ -14,12 +20,18 @@ use anyhow::Context;
 use clap::{Args, Subcommand, ValueEnum};
 use eddy_core::datagen::ctr::{CtrChunk, CtrGenerator, CHUNK_ROWS, DEFAULT_SEED};
 use eddy_core::datagen::format::write_g6;
-use eddy_core::sink::kafka::{KafkaWriter, DEFAULT_FLUSH_TIMEOUT};
+use eddy_core::operator::TaskInfo;
+use eddy_core::sink::kafka::{KafkaSink, KafkaSinkOptions, KafkaWriter, DEFAULT_FLUSH_TIMEOUT};
+use eddy_core::sink::Sink;
+use eddy_core::source::file::{CsvOptions, CsvSource, JsonLinesOptions, JsonLinesSource};
 use eddy_core::source::kafka::{KafkaFormat, KafkaUri};
+use eddy_core::source::parquet::{ParquetSource, ParquetSourceOptions};
+use eddy_core::source::{DeadLetterSink, ErrorPolicy, Source, SourceContext, SourcePoll};
 use parquet::arrow::ArrowWriter;
 use parquet::basic::Compression;
 use parquet::file::properties::WriterProperties;
 
+use super::io::DataFormat;
 use super::progress;
 
 /// Data generators.
@@ -27,6 +39,32 @@ use super::progress;
 pub enum GenCommand {
     /// A synthetic click stream: `label`, numeric `f0..f4`, categorical `c0..c9` (optionally `ts`).
     Ctr(CtrArgs),
+    /// Replays a CSV / JSON-lines / Parquet file into a Kafka topic, one message per row.
+    Replay(ReplayArgs),
+}
+
+/// Arguments of `eddy gen replay`.
+#[derive(Debug, Args)]
+pub struct ReplayArgs {
+    /// The file to replay (format from the extension, else CSV with a header).
+    pub file: PathBuf,
+    /// The topic: `kafka://HOST:PORT/TOPIC[?partitions=N&key=COLUMN]` (created with N
+    /// partitions when missing; keyed by COLUMN when given).
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Rows per second: the rows are paced to this rate instead of produced as fast as the
+    /// broker takes them.
+    #[arg(long)]
+    pub rate: Option<f64>,
+    /// Input format, when the extension does not say.
+    #[arg(long, value_enum)]
+    pub format: Option<Format>,
+    /// Write malformed records here (JSON lines) instead of only counting them.
+    #[arg(long)]
+    pub dead_letter: Option<PathBuf>,
+    /// What a malformed record does: `dead-letter` (default) or `fail`.
+    #[arg(long, default_value = "dead-letter")]
+    pub on_error: ErrorPolicy,
 }
 
 /// Output formats of `eddy gen`.
@@ -73,6 +111,7 @@ pub struct CtrArgs {
 pub fn run(cmd: GenCommand) -> anyhow::Result<()> {
     match cmd {
         GenCommand::Ctr(args) => ctr(args),
+        GenCommand::Replay(args) => replay(args),
     }
 }
 
@@ -290,6 +329,102 @@ fn ctr_to_kafka(
     bar.finish_and_clear();
     eprintln!("produced {} rows to {uri}", args.rows);
     Ok(())
+}
+
+/// Replays `args.file` into the topic `args.out` (see [the module docs](self)).
+pub fn replay(args: ReplayArgs) -> anyhow::Result<()> {
+    let Some(address) = super::io::kafka_address(&args.out) else {
+        anyhow::bail!(
+            "--out {}: eddy gen replay writes to a Kafka topic (kafka://HOST:PORT/TOPIC)",
+            args.out.display()
+        );
+    };
+    let uri = KafkaUri::parse(address)?;
+    if uri.format == KafkaFormat::Csv {
+        anyhow::bail!("{uri}: a replay writes each row as a JSON message; drop format=csv");
+    }
+    let pacer = Pacer::new(args.rate)?;
+    let name = format!("replay {}", args.file.display());
+    let mut source = file_source(&args)?;
+    let mut ctx = SourceContext::standalone(&name);
+    ctx.dead_letters = Arc::new(match &args.dead_letter {
+        Some(path) => DeadLetterSink::to_file(path, args.on_error)?,
+        None => DeadLetterSink::in_memory(args.on_error),
+    });
+    let mut sink = KafkaSink::new(KafkaSinkOptions::new(uri.clone()))?;
+    sink.open(&TaskInfo::new(&name, 0, 1))
+        .with_context(|| format!("opening {uri}"))?;
+    source
+        .open(&ctx)
+        .with_context(|| format!("reading {}", args.file.display()))?;
+    let bar = progress::byte_bar(0);
+    // paced: slices of at most 10 ms of rows, each sent when it is due
+    let slice = args
+        .rate
+        .map_or(usize::MAX, |r| (r / 100.0).max(1.0) as usize);
+    let mut sent = 0u64;
+    loop {
+        let batch = match source.poll_next(&ctx)? {
+            SourcePoll::Batch(b) => b,
+            SourcePoll::Idle => {
+                std::thread::sleep(Duration::from_millis(1));
+                continue;
+            }
+            SourcePoll::Watermark(_) => continue,
+            SourcePoll::End => break,
+        };
+        let mut at = 0;
+        while at < batch.num_rows() {
+            let len = slice.min(batch.num_rows() - at);
+            if let Some(p) = &pacer {
+                p.wait(sent);
+            }
+            sink.write(&batch.slice(at, len))?;
+            (at, sent) = (at + len, sent + len as u64);
+        }
+        bar.set_length(
+            ctx.progress
+                .total
+                .load(std::sync::atomic::Ordering::Relaxed),
+        );
+        bar.set_position(ctx.progress.done.load(std::sync::atomic::Ordering::Relaxed));
+    }
+    sink.close()?;
+    ctx.dead_letters.flush()?;
+    bar.finish_and_clear();
+    eprintln!("replayed {sent} rows of {} to {uri}", args.file.display());
+    let malformed = ctx.dead_letters.count();
+    if malformed > 0 {
+        eprintln!(
+            "malformed records: {malformed}{}",
+            ctx.dead_letters
+                .path()
+                .map(|p| format!(" (see {})", p.display()))
+                .unwrap_or_default()
+        );
+    }
+    Ok(())
+}
+
+/// The bounded file source of `args.file`, by `--format` or its extension.
+fn file_source(args: &ReplayArgs) -> anyhow::Result<Box<dyn Source>> {
+    let path = &args.file;
+    let format = match args.format {
+        Some(Format::Csv) => DataFormat::Csv,
+        Some(Format::Jsonl) => DataFormat::Jsonl,
+        Some(Format::Parquet) => DataFormat::Parquet,
+        None => super::io::format_of(path),
+    };
+    let reading = || format!("reading {}", path.display());
+    Ok(match format {
+        DataFormat::Csv => Box::new(CsvSource::new(CsvOptions::new(path)).with_context(reading)?),
+        DataFormat::Jsonl => {
+            Box::new(JsonLinesSource::new(JsonLinesOptions::new(path)).with_context(reading)?)
+        }
+        DataFormat::Parquet => {
+            Box::new(ParquetSource::new(ParquetSourceOptions::new(path)).with_context(reading)?)
+        }
+    })
 }
 
 fn row_csv(line: &mut String, c: &CtrChunk, i: usize, ts: bool) {

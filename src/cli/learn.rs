@@ -478,6 +478,7 @@ pub fn run(args: LearnArgs) -> anyhow::Result<()> {
     let bar = progress::byte_bar(0);
     let mut stopping = false;
     let mut shards = super::learn_parallel::ShardHealth::default();
+    let mut lag_shown = None;
     while !handle.is_finished() {
         if let Some(counters) = handle.store_counters() {
             shards.report(counters, &bar);
@@ -501,6 +502,7 @@ pub fn run(args: LearnArgs) -> anyhow::Result<()> {
         let (done, total) = handle.job().metrics().progress();
         bar.set_length(total);
         bar.set_position(done);
+        show_lag(&bar, handle.job().metrics().lag(), &mut lag_shown);
     }
     bar.finish_and_clear();
     let outcome = handle.join()?;
@@ -565,4 +567,21 @@ pub fn run(args: LearnArgs) -> anyhow::Result<()> {
     }
     println!("{}", report.to_json_line());
     Ok(())
+}
+
+/// Puts the sources' lag (a Kafka source's consumer lag) on the progress line once one is
+/// measured; the bytes bar means nothing for such a source. `shown`: the lag on the line.
+fn show_lag(bar: &indicatif::ProgressBar, lag: Option<u64>, shown: &mut Option<u64>) {
+    let Some(lag) = lag.filter(|l| Some(*l) != *shown) else {
+        return;
+    };
+    if shown.is_none() {
+        if let Ok(style) =
+            indicatif::ProgressStyle::with_template("{spinner} [{elapsed_precise}] {msg}")
+        {
+            bar.set_style(style);
+        }
+    }
+    *shown = Some(lag);
+    bar.set_message(format!("consumer lag {lag} records"));
 }

@@ -1,5 +1,7 @@
 //! `eddy status RUN_DIR`: what a run did — each node's state, runs, rows, metrics and the
-//! versions it published — and every model version in the run's registry with its stage.
+//! versions it published — and every model version in the run's registry with its stage. A
+//! running training node's note shows its failover counters and its source's lag (`lag N`:
+//! the messages a Kafka source has not read yet) as last reported.
 
 use std::path::PathBuf;
 
@@ -50,6 +52,9 @@ pub fn node_lines(state: &RunState) -> Vec<String> {
                 count("records_lost"),
                 count("records_replayed")
             );
+        }
+        if let Some(lag) = n.metrics.get("source_lag") {
+            note = format!("lag {lag}; {note}");
         }
         out.push(format!(
             "  {:<16} {:<11} {:>4} {:>9} {:<10} {:<28} {}",

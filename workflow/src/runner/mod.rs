@@ -145,8 +145,9 @@ struct Scheduler {
     jobs: Arc<eddy_core::metrics::JobBoard>,
 }
 
-/// The node metrics a training job's failover counters are shown as (`eddy status`).
-const FAILOVER_METRICS: [&str; 3] = ["restarts", "records_lost", "records_replayed"];
+/// The node metrics a training job's failover counters and source lag are shown as (`eddy
+/// status`); they come from the job, not its evaluation, so a published version keeps them.
+const FAILOVER_METRICS: [&str; 4] = ["restarts", "records_lost", "records_replayed", "source_lag"];
 
 /// Runs `wf` until every node has finished or `shutdown` completes (Ctrl-C), resuming the run
 /// in `opts.run_dir` if one is there.

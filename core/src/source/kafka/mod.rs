@@ -26,6 +26,15 @@
 //!   completes, and in a job without checkpoints, consumed offsets are committed about once a
 //!   second; at the end of a bounded read, once more. For lag monitoring only: restores use the
 //!   checkpoint, never the group's offsets.
+//! - **Consumer lag**: each subtask reports the messages between its position and its
+//!   partitions' log ends, summed, as its lag gauge
+//!   ([`Progress::set_lag`](crate::metrics::Progress::set_lag); `eddy_job_source_lag` on
+//!   `/metrics`). The log ends are refreshed every
+//!   [`lag_interval`](KafkaSourceOptions::lag_interval) by a thread of the subtask's own with
+//!   a consumer of its own, so the read path only stores its offsets (atomics, per poll); the
+//!   gauge is updated on every poll and every refresh, so it grows while the source is behind
+//!   and returns to 0 once it has caught up. Unmeasured until the first refresh has reached
+//!   the broker.
 //!
 //! | module | what |
 //! |---|---|
@@ -33,17 +42,20 @@
 //! | `options` | [`KafkaSourceOptions`], the librdkafka consumer configuration |
 //! | `source` | [`KafkaSource`]: assignment, polling, decoding, positions, watermarks |
 //! | `infer` | schema inference from the oldest messages |
+//! | `lag` | `LagWatch`: the partitions' log ends, followed for the consumer-lag gauge |
 //! | [`admin`] | topic creation for writers ([`ensure_topic`]) |
 
 pub mod admin;
 mod infer;
+mod lag;
 mod options;
 mod source;
 pub mod uri;
 
 pub use admin::{ensure_topic, topic_partitions};
 pub use options::{
-    KafkaSourceOptions, DEFAULT_INFER_MESSAGES, DEFAULT_REQUEST_TIMEOUT, DEFAULT_SEEK_REWIND,
+    KafkaSourceOptions, DEFAULT_INFER_MESSAGES, DEFAULT_LAG_INTERVAL, DEFAULT_REQUEST_TIMEOUT,
+    DEFAULT_SEEK_REWIND,
 };
 pub use source::KafkaSource;
 pub use uri::{KafkaDelivery, KafkaFormat, KafkaUri, StartOffset};

@@ -19,6 +19,9 @@ pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// a record batch.
 pub const DEFAULT_SEEK_REWIND: i64 = 10_000;
 
+/// How often a source refreshes its partitions' log ends for the lag gauge by default.
+pub const DEFAULT_LAG_INTERVAL: Duration = Duration::from_secs(1);
+
 /// Settings of a Kafka source: where to read, how to decode, where to start and stop.
 #[derive(Debug, Clone)]
 pub struct KafkaSourceOptions {
@@ -41,6 +44,10 @@ pub struct KafkaSourceOptions {
     /// largest batch the producers write. Default [`DEFAULT_SEEK_REWIND`]; 0 on a broker
     /// that returns the containing batch (Apache Kafka).
     pub seek_rewind: i64,
+    /// How often the partitions' log ends are refreshed for the consumer-lag gauge (on a
+    /// thread of the source's own, one watermark request per partition, plus one fetch of the
+    /// last record batch of a partition that grew). Default [`DEFAULT_LAG_INTERVAL`].
+    pub lag_interval: Duration,
 }
 
 impl KafkaSourceOptions {
@@ -53,6 +60,7 @@ impl KafkaSourceOptions {
             timestamp_column: None,
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
             seek_rewind: DEFAULT_SEEK_REWIND,
+            lag_interval: DEFAULT_LAG_INTERVAL,
         }
     }
 
@@ -65,6 +73,12 @@ impl KafkaSourceOptions {
     /// Adds the message-timestamp column `name` (see [`timestamp_column`](Self::timestamp_column)).
     pub fn with_timestamp_column(mut self, name: impl Into<String>) -> Self {
         self.timestamp_column = Some(name.into());
+        self
+    }
+
+    /// Refreshes the lag gauge every `interval` (see [`lag_interval`](Self::lag_interval)).
+    pub fn with_lag_interval(mut self, interval: Duration) -> Self {
+        self.lag_interval = interval;
         self
     }
 

@@ -12,6 +12,7 @@ use rdkafka::error::KafkaError;
 use rdkafka::message::Message as _;
 use rdkafka::{Offset, TopicPartitionList};
 
+use super::lag::{log_end, watermarks, LagWatch};
 use super::options::{consumer_config, KafkaSourceOptions};
 use super::uri::{KafkaFormat, StartOffset};
 use crate::error::{Error, Result};
@@ -73,6 +74,8 @@ pub struct KafkaSource {
     stopping: bool,
     /// The first offset of each owned partition at open.
     low: BTreeMap<i32, i64>,
+    /// Follows the partitions' log ends for the lag gauge (from open).
+    lag: Option<LagWatch>,
 }
 
 impl std::fmt::Debug for KafkaSource {
@@ -130,6 +133,7 @@ impl KafkaSource {
             checkpointed: false,
             stopping: false,
             low: BTreeMap::new(),
+            lag: None,
         })
     }
 
@@ -171,13 +175,6 @@ impl KafkaSource {
             .collect())
     }
 
-    fn watermarks(&self, consumer: &BaseConsumer, partition: i32) -> Result<(i64, i64)> {
-        let topic = &self.options.uri.topic;
-        consumer
-            .fetch_watermarks(topic, partition, self.options.request_timeout)
-            .map_err(|e| self.err(&format!("watermarks of partition {partition}"), e))
-    }
-
     /// Points the consumer at `self.pos.next`, or `rewind` offsets before it (never before
     /// the partition's start `low`); the messages before `next` are skipped when they arrive.
     fn assign(&self, rewind: i64) -> Result<()> {
@@ -199,46 +196,6 @@ impl KafkaSource {
         match (&self.pos.end, self.pos.next.get(&p)) {
             (Some(end), Some(next)) => *next >= end.get(&p).copied().unwrap_or(0),
             _ => false,
-        }
-    }
-
-    /// The offset after the last message of partition `p` now. tansu 0.6.0 reports as high
-    /// watermark the base offset of the partition's last record batch plus one, so the end is
-    /// read off that batch: fetched from `high - 1`, every message it holds arrives together.
-    /// On a broker with true high watermarks this is `high` itself.
-    fn log_end(&self, consumer: &BaseConsumer, p: i32, low: i64, high: i64) -> Result<i64> {
-        if high <= low {
-            return Ok(high);
-        }
-        let mut tpl = TopicPartitionList::new();
-        tpl.add_partition_offset(&self.options.uri.topic, p, Offset::Offset(high - 1))
-            .map_err(|e| self.err("assign", e))?;
-        consumer.assign(&tpl).map_err(|e| self.err("assign", e))?;
-        let started = Instant::now();
-        let mut end = high;
-        let mut first = true;
-        loop {
-            let wait = if first { POLL_WAIT } else { Duration::ZERO };
-            match consumer.poll(wait) {
-                Some(Ok(m)) if m.partition() == p => {
-                    end = end.max(m.offset() + 1);
-                    first = false;
-                }
-                Some(Ok(_)) | Some(Err(KafkaError::PartitionEOF(_))) => {}
-                Some(Err(e)) => return Err(self.err(&format!("end of partition {p}"), e)),
-                None if first && started.elapsed() < self.options.request_timeout => {}
-                None if first => {
-                    return Err(self.err(
-                        &format!("end of partition {p}"),
-                        format!(
-                            "no message at offset {} in {:?}",
-                            high - 1,
-                            started.elapsed()
-                        ),
-                    ))
-                }
-                None => return Ok(end),
-            }
         }
     }
 
@@ -331,7 +288,7 @@ impl Source for KafkaSource {
         let mut next = BTreeMap::new();
         let mut end = BTreeMap::new();
         for &p in &owned {
-            let (low, high) = self.watermarks(&probe, p)?;
+            let (low, high) = watermarks(&self.options, &probe, p)?;
             self.low.insert(p, low);
             next.insert(
                 p,
@@ -341,7 +298,7 @@ impl Source for KafkaSource {
                 },
             );
             if bounded {
-                end.insert(p, self.log_end(&probe, p, low, high)?);
+                end.insert(p, log_end(&self.options, &probe, p, low, high)?);
             }
         }
         drop(probe);
@@ -365,6 +322,13 @@ impl Source for KafkaSource {
         if let Some(restored) = self.restored.take() {
             self.apply(restored);
         }
+        self.lag = Some(LagWatch::start(
+            &self.options,
+            &self.pos.next,
+            self.pos.end.as_ref(),
+            ctx.progress.clone(),
+            ctx.task.operator.clone(),
+        )?);
         Ok(())
     }
 
@@ -374,6 +338,7 @@ impl Source for KafkaSource {
             return Ok(SourcePoll::Watermark(self.watermark));
         }
         if self.all_done() || self.stopping {
+            self.report_lag();
             self.commit_to_group(true)?;
             return Ok(SourcePoll::End);
         }
@@ -405,6 +370,7 @@ impl Source for KafkaSource {
                 if rows > 0 {
                     continue;
                 }
+                self.report_lag();
                 self.commit_to_group(false)?;
                 return Ok(SourcePoll::Idle);
             };
@@ -452,6 +418,7 @@ impl Source for KafkaSource {
             self.pos.next.insert(p, offset + 1);
         }
         self.advance_watermark();
+        self.report_lag();
         if rows == 0 {
             return Ok(SourcePoll::Idle);
         }
@@ -482,14 +449,23 @@ impl Source for KafkaSource {
             (Some(_), Some(_)) => self.apply(restored),
             (Some(_), None) => {
                 self.apply(restored);
+                self.report_lag();
                 return self.assign(self.options.seek_rewind);
             }
         }
+        self.report_lag();
         Ok(())
     }
 }
 
 impl KafkaSource {
+    /// Hands the position to the lag gauge (atomics only; see `lag`).
+    fn report_lag(&self) {
+        if let Some(lag) = &self.lag {
+            lag.advance(&self.pos.next);
+        }
+    }
+
     /// Takes the restored offsets of the owned partitions (a partition missing from the
     /// checkpoint, i.e. added to the topic since, keeps its start offset) and the restored
     /// bounded end; the (pending) assignment rewinds up to one batch before them.

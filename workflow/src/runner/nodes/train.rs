@@ -8,16 +8,20 @@
 //! checkpoints in `<run dir>/checkpoints/<node>/` (every `checkpoint-every`, with its
 //! `failover` mode), so a retry or a restarted run resumes from the newest checkpoint. On a
 //! followed file it runs until the run is stopped (Ctrl-C), which takes a last checkpoint.
+//! While it runs, its job's failover counters (once any moves) and its source's lag (when the
+//! source measures one: Kafka's consumer lag; at most once a second) go to the run state, so
+//! `eddy status` shows them live.
 //! A stream node with `parallelism` > 1 or a `ps` trains through a parameter server (the
 //! job's [`PsConfig`]).
 
 use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use eddy_algorithms::pipeline::Pipeline;
 use eddy_algorithms::trained::{OnlineModel, TrainedModel, TRAINED_MODEL_KIND};
+use eddy_core::metrics::MetricsRegistry;
 
 use super::{NodeCtx, Outcome, Progress};
 use crate::error::{Error, Result};
@@ -173,15 +177,35 @@ fn pass(
     let handle = job.start(input, pipeline, model)?;
     ctx.jobs.watch(&ctx.spec.name, handle.job().metrics());
     let mut stopping = false;
-    let mut counters = [
-        ("restarts", 0),
-        ("records_lost", 0),
-        ("records_replayed", 0),
-    ];
+    let mut live = LiveCounters::default();
     while !handle.is_finished() {
         std::thread::sleep(Duration::from_millis(20));
-        let job = handle.job().metrics().job();
-        let now = [
+        live.report(ctx, handle.job().metrics(), false);
+        if ctx.stopped() && !stopping {
+            stopping = true;
+            handle.stop(Duration::from_secs(30));
+        }
+    }
+    live.report(ctx, handle.job().metrics(), true);
+    handle.join()
+}
+
+/// How often a changed source lag is reported at most (each report saves the run state).
+const LAG_REPORT_EVERY: Duration = Duration::from_secs(1);
+
+/// What a running job last reported to `eddy status`: its failover counters, as soon as they
+/// change, and its sources' lag (when measured), at most once per [`LAG_REPORT_EVERY`].
+#[derive(Default)]
+struct LiveCounters {
+    failover: [(&'static str, u64); 3],
+    lag: Option<(u64, Instant)>,
+}
+
+impl LiveCounters {
+    /// Reports what changed; `last`: the job finished, report a changed lag now.
+    fn report(&mut self, ctx: &NodeCtx, metrics: &MetricsRegistry, last: bool) {
+        let job = metrics.job();
+        let failover = [
             ("restarts", job.restarts.load(Ordering::Relaxed)),
             ("records_lost", job.records_lost.load(Ordering::Relaxed)),
             (
@@ -189,19 +213,31 @@ fn pass(
                 job.records_replayed.load(Ordering::Relaxed),
             ),
         ];
-        if now != counters {
-            counters = now;
+        let lag = metrics.lag().filter(|&l| match self.lag {
+            None => true,
+            Some((r, at)) => l != r && (last || at.elapsed() >= LAG_REPORT_EVERY),
+        });
+        let failed_over = failover != self.failover;
+        if !failed_over && lag.is_none() {
+            return;
+        }
+        self.failover = failover;
+        // the failover counters once any moved (a job that never failed over shows none)
+        let mut counters = match failover.iter().any(|(_, v)| *v > 0) {
+            true => failover.to_vec(),
+            false => Vec::new(),
+        };
+        if let Some(l) = lag {
+            self.lag = Some((l, Instant::now()));
+            counters.push(("source_lag", l));
+        }
+        if !counters.is_empty() {
             ctx.report(Progress::Failover {
                 node: ctx.spec.name.clone(),
                 counters,
             });
         }
-        if ctx.stopped() && !stopping {
-            stopping = true;
-            handle.stop(Duration::from_secs(30));
-        }
     }
-    handle.join()
 }
 
 fn train(ctx: &NodeCtx, t: &TrainSpec, stream: bool) -> Result<Outcome> {
