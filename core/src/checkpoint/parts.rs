@@ -86,7 +86,8 @@ impl StateParts {
     }
 }
 
-fn take<const N: usize>(rest: &mut &[u8]) -> std::result::Result<[u8; N], &'static str> {
+/// The next `N` bytes of `rest`, which moves past them; `"truncated"` when fewer are left.
+pub(crate) fn take<const N: usize>(rest: &mut &[u8]) -> std::result::Result<[u8; N], &'static str> {
     if rest.len() < N {
         return Err("truncated");
     }

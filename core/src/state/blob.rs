@@ -16,6 +16,7 @@
 
 use xxhash_rust::xxh3::xxh3_128;
 
+use crate::checkpoint::parts::take;
 use crate::error::{Error, Result};
 
 const MAGIC: &[u8; 8] = b"EDDYCST1";
@@ -167,17 +168,6 @@ impl<'a> ChunkedBlob<'a> {
         }
         w.finish()
     }
-}
-
-fn take<const N: usize>(rest: &mut &[u8]) -> std::result::Result<[u8; N], &'static str> {
-    if rest.len() < N {
-        return Err("truncated");
-    }
-    let (head, tail) = rest.split_at(N);
-    *rest = tail;
-    let mut out = [0u8; N];
-    out.copy_from_slice(head);
-    Ok(out)
 }
 
 fn split<'a>(rest: &mut &'a [u8], len: u64) -> std::result::Result<&'a [u8], String> {
