@@ -12,7 +12,7 @@ use arrow::array::{ArrayRef, UInt32Array};
 use arrow::compute::take_record_batch;
 use arrow::datatypes::{Field, Schema, SchemaRef};
 use arrow::record_batch::RecordBatch;
-use arrow::row::{RowConverter, SortField};
+use arrow::row::{RowConverter, Rows, SortField};
 
 mod label;
 mod state;
@@ -228,16 +228,23 @@ impl IntervalJoinOperator {
 }
 
 impl IntervalJoinOperator {
-    /// Joins the rows of `batch` from side `s` with the other side's buffered rows, then
-    /// buffers them; late rows are set apart.
-    fn join_batch(&mut self, s: usize, batch: &RecordBatch) -> Result<()> {
-        let side = self.sides[s].as_ref().expect("bound before joining");
+    /// Reads `batch` of bound side `s`: event times into `times`, key hashes into `hashes`,
+    /// and the keys and whole rows in the row format.
+    fn read_rows(&mut self, s: usize, batch: &RecordBatch) -> Result<(Rows, Rows)> {
+        let side = self.sides[s].as_ref().expect("bound before reading");
         read_event_times(batch, side.time, &self.name, &mut self.times)?;
         let key_columns: Vec<ArrayRef> =
             side.keys.iter().map(|&k| batch.column(k).clone()).collect();
         hash_rows(&key_columns, &mut self.hashes)?;
         let keys = side.key_rows.convert_columns(&key_columns)?;
         let rows = side.rows.convert_columns(batch.columns())?;
+        Ok((keys, rows))
+    }
+
+    /// Joins the rows of `batch` from side `s` with the other side's buffered rows, then
+    /// buffers them; late rows are set apart.
+    fn join_batch(&mut self, s: usize, batch: &RecordBatch) -> Result<()> {
+        let (keys, rows) = self.read_rows(s, batch)?;
         self.matches.here.clear();
         self.matches.other.clear();
         self.matches.delays.clear();

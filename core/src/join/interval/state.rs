@@ -5,7 +5,6 @@
 use std::collections::BTreeMap;
 use std::io::Cursor;
 
-use arrow::array::ArrayRef;
 use arrow::ipc::reader::StreamReader;
 use arrow::ipc::writer::StreamWriter;
 use arrow::record_batch::RecordBatch;
@@ -14,9 +13,8 @@ use super::{IntervalJoinOperator, KeyState, Meta, Side, KIND, SIDES};
 use crate::checkpoint::StateParts;
 use crate::error::{Error, Result};
 use crate::join::buffer::RowBuffer;
-use crate::keys::{hash_rows, key_group};
+use crate::keys::key_group;
 use crate::window::snapshot;
-use crate::window::timestamps::read_event_times;
 
 impl IntervalJoinOperator {
     /// The buffered rows per key group (Arrow IPC per side) and the clock, as [`StateParts`].
@@ -90,13 +88,7 @@ impl IntervalJoinOperator {
         for batch in reader {
             let batch = batch?;
             self.bind(s, &batch.schema())?;
-            let side = self.sides[s].as_ref().expect("bound");
-            read_event_times(&batch, side.time, &self.name, &mut self.times)?;
-            let key_columns: Vec<ArrayRef> =
-                side.keys.iter().map(|&k| batch.column(k).clone()).collect();
-            hash_rows(&key_columns, &mut self.hashes)?;
-            let keys = side.key_rows.convert_columns(&key_columns)?;
-            let rows = side.rows.convert_columns(batch.columns())?;
+            let (keys, rows) = self.read_rows(s, &batch)?;
             for i in 0..batch.num_rows() {
                 let ts = self.times[i];
                 let group = key_group(self.hashes[i], self.task.key_groups);
