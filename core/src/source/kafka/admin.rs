@@ -1,6 +1,7 @@
 //! Topic administration: [`ensure_topic`] creates a topic that does not exist yet (the Kafka
 //! sink and `eddy gen` writing to a new topic).
 
+use std::sync::Mutex;
 use std::time::Duration;
 
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
@@ -37,9 +38,21 @@ pub fn topic_partitions(uri: &KafkaUri, timeout: Duration) -> Result<Option<usiz
     }
 }
 
+/// Serializes [`ensure_topic`] within the process. tansu 0.6.0 lists a new topic in its
+/// metadata before it has reset the new partitions' offsets; a writer that saw the topic and
+/// produced in that window had its first batch overlapped by the offsets given afterwards, and
+/// every fetch skipped it. The subtasks of one sink open at once, so without this one of them
+/// could lose its first batch (`writers_creating_a_topic_at_once_lose_no_message`). Writers in
+/// separate processes can still meet that window: create the topic before starting them.
+static CREATING: Mutex<()> = Mutex::new(());
+
 /// Creates `uri`'s topic with `uri.partitions` partitions (default 1) when the broker does not
-/// have it; returns its partition count. A topic created meanwhile by another client is fine.
+/// have it; returns its partition count. A topic created meanwhile by another client is fine;
+/// within one process a caller returns only once a creation under way has completed.
 pub fn ensure_topic(uri: &KafkaUri, timeout: Duration) -> Result<usize> {
+    let _one_at_a_time = CREATING
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
     if let Some(n) = topic_partitions(uri, timeout)? {
         return Ok(n);
     }
