@@ -307,7 +307,8 @@ fn killed_at_random_points_and_restored_the_output_topic_has_no_gap() {
 /// the partitions' offsets; a writer that produced in that window had its batch overlapped by
 /// later offsets and skipped by every fetch, which `ensure_topic`'s lock rules out. The window
 /// is narrow, so this guards rather than proves: without the lock it failed 1 run in about 10
-/// here, and CI once lost the first 5 rows of a p=2 sink's output the same way.
+/// here, and CI once lost 5 rows (row 0 among them) of a p=2 sink's output, which this
+/// race explains.
 #[test]
 fn writers_creating_a_topic_at_once_lose_no_message() {
     use eddy_core::sink::kafka::KafkaWriter;
