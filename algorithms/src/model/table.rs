@@ -100,7 +100,7 @@ where
     T: Floats + Deserialize<'de>,
     D: Deserializer<'de>,
 {
-    d.deserialize_newtype_struct(CHECKED_ON_DECODE, TableVisitor(PhantomData))
+    DecodedTable::deserialize(d)?.into_vec()
 }
 
 /// Rows `0..len` made by a function.
@@ -147,23 +147,86 @@ impl<T: Floats + Serialize, F: Fn(usize) -> T> Serialize for Rows<F> {
     }
 }
 
+/// A table as it was decoded: every row (the dense form) or only the non-zero ones (the
+/// sparse form), checked either way. For a learner that keeps its weights in a container of
+/// its own: it copies the non-zero rows ([`DecodedTable::for_each_nonzero`]) instead of
+/// receiving a `Vec` of every row first (a 2^22-slot FTRL table is 50 MB of mostly zeros).
+#[derive(Debug, Clone, PartialEq)]
+pub enum DecodedTable<T> {
+    /// Every row.
+    Dense(Vec<T>),
+    /// `len` rows, zero except `rows` (indices strictly increasing, below `len`).
+    Sparse {
+        /// The number of rows.
+        len: usize,
+        /// The non-zero rows by index.
+        rows: Vec<(u32, T)>,
+    },
+}
+
+impl<T: Floats> DecodedTable<T> {
+    /// The number of rows.
+    pub fn len(&self) -> usize {
+        match self {
+            DecodedTable::Dense(rows) => rows.len(),
+            DecodedTable::Sparse { len, .. } => *len,
+        }
+    }
+
+    /// Calls `f(index, row)` for every row that is not all zero bits, in index order.
+    pub fn for_each_nonzero(&self, mut f: impl FnMut(usize, T)) {
+        match self {
+            DecodedTable::Dense(rows) => rows
+                .iter()
+                .enumerate()
+                .filter(|(_, row)| !row.is_zero())
+                .for_each(|(i, row)| f(i, *row)),
+            DecodedTable::Sparse { rows, .. } => {
+                rows.iter().for_each(|(i, row)| f(*i as usize, *row))
+            }
+        }
+    }
+
+    /// Every row (zeros filled in), allocated once; an error names a table too large.
+    fn into_vec<E: de::Error>(self) -> Result<Vec<T>, E> {
+        match self {
+            DecodedTable::Dense(rows) => Ok(rows),
+            DecodedTable::Sparse { len, rows } => {
+                let mut table = zeros(len as u64)?;
+                for (i, row) in rows {
+                    table[i as usize] = row;
+                }
+                Ok(table)
+            }
+        }
+    }
+}
+
+impl<'de, T: Floats + Deserialize<'de>> Deserialize<'de> for DecodedTable<T> {
+    /// Reads a table written by [`serialize`] (either form, or a plain `Vec<T>` in bincode),
+    /// refusing non-finite numbers and impossible indices.
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_newtype_struct(CHECKED_ON_DECODE, TableVisitor(PhantomData))
+    }
+}
+
 struct TableVisitor<T>(PhantomData<T>);
 
 impl<'de, T: Floats + Deserialize<'de>> Visitor<'de> for TableVisitor<T> {
-    type Value = Vec<T>;
+    type Value = DecodedTable<T>;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("a weight table of finite numbers")
     }
 
-    fn visit_newtype_struct<D: Deserializer<'de>>(self, d: D) -> Result<Vec<T>, D::Error> {
+    fn visit_newtype_struct<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
         d.deserialize_tuple(usize::MAX, self)
     }
 
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<T>, A::Error> {
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
         let head: u64 = next(&mut seq, "its length")?;
         if head & SPARSE == 0 {
-            return dense(seq, head);
+            return dense(seq, head).map(DecodedTable::Dense);
         }
         let len = head & !SPARSE;
         let nnz: u64 = next(&mut seq, "its count of non-zero rows")?;
@@ -172,7 +235,12 @@ impl<'de, T: Floats + Deserialize<'de>> Visitor<'de> for TableVisitor<T> {
                 "a weight table of {len} rows holds {nnz} non-zero rows"
             )));
         }
-        let mut table = zeros(len)?;
+        // a length that could not be allocated as a plain table is refused here, as the dense
+        // form is, rather than left to abort whoever allocates for it (the test reservation
+        // is address space only, given back at once)
+        reserve::<T, A::Error>(&mut Vec::new(), len)?;
+        let mut rows = Vec::new();
+        reserve(&mut rows, nnz)?;
         let mut last = None;
         for _ in 0..nnz {
             let (i, row): (u32, T) = next(&mut seq, "a non-zero row")?;
@@ -181,10 +249,13 @@ impl<'de, T: Floats + Deserialize<'de>> Visitor<'de> for TableVisitor<T> {
                     "row index {i} of a weight table of {len} rows is out of range or order"
                 )));
             }
-            table[i as usize] = finite(row, i as usize)?;
+            rows.push((i, finite(row, i as usize)?));
             last = Some(i);
         }
-        Ok(table)
+        Ok(DecodedTable::Sparse {
+            len: len as usize,
+            rows,
+        })
     }
 }
 
@@ -232,4 +303,75 @@ fn reserve<T, E: de::Error>(table: &mut Vec<T>, len: u64) -> Result<(), E> {
         .ok()
         .and_then(|n| table.try_reserve_exact(n).ok())
         .ok_or_else(|| E::custom(format!("a table of {len} entries does not fit in memory")))
+}
+
+#[cfg(test)]
+mod tests {
+    use bincode::Options;
+
+    use super::*;
+
+    /// A table serialized with this module, as a model field is.
+    struct Table<'a>(&'a [f32]);
+
+    impl Serialize for Table<'_> {
+        fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            serialize(self.0, s)
+        }
+    }
+
+    fn bytes(table: &[f32]) -> Vec<u8> {
+        bincode::options()
+            .with_fixint_encoding()
+            .serialize(&Table(table))
+            .unwrap()
+    }
+
+    fn decoded(bytes: &[u8]) -> bincode::Result<DecodedTable<f32>> {
+        bincode::options().with_fixint_encoding().deserialize(bytes)
+    }
+
+    /// The non-zero rows `for_each_nonzero` gives, by index.
+    fn nonzero(table: &DecodedTable<f32>) -> Vec<(usize, f32)> {
+        let mut rows = Vec::new();
+        table.for_each_nonzero(|i, row| rows.push((i, row)));
+        rows
+    }
+
+    #[test]
+    fn a_decoded_table_gives_the_non_zero_rows_of_either_form() {
+        let mut sparse = vec![0.0f32; 1000];
+        sparse[3] = 1.5;
+        sparse[999] = -2.0;
+        sparse[500] = -0.0; // not zero bits: kept
+        let dense: Vec<f32> = (0..40).map(|i| (i % 5) as f32).collect();
+        for table in [&sparse, &dense] {
+            let got = decoded(&bytes(table)).unwrap();
+            assert_eq!(got.len(), table.len());
+            let want: Vec<(usize, f32)> = table
+                .iter()
+                .copied()
+                .enumerate()
+                .filter(|(_, v)| v.to_bits() != 0)
+                .collect();
+            assert_eq!(nonzero(&got), want);
+            assert_eq!(got.into_vec::<bincode::Error>().unwrap(), *table);
+        }
+        assert!(matches!(
+            decoded(&bytes(&sparse)).unwrap(),
+            DecodedTable::Sparse { .. }
+        ));
+        assert!(matches!(
+            decoded(&bytes(&dense)).unwrap(),
+            DecodedTable::Dense(_)
+        ));
+    }
+
+    #[test]
+    fn a_decoded_sparse_table_of_an_absurd_length_is_refused() {
+        let mut crafted = ((1u64 << 61) | SPARSE).to_le_bytes().to_vec();
+        crafted.extend_from_slice(&0u64.to_le_bytes());
+        let e = decoded(&crafted).unwrap_err().to_string();
+        assert!(e.contains("does not fit in memory"), "{e}");
+    }
 }

@@ -16,6 +16,7 @@ use super::{binary_target, check_indices, for_each_entry, resolve_dim, sigmoid};
 use crate::error::{Error, Result};
 use crate::features::{Examples, Features};
 use crate::learner::{OnlineLearner, Predictor, Task};
+use crate::model::table::DecodedTable;
 use crate::optim::{FtrlProximal, FtrlProximalParams};
 use crate::transform::Params;
 
@@ -128,8 +129,7 @@ struct FtrlSnapshot {
     rule: FtrlProximal,
     dim: u64,
     fit_intercept: bool,
-    #[serde(with = "crate::model::table")]
-    slots: Vec<[f32; 3]>,
+    slots: DecodedTable<[f32; 3]>,
     bias: [f32; 3],
     rows_seen: u64,
 }
@@ -144,10 +144,11 @@ impl TryFrom<FtrlSnapshot> for FtrlLogisticRegression {
                 s.dim
             )));
         }
+        // only the non-zero slots are set: the chunks of zeros stay the table's one shared
+        // zero chunk (nothing allocated, nothing copied)
         let mut slots = ChunkedTable::new(s.slots.len(), DEFAULT_CHUNK_SLOTS);
-        for (i, slot) in s.slots.iter().enumerate() {
-            slots.set(i, slot.map(f32::to_bits));
-        }
+        s.slots
+            .for_each_nonzero(|i, slot| slots.set(i, slot.map(f32::to_bits)));
         Ok(FtrlLogisticRegression {
             rule: s.rule,
             dim: s.dim,
