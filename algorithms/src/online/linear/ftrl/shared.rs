@@ -64,8 +64,12 @@ impl SharedFtrl {
         let dim = self.template.dim as usize;
         let mut slots =
             eddy_core::state::ChunkedTable::new(dim, eddy_core::state::DEFAULT_CHUNK_SLOTS);
+        // zero slots stay in the table's shared zero chunk (nothing allocated for them)
         for i in 0..dim {
-            slots.set(i, table.get(i).map(f32::to_bits));
+            let bits = table.get(i).map(f32::to_bits);
+            if bits != [0; 3] {
+                slots.set(i, bits);
+            }
         }
         FtrlLogisticRegression {
             slots,
