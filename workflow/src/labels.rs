@@ -523,3 +523,84 @@ fn read_ipc(bytes: &[u8]) -> eddy_core::Result<Option<RecordBatch>> {
         _ => Ok(Some(concat_batches(&batches[0].schema(), &batches)?)),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::array::{ArrayRef, Int64Array};
+    use eddy_core::operator::Output;
+
+    /// Labelled rows `(ts, label, delay)` with an `id` = ts.
+    fn rows(v: &[(i64, i64, i64)]) -> RecordBatch {
+        let col = |f: fn(&(i64, i64, i64)) -> i64| -> ArrayRef {
+            Arc::new(Int64Array::from(v.iter().map(f).collect::<Vec<_>>()))
+        };
+        RecordBatch::try_from_iter([
+            ("id", col(|r| r.0)),
+            ("ts", col(|r| r.0)),
+            (LABEL, col(|r| r.1)),
+            (LABEL_DELAY, col(|r| r.2)),
+        ])
+        .unwrap()
+    }
+
+    fn op(counters: &Arc<LabelCounters>) -> OrderOperator {
+        OrderOperator::new("ts", 10, 2, counters.clone())
+    }
+
+    /// The event times of the batches `out` emitted, batch by batch.
+    fn emitted(out: &mut Collector) -> Vec<Vec<i64>> {
+        out.drain()
+            .filter_map(|o| match o {
+                Output::Data(b) => Some(b.column(1).as_primitive::<Int64Type>().values().to_vec()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn rows_leave_in_event_time_order_in_whole_batches_once_final() {
+        let counters = Arc::new(LabelCounters::default());
+        let mut o = op(&counters);
+        let mut out = Collector::default();
+        o.process(0, rows(&[(5, 1, 3), (1, 0, 10), (3, 0, 10)]), &mut out)
+            .unwrap();
+        o.process(1, rows(&[(0, 0, 0)]), &mut out).unwrap();
+        // 1 and 3 are final at 14 (ts + 10 < 14), 5 is not: one whole batch, nothing held back
+        o.on_watermark(14, &mut out).unwrap();
+        assert_eq!(emitted(&mut out), vec![vec![1, 3]]);
+        o.process(0, rows(&[(4, 1, 2)]), &mut out).unwrap();
+        // 4 and 5 are final; a snapshot here, restored into a fresh operator, goes on alike
+        let state = o.snapshot(Epoch(1)).unwrap().unwrap();
+        let mut restored = op(&Arc::new(LabelCounters::default()));
+        restored.restore(&state).unwrap();
+        for o in [&mut o, &mut restored] {
+            o.on_watermark(16, &mut out).unwrap();
+            assert_eq!(emitted(&mut out), vec![vec![4, 5]]);
+            o.on_end(&mut out).unwrap();
+            assert!(emitted(&mut out).is_empty());
+        }
+        let tally = counters.tally();
+        assert_eq!((tally.positive, tally.negative), (2, 2));
+        assert_eq!((tally.delay_sum_ms, tally.delay_max_ms), (5, 3));
+        assert_eq!(tally.late_impressions, 1);
+        assert_eq!(restored.tally, o.tally);
+    }
+
+    #[test]
+    fn a_partial_batch_leaves_at_the_end_and_a_corrupt_snapshot_is_refused() {
+        let counters = Arc::new(LabelCounters::default());
+        let mut o = op(&counters);
+        let mut out = Collector::default();
+        o.process(0, rows(&[(7, 0, 10), (2, 1, 1), (9, 0, 10)]), &mut out)
+            .unwrap();
+        o.on_watermark(50, &mut out).unwrap();
+        assert_eq!(emitted(&mut out), vec![vec![2, 7]]);
+        o.on_end(&mut out).unwrap();
+        assert_eq!(emitted(&mut out), vec![vec![9]]);
+        let mut state = o.snapshot(Epoch(1)).unwrap().unwrap();
+        let last = state.len() - 1;
+        state[last] ^= 1;
+        assert!(op(&counters).restore(&state).is_err());
+    }
+}

@@ -252,7 +252,8 @@ fn labelled(d: &Data, parallelism: usize, config: TrainConfig) -> (TrainOutcome,
         batch_rows: BATCH,
     };
     let (input, counters) = labelled_stream(&left, &right, &spec).unwrap();
-    let outcome = job.start(input, pipeline(), None).unwrap().join().unwrap();
+    let outcome = job.start(input, pipeline(), None).unwrap().join();
+    let outcome = outcome.unwrap_or_else(|e| panic!("p{parallelism}: the job failed: {e}"));
     (outcome, counters.tally())
 }
 
