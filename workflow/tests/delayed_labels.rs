@@ -10,6 +10,9 @@
 //!   panics) over several seeds, at join parallelism 1 and 2, give the uninterrupted model's
 //!   bytes and the same tally.
 //!
+//! - a key column missing from one side fails the node with an error naming the key and the
+//!   source's columns.
+//!
 //! The data has clicks exactly at `ts + wait` (the interval is inclusive), clicks after the
 //! wait, repeated clicks (in order: the label delay is the first arriving click's), clicks of
 //! unknown impressions, and both inputs out of order within the bound.
@@ -333,4 +336,58 @@ fn exactly_once_failures_give_the_uninterrupted_model_bytes() {
             );
         }
     }
+}
+
+#[tokio::test]
+async fn a_key_column_missing_from_one_side_fails_the_node_naming_the_key() {
+    use eddy_workflow::runner::{self, state::NodeStatus, RunOptions};
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("impressions.csv"),
+        "id,ts,c0\n1,0,a\n2,5,b\n",
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("clicks.csv"), "uid,ts\n1,3\n").unwrap();
+    let text = r#"
+[sources.impressions]
+kind = "file"
+path = "impressions.csv"
+[sources.clicks]
+kind = "file"
+path = "clicks.csv"
+[sources.examples]
+kind = "delayed-labels"
+impressions = "impressions"
+clicks = "clicks"
+key = ["id"]
+time = "ts"
+wait = "10ms"
+[features.f]
+label = "label"
+categorical = ["c0"]
+[nodes.train]
+kind = "stream-train"
+source = "examples"
+features = "f"
+learner = "ftrl"
+"#;
+    let spec = dir.path().join("workflow.toml");
+    std::fs::write(&spec, text).unwrap();
+    let wf = eddy_workflow::spec::Workflow::load(&spec).unwrap();
+    let opts = RunOptions {
+        run_dir: dir.path().join("run"),
+        spec_path: spec.clone(),
+        spec_hash: runner::state::spec_hash(text),
+        on_update: None,
+        serve_forever: false,
+    };
+    let s = runner::run(wf, opts, std::future::pending()).await.unwrap();
+    let n = &s.state.nodes["train"];
+    assert_eq!(n.status, NodeStatus::Failed, "{n:?}");
+    let error = n.error.as_deref().unwrap_or_default();
+    assert!(
+        error.contains("sources.examples.key") && error.contains("`id` is not in source `clicks`"),
+        "{error}"
+    );
+    assert!(error.contains("uid, ts"), "{error}");
 }
