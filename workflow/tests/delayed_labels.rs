@@ -10,6 +10,8 @@
 //!   panics) over several seeds, at join parallelism 1 and 2, give the uninterrupted model's
 //!   bytes and the same tally.
 //!
+//! - a stream whose clicks match no impression trains on negatives alone (the undefined AUC of
+//!   one class is not taken for a diverged model);
 //! - a key column missing from one side fails the node with an error naming the key and the
 //!   source's columns.
 //!
@@ -390,4 +392,28 @@ learner = "ftrl"
         "{error}"
     );
     assert!(error.contains("uid, ts"), "{error}");
+}
+
+#[test]
+fn clicks_that_match_nothing_train_on_negatives_alone() {
+    let d = data(3);
+    let ids = d
+        .clicks
+        .column(0)
+        .as_any()
+        .downcast_ref::<Int64Array>()
+        .unwrap();
+    let strangers: Int64Array = ids.iter().map(|id| id.map(|id| id + 1_000_000)).collect();
+    let clicks = RecordBatch::try_new(
+        d.clicks.schema(),
+        vec![Arc::new(strangers), d.clicks.column(1).clone()],
+    )
+    .unwrap();
+    let d = Data {
+        impressions: d.impressions,
+        clicks,
+    };
+    let (o, tally) = labelled(&d, 1, config(None, vec![]));
+    assert_eq!((tally.positive, tally.negative), (0, IMPRESSIONS as u64));
+    assert_eq!(o.report.rows, IMPRESSIONS as u64);
 }
