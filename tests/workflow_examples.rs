@@ -1,5 +1,6 @@
 //! End-to-end tests of `eddy validate`, `eddy run` and `eddy status` on the example workflows
-//! (`examples/ctr`, `examples/clustering`, `examples/ps`), through the binary.
+//! (`examples/ctr`, `examples/clustering`, `examples/ps`, `examples/delayed-labels`), through
+//! the binary.
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -28,7 +29,7 @@ fn state(run_dir: &Path) -> Value {
 
 #[test]
 fn examples_validate() {
-    for name in ["ctr", "clustering", "ps"] {
+    for name in ["ctr", "clustering", "ps", "delayed-labels"] {
         let out = ok(&["validate", p(&example(name))]);
         let text = String::from_utf8_lossy(&out.stdout);
         assert!(text.contains("is valid"), "{text}");
@@ -102,6 +103,47 @@ fn ctr_example_runs_gates_deploys_and_reports() {
         st["nodes"]["ctr"]["versions"]
     );
 }
+
+#[test]
+fn delayed_labels_example_runs_from_the_readme_command() {
+    // as the README runs it: `eddy run examples/delayed-labels/workflow.toml`, default run dir
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_eddy"))
+        .args(["run", p(&example("delayed-labels"))])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("served at http://127.0.0.1:"), "{err}");
+    let run_dir = dir.path().join("eddy-runs/delayed-labels");
+    let st = state(&run_dir);
+    let nodes = &st["nodes"];
+    for n in ["ctr", "gate", "deploy", "serve"] {
+        assert_eq!(nodes[n]["status"], "succeeded", "{n}: {}", nodes[n]);
+    }
+    // every impression once, labelled by the clicks within 60 s (counted by the example's
+    // make_data.py: 216 clicks, of which 13 come after the wait)
+    let ctr = &nodes["ctr"];
+    assert_eq!(ctr["rows"], 1500, "{ctr}");
+    let m = |k: &str| {
+        ctr["metrics"][k]
+            .as_f64()
+            .unwrap_or_else(|| panic!("{k}: {ctr}"))
+    };
+    assert_eq!(m("labels_positive") + m("labels_negative"), 1500.0, "{ctr}");
+    assert_eq!(m("labels_positive"), POSITIVES, "{ctr}");
+    assert_eq!(m("late_impressions") + m("late_clicks"), 0.0, "{ctr}");
+    assert!(m("label_delay_max_ms") <= 60_000.0, "{ctr}");
+    assert!(m("label_delay_mean_ms") > 0.0, "{ctr}");
+    assert!(nodes["deploy"]["last-version"].as_u64().is_some(), "{st}");
+    let status = ok(&["status", p(&run_dir)]);
+    let text = String::from_utf8_lossy(&status.stdout);
+    assert!(text.contains(&format!("labels +{POSITIVES}")), "{text}");
+}
+
+/// Impressions of `examples/delayed-labels` clicked within the 60 s wait.
+const POSITIVES: f64 = 203.0;
 
 #[test]
 fn clustering_example_runs() {

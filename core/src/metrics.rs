@@ -7,6 +7,10 @@
 //! [`Progress`] gauge ([`Progress::set_lag`]); a source that cannot leaves it unmeasured.
 //! [`MetricsRegistry::source_lags`] sums the gauges per source operator over its subtasks, and
 //! a [`JobBoard`] shows them as `eddy_job_source_lag{job="…",source="…"}`.
+//!
+//! **Job gauges.** What a job's owner measures beyond the runtime (a training job's label
+//! counts and delays) it sets with [`JobMetrics::set_gauge`]; a [`JobBoard`] shows each as
+//! `eddy_job_<name>{job="…"}`.
 
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -124,12 +128,32 @@ pub struct JobMetrics {
     pub checkpoints_failed: AtomicU64,
     /// Of those, the ones that timed out.
     pub checkpoints_timed_out: AtomicU64,
+    /// Gauges the job's owner reports beyond the runtime's counters (a training job's label
+    /// counts), in order of first report: see [`set_gauge`](Self::set_gauge).
+    gauges: Mutex<Vec<Counter>>,
 }
 
 impl JobMetrics {
     /// The completed checkpoints so far.
     pub fn checkpoints(&self) -> Vec<CheckpointStats> {
         self.checkpoints
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Sets the gauge `name` (`/metrics` shows it as `eddy_job_<name>{job="…"}`, with `help`).
+    pub fn set_gauge(&self, name: &'static str, help: &'static str, value: u64) {
+        let mut gauges = self.gauges.lock().unwrap_or_else(|p| p.into_inner());
+        match gauges.iter_mut().find(|(n, _, _)| *n == name) {
+            Some(g) => g.2 = value,
+            None => gauges.push((name, help, value)),
+        }
+    }
+
+    /// The gauges set so far: (name, help, value).
+    pub fn gauges(&self) -> Vec<(&'static str, &'static str, u64)> {
+        self.gauges
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clone()
@@ -246,6 +270,7 @@ impl JobBoard {
                 );
             }
         }
+        Self::render_gauges(jobs, out);
         let lags: Vec<(String, Vec<(String, u64)>)> = jobs
             .iter()
             .map(|(name, _, progress)| (escape_label(name), sum_lags(progress)))
@@ -267,6 +292,35 @@ impl JobBoard {
                     out,
                     "eddy_job_source_lag{{job=\"{job}\",source=\"{source}\"}} {lag}"
                 );
+            }
+        }
+    }
+}
+
+impl JobBoard {
+    /// The jobs' own gauges ([`JobMetrics::set_gauge`]): one family per name, one sample per
+    /// job that set it.
+    fn render_gauges(jobs: &[(&str, &JobMetrics, &[Arc<Progress>])], out: &mut String) {
+        use std::fmt::Write;
+        let gauges: Vec<(String, Vec<Counter>)> = jobs
+            .iter()
+            .map(|(name, m, _)| (escape_label(name), m.gauges()))
+            .collect();
+        let mut families: Vec<(&str, &str)> = Vec::new();
+        for &(name, help, _) in gauges.iter().flat_map(|(_, g)| g) {
+            if !families.iter().any(|&(n, _)| n == name) {
+                families.push((name, help));
+            }
+        }
+        for (family, help) in families {
+            let _ = writeln!(
+                out,
+                "# HELP eddy_job_{family} {help}\n# TYPE eddy_job_{family} gauge"
+            );
+            for (job, g) in &gauges {
+                if let Some((_, _, v)) = g.iter().find(|(n, _, _)| *n == family) {
+                    let _ = writeln!(out, "eddy_job_{family}{{job=\"{job}\"}} {v}");
+                }
             }
         }
     }
@@ -497,6 +551,32 @@ impl fmt::Display for JobSummary {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn job_gauges_render_once_per_family_for_the_jobs_that_set_them() {
+        let (a, b) = (MetricsRegistry::default(), MetricsRegistry::default());
+        a.job().set_gauge("labels_positive", "Positives.", 3);
+        a.job().set_gauge("labels_positive", "Positives.", 4);
+        b.job().set_gauge("late_clicks", "Late clicks.", 2);
+        let board = JobBoard::default();
+        board.watch("a", &a);
+        board.watch("b", &b);
+        let mut out = String::new();
+        board.render_prometheus(&mut out);
+        assert_eq!(
+            out.matches("# TYPE eddy_job_labels_positive gauge").count(),
+            1
+        );
+        assert!(
+            out.contains("eddy_job_labels_positive{job=\"a\"} 4\n"),
+            "{out}"
+        );
+        assert!(
+            !out.contains("eddy_job_labels_positive{job=\"b\"}"),
+            "{out}"
+        );
+        assert!(out.contains("eddy_job_late_clicks{job=\"b\"} 2\n"), "{out}");
+    }
 
     #[test]
     fn job_counters_render_as_prometheus_text_with_an_escaped_job_label() {

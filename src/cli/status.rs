@@ -56,6 +56,17 @@ pub fn node_lines(state: &RunState) -> Vec<String> {
         if let Some(lag) = n.metrics.get("source_lag") {
             note = format!("lag {lag}; {note}");
         }
+        if let Some(pos) = n.metrics.get("labels_positive") {
+            // a delayed-labels source: its label tally (delays in ms of event time)
+            let count = |k: &str| n.metrics.get(k).copied().unwrap_or(0.0);
+            note = format!(
+                "labels +{pos} -{}, delay mean {}ms max {}ms, late {}; {note}",
+                count("labels_negative"),
+                count("label_delay_mean_ms"),
+                count("label_delay_max_ms"),
+                count("late_impressions") + count("late_clicks")
+            );
+        }
         out.push(format!(
             "  {:<16} {:<11} {:>4} {:>9} {:<10} {:<28} {}",
             name,

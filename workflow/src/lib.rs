@@ -11,6 +11,7 @@
 //! | [`runner`] | `eddy run`: the scheduler, node kinds, run state in the run directory |
 //! | [`spec`] | workflow specs: TOML → checked [`Workflow`](spec::Workflow), errors with line, column and hint |
 //! | [`model_stream`] | an online trainer publishes a version every T seconds or N rows ([`ModelStream`](model_stream::ModelStream)) |
+//! | [`labels`] | delayed labels: impressions ⋈ clicks in label mode, in event-time order, as a training source ([`labelled_stream`](labels::labelled_stream)) |
 //! | [`train`] | the one training engine: source → pipeline → learner → progressive evaluation → publisher as a checkpointed dataflow ([`TrainJob`](train::TrainJob)) |
 //! | [`serving`] | HTTP/JSON and gRPC predict over registry models, hot swap, version policies, per-key routing, Prometheus metrics ([`Server`](serving::Server)) |
 //! | [`error`] | the crate's [`Error`] and [`Result`] |
@@ -18,6 +19,7 @@
 //! See ARCHITECTURE §6 for how the pieces fit.
 
 pub mod error;
+pub mod labels;
 pub mod model_stream;
 pub mod registry;
 pub mod runner;

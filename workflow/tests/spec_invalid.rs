@@ -108,7 +108,7 @@ fn every_valid_spec_and_example_is_accepted() {
         .unwrap()
         .map(|e| e.unwrap().path())
         .collect();
-    for example in ["ctr", "clustering", "ps"] {
+    for example in ["ctr", "clustering", "ps", "delayed-labels"] {
         let p = root.join("../examples").join(example).join("workflow.toml");
         assert!(p.exists(), "example {} is missing", p.display());
         files.push(p);

@@ -1,7 +1,8 @@
 //! Reading a spec's source as record batches on the calling (blocking) thread, for nodes that
 //! score rather than train (`evaluate`, the `serve` node's example request): the same core
 //! sources the training job reads ([`flow_source`]: files, `ctr` rows, hybrids), driven by
-//! hand instead of by a dataflow.
+//! hand instead of by a dataflow. (A `delayed-labels` source is a join, read only by training
+//! nodes; the serve node's example request reads its impressions.)
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -39,6 +40,13 @@ pub(crate) fn describe(wf: &Workflow, name: &str) -> String {
         }
         Some(SourceSpec::Hybrid { history, live }) => format!("{name}: {history} then {live}"),
         Some(SourceSpec::Kafka { uri, .. }) => format!("{name}: {uri}"),
+        Some(SourceSpec::DelayedLabels(d)) => format!(
+            "{name}: {} labelled by {} within {:?} on {}",
+            describe(wf, &d.impressions),
+            describe(wf, &d.clicks),
+            d.wait,
+            d.key.join(", ")
+        ),
         None => name.to_string(),
     }
 }
@@ -51,13 +59,18 @@ pub(crate) struct SourceReader {
 }
 
 impl SourceReader {
-    /// Opens source `name` of `wf`; `stop` ends a paced or followed stream early.
+    /// Opens source `name` of `wf` (of a `delayed-labels` source, its impressions: the rows
+    /// as a request carries them, unlabelled); `stop` ends a paced or followed stream early.
     pub(crate) fn open(
         wf: &Workflow,
         name: &str,
         stop: Arc<AtomicBool>,
         generators: &Generators,
     ) -> Result<Self> {
+        let name = match wf.sources.get(name) {
+            Some(SourceSpec::DelayedLabels(d)) => d.impressions.as_str(),
+            _ => name,
+        };
         let flow = flow_source(wf, name, generators)?;
         let mut ctx = SourceContext::standalone(name);
         ctx.bounds.max_rows = flow.batch_rows;

@@ -145,9 +145,21 @@ struct Scheduler {
     jobs: Arc<eddy_core::metrics::JobBoard>,
 }
 
-/// The node metrics a training job's failover counters and source lag are shown as (`eddy
-/// status`); they come from the job, not its evaluation, so a published version keeps them.
-const FAILOVER_METRICS: [&str; 4] = ["restarts", "records_lost", "records_replayed", "source_lag"];
+/// The node metrics a training job's failover counters, source lag and label tally (a
+/// `delayed-labels` source) are shown as (`eddy status`); they come from the job, not its
+/// evaluation, so a published version keeps them.
+const FAILOVER_METRICS: [&str; 10] = [
+    "restarts",
+    "records_lost",
+    "records_replayed",
+    "source_lag",
+    "labels_positive",
+    "labels_negative",
+    "label_delay_mean_ms",
+    "label_delay_max_ms",
+    "late_impressions",
+    "late_clicks",
+];
 
 /// Runs `wf` until every node has finished or `shutdown` completes (Ctrl-C), resuming the run
 /// in `opts.run_dir` if one is there.

@@ -3,12 +3,15 @@
 //! generator source (paced with `rows-per-second`), Kafka topics through the core Kafka source
 //! (partitions split over the source's subtasks, followed by default), hybrids through
 //! [`HybridSource`](eddy_core::source::hybrid::HybridSource). Their positions are what the
-//! job's checkpoints record, so a restored node seeks instead of skipping rows.
+//! job's checkpoints record, so a restored node seeks instead of skipping rows. A training
+//! node's `delayed-labels` source is two of these joined in label mode ([`TrainInput`],
+//! [`labels`](crate::labels)).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use arrow::datatypes::SchemaRef;
+use eddy_core::dataflow::{Dataflow, Stream};
 use eddy_core::operator::TaskInfo;
 use eddy_core::source::file::{CsvOptions, CsvSource, JsonLinesOptions, JsonLinesSource};
 use eddy_core::source::hybrid::HybridSource;
@@ -17,7 +20,8 @@ use eddy_core::source::{Source, SourceContext, SourceFactory, SourcePoll, Source
 
 use super::data::{generator, Generators};
 use crate::error::{Error, Result};
-use crate::spec::{FileFormat, SourceSpec, Workflow};
+use crate::labels::{labelled_stream, DelayedLabels, LabelCounters};
+use crate::spec::{DelayedLabelsSpec, FileFormat, SourceSpec, Workflow};
 
 /// A source ready for a dataflow.
 pub(crate) struct FlowSource {
@@ -27,6 +31,97 @@ pub(crate) struct FlowSource {
     pub schema: SchemaRef,
     /// Rows per batch (the live part's, for a hybrid).
     pub batch_rows: usize,
+}
+
+/// What a training node reads: one source, or two joined into delayed labels.
+pub(crate) enum TrainInput {
+    /// A plain source (file, ctr, kafka, hybrid), by name.
+    Plain(String, FlowSource),
+    /// A `delayed-labels` source: its impressions and clicks (by name) and how they join.
+    Labelled {
+        impressions: (String, FlowSource),
+        clicks: (String, FlowSource),
+        spec: DelayedLabelsSpec,
+    },
+}
+
+impl TrainInput {
+    /// Source `name` of `wf`, its files opened (a bad path or header, or a `delayed-labels`
+    /// key or time column missing from a side, is reported here, naming the key).
+    pub(crate) fn open(wf: &Workflow, name: &str, generators: &Generators) -> Result<Self> {
+        let Some(SourceSpec::DelayedLabels(spec)) = wf.sources.get(name) else {
+            return Ok(TrainInput::Plain(
+                name.into(),
+                flow_source(wf, name, generators)?,
+            ));
+        };
+        let impressions = flow_source(wf, &spec.impressions, generators)?;
+        let clicks = flow_source(wf, &spec.clicks, generators)?;
+        for (side, source) in [(&spec.impressions, &impressions), (&spec.clicks, &clicks)] {
+            let columns: Vec<&str> = source
+                .schema
+                .fields()
+                .iter()
+                .map(|f| f.name().as_str())
+                .collect();
+            for (k, column) in spec
+                .key
+                .iter()
+                .map(|c| ("key", c))
+                .chain([("time", &spec.time)])
+            {
+                if !columns.contains(&column.as_str()) {
+                    return Err(Error::InvalidArgument(format!(
+                        "sources.{name}.{k}: column `{column}` is not in source `{side}` (its columns: {})",
+                        columns.join(", ")
+                    )));
+                }
+            }
+        }
+        Ok(TrainInput::Labelled {
+            impressions: (spec.impressions.clone(), impressions),
+            clicks: (spec.clicks.clone(), clicks),
+            spec: spec.clone(),
+        })
+    }
+
+    /// Rows per batch the learner is fed (the impressions' for delayed labels).
+    pub(crate) fn batch_rows(&self) -> usize {
+        match self {
+            TrainInput::Plain(_, s) => s.batch_rows,
+            TrainInput::Labelled { impressions, .. } => impressions.1.batch_rows,
+        }
+    }
+
+    /// Adds the input to `flow`: the stream to train on and, for delayed labels, the label
+    /// counters.
+    pub(crate) fn attach(self, flow: &Dataflow) -> Result<(Stream, Option<Arc<LabelCounters>>)> {
+        match self {
+            TrainInput::Plain(name, s) => Ok((flow.source_with(&name, s.factory), None)),
+            TrainInput::Labelled {
+                impressions,
+                clicks,
+                spec,
+            } => {
+                let batch_rows = impressions.1.batch_rows;
+                let left = flow.source_with(&impressions.0, impressions.1.factory);
+                let right = flow.source_with(&clicks.0, clicks.1.factory);
+                let (stream, counters) = labelled_stream(
+                    &left,
+                    &right,
+                    &DelayedLabels {
+                        key: spec.key,
+                        time: spec.time,
+                        wait: spec.wait,
+                        out_of_orderness: spec.out_of_orderness,
+                        parallelism: spec.parallelism as usize,
+                        batch_rows,
+                    },
+                )?;
+                Ok((stream, Some(counters)))
+            }
+        }
+    }
 }
 
 /// Source `name` of `wf` as a [`FlowSource`].
@@ -115,6 +210,10 @@ fn single(name: &str, spec: &SourceSpec, generators: &Generators) -> Result<Flow
         }
         SourceSpec::Hybrid { .. } => Err(Error::InvalidArgument(format!(
             "source `{name}`: a hybrid inside a hybrid"
+        ))),
+        SourceSpec::DelayedLabels(_) => Err(Error::InvalidArgument(format!(
+            "source `{name}`: a delayed-labels source is a join, not one source: only a \
+             training node reads it"
         ))),
     }
 }

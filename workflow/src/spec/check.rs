@@ -11,7 +11,7 @@ use super::graph;
 use super::locate::{closest, Locator};
 use super::raw::{RawFeatures, RawSource, RawWorkflow, NODE_KEYS, S};
 use super::schedule::parse_duration;
-use super::{FeaturesSpec, FileFormat, SourceSpec, Workflow};
+use super::{DelayedLabelsSpec, FeaturesSpec, FileFormat, SourceSpec, Workflow};
 use crate::error::{Error, Result};
 use eddy_core::source::kafka::KafkaUri;
 
@@ -29,6 +29,22 @@ const SOURCE_KEYS: &[&str] = &[
     "history",
     "live",
     "address",
+    "impressions",
+    "clicks",
+    "key",
+    "time",
+    "wait",
+    "out-of-orderness",
+    "parallelism",
+];
+const DELAYED_LABELS_KEYS: &[&str] = &[
+    "impressions",
+    "clicks",
+    "key",
+    "time",
+    "wait",
+    "out-of-orderness",
+    "parallelism",
 ];
 const FEATURE_KEYS: &[&str] = &[
     "label",
@@ -282,13 +298,14 @@ impl Checker<'_> {
             &s.kind,
             name,
             "sources",
-            &["file", "ctr", "hybrid", "kafka"],
+            &["file", "ctr", "hybrid", "kafka", "delayed-labels"],
         )?;
         let mut set: Vec<(&str, Range<usize>)> = Vec::new();
         macro_rules! mark { ($($f:ident => $k:literal),*) => { $( if let Some(v) = &s.$f { set.push(($k, v.span())); } )* } }
         mark!(path => "path", format => "format", follow => "follow", seed => "seed", offset => "offset", rows => "rows",
               rows_per_second => "rows-per-second", batch_rows => "batch-rows", history => "history", live => "live",
-              address => "address");
+              address => "address", impressions => "impressions", clicks => "clicks", key => "key",
+              time => "time", wait => "wait", out_of_orderness => "out-of-orderness", parallelism => "parallelism");
         let batch_rows = |default: u64| -> Result<usize> {
             Ok(match &s.batch_rows {
                 Some(v) => self.positive(v, name, "sources", "batch-rows")? as usize,
@@ -385,6 +402,10 @@ impl Checker<'_> {
                     batch_rows: batch_rows(4096)?,
                 })
             }
+            "delayed-labels" => {
+                self.only("sources", name, kind_name, &set, DELAYED_LABELS_KEYS)?;
+                self.delayed_labels(name, s).map(SourceSpec::DelayedLabels)
+            }
             _ => {
                 self.only("sources", name, kind_name, &set, &["history", "live"])?;
                 let history =
@@ -396,6 +417,67 @@ impl Checker<'_> {
                 })
             }
         }
+    }
+
+    /// The keys of a `delayed-labels` source (which sources it joins are checked with the
+    /// other references, in `graph`).
+    fn delayed_labels(&self, name: &S, s: &RawSource) -> Result<DelayedLabelsSpec> {
+        const WHAT: &str = "a `delayed-labels` source";
+        let req = |v: &Option<S>, k: &str| -> Result<String> {
+            let v = self.require(v, name, "sources", k, WHAT)?;
+            if v.get_ref().is_empty() {
+                return Err(self.err(span(v), key("sources", name, k), "must not be empty"));
+            }
+            Ok(v.get_ref().clone())
+        };
+        let impressions = req(&s.impressions, "impressions")?;
+        let clicks = req(&s.clicks, "clicks")?;
+        let time = req(&s.time, "time")?;
+        let keys = self.require(&s.key, name, "sources", "key", WHAT)?;
+        if keys.get_ref().is_empty() {
+            return Err(self.err(
+                span(keys),
+                key("sources", name, "key"),
+                "name at least one key column (the column an impression and its clicks share)",
+            ));
+        }
+        let duration = |v: &S, k: &str| {
+            parse_duration(v.get_ref()).map_err(|m| {
+                self.hinted(
+                    span(v),
+                    key("sources", name, k),
+                    format!("bad duration: {m}"),
+                    "write a number and a unit: \"500ms\", \"30s\", \"5m\", \"1h\"".into(),
+                )
+            })
+        };
+        let wait_raw = self.require(&s.wait, name, "sources", "wait", WHAT)?;
+        let wait = duration(wait_raw, "wait")?;
+        if wait.as_millis() == 0 {
+            return Err(self.err(
+                span(wait_raw),
+                key("sources", name, "wait"),
+                "must be at least 1ms: an impression needs some time to be clicked",
+            ));
+        }
+        let out_of_orderness = match &s.out_of_orderness {
+            Some(v) => duration(v, "out-of-orderness")?,
+            None => std::time::Duration::from_millis(500),
+        };
+        let parallelism = match &s.parallelism {
+            Some(p) => u32::try_from(self.positive(p, name, "sources", "parallelism")?)
+                .map_err(|_| self.err(span(p), key("sources", name, "parallelism"), "too large"))?,
+            None => 1,
+        };
+        Ok(DelayedLabelsSpec {
+            impressions,
+            clicks,
+            key: keys.get_ref().iter().map(|k| k.get_ref().clone()).collect(),
+            time,
+            wait,
+            out_of_orderness,
+            parallelism,
+        })
     }
 
     fn features(&self, name: &S, f: &RawFeatures) -> Result<FeaturesSpec> {

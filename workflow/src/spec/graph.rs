@@ -74,11 +74,11 @@ pub(super) fn check_graph(
                 let key = format!("sources.{}.{k}", name.get_ref());
                 match wf.sources.get(target) {
                     None => return Err(g.dangling(at, key, "source", target, &source_names)),
-                    Some(SourceSpec::Hybrid { .. }) => {
+                    Some(SourceSpec::Hybrid { .. } | SourceSpec::DelayedLabels(_)) => {
                         return Err(g.err(
                             at,
                             key,
-                            format!("`{target}` is a hybrid source; a hybrid reads plain sources"),
+                            format!("`{target}` is not a plain source; a hybrid reads plain sources (file, ctr, kafka)"),
                         ))
                     }
                     Some(_) => {}
@@ -86,6 +86,7 @@ pub(super) fn check_graph(
             }
         }
     }
+    delayed_labels_sources(&g, raw, wf, &source_names)?;
 
     let mut edges: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     for (name, spec) in &nodes {
@@ -166,6 +167,13 @@ pub(super) fn check_graph(
                         &feature_names,
                     ));
                 };
+                if let Some(SourceSpec::DelayedLabels(_)) = wf.sources.get(&t.source) {
+                    if f.label != eddy_core::join::LABEL {
+                        return Err(g.loc.error(at(&rn.features), key("features"),
+                            format!("source `{}` labels its rows in the column `{}`, but features `{}` learn from `{}`", t.source, eddy_core::join::LABEL, t.features, f.label),
+                            Some(format!("set `label = \"{}\"` in [features.{}]", eddy_core::join::LABEL, t.features))));
+                    }
+                }
                 if t.learner.is_clustering() && !f.dense {
                     return Err(g.loc.error(
                         at(&rn.learner),
@@ -221,6 +229,11 @@ pub(super) fn check_graph(
             }
             NodeKind::Evaluate(e) => {
                 source_ref(&rn.source)?;
+                if let Some(SourceSpec::DelayedLabels(_)) = wf.sources.get(&e.source) {
+                    return Err(g.loc.error(at(&rn.source), key("source"),
+                        format!("`{}` is a delayed-labels source; a gate scores a labelled holdout read as it is", e.source),
+                        Some("use a file, ctr or kafka source whose rows carry their label".into())));
+                }
                 let Some(m) = model else { continue };
                 let Some(mt) = m.kind.train() else { continue };
                 if mt.learner.is_clustering()
@@ -355,4 +368,46 @@ fn find_cycle(edges: &BTreeMap<String, BTreeSet<String>>, stuck: &BTreeSet<&str>
         path.push(next.clone());
         cur = next;
     }
+}
+
+/// A `delayed-labels` source joins two existing plain sources (not itself, not another join).
+fn delayed_labels_sources(
+    g: &Graph<'_>,
+    raw: &RawWorkflow,
+    wf: &Workflow,
+    source_names: &[&str],
+) -> Result<()> {
+    for (name, src) in &raw.sources {
+        let Some(SourceSpec::DelayedLabels(d)) = wf.sources.get(name.get_ref()) else {
+            continue;
+        };
+        let rs = src.get_ref();
+        let sides = [
+            ("impressions", &d.impressions, &rs.impressions),
+            ("clicks", &d.clicks, &rs.clicks),
+        ];
+        for (k, target, at) in sides {
+            let at = at.as_ref().map_or(name.span(), Spanned::span);
+            let key = format!("sources.{}.{k}", name.get_ref());
+            match wf.sources.get(target) {
+                None => return Err(g.dangling(at, key, "source", target, source_names)),
+                Some(SourceSpec::DelayedLabels(_)) => {
+                    return Err(g.err(
+                        at,
+                        key,
+                        format!("`{target}` is a delayed-labels source; a delayed-labels source joins two plain sources"),
+                    ))
+                }
+                Some(_) if k == "clicks" && *target == d.impressions => {
+                    return Err(g.err(
+                        at,
+                        key,
+                        format!("`{target}` is the impressions source too; clicks come from another source"),
+                    ))
+                }
+                Some(_) => {}
+            }
+        }
+    }
+    Ok(())
 }

@@ -115,6 +115,33 @@ pub enum SourceSpec {
         /// The live source.
         live: String,
     },
+    /// Training examples with delayed labels: the rows of `impressions`, each labelled by
+    /// whether a row of `clicks` with the same key arrives within `wait` of it in event time
+    /// (see [`labels`](crate::labels)).
+    DelayedLabels(DelayedLabelsSpec),
+}
+
+/// A `delayed-labels` source (`kind = "delayed-labels"`): two named sources joined in label
+/// mode by the runtime. Its rows are the impressions' columns, then `label` (1: clicked within
+/// `wait`, 0: not) and `label_delay_ms`, handed on in event-time order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DelayedLabelsSpec {
+    /// `impressions`: the source of the rows to label (any plain source: file, ctr, kafka,
+    /// hybrid).
+    pub impressions: String,
+    /// `clicks`: the source of the events that make a row positive.
+    pub clicks: String,
+    /// `key`: the columns an impression and its clicks share (in both sources, same types).
+    pub key: Vec<String>,
+    /// `time`: the event-time column (Int64 ms or a timestamp) of both sources.
+    pub time: String,
+    /// `wait`: how long after an impression a click still counts (> 0).
+    pub wait: Duration,
+    /// `out-of-orderness`: how far each source's event time may run out of order (default
+    /// 500 ms, as `eddy agg`); a row later than that is late: counted, not labelled.
+    pub out_of_orderness: Duration,
+    /// `parallelism`: subtasks of the join (default 1).
+    pub parallelism: u32,
 }
 
 /// File formats of a `file` source.

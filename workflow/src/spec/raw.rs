@@ -38,7 +38,8 @@ pub(crate) struct RawHeader {
     pub description: Option<S>,
 }
 
-/// `[sources.<name>]`: `kind = "file" | "ctr" | "hybrid" | "kafka"` and the keys of that kind.
+/// `[sources.<name>]`: `kind = "file" | "ctr" | "hybrid" | "kafka" | "delayed-labels"` and the
+/// keys of that kind.
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
 pub(crate) struct RawSource {
@@ -59,6 +60,14 @@ pub(crate) struct RawSource {
     pub live: Option<S>,
     // kafka (with follow and batch-rows)
     pub address: Option<S>,
+    // delayed-labels
+    pub impressions: Option<S>,
+    pub clicks: Option<S>,
+    pub key: Option<Spanned<Vec<S>>>,
+    pub time: Option<S>,
+    pub wait: Option<S>,
+    pub out_of_orderness: Option<S>,
+    pub parallelism: Option<Spanned<u64>>,
 }
 
 /// `[features.<name>]`.

@@ -609,9 +609,14 @@ fn merge_finished(
 /// Why a model whose progressive metrics are `metrics` after `rows` rows has diverged, if it
 /// has: a metric that is NaN or infinite means predictions that are (the log loss clamps its
 /// probabilities, so only a NaN prediction makes it non-finite). Such a model is neither
-/// published nor returned.
+/// published nor returned. AUC, precision, recall and F1 are left out: they are NaN when the
+/// labels so far do not define them (one class only, e.g. delayed labels before the first
+/// click), and a NaN prediction makes the log loss NaN anyway.
 pub(crate) fn diverged(metrics: &MetricValues, rows: u64) -> Option<String> {
-    let (name, value) = metrics.iter().find(|(_, v)| !v.is_finite())?;
+    const UNDEFINED_BY_LABELS: [&str; 4] = ["auc", "precision", "recall", "f1"];
+    let (name, value) = metrics.iter().find(|(name, v)| {
+        !v.is_finite() && !UNDEFINED_BY_LABELS.iter().any(|u| name.ends_with(u))
+    })?;
     Some(format!(
         "the model diverged after {rows} rows: its {name} is {value} (its predictions are not \
          finite numbers), so it is not published; scale the numeric columns (drop --no-scale, \

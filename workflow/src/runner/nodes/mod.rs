@@ -40,12 +40,13 @@ pub(crate) enum Progress {
         /// Progressive metrics so far.
         metrics: BTreeMap<String, f64>,
     },
-    /// A training job's failover counters or source lag changed while it runs.
+    /// A training job's failover counters, source lag or label tally changed while it runs.
     Failover {
         /// The node.
         node: String,
-        /// The job's failover counters (`restarts`, `records_lost`, `records_replayed`) and/or
-        /// its sources' lag (`source_lag`).
+        /// The job's failover counters (`restarts`, `records_lost`, `records_replayed`), its
+        /// sources' lag (`source_lag`) and/or its label tally
+        /// ([`LabelTally::named`](crate::labels::LabelTally::named)).
         counters: Vec<(&'static str, u64)>,
     },
     /// An attempt failed and will be retried after a backoff.

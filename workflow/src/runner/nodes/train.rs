@@ -10,7 +10,10 @@
 //! followed file it runs until the run is stopped (Ctrl-C), which takes a last checkpoint.
 //! While it runs, its job's failover counters (once any moves) and its source's lag (when the
 //! source measures one: Kafka's consumer lag; at most once a second) go to the run state, so
-//! `eddy status` shows them live.
+//! `eddy status` shows them live. On a `delayed-labels` source so does its label tally
+//! (positives, negatives, mean and longest label delay, late rows; at most once a second,
+//! also as the job's gauges on the serve nodes' `/metrics`), and the final tally is in the
+//! node's metrics.
 //! A stream node with `parallelism` > 1 or a `ps` trains through a parameter server (the
 //! job's [`PsConfig`]).
 
@@ -25,11 +28,12 @@ use eddy_core::metrics::MetricsRegistry;
 
 use super::{NodeCtx, Outcome, Progress};
 use crate::error::{Error, Result};
+use crate::labels::{LabelCounters, LabelTally};
 use crate::model_stream::{metric_map, PublishEvery};
 use crate::registry::{Lineage, NewVersion};
 use crate::runner::data::describe;
 use crate::runner::learners;
-use crate::runner::sources::flow_source;
+use crate::runner::sources::TrainInput;
 use crate::spec::{NodeKind, TrainSpec};
 use crate::train::{
     job_id_in, PsConfig, PsSpec, PublishTo, TrainConfig, TrainEvent, TrainJob, TrainOutcome,
@@ -161,23 +165,27 @@ fn config(
     Ok(config)
 }
 
-/// Runs one pass of the job over the node's source; Ctrl-C stops it cleanly.
+/// Runs one pass of the job over the node's source; Ctrl-C stops it cleanly. Returns the
+/// outcome and, on a `delayed-labels` source, the final label tally.
 fn pass(
     ctx: &NodeCtx,
     t: &TrainSpec,
     config: TrainConfig,
     pipeline: Pipeline,
     model: Option<OnlineModel>,
-) -> Result<TrainOutcome> {
+) -> Result<(TrainOutcome, Option<LabelTally>)> {
     let mut config = config;
-    let source = flow_source(&ctx.wf, &t.source, &ctx.generators)?;
-    config.batch_rows = Some(source.batch_rows);
+    let source = TrainInput::open(&ctx.wf, &t.source, &ctx.generators)?;
+    config.batch_rows = Some(source.batch_rows());
     let job = TrainJob::new(config)?;
-    let input = job.flow().source_with(&t.source, source.factory);
+    let (input, labels) = source.attach(job.flow())?;
     let handle = job.start(input, pipeline, model)?;
     ctx.jobs.watch(&ctx.spec.name, handle.job().metrics());
     let mut stopping = false;
-    let mut live = LiveCounters::default();
+    let mut live = LiveCounters {
+        labels,
+        ..LiveCounters::default()
+    };
     while !handle.is_finished() {
         std::thread::sleep(Duration::from_millis(20));
         live.report(ctx, handle.job().metrics(), false);
@@ -187,18 +195,22 @@ fn pass(
         }
     }
     live.report(ctx, handle.job().metrics(), true);
-    handle.join()
+    let tally = live.labels.as_ref().map(|l| l.tally());
+    Ok((handle.join()?, tally))
 }
 
 /// How often a changed source lag is reported at most (each report saves the run state).
 const LAG_REPORT_EVERY: Duration = Duration::from_secs(1);
 
 /// What a running job last reported to `eddy status`: its failover counters, as soon as they
-/// change, and its sources' lag (when measured), at most once per [`LAG_REPORT_EVERY`].
+/// change, its sources' lag (when measured) and its label tally (a `delayed-labels` source;
+/// also set as the job's `/metrics` gauges), each at most once per [`LAG_REPORT_EVERY`].
 #[derive(Default)]
 struct LiveCounters {
     failover: [(&'static str, u64); 3],
     lag: Option<(u64, Instant)>,
+    labels: Option<Arc<LabelCounters>>,
+    tally: Option<(LabelTally, Instant)>,
 }
 
 impl LiveCounters {
@@ -217,8 +229,22 @@ impl LiveCounters {
             None => true,
             Some((r, at)) => l != r && (last || at.elapsed() >= LAG_REPORT_EVERY),
         });
+        let tally = self
+            .labels
+            .as_ref()
+            .map(|l| l.tally())
+            .filter(|t| match self.tally {
+                None => true,
+                Some((r, at)) => *t != r && (last || at.elapsed() >= LAG_REPORT_EVERY),
+            });
+        if let Some(t) = &tally {
+            self.tally = Some((*t, Instant::now()));
+            for (name, help, value) in t.named() {
+                job.set_gauge(name, help, value);
+            }
+        }
         let failed_over = failover != self.failover;
-        if !failed_over && lag.is_none() {
+        if !failed_over && lag.is_none() && tally.is_none() {
             return;
         }
         self.failover = failover;
@@ -230,6 +256,9 @@ impl LiveCounters {
         if let Some(l) = lag {
             self.lag = Some((l, Instant::now()));
             counters.push(("source_lag", l));
+        }
+        if let Some(t) = tally {
+            counters.extend(t.named().iter().map(|(name, _, v)| (*name, *v)));
         }
         if !counters.is_empty() {
             ctx.report(Progress::Failover {
@@ -248,13 +277,15 @@ fn train(ctx: &NodeCtx, t: &TrainSpec, stream: bool) -> Result<Outcome> {
         t.epochs.max(1)
     };
     let mut outcome = None;
+    let mut labels = None;
     for epoch in 0..epochs {
         let last = epoch + 1 == epochs;
         let config = config(ctx, t, stream, last, parent)?;
-        let done = pass(ctx, t, config, pipeline, model)?;
+        let (done, tally) = pass(ctx, t, config, pipeline, model)?;
         pipeline = done.trained.pipeline.clone();
         model = Some(done.trained.model.clone());
         outcome = Some(done);
+        labels = tally;
     }
     let o = outcome.ok_or_else(|| node_err(ctx, "no pass ran"))?;
     if ctx.stopped() {
@@ -266,6 +297,9 @@ fn train(ctx: &NodeCtx, t: &TrainSpec, stream: bool) -> Result<Outcome> {
         metrics.insert("restarts".into(), o.summary.restarts as f64);
         metrics.insert("records_lost".into(), o.summary.records_lost as f64);
         metrics.insert("records_replayed".into(), o.summary.records_replayed as f64);
+    }
+    for (name, _, value) in labels.iter().flat_map(LabelTally::named) {
+        metrics.insert(name.into(), value as f64);
     }
     let resumed = o
         .restored
