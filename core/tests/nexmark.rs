@@ -1,5 +1,7 @@
 //! Nexmark queries against naive oracles computed from the generator's tables: the same rows,
-//! ignoring order, at parallelism 1 and 2.
+//! ignoring order, at parallelism 1 and 2, over generated events and over the CSV files
+//! `write_csv` makes of them (read back equal to the generator's rows, checksummed, malformed
+//! lines counted as dead letters).
 
 use std::sync::Arc;
 
@@ -7,7 +9,12 @@ use arrow::array::{ArrayRef, AsArray, Float64Array};
 use arrow::datatypes::Int64Type;
 use arrow::record_batch::RecordBatch;
 use arrow::util::display::array_value_to_string;
-use eddy_core::nexmark::{NexmarkConfig, NexmarkGenerator, NexmarkKind, Query};
+use eddy_core::metrics::JobSummary;
+use eddy_core::nexmark::files::MANIFEST;
+use eddy_core::nexmark::{
+    write_csv, NexmarkConfig, NexmarkFiles, NexmarkGenerator, NexmarkInput, NexmarkKind,
+    NexmarkManifest, Query,
+};
 use eddy_core::prelude::*;
 
 const EVENTS: u64 = 20_000;
@@ -217,4 +224,120 @@ fn queries_parse_by_name_and_unknown_ones_are_refused() {
     assert_eq!("Q2".parse::<Query>().unwrap(), Query::Q2);
     let e = "q99".parse::<Query>().unwrap_err().to_string();
     assert!(e.contains("q0, q1, q2, q3, q7, q8"), "{e}");
+}
+
+/// The first `EVENTS` events written as files in parts of 3,000 events (the last part short).
+fn files(dir: &std::path::Path) -> NexmarkFiles {
+    write_csv(&generator(), EVENTS, 3_000, dir).unwrap();
+    NexmarkFiles::open(dir).unwrap()
+}
+
+fn run_on(query: Query, input: &NexmarkInput, p: usize) -> (Vec<String>, JobSummary) {
+    let flow = Dataflow::new(DataflowConfig::default());
+    let out = MemorySink::new();
+    query
+        .build_on(&flow, input, p)
+        .sink("out", out.clone())
+        .parallelism(p);
+    let summary = flow.run().unwrap();
+    (rows(&out.batches()), summary)
+}
+
+#[test]
+fn the_files_hold_the_generators_events_and_every_query_reads_them_alike() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = NexmarkInput::Files(files(dir.path()));
+    let manifest = match &input {
+        NexmarkInput::Files(f) => f.manifest().clone(),
+        _ => unreachable!(),
+    };
+    assert_eq!(manifest.events, EVENTS);
+    assert_eq!(manifest.config(), generator().config());
+    for kind in NexmarkKind::ALL {
+        let entry = manifest.kind(kind).unwrap();
+        assert_eq!(entry.rows, kind.count(EVENTS));
+        assert_eq!(entry.parts, 7, "{}", kind.name());
+        // read back alone, a kind's files are the generator's rows, in order
+        let flow = Dataflow::new(DataflowConfig::default());
+        let out = MemorySink::new();
+        let NexmarkInput::Files(f) = &input else {
+            unreachable!()
+        };
+        flow.source_with(kind.name(), f.source(kind))
+            .sink("out", out.clone());
+        flow.run().unwrap();
+        let read = arrow::compute::concat_batches(&NexmarkGenerator::schema(kind), &out.batches())
+            .unwrap();
+        assert_eq!(read, table(&generator(), kind), "{}", kind.name());
+    }
+    for query in Query::ALL {
+        let want = oracle(query);
+        for p in [1, 2] {
+            let (got, summary) = run_on(query, &input, p);
+            assert_eq!(summary.dead_letters, 0);
+            assert_eq!(
+                got.len(),
+                want.len(),
+                "{query:?} on files at parallelism {p}"
+            );
+            assert!(
+                got == want,
+                "{query:?} on files at parallelism {p}: rows differ"
+            );
+        }
+    }
+}
+
+#[test]
+fn the_same_events_have_the_same_checksums_and_another_seed_does_not() {
+    let (a, b, c) = (
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+    );
+    let first = write_csv(&generator(), EVENTS, 3_000, a.path()).unwrap();
+    // other part sizes, same bytes in the same order
+    let second = write_csv(&generator(), EVENTS, 7_000, b.path()).unwrap();
+    let other = NexmarkGenerator::new(NexmarkConfig {
+        seed: 43,
+        ..generator().config()
+    });
+    let third = write_csv(&other, EVENTS, 3_000, c.path()).unwrap();
+    for kind in NexmarkKind::ALL {
+        let sum = |m: &NexmarkManifest| m.kind(kind).unwrap().checksum.clone();
+        assert_eq!(sum(&first), sum(&second), "{}", kind.name());
+        assert_ne!(sum(&first), sum(&third), "{}: another seed", kind.name());
+    }
+}
+
+#[test]
+fn a_malformed_line_is_a_counted_dead_letter_and_a_wrong_manifest_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = NexmarkInput::Files(files(dir.path()));
+    // garble the price of one bid in the second part
+    let part = dir.path().join("bid/part-00001.csv");
+    let text = std::fs::read_to_string(&part).unwrap();
+    let first = text.lines().next().unwrap();
+    let fields: Vec<&str> = first.split(',').collect();
+    let garbled = format!(
+        "{},{},12x4,{},{}",
+        fields[0], fields[1], fields[3], fields[4]
+    );
+    std::fs::write(&part, text.replacen(first, &garbled, 1)).unwrap();
+    let (got, summary) = run_on(Query::Q0, &input, 2);
+    assert_eq!(summary.dead_letters, 1);
+    assert_eq!(got.len() as u64, NexmarkKind::Bid.count(EVENTS) - 1);
+
+    // a manifest whose counts do not fit its events is refused, naming the file
+    let path = dir.path().join(MANIFEST);
+    let manifest = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(&path, manifest.replacen("20000", "20050", 1)).unwrap();
+    let e = NexmarkFiles::open(dir.path()).unwrap_err().to_string();
+    assert!(e.contains("nexmark.json") && e.contains("20050"), "{e}");
+
+    // and a second write into the same directory is refused
+    let e = write_csv(&generator(), EVENTS, 3_000, dir.path())
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("already holds files"), "{e}");
 }

@@ -4,6 +4,11 @@
 //! row (JSON, or a CSV record with `format=csv`) to a Kafka topic, created with N partitions
 //! when missing, paced at `--rate` rows/s when given.
 //!
+//! `eddy gen nexmark --events N --out DIR`: the first N events of the Nexmark generator
+//! ([`eddy_core::nexmark`]) as CSV files, a directory per kind (person, auction, bid) in parts
+//! in event-time order, with a checksummed manifest ([`eddy_core::nexmark::files`]): what
+//! `eddy bench nexmark --data DIR` and the Flink peer (`shared/peers/nexmark_flink.py`) read.
+//!
 //! `eddy gen replay FILE --out kafka://…`: replays an existing CSV, JSON-lines or Parquet file
 //! into a topic, one JSON message per row in file order, paced at `--rate` rows/s when given.
 //! The file is read by the file sources (their decoders, inference and dead letters) and
@@ -20,6 +25,7 @@ use anyhow::Context;
 use clap::{Args, Subcommand, ValueEnum};
 use eddy_core::datagen::ctr::{CtrChunk, CtrGenerator, CHUNK_ROWS, DEFAULT_SEED};
 use eddy_core::datagen::format::write_g6;
+use eddy_core::nexmark::{write_csv, NexmarkConfig, NexmarkGenerator, DEFAULT_PART_EVENTS};
 use eddy_core::operator::TaskInfo;
 use eddy_core::sink::kafka::{KafkaSink, KafkaSinkOptions, KafkaWriter, DEFAULT_FLUSH_TIMEOUT};
 use eddy_core::sink::Sink;
@@ -41,6 +47,28 @@ pub enum GenCommand {
     Ctr(CtrArgs),
     /// Replays a CSV / JSON-lines / Parquet file into a Kafka topic, one message per row.
     Replay(ReplayArgs),
+    /// Nexmark events (person, auction, bid) as CSV files, a directory per kind.
+    Nexmark(NexmarkArgs),
+}
+
+/// Arguments of `eddy gen nexmark`.
+#[derive(Debug, Args)]
+pub struct NexmarkArgs {
+    /// Events (people, auctions and bids together: 1 : 3 : 46).
+    #[arg(long)]
+    pub events: u64,
+    /// Output directory: `person/`, `auction/`, `bid/` (each empty or absent) and `nexmark.json`.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Generator seed.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Events per second of event time (timestamps only: they do not depend on write speed).
+    #[arg(long, default_value_t = NexmarkConfig::default().rate)]
+    pub rate: u64,
+    /// Events per part file (every kind is cut at the same events).
+    #[arg(long, default_value_t = DEFAULT_PART_EVENTS)]
+    pub part_events: u64,
 }
 
 /// Arguments of `eddy gen replay`.
@@ -112,6 +140,7 @@ pub fn run(cmd: GenCommand) -> anyhow::Result<()> {
     match cmd {
         GenCommand::Ctr(args) => ctr(args),
         GenCommand::Replay(args) => replay(args),
+        GenCommand::Nexmark(args) => nexmark(args),
     }
 }
 
@@ -254,6 +283,29 @@ pub fn ctr(args: CtrArgs) -> anyhow::Result<()> {
             })
         );
     }
+    Ok(())
+}
+
+/// Writes the Nexmark events as `args` asks; prints the manifest as one JSON line.
+pub fn nexmark(args: NexmarkArgs) -> anyhow::Result<()> {
+    if args.rate == 0 {
+        anyhow::bail!("--rate 0: events per second of event time, at least 1");
+    }
+    let generator = NexmarkGenerator::new(NexmarkConfig {
+        seed: args.seed,
+        rate: args.rate,
+        ..NexmarkConfig::default()
+    });
+    let start = Instant::now();
+    let manifest = write_csv(&generator, args.events, args.part_events, &args.out)
+        .with_context(|| format!("writing Nexmark events to {}", args.out.display()))?;
+    eprintln!(
+        "wrote {} Nexmark events to {} in {:.1} s",
+        manifest.events,
+        args.out.display(),
+        start.elapsed().as_secs_f64()
+    );
+    println!("{}", serde_json::to_string(&manifest)?);
     Ok(())
 }
 

@@ -259,6 +259,11 @@ impl NexmarkGenerator {
         NexmarkGenerator { config }
     }
 
+    /// The generator's settings.
+    pub fn config(&self) -> NexmarkConfig {
+        self.config
+    }
+
     /// Event time of event `n`, in milliseconds.
     pub fn time_ms(&self, n: u64) -> i64 {
         let rate = self.config.rate.max(1);

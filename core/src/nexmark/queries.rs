@@ -22,6 +22,7 @@ use arrow::array::{ArrayRef, AsArray, BooleanArray, Float64Array};
 use arrow::datatypes::Int64Type;
 use arrow::record_batch::RecordBatch;
 
+use super::files::NexmarkFiles;
 use super::generator::{NexmarkGenerator, NexmarkKind};
 use crate::dataflow::{Dataflow, Stream};
 use crate::error::{Error, Result};
@@ -89,10 +90,17 @@ impl Query {
         events: u64,
         parallelism: usize,
     ) -> Stream {
-        let source = |kind: NexmarkKind| {
-            flow.source(kind.name(), generator.source(kind, Some(events)))
-                .parallelism(parallelism)
+        let input = NexmarkInput::Generated {
+            generator: generator.clone(),
+            events,
         };
+        self.build_on(flow, &input, parallelism)
+    }
+
+    /// Builds the query on `flow` over `input`'s events, at `parallelism`; returns its result
+    /// stream (add a sink).
+    pub fn build_on(self, flow: &Dataflow, input: &NexmarkInput, parallelism: usize) -> Stream {
+        let source = |kind: NexmarkKind| input.stream(flow, kind, parallelism);
         match self {
             Query::Q0 => source(NexmarkKind::Bid)
                 .map("q0", Ok)
@@ -120,6 +128,41 @@ impl Query {
                 parallelism,
             ),
         }
+    }
+}
+
+/// Where a query's events come from.
+#[derive(Debug, Clone)]
+pub enum NexmarkInput {
+    /// Generated in the process: the first `events` events of `generator`.
+    Generated {
+        /// The event generator.
+        generator: Arc<NexmarkGenerator>,
+        /// Events in the stream.
+        events: u64,
+    },
+    /// Read from the CSV files of a directory written by [`write_csv`](super::files::write_csv).
+    Files(NexmarkFiles),
+}
+
+impl NexmarkInput {
+    /// Events in the stream (people, auctions and bids together).
+    pub fn events(&self) -> u64 {
+        match self {
+            NexmarkInput::Generated { events, .. } => *events,
+            NexmarkInput::Files(files) => files.manifest().events,
+        }
+    }
+
+    /// A source of `kind`'s rows on `flow`, read by `parallelism` subtasks.
+    fn stream(&self, flow: &Dataflow, kind: NexmarkKind, parallelism: usize) -> Stream {
+        match self {
+            NexmarkInput::Generated { generator, events } => {
+                flow.source(kind.name(), generator.source(kind, Some(*events)))
+            }
+            NexmarkInput::Files(files) => flow.source_with(kind.name(), files.source(kind)),
+        }
+        .parallelism(parallelism)
     }
 }
 
