@@ -30,10 +30,13 @@ mod kafka;
 #[path = "../workflow/tests/support/train.rs"]
 mod train;
 
+use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use arrow::array::Int64Array;
+use arrow::datatypes::Schema;
 use arrow::record_batch::RecordBatch;
 use eddy_core::dataflow::{FaultInjection, FaultPoint, RestartPolicy};
 use eddy_core::datagen::ctr::CtrGenerator;
@@ -51,11 +54,14 @@ use train::{config, model_bytes, pipeline, records_in, BATCH};
 const SOURCE: &str = "clicks";
 /// The job's sink (the learner emits no rows; its pre-commit is a fault point).
 const JOB_SINK: &str = "learned";
+/// The column holding a row's number in the topic (read by `Pace`, left out of the features).
+const ROW: &str = "row";
 /// Rows in the exactly-once topics.
 const ROWS: u64 = 20_000;
 const BATCHES: u64 = ROWS / BATCH as u64;
 
-/// Generated CTR rows `0..rows` (seed 7), one JSON object each: the rows `eddy gen ctr` makes.
+/// Generated CTR rows `0..rows` (seed 7), one JSON object each: the rows `eddy gen ctr` makes,
+/// plus their number in the column [`ROW`].
 fn clicks(rows: u64) -> Vec<Vec<u8>> {
     let g = CtrGenerator::new(7, false);
     let mut buf = Vec::new();
@@ -65,10 +71,12 @@ fn clicks(rows: u64) -> Vec<Vec<u8>> {
         writer.write(&g.batch(start, len).unwrap()).unwrap();
     }
     writer.finish().unwrap();
+    // each object gets the row's number first, `{"row":i,…}`: not a feature (see `features`)
     let lines: Vec<Vec<u8>> = buf
         .split(|&b| b == b'\n')
         .filter(|l| !l.is_empty())
-        .map(<[u8]>::to_vec)
+        .enumerate()
+        .map(|(i, l)| [format!("{{\"{ROW}\":{i},").as_bytes(), &l[1..]].concat())
         .collect();
     assert_eq!(lines.len() as u64, rows);
     lines
@@ -92,6 +100,8 @@ struct Pace {
     subtasks: usize,
     starts: Arc<Vec<AtomicU64>>,
     batches: Arc<Vec<AtomicU64>>,
+    /// The [`ROW`]s each subtask passed on, over its attempts.
+    rows: Arc<Vec<Mutex<Vec<i64>>>>,
 }
 
 impl Pace {
@@ -103,11 +113,17 @@ impl Pace {
             subtasks: 1,
             starts: counters(),
             batches: counters(),
+            rows: Arc::new((0..4).map(|_| Mutex::new(Vec::new())).collect()),
         }
     }
 
     fn starts(&self, subtask: usize) -> u64 {
         self.starts[subtask].load(Ordering::SeqCst)
+    }
+
+    /// The distinct [`ROW`]s `subtask` passed on to its learner.
+    fn rows(&self, subtask: usize) -> BTreeSet<i64> {
+        self.rows[subtask].lock().unwrap().iter().copied().collect()
     }
 }
 
@@ -136,6 +152,13 @@ impl Operator for Pace {
                 std::thread::sleep(Duration::from_millis(1));
             }
         }
+        if let Some(rows) = batch.column_by_name(ROW) {
+            let rows = rows.as_any().downcast_ref::<Int64Array>().unwrap();
+            self.rows[self.subtask]
+                .lock()
+                .unwrap()
+                .extend(rows.values());
+        }
         std::thread::sleep(self.wait);
         out.emit(batch);
         Ok(())
@@ -159,7 +182,14 @@ fn start(
         .parallelism(sources)
         .operator("pace", pace.clone())
         .parallelism(sources);
-    job.start(input, pipeline(&schema), None).unwrap()
+    let features: Vec<_> = schema
+        .fields()
+        .iter()
+        .filter(|f| f.name() != ROW)
+        .cloned()
+        .collect();
+    let pipeline = pipeline(&Schema::new(features));
+    job.start(input, pipeline, None).unwrap()
 }
 
 /// Runs `config`'s job on `topic` to its end.
@@ -443,6 +473,21 @@ fn approximate_failover_from_a_topic_at_parallelism_2_restarts_one_subtask_from_
             read >= mine,
             "{what}: subtask 1 learned {read} of its {mine} rows"
         );
+        // ... and no other partition: each subtask learned exactly the rows of its own
+        // partitions (`i % 4 % 2 == subtask`)
+        for subtask in 0..2 {
+            let seen = pace.rows(subtask);
+            let foreign = seen
+                .iter()
+                .filter(|&&i| (i % 2) as usize != subtask)
+                .count();
+            assert!(
+                foreign == 0 && seen.len() as u64 == mine,
+                "{what}: subtask {subtask} learned {} distinct rows of its {mine}, and {foreign} \
+                 rows of the other subtask's partitions",
+                seen.len() - foreign
+            );
+        }
         assert!(
             read - mine < read_before,
             "{what}: subtask 1 read {} rows twice, having read {read_before} before failing: \
