@@ -2,9 +2,10 @@
 //! `eddy learn --data kafka://…` and a workflow `stream-train` node run) on generated CTR rows
 //! in a topic of a real broker (tansu on 127.0.0.1: eddy-core's harness
 //! `core/tests/support/kafka.rs`), with faults injected at random points. Each read is paced
-//! (`Pace`, a few ms a batch, chained to the source) so that checkpoints, every 3 ms, land
-//! between batches; helpers shared with `workflow/tests/train_job.rs` (its file-based twin)
-//! are in `workflow/tests/support/train.rs`.
+//! (`Pace`, a few ms a batch, chained to the source; the subtasks start reading together) so
+//! that checkpoints, every 3 ms (20 ms at parallelism 2), land between batches; every row
+//! carries its number, which `Pace` records and the features leave out. Helpers shared with
+//! `workflow/tests/train_job.rs` (its file-based twin) are in `workflow/tests/support/train.rs`.
 //!
 //! - exactly-once, one partition, source and learner at parallelism 1: 1–3 faults (learner or
 //!   source, error or panic, before a batch; the learner's snapshot; the job sink's
@@ -23,7 +24,20 @@
 //! - approximate at parallelism 2 over four partitions (each source subtask chained to its
 //!   learner subtask): subtask 1 fails alone, subtask 0 keeps training while it is down, the
 //!   restarted subtask resumes from its own partitions' checkpointed offsets (it re-reads less
-//!   than it had read, and every row of its partitions), and the identity holds.
+//!   than it had read; each subtask learned exactly the rows of its own partitions), and the
+//!   identity holds.
+//!
+//! Mutations tried (each run by hand, then restored):
+//! - the Kafka source ignoring the restored offsets (`KafkaSource::apply` keeping those of
+//!   `open`): all five tests fail (model bytes; rows above the topic's; the second job
+//!   re-reading all 20,000 rows; the identity at p1, 28,000 + 0 − 4,250 ≠ 20,000, and at p2).
+//! - restore disabled in the training operator (`LearnOperator::restore` returning at once):
+//!   all five fail (at p1, 1,000 trained + 9,000 lost ≠ 20,000).
+//! - a restored source subtask reading its neighbour's partitions (`apply` mapping each
+//!   partition `p` to `p ^ 1`, at its own offsets): caught by the p2 approximate test (subtask
+//!   1 learned 16,000 rows of subtask 0's partitions; the row counts alone stay right, since
+//!   the partitions are the same size) and the two-source exactly-once test; at parallelism 1
+//!   the one-partition tests then hang on a partition that does not exist.
 
 #[path = "../core/tests/support/kafka.rs"]
 mod kafka;
