@@ -16,13 +16,14 @@
 //! - data-parallel (2 subtasks through the in-process store), approximate: a subtask fails
 //!   alone and restarts from its snapshot while its peer keeps training the store.
 
+mod support {
+    pub mod train;
+}
+
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use arrow::datatypes::DataType;
-use eddy_algorithms::learners::{LearnerKind, LearnerSpec};
-use eddy_algorithms::pipeline::{Pipeline, StandardPipeline};
 use eddy_core::dataflow::{FaultInjection, RestartPolicy};
 use eddy_core::datagen::ctr::CtrGenerator;
 use eddy_core::source::generator::GeneratorSource;
@@ -33,8 +34,9 @@ use eddy_workflow::train::{
 };
 use rand::{Rng, SeedableRng};
 
+use support::train::{config, model_bytes, pipeline, records_in, BATCH};
+
 const ROWS: u64 = 20_000;
-const BATCH: usize = 250;
 const BATCHES: u64 = ROWS / BATCH as u64;
 const SOURCE: &str = "clicks";
 
@@ -55,55 +57,11 @@ fn source(g: &Arc<CtrGenerator>) -> GeneratorSource {
     )
 }
 
-fn pipeline(g: &CtrGenerator) -> Pipeline {
-    let schema = g.schema();
-    let (mut numeric, mut categorical) = (Vec::new(), Vec::new());
-    for f in schema.fields().iter().filter(|f| f.name() != "label") {
-        match f.data_type() {
-            DataType::Utf8 => categorical.push(f.name().clone()),
-            _ => numeric.push(f.name().clone()),
-        }
-    }
-    StandardPipeline {
-        label: "label".into(),
-        numeric,
-        categorical,
-        crosses: vec![],
-        scale: true,
-        dense: false,
-        hash_bits: 16,
-    }
-    .build()
-    .unwrap()
-}
-
-fn config(dir: Option<&Path>, mode: FailoverMode, faults: Vec<FaultInjection>) -> TrainConfig {
-    let mut config = TrainConfig::new("test", LearnerSpec::new(LearnerKind::Ftrl));
-    config.batch_rows = Some(BATCH);
-    config.checkpoint.dir = dir.map(|d| d.join("checkpoints"));
-    config.checkpoint.interval = Some(Duration::from_millis(3));
-    config.failover.mode = mode;
-    config.failover.restart = RestartPolicy {
-        initial_backoff: Duration::from_millis(1),
-        ..RestartPolicy::restarts(10)
-    };
-    config.faults = faults;
-    config
-}
-
 fn run(config: TrainConfig) -> eddy_workflow::Result<TrainOutcome> {
     let g = generator();
     let job = TrainJob::new(config)?;
     let input = job.flow().source(SOURCE, source(&g));
-    job.start(input, pipeline(&g), None)?.join()
-}
-
-fn model_bytes(o: &TrainOutcome) -> Vec<u8> {
-    o.trained.to_bytes().unwrap()
-}
-
-fn records_in(o: &TrainOutcome, operator: &str) -> u64 {
-    o.summary.operator(operator).map_or(0, |s| s.records_in)
+    job.start(input, pipeline(&g.schema()), None)?.join()
 }
 
 /// Random faults: 1–3 of them, in the learner or the source, errors or panics.
