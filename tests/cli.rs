@@ -463,3 +463,17 @@ fn bench_nexmark_reports_each_query_and_parallelism_with_the_same_results() {
     assert!(!e.status.success());
     assert!(String::from_utf8_lossy(&e.stderr).contains("q0, q1, q2, q3, q7, q8"));
 }
+
+/// A file with a header and no rows trains nothing and says so: 0 rows, metrics null, exit 0
+/// (not "the model diverged": metrics over no rows are undefined).
+#[test]
+fn learning_from_a_file_without_rows_reports_zero_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("empty.csv");
+    std::fs::write(&data, "label,f0\n").unwrap();
+    let out = ok(&["learn", "--data", p(&data), "--label", "label"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let report: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    assert_eq!(report["rows"], 0, "{stdout}");
+    assert!(report["logloss"].is_null(), "{stdout}");
+}

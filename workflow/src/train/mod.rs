@@ -611,9 +611,14 @@ fn merge_finished(
 /// probabilities, so only a NaN prediction makes it non-finite). Such a model is neither
 /// published nor returned. AUC, precision, recall and F1 are left out: they are NaN when the
 /// labels so far do not define them (one class only, e.g. delayed labels before the first
-/// click), and a NaN prediction makes the log loss NaN anyway.
+/// click), and a NaN prediction makes the log loss NaN anyway. Metrics over no rows at all
+/// (an empty input, or an approximate restart that lost every row it was sent) are undefined,
+/// not diverged.
 pub(crate) fn diverged(metrics: &MetricValues, rows: u64) -> Option<String> {
     const UNDEFINED_BY_LABELS: [&str; 4] = ["auc", "precision", "recall", "f1"];
+    if rows == 0 {
+        return None;
+    }
     let (name, value) = metrics.iter().find(|(name, v)| {
         !v.is_finite() && !UNDEFINED_BY_LABELS.iter().any(|u| name.ends_with(u))
     })?;
