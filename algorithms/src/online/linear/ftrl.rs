@@ -4,8 +4,9 @@
 //! Layout: one flat array of `dim` slots `[w, z, n]` indexed by hashed feature (12 bytes, so a
 //! feature's weight and state share one cache line: one memory access per feature per row at
 //! `2^22` features, where the table no longer fits in cache), plus one slot for the intercept.
-//! The array is an eddy-core [`ChunkedTable`] (copy-on-write chunks of 1024 slots, `f32` bits
-//! in relaxed atomics): [`FtrlLogisticRegression::slot_snapshot`] freezes it in O(chunks), so a
+//! The array is an eddy-core [`ChunkedTable`] (copy-on-write pages of copy-on-write chunks of
+//! [`DEFAULT_CHUNK_SLOTS`] slots, `f32` bits in relaxed atomics):
+//! [`FtrlLogisticRegression::slot_snapshot`] freezes it in O(pages), so a
 //! checkpoint writes the weights off the data path and only the chunks changed since the last
 //! one ([`eddy_core::state`]).
 
@@ -181,7 +182,7 @@ impl FtrlLogisticRegression {
     }
 
     /// The `[w, z, n]` slots frozen as of now, for a checkpoint written off the data path:
-    /// O(number of chunks) (see [`eddy_core::state`]).
+    /// O(number of pages) (see [`eddy_core::state`]).
     pub fn slot_snapshot(&mut self) -> TableSnapshot<3> {
         self.slots.snapshot()
     }
