@@ -383,7 +383,10 @@ mod tests {
             .err()
             .map(|e| e.to_string())
             .unwrap_or_default();
-        assert!(e.contains("32 bytes at 228 of a segment of 256 bytes"), "{e}");
+        assert!(
+            e.contains("32 bytes at 228 of a segment of 256 bytes"),
+            "{e}"
+        );
         assert!(e.contains(&segment_name(1, "t[0]", 0)), "{e}");
         Ok(())
     }

@@ -16,8 +16,8 @@ use std::fs::{self, File};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
-use super::segments::{self, SegmentWrite};
 use super::format::{self, FileEntry, Manifest, TaskEntry, FORMAT_VERSION, MANIFEST};
+use super::segments::{self, SegmentWrite};
 use super::{CompletedCheckpoint, TaskSnapshot};
 use crate::error::{Error, Result};
 use crate::message::Epoch;

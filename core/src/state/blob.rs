@@ -284,7 +284,10 @@ mod tests {
         assert_eq!(refs, vec![at(12), at(16), at(20), at(40)]);
         assert!(blob.chunks[1..5].iter().all(|c| c.bytes.is_none()));
         assert_eq!(blob.chunks[5].at.offset, 3);
-        assert_eq!(blob.inline_bytes().collect::<Vec<_>>(), [&b"abc"[..], b"de"]);
+        assert_eq!(
+            blob.inline_bytes().collect::<Vec<_>>(),
+            [&b"abc"[..], b"de"]
+        );
         // two runs (12..24 and 40), not four references
         assert_eq!(
             bytes.len(),
@@ -303,11 +306,19 @@ mod tests {
     #[test]
     fn a_run_of_absurd_size_is_refused_before_allocating() {
         let mut w = BlobWriter::new(false, b"", 0);
-        w.reference(ChunkAt { epoch: 1, offset: 0 }, 8);
+        w.reference(
+            ChunkAt {
+                epoch: 1,
+                offset: 0,
+            },
+            8,
+        );
         let mut bytes = w.finish();
         let n = bytes.len() - 12;
         bytes[n..n + 4].copy_from_slice(&u32::MAX.to_le_bytes());
-        let e = ChunkedBlob::parse(&bytes, "op").err().map(|e| e.to_string());
+        let e = ChunkedBlob::parse(&bytes, "op")
+            .err()
+            .map(|e| e.to_string());
         assert!(e.is_some_and(|e| e.contains("not a reference")));
     }
 }

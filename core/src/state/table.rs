@@ -143,7 +143,11 @@ impl<const W: usize> ChunkedTable<W> {
         };
         let pages = (0..count)
             .step_by(PAGE_CHUNKS)
-            .map(|first| (first..count.min(first + PAGE_CHUNKS)).map(&entry).collect())
+            .map(|first| {
+                (first..count.min(first + PAGE_CHUNKS))
+                    .map(&entry)
+                    .collect()
+            })
             .collect();
         ChunkedTable {
             pages,

@@ -74,7 +74,10 @@ fn snapshots_across_pages_keep_their_values_at_both_levels() -> Result<()> {
     }
     for (round, (snap, want)) in held.iter().enumerate() {
         let (bytes, n) = write(snap, &ctx(round as u64 + 1, 0, false));
-        assert_eq!(n, chunks, "round {round}: nothing durable, every chunk inline");
+        assert_eq!(
+            n, chunks,
+            "round {round}: nothing durable, every chunk inline"
+        );
         let blob = ChunkedBlob::parse(&bytes, "t")?;
         let back = ChunkedTable::<1>::restore(t.len(), 2, &blob.chunks, "t")?;
         for (i, w) in want.iter().enumerate() {
