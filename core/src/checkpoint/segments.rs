@@ -196,10 +196,9 @@ pub(crate) fn resolve(
     let blob = ChunkedBlob::parse(&state, &what)?;
     let mut segments: HashMap<u64, Vec<u8>> = HashMap::new();
     for c in blob.chunks.iter().filter(|c| c.bytes.is_none()) {
-        if !segments.contains_key(&c.at.epoch) {
+        if let std::collections::hash_map::Entry::Vacant(slot) = segments.entry(c.at.epoch) {
             let name = segment_name(c.at.epoch, task, stage);
-            let data = read_segment(dir, listed, &name, &what)?;
-            segments.insert(c.at.epoch, data);
+            slot.insert(read_segment(dir, listed, &name, &what)?);
         }
     }
     // room for what was read (a damaged state's claimed sizes are not trusted)
