@@ -10,13 +10,20 @@
 //!   savepoint keeps its segments when the checkpoints it came from are gone; a declined state
 //!   is never written.
 //!
-//! Mutations tried (each made a test here fail; see the report of the change):
-//! - a write to a frozen chunk not thawed (no copy, seal kept: "forget to mark writes
-//!   dirty"): `exactly_once_*` (restored counts are stale or the snapshot changes under the
-//!   writer);
-//! - retention deleting chunks regardless of references: `retention_keeps_referenced_chunks`
-//!   and `exactly_once_*` (a restore finds a chunk missing);
-//! - acknowledging before the deferred write finished (placeholder state sent):
+//! Mutations tried (each made a test here fail):
+//! - a chunk made the table's own again without a new generation (its entry keeps the old
+//!   one, so its old seal still matches: "forget to mark a written chunk dirty at the second
+//!   level"): `an_incremental_checkpoint_writes_only_changed_chunks_and_restores_whole`,
+//!   `retention_keeps_referenced_segments`, `exactly_once_with_async_incremental_state_unaligned`
+//!   (and the unit tests of `state::table`);
+//! - the barrier not starting a new period (writes go into pages and chunks the snapshot
+//!   holds): the two tests above, `exactly_once_*_at_parallelism_2` and `*_unaligned`;
+//! - retention keeping only the segments a retained checkpoint wrote itself, not those it
+//!   references: `retention_keeps_referenced_segments` and
+//!   `a_failed_deferred_write_fails_the_checkpoint_not_the_task` (no checkpoint verifies);
+//! - a segment acknowledged without being written (the checkpoint goes on to its manifest):
+//!   the unit test `checkpoint::segments::tests::a_checkpoint_whose_segment_write_fails_is_never_visible`;
+//! - (earlier) acknowledging before the deferred write finished (placeholder state sent):
 //!   `exactly_once_*` (a restore meets an empty state).
 
 use std::sync::Arc;
