@@ -22,4 +22,4 @@ pub mod blob;
 pub mod table;
 
 pub use blob::{BlobWriter, ChunkAt, ChunkEntry, ChunkedBlob};
-pub use table::{ChunkedTable, TableSnapshot, DEFAULT_CHUNK_SLOTS, PAGE_CHUNKS};
+pub use table::{ChunkedTable, TableSnapshot, DEFAULT_CHUNK_SLOTS, DENSE_CHUNK_SLOTS, PAGE_CHUNKS};

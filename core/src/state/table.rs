@@ -32,6 +32,11 @@ use crate::operator::WriteContext;
 /// sparse update rewrites little, the chunk count being free at the barrier.
 pub const DEFAULT_CHUNK_SLOTS: usize = 128;
 
+/// Slots per chunk for tables written densely (a learner's weights: a batch touches chunks all
+/// over the table anyway), where fewer, larger chunks keep the chunk pointers in cache on the
+/// hot path.
+pub const DENSE_CHUNK_SLOTS: usize = 1024;
+
 /// Chunks per page: a snapshot costs one pointer per page.
 pub const PAGE_CHUNKS: usize = 64;
 const PAGE_SHIFT: u32 = PAGE_CHUNKS.trailing_zeros();

@@ -5,12 +5,12 @@
 //! feature's weight and state share one cache line: one memory access per feature per row at
 //! `2^22` features, where the table no longer fits in cache), plus one slot for the intercept.
 //! The array is an eddy-core [`ChunkedTable`] (copy-on-write pages of copy-on-write chunks of
-//! [`DEFAULT_CHUNK_SLOTS`] slots, `f32` bits in relaxed atomics):
+//! [`DENSE_CHUNK_SLOTS`] slots, `f32` bits in relaxed atomics):
 //! [`FtrlLogisticRegression::slot_snapshot`] freezes it in O(pages), so a
 //! checkpoint writes the weights off the data path and only the chunks changed since the last
 //! one ([`eddy_core::state`]).
 
-use eddy_core::state::{ChunkEntry, ChunkedTable, TableSnapshot, DEFAULT_CHUNK_SLOTS};
+use eddy_core::state::{ChunkEntry, ChunkedTable, TableSnapshot, DENSE_CHUNK_SLOTS};
 use serde::{Deserialize, Serialize};
 
 use super::{binary_target, check_indices, for_each_entry, resolve_dim, sigmoid};
@@ -61,7 +61,7 @@ impl FtrlLogisticParams {
             rule,
             dim,
             fit_intercept: self.fit_intercept,
-            slots: ChunkedTable::new(dim as usize, DEFAULT_CHUNK_SLOTS),
+            slots: ChunkedTable::new(dim as usize, DENSE_CHUNK_SLOTS),
             bias: [0.0; 3],
             rows_seen: 0,
         })
@@ -145,7 +145,7 @@ impl TryFrom<FtrlSnapshot> for FtrlLogisticRegression {
                 s.dim
             )));
         }
-        let mut slots = ChunkedTable::new(s.slots.len(), DEFAULT_CHUNK_SLOTS);
+        let mut slots = ChunkedTable::new(s.slots.len(), DENSE_CHUNK_SLOTS);
         for (i, slot) in s.slots.iter().enumerate() {
             slots.set(i, slot.map(f32::to_bits));
         }
@@ -209,7 +209,7 @@ impl FtrlLogisticRegression {
                 shape.dim, shape.bias
             )));
         }
-        let slots = ChunkedTable::restore(shape.dim as usize, DEFAULT_CHUNK_SLOTS, chunks, what)
+        let slots = ChunkedTable::restore(shape.dim as usize, DENSE_CHUNK_SLOTS, chunks, what)
             .map_err(|e| Error::Shape(format!("{NAME}: {e}")))?;
         Ok(FtrlLogisticRegression {
             rule: shape.rule,
@@ -283,7 +283,7 @@ impl FtrlLogisticRegression {
     /// This model without its slots (shape, rule and row count only), for [`SharedFtrl`].
     fn shape_only(&self) -> Self {
         FtrlLogisticRegression {
-            slots: ChunkedTable::new(0, DEFAULT_CHUNK_SLOTS),
+            slots: ChunkedTable::new(0, DENSE_CHUNK_SLOTS),
             ..*self
         }
     }
