@@ -192,7 +192,7 @@ pub trait Operator: Send + 'static {
 
     /// The state of checkpoint `epoch` as bytes now, or as a handle that writes them later, off
     /// the data path ([`StateSnapshot::Deferred`]): an operator with large state takes a
-    /// handle that costs O(number of chunks) here (a [`TableSnapshot`](crate::state::TableSnapshot))
+    /// handle that costs O(number of pages) here (a [`TableSnapshot`](crate::state::TableSnapshot))
     /// and leaves serialization to the task's background writer. The task acknowledges the
     /// checkpoint only once the handle wrote. The default is [`snapshot`](Operator::snapshot).
     fn snapshot_async(&mut self, epoch: Epoch) -> Result<Option<StateSnapshot>> {

@@ -4,18 +4,26 @@
 //!   count whose counts live in a [`ChunkedTable`] snapshotted by `snapshot_async` commits
 //!   exactly the rows of an uninterrupted run (the reference of `common::txn`), with every
 //!   snapshot after the first of an attempt incremental (compaction every 3).
-//! - The store: a damaged or missing chunk refuses the checkpoint with an error naming the
-//!   chunk file; retention deletes a chunk only when no retained checkpoint lists it; a
-//!   savepoint keeps its chunks when the checkpoints it came from are gone; a declined state
+//! - The store: a checkpoint writes its changed chunks into one segment file per task and
+//!   stage; a damaged or missing segment refuses the checkpoint with an error naming the
+//!   segment file; retention deletes a segment only when no retained checkpoint lists it; a
+//!   savepoint keeps its segments when the checkpoints it came from are gone; a declined state
 //!   is never written.
 //!
-//! Mutations tried (each made a test here fail; see the report of the change):
-//! - a write to a frozen chunk not thawed (no copy, seal kept: "forget to mark writes
-//!   dirty"): `exactly_once_*` (restored counts are stale or the snapshot changes under the
-//!   writer);
-//! - retention deleting chunks regardless of references: `retention_keeps_referenced_chunks`
-//!   and `exactly_once_*` (a restore finds a chunk missing);
-//! - acknowledging before the deferred write finished (placeholder state sent):
+//! Mutations tried (each made a test here fail):
+//! - a chunk made the table's own again without a new generation (its entry keeps the old
+//!   one, so its old seal still matches: "forget to mark a written chunk dirty at the second
+//!   level"): `an_incremental_checkpoint_writes_only_changed_chunks_and_restores_whole`,
+//!   `retention_keeps_referenced_segments`, `exactly_once_with_async_incremental_state_unaligned`
+//!   (and the unit tests of `state::table`);
+//! - the barrier not starting a new period (writes go into pages and chunks the snapshot
+//!   holds): the two tests above, `exactly_once_*_at_parallelism_2` and `*_unaligned`;
+//! - retention keeping only the segments a retained checkpoint wrote itself, not those it
+//!   references: `retention_keeps_referenced_segments` and
+//!   `a_failed_deferred_write_fails_the_checkpoint_not_the_task` (no checkpoint verifies);
+//! - a segment acknowledged without being written (the checkpoint goes on to its manifest):
+//!   the unit test `checkpoint::segments::tests::a_checkpoint_whose_segment_write_fails_is_never_visible`;
+//! - (earlier) acknowledging before the deferred write finished (placeholder state sent):
 //!   `exactly_once_*` (a restore meets an empty state).
 
 use std::sync::Arc;
@@ -284,8 +292,8 @@ fn restored(store: &CheckpointStore, epoch: u64) -> Result<ChunkedTable<1>> {
     ChunkedTable::restore(64, 8, &blob.chunks, "t")
 }
 
-fn chunk_files(store: &CheckpointStore) -> Vec<std::path::PathBuf> {
-    let mut v: Vec<_> = std::fs::read_dir(store.dir().join("chunks"))
+fn segment_files(store: &CheckpointStore) -> Vec<std::path::PathBuf> {
+    let mut v: Vec<_> = std::fs::read_dir(store.dir().join("segments"))
         .unwrap()
         .map(|e| e.unwrap().path())
         .collect();
@@ -302,7 +310,10 @@ fn an_incremental_checkpoint_writes_only_changed_chunks_and_restores_whole() -> 
         t.set(i, [i as u32 + 1]);
     }
     store.write(&checkpoint(&mut t, 1, 0))?;
-    assert_eq!(chunk_files(&store).len(), 8);
+    // eight chunks of 8 slots, one segment file: its magic and the chunks
+    let files = segment_files(&store);
+    assert_eq!(files.len(), 1);
+    assert_eq!(std::fs::metadata(&files[0]).unwrap().len(), 8 + 8 * 8 * 4);
     t.set(3, [100]);
     let chk = checkpoint(&mut t, 2, 1);
     let state = chk.tasks[0].states[0].clone().unwrap_or_default();
@@ -313,7 +324,13 @@ fn an_incremental_checkpoint_writes_only_changed_chunks_and_restores_whole() -> 
         .count();
     assert_eq!(inline, 1, "only the changed chunk is written");
     store.write(&chk)?;
-    assert_eq!(chunk_files(&store).len(), 9);
+    let files = segment_files(&store);
+    assert_eq!(files.len(), 2);
+    let sizes: Vec<u64> = files
+        .iter()
+        .map(|f| std::fs::metadata(f).unwrap().len())
+        .collect();
+    assert!(sizes.contains(&(8 + 8 * 4)), "{sizes:?}");
     let back = restored(&store, 2)?;
     assert_eq!(back, t);
     assert_eq!(restored(&store, 1)?.get(3), [4]);
@@ -321,17 +338,18 @@ fn an_incremental_checkpoint_writes_only_changed_chunks_and_restores_whole() -> 
 }
 
 #[test]
-fn a_damaged_or_missing_chunk_is_refused_naming_it() -> Result<()> {
+fn a_damaged_or_missing_segment_is_refused_naming_it() -> Result<()> {
     let tmp = tempfile::tempdir().unwrap();
     let store = CheckpointStore::open(tmp.path(), 3)?;
     let mut t = ChunkedTable::<1>::new(64, 8);
     t.set(9, [7]);
     store.write(&checkpoint(&mut t, 1, 0))?;
-    let files = chunk_files(&store);
+    let files = segment_files(&store);
     let victim = files.last().unwrap().clone();
     let name = victim.file_name().unwrap().to_string_lossy().into_owned();
     let mut bytes = std::fs::read(&victim).unwrap();
-    bytes[0] ^= 1;
+    let at = bytes.len() - 1;
+    bytes[at] ^= 1;
     std::fs::write(&victim, &bytes).unwrap();
     let e = store
         .load(Epoch(1))
@@ -352,7 +370,7 @@ fn a_damaged_or_missing_chunk_is_refused_naming_it() -> Result<()> {
 }
 
 #[test]
-fn retention_keeps_referenced_chunks() -> Result<()> {
+fn retention_keeps_referenced_segments() -> Result<()> {
     let tmp = tempfile::tempdir().unwrap();
     let store = CheckpointStore::open(tmp.path(), 2)?;
     let mut t = ChunkedTable::<1>::new(64, 8);
@@ -368,13 +386,21 @@ fn retention_keeps_referenced_chunks() -> Result<()> {
     assert_eq!(store.list()?, vec![Epoch(5), Epoch(6)]);
     assert_eq!(restored(&store, 5)?.get(0), [5]);
     assert_eq!(restored(&store, 6)?, t);
-    // the chunk 0 versions of 1..=4 are gone; 7 unchanged chunks + two versions of chunk 0
-    assert_eq!(chunk_files(&store).len(), 9);
+    // the segments of 2..=4 are gone; 1 (7 unchanged chunks, referenced by 5 and 6), 5 and 6
+    // (a version of chunk 0 each) are kept
+    let names: Vec<String> = segment_files(&store)
+        .iter()
+        .map(|f| f.file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names.len(), 3, "{names:?}");
+    for e in ["1-", "5-", "6-"] {
+        assert!(names.iter().any(|n| n.starts_with(e)), "{names:?}");
+    }
     Ok(())
 }
 
 #[test]
-fn a_savepoint_keeps_its_chunks_after_the_checkpoints_are_gone() -> Result<()> {
+fn a_savepoint_keeps_its_segments_after_the_checkpoints_are_gone() -> Result<()> {
     let tmp = tempfile::tempdir().unwrap();
     let store = CheckpointStore::open(tmp.path(), 1)?;
     let mut t = ChunkedTable::<1>::new(64, 8);
@@ -395,7 +421,7 @@ fn a_savepoint_keeps_its_chunks_after_the_checkpoints_are_gone() -> Result<()> {
 }
 
 #[test]
-fn a_reference_to_a_chunk_the_store_lacks_fails_the_write() -> Result<()> {
+fn a_reference_to_a_segment_the_store_lacks_fails_the_write() -> Result<()> {
     let tmp = tempfile::tempdir().unwrap();
     let store = CheckpointStore::open(tmp.path(), 1)?;
     let mut t = ChunkedTable::<1>::new(16, 8);

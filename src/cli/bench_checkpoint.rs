@@ -14,10 +14,14 @@
 //!    of `--sparse-updates` random writes. Reported per snapshot kind — `sync` (the state
 //!    serialized at the barrier, as `Operator::snapshot` does) and `async-incremental` (a
 //!    `ChunkedTable` snapshot written off the data path) — the median **pause on the data
-//!    path** (barrier reached the operator → it processes the next record), the bytes the first
-//!    (full) checkpoint wrote to disk and the median bytes of the following ones. `ftrl`: the
-//!    time the 2^22-weight FTRL learner's synchronous snapshot encoding takes (what the
-//!    training operator does at each barrier).
+//!    path** (barrier reached the operator → it processes the next record), the bytes and files
+//!    the first (full) checkpoint wrote to disk, the median bytes of the following ones and the
+//!    median time of the batch of random writes after a barrier (copy-on-write included).
+//!    `ftrl`: the time the 2^22-weight FTRL learner's synchronous snapshot encoding takes (what
+//!    the training operator did at each barrier) against its chunked slot snapshot. `window`:
+//!    a keyed tumbling-window operator holding `--window-keys` keys (10 M by default): the time
+//!    its snapshot takes at the barrier, its bytes, and the bytes of the next snapshot after
+//!    `--sparse-updates` more rows.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -41,6 +45,8 @@ use eddy_core::source::generator::GeneratorSource;
 use eddy_core::source::BatchBounds;
 use eddy_core::state::{BlobWriter, ChunkedTable, TableSnapshot, DEFAULT_CHUNK_SLOTS};
 
+mod window_state;
+
 /// Arguments of `eddy bench checkpoint`.
 #[derive(Debug, Args)]
 pub struct CheckpointBenchArgs {
@@ -62,6 +68,9 @@ pub struct CheckpointBenchArgs {
     /// Random writes applied after each checkpoint in the large-state benchmark.
     #[arg(long, default_value_t = 1000)]
     sparse_updates: usize,
+    /// Keys of the window-state benchmark (0: skip it).
+    #[arg(long, default_value_t = 10_000_000)]
+    window_keys: usize,
     /// Run only the large-state benchmark.
     #[arg(long)]
     state_only: bool,
@@ -80,6 +89,9 @@ pub fn run(args: CheckpointBenchArgs) -> anyhow::Result<()> {
         }
     }
     ftrl_snapshot()?;
+    if args.window_keys > 0 {
+        window_state::window_state(args.window_keys, args.sparse_updates)?;
+    }
     if args.state_only {
         return Ok(());
     }
@@ -339,6 +351,8 @@ struct Holder {
     barrier_at: Option<Instant>,
     update_next: bool,
     pauses: Arc<std::sync::Mutex<Vec<f64>>>,
+    /// Time of each batch of random writes after a barrier (copy-on-write included).
+    updates_s: Arc<std::sync::Mutex<Vec<f64>>>,
 }
 
 struct HeldTable(TableSnapshot<2>);
@@ -371,6 +385,7 @@ impl Operator for Holder {
         }
         if self.update_next {
             self.update_next = false;
+            let t = Instant::now();
             for _ in 0..self.updates {
                 let r = self.next();
                 match self.kind {
@@ -384,6 +399,10 @@ impl Operator for Holder {
                     }
                 }
             }
+            self.updates_s
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(t.elapsed().as_secs_f64());
         }
         Ok(())
     }
@@ -426,21 +445,23 @@ impl Sink for NullSink {
     }
 }
 
-/// Bytes of the files under `dir` whose paths are not in `seen` (added to it).
-fn new_bytes(dir: &Path, seen: &mut std::collections::HashSet<PathBuf>) -> u64 {
-    let mut total = 0;
+/// Bytes and number of the files under `dir` whose paths are not in `seen` (added to it).
+fn new_bytes(dir: &Path, seen: &mut std::collections::HashSet<PathBuf>) -> (u64, u64) {
+    let (mut total, mut files) = (0, 0);
     let Ok(entries) = std::fs::read_dir(dir) else {
-        return 0;
+        return (0, 0);
     };
     for e in entries.flatten() {
         let path = e.path();
         if path.is_dir() {
-            total += new_bytes(&path, seen);
+            let (b, f) = new_bytes(&path, seen);
+            (total, files) = (total + b, files + f);
         } else if seen.insert(path.clone()) {
             total += e.metadata().map(|m| m.len()).unwrap_or(0);
+            files += 1;
         }
     }
-    total
+    (total, files)
 }
 
 fn large_state(args: &CheckpointBenchArgs, mb: usize, kind: StateKind) -> anyhow::Result<()> {
@@ -448,6 +469,7 @@ fn large_state(args: &CheckpointBenchArgs, mb: usize, kind: StateKind) -> anyhow
     let _ = std::fs::remove_dir_all(&dir);
     let words = mb * 1_000_000 / 8;
     let pauses = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let updates_s = Arc::new(std::sync::Mutex::new(Vec::new()));
     let mut holder = Holder {
         kind,
         plain: Vec::new(),
@@ -457,6 +479,7 @@ fn large_state(args: &CheckpointBenchArgs, mb: usize, kind: StateKind) -> anyhow
         barrier_at: None,
         update_next: false,
         pauses: pauses.clone(),
+        updates_s: updates_s.clone(),
     };
     match kind {
         StateKind::Sync => holder.plain = (0..words as u64).collect(),
@@ -496,17 +519,20 @@ fn large_state(args: &CheckpointBenchArgs, mb: usize, kind: StateKind) -> anyhow
         .sink("null", NullSink);
     let handle = flow.start()?;
     let mut seen = std::collections::HashSet::new();
-    let mut sizes = Vec::new();
+    let (mut sizes, mut files) = (Vec::new(), Vec::new());
     for _ in 0..args.checkpoints.max(2) {
         let epoch = handle.trigger_checkpoint();
         wait_for("the checkpoint", || {
             handle.completed_checkpoints().contains(&epoch)
         })?;
-        sizes.push(new_bytes(&dir, &mut seen) as f64);
+        let (b, f) = new_bytes(&dir, &mut seen);
+        sizes.push(b as f64);
+        files.push(f);
     }
     handle.cancel();
     let _ = handle.join();
     let pauses = pauses.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    let updates_s = updates_s.lock().unwrap_or_else(|p| p.into_inner()).clone();
     println!(
         "{}",
         serde_json::json!({
@@ -517,7 +543,9 @@ fn large_state(args: &CheckpointBenchArgs, mb: usize, kind: StateKind) -> anyhow
             "checkpoints": sizes.len(),
             "median_pause_ms": median(pauses.iter().map(|p| p * 1e3).collect()),
             "max_pause_ms": pauses.iter().copied().fold(0.0, f64::max) * 1e3,
+            "median_update_batch_ms": median(updates_s.iter().map(|p| p * 1e3).collect()),
             "full_checkpoint_bytes": sizes.first().copied().unwrap_or(0.0),
+            "full_checkpoint_files": files.first().copied().unwrap_or(0),
             "median_next_checkpoint_bytes": median(sizes.iter().skip(1).copied().collect()),
         })
     );

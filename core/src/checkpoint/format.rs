@@ -5,8 +5,8 @@
 //!   state) followed, for a state, by a `u64` length and the bytes.
 //! - `task-<i>.inflight`, only for a task snapshotted unaligned: the input it had taken but not
 //!   processed when it snapshotted, replayed first on restore (encoded by the runtime).
-//! - chunked states ([`state::blob`](crate::state::blob)) keep references only; their chunks
-//!   are shared files in `../chunks/` (see `chunks`), listed in the manifest.
+//! - chunked states ([`state::blob`](crate::state::blob)) keep runs of references only; their
+//!   chunks are in segment files in `../segments/` (see `segments`), listed in the manifest.
 //! - `MANIFEST.json`, written last: the format version, the epoch, the job's key groups, the
 //!   tasks (name, subtask and parallelism, the operator ids of the source and of each chain
 //!   stage, position, state file) and every file with its length and xxh3-64 checksum. It reads
@@ -42,10 +42,10 @@ pub(crate) struct Manifest {
     pub(crate) key_groups: u32,
     pub(crate) tasks: Vec<TaskEntry>,
     pub(crate) files: Vec<FileEntry>,
-    /// The shared chunk files (in `../chunks/`) the tasks' chunked states reference; their
-    /// `xxh3` is the 32-hex-digit xxh3-128 that names them.
+    /// The segment files (in `../segments/`) the tasks' chunked states reference, with their
+    /// length and checksum like `files`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub(crate) chunks: Vec<FileEntry>,
+    pub(crate) segments: Vec<FileEntry>,
 }
 
 /// One task in the manifest; its states live in `file`.
@@ -235,7 +235,7 @@ mod tests {
                 len: 13,
                 xxh3: checksum(b"x"),
             }],
-            chunks: vec![],
+            segments: vec![],
         }
     }
 

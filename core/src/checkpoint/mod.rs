@@ -33,7 +33,7 @@
 //! |---|---|
 //! | [`store`] | [`CheckpointStore`]: a local directory, write-then-rename, checksummed manifest, retention, savepoints |
 //! | `format` | the on-disk layout: `MANIFEST.json` and the per-task state files |
-//! | `chunks` | shared chunk files of chunked (incremental) states: written once, referenced by manifests, collected by retention |
+//! | `segments` | segment files of chunked (incremental) states: one per task, stage and checkpoint, written once with one fsync, referenced by later manifests, collected by retention |
 //! | [`parts`] | [`StateParts`]: state cut into key groups or list elements, redistributable |
 //! | [`rescale`] | restore by operator id: maps a checkpoint onto the job's tasks at any parallelism |
 //!
@@ -49,10 +49,10 @@
 //! different key-group count is refused with an error naming it. Checkpoints of format 1
 //! (state by task name) are refused.
 
-mod chunks;
 mod format;
 pub mod parts;
 pub mod rescale;
+mod segments;
 pub mod store;
 
 pub use parts::StateParts;

@@ -6,17 +6,18 @@
 //! load, the manifest's own checksum and every file's length and xxh3-64 checksum are checked.
 //! A checkpoint that does not verify is refused, loudly, never half-used.
 //!
-//! Chunked states (incremental snapshots) keep references in the checkpoint and their chunks
-//! in the shared `chunks/` directory (see `chunks`): written before the manifest, resolved and
-//! checked on load, deleted by retention once no retained checkpoint lists them.
+//! Chunked states (incremental snapshots) keep runs of references in the checkpoint and their
+//! chunks in segment files of the shared `segments/` directory (see `segments`): one per task,
+//! stage and checkpoint, written before the manifest, resolved and checked on load, deleted by
+//! retention once no retained checkpoint lists them.
 
 use std::collections::{BTreeMap, HashSet};
 use std::fs::{self, File};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
-use super::chunks;
 use super::format::{self, FileEntry, Manifest, TaskEntry, FORMAT_VERSION, MANIFEST};
+use super::segments::{self, SegmentWrite};
 use super::{CompletedCheckpoint, TaskSnapshot};
 use crate::error::{Error, Result};
 use crate::message::Epoch;
@@ -94,11 +95,22 @@ impl CheckpointStore {
 
         let mut tasks = Vec::with_capacity(checkpoint.tasks.len());
         let mut files = Vec::with_capacity(checkpoint.tasks.len());
-        let chunk_dir = self.dir.join(chunks::CHUNKS);
+        let segment_dir = self.dir.join(segments::SEGMENTS);
+        let known = self.known_segments(epoch)?;
+        #[cfg(test)]
+        let fail_segment = fault == Some(WriteFault::Segment);
+        #[cfg(not(test))]
+        let fail_segment = false;
         let mut used = BTreeMap::new();
         for (i, task) in checkpoint.tasks.iter().enumerate() {
             let name = format!("task-{i}.bin");
-            let states = chunks::externalize(&chunk_dir, &task.task, &task.states, &mut used)?;
+            let seg = SegmentWrite {
+                dir: &segment_dir,
+                epoch: epoch.0,
+                known: &known,
+                fail: fail_segment,
+            };
+            let states = segments::externalize(&seg, &task.task, &task.states, &mut used)?;
             let bytes = format::encode_states(&states).map_err(|m| {
                 Error::Internal(format!("checkpoint {epoch}, task `{}`: {m}", task.task))
             })?;
@@ -138,7 +150,7 @@ impl CheckpointStore {
         }
         sync_dir(&dir)?;
         if !used.is_empty() {
-            sync_dir(&chunk_dir)?;
+            sync_dir(&segment_dir)?;
         }
 
         let manifest = Manifest {
@@ -148,7 +160,7 @@ impl CheckpointStore {
             key_groups: checkpoint.key_groups,
             tasks,
             files,
-            chunks: used.into_values().collect(),
+            segments: used.into_values().collect(),
         };
         let bytes = format::encode_manifest(&manifest).map_err(|m| {
             Error::Internal(format!("checkpoint {epoch}: cannot encode manifest: {m}"))
@@ -177,7 +189,7 @@ impl CheckpointStore {
             .collect())
     }
 
-    /// Removes every checkpoint of the store, complete or not, and their chunks (a job that finished its bounded
+    /// Removes every checkpoint of the store, complete or not, and their segments (a job that finished its bounded
     /// input has nothing left to resume, as Flink discards the checkpoints of a finished job).
     /// Other files in the directory are left alone.
     pub fn clear(&self) -> Result<()> {
@@ -185,9 +197,9 @@ impl CheckpointStore {
             let dir = self.checkpoint_dir(epoch);
             fs::remove_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
         }
-        let chunk_dir = self.dir.join(chunks::CHUNKS);
-        match fs::remove_dir_all(&chunk_dir) {
-            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(Error::io(chunk_dir, e)),
+        let segment_dir = self.dir.join(segments::SEGMENTS);
+        match fs::remove_dir_all(&segment_dir) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(Error::io(segment_dir, e)),
             _ => Ok(()),
         }
     }
@@ -241,10 +253,10 @@ impl CheckpointStore {
         }
         sync_dir(&tmp)?;
         let manifest = read_manifest(&source)?;
-        chunks::share(
-            &self.dir.join(chunks::CHUNKS),
-            &root.join(chunks::CHUNKS),
-            &manifest.chunks,
+        segments::share(
+            &self.dir.join(segments::SEGMENTS),
+            &root.join(segments::SEGMENTS),
+            &manifest.segments,
         )?;
         fs::rename(&tmp, &target).map_err(|e| Error::io(&target, e))?;
         sync_dir(&root)?;
@@ -347,14 +359,21 @@ impl CheckpointStore {
             remove_checkpoint_dir(&dir)?;
         }
         sync_dir(&self.dir)?;
-        // a chunk goes once no checkpoint left lists it (savepoints keep their own)
-        let mut keep = HashSet::new();
-        for epoch in self.scan()? {
+        // a segment goes once no checkpoint left lists it (savepoints keep their own)
+        let keep: HashSet<String> = self.known_segments(Epoch(u64::MAX))?.into_keys().collect();
+        segments::collect_garbage(&self.dir.join(segments::SEGMENTS), &keep).map(|_| ())
+    }
+
+    /// The segments that the checkpoints before `before` list (complete ones, whose manifest
+    /// reads): what a new checkpoint may reference and what retention keeps.
+    fn known_segments(&self, before: Epoch) -> Result<BTreeMap<String, FileEntry>> {
+        let mut known = BTreeMap::new();
+        for epoch in self.scan()?.into_iter().filter(|&e| e < before) {
             if let Ok(m) = read_manifest(&self.checkpoint_dir(epoch)) {
-                keep.extend(m.chunks.into_iter().map(|c| c.name));
+                known.extend(m.segments.into_iter().map(|s| (s.name.clone(), s)));
             }
         }
-        chunks::collect_garbage(&self.dir.join(chunks::CHUNKS), &keep).map(|_| ())
+        Ok(known)
     }
 }
 
@@ -376,13 +395,15 @@ pub fn load_dir(dir: &Path, epoch: Option<Epoch>) -> Result<CompletedCheckpoint>
         let bytes = read_verified(&dir, &manifest, &entry.file)?;
         let states =
             format::decode_states(&bytes).map_err(|m| corrupt(dir.join(&entry.file), m))?;
-        let chunk_dir = chunks::chunk_dir_of(&dir);
+        let segment_dir = segments::segment_dir_of(&dir);
         let states = states
             .into_iter()
             .enumerate()
             .map(|(stage, s)| {
-                s.map(|s| chunks::resolve(&chunk_dir, s, &format!("{} stage {stage}", entry.task)))
-                    .transpose()
+                s.map(|s| {
+                    segments::resolve(&segment_dir, &manifest.segments, &entry.task, stage, s)
+                })
+                .transpose()
             })
             .collect::<Result<Vec<_>>>()?;
         let inflight = match &entry.inflight {
@@ -444,6 +465,9 @@ pub(crate) enum WriteFault {
     AfterFirstTaskFile,
     /// While the manifest is written.
     Manifest,
+    /// While the first segment is written (before any task file and the manifest).
+    #[cfg(test)]
+    Segment,
 }
 
 fn injected(dir: &Path, when: &str) -> Error {

@@ -2,47 +2,63 @@
 //! produces for state kept in [`ChunkedTable`](super::ChunkedTable)s, and what
 //! [`Operator::restore`](crate::operator::Operator::restore) gets back.
 //!
-//! Layout (little endian): magic `EDDYCST1`, a flag byte (bit 0: a full snapshot, which the
-//! store rewrites every chunk of), `u64` length and the operator's own small state (the
-//! *head*), `u32` chunk count, then per chunk a tag byte (`0` = the bytes follow, `1` = a
-//! reference to a chunk an earlier checkpoint wrote), its xxh3-128 hash (16 bytes), its `u64`
-//! length and, inline, the bytes. The checkpoint store writes inline chunks to shared chunk
-//! files named by their hash and keeps only references in the checkpoint; on load it resolves
-//! every reference (verifying length and hash), so a restored operator sees every chunk inline.
+//! Layout (little endian): magic `EDDYCST2`, a flag byte (bit 0: a full snapshot), `u64`
+//! length and the operator's own small state (the *head*), `u32` entry count, then the
+//! entries, each a tag byte and:
+//! - `0`, one chunk inline: its `u64` length and the bytes;
+//! - `1`, a run of references to chunks an earlier checkpoint of the same task and stage wrote:
+//!   that checkpoint's `u64` epoch, the `u64` offset of the first chunk in its segment, the
+//!   `u32` number of chunks and the `u64` length of each (the chunks lie back to back).
+//!
+//! The writer gives each inline chunk its offset in the segment the checkpoint store will
+//! write for this state (the inline chunks back to back, in order), so that a later snapshot
+//! can reference it as *(epoch, offset, length)* before the store ever answers. The store
+//! writes a state's inline chunks into one segment file per task, stage and checkpoint and
+//! keeps only runs of references; on load it resolves every reference (the segment's checksum
+//! verified), so a restored operator sees every chunk inline. Runs keep an unchanged table's
+//! references a few bytes long, whatever its number of chunks.
 //!
 //! A state whose deferred write failed is recorded as *declined* (magic `EDDYDCL1` and the
 //! reason): the store refuses to write a checkpoint holding one, so the checkpoint fails
 //! through the usual write-failure path and never becomes visible.
 
-use xxhash_rust::xxh3::xxh3_128;
-
 use crate::checkpoint::parts::take;
 use crate::error::{Error, Result};
 
-const MAGIC: &[u8; 8] = b"EDDYCST1";
+const MAGIC: &[u8; 8] = b"EDDYCST2";
 const DECLINED: &[u8; 8] = b"EDDYDCL1";
 const FULL: u8 = 1;
+const INLINE: u8 = 0;
+const RUN: u8 = 1;
+/// The most chunks a state may have (a corrupt count cannot make a parse allocate more).
+const MAX_CHUNKS: u64 = 1 << 27;
 
-/// The xxh3-128 hash that names a chunk.
-pub fn chunk_hash(bytes: &[u8]) -> u128 {
-    xxh3_128(bytes)
+/// Where an earlier checkpoint wrote a chunk: in the segment of checkpoint `epoch` of the
+/// same task and stage, at byte `offset` of the segment's data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ChunkAt {
+    /// The checkpoint whose segment holds the chunk.
+    pub epoch: u64,
+    /// The chunk's first byte in that segment's data.
+    pub offset: u64,
 }
 
-/// One chunk of a chunked state: its hash and length, with the bytes when inline.
+/// One chunk of a chunked state: its length, with the bytes when inline.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ChunkEntry<'a> {
-    /// xxh3-128 of the chunk's bytes.
-    pub hash: u128,
     /// The chunk's length in bytes.
     pub len: u64,
-    /// The bytes (`None`: a reference to a chunk written by an earlier checkpoint).
+    /// The bytes (`None`: a reference, see `at`).
     pub bytes: Option<&'a [u8]>,
+    /// Where the chunk is (a reference), or will be (inline: this checkpoint's segment at
+    /// `offset`, with `epoch` 0 for "this checkpoint").
+    pub at: ChunkAt,
 }
 
 /// A chunked state parsed in place (see the [module docs](self)).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ChunkedBlob<'a> {
-    /// A full snapshot: every chunk inline, rewritten by the store.
+    /// A full snapshot: every chunk inline.
     pub full: bool,
     /// The operator's own state besides its chunks.
     pub head: &'a [u8],
@@ -69,12 +85,24 @@ pub fn declined(reason: &str) -> Vec<u8> {
     out
 }
 
-/// Writes chunked states: the head first, then the chunks one by one.
+/// A run of references not yet written out.
+#[derive(Debug, Clone, Copy)]
+struct Run {
+    at: ChunkAt,
+    count: u32,
+    len: u64,
+}
+
+/// Writes chunked states: the head first, then the chunks one by one (references to
+/// consecutive chunks of one segment merge into one run).
 #[derive(Debug)]
 pub struct BlobWriter {
     out: Vec<u8>,
-    count: u32,
+    entries: u32,
     count_at: usize,
+    /// Bytes of the inline chunks so far: the next one's offset in this state's segment.
+    inline_bytes: u64,
+    run: Option<Run>,
 }
 
 impl BlobWriter {
@@ -89,32 +117,59 @@ impl BlobWriter {
         out.extend_from_slice(&0u32.to_le_bytes());
         BlobWriter {
             out,
-            count: 0,
+            entries: 0,
             count_at,
+            inline_bytes: 0,
+            run: None,
         }
     }
 
-    /// Appends a chunk whose bytes follow.
-    pub fn inline(&mut self, hash: u128, bytes: &[u8]) {
-        self.entry(0, hash, bytes.len() as u64);
+    /// Appends a chunk whose bytes follow; returns its offset in the segment the store writes
+    /// for this state (what a later snapshot references it by, with this checkpoint's epoch).
+    pub fn inline(&mut self, bytes: &[u8]) -> u64 {
+        self.flush_run();
+        self.entries += 1;
+        self.out.push(INLINE);
+        self.out
+            .extend_from_slice(&(bytes.len() as u64).to_le_bytes());
         self.out.extend_from_slice(bytes);
+        let offset = self.inline_bytes;
+        self.inline_bytes += bytes.len() as u64;
+        offset
     }
 
-    /// Appends a reference to a chunk an earlier checkpoint wrote.
-    pub fn reference(&mut self, hash: u128, len: u64) {
-        self.entry(1, hash, len);
+    /// Appends a reference to a chunk of `len` bytes that checkpoint `at.epoch` of this task
+    /// and stage wrote at `at.offset` of its segment.
+    pub fn reference(&mut self, at: ChunkAt, len: u64) {
+        if let Some(run) = &mut self.run {
+            let next = run.at.offset + u64::from(run.count) * run.len;
+            if run.at.epoch == at.epoch && next == at.offset && run.len == len {
+                if let Some(count) = run.count.checked_add(1) {
+                    run.count = count;
+                    return;
+                }
+            }
+        }
+        self.flush_run();
+        self.run = Some(Run { at, count: 1, len });
     }
 
-    fn entry(&mut self, tag: u8, hash: u128, len: u64) {
-        self.count += 1;
-        self.out.push(tag);
-        self.out.extend_from_slice(&hash.to_le_bytes());
-        self.out.extend_from_slice(&len.to_le_bytes());
+    fn flush_run(&mut self) {
+        if let Some(run) = self.run.take() {
+            self.entries += 1;
+            self.out.push(RUN);
+            self.out.extend_from_slice(&run.at.epoch.to_le_bytes());
+            self.out.extend_from_slice(&run.at.offset.to_le_bytes());
+            self.out.extend_from_slice(&run.count.to_le_bytes());
+            self.out.extend_from_slice(&run.len.to_le_bytes());
+        }
     }
 
     /// The state's bytes.
     pub fn finish(mut self) -> Vec<u8> {
-        self.out[self.count_at..self.count_at + 4].copy_from_slice(&self.count.to_le_bytes());
+        self.flush_run();
+        let count = self.entries.to_le_bytes();
+        self.out[self.count_at..self.count_at + 4].copy_from_slice(&count);
         self.out
     }
 }
@@ -130,18 +185,53 @@ impl<'a> ChunkedBlob<'a> {
         let head_len = u64::from_le_bytes(take::<8>(&mut rest).map_err(|m| bad(m.into()))?);
         let head = split(&mut rest, head_len).map_err(|m| bad(format!("head: {m}")))?;
         let count = u32::from_le_bytes(take::<4>(&mut rest).map_err(|m| bad(m.into()))?);
-        let mut chunks = Vec::with_capacity(count.min(1 << 20) as usize);
+        let mut chunks = Vec::with_capacity(count.min(1 << 16) as usize);
+        let mut inline_bytes = 0u64;
         for i in 0..count {
-            let what = |m: &str| bad(format!("chunk {i}: {m}"));
+            let what = |m: &str| bad(format!("entry {i}: {m}"));
             let [tag] = take::<1>(&mut rest).map_err(what)?;
-            let hash = u128::from_le_bytes(take::<16>(&mut rest).map_err(what)?);
-            let len = u64::from_le_bytes(take::<8>(&mut rest).map_err(what)?);
-            let bytes = match tag {
-                0 => Some(split(&mut rest, len).map_err(|m| what(&m))?),
-                1 => None,
+            let u64_of = |rest: &mut &[u8]| take::<8>(rest).map(u64::from_le_bytes);
+            match tag {
+                INLINE => {
+                    let len = u64_of(&mut rest).map_err(what)?;
+                    let bytes = split(&mut rest, len).map_err(|m| what(&m))?;
+                    let at = ChunkAt {
+                        epoch: 0,
+                        offset: inline_bytes,
+                    };
+                    inline_bytes += len;
+                    chunks.push(ChunkEntry {
+                        len,
+                        bytes: Some(bytes),
+                        at,
+                    });
+                }
+                RUN => {
+                    let epoch = u64_of(&mut rest).map_err(what)?;
+                    let offset = u64_of(&mut rest).map_err(what)?;
+                    let n = u32::from_le_bytes(take::<4>(&mut rest).map_err(what)?);
+                    let len = u64_of(&mut rest).map_err(what)?;
+                    let total = chunks.len() as u64 + u64::from(n);
+                    let end = u64::from(n)
+                        .checked_mul(len)
+                        .and_then(|b| b.checked_add(offset));
+                    if epoch == 0 || total > MAX_CHUNKS || end.is_none() {
+                        return Err(what(&format!(
+                            "a run of {n} chunks of {len} bytes at {offset} of checkpoint \
+                             {epoch} is not a reference"
+                        )));
+                    }
+                    chunks.extend((0..u64::from(n)).map(|k| ChunkEntry {
+                        len,
+                        bytes: None,
+                        at: ChunkAt {
+                            epoch,
+                            offset: offset + k * len,
+                        },
+                    }));
+                }
                 t => return Err(what(&format!("unknown tag {t}"))),
-            };
-            chunks.push(ChunkEntry { hash, len, bytes });
+            }
         }
         if !rest.is_empty() {
             return Err(bad(format!("{} trailing bytes", rest.len())));
@@ -153,20 +243,10 @@ impl<'a> ChunkedBlob<'a> {
         })
     }
 
-    /// Re-encodes this state with the chunk bytes given by `bytes_of` (`None`: a reference).
-    pub fn encode_with<'b>(
-        &self,
-        full: bool,
-        mut bytes_of: impl FnMut(usize, &ChunkEntry<'a>) -> Option<&'b [u8]>,
-    ) -> Vec<u8> {
-        let mut w = BlobWriter::new(full, self.head, 0);
-        for (i, c) in self.chunks.iter().enumerate() {
-            match bytes_of(i, c) {
-                Some(bytes) => w.inline(c.hash, bytes),
-                None => w.reference(c.hash, c.len),
-            }
-        }
-        w.finish()
+    /// The inline chunks' bytes back to back: the data of this state's segment (each inline
+    /// chunk's [`at`](ChunkEntry::at) offset points into it).
+    pub fn inline_bytes(&self) -> impl Iterator<Item = &'a [u8]> + '_ {
+        self.chunks.iter().filter_map(|c| c.bytes)
     }
 }
 
@@ -185,18 +265,34 @@ mod tests {
     use super::*;
 
     #[test]
-    fn round_trips_inline_and_references_and_refuses_every_cut() -> Result<()> {
+    fn round_trips_inline_and_runs_and_refuses_every_cut() -> Result<()> {
         let mut w = BlobWriter::new(true, b"head", 0);
-        w.inline(chunk_hash(b"abc"), b"abc");
-        w.reference(7, 12);
+        assert_eq!(w.inline(b"abc"), 0);
+        let at = |offset| ChunkAt { epoch: 4, offset };
+        w.reference(at(12), 4);
+        w.reference(at(16), 4);
+        w.reference(at(20), 4);
+        w.reference(at(40), 4);
+        assert_eq!(w.inline(b"de"), 3);
         let bytes = w.finish();
         let blob = ChunkedBlob::parse(&bytes, "op")?;
         assert!(blob.full);
         assert_eq!(blob.head, b"head");
+        assert_eq!(blob.chunks.len(), 6);
         assert_eq!(blob.chunks[0].bytes, Some(&b"abc"[..]));
-        assert_eq!((blob.chunks[1].hash, blob.chunks[1].len), (7, 12));
-        assert_eq!(blob.chunks[1].bytes, None);
-        assert_eq!(blob.encode_with(true, |_, c| c.bytes), bytes);
+        let refs: Vec<_> = blob.chunks[1..5].iter().map(|c| c.at).collect();
+        assert_eq!(refs, vec![at(12), at(16), at(20), at(40)]);
+        assert!(blob.chunks[1..5].iter().all(|c| c.bytes.is_none()));
+        assert_eq!(blob.chunks[5].at.offset, 3);
+        assert_eq!(
+            blob.inline_bytes().collect::<Vec<_>>(),
+            [&b"abc"[..], b"de"]
+        );
+        // two runs (12..24 and 40), not four references
+        assert_eq!(
+            bytes.len(),
+            8 + 1 + 8 + 4 + 4 + (1 + 8 + 3) + 2 * (1 + 8 + 8 + 4 + 8) + (1 + 8 + 2)
+        );
         for cut in 0..bytes.len() {
             assert!(
                 ChunkedBlob::parse(&bytes[..cut], "op").is_err(),
@@ -205,5 +301,24 @@ mod tests {
         }
         assert!(declined_reason(&declined("disk full")).is_some_and(|r| r == "disk full"));
         Ok(())
+    }
+
+    #[test]
+    fn a_run_of_absurd_size_is_refused_before_allocating() {
+        let mut w = BlobWriter::new(false, b"", 0);
+        w.reference(
+            ChunkAt {
+                epoch: 1,
+                offset: 0,
+            },
+            8,
+        );
+        let mut bytes = w.finish();
+        let n = bytes.len() - 12;
+        bytes[n..n + 4].copy_from_slice(&u32::MAX.to_le_bytes());
+        let e = ChunkedBlob::parse(&bytes, "op")
+            .err()
+            .map(|e| e.to_string());
+        assert!(e.is_some_and(|e| e.contains("not a reference")));
     }
 }

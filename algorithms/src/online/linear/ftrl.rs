@@ -4,12 +4,13 @@
 //! Layout: one flat array of `dim` slots `[w, z, n]` indexed by hashed feature (12 bytes, so a
 //! feature's weight and state share one cache line: one memory access per feature per row at
 //! `2^22` features, where the table no longer fits in cache), plus one slot for the intercept.
-//! The array is an eddy-core [`ChunkedTable`] (copy-on-write chunks of 1024 slots, `f32` bits
-//! in relaxed atomics): [`FtrlLogisticRegression::slot_snapshot`] freezes it in O(chunks), so a
+//! The array is an eddy-core [`ChunkedTable`] (copy-on-write pages of copy-on-write chunks of
+//! [`DENSE_CHUNK_SLOTS`] slots, `f32` bits in relaxed atomics):
+//! [`FtrlLogisticRegression::slot_snapshot`] freezes it in O(pages), so a
 //! checkpoint writes the weights off the data path and only the chunks changed since the last
 //! one ([`eddy_core::state`]).
 
-use eddy_core::state::{ChunkEntry, ChunkedTable, TableSnapshot, DEFAULT_CHUNK_SLOTS};
+use eddy_core::state::{ChunkEntry, ChunkedTable, TableSnapshot, DENSE_CHUNK_SLOTS};
 use serde::{Deserialize, Serialize};
 
 use super::{binary_target, check_indices, for_each_entry, resolve_dim, sigmoid};
@@ -61,7 +62,7 @@ impl FtrlLogisticParams {
             rule,
             dim,
             fit_intercept: self.fit_intercept,
-            slots: ChunkedTable::new(dim as usize, DEFAULT_CHUNK_SLOTS),
+            slots: ChunkedTable::new(dim as usize, DENSE_CHUNK_SLOTS),
             bias: [0.0; 3],
             rows_seen: 0,
         })
@@ -146,7 +147,7 @@ impl TryFrom<FtrlSnapshot> for FtrlLogisticRegression {
         }
         // only the non-zero slots are set: the chunks of zeros stay the table's one shared
         // zero chunk (nothing allocated, nothing copied)
-        let mut slots = ChunkedTable::new(s.slots.len(), DEFAULT_CHUNK_SLOTS);
+        let mut slots = ChunkedTable::new(s.slots.len(), DENSE_CHUNK_SLOTS);
         s.slots
             .for_each_nonzero(|i, slot| slots.set(i, slot.map(f32::to_bits)));
         Ok(FtrlLogisticRegression {
@@ -182,7 +183,7 @@ impl FtrlLogisticRegression {
     }
 
     /// The `[w, z, n]` slots frozen as of now, for a checkpoint written off the data path:
-    /// O(number of chunks) (see [`eddy_core::state`]).
+    /// O(number of pages) (see [`eddy_core::state`]).
     pub fn slot_snapshot(&mut self) -> TableSnapshot<3> {
         self.slots.snapshot()
     }
@@ -209,7 +210,7 @@ impl FtrlLogisticRegression {
                 shape.dim, shape.bias
             )));
         }
-        let slots = ChunkedTable::restore(shape.dim as usize, DEFAULT_CHUNK_SLOTS, chunks, what)
+        let slots = ChunkedTable::restore(shape.dim as usize, DENSE_CHUNK_SLOTS, chunks, what)
             .map_err(|e| Error::Shape(format!("{NAME}: {e}")))?;
         Ok(FtrlLogisticRegression {
             rule: shape.rule,
@@ -283,7 +284,7 @@ impl FtrlLogisticRegression {
     /// This model without its slots (shape, rule and row count only), for [`SharedFtrl`].
     fn shape_only(&self) -> Self {
         FtrlLogisticRegression {
-            slots: ChunkedTable::new(0, DEFAULT_CHUNK_SLOTS),
+            slots: ChunkedTable::new(0, DENSE_CHUNK_SLOTS),
             ..*self
         }
     }

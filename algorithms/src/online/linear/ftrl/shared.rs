@@ -63,7 +63,7 @@ impl SharedFtrl {
         let table = Atomics(&self.slots);
         let dim = self.template.dim as usize;
         let mut slots =
-            eddy_core::state::ChunkedTable::new(dim, eddy_core::state::DEFAULT_CHUNK_SLOTS);
+            eddy_core::state::ChunkedTable::new(dim, eddy_core::state::DENSE_CHUNK_SLOTS);
         // zero slots stay in the table's shared zero chunk (nothing allocated for them)
         for i in 0..dim {
             let bits = table.get(i).map(f32::to_bits);
