@@ -287,7 +287,7 @@ async fn an_interrupted_stream_resumes_from_its_checkpoint() {
     let dir = tempfile::tempdir().unwrap();
     let spec = write_spec(
         dir.path(),
-        &STREAM.replace("rows = 3000", "rows = 3000\nrows-per-second = 1500"),
+        &STREAM.replace("rows = 3000", "rows = 3000\nrows-per-second = 1000"),
     );
     // stop (as Ctrl-C would) once the first version is out
     let stop = Arc::new(tokio::sync::Notify::new());
@@ -314,7 +314,10 @@ async fn an_interrupted_stream_resumes_from_its_checkpoint() {
     assert!(s.interrupted);
     let n = &s.state.nodes["train"];
     assert_eq!(n.status, NodeStatus::Interrupted, "{n:?}");
-    assert!(!n.versions.is_empty() && n.versions.len() < 3, "{n:?}");
+    // stopped before the end: the stop came after the first version (1,000 rows, ~1 s) and
+    // the source needs 3 s for all rows (a slow stop under load may add a version, which the
+    // count of versions alone took for a run that was not interrupted)
+    assert!(!n.versions.is_empty() && n.rows < 3000, "{n:?}");
     let published = n.versions.len();
 
     let wf = Workflow::load(&spec).unwrap();
