@@ -39,11 +39,13 @@ pub fn topic_partitions(uri: &KafkaUri, timeout: Duration) -> Result<Option<usiz
 }
 
 /// Serializes [`ensure_topic`] within the process. tansu 0.6.0 lists a new topic in its
-/// metadata before it has reset the new partitions' offsets; a writer that saw the topic and
-/// produced in that window had its first batch overlapped by the offsets given afterwards, and
-/// every fetch skipped it. The subtasks of one sink open at once, so without this one of them
-/// could lose its first batch (`writers_creating_a_topic_at_once_lose_no_message`). Writers in
-/// separate processes can still meet that window: create the topic before starting them.
+/// metadata before it has reset the new partitions' offsets (`create_topic` in tansu-storage's
+/// dynostore), so a writer that saw the topic and produced in that window could have its batch
+/// overlapped by the offsets given out after the reset. The subtasks of one sink open at once;
+/// with this lock each returns only after a creation under way has completed. Writers in
+/// separate processes can still meet that window: create the topic before starting them. (This
+/// closes one race read in tansu's source; concurrent writers to one new partition have still
+/// lost a batch now and then, see `kafka_sink::writers_creating_a_topic_at_once_lose_no_message`.)
 static CREATING: Mutex<()> = Mutex::new(());
 
 /// Creates `uri`'s topic with `uri.partitions` partitions (default 1) when the broker does not
