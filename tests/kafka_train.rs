@@ -206,6 +206,17 @@ fn start(
     job.start(input, pipeline, None).unwrap()
 }
 
+/// The reference: the exactly-once job on `topic` from one source subtask, without faults.
+fn uninterrupted(broker: &Broker, topic: &str) -> TrainOutcome {
+    run(
+        broker,
+        topic,
+        1,
+        config(None, FailoverMode::ExactlyOnce, vec![]),
+    )
+    .unwrap()
+}
+
 /// Runs `config`'s job on `topic` to its end.
 fn run(
     broker: &Broker,
@@ -259,13 +270,7 @@ fn faults(rng: &mut impl Rng, sources: usize) -> Vec<FaultInjection> {
 fn exactly_once_restarts_from_a_topic_give_the_uninterrupted_model_bytes() {
     let broker = Broker::start();
     topic(&broker, "clicks1", 1, ROWS);
-    let clean = run(
-        &broker,
-        "clicks1",
-        1,
-        config(None, FailoverMode::ExactlyOnce, vec![]),
-    )
-    .unwrap();
+    let clean = uninterrupted(&broker, "clicks1");
     assert_eq!(clean.report.rows, ROWS);
     for seed in 0..4u64 {
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
@@ -317,13 +322,7 @@ fn exactly_once_restarts_learn_every_row_once_from_two_source_subtasks() {
 fn a_killed_job_resumes_from_its_checkpointed_offsets_in_a_new_job() {
     let broker = Broker::start();
     topic(&broker, "clicks1", 1, ROWS);
-    let clean = run(
-        &broker,
-        "clicks1",
-        1,
-        config(None, FailoverMode::ExactlyOnce, vec![]),
-    )
-    .unwrap();
+    let clean = uninterrupted(&broker, "clicks1");
     for seed in 0..3u64 {
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(100 + seed);
         let dir = tempfile::tempdir().unwrap();
