@@ -21,6 +21,7 @@ use crate::model::table::DecodedTable;
 use crate::optim::{FtrlProximal, FtrlProximalParams};
 use crate::transform::Params;
 
+mod hot;
 mod shared;
 
 pub use shared::SharedFtrl;

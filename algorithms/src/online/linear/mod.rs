@@ -26,7 +26,7 @@
 //! ## Modules
 //! | module | what |
 //! |---|---|
-//! | [`ftrl`] | [`FtrlLogisticRegression`], [`FtrlLogisticParams`]; `ftrl::shared`: [`SharedFtrl`] |
+//! | [`ftrl`] | [`FtrlLogisticRegression`], [`FtrlLogisticParams`]; `ftrl::shared`: [`SharedFtrl`]; `ftrl::hot`: a handle's replicas of the hot slots |
 //! | [`sgd`] | [`SgdLogisticRegression`], [`SgdLinearRegression`], [`SgdLinearParams`] |
 //! | [`gradient`] | [`LogisticGradientModel`] for parameter-server training |
 

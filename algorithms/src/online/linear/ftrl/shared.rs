@@ -9,9 +9,10 @@
 //! but it is not reproducible run to run. A handle's step is the owned model's
 //! ([`super::run`]), so one handle alone trains exactly as [`FtrlLogisticRegression`].
 
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 
+use super::hot::HotSlots;
 use super::{run, FtrlLogisticRegression, SlotTable, NAME};
 use crate::error::Result;
 use crate::features::{Examples, Features};
@@ -24,6 +25,11 @@ pub struct SharedFtrl {
     template: Arc<FtrlLogisticRegression>,
     /// `[w, z, n]` per feature, then the intercept's, as `f32` bits.
     slots: Arc<[[AtomicU32; 3]]>,
+    /// How many times [`load`](SharedFtrl::load) overwrote the slots.
+    loads: Arc<AtomicU64>,
+    /// This handle's replicas of the hot slots, and the `loads` they were read after.
+    hot: HotSlots,
+    hot_loads: u64,
     /// Rows this handle learned.
     rows_seen: u64,
 }
@@ -39,19 +45,25 @@ impl SharedFtrl {
             .map(|i| super::floats(model.slots.get(i)))
             .chain(std::iter::once(model.bias))
             .map(atomic)
-            .collect();
+            .collect::<Arc<[_]>>();
         SharedFtrl {
             template: Arc::new(model.shape_only()),
+            hot: HotSlots::new(&slots),
             slots,
+            loads: Arc::default(),
+            hot_loads: 0,
             rows_seen: 0,
         }
     }
 
-    /// Another handle on the same weights (its own row count).
+    /// Another handle on the same weights (its own row count and hot replicas).
     pub fn handle(&self) -> Self {
         SharedFtrl {
             template: self.template.clone(),
             slots: self.slots.clone(),
+            loads: self.loads.clone(),
+            hot: HotSlots::new(&self.slots),
+            hot_loads: self.loads.load(Ordering::SeqCst),
             rows_seen: 0,
         }
     }
@@ -78,7 +90,8 @@ impl SharedFtrl {
         }
     }
 
-    /// Overwrites the shared weights with `model`'s (a restore), refusing another shape.
+    /// Overwrites the shared weights with `model`'s (a restore), refusing another shape. Call
+    /// it between batches: every handle reads its hot replicas again before its next one.
     pub fn load(&self, model: &FtrlLogisticRegression) -> Result<()> {
         if model.dim != self.template.dim || model.fit_intercept != self.template.fit_intercept {
             return Err(crate::error::Error::Shape(format!(
@@ -91,6 +104,7 @@ impl SharedFtrl {
             table.set(i, super::floats(model.slots.get(i)));
         }
         table.set_bias(model.bias);
+        self.loads.fetch_add(1, Ordering::SeqCst);
         Ok(())
     }
 }
@@ -135,6 +149,41 @@ impl SlotTable for Atomics<'_> {
     }
 }
 
+/// The shared slots as a handle steps them: its replica where a slot is hot, the shared
+/// slot otherwise.
+struct Replicated<'a> {
+    shared: Atomics<'a>,
+    hot: &'a mut HotSlots,
+}
+
+impl SlotTable for Replicated<'_> {
+    #[inline(always)]
+    fn get(&self, i: usize) -> [f32; 3] {
+        match self.hot.find(i as u32) {
+            Some(p) => self.hot.get(p),
+            None => self.shared.get(i),
+        }
+    }
+
+    #[inline(always)]
+    fn set(&mut self, i: usize, slot: [f32; 3]) {
+        match self.hot.find(i as u32) {
+            Some(p) => self.hot.set(p, slot),
+            None => self.shared.set(i, slot),
+        }
+    }
+
+    #[inline(always)]
+    fn bias(&self) -> [f32; 3] {
+        self.hot.get(HotSlots::INTERCEPT)
+    }
+
+    #[inline(always)]
+    fn set_bias(&mut self, slot: [f32; 3]) {
+        self.hot.set(HotSlots::INTERCEPT, slot)
+    }
+}
+
 /// The bytes of [`to_local`](SharedFtrl::to_local)'s model, read from the shared weights in
 /// place (no owned copy of the table first).
 impl serde::Serialize for SharedFtrl {
@@ -171,9 +220,19 @@ impl SharedFtrl {
         out: &mut Vec<f32>,
     ) -> Result<()> {
         check_indices(NAME, &ex.features, self.template.dim)?;
-        let mut table = Atomics(&self.slots);
+        let loads = self.loads.load(Ordering::SeqCst);
+        if loads != self.hot_loads {
+            self.hot.reload(&self.slots);
+            self.hot_loads = loads;
+        }
+        self.hot.observe(ex, &self.slots);
         let t = &self.template;
+        let mut table = Replicated {
+            shared: Atomics(&self.slots),
+            hot: &mut self.hot,
+        };
         run::<PREDICT, _>(&t.rule, t.fit_intercept, &mut table, ex, out);
+        self.hot.sync(&t.rule, &self.slots);
         self.rows_seen += ex.len() as u64;
         Ok(())
     }
@@ -195,7 +254,7 @@ impl OnlineLearner for SharedFtrl {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use crate::features::CsrMatrix;
     use crate::online::linear::FtrlLogisticParams;
@@ -240,6 +299,86 @@ mod tests {
             o.rows_seen = 0;
             o
         });
+    }
+
+    /// Rows with a numeric column in every row (index 0), a 4-valued category (1..=4) and a
+    /// sparse one (8..64): what hot replicas are for.
+    pub(super) fn mixed_examples(rows: usize, seed: u64) -> Examples {
+        let mut x = CsrMatrix::with_capacity(64, rows, 3);
+        let mut labels = Vec::new();
+        let mut s = seed;
+        for _ in 0..rows {
+            s = s
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            let (a, b) = (((s >> 33) % 4) as u32, ((s >> 40) % 56) as u32);
+            x.push(0, ((s >> 20) % 100) as f32 / 100.0);
+            x.push(1 + a, 1.0);
+            x.push(8 + b, 1.0);
+            x.finish_row();
+            labels.push((a == 0 || b % 5 == 0) as u8 as f32);
+        }
+        Examples::new(Features::Sparse(x), labels, None).unwrap()
+    }
+
+    #[test]
+    fn one_handle_with_hot_replicas_trains_exactly_as_the_owned_model() {
+        let mut owned = model();
+        let mut shared = SharedFtrl::new(&owned).handle();
+        let (mut a, mut b) = (Vec::new(), Vec::new());
+        // past the sample: the numeric column and the category are replicas by then
+        for k in 0..12 {
+            let data = mixed_examples(1000, k);
+            owned.predict_learn(&data, &mut a).unwrap();
+            shared.predict_learn(&data, &mut b).unwrap();
+            assert_eq!(a, b, "batch {k}");
+        }
+        let mut o = owned.clone();
+        o.rows_seen = 0;
+        assert_eq!(shared.to_local(), o);
+    }
+
+    /// Rows without features, labelled 1 every third: only the intercept learns.
+    fn intercept_only(rows: usize) -> Examples {
+        let mut x = CsrMatrix::with_capacity(64, rows, 0);
+        (0..rows).for_each(|_| x.finish_row());
+        let labels = (0..rows).map(|r| (r % 3 == 0) as u8 as f32).collect();
+        Examples::new(Features::Sparse(x), labels, None).unwrap()
+    }
+
+    #[test]
+    fn two_handles_merge_their_intercept_steps_without_losing_one() {
+        let shared = SharedFtrl::new(&model());
+        let (mut a, mut b) = (shared.handle(), shared.handle());
+        let n = |s: &SharedFtrl| s.to_local().bias[2];
+        a.learn(&intercept_only(300)).unwrap();
+        let n_a = n(&shared);
+        // b's replica was read before a's merge: its steps are those of a handle alone
+        let alone = SharedFtrl::new(&model());
+        alone.handle().learn(&intercept_only(200)).unwrap();
+        let n_b = n(&alone);
+        b.learn(&intercept_only(200)).unwrap();
+        let merged = n(&shared);
+        assert!(
+            (merged - (n_a + n_b)).abs() <= 1e-5 * merged,
+            "n = Σ g² of both handles: {merged} vs {n_a} + {n_b}"
+        );
+    }
+
+    #[test]
+    fn a_handle_reads_its_replicas_again_after_a_load() {
+        let shared = SharedFtrl::new(&model());
+        let mut h = shared.handle();
+        for k in 0..6 {
+            h.learn(&mixed_examples(1000, k)).unwrap();
+        }
+        shared.load(&model()).unwrap();
+        let fresh = SharedFtrl::new(&model());
+        for k in 6..8 {
+            h.learn(&mixed_examples(1000, k)).unwrap();
+            fresh.handle().learn(&mixed_examples(1000, k)).unwrap();
+        }
+        assert_eq!(shared.to_local(), fresh.to_local());
     }
 
     #[test]
