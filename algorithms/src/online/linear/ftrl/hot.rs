@@ -201,12 +201,22 @@ fn load(slot: &[AtomicU32; 3]) -> [f32; 3] {
 /// Writes the replica `own` back to the shared slot whose `[z, n]` the handle last saw as
 /// `base`: its own floats where nobody merged meanwhile, else its deltas added to the
 /// others' (and the weight recomputed). The slot as written.
-fn write_back(rule: &FtrlProximal, slot: &[AtomicU32; 3], base: [f32; 2], own: [f32; 3]) -> [f32; 3] {
+fn write_back(
+    rule: &FtrlProximal,
+    slot: &[AtomicU32; 3],
+    base: [f32; 2],
+    own: [f32; 3],
+) -> [f32; 3] {
     let [_, z, n] = own;
     let [z0, n0] = base;
     let swap = |k: usize, from: f32, to: f32| {
         slot[k]
-            .compare_exchange(from.to_bits(), to.to_bits(), Ordering::Relaxed, Ordering::Relaxed)
+            .compare_exchange(
+                from.to_bits(),
+                to.to_bits(),
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            )
             .is_ok()
     };
     let n_ours = swap(2, n0, n);
@@ -270,7 +280,11 @@ mod tests {
         }
         assert_eq!(hot.find(63), None, "a feature of 2 rows in {SAMPLE_ROWS}");
         assert_eq!(hot.find(5), None, "a feature of no row");
-        assert_eq!(hot.index[HotSlots::INTERCEPT], 64, "the intercept is replica 0");
+        assert_eq!(
+            hot.index[HotSlots::INTERCEPT],
+            64,
+            "the intercept is replica 0"
+        );
         assert_eq!(hot.index.len(), 6);
     }
 }

@@ -28,7 +28,7 @@ pub struct SharedFtrl {
     /// How many times [`load`](SharedFtrl::load) overwrote the slots.
     loads: Arc<AtomicU64>,
     /// This handle's replicas of the hot slots, and the `loads` they were read after.
-    hot: HotSlots,
+    hot: Box<HotSlots>,
     hot_loads: u64,
     /// Rows this handle learned.
     rows_seen: u64,
@@ -48,7 +48,7 @@ impl SharedFtrl {
             .collect::<Arc<[_]>>();
         SharedFtrl {
             template: Arc::new(model.shape_only()),
-            hot: HotSlots::new(&slots),
+            hot: Box::new(HotSlots::new(&slots)),
             slots,
             loads: Arc::default(),
             hot_loads: 0,
@@ -62,7 +62,7 @@ impl SharedFtrl {
             template: self.template.clone(),
             slots: self.slots.clone(),
             loads: self.loads.clone(),
-            hot: HotSlots::new(&self.slots),
+            hot: Box::new(HotSlots::new(&self.slots)),
             hot_loads: self.loads.load(Ordering::SeqCst),
             rows_seen: 0,
         }
