@@ -65,6 +65,26 @@ pub struct ServeArgs {
     /// Worker threads of the server (default: one per core).
     #[arg(long)]
     pub threads: Option<usize>,
+    /// Follow a parameter server between versions: `grpc://HOST:PORT,HOST:PORT` (shard `i` at
+    /// the `i`-th). Served FTRL models take the shards' changed weights every
+    /// `--follow-every` as revisions of the serving version (new versions still replace them).
+    #[arg(long, value_parser = parse_shards)]
+    pub follow_ps: Option<Vec<String>>,
+    /// How often the shards are asked for changed weights (with --follow-ps).
+    #[arg(long, default_value = "200ms", value_parser = super::duration::parse)]
+    pub follow_every: Duration,
+}
+
+/// `grpc://A,B` as the shard addresses.
+fn parse_shards(spec: &str) -> Result<Vec<String>, String> {
+    let list = spec
+        .strip_prefix("grpc://")
+        .ok_or_else(|| format!("`{spec}`: expected grpc://HOST:PORT,HOST:PORT"))?;
+    let shards: Vec<String> = list.split(',').map(|a| a.trim().to_string()).collect();
+    if shards.iter().any(String::is_empty) {
+        return Err(format!("`{spec}`: an empty shard address"));
+    }
+    Ok(shards)
 }
 
 impl ServeArgs {
@@ -80,6 +100,8 @@ impl ServeArgs {
             idle_timeout: self.idle_timeout,
             max_connections: self.max_connections,
             log_every: self.log_every,
+            follow_ps: self.follow_ps.clone().unwrap_or_default(),
+            follow_every: self.follow_every,
         }
     }
 }

@@ -29,6 +29,7 @@
 //! ## Modules
 //! | module | what |
 //! |---|---|
+//! | [`follow_ps`] | revisions of a served version from a parameter server's delta feed |
 //! | [`input`] | the pipeline's raw input columns (probed) and JSON rows → Arrow batch |
 //! | [`model`] | [`LoadedModel`]: one decoded, warmed version; predict |
 //! | [`policy`] | [`VersionPolicy`] (latest / pinned / version / stage) and `name@policy` |
@@ -38,6 +39,7 @@
 //! | [`listen`] | the HTTP accept loop: connection limit with eviction of never-sent connections, header-read and idle timeouts |
 //! | [`grpc`] | the tonic service (`proto/serving.proto`) and the `grpc.health.v1` service |
 
+pub mod follow_ps;
 pub mod grpc;
 pub mod http;
 pub mod input;
@@ -107,6 +109,12 @@ pub struct ServeConfig {
     /// The request log: one `info` line every this many predict requests, with the counts so
     /// far (0: none); failed requests are logged one by one regardless. Default 10000.
     pub log_every: u64,
+    /// Parameter-server shards (`HOST:PORT`, shard `i` at the `i`-th) whose weights the
+    /// served FTRL models follow between versions ([`follow_ps`]). Default: none.
+    pub follow_ps: Vec<String>,
+    /// How often the shards are asked for changed rows. Default 200 ms.
+    #[serde(with = "duration")]
+    pub follow_every: Duration,
 }
 
 impl ServeConfig {
@@ -132,6 +140,8 @@ impl Default for ServeConfig {
             idle_timeout: Duration::from_secs(60),
             max_connections: 32_768,
             log_every: 10_000,
+            follow_ps: Vec::new(),
+            follow_every: Duration::from_millis(200),
         }
     }
 }
@@ -189,6 +199,8 @@ pub struct ModelInfo {
     pub name: String,
     /// The version serving now (none before one loads).
     pub version: Option<u64>,
+    /// Its revision from a parameter server (0: as published; see [`follow_ps`]).
+    pub revision: Option<u64>,
     /// The version policy.
     pub policy: String,
     /// The serving version's stage.
@@ -212,6 +224,7 @@ pub fn model_info(m: &ServedModel) -> ModelInfo {
     ModelInfo {
         name: m.name().to_string(),
         version: meta.map(|m| m.version),
+        revision: current.as_ref().map(|c| c.revision()),
         policy: m.policy().to_string(),
         stage: meta.map(|m| policy::stage_name(m.stage).to_string()),
         created_ms: meta.map(|m| m.created_ms),
@@ -273,6 +286,14 @@ impl Server {
             self.config.poll,
             shutdown.clone(),
         ));
+        let ps_follower = (!self.config.follow_ps.is_empty()).then(|| {
+            tokio::spawn(follow_ps::follow_ps(
+                self.state.clone(),
+                self.config.follow_ps.clone(),
+                self.config.follow_every,
+                shutdown.clone(),
+            ))
+        });
         let router = http::router(self.state.clone(), self.config.max_body_bytes);
         let http_server = async {
             let limits = self.config.http_limits();
@@ -311,6 +332,9 @@ impl Server {
         };
         let (h, g) = tokio::join!(http_server, grpc_server);
         follower.abort();
+        if let Some(f) = ps_follower {
+            f.abort();
+        }
         h.and(g)
     }
 }

@@ -22,6 +22,9 @@ pub struct LoadedModel {
     inputs: InputSchema,
     task: Task,
     loaded_at: Instant,
+    /// Revisions of the version's weights from a parameter server before this one (0: the
+    /// registry's bytes; see [`follow_ps`](super::follow_ps)).
+    revision: u64,
 }
 
 /// The answer to a predict request.
@@ -75,6 +78,7 @@ impl LoadedModel {
             inputs,
             task,
             loaded_at: Instant::now(),
+            revision: 0,
         };
         loaded.predict(&[loaded.inputs.probe_row()])?;
         Ok(loaded)
@@ -93,6 +97,19 @@ impl LoadedModel {
     /// The version number.
     pub fn version(&self) -> u64 {
         self.meta.version
+    }
+
+    /// How many times a parameter server's weights revised this version (0: as published).
+    pub fn revision(&self) -> u64 {
+        self.revision
+    }
+
+    /// The next revision of this version: the same metadata with `model`'s weights, probed
+    /// and warmed like a loaded version.
+    pub fn revised(&self, model: TrainedModel) -> Result<Self> {
+        let mut next = LoadedModel::new(self.meta.clone(), model)?;
+        next.revision = self.revision + 1;
+        Ok(next)
     }
 
     /// The raw input columns a row must provide.

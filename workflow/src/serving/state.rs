@@ -46,6 +46,12 @@ pub struct ServedModel {
     errors: AtomicU64,
     swaps: AtomicU64,
     load_failures: AtomicU64,
+    /// Revisions from a parameter server swapped in, and the rows they changed.
+    revisions: AtomicU64,
+    ps_rows: AtomicU64,
+    /// When the served weights were last known equal to the parameter server's (ms since the
+    /// Unix epoch; 0: never followed).
+    followed_ms: AtomicU64,
     /// Swap in versions whose task, output kind or inputs differ from the serving one.
     allow_incompatible: bool,
 }
@@ -63,6 +69,9 @@ impl ServedModel {
             errors: AtomicU64::new(0),
             swaps: AtomicU64::new(0),
             load_failures: AtomicU64::new(0),
+            revisions: AtomicU64::new(0),
+            ps_rows: AtomicU64::new(0),
+            followed_ms: AtomicU64::new(0),
         }
     }
 
@@ -114,6 +123,33 @@ impl ServedModel {
             }
         }
         Ok(serving)
+    }
+}
+
+impl ServedModel {
+    /// Swaps in `next`, a revision of `base` carrying `rows` changed rows, if `base` is still
+    /// serving (a registry version swapped in meanwhile wins); whether it did.
+    pub(crate) fn revise(&self, base: &Arc<LoadedModel>, next: LoadedModel, rows: u64) -> bool {
+        let _guard = self.refresh.lock().unwrap_or_else(|p| p.into_inner());
+        let serving = self.current.load();
+        if !serving.as_ref().is_some_and(|s| Arc::ptr_eq(s, base)) {
+            return false;
+        }
+        self.current.store(Some(Arc::new(next)));
+        self.revisions.fetch_add(1, Ordering::Relaxed);
+        self.ps_rows.fetch_add(rows, Ordering::Relaxed);
+        true
+    }
+
+    /// The served weights were equal to the parameter server's at `at_ms`.
+    pub(crate) fn followed(&self, at_ms: u64) {
+        self.followed_ms.fetch_max(at_ms, Ordering::Relaxed);
+    }
+
+    /// When the served weights were last known equal to the parameter server's (ms since the
+    /// Unix epoch), if the server follows one.
+    pub fn followed_ms(&self) -> Option<u64> {
+        Some(self.followed_ms.load(Ordering::Relaxed)).filter(|&ms| ms > 0)
     }
 }
 
@@ -361,7 +397,7 @@ impl ServingState {
             .map(|d| d.as_millis() as u64)
             .unwrap_or(0);
         let models = self.models();
-        let gauges: [Counter; 4] = [
+        let gauges: [Counter; 6] = [
             (
                 "eddy_serving_model_requests_total",
                 "counter",
@@ -385,6 +421,18 @@ impl ServingState {
                 "counter",
                 "Versions that failed to load.",
                 |m| m.load_failures.load(Ordering::Relaxed),
+            ),
+            (
+                "eddy_serving_model_ps_revisions_total",
+                "counter",
+                "Revisions of the serving version from the parameter server.",
+                |m| m.revisions.load(Ordering::Relaxed),
+            ),
+            (
+                "eddy_serving_model_ps_rows_total",
+                "counter",
+                "Parameter-server rows applied to served versions.",
+                |m| m.ps_rows.load(Ordering::Relaxed),
             ),
         ];
         for (name, kind, help, value) in gauges {
@@ -413,6 +461,18 @@ impl ServingState {
                 let _ = writeln!(
                     out,
                     "eddy_serving_model_age_seconds{{model=\"{}\"}} {age}",
+                    m.name
+                );
+            }
+        }
+        out.push_str("# HELP eddy_serving_model_ps_behind_seconds Seconds since the served weights were last equal to the parameter server's.\n");
+        out.push_str("# TYPE eddy_serving_model_ps_behind_seconds gauge\n");
+        for m in &models {
+            if let Some(at) = m.followed_ms() {
+                let behind = now_ms.saturating_sub(at) as f64 / 1000.0;
+                let _ = writeln!(
+                    out,
+                    "eddy_serving_model_ps_behind_seconds{{model=\"{}\"}} {behind}",
                     m.name
                 );
             }

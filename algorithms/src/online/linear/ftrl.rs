@@ -269,6 +269,37 @@ impl FtrlLogisticRegression {
         Ok(())
     }
 
+    /// This model with every weight and its state at zero (shape, rule and row count kept):
+    /// the start of a full resync from a parameter server, whose missing rows are zeros.
+    pub fn zeroed(&self) -> Self {
+        FtrlLogisticRegression {
+            slots: ChunkedTable::new(self.dim as usize, DENSE_CHUNK_SLOTS),
+            bias: [0.0; 3],
+            ..*self
+        }
+    }
+
+    /// Seeds one weight trained elsewhere (a parameter server's row, as the delta feed sends
+    /// it): the intercept when `feature` is `None`, else feature `feature`'s. Its state becomes
+    /// a warm start's (`z` for the weight, `n` = 0), as [`warm_start`](Self::warm_start) sets
+    /// every slot. Refuses a feature outside `dim` and a non-finite weight.
+    pub fn set_weight(&mut self, feature: Option<u64>, w: f32) -> Result<()> {
+        let z = self.rule.z_for_weight(w)?;
+        let slot = [self.rule.weight(z, 0.0), z, 0.0];
+        match feature {
+            None if self.fit_intercept => self.bias = slot,
+            None => {}
+            Some(i) if i < self.dim => self.slots.set(i as usize, slot.map(f32::to_bits)),
+            Some(i) => {
+                return Err(Error::Shape(format!(
+                    "{NAME}: weight of feature {i}, but the model's dim is {}",
+                    self.dim
+                )))
+            }
+        }
+        Ok(())
+    }
+
     /// The serialized form of this model's shape and rule with the slots `slot(i)` and
     /// intercept `bias`.
     fn wire<F: Fn(usize) -> [f32; 3]>(&self, slot: F, bias: [f32; 3]) -> FtrlWire<'_, F> {
