@@ -254,7 +254,7 @@ impl OnlineLearner for SharedFtrl {
 }
 
 #[cfg(test)]
-pub(super) mod tests {
+mod tests {
     use super::*;
     use crate::features::CsrMatrix;
     use crate::online::linear::FtrlLogisticParams;
@@ -268,14 +268,22 @@ pub(super) mod tests {
         .unwrap()
     }
 
+    /// `rows` pseudo-random draws from `seed` (a linear congruential generator).
+    fn draws(rows: usize, seed: u64) -> impl Iterator<Item = u64> {
+        std::iter::successors(Some(seed), |s| {
+            Some(
+                s.wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407),
+            )
+        })
+        .skip(1)
+        .take(rows)
+    }
+
     fn examples(rows: usize, seed: u64) -> Examples {
         let mut x = CsrMatrix::with_capacity(64, rows, 3);
         let mut labels = Vec::new();
-        let mut s = seed;
-        for _ in 0..rows {
-            s = s
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
+        for s in draws(rows, seed) {
             let a = ((s >> 33) % 64) as u32;
             x.push(a, 1.0);
             x.push((a * 7 + 3) % 64, 0.5);
@@ -303,14 +311,10 @@ pub(super) mod tests {
 
     /// Rows with a numeric column in every row (index 0), a 4-valued category (1..=4) and a
     /// sparse one (8..64): what hot replicas are for.
-    pub(super) fn mixed_examples(rows: usize, seed: u64) -> Examples {
+    fn mixed_examples(rows: usize, seed: u64) -> Examples {
         let mut x = CsrMatrix::with_capacity(64, rows, 3);
         let mut labels = Vec::new();
-        let mut s = seed;
-        for _ in 0..rows {
-            s = s
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
+        for s in draws(rows, seed) {
             let (a, b) = (((s >> 33) % 4) as u32, ((s >> 40) % 56) as u32);
             x.push(0, ((s >> 20) % 100) as f32 / 100.0);
             x.push(1 + a, 1.0);
