@@ -34,6 +34,8 @@
 
 mod buffer;
 pub mod interval;
+mod side;
+mod state;
 
 use std::sync::Arc;
 
