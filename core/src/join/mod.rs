@@ -23,25 +23,61 @@
 //! watermark closes the interval without one, and [`LABEL_DELAY`]: the event time from the
 //! left row to its label (the click's time minus the impression's, or the whole wait).
 //!
-//! The buffered rows are checkpointed per key group (Arrow IPC batches of each side's rows,
-//! with their schema), so the join restores exactly once and at another parallelism.
+//! A **window join** ([`Stream::window_join`], [`WindowJoin`]) pairs the rows of equal key
+//! that fall in the same tumbling or sliding event-time window (Flink's window join; windows are
+//! assigned by the window operators' [`WindowSpec`](crate::window::WindowSpec)):
+//!
+//! - rows wait in keyed state; when the watermark reaches a window's `end - 1`, every left row of
+//!   a key in it is paired with every right row of the key in it (a pair in several sliding
+//!   windows is emitted once per window); output rows are the left columns, the right columns
+//!   (renamed as above), then [`WINDOW_START`] and [`WINDOW_END`] (Int64 ms, end exclusive);
+//! - a row leaves the state once its last window has fired;
+//! - a row whose windows have all fired when it arrives is late: counted, sent to
+//!   [`LATE_LEFT`] or [`LATE_RIGHT`]. Session windows and allowed lateness are refused.
+//!
+//! A **temporal join** ([`Stream::temporal_join`], [`TemporalJoin`]) looks every left row up in
+//! a changing keyed table whose changelog is the right stream (each right row an upsert of its
+//! key at its event time; a second version of a key at the same time replaces the first), as of
+//! the left row's event time — Flink's event-time `FOR SYSTEM_TIME AS OF` join:
+//!
+//! - a left row waits until the watermark reaches its time, then is emitted with the latest
+//!   version of its key at or before that time; with no such version it is dropped
+//!   ([`TemporalKind::Inner`]) or emitted with null right columns ([`TemporalKind::LeftOuter`]);
+//! - per key, versions older than the latest one at or before the watermark are dropped, so the
+//!   state is one version per key plus the versions newer than the watermark, plus the waiting
+//!   left rows;
+//! - a left row behind the watermark, or a version at or behind it, is late: counted and sent
+//!   to [`LATE_LEFT`] / [`LATE_RIGHT`] (the versions it needed, or the left rows it should have
+//!   answered, are gone).
+//!
+//! Every join's buffered rows are checkpointed per key group (Arrow IPC batches of each side's
+//! rows, with their schema; `state`), so a join restores exactly once and at another
+//! parallelism. `buffered_rows()` on each operator gives its state size.
 //!
 //! | module | what |
 //! |---|---|
 //! | [`interval`] | [`IntervalJoinOperator`]; its checkpointed state (`interval::state`) |
 //! | `interval::label` | the label output |
+//! | [`window`] | [`WindowJoin`] and `window_join` (`window::spec`), [`WindowJoinOperator`]; `window::state` |
+//! | [`temporal`] | [`TemporalJoin`] and `temporal_join` (`temporal::spec`), [`TemporalJoinOperator`]; `temporal::state` |
+//! | `side` | each input's schema, time and key columns, row-format conversion; the pair schema |
+//! | `state` | keyed buffered rows (`KeyState`) and the checkpoint format all joins share |
 //! | `buffer` | the rows of one key and side waiting for a partner, in one byte arena |
 
 mod buffer;
 pub mod interval;
 mod side;
 mod state;
+pub mod temporal;
+pub mod window;
 
 use std::sync::Arc;
 
 use crate::dataflow::Stream;
 
 pub use interval::IntervalJoinOperator;
+pub use temporal::{TemporalJoin, TemporalJoinOperator, TemporalKind};
+pub use window::{WindowJoin, WindowJoinOperator, WINDOW_END, WINDOW_START};
 
 /// Side output of the left rows that arrived behind the watermark.
 pub const LATE_LEFT: &str = "late-left";
