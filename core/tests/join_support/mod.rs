@@ -382,6 +382,9 @@ pub fn check_rescale(kind: Kind, from: usize, to: usize, seeds: std::ops::Range<
             handle.completed_checkpoints().contains(&epoch) || handle.is_finished()
         });
         assert!(handle.completed_checkpoints().contains(&epoch));
+        // the sink commits the checkpoint's transaction after it completes: run 2's sink
+        // cannot publish what run 1's prepared (another sink, maybe another subtask count)
+        wait_for("the sink's commit", || first.prepared() == 0);
         handle.cancel();
         let _ = handle.join();
         let mut got = first.committed();
