@@ -104,10 +104,18 @@ fn a_left_row_gets_the_version_as_of_its_time_not_the_latest() {
     let mut op = operator(true);
     let mut out = Collector::default();
     op.on_start(&TaskInfo::new("join", 0, 1)).unwrap();
-    op.process(1, batch(1, &[ev(1, 90, 1), ev(1, 110, 2), ev(1, 90, 3)]), &mut out)
-        .unwrap();
-    op.process(0, batch(0, &[ev(1, 100, 7), ev(1, 120, 8), ev(2, 100, 9)]), &mut out)
-        .unwrap();
+    op.process(
+        1,
+        batch(1, &[ev(1, 90, 1), ev(1, 110, 2), ev(1, 90, 3)]),
+        &mut out,
+    )
+    .unwrap();
+    op.process(
+        0,
+        batch(0, &[ev(1, 100, 7), ev(1, 120, 8), ev(2, 100, 9)]),
+        &mut out,
+    )
+    .unwrap();
     op.on_watermark(105, &mut out).unwrap();
     assert_eq!(
         rows_of(&data(&mut out)),
@@ -116,7 +124,10 @@ fn a_left_row_gets_the_version_as_of_its_time_not_the_latest() {
     // the version at 90 is no longer needed once 110 is at or before the watermark
     assert_eq!(op.buffered_rows(), (1, 2));
     op.on_watermark(130, &mut out).unwrap();
-    assert_eq!(rows_of(&data(&mut out)), vec!["1,120,8,1,110,2".to_string()]);
+    assert_eq!(
+        rows_of(&data(&mut out)),
+        vec!["1,120,8,1,110,2".to_string()]
+    );
     assert_eq!(op.buffered_rows(), (0, 1));
 }
 

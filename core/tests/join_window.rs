@@ -77,8 +77,16 @@ fn state_holds_exactly_the_rows_whose_last_window_is_open() {
         let mut op = operator(size, slide);
         let mut checks = 0;
         let out = drive(&mut op, &case.left, &case.right, |op, wm, l, r| {
-            let open = |e: &[Event]| e.iter().filter(|e| last_fire(e.ts, size, slide) > wm).count();
-            assert_eq!(op.buffered_rows(), (open(l), open(r)), "seed {seed}, watermark {wm}");
+            let open = |e: &[Event]| {
+                e.iter()
+                    .filter(|e| last_fire(e.ts, size, slide) > wm)
+                    .count()
+            };
+            assert_eq!(
+                op.buffered_rows(),
+                (open(l), open(r)),
+                "seed {seed}, watermark {wm}"
+            );
             checks += 1;
         });
         assert!(checks > 10, "{checks} watermarks");
@@ -118,7 +126,14 @@ fn late_rows_go_aside_and_a_restored_join_fires_what_is_left() {
     assert_eq!(restored.late_records(), 1);
     restored.on_watermark(i64::MAX, &mut out).unwrap();
     let rows = rows_of(&join_support::data(&mut out));
-    let want = oracle(Kind::Window { size: 30, slide: 10 }, &[ev(1, 25, 0)], &[ev(1, 12, 8)]);
+    let want = oracle(
+        Kind::Window {
+            size: 30,
+            slide: 10,
+        },
+        &[ev(1, 25, 0)],
+        &[ev(1, 12, 8)],
+    );
     // the pair in [10,40) only: [0,30) fired before the right row came
     assert_eq!(rows, vec!["1,25,0,1,12,8,10,40".to_string()]);
     assert!(want.contains(&rows[0]));

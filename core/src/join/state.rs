@@ -90,7 +90,10 @@ pub(crate) fn decode<M: DeserializeOwned>(
         .map(|(tag, b)| Ok((*tag, snapshot::decode::<M>(kind, operator, b)?)))
         .collect::<Result<Vec<_>>>()?;
     let bad = |group: u32, m: String| {
-        Error::config(format!("{operator}.state"), format!("key group {group}: {m}"))
+        Error::config(
+            format!("{operator}.state"),
+            format!("key group {group}: {m}"),
+        )
     };
     let mut batches = Vec::new();
     for (group, part) in &parts.parts {

@@ -291,7 +291,11 @@ pub fn check_oracle(kind: Kind, seeds: std::ops::Range<u64>) {
     for seed in seeds {
         let case = Case::new(kind, seed);
         let want = case.oracle();
-        assert!(want.len() > 100, "{kind:?} seed {seed}: {} rows", want.len());
+        assert!(
+            want.len() > 100,
+            "{kind:?} seed {seed}: {} rows",
+            want.len()
+        );
         for p in [1, 2] {
             let sink = TxSink::new();
             let flow = case.job(DataflowConfig::default(), p, [None, None], &sink);
@@ -389,8 +393,14 @@ pub fn check_rescale(kind: Kind, from: usize, to: usize, seeds: std::ops::Range<
         let _ = handle.join();
         let mut got = first.committed();
         let second = TxSink::new();
-        let handle = case.job(config(), to, [None, None], &second).start().unwrap();
-        assert!(handle.restored_checkpoint().is_some(), "run 2 restored nothing");
+        let handle = case
+            .job(config(), to, [None, None], &second)
+            .start()
+            .unwrap();
+        assert!(
+            handle.restored_checkpoint().is_some(),
+            "run 2 restored nothing"
+        );
         wait(handle);
         got.extend(second.committed());
         got.sort();

@@ -225,7 +225,8 @@ impl TemporalJoinOperator {
         if self.due.index.is_empty() {
             return Ok(());
         }
-        let (Some(left), Some(right), Some(schema)) = (&self.sides[0], &self.sides[1], &self.output)
+        let (Some(left), Some(right), Some(schema)) =
+            (&self.sides[0], &self.sides[1], &self.output)
         else {
             return Err(Error::Internal(format!(
                 "{}: left rows answered before both sides were bound",
@@ -294,7 +295,10 @@ impl Operator for TemporalJoinOperator {
         if !self.late_rows.is_empty() {
             self.late += self.late_rows.len() as u64;
             let idx = UInt32Array::from(std::mem::take(&mut self.late_rows));
-            out.emit_side([LATE_LEFT, LATE_RIGHT][input], take_record_batch(&batch, &idx)?);
+            out.emit_side(
+                [LATE_LEFT, LATE_RIGHT][input],
+                take_record_batch(&batch, &idx)?,
+            );
         }
         Ok(())
     }

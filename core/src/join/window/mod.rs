@@ -126,7 +126,10 @@ impl WindowJoinOperator {
     /// Whether some window fires as the watermark moves from `old` to `new`: a window end `e`
     /// (`e ≡ size` modulo the slide) with `old < e - 1 <= new`.
     fn some_window_ends(&self, old: i64, new: i64) -> bool {
-        let (size, slide) = (i128::from(self.assigner.size), i128::from(self.assigner.slide));
+        let (size, slide) = (
+            i128::from(self.assigner.size),
+            i128::from(self.assigner.slide),
+        );
         let first = i128::from(old) + 2; // the least end e with e - 1 > old
         let next_end = first + (size - first).rem_euclid(slide);
         next_end - 1 <= i128::from(new)
@@ -230,7 +233,8 @@ impl WindowJoinOperator {
         if self.fired.starts.is_empty() {
             return Ok(());
         }
-        let (Some(left), Some(right), Some(schema)) = (&self.sides[0], &self.sides[1], &self.output)
+        let (Some(left), Some(right), Some(schema)) =
+            (&self.sides[0], &self.sides[1], &self.output)
         else {
             return Err(Error::Internal(format!(
                 "{}: pairs fired before both sides were bound",
@@ -267,7 +271,10 @@ impl Operator for WindowJoinOperator {
         if !self.late_rows.is_empty() {
             self.late += self.late_rows.len() as u64;
             let idx = UInt32Array::from(std::mem::take(&mut self.late_rows));
-            out.emit_side([LATE_LEFT, LATE_RIGHT][input], take_record_batch(&batch, &idx)?);
+            out.emit_side(
+                [LATE_LEFT, LATE_RIGHT][input],
+                take_record_batch(&batch, &idx)?,
+            );
         }
         Ok(())
     }

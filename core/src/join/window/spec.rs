@@ -69,9 +69,7 @@ impl WindowJoin {
         } else {
             &self.right_time
         };
-        explicit
-            .as_deref()
-            .or(self.window.time_column.as_deref())
+        explicit.as_deref().or(self.window.time_column.as_deref())
     }
 }
 
