@@ -111,7 +111,6 @@ fn late_rows_go_aside_and_a_restored_join_fires_what_is_left() {
         .unwrap();
     let late: usize = out
         .drain()
-        .into_iter()
         .map(|o| match o {
             Output::Side(tag, b) if tag == LATE_RIGHT => b.num_rows(),
             _ => 0,
