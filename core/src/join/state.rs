@@ -40,21 +40,21 @@ pub(crate) fn buffered_rows(state: &KeyedRows) -> (usize, usize) {
     })
 }
 
-/// The snapshot of a join of `kind`: `meta` tagged with `subtask`, and the rows of `state`
+/// The snapshot of a join of `kind`: `meta` tagged with `subtask`, and the rows of `states`
 /// per key group and side.
-pub(crate) fn encode<M: Serialize>(
+pub(crate) fn encode<'a, M: Serialize>(
     kind: &str,
     subtask: usize,
     meta: &M,
     sides: &[Option<Side>; 2],
-    state: &KeyedRows,
+    states: impl IntoIterator<Item = &'a KeyState>,
 ) -> Result<Vec<u8>> {
     let mut parts = StateParts::default();
     parts
         .meta
         .push((subtask as u32, snapshot::encode(kind, meta)?));
     let mut groups: BTreeMap<u32, Vec<&KeyState>> = BTreeMap::new();
-    for k in state.values() {
+    for k in states {
         groups.entry(k.group).or_default().push(k);
     }
     for (group, states) in groups {

@@ -9,6 +9,11 @@
 //! the versions older than the latest one at or before the watermark are dropped: no left row
 //! that may still come can need them, so a key keeps one version plus those newer than the
 //! watermark.
+//!
+//! A pass visits only the *active* keys (left rows waiting, or more than one version); a key
+//! left with one version and nothing waiting is *settled* into a second map, the table at rest,
+//! and moves back (its key bytes moved, not copied) when a row of it arrives. So a large table
+//! costs a watermark nothing.
 
 use std::sync::Arc;
 
@@ -57,7 +62,10 @@ pub struct TemporalJoinOperator {
     task: TaskInfo,
     sides: [Option<Side>; 2],
     output: Option<SchemaRef>,
-    state: KeyedRows,
+    /// Keys with left rows waiting or more than one version: what a pass visits.
+    active: KeyedRows,
+    /// Settled keys: one version, nothing waiting — the table at rest, which passes skip.
+    table: KeyedRows,
     watermark: EventTime,
     late: u64,
     /// The earliest time of a waiting left row.
@@ -86,7 +94,8 @@ impl TemporalJoinOperator {
             task: TaskInfo::new(name, 0, 1),
             sides: [None, None],
             output: None,
-            state: KeyedRows::new(),
+            active: KeyedRows::new(),
+            table: KeyedRows::new(),
             watermark: i64::MIN,
             late: 0,
             next_due: i64::MAX,
@@ -106,7 +115,11 @@ impl TemporalJoinOperator {
 
     /// (left rows waiting for the watermark, right versions kept).
     pub fn buffered_rows(&self) -> (usize, usize) {
-        super::state::buffered_rows(&self.state)
+        let (a, t) = (
+            super::state::buffered_rows(&self.active),
+            super::state::buffered_rows(&self.table),
+        );
+        (a.0 + t.0, a.1 + t.1)
     }
 
     /// Learns side `s`'s schema from its first batch (or checks that it did not change);
@@ -154,15 +167,22 @@ impl TemporalJoinOperator {
                 continue;
             }
             let key = keys.row(i);
-            if !self.state.contains_key(key.as_ref()) {
-                let group = key_group(self.hashes[i], self.task.key_groups);
-                let state = KeyState {
-                    group,
-                    buffers: Default::default(),
+            if !self.active.contains_key(key.as_ref()) {
+                // a settled key becomes active again (its key bytes move, unallocated)
+                let (bytes, state) = match self.table.remove_entry(key.as_ref()) {
+                    Some(entry) => entry,
+                    None => {
+                        let group = key_group(self.hashes[i], self.task.key_groups);
+                        let state = KeyState {
+                            group,
+                            buffers: Default::default(),
+                        };
+                        (key.as_ref().to_vec(), state)
+                    }
                 };
-                self.state.insert(key.as_ref().to_vec(), state);
+                self.active.insert(bytes, state);
             }
-            let Some(state) = self.state.get_mut(key.as_ref()) else {
+            let Some(state) = self.active.get_mut(key.as_ref()) else {
                 continue;
             };
             let buffer = &mut state.buffers[s];
@@ -181,7 +201,8 @@ impl TemporalJoinOperator {
     }
 
     /// Answers the left rows the watermark has reached, then drops the versions no later left
-    /// row can need; recomputes when the next pass is due.
+    /// row can need; recomputes when the next pass is due and settles the keys left with one
+    /// version and nothing waiting. Visits the active keys only.
     fn pass(&mut self, out: &mut Collector) -> Result<()> {
         let wm = self.watermark;
         let outer = self.spec.kind == TemporalKind::LeftOuter;
@@ -190,7 +211,7 @@ impl TemporalJoinOperator {
         due.versions.clear();
         due.index.clear();
         let (mut next_due, mut next_prune) = (i64::MAX, i64::MAX);
-        self.state.retain(|_, k| {
+        self.active.retain(|_, k| {
             let [left, versions] = &mut k.buffers;
             for (tl, lb) in left.iter().filter(|(t, _)| *t <= wm) {
                 let found = as_of(versions, tl);
@@ -217,6 +238,10 @@ impl TemporalJoinOperator {
             !(left.is_empty() && versions.is_empty())
         });
         (self.next_due, self.next_prune) = (next_due, next_prune);
+        let settled = |k: &mut KeyState| k.buffers[0].is_empty() && k.buffers[1].len() == 1;
+        for (key, state) in self.active.extract_if(|_, k| settled(k)) {
+            self.table.insert(key, state);
+        }
         self.emit_due(out)
     }
 

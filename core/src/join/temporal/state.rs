@@ -14,23 +14,30 @@ impl TemporalJoinOperator {
             watermark: self.watermark,
             late: self.late,
         };
-        encode(KIND, self.task.subtask, &meta, &self.sides, &self.state)
+        encode(
+            KIND,
+            self.task.subtask,
+            &meta,
+            &self.sides,
+            self.active.values().chain(self.table.values()),
+        )
     }
 
     /// Reads back what [`snapshot_state`](Self::snapshot_state) wrote, possibly the key groups
-    /// of several old subtasks; the next watermark runs a pass, which recomputes when passes
-    /// are due.
+    /// of several old subtasks. Every key starts active: the next watermark runs a pass, which
+    /// settles them and recomputes when passes are due.
     pub(super) fn restore_state(&mut self, bytes: &[u8]) -> Result<()> {
         let (metas, batches) = decode::<Meta>(KIND, &self.name, bytes)?;
         (self.watermark, self.late) =
             snapshot::restored_clock(&metas, &self.task, |m| (m.watermark, m.late));
-        self.state.clear();
+        self.active.clear();
+        self.table.clear();
         (self.next_due, self.next_prune) = (i64::MIN, i64::MIN);
         for (s, batch) in batches {
             self.bind(s, &batch.schema())?;
             let side = self.sides[s].as_ref().expect("bound above");
             insert_rows(
-                &mut self.state,
+                &mut self.active,
                 s,
                 side,
                 &self.name,

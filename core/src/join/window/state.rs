@@ -14,7 +14,13 @@ impl WindowJoinOperator {
             watermark: self.watermark,
             late: self.late,
         };
-        encode(KIND, self.task.subtask, &meta, &self.sides, &self.state)
+        encode(
+            KIND,
+            self.task.subtask,
+            &meta,
+            &self.sides,
+            self.state.values(),
+        )
     }
 
     /// Reads back what [`snapshot_state`](Self::snapshot_state) wrote, possibly the key groups
