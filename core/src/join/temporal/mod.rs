@@ -66,6 +66,8 @@ pub struct TemporalJoinOperator {
     active: KeyedRows,
     /// Settled keys: one version, nothing waiting — the table at rest, which passes skip.
     table: KeyedRows,
+    /// Empty between passes; a pass drains the active keys through it.
+    spare: KeyedRows,
     watermark: EventTime,
     late: u64,
     /// The earliest time of a waiting left row.
@@ -96,6 +98,7 @@ impl TemporalJoinOperator {
             output: None,
             active: KeyedRows::new(),
             table: KeyedRows::new(),
+            spare: KeyedRows::new(),
             watermark: i64::MIN,
             late: 0,
             next_due: i64::MAX,
@@ -202,46 +205,29 @@ impl TemporalJoinOperator {
 
     /// Answers the left rows the watermark has reached, then drops the versions no later left
     /// row can need; recomputes when the next pass is due and settles the keys left with one
-    /// version and nothing waiting. Visits the active keys only.
+    /// version and nothing waiting. Visits the active keys only (moved through a spare map
+    /// that keeps its capacity, so a pass allocates nothing once the maps have grown).
     fn pass(&mut self, out: &mut Collector) -> Result<()> {
         let wm = self.watermark;
         let outer = self.spec.kind == TemporalKind::LeftOuter;
-        let due = &mut self.due;
-        due.left.clear();
-        due.versions.clear();
-        due.index.clear();
-        let (mut next_due, mut next_prune) = (i64::MAX, i64::MAX);
-        self.active.retain(|_, k| {
-            let [left, versions] = &mut k.buffers;
-            for (tl, lb) in left.iter().filter(|(t, _)| *t <= wm) {
-                let found = as_of(versions, tl);
-                if found.is_none() && !outer {
-                    continue;
+        self.due.left.clear();
+        self.due.versions.clear();
+        self.due.index.clear();
+        let mut next = (i64::MAX, i64::MAX);
+        std::mem::swap(&mut self.active, &mut self.spare);
+        for (key, mut k) in self.spare.drain() {
+            answer_key(&mut k, wm, outer, &mut self.due, &mut next);
+            match (k.buffers[0].len(), k.buffers[1].len()) {
+                (0, 0) => {}
+                (0, 1) => {
+                    self.table.insert(key, k);
                 }
-                due.left.push(tl, lb);
-                due.index.push(found.map(|i| {
-                    let (tv, vb) = versions.get(i);
-                    due.versions.push(tv, vb);
-                    (due.versions.len() - 1) as u32
-                }));
+                _ => {
+                    self.active.insert(key, k);
+                }
             }
-            left.retain(|t| t > wm);
-            if let Some(current) = versions.iter().map(|(t, _)| t).filter(|&t| t <= wm).max() {
-                versions.retain(|t| t >= current);
-            }
-            if let Some(t) = left.min_time() {
-                next_due = next_due.min(t);
-            }
-            if let Some(second) = second_earliest(versions) {
-                next_prune = next_prune.min(second);
-            }
-            !(left.is_empty() && versions.is_empty())
-        });
-        (self.next_due, self.next_prune) = (next_due, next_prune);
-        let settled = |k: &mut KeyState| k.buffers[0].is_empty() && k.buffers[1].len() == 1;
-        for (key, state) in self.active.extract_if(|_, k| settled(k)) {
-            self.table.insert(key, state);
         }
+        (self.next_due, self.next_prune) = next;
         self.emit_due(out)
     }
 
@@ -270,6 +256,36 @@ impl TemporalJoinOperator {
         }
         out.emit(RecordBatch::try_new(schema.clone(), columns)?);
         Ok(())
+    }
+}
+
+/// Answers the left rows of key state `k` at or before `wm` into `due` (with the latest
+/// version at or before each; left outer: also those with none), drops them and the versions
+/// older than the latest one at or before `wm`, and lowers `next` (next due left row, next
+/// prunable version) by what the key still holds.
+fn answer_key(k: &mut KeyState, wm: i64, outer: bool, due: &mut Due, next: &mut (i64, i64)) {
+    let [left, versions] = &mut k.buffers;
+    for (tl, lb) in left.iter().filter(|(t, _)| *t <= wm) {
+        let found = as_of(versions, tl);
+        if found.is_none() && !outer {
+            continue;
+        }
+        due.left.push(tl, lb);
+        due.index.push(found.map(|i| {
+            let (tv, vb) = versions.get(i);
+            due.versions.push(tv, vb);
+            (due.versions.len() - 1) as u32
+        }));
+    }
+    left.retain(|t| t > wm);
+    if let Some(current) = versions.iter().map(|(t, _)| t).filter(|&t| t <= wm).max() {
+        versions.retain(|t| t >= current);
+    }
+    if let Some(t) = left.min_time() {
+        next.0 = next.0.min(t);
+    }
+    if let Some(second) = second_earliest(versions) {
+        next.1 = next.1.min(second);
     }
 }
 
