@@ -50,6 +50,60 @@
 //!   to [`LATE_LEFT`] / [`LATE_RIGHT`] (the versions it needed, or the left rows it should have
 //!   answered, are gone).
 //!
+//! ```
+//! use std::sync::Arc;
+//! use std::time::Duration;
+//! use arrow::array::{AsArray, Int64Array, StringArray};
+//! use arrow::datatypes::Int64Type;
+//! use arrow::record_batch::RecordBatch;
+//! use eddy_core::join::{TemporalJoin, WindowJoin};
+//! use eddy_core::prelude::*;
+//! use eddy_core::window::WindowSpec;
+//!
+//! let orders = RecordBatch::try_from_iter([
+//!     ("currency", Arc::new(StringArray::from(vec!["EUR", "EUR", "JPY"])) as _),
+//!     ("ts", Arc::new(Int64Array::from(vec![1_000, 5_000, 5_000])) as _),
+//!     ("amount", Arc::new(Int64Array::from(vec![10, 20, 30])) as _),
+//! ])?;
+//! let rates = RecordBatch::try_from_iter([
+//!     ("currency", Arc::new(StringArray::from(vec!["EUR", "EUR"])) as _),
+//!     ("ts", Arc::new(Int64Array::from(vec![0, 3_000])) as _),
+//!     ("rate", Arc::new(Int64Array::from(vec![110, 120])) as _),
+//! ])?;
+//! let converted = MemorySink::new();
+//! let same_window = MemorySink::new();
+//! let flow = Dataflow::new(DataflowConfig::default());
+//! let bound = Duration::from_secs(1);
+//! let orders = flow
+//!     .source("orders", MemorySource::from_batches(vec![orders])?)
+//!     .assign_timestamps("order time", "ts", bound);
+//! let rates = flow
+//!     .source("rates", MemorySource::from_batches(vec![rates])?)
+//!     .assign_timestamps("rate time", "ts", bound);
+//! // each order with the EUR rate current at its time; JPY has none: null (left outer)
+//! let spec = TemporalJoin::new(["currency"]).left_outer();
+//! orders
+//!     .temporal_join(&rates, "convert", spec)
+//!     .parallelism(2)
+//!     .sink("converted", converted.clone());
+//! // orders and rate changes of a currency in the same 10 s window
+//! let spec = WindowJoin::new(["currency"], WindowSpec::tumbling(Duration::from_secs(10)));
+//! orders
+//!     .window_join(&rates, "same 10s", spec)
+//!     .sink("same window", same_window.clone());
+//! flow.run()?;
+//! let mut got: Vec<(i64, Option<i64>)> = Vec::new();
+//! for b in converted.batches() {
+//!     let ts = b.column_by_name("ts").unwrap().as_primitive::<Int64Type>();
+//!     let rate = b.column_by_name("rate").unwrap().as_primitive::<Int64Type>();
+//!     got.extend(ts.iter().zip(rate.iter()).map(|(t, r)| (t.unwrap(), r)));
+//! }
+//! got.sort();
+//! assert_eq!(got, vec![(1_000, Some(110)), (5_000, None), (5_000, Some(120))]);
+//! assert_eq!(same_window.num_rows(), 4); // 2 EUR orders × 2 EUR rates in [0, 10 s)
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
 //! Every join's buffered rows are checkpointed per key group (Arrow IPC batches of each side's
 //! rows, with their schema; `state`), so a join restores exactly once and at another
 //! parallelism. `buffered_rows()` on each operator gives its state size.
