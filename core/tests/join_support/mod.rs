@@ -311,14 +311,14 @@ pub fn check_oracle(kind: Kind, seeds: std::ops::Range<u64>) {
 }
 
 /// Random faults (an error in the join, a panic while it snapshots, an error in a source),
-/// exactly-once restores from aligned checkpoints every 2 ms: the oracle's rows, each once.
-pub fn check_faults(kind: Kind, runs: &[(u64, usize)]) {
-    for &(seed, p) in runs {
+/// exactly-once restores from checkpoints (of `mode`) every 2 ms: the oracle's rows, each once.
+pub fn check_faults(kind: Kind, runs: &[(u64, usize, CheckpointMode)]) {
+    for &(seed, p, mode) in runs {
         let case = Case::new(kind, seed);
         let want = case.oracle();
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
         let dir = tempfile::tempdir().unwrap();
-        let mut config = faulty_config(dir.path(), CheckpointMode::Aligned, 4);
+        let mut config = faulty_config(dir.path(), mode, 4);
         config.failover.mode = FailoverMode::ExactlyOnce;
         config.faults = vec![
             FaultInjection::error("join", rng.random_range(0..p), rng.random_range(4..20)),
@@ -333,7 +333,7 @@ pub fn check_faults(kind: Kind, runs: &[(u64, usize)]) {
         assert_same_rows(
             &sink.committed(),
             &want,
-            &format!("{kind:?}, seed {seed}, parallelism {p}, {faults:?}"),
+            &format!("{kind:?}, seed {seed}, parallelism {p}, {mode:?}, {faults:?}"),
         );
     }
 }
