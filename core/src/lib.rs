@@ -35,7 +35,7 @@
 //! | [`operators`] | stateless operators: map, filter, flat_map, project, with_column, union |
 //! | [`partition`] | the edge contract: forward, rebalance, hash, broadcast |
 //! | [`window`] | event time (timestamps, watermarks), keyed windows (tumbling, sliding, session) and over-aggregates, state per key group |
-//! | [`join`] | the interval join of two keyed streams on event time, buffered rows per key group |
+//! | [`join`] | joins of two keyed streams on event time: interval, window (tumbling/sliding) and temporal (as-of lookup in a keyed changelog); buffered rows per key group |
 //! | [`keys`] | stable row hashing; key groups (per job, default 128) and their contiguous subtask ranges |
 //! | [`source`] | the [`Source`](source::Source) contract (position/seek), dead letters, built-in sources (files, Parquet, Kafka, generators) |
 //! | [`sink`] | the two-phase [`Sink`](sink::Sink) contract and built-in sinks |

@@ -23,23 +23,115 @@
 //! watermark closes the interval without one, and [`LABEL_DELAY`]: the event time from the
 //! left row to its label (the click's time minus the impression's, or the whole wait).
 //!
-//! The buffered rows are checkpointed per key group (Arrow IPC batches of each side's rows,
-//! with their schema), so the join restores exactly once and at another parallelism.
+//! A **window join** ([`Stream::window_join`], [`WindowJoin`]) pairs the rows of equal key
+//! that fall in the same tumbling or sliding event-time window (Flink's window join; windows are
+//! assigned by the window operators' [`WindowSpec`](crate::window::WindowSpec)):
+//!
+//! - rows wait in keyed state; when the watermark reaches a window's `end - 1`, every left row of
+//!   a key in it is paired with every right row of the key in it (a pair in several sliding
+//!   windows is emitted once per window); output rows are the left columns, the right columns
+//!   (renamed as above), then [`WINDOW_START`] and [`WINDOW_END`] (Int64 ms, end exclusive);
+//! - a row leaves the state once its last window has fired;
+//! - a row whose windows have all fired when it arrives is late: counted, sent to
+//!   [`LATE_LEFT`] or [`LATE_RIGHT`]. Session windows and allowed lateness are refused.
+//!
+//! A **temporal join** ([`Stream::temporal_join`], [`TemporalJoin`]) looks every left row up in
+//! a changing keyed table whose changelog is the right stream (each right row an upsert of its
+//! key at its event time; a second version of a key at the same time replaces the first), as of
+//! the left row's event time — Flink's event-time `FOR SYSTEM_TIME AS OF` join:
+//!
+//! - a left row waits until the watermark reaches its time, then is emitted with the latest
+//!   version of its key at or before that time; with no such version it is dropped
+//!   ([`TemporalKind::Inner`]) or emitted with null right columns ([`TemporalKind::LeftOuter`]);
+//! - per key, versions older than the latest one at or before the watermark are dropped, so the
+//!   state is one version per key plus the versions newer than the watermark, plus the waiting
+//!   left rows;
+//! - a left row behind the watermark, or a version at or behind it, is late: counted and sent
+//!   to [`LATE_LEFT`] / [`LATE_RIGHT`] (the versions it needed, or the left rows it should have
+//!   answered, are gone).
+//!
+//! ```
+//! use std::sync::Arc;
+//! use std::time::Duration;
+//! use arrow::array::{AsArray, Int64Array, StringArray};
+//! use arrow::datatypes::Int64Type;
+//! use arrow::record_batch::RecordBatch;
+//! use eddy_core::join::{TemporalJoin, WindowJoin};
+//! use eddy_core::prelude::*;
+//! use eddy_core::window::WindowSpec;
+//!
+//! let orders = RecordBatch::try_from_iter([
+//!     ("currency", Arc::new(StringArray::from(vec!["EUR", "EUR", "JPY"])) as _),
+//!     ("ts", Arc::new(Int64Array::from(vec![1_000, 5_000, 5_000])) as _),
+//!     ("amount", Arc::new(Int64Array::from(vec![10, 20, 30])) as _),
+//! ])?;
+//! let rates = RecordBatch::try_from_iter([
+//!     ("currency", Arc::new(StringArray::from(vec!["EUR", "EUR"])) as _),
+//!     ("ts", Arc::new(Int64Array::from(vec![0, 3_000])) as _),
+//!     ("rate", Arc::new(Int64Array::from(vec![110, 120])) as _),
+//! ])?;
+//! let converted = MemorySink::new();
+//! let same_window = MemorySink::new();
+//! let flow = Dataflow::new(DataflowConfig::default());
+//! let bound = Duration::from_secs(1);
+//! let orders = flow
+//!     .source("orders", MemorySource::from_batches(vec![orders])?)
+//!     .assign_timestamps("order time", "ts", bound);
+//! let rates = flow
+//!     .source("rates", MemorySource::from_batches(vec![rates])?)
+//!     .assign_timestamps("rate time", "ts", bound);
+//! // each order with the EUR rate current at its time; JPY has none: null (left outer)
+//! let spec = TemporalJoin::new(["currency"]).left_outer();
+//! orders
+//!     .temporal_join(&rates, "convert", spec)
+//!     .parallelism(2)
+//!     .sink("converted", converted.clone());
+//! // orders and rate changes of a currency in the same 10 s window
+//! let spec = WindowJoin::new(["currency"], WindowSpec::tumbling(Duration::from_secs(10)));
+//! orders
+//!     .window_join(&rates, "same 10s", spec)
+//!     .sink("same window", same_window.clone());
+//! flow.run()?;
+//! let mut got: Vec<(i64, Option<i64>)> = Vec::new();
+//! for b in converted.batches() {
+//!     let ts = b.column_by_name("ts").unwrap().as_primitive::<Int64Type>();
+//!     let rate = b.column_by_name("rate").unwrap().as_primitive::<Int64Type>();
+//!     got.extend(ts.iter().zip(rate.iter()).map(|(t, r)| (t.unwrap(), r)));
+//! }
+//! got.sort();
+//! assert_eq!(got, vec![(1_000, Some(110)), (5_000, None), (5_000, Some(120))]);
+//! assert_eq!(same_window.num_rows(), 4); // 2 EUR orders × 2 EUR rates in [0, 10 s)
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! Every join's buffered rows are checkpointed per key group (Arrow IPC batches of each side's
+//! rows, with their schema; `state`), so a join restores exactly once and at another
+//! parallelism. `buffered_rows()` on each operator gives its state size.
 //!
 //! | module | what |
 //! |---|---|
 //! | [`interval`] | [`IntervalJoinOperator`]; its checkpointed state (`interval::state`) |
 //! | `interval::label` | the label output |
+//! | [`window`] | [`WindowJoin`] and `window_join` (`window::spec`), [`WindowJoinOperator`]; `window::state` |
+//! | [`temporal`] | [`TemporalJoin`] and `temporal_join` (`temporal::spec`), [`TemporalJoinOperator`]; `temporal::state` |
+//! | `side` | each input's schema, time and key columns, row-format conversion; the pair schema |
+//! | `state` | keyed buffered rows (`KeyState`) and the checkpoint format all joins share |
 //! | `buffer` | the rows of one key and side waiting for a partner, in one byte arena |
 
 mod buffer;
 pub mod interval;
+mod side;
+mod state;
+pub mod temporal;
+pub mod window;
 
 use std::sync::Arc;
 
 use crate::dataflow::Stream;
 
 pub use interval::IntervalJoinOperator;
+pub use temporal::{TemporalJoin, TemporalJoinOperator, TemporalKind};
+pub use window::{WindowJoin, WindowJoinOperator, WINDOW_END, WINDOW_START};
 
 /// Side output of the left rows that arrived behind the watermark.
 pub const LATE_LEFT: &str = "late-left";

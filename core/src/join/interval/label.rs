@@ -87,10 +87,7 @@ impl IntervalJoinOperator {
             return Ok(());
         }
         let left = self.sides[0].as_ref().expect("labelled rows have a side");
-        let parser = left.rows.parser();
-        let columns = left
-            .rows
-            .convert_rows(self.matches.other.iter().map(|(_, b)| parser.parse(b)))?;
+        let columns = left.columns(self.matches.other.iter().map(|(_, b)| b))?;
         self.emit_labelled(columns, label, out)
     }
 

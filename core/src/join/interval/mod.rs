@@ -5,49 +5,42 @@
 //! other side's buffer of its key, every pair in the interval is emitted, and the row is
 //! buffered while the watermark still allows a partner.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
-use arrow::array::{ArrayRef, UInt32Array};
+use arrow::array::UInt32Array;
 use arrow::compute::take_record_batch;
-use arrow::datatypes::{Field, Schema, SchemaRef};
+use arrow::datatypes::{Schema, SchemaRef};
 use arrow::record_batch::RecordBatch;
-use arrow::row::{RowConverter, Rows, SortField};
+use arrow::row::Rows;
 
 mod label;
 mod state;
 
 use super::buffer::RowBuffer;
+use super::side::{check_key_types, pair_fields, Side};
+use super::state::{KeyState, KeyedRows};
 use super::{IntervalJoin, JoinOutput, LATE_LEFT, LATE_RIGHT};
 use crate::error::{Error, Result};
-use crate::keys::{hash_rows, key_group};
+use crate::keys::key_group;
 use crate::message::{Epoch, EventTime};
 use crate::operator::{Collector, Operator, Redistribution, TaskInfo};
-use crate::window::timestamps::{read_event_times, time_column};
 
 const KIND: &str = "interval-join";
-const SIDES: [&str; 2] = ["left", "right"];
-
-/// One input's schema and how its rows are read.
-struct Side {
-    schema: SchemaRef,
-    time: usize,
-    keys: Vec<usize>,
-    rows: RowConverter,
-    key_rows: RowConverter,
-}
-
-/// The buffered rows of one key: its key group, and per side.
-struct KeyState {
-    group: u32,
-    buffers: [RowBuffer; 2],
-}
 
 /// The watermark and late count, checkpointed per subtask.
 #[derive(serde::Serialize, serde::Deserialize)]
 struct Meta {
     watermark: i64,
     late: u64,
+}
+
+/// The watermark past which a row of side `s` at `ts` can match nothing more, for the interval
+/// `[lower, upper]`.
+fn expiry(s: usize, ts: i64, lower: i64, upper: i64) -> i64 {
+    match s {
+        0 => ts.saturating_add(upper),
+        _ => ts.saturating_sub(lower),
+    }
 }
 
 /// Pairs matched by one batch: the batch's rows and the other side's row bytes; a labelling
@@ -66,7 +59,7 @@ pub struct IntervalJoinOperator {
     task: TaskInfo,
     sides: [Option<Side>; 2],
     output: Option<SchemaRef>,
-    state: HashMap<Vec<u8>, KeyState>,
+    state: KeyedRows,
     watermark: EventTime,
     late: u64,
     /// Some buffered row can no longer match once the watermark passes this.
@@ -96,7 +89,7 @@ impl IntervalJoinOperator {
             task: TaskInfo::new(name, 0, 1),
             sides: [None, None],
             output: None,
-            state: HashMap::new(),
+            state: KeyedRows::new(),
             watermark: i64::MIN,
             late: 0,
             next_expiry: i64::MAX,
@@ -114,17 +107,12 @@ impl IntervalJoinOperator {
 
     /// Rows buffered on (left, right), waiting for a partner.
     pub fn buffered_rows(&self) -> (usize, usize) {
-        self.state.values().fold((0, 0), |(l, r), k| {
-            (l + k.buffers[0].len(), r + k.buffers[1].len())
-        })
+        super::state::buffered_rows(&self.state)
     }
 
     /// The watermark past which a row of side `s` at `ts` can match nothing more.
     fn expiry(&self, s: usize, ts: i64) -> i64 {
-        match s {
-            0 => ts.saturating_add(self.spec.upper_ms),
-            _ => ts.saturating_sub(self.spec.lower_ms),
-        }
+        expiry(s, ts, self.spec.lower_ms, self.spec.upper_ms)
     }
 
     /// The partner times of a row of side `s` at `ts`, inclusive.
@@ -139,39 +127,13 @@ impl IntervalJoinOperator {
     /// Learns side `s`'s schema from its first batch (or checks that it did not change).
     fn bind(&mut self, s: usize, schema: &SchemaRef) -> Result<()> {
         if let Some(side) = &self.sides[s] {
-            if side.schema.fields() != schema.fields() {
-                return Err(Error::schema(
-                    &self.name,
-                    format!("the {} input's schema changed", SIDES[s]),
-                ));
-            }
-            return Ok(());
+            return side.check(&self.name, s, schema);
         }
-        let (explicit, names) = match s {
+        let (time, keys) = match s {
             0 => (&self.spec.left_time, &self.spec.left_keys),
             _ => (&self.spec.right_time, &self.spec.right_keys),
         };
-        let time = time_column(schema, explicit.as_deref(), &self.name)?;
-        let keys = names
-            .iter()
-            .map(|k| {
-                schema.index_of(k).map_err(|_| {
-                    Error::schema(
-                        &self.name,
-                        format!("key column `{k}` is not in the {} input", SIDES[s]),
-                    )
-                })
-            })
-            .collect::<Result<Vec<usize>>>()?;
-        let sort = |i: &usize| SortField::new(schema.field(*i).data_type().clone());
-        let all: Vec<usize> = (0..schema.fields().len()).collect();
-        self.sides[s] = Some(Side {
-            schema: schema.clone(),
-            time,
-            rows: RowConverter::new(all.iter().map(sort).collect())?,
-            key_rows: RowConverter::new(keys.iter().map(sort).collect())?,
-            keys,
-        });
+        self.sides[s] = Some(Side::bind(&self.name, s, schema, time.as_deref(), keys)?);
         self.check_keys()
     }
 
@@ -186,42 +148,11 @@ impl IntervalJoinOperator {
         let (Some(left), Some(right)) = (&self.sides[0], &self.sides[1]) else {
             return Ok(());
         };
-        for (&l, &r) in left.keys.iter().zip(&right.keys) {
-            let (lf, rf) = (left.schema.field(l), right.schema.field(r));
-            if lf.data_type() != rf.data_type() {
-                return Err(Error::schema(
-                    &self.name,
-                    format!(
-                        "key `{}` is {} on the left and `{}` is {} on the right",
-                        lf.name(),
-                        lf.data_type(),
-                        rf.name(),
-                        rf.data_type()
-                    ),
-                ));
-            }
-        }
+        check_key_types(&self.name, left, right)?;
         if self.spec.output == JoinOutput::Label {
             return Ok(());
         }
-        let mut fields: Vec<Field> = left.schema.fields().iter().map(|f| (**f).clone()).collect();
-        for f in right.schema.fields() {
-            let mut f = (**f).clone();
-            if fields.iter().any(|g| g.name() == f.name()) {
-                let renamed = format!("{}{}", self.spec.right_prefix, f.name());
-                f = f.with_name(renamed);
-            }
-            if fields.iter().any(|g| g.name() == f.name()) {
-                return Err(Error::schema(
-                    &self.name,
-                    format!(
-                        "output column `{}` twice: choose another right prefix",
-                        f.name()
-                    ),
-                ));
-            }
-            fields.push(f);
-        }
+        let fields = pair_fields(&self.name, left, right, &self.spec.right_prefix, false, &[])?;
         self.output = Some(Arc::new(Schema::new(fields)));
         Ok(())
     }
@@ -232,13 +163,7 @@ impl IntervalJoinOperator {
     /// and the keys and whole rows in the row format.
     fn read_rows(&mut self, s: usize, batch: &RecordBatch) -> Result<(Rows, Rows)> {
         let side = self.sides[s].as_ref().expect("bound before reading");
-        read_event_times(batch, side.time, &self.name, &mut self.times)?;
-        let key_columns: Vec<ArrayRef> =
-            side.keys.iter().map(|&k| batch.column(k).clone()).collect();
-        hash_rows(&key_columns, &mut self.hashes)?;
-        let keys = side.key_rows.convert_columns(&key_columns)?;
-        let rows = side.rows.convert_columns(batch.columns())?;
-        Ok((keys, rows))
+        side.read(&self.name, batch, &mut self.times, &mut self.hashes)
     }
 
     /// Joins the rows of `batch` from side `s` with the other side's buffered rows, then
@@ -309,10 +234,7 @@ impl IntervalJoinOperator {
         let other = self.sides[1 - s]
             .as_ref()
             .expect("matched rows have a side");
-        let parser = other.rows.parser();
-        let other_columns = other
-            .rows
-            .convert_rows(self.matches.other.iter().map(|(_, b)| parser.parse(b)))?;
+        let other_columns = other.columns(self.matches.other.iter().map(|(_, b)| b))?;
         let (left, right) = match s {
             0 => (here.columns().to_vec(), other_columns),
             _ => (other_columns, here.columns().to_vec()),
