@@ -5,7 +5,8 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::{now_unix, Mode, NodeStatus, Scheduler};
+use super::scheduler::{Mode, Scheduler};
+use super::{now_unix, NodeStatus};
 use crate::spec::{Cron, Schedule};
 
 impl Scheduler {
