@@ -21,7 +21,7 @@ use arrow::array::{AsArray, RecordBatch};
 use arrow::datatypes::{DataType, Field, Int64Type, Schema};
 use eddy_core::dataflow::{CheckpointMode, FaultInjection, FaultPoint};
 use eddy_core::prelude::*;
-use eddy_core::sink::kafka::{CommitFault, KafkaSink, KafkaSinkOptions};
+use eddy_core::sink::kafka::{CommitFault, CommitFaultPoint, KafkaSink, KafkaSinkOptions};
 use eddy_core::source::kafka::{KafkaSource, KafkaSourceOptions, KafkaUri};
 use eddy_core::source::BatchBounds;
 use rand::{Rng, SeedableRng};
@@ -422,7 +422,10 @@ fn read_produced(broker: &Broker, topic: &str) -> Vec<Produced> {
 fn assert_unique_ids(got: &[Produced], what: &str) {
     let mut ids: Vec<_> = got
         .iter()
-        .map(|m| m.id.clone().unwrap_or_else(|| panic!("{what}: {m:?} has no identity")))
+        .map(|m| {
+            m.id.clone()
+                .unwrap_or_else(|| panic!("{what}: {m:?} has no identity"))
+        })
         .collect();
     ids.sort();
     if let Some(w) = ids.windows(2).find(|w| w[0] == w[1]) {
@@ -443,7 +446,8 @@ fn exactly_once_sink(
     staging: &std::path::Path,
     fault: Option<CommitFault>,
 ) -> eddy_core::sink::SinkFactory {
-    let mut options = KafkaSinkOptions::new(KafkaUri::parse(uri).unwrap()).with_staging_dir(staging);
+    let mut options =
+        KafkaSinkOptions::new(KafkaUri::parse(uri).unwrap()).with_staging_dir(staging);
     options.commit_fault = fault;
     let sink = KafkaSink::new(options).unwrap();
     Arc::new(move |_| Ok(Box::new(sink.clone()) as Box<dyn Sink>))
@@ -457,9 +461,9 @@ enum Fault {
     Upstream(FaultInjection),
     /// A sink's pre-commit (the runtime's fault point).
     PreCommit(FaultInjection),
-    /// A sink's commit, before it produced anything (the runtime's fault point: the checkpoint
-    /// completed, the staged epoch is committed by the restore).
-    CommitStart(FaultInjection),
+    /// A sink's commit with staged rows, before it produced any (the checkpoint completed;
+    /// the staged epoch is committed by the restore).
+    CommitStart(&'static str, CommitFault),
     /// A sink's commit between two produced messages.
     MidCommit(&'static str, CommitFault),
 }
@@ -472,15 +476,26 @@ impl Fault {
         match kind {
             0 => {
                 let stage = ["kafka", "slow"][rng.random_range(0..2)];
-                Fault::Upstream(FaultInjection::error(stage, subtask, rng.random_range(30..120)))
+                Fault::Upstream(FaultInjection::error(
+                    stage,
+                    subtask,
+                    rng.random_range(30..120),
+                ))
             }
             1 => Fault::PreCommit(
-                FaultInjection::error(sink, subtask, 0).at(FaultPoint::PreCommit, rng.random_range(3..20)),
+                FaultInjection::error(sink, subtask, 0)
+                    .at(FaultPoint::PreCommit, rng.random_range(3..20)),
             ),
-            2 => Fault::CommitStart(
-                FaultInjection::error(sink, subtask, 0).at(FaultPoint::Commit, rng.random_range(1..4)),
-            ),
-            _ => Fault::MidCommit(sink, CommitFault::new(subtask, rng.random_range(1..400))),
+            2 => {
+                let after_commits = rng.random_range(0..3);
+                let point = CommitFaultPoint::BeforeProducing { after_commits };
+                Fault::CommitStart(sink, CommitFault::new(subtask, point))
+            }
+            _ => {
+                let after_messages = rng.random_range(1..400);
+                let point = CommitFaultPoint::BetweenProduces { after_messages };
+                Fault::MidCommit(sink, CommitFault::new(subtask, point))
+            }
         }
     }
 }
@@ -520,11 +535,11 @@ fn killed_at_random_points_exactly_once_output_equals_an_uninterrupted_run() {
         let mut commit_fault = (None, None);
         match fault.cloned() {
             None => {}
-            Some(Fault::Upstream(f) | Fault::PreCommit(f) | Fault::CommitStart(f)) => {
-                config.faults = vec![f]
+            Some(Fault::Upstream(f) | Fault::PreCommit(f)) => config.faults = vec![f],
+            Some(Fault::CommitStart("keyed", f) | Fault::MidCommit("keyed", f)) => {
+                commit_fault.0 = Some(f)
             }
-            Some(Fault::MidCommit("keyed", f)) => commit_fault.0 = Some(f),
-            Some(Fault::MidCommit(_, f)) => commit_fault.1 = Some(f),
+            Some(Fault::CommitStart(_, f) | Fault::MidCommit(_, f)) => commit_fault.1 = Some(f),
         }
         config.bounds = BatchBounds {
             max_rows: 5,
@@ -537,8 +552,14 @@ fn killed_at_random_points_exactly_once_output_equals_an_uninterrupted_run() {
             .parallelism(p)
             .operator("slow", Slow)
             .parallelism(p);
-        let keyed = format!("{}?partitions=3&key=k&delivery=exactly-once", broker.uri(&format!("{name}-keyed")));
-        let plain = format!("{}?partitions=2&delivery=exactly-once", broker.uri(&format!("{name}-plain")));
+        let keyed = format!(
+            "{}?partitions=3&key=k&delivery=exactly-once",
+            broker.uri(&format!("{name}-keyed"))
+        );
+        let plain = format!(
+            "{}?partitions=2&delivery=exactly-once",
+            broker.uri(&format!("{name}-plain"))
+        );
         rows.sink_with("keyed", exactly_once_sink(&keyed, &staging, commit_fault.0))
             .parallelism(p);
         rows.sink_with("plain", exactly_once_sink(&plain, &staging, commit_fault.1))
@@ -566,7 +587,11 @@ fn killed_at_random_points_exactly_once_output_equals_an_uninterrupted_run() {
         let got = topics.clone().map(|t| read_produced(&broker, &t));
         for (topic, got) in topics.iter().zip(&got) {
             let ts: Vec<i64> = content(got).iter().map(|&(ts, _)| ts).collect();
-            assert_same(&ts, rows, &format!("{topic}: an uninterrupted run writes each row once"));
+            assert_same(
+                &ts,
+                rows,
+                &format!("{topic}: an uninterrupted run writes each row once"),
+            );
             assert_unique_ids(got, topic);
         }
         reference.push(got.map(|g| content(&g)));
@@ -586,7 +611,9 @@ fn killed_at_random_points_exactly_once_output_equals_an_uninterrupted_run() {
                 if got != reference[i][t] {
                     let ts: Vec<i64> = got.iter().map(|&(ts, _)| ts).collect();
                     assert_same(&ts, rows, &format!("{topic} after {fault:?}"));
-                    panic!("{topic} after {fault:?}: rows in other partitions than the reference's");
+                    panic!(
+                        "{topic} after {fault:?}: rows in other partitions than the reference's"
+                    );
                 }
             }
             eprintln!("p {p} seed {seed} {fault:?}: equal to the uninterrupted run");
@@ -603,11 +630,20 @@ fn a_commit_cut_between_produces_is_completed_on_restore_without_duplicates() {
     let tmp = tempfile::tempdir().unwrap();
     let uri = KafkaUri::parse(&format!("{}?delivery=exactly-once", broker.uri("cut"))).unwrap();
     let mut options = KafkaSinkOptions::new(uri).with_staging_dir(tmp.path());
-    options.commit_fault = Some(CommitFault::new(0, 40));
+    let point = CommitFaultPoint::BetweenProduces { after_messages: 40 };
+    options.commit_fault = Some(CommitFault::new(0, point));
     let task = TaskInfo::new("out", 0, 1);
     let batch = RecordBatch::try_from_iter([
-        ("k", Arc::new(arrow::array::StringArray::from_iter_values((0..100).map(|i| format!("k{i}")))) as _),
-        ("ts", Arc::new(arrow::array::Int64Array::from_iter_values(0..100)) as _),
+        (
+            "k",
+            Arc::new(arrow::array::StringArray::from_iter_values(
+                (0..100).map(|i| format!("k{i}")),
+            )) as _,
+        ),
+        (
+            "ts",
+            Arc::new(arrow::array::Int64Array::from_iter_values(0..100)) as _,
+        ),
     ])
     .unwrap();
     let mut first = KafkaSink::new(options.clone()).unwrap();
@@ -615,7 +651,10 @@ fn a_commit_cut_between_produces_is_completed_on_restore_without_duplicates() {
     first.open(&task).unwrap();
     first.write(&batch).unwrap();
     first.pre_commit(Epoch(1)).unwrap();
-    assert!(read_produced(&broker, "cut").is_empty(), "nothing before the commit");
+    assert!(
+        read_produced(&broker, "cut").is_empty(),
+        "nothing before the commit"
+    );
     let err = first.commit(Epoch(1)).expect_err("the injected fault");
     assert!(err.to_string().contains("injected"), "{err}");
     drop(first);
@@ -643,7 +682,10 @@ fn an_oversize_message_is_an_error_naming_topic_and_partition() {
     let tmp = tempfile::tempdir().unwrap();
     let big = "x".repeat(2 << 20);
     let batch = RecordBatch::try_from_iter([
-        ("k", Arc::new(arrow::array::StringArray::from(vec![big.as_str()])) as _),
+        (
+            "k",
+            Arc::new(arrow::array::StringArray::from(vec![big.as_str()])) as _,
+        ),
         ("ts", Arc::new(arrow::array::Int64Array::from(vec![1])) as _),
     ])
     .unwrap();
@@ -652,7 +694,10 @@ fn an_oversize_message_is_an_error_naming_topic_and_partition() {
     let mut sink = KafkaSink::new(KafkaSinkOptions::new(uri)).unwrap();
     sink.open(&task).unwrap();
     let err = sink.write(&batch).expect_err("refused").to_string();
-    assert!(err.contains("topic big-alo") && err.contains("too large"), "{err}");
+    assert!(
+        err.contains("topic big-alo") && err.contains("too large"),
+        "{err}"
+    );
     let uri = KafkaUri::parse(&format!(
         "{}?partitions=2&delivery=exactly-once",
         broker.uri("big-eo")

@@ -165,6 +165,11 @@ impl<F: PartFile> EpochParts<F> {
         self.in_progress.as_mut()
     }
 
+    /// Whether an epoch up to `epoch` is sealed and waiting for its commit.
+    pub(crate) fn sealed_upto(&self, epoch: Epoch) -> bool {
+        self.sealed.iter().any(|&e| e <= epoch.0)
+    }
+
     /// The directory of the parts.
     pub(crate) fn dir(&self) -> &Path {
         &self.dir

@@ -38,25 +38,42 @@ use crate::sink::epoch_parts::EpochParts;
 use crate::sink::file_target::{sync_dir, FileTarget};
 use crate::source::kafka::KafkaSourceOptions;
 
-/// An injected failure inside an exactly-once commit, between two produced messages, for fault
-/// tests: subtask `subtask` fails its commit once `after_messages` messages of it were produced
-/// and acknowledged (so they are in the topic), once per value (clones share `fired`).
+/// Where a [`CommitFault`] fires.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CommitFaultPoint {
+    /// At the start of the subtask's `after_commits + 1`-th commit that has staged rows to
+    /// produce: the checkpoint completed, nothing of the epoch was produced.
+    BeforeProducing {
+        /// Commits with staged rows that succeed first.
+        after_commits: u64,
+    },
+    /// Once `after_messages` messages of the subtask's commits were produced and
+    /// acknowledged (so they are in the topic), before the next one.
+    BetweenProduces {
+        /// Messages produced first.
+        after_messages: u64,
+    },
+}
+
+/// An injected failure inside an exactly-once commit, for fault tests: subtask `subtask` fails
+/// its commit at `point`, once per value (clones share `fired`, so every attempt of a job
+/// sees the same fault).
 #[derive(Debug, Clone)]
 pub struct CommitFault {
     /// The sink subtask that fails.
     pub subtask: usize,
-    /// Messages produced (and acknowledged) in its commits before it fails.
-    pub after_messages: u64,
+    /// Where it fails.
+    pub point: CommitFaultPoint,
     /// Whether it fired (shared by every attempt of the job).
     pub fired: Arc<AtomicBool>,
 }
 
 impl CommitFault {
-    /// Subtask `subtask` fails its commit after `after_messages` messages.
-    pub fn new(subtask: usize, after_messages: u64) -> Self {
+    /// Subtask `subtask` fails its commit at `point`.
+    pub fn new(subtask: usize, point: CommitFaultPoint) -> Self {
         CommitFault {
             subtask,
-            after_messages,
+            point,
             fired: Arc::new(AtomicBool::new(false)),
         }
     }
@@ -64,6 +81,21 @@ impl CommitFault {
     /// Whether it fired.
     pub fn has_fired(&self) -> bool {
         self.fired.load(Ordering::SeqCst)
+    }
+
+    /// Whether it is due now (and, if so, marks it fired): `commits` commits with staged rows
+    /// began and `produced` messages were produced by subtask `subtask`, `starting` at the
+    /// start of a commit with staged rows.
+    fn due(&self, subtask: usize, commits: u64, produced: u64, starting: bool) -> bool {
+        let at = match self.point {
+            CommitFaultPoint::BeforeProducing { after_commits } => {
+                starting && commits > after_commits
+            }
+            CommitFaultPoint::BetweenProduces { after_messages } => {
+                !starting && produced >= after_messages
+            }
+        };
+        subtask == self.subtask && at && !self.fired.swap(true, Ordering::SeqCst)
     }
 }
 
@@ -83,6 +115,8 @@ pub(super) struct ExactlyOnce {
     fault: Option<CommitFault>,
     /// Messages produced by this subtask's commits (the fault counts them).
     produced: u64,
+    /// Commits that had staged rows to produce (the fault counts them).
+    commits: u64,
     timeout: Duration,
 }
 
@@ -133,12 +167,18 @@ impl ExactlyOnce {
             present: Vec::new(),
             fault,
             produced: 0,
+            commits: 0,
             timeout,
         })
     }
 
     /// Stages one message of the current epoch.
-    pub(super) fn stage(&mut self, partition: i32, key: Option<&[u8]>, payload: &[u8]) -> Result<()> {
+    pub(super) fn stage(
+        &mut self,
+        partition: i32,
+        key: Option<&[u8]>,
+        payload: &[u8],
+    ) -> Result<()> {
         let (file, fresh) = self.parts.writer()?;
         let path = file.path().to_path_buf();
         if fresh || self.stage.is_none() {
@@ -166,6 +206,20 @@ impl ExactlyOnce {
 
     /// Produces every staged epoch up to `epoch` (the checkpoint completed), idempotently.
     pub(super) fn commit(&mut self, epoch: Epoch, out: &mut KafkaWriter) -> Result<()> {
+        if self.parts.sealed_upto(epoch) {
+            self.commits += 1;
+            let (commits, produced) = (self.commits, self.produced);
+            if let Some(f) = self
+                .fault
+                .as_ref()
+                .filter(|f| f.due(self.subtask, commits, produced, true))
+            {
+                return Err(out.err(format!(
+                    "injected fault at the start of the commit of epoch {} ({f:?})",
+                    epoch.0
+                )));
+            }
+        }
         self.parts.commit(epoch)?;
         for e in self.parts.published()? {
             if e <= epoch.0 {
@@ -269,23 +323,19 @@ impl ExactlyOnce {
         result
     }
 
-    /// The injected [`CommitFault`], when due: what was sent is flushed (in the topic), then
-    /// the commit fails.
+    /// The injected [`CommitFault`] between produces, when due: what was sent is flushed (in
+    /// the topic), then the commit fails.
     fn maybe_fail(&mut self, epoch: u64, out: &KafkaWriter) -> Result<()> {
-        let Some(f) = &self.fault else {
-            return Ok(());
-        };
-        if f.subtask != self.subtask
-            || self.produced < f.after_messages
-            || f.fired.swap(true, Ordering::SeqCst)
-        {
-            return Ok(());
+        let (commits, produced) = (self.commits, self.produced);
+        match &self.fault {
+            Some(f) if f.due(self.subtask, commits, produced, false) => {
+                out.flush("the injected commit fault")?;
+                Err(out.err(format!(
+                    "injected fault in the commit of epoch {epoch}, after {produced} messages"
+                )))
+            }
+            _ => Ok(()),
         }
-        out.flush("the injected commit fault")?;
-        Err(out.err(format!(
-            "injected fault in the commit of epoch {epoch}, after {} messages",
-            self.produced
-        )))
     }
 }
 

@@ -92,7 +92,7 @@ use crate::message::Epoch;
 use crate::operator::TaskInfo;
 use crate::source::kafka::{KafkaDelivery, KafkaSourceOptions, KafkaUri};
 
-pub use exactly_once::CommitFault;
+pub use exactly_once::{CommitFault, CommitFaultPoint};
 pub use readback::{HEADER_EPOCH, HEADER_SEQ, HEADER_SINK, HEADER_SUBTASK};
 pub use writer::{KafkaWriter, Retries};
 
@@ -230,7 +230,10 @@ impl KafkaSink {
             )
         })?;
         let dir = self.options.staging_dir.clone().ok_or_else(|| {
-            Error::config(format!("{uri} delivery"), "exactly-once needs a staging dir")
+            Error::config(
+                format!("{uri} delivery"),
+                "exactly-once needs a staging dir",
+            )
         })?;
         let writer = KafkaWriter::open_with(uri, self.options.flush_timeout, Retries::Never)?;
         self.own_partition = (task.subtask % writer.partitions().max(1)) as i32;
@@ -301,7 +304,10 @@ impl Sink for KafkaSink {
 
     fn write(&mut self, batch: &RecordBatch) -> Result<()> {
         let formatter = self.encode(batch)?;
-        let (json, mut key) = (std::mem::take(&mut self.json), std::mem::take(&mut self.key));
+        let (json, mut key) = (
+            std::mem::take(&mut self.json),
+            std::mem::take(&mut self.key),
+        );
         let result = (|| {
             let partitions = self.writer.as_ref().map_or(1, KafkaWriter::partitions) as u64;
             // arrow escapes newlines inside strings: one line per row
@@ -419,7 +425,10 @@ mod tests {
             "n",
             std::sync::Arc::new(arrow::array::Int64Array::from(vec![1])) as _,
         )])?;
-        for address in ["kafka://127.0.0.1:9/out", "kafka://127.0.0.1:9/out?delivery=exactly-once"] {
+        for address in [
+            "kafka://127.0.0.1:9/out",
+            "kafka://127.0.0.1:9/out?delivery=exactly-once",
+        ] {
             let uri = KafkaUri::parse(address)?;
             let mut sink = KafkaSink::new(KafkaSinkOptions::new(uri).with_staging_dir("/tmp/x"))?;
             assert!(sink.write(&batch).is_err(), "{address}");

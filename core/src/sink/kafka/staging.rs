@@ -48,7 +48,6 @@ impl StageWriter {
         Ok(StageWriter::default())
     }
 
-
     /// Appends one message.
     pub(super) fn push(
         &mut self,
@@ -161,7 +160,9 @@ impl<'a> Staged<'a> {
     }
 
     /// The messages in sequence order.
-    pub(super) fn iter(&self) -> impl Iterator<Item = std::result::Result<StagedMessage<'a>, String>> {
+    pub(super) fn iter(
+        &self,
+    ) -> impl Iterator<Item = std::result::Result<StagedMessage<'a>, String>> {
         let mut rest = self.body;
         std::iter::from_fn(move || {
             if rest.is_empty() {
@@ -223,16 +224,32 @@ mod tests {
 
     #[test]
     fn messages_come_back_in_order() {
-        let bytes = file(&[(0, Some(b"k1"), b"{}"), (2, None, b""), (1, Some(b""), b"x")]);
+        let bytes = file(&[
+            (0, Some(b"k1"), b"{}"),
+            (2, None, b""),
+            (1, Some(b""), b"x"),
+        ]);
         let staged = Staged::parse(&bytes, Path::new("t")).unwrap();
         let got: Vec<_> = staged.iter().map(|m| m.unwrap()).collect();
         assert_eq!(staged.count(), 3);
         assert_eq!(
             got,
             [
-                StagedMessage { partition: 0, key: Some(b"k1"), payload: b"{}" },
-                StagedMessage { partition: 2, key: None, payload: b"" },
-                StagedMessage { partition: 1, key: Some(b""), payload: b"x" },
+                StagedMessage {
+                    partition: 0,
+                    key: Some(b"k1"),
+                    payload: b"{}"
+                },
+                StagedMessage {
+                    partition: 2,
+                    key: None,
+                    payload: b""
+                },
+                StagedMessage {
+                    partition: 1,
+                    key: Some(b""),
+                    payload: b"x"
+                },
             ]
         );
     }
@@ -243,7 +260,10 @@ mod tests {
         let path = Path::new("stage/.pending-00000-0000000003.eo");
         // truncated: no footer
         let err = Staged::parse(&bytes[..bytes.len() - 3], path).unwrap_err();
-        assert!(err.to_string().contains(".pending-00000-0000000003.eo"), "{err}");
+        assert!(
+            err.to_string().contains(".pending-00000-0000000003.eo"),
+            "{err}"
+        );
         // one payload byte flipped: the checksum
         let mut flipped = bytes.clone();
         flipped[20] ^= 1;
