@@ -181,7 +181,7 @@ impl ExactlyOnce {
     ) -> Result<()> {
         let (file, fresh) = self.parts.writer()?;
         let path = file.path().to_path_buf();
-        if fresh || self.stage.is_none() {
+        if fresh {
             self.stage = Some(StageWriter::begin(file.writer(), &path)?);
         }
         match &mut self.stage {
