@@ -211,52 +211,43 @@ fn next<'a>(rest: &mut &'a [u8]) -> std::result::Result<StagedMessage<'a>, Strin
 mod tests {
     use super::*;
 
-    fn file(messages: &[(i32, Option<&[u8]>, &[u8])]) -> Vec<u8> {
+    fn file(messages: &[StagedMessage<'_>]) -> Vec<u8> {
         let path = Path::new("t");
         let mut out = Vec::new();
         let mut w = StageWriter::begin(&mut out, path).unwrap();
-        for (p, k, v) in messages {
-            w.push(&mut out, path, *p, *k, v).unwrap();
+        for m in messages {
+            w.push(&mut out, path, m.partition, m.key, m.payload)
+                .unwrap();
         }
         w.finish(&mut out, path).unwrap();
         out
     }
 
+    fn m<'a>(partition: i32, key: Option<&'a [u8]>, payload: &'a [u8]) -> StagedMessage<'a> {
+        StagedMessage {
+            partition,
+            key,
+            payload,
+        }
+    }
+
     #[test]
     fn messages_come_back_in_order() {
-        let bytes = file(&[
-            (0, Some(b"k1"), b"{}"),
-            (2, None, b""),
-            (1, Some(b""), b"x"),
-        ]);
+        let want = [
+            m(0, Some(b"k1"), b"{}"),
+            m(2, None, b""),
+            m(1, Some(b""), b"x"),
+        ];
+        let bytes = file(&want);
         let staged = Staged::parse(&bytes, Path::new("t")).unwrap();
         let got: Vec<_> = staged.iter().map(|m| m.unwrap()).collect();
         assert_eq!(staged.count(), 3);
-        assert_eq!(
-            got,
-            [
-                StagedMessage {
-                    partition: 0,
-                    key: Some(b"k1"),
-                    payload: b"{}"
-                },
-                StagedMessage {
-                    partition: 2,
-                    key: None,
-                    payload: b""
-                },
-                StagedMessage {
-                    partition: 1,
-                    key: Some(b""),
-                    payload: b"x"
-                },
-            ]
-        );
+        assert_eq!(got, want);
     }
 
     #[test]
     fn a_damaged_file_is_refused_whole() {
-        let bytes = file(&[(0, Some(b"k1"), b"{\"a\":1}"), (1, None, b"{}")]);
+        let bytes = file(&[m(0, Some(b"k1"), b"{\"a\":1}"), m(1, None, b"{}")]);
         let path = Path::new("stage/.pending-00000-0000000003.eo");
         // truncated: no footer
         let err = Staged::parse(&bytes[..bytes.len() - 3], path).unwrap_err();
