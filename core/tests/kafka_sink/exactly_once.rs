@@ -174,14 +174,19 @@ impl Fault {
 /// uninterrupted run's as a multiset (no duplicate, no gap), and no (sink, subtask, epoch, seq)
 /// is in a topic twice. The uninterrupted run writes every input row once.
 ///
-/// Mutations tried (each run by hand, then restored):
+/// Mutations tried (each run by hand, then restored; the test stops at the first run that
+/// fails):
 /// - the read-back on re-commit skipped (every staged message produced again): duplicates,
-///   caught by the mid-commit runs (and by
-///   `a_commit_cut_between_produces_is_completed_on_restore_without_duplicates`);
+///   caught by the first mid-commit run (p 1: "message (keyed, 0, epoch, 0) written twice")
+///   and by `a_commit_cut_between_produces_is_completed_on_restore_without_duplicates` (140
+///   messages for 100);
 /// - the staging file deleted when its commit begins instead of after the last
-///   acknowledgement: a gap, caught by the mid-commit runs;
+///   acknowledgement: a gap, caught by the first mid-commit run (56 rows missing) and by
+///   `a_commit_cut_…` (40 for 100); deleted at `pre_commit` instead: the commit finds no staged
+///   file, the job fails (caught by the reference run);
 /// - the re-commit on restore disabled (staged epochs found at open are dropped): a gap,
-///   caught by the commit-start and mid-commit runs.
+///   caught already by the first faulty run (p 1, an upstream fault: 175 rows missing — a
+///   checkpoint had completed whose commit the failure overtook) and by `a_commit_cut_…`.
 #[test]
 fn killed_at_random_points_exactly_once_output_equals_an_uninterrupted_run() {
     let broker = Broker::start();
