@@ -104,8 +104,9 @@ fn group_subscription_gets_every_partition() {
 }
 
 /// Transactions: tansu 0.6.0 does not offer EndTxn (API key 26) in ApiVersions, so a
-/// transaction can be begun and written to but neither committed nor aborted; the Kafka sink
-/// is therefore at-least-once only on this broker.
+/// transaction can be begun and written to but neither committed nor aborted; the Kafka sink's
+/// exactly-once mode therefore uses no transactions (epochs staged, produced at commit with
+/// identity headers, read back on restore: `sink::kafka`).
 #[test]
 fn transactions_cannot_be_committed() {
     let broker = Broker::start();

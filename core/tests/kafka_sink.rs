@@ -2,7 +2,7 @@
 //! written is one message in the topic (keyed by a column), a broker that cannot take the
 //! messages fails the pre-commit instead of dropping them, and a job killed at random points
 //! and restored from exactly-once checkpoints leaves no gap in the topic (at-least-once: each
-//! row at most once more per restart).
+//! row at most once more per restart). The exactly-once sink's tests are in `exactly_once`.
 //!
 //! Mutations tried (each run by hand, then restored):
 //! - `pre_commit` not flushing (returning `Ok` at once): caught by
@@ -11,6 +11,8 @@
 //!   deadline fails the pre-commit first (the messages are never acknowledged).
 
 mod common;
+#[path = "kafka_sink/exactly_once.rs"]
+mod exactly_once;
 #[path = "support/kafka.rs"]
 mod kafka;
 

@@ -160,6 +160,39 @@ impl<F: PartFile> EpochParts<F> {
         self.commit(Epoch(keep_upto))
     }
 
+    /// The in-progress file, when rows were written since the last barrier.
+    pub(crate) fn in_progress(&mut self) -> Option<&mut F> {
+        self.in_progress.as_mut()
+    }
+
+    /// Whether an epoch up to `epoch` is sealed and waiting for its commit.
+    pub(crate) fn sealed_upto(&self, epoch: Epoch) -> bool {
+        self.sealed.iter().any(|&e| e <= epoch.0)
+    }
+
+    /// The directory of the parts.
+    pub(crate) fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The path of this subtask's published part of `epoch`.
+    pub(crate) fn part_path(&self, epoch: u64) -> PathBuf {
+        self.name(&Kind::Part(epoch))
+    }
+
+    /// The epochs of this subtask's published parts, oldest first (a directory listing).
+    pub(crate) fn published(&self) -> Result<Vec<u64>> {
+        let mut epochs = Vec::new();
+        for entry in fs::read_dir(&self.dir).map_err(|e| Error::io(&self.dir, e))? {
+            let entry = entry.map_err(|e| Error::io(&self.dir, e))?;
+            if let Some(Kind::Part(e)) = self.parse(&entry.file_name().to_string_lossy()) {
+                epochs.push(e);
+            }
+        }
+        epochs.sort_unstable();
+        Ok(epochs)
+    }
+
     /// The in-progress file, created by `create` (given its path) on first use; `true` when it
     /// was just created (a CSV sink writes its header then).
     pub(crate) fn writer_with(

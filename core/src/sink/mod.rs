@@ -9,12 +9,12 @@
 //! | [`memory`] | collects batches in a shared vector |
 //! | [`csv`] | CSV files, one per subtask or per epoch |
 //! | [`jsonl`] | JSON-lines files, one per subtask or per epoch |
-//! | [`kafka`] | one JSON message per row to a Kafka topic, at-least-once |
+//! | [`kafka`] | one JSON message per row to a Kafka topic, at-least-once or exactly-once (epochs staged, produced at commit) |
 //! | [`parquet`] | snappy Parquet files, one per subtask (published on close) or per epoch |
 //! | [`stdout`] | CSV text on standard output, with an optional row limit (the CLI) |
 //! | [`split_parts`] | the part files of a data-parallel job over one input, joined in input order |
 //! | `file_target` | per-subtask file names, durable flushes, errors naming the file |
-//! | `epoch_parts` | one part file per epoch, published on commit (checkpointed jobs) |
+//! | `epoch_parts` | one part file per epoch, published on commit (checkpointed jobs; the exactly-once Kafka sink's staging) |
 //! | `text_output` | a text sink's output: one file per subtask, or epoch parts |
 //!
 //! ## Two-phase file output

@@ -160,7 +160,7 @@ fn refresh(
 }
 
 /// The (low, high) watermarks of `partition`.
-pub(super) fn watermarks(
+pub(crate) fn watermarks(
     options: &KafkaSourceOptions,
     consumer: &BaseConsumer,
     partition: i32,
@@ -180,7 +180,7 @@ pub(super) fn watermarks(
 /// the end is read off that batch: fetched from `high - 1`, every message it holds arrives
 /// together. On a broker with true high watermarks this is `high` itself. Assigns `consumer`
 /// (a probe, never the reading consumer).
-pub(super) fn log_end(
+pub(crate) fn log_end(
     options: &KafkaSourceOptions,
     consumer: &BaseConsumer,
     p: i32,

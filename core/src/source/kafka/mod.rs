@@ -53,6 +53,8 @@ mod source;
 pub mod uri;
 
 pub use admin::{ensure_topic, topic_partitions};
+pub(crate) use lag::{log_end, watermarks};
+pub(crate) use options::consumer_config;
 pub use options::{
     KafkaSourceOptions, DEFAULT_INFER_MESSAGES, DEFAULT_LAG_INTERVAL, DEFAULT_REQUEST_TIMEOUT,
     DEFAULT_SEEK_REWIND,

@@ -39,8 +39,8 @@ pub enum KafkaDelivery {
     /// Every row reaches the topic; a restart may write rows again.
     #[default]
     AtLeastOnce,
-    /// Kafka transactions tied to the checkpoint epoch (refused by the sink: see
-    /// [`KafkaSink`](crate::sink::kafka::KafkaSink)).
+    /// Each row exactly once: an epoch's rows are staged and produced when its checkpoint
+    /// completed, idempotently on restore (see [`KafkaSink`](crate::sink::kafka::KafkaSink)).
     ExactlyOnce,
 }
 
