@@ -171,9 +171,15 @@ impl AggArgs {
             .key_by(self.key.clone())
             .window("window", spec, aggs)
             .parallelism(self.state.window_parallelism.unwrap_or(p).max(1));
-        io::sink(&windows, "sink", self.out.as_deref())?;
+        let checkpoints = self.state.checkpoint_dir.as_deref();
+        io::sink(&windows, "sink", self.out.as_deref(), checkpoints)?;
         if let Some(late) = &self.late {
-            io::sink(&windows.side_output(LATE), "late sink", Some(late))?;
+            io::sink(
+                &windows.side_output(LATE),
+                "late sink",
+                Some(late),
+                checkpoints,
+            )?;
         }
         Ok(flow)
     }

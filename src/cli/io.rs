@@ -252,9 +252,16 @@ fn kafka_source(
 }
 
 /// Ends `stream` in a sink writing `path` (format by extension; a `kafka://` address: one
-/// JSON message per row, at-least-once), or stdout when `None`. The sink has one subtask, so
-/// the output is one file whatever the parallelism upstream.
-pub fn sink(stream: &Stream, name: &str, path: Option<&Path>) -> anyhow::Result<()> {
+/// JSON message per row, at-least-once, or exactly-once with `delivery=exactly-once` when the
+/// job checkpoints into `checkpoint_dir`, which then holds the staged epochs under
+/// `kafka-staging/`), or stdout when `None`. The sink has one subtask, so the output is one
+/// file whatever the parallelism upstream.
+pub fn sink(
+    stream: &Stream,
+    name: &str,
+    path: Option<&Path>,
+    checkpoint_dir: Option<&Path>,
+) -> anyhow::Result<()> {
     let node = match path {
         None => stream.sink(
             name,
@@ -263,7 +270,11 @@ pub fn sink(stream: &Stream, name: &str, path: Option<&Path>) -> anyhow::Result<
         Some(path) if kafka_address(path).is_some() => {
             let address = kafka_address(path).unwrap_or_default();
             let uri = KafkaUri::parse(address)?;
-            stream.sink(name, KafkaSink::new(KafkaSinkOptions::new(uri))?)
+            let mut options = KafkaSinkOptions::new(uri);
+            if let Some(dir) = checkpoint_dir {
+                options = options.with_staging_dir(dir.join("kafka-staging"));
+            }
+            stream.sink(name, KafkaSink::new(options)?)
         }
         Some(path) => match format_of(path) {
             DataFormat::Csv => stream.sink(name, CsvSink::new(CsvSinkOptions::new(path))?),

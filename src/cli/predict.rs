@@ -243,7 +243,7 @@ pub fn run(args: PredictArgs) -> anyhow::Result<()> {
         let scored = source.map("predict", move |batch| {
             score_parallel(&pool, &m, &batch).map_err(operator_error)
         });
-        io::sink(&scored, "out", args.out.as_deref())?;
+        io::sink(&scored, "out", args.out.as_deref(), None)?;
         None
     };
     let summary = flow.run()?;
