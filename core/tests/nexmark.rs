@@ -266,10 +266,7 @@ fn oracle_q11(bids: &RecordBatch) -> Vec<String> {
 /// Per auction with a winner: (id, category, expires, winning price, its winning bids as
 /// `bidder,price,time`).
 fn winners(g: &NexmarkGenerator) -> Vec<(i64, i64, i64, i64, Vec<String>)> {
-    let (auctions, bids) = (
-        table(g, NexmarkKind::Auction),
-        table(g, NexmarkKind::Bid),
-    );
+    let (auctions, bids) = (table(g, NexmarkKind::Auction), table(g, NexmarkKind::Bid));
     let (ids, categories) = (int(&auctions, "id"), int(&auctions, "category"));
     let (opened, expires, reserves) = (
         int(&auctions, "date_time"),
@@ -308,7 +305,11 @@ fn winners(g: &NexmarkGenerator) -> Vec<(i64, i64, i64, i64, Vec<String>)> {
 fn oracle_q9(g: &NexmarkGenerator) -> Vec<String> {
     let mut v = Vec::new();
     for (id, category, expires, _, winning) in winners(g) {
-        v.extend(winning.iter().map(|w| format!("{id},{category},{expires},{w}")));
+        v.extend(
+            winning
+                .iter()
+                .map(|w| format!("{id},{category},{expires},{w}")),
+        );
     }
     sorted(v)
 }

@@ -65,7 +65,10 @@ pub(super) fn q5(bid: &Stream, parallelism: usize) -> Stream {
     highest
         .interval_join(&counts, "q5", spec)
         .parallelism(parallelism)
-        .project("q5 columns", ["auction", "num", "window_start", "window_end"])
+        .project(
+            "q5 columns",
+            ["auction", "num", "window_start", "window_end"],
+        )
         .parallelism(parallelism)
 }
 

@@ -39,7 +39,10 @@ fn closing_bids(auction: &Stream, bid: &Stream, longest_ms: i64, parallelism: us
         )
         .assign_timestamps("closing auction time", "date_time", Duration::ZERO);
     let bids = bid
-        .project("closing bid columns", ["auction", "bidder", "price", "date_time"])
+        .project(
+            "closing bid columns",
+            ["auction", "bidder", "price", "date_time"],
+        )
         .assign_timestamps("closing bid time", "date_time", Duration::ZERO);
     let spec = IntervalJoin {
         right_prefix: "bid_".into(),

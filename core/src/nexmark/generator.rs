@@ -550,7 +550,10 @@ mod tests {
         // the bound q4 and q9 rely on holds, and is not loose by more than a few ms
         let longest = expires.iter().zip(&created).map(|(e, c)| e - c).max();
         let bound = g.max_auction_ms();
-        assert!(longest.unwrap() <= bound && longest.unwrap() > bound - 10, "{longest:?} {bound}");
+        assert!(
+            longest.unwrap() <= bound && longest.unwrap() > bound - 10,
+            "{longest:?} {bound}"
+        );
         let extra = bids.column_by_name("extra").unwrap().as_string::<i32>();
         let mean = (0..extra.len())
             .map(|i| extra.value(i).len())

@@ -27,8 +27,8 @@ use arrow::datatypes::Int64Type;
 use arrow::record_batch::RecordBatch;
 
 use super::files::NexmarkFiles;
-use super::{activity, closing};
 use super::generator::{NexmarkGenerator, NexmarkKind};
+use super::{activity, closing};
 use crate::dataflow::{Dataflow, Stream};
 use crate::error::{Error, Result};
 use crate::join::IntervalJoin;
@@ -231,7 +231,10 @@ impl FromStr for Query {
 }
 
 /// Column `name` of `batch` as Int64.
-pub(super) fn int_column<'a>(batch: &'a RecordBatch, name: &str) -> Result<&'a arrow::array::Int64Array> {
+pub(super) fn int_column<'a>(
+    batch: &'a RecordBatch,
+    name: &str,
+) -> Result<&'a arrow::array::Int64Array> {
     batch
         .column_by_name(name)
         .and_then(|c| c.as_primitive_opt::<Int64Type>())
@@ -319,7 +322,9 @@ fn q7(bid: &Stream, parallelism: usize) -> Stream {
             )?) as ArrayRef)
         })
         // the window's max is a Float64; prices are whole cents below 2^53
-        .with_column("q7 maxprice", "maxprice", |b| whole_number(b, "maxprice", "q7"))
+        .with_column("q7 maxprice", "maxprice", |b| {
+            whole_number(b, "maxprice", "q7")
+        })
         .assign_timestamps("q7 highest time", "rowtime", Duration::ZERO);
     let spec = IntervalJoin::new(["maxprice"], -size, 0).right_keys(["price"]);
     highest
