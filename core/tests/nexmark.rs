@@ -167,6 +167,10 @@ fn oracle(query: Query) -> Vec<String> {
             v.sort();
             v
         }
+        Query::Q4 => oracle_q4(&g),
+        Query::Q5 => oracle_q5(&bids),
+        Query::Q9 => oracle_q9(&g),
+        Query::Q11 => oracle_q11(&bids),
         Query::Q8 => {
             let (people, auctions) = (
                 table(&g, NexmarkKind::Person),
@@ -197,6 +201,141 @@ fn oracle(query: Query) -> Vec<String> {
     }
 }
 
+fn int(b: &RecordBatch, c: &str) -> Vec<i64> {
+    b.column_by_name(c)
+        .unwrap()
+        .as_primitive::<Int64Type>()
+        .values()
+        .to_vec()
+}
+
+fn sorted(mut v: Vec<String>) -> Vec<String> {
+    v.sort();
+    v
+}
+
+/// q5: per 10 s window sliding by 2 s, every auction with the window's most bids.
+fn oracle_q5(bids: &RecordBatch) -> Vec<String> {
+    let (size, slide) = (10_000, 2_000);
+    let mut counts = std::collections::BTreeMap::<(i64, i64), i64>::new();
+    for (auction, t) in int(bids, "auction").into_iter().zip(int(bids, "date_time")) {
+        let last = t - t.rem_euclid(slide);
+        let mut start = last;
+        while start > t - size {
+            *counts.entry((start, auction)).or_default() += 1;
+            start -= slide;
+        }
+    }
+    let mut most = std::collections::BTreeMap::<i64, i64>::new();
+    for (&(start, _), &n) in &counts {
+        let m = most.entry(start).or_default();
+        *m = (*m).max(n);
+    }
+    sorted(
+        counts
+            .iter()
+            .filter(|((start, _), n)| most[start] == **n)
+            .map(|((start, auction), n)| format!("{auction},{n},{start},{}", start + size))
+            .collect(),
+    )
+}
+
+/// q11: per bidder, runs of bids at most 10 s apart, as (count, first, last + 10 s).
+fn oracle_q11(bids: &RecordBatch) -> Vec<String> {
+    let gap = 10_000;
+    let mut times = std::collections::BTreeMap::<i64, Vec<i64>>::new();
+    for (bidder, t) in int(bids, "bidder").into_iter().zip(int(bids, "date_time")) {
+        times.entry(bidder).or_default().push(t);
+    }
+    let mut v = Vec::new();
+    for (bidder, mut ts) in times {
+        ts.sort_unstable();
+        let (mut first, mut n) = (ts[0], 1);
+        for w in ts.windows(2) {
+            if w[1] - w[0] > gap {
+                v.push(format!("{bidder},{n},{first},{}", w[0] + gap));
+                (first, n) = (w[1], 0);
+            }
+            n += 1;
+        }
+        v.push(format!("{bidder},{n},{first},{}", ts[ts.len() - 1] + gap));
+    }
+    sorted(v)
+}
+
+/// Per auction with a winner: (id, category, expires, winning price, its winning bids as
+/// `bidder,price,time`).
+fn winners(g: &NexmarkGenerator) -> Vec<(i64, i64, i64, i64, Vec<String>)> {
+    let (auctions, bids) = (table(g, NexmarkKind::Auction), table(g, NexmarkKind::Bid));
+    let (ids, categories) = (int(&auctions, "id"), int(&auctions, "category"));
+    let (opened, expires, reserves) = (
+        int(&auctions, "date_time"),
+        int(&auctions, "expires"),
+        int(&auctions, "reserve"),
+    );
+    let (on, bidders, prices, times) = (
+        int(&bids, "auction"),
+        int(&bids, "bidder"),
+        int(&bids, "price"),
+        int(&bids, "date_time"),
+    );
+    let mut out = Vec::new();
+    for a in 0..ids.len() {
+        let valid: Vec<usize> = (0..on.len())
+            .filter(|&b| {
+                on[b] == ids[a]
+                    && (opened[a]..=expires[a]).contains(&times[b])
+                    && prices[b] >= reserves[a]
+            })
+            .collect();
+        let Some(best) = valid.iter().map(|&b| prices[b]).max() else {
+            continue;
+        };
+        let winning = valid
+            .iter()
+            .filter(|&&b| prices[b] == best)
+            .map(|&b| format!("{},{},{}", bidders[b], prices[b], times[b]))
+            .collect();
+        out.push((ids[a], categories[a], expires[a], best, winning));
+    }
+    out
+}
+
+/// q9: every bid at its auction's winning price.
+fn oracle_q9(g: &NexmarkGenerator) -> Vec<String> {
+    let mut v = Vec::new();
+    for (id, category, expires, _, winning) in winners(g) {
+        v.extend(
+            winning
+                .iter()
+                .map(|w| format!("{id},{category},{expires},{w}")),
+        );
+    }
+    sorted(v)
+}
+
+/// q4: per category and 10 s window of expiry, the mean winning price and the auctions.
+fn oracle_q4(g: &NexmarkGenerator) -> Vec<String> {
+    let size = 10_000;
+    let mut windows = std::collections::BTreeMap::<(i64, i64), (i64, i64)>::new();
+    for (_, category, expires, price, _) in winners(g) {
+        let w = windows
+            .entry((category, expires - expires.rem_euclid(size)))
+            .or_default();
+        *w = (w.0 + price, w.1 + 1);
+    }
+    sorted(
+        windows
+            .into_iter()
+            .map(|((category, start), (sum, n))| {
+                let mean = Float64Array::from(vec![sum as f64 / n as f64]);
+                let mean = array_value_to_string(&mean, 0).unwrap();
+                format!("{category},{start},{},{mean},{n}", start + size)
+            })
+            .collect(),
+    )
+}
+
 #[test]
 fn every_query_gives_its_oracles_rows_at_parallelism_1_and_2() {
     for query in Query::ALL {
@@ -223,7 +362,7 @@ fn every_query_gives_its_oracles_rows_at_parallelism_1_and_2() {
 fn queries_parse_by_name_and_unknown_ones_are_refused() {
     assert_eq!("Q2".parse::<Query>().unwrap(), Query::Q2);
     let e = "q99".parse::<Query>().unwrap_err().to_string();
-    assert!(e.contains("q0, q1, q2, q3, q7, q8"), "{e}");
+    assert!(e.contains("q0, q1, q2, q3, q4, q5, q7, q8, q9, q11"), "{e}");
 }
 
 /// The first `EVENTS` events written as files in parts of 3,000 events (the last part short).

@@ -20,7 +20,11 @@ use eddy_core::sink::Sink;
 #[derive(Debug, Args)]
 pub struct NexmarkBenchArgs {
     /// Queries to run.
-    #[arg(long, value_delimiter = ',', default_value = "q0,q1,q2,q3,q7,q8")]
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "q0,q1,q2,q3,q4,q5,q7,q8,q9,q11"
+    )]
     queries: Vec<String>,
     /// Events in the stream (people, auctions and bids together), generated in the process.
     #[arg(long, default_value_t = 10_000_000)]

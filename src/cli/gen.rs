@@ -7,7 +7,7 @@
 //! `eddy gen nexmark --events N --out DIR`: the first N events of the Nexmark generator
 //! ([`eddy_core::nexmark`]) as CSV files, a directory per kind (person, auction, bid) in parts
 //! in event-time order, with a checksummed manifest ([`eddy_core::nexmark::files`]): what
-//! `eddy bench nexmark --data DIR` and the Flink peer (`shared/peers/nexmark_flink.py`) read.
+//! `eddy bench nexmark --data DIR` and the Flink peer (`peers/nexmark/nexmark_flink.py`) read.
 //!
 //! `eddy gen replay FILE --out kafka://…`: replays an existing CSV, JSON-lines or Parquet file
 //! into a topic, one JSON message per row in file order, paced at `--rate` rows/s when given.

@@ -270,6 +270,14 @@ impl NexmarkGenerator {
         self.config.base_time_ms + ((n as u128 * 1000) / rate as u128) as i64
     }
 
+    /// An upper bound of an auction's length (`expires - date_time`, ms): twice the event
+    /// time in which `IN_FLIGHT_AUCTIONS` more auctions are generated, rounded up, plus 2.
+    /// Queries that wait for auctions to close (q4, q9) keep bids this long.
+    pub fn max_auction_ms(&self) -> i64 {
+        let horizon_events = IN_FLIGHT_AUCTIONS * BLOCK / AUCTIONS;
+        2 * ((horizon_events * 1000).div_ceil(self.config.rate.max(1)) as i64 + 1)
+    }
+
     /// The schema of `kind`'s table.
     pub fn schema(kind: NexmarkKind) -> SchemaRef {
         let int = |n: &str| Field::new(n, DataType::Int64, false);
@@ -539,6 +547,13 @@ mod tests {
         assert!(categories.iter().all(|c| (10..15).contains(c)));
         let (expires, created) = (ints(&auctions, "expires"), ints(&auctions, "date_time"));
         assert!(expires.iter().zip(&created).all(|(e, c)| e > c));
+        // the bound q4 and q9 rely on holds, and is not loose by more than a few ms
+        let longest = expires.iter().zip(&created).map(|(e, c)| e - c).max();
+        let bound = g.max_auction_ms();
+        assert!(
+            longest.unwrap() <= bound && longest.unwrap() > bound - 10,
+            "{longest:?} {bound}"
+        );
         let extra = bids.column_by_name("extra").unwrap().as_string::<i32>();
         let mean = (0..extra.len())
             .map(|i| extra.value(i).len())

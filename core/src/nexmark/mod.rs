@@ -7,8 +7,12 @@
 //! |---|---|
 //! | [`generator`] | people, auctions and bids, deterministic by seed, any range of any kind on its own |
 //! | [`files`] | the events as CSV files (one directory per kind, parts in event-time order, a checksummed manifest) and their sources |
-//! | [`queries`] | [`Query`]: q0 pass-through, q1 currency map, q2 filter, q3 person ⋈ auction, q7 highest bid, q8 window join |
+//! | [`queries`] | [`Query`]: q0 pass-through, q1 currency map, q2 filter, q3 person ⋈ auction, q7 highest bid, q8 window join; the input ([`NexmarkInput`]) |
+//! | [`activity`] | q5 hot items (sliding windows, the max per window joined back), q11 user sessions (session windows) |
+//! | [`closing`] | auctions closing: q9 winning bids and q4 average winning price per category (interval join, windows on expiry) |
 
+pub mod activity;
+pub mod closing;
 pub mod files;
 pub mod generator;
 pub mod queries;

@@ -6,8 +6,12 @@
 //! | q1 | currency conversion: prices from dollars to euros (× 0.908) | `auction, bidder, price` (Float64), `date_time, extra` |
 //! | q2 | selection: bids on every 123rd auction | `auction, price` |
 //! | q3 | local item suggestion: auctions of category 10 ⋈ their sellers in OR, ID or CA | `name, city, state, id` |
+//! | q4 | average winning price per category, per 10 s window of auction expiry (a windowed variant of the suite's updating query; [`closing`](super::closing)) | `category, window_start, window_end, avg_final, auctions` |
+//! | q5 | hot items: per 10 s window sliding by 2 s, the auctions with the most bids | `auction, num, window_start, window_end` |
 //! | q7 | highest bid: the bids at the highest price of each 10 s window | `auction, price, bidder, date_time, extra` |
 //! | q8 | monitor new users: people who opened an auction in the 10 s window they joined in | `id, name, window_start` |
+//! | q9 | winning bids: per auction, the bids in its `[date_time, expires]` at or above its reserve at the highest price, when it expires ([`closing`](super::closing)) | `id, category, expires, bidder, price, bid_time` |
+//! | q11 | user sessions: bids per bidder per session (closed by 10 s without a bid) | `bidder, bid_count, window_start, window_end` |
 //!
 //! q3 is a regular (unwindowed) inner join, as in Flink SQL: both sides stay in state; it runs
 //! on the interval join with bounds wide enough to never expire a row. q8 is a window join:
@@ -24,6 +28,7 @@ use arrow::record_batch::RecordBatch;
 
 use super::files::NexmarkFiles;
 use super::generator::{NexmarkGenerator, NexmarkKind};
+use super::{activity, closing};
 use crate::dataflow::{Dataflow, Stream};
 use crate::error::{Error, Result};
 use crate::join::IntervalJoin;
@@ -44,21 +49,33 @@ pub enum Query {
     Q2,
     /// Person ⋈ auction.
     Q3,
+    /// Average winning price per category, per window of expiry.
+    Q4,
+    /// Hot items: the auctions with the most bids per sliding window.
+    Q5,
     /// The highest bids of each window.
     Q7,
     /// New people who opened auctions, per window.
     Q8,
+    /// Winning bids per auction.
+    Q9,
+    /// Bids per user session.
+    Q11,
 }
 
 impl Query {
     /// Every query implemented, in order.
-    pub const ALL: [Query; 6] = [
+    pub const ALL: [Query; 10] = [
         Query::Q0,
         Query::Q1,
         Query::Q2,
         Query::Q3,
+        Query::Q4,
+        Query::Q5,
         Query::Q7,
         Query::Q8,
+        Query::Q9,
+        Query::Q11,
     ];
 
     /// `q0`, `q1`, …
@@ -68,8 +85,12 @@ impl Query {
             Query::Q1 => "q1",
             Query::Q2 => "q2",
             Query::Q3 => "q3",
+            Query::Q4 => "q4",
+            Query::Q5 => "q5",
             Query::Q7 => "q7",
             Query::Q8 => "q8",
+            Query::Q9 => "q9",
+            Query::Q11 => "q11",
         }
     }
 
@@ -77,6 +98,7 @@ impl Query {
     pub fn inputs(self) -> &'static [NexmarkKind] {
         match self {
             Query::Q3 | Query::Q8 => &[NexmarkKind::Person, NexmarkKind::Auction],
+            Query::Q4 | Query::Q9 => &[NexmarkKind::Auction, NexmarkKind::Bid],
             _ => &[NexmarkKind::Bid],
         }
     }
@@ -127,6 +149,20 @@ impl Query {
                 &source(NexmarkKind::Auction),
                 parallelism,
             ),
+            Query::Q4 => closing::q4(
+                &source(NexmarkKind::Auction),
+                &source(NexmarkKind::Bid),
+                input.longest_auction_ms(),
+                parallelism,
+            ),
+            Query::Q5 => activity::q5(&source(NexmarkKind::Bid), parallelism),
+            Query::Q9 => closing::q9(
+                &source(NexmarkKind::Auction),
+                &source(NexmarkKind::Bid),
+                input.longest_auction_ms(),
+                parallelism,
+            ),
+            Query::Q11 => activity::q11(&source(NexmarkKind::Bid), parallelism),
         }
     }
 }
@@ -151,6 +187,17 @@ impl NexmarkInput {
         match self {
             NexmarkInput::Generated { events, .. } => *events,
             NexmarkInput::Files(files) => files.manifest().events,
+        }
+    }
+
+    /// The bound of an auction's length in these events
+    /// ([`NexmarkGenerator::max_auction_ms`]).
+    pub fn longest_auction_ms(&self) -> i64 {
+        match self {
+            NexmarkInput::Generated { generator, .. } => generator.max_auction_ms(),
+            NexmarkInput::Files(files) => {
+                NexmarkGenerator::new(files.manifest().config()).max_auction_ms()
+            }
         }
     }
 
@@ -184,11 +231,26 @@ impl FromStr for Query {
 }
 
 /// Column `name` of `batch` as Int64.
-fn int_column<'a>(batch: &'a RecordBatch, name: &str) -> Result<&'a arrow::array::Int64Array> {
+pub(super) fn int_column<'a>(
+    batch: &'a RecordBatch,
+    name: &str,
+) -> Result<&'a arrow::array::Int64Array> {
     batch
         .column_by_name(name)
         .and_then(|c| c.as_primitive_opt::<Int64Type>())
         .ok_or_else(|| Error::schema("nexmark", format!("no Int64 column `{name}`")))
+}
+
+/// Column `name` (a window's max or min, Float64) of `batch` as Int64: the values are whole
+/// numbers below 2^53 (prices in cents, counts).
+pub(super) fn whole_number(batch: &RecordBatch, name: &str, query: &str) -> Result<ArrayRef> {
+    let column = batch
+        .column_by_name(name)
+        .ok_or_else(|| Error::schema(query, format!("no column `{name}`")))?;
+    Ok(arrow::compute::cast(
+        column,
+        &arrow::datatypes::DataType::Int64,
+    )?)
 }
 
 /// q1's map: the price in euros.
@@ -261,13 +323,7 @@ fn q7(bid: &Stream, parallelism: usize) -> Stream {
         })
         // the window's max is a Float64; prices are whole cents below 2^53
         .with_column("q7 maxprice", "maxprice", |b| {
-            let max = b
-                .column_by_name("maxprice")
-                .ok_or_else(|| Error::schema("q7", "no column `maxprice`"))?;
-            Ok(arrow::compute::cast(
-                max,
-                &arrow::datatypes::DataType::Int64,
-            )?)
+            whole_number(b, "maxprice", "q7")
         })
         .assign_timestamps("q7 highest time", "rowtime", Duration::ZERO);
     let spec = IntervalJoin::new(["maxprice"], -size, 0).right_keys(["price"]);
