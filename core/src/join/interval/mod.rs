@@ -253,17 +253,20 @@ impl IntervalJoinOperator {
         let unmatched = &mut self.matches;
         unmatched.other.clear();
         unmatched.delays.clear();
+        // a left row expires once ts + upper < wm, a right one once ts - lower < wm
+        let (left_cutoff, right_cutoff) = (wm.saturating_sub(upper), wm.saturating_add(lower));
         self.state.retain(|_, k| {
-            if label {
-                for (ts, bytes) in k.buffers[0].iter() {
-                    if ts.saturating_add(upper) < wm {
+            let left = &mut k.buffers[0];
+            if label && left.min_time().is_some_and(|t| t < left_cutoff) {
+                for (ts, bytes) in left.iter() {
+                    if ts < left_cutoff {
                         unmatched.other.push(ts, bytes);
                         unmatched.delays.push(upper);
                     }
                 }
             }
-            k.buffers[0].retain(|ts| ts.saturating_add(upper) >= wm);
-            k.buffers[1].retain(|ts| ts.saturating_sub(lower) >= wm);
+            left.drop_before(left_cutoff);
+            k.buffers[1].drop_before(right_cutoff);
             if let Some(t) = k.buffers[0].min_time() {
                 next = next.min(t.saturating_add(upper));
             }
