@@ -9,6 +9,7 @@
 //! | [`predict`] | `eddy predict`: score a file with a saved model |
 //! | [`learn_parallel`] | `eddy learn --parallelism N --ps …`: the flags of data-parallel training through a parameter server |
 //! | [`ps`] | `eddy ps serve`: one parameter-server shard over gRPC |
+//! | [`worker`] | `eddy worker`: one training process of a job; `eddy learn --processes N`: N of them supervised |
 //! | [`learn_publish`] | `eddy learn --registry/--name/--publish-every` → the job's publisher |
 //! | [`models`] | `eddy models`: list registry models and versions, change stages |
 //! | [`serve`] | `eddy serve`: HTTP/gRPC model serving with hot swap |
@@ -45,6 +46,7 @@ pub mod serve;
 pub mod shutdown;
 pub mod status;
 pub mod validate;
+pub mod worker;
 
 use clap::{Parser, Subcommand};
 
@@ -78,6 +80,9 @@ enum Command {
     Agg(agg::AggArgs),
     /// Train an online learner on a file with progressive validation; print one JSON line.
     Learn(Box<learn::LearnArgs>),
+    /// One training process of a job of several: its share of a Kafka topic's partitions,
+    /// the model in parameter-server shards (what `eddy learn --processes N` starts N of).
+    Worker(Box<worker::WorkerArgs>),
     /// Score a file with a model saved by `eddy learn --save`.
     Predict(predict::PredictArgs),
     /// List the models and versions of a registry; promote, archive or pin versions.
@@ -111,6 +116,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Validate(args) => validate::run(args),
         Command::Status(args) => status::run(args),
         Command::Learn(args) => learn::run(*args),
+        Command::Worker(args) => worker::run(*args),
         Command::Predict(args) => predict::run(args),
         Command::Models(args) => models::run(args),
         Command::Serve(args) => serve::run(args),
