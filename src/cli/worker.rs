@@ -342,6 +342,10 @@ fn describe(e: &SupervisorEvent) -> String {
             "worker {worker} (pid {pid}) died: {status}; restarting it alone in {} ms",
             after.as_millis()
         ),
+        SupervisorEvent::Training {
+            worker,
+            incarnation,
+        } => format!("worker {worker} training (start {})", incarnation + 1),
         SupervisorEvent::Recovered { worker, after } => format!(
             "worker {worker} trains again, {} ms after its process died",
             after.as_millis()

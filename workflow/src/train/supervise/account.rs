@@ -32,11 +32,15 @@ pub(super) struct Account {
     /// The last `rows` of the previous incarnation, until the current one says where it
     /// resumed.
     previous: Option<u64>,
+    /// Whether the current incarnation has reported trained rows.
+    trained: bool,
     /// Rows trained by every incarnation together, with when: (time, total) per report.
     pub samples: Vec<(Instant, u64)>,
     total: u64,
     pub restarts: u64,
     pub replayed: u64,
+    /// Per restart, the rows the new process resumed from (0: no checkpoint yet).
+    pub resumed: Vec<u64>,
     pub outages: Vec<Outage>,
     pub finished: Option<WorkerLine>,
     pub pid: Option<u32>,
@@ -59,6 +63,7 @@ impl Account {
                 let before = self.last.unwrap_or(0);
                 self.total += rows.saturating_sub(before);
                 self.last = Some(rows);
+                self.trained = true;
                 self.sample(at);
                 if let Some(o) = self.outages.last_mut().filter(|o| o.recovered.is_none()) {
                     o.recovered = Some(at);
@@ -76,6 +81,7 @@ impl Account {
         }
         if let Some(previous) = self.previous.take() {
             self.replayed += previous.saturating_sub(rows);
+            self.resumed.push(rows);
         }
         self.last = Some(rows);
     }
@@ -89,9 +95,15 @@ impl Account {
         self.samples.push((at, self.total));
     }
 
+    /// Whether the current process has reported trained rows.
+    pub fn training(&self) -> bool {
+        self.trained
+    }
+
     /// The current process exited at `at` and will be started again.
     pub fn on_restart(&mut self, at: Instant) {
         self.restarts += 1;
+        self.trained = false;
         // an incarnation that never trained leaves the previous one's count standing
         if let Some(last) = self.last.take() {
             self.previous = Some(last);
@@ -160,6 +172,8 @@ pub struct WorkerReport {
     pub records_replayed: u64,
     /// Rows lost (in-process approximate restarts; a process restart loses none).
     pub records_lost: u64,
+    /// Per restart: the rows of its checkpoint the new process resumed from (0: none).
+    pub resumed_rows: Vec<u64>,
     /// Per restart: process exit → first trained row again, in milliseconds.
     pub recovery_ms: Vec<f64>,
     /// Per restart: the peers' rows/s while this worker was down over before.
@@ -203,6 +217,7 @@ impl WorkerReport {
             restarts: a.restarts,
             records_replayed: a.replayed + replayed,
             records_lost: lost,
+            resumed_rows: a.resumed.clone(),
             recovery_ms,
             peer_ratio,
             rows,
@@ -255,6 +270,7 @@ mod tests {
         a.on_line(WorkerLine::Restored { rows: 280 }, ms(6));
         rows(&mut a, 400, ms(7));
         assert_eq!(a.replayed, 50);
+        assert_eq!(a.resumed, [200]);
         assert_eq!(a.total, 250 + 100 + 100);
         assert_eq!(a.outages[0].recovered, Some(ms(5)));
         // a restart before any checkpoint replays everything the dead process trained
@@ -262,6 +278,7 @@ mod tests {
         a.on_restart(ms(9)); // died again before training anything
         rows(&mut a, 10, ms(10));
         assert_eq!(a.replayed, 50 + 400);
+        assert_eq!(a.resumed, [200, 0]);
         assert_eq!(a.restarts, 3);
     }
 

@@ -102,6 +102,13 @@ pub enum SupervisorEvent {
         /// The backoff wait before the restart.
         after: Duration,
     },
+    /// Worker `worker`'s process (its `incarnation`-th start) trained its first rows.
+    Training {
+        /// The worker's index.
+        worker: usize,
+        /// Starts before this one.
+        incarnation: u32,
+    },
     /// Worker `worker` trained again `after` its process died.
     Recovered {
         /// The worker's index.

@@ -252,12 +252,19 @@ impl State {
 
     fn take(&mut self, (w, line, at): Received) {
         let trained = matches!(line, WorkerLine::Rows { .. });
+        let first = trained && !self.accounts[w].training();
         let down = self.accounts[w]
             .outages
             .last()
             .filter(|o| o.recovered.is_none())
             .map(|o| o.exit);
         self.accounts[w].on_line(line, at);
+        if first {
+            self.emit(SupervisorEvent::Training {
+                worker: w,
+                incarnation: self.incarnations[w].saturating_sub(1),
+            });
+        }
         if trained {
             self.failing[w] = 0;
             if let Some(exit) = down {
