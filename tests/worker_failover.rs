@@ -130,19 +130,30 @@ fn newest_checkpoint(dir: &Path) -> Option<u64> {
         .max()
 }
 
-/// Trains the topic with two worker processes through two fresh shards in `dir`; with a
-/// seed, `kill -9`s worker 1 at a random moment after its first checkpoint.
-fn run(broker: &Broker, topic: &str, dir: &Path, kill_seed: Option<u64>) -> Run {
-    let (s0, a0) = shard(0, 2, &dir.join("ps-0"));
-    let (s1, a1) = shard(1, 2, &dir.join("ps-1"));
+/// What a run does to the job.
+#[derive(Clone, Copy)]
+enum Fault {
+    /// Nothing: it trains to the end of the topic.
+    None,
+    /// `kill -9` worker 1 at a random moment (from the seed) after its first checkpoint that
+    /// holds rows.
+    Kill(u64),
+    /// SIGTERM to `eddy learn --processes` once both workers checkpointed rows.
+    Stop,
+}
+
+/// Trains the topic with two worker processes through the shards at `ps`, checkpoints in
+/// `dir`; `extra` flags appended. Fails the test unless it exits 0.
+fn run(broker: &Broker, topic: &str, dir: &Path, ps: &str, fault: Fault, extra: &[&str]) -> Run {
     let checkpoints = dir.join("checkpoints");
     let mut child = Command::new(EDDY)
         .args(["learn", "--processes", "2", "--label", "label", "--data"])
         .arg(broker.uri(topic))
-        .args(["--ps", &format!("grpc://{a0},{a1}"), "--ps-job", "failover"])
+        .args(["--ps", ps, "--ps-job", "failover"])
         .args(["--batch-rows", "256", "--checkpoint-every", "100ms"])
         .arg("--checkpoint-dir")
         .arg(&checkpoints)
+        .args(extra)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -159,9 +170,8 @@ fn run(broker: &Broker, topic: &str, dir: &Path, kill_seed: Option<u64>) -> Run 
     let started = Instant::now();
     let mut log = Vec::new();
     let mut killed = None;
-    if let Some(seed) = kill_seed {
-        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
-        // both workers training, then a checkpoint of worker 1 taken since: it holds rows
+    if !matches!(fault, Fault::None) {
+        // both workers training, then a checkpoint of each taken since: they hold rows
         let (mut pid, mut training) = (None, [false; 2]);
         while pid.is_none() || training != [true; 2] {
             let line = rx
@@ -173,25 +183,36 @@ fn run(broker: &Broker, topic: &str, dir: &Path, kill_seed: Option<u64>) -> Run 
             }
             log.push(line);
         }
-        let pid = pid.unwrap();
-        let own = checkpoints.join("worker-1");
-        let before = newest_checkpoint(&own);
-        while newest_checkpoint(&own) <= before {
-            assert!(started.elapsed() < RUN_LIMIT, "worker 1 never checkpointed");
-            std::thread::sleep(Duration::from_millis(5));
+        for w in 0..2 {
+            let own = checkpoints.join(format!("worker-{w}"));
+            let before = newest_checkpoint(&own);
+            while newest_checkpoint(&own) <= before {
+                assert!(
+                    started.elapsed() < RUN_LIMIT,
+                    "worker {w} never checkpointed"
+                );
+                std::thread::sleep(Duration::from_millis(5));
+            }
         }
-        std::thread::sleep(Duration::from_millis(rng.random_range(0..800)));
+        let (signal, pid) = match fault {
+            Fault::Kill(seed) => {
+                let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+                std::thread::sleep(Duration::from_millis(rng.random_range(0..800)));
+                killed = pid;
+                ("-9", pid.unwrap())
+            }
+            _ => ("-TERM", child_guard_pid),
+        };
         log.extend(rx.try_iter());
         assert!(
-            !log.iter().any(|l| l == "worker 1 finished"),
-            "seed {seed}: worker 1 finished before the kill; make the topic larger"
+            !log.iter().any(|l| l.ends_with(" finished")),
+            "a worker finished before the fault; make the topic larger"
         );
         let status = Command::new("kill")
-            .args(["-9", &pid.to_string()])
+            .args([signal, &pid.to_string()])
             .status()
             .unwrap();
-        assert!(status.success(), "kill -9 {pid}");
-        killed = Some(pid);
+        assert!(status.success(), "kill {signal} {pid}");
     }
     let mut stdout = child.stdout.take().unwrap();
     let status = loop {
@@ -213,7 +234,6 @@ fn run(broker: &Broker, topic: &str, dir: &Path, kill_seed: Option<u64>) -> Run 
         "eddy learn --processes failed ({status}):\n{}",
         log.join("\n")
     );
-    drop((s0, s1));
     let report: Value = serde_json::from_str(out.trim())
         .unwrap_or_else(|e| panic!("not a JSON report ({e}): {out}"));
     Run {
@@ -242,23 +262,49 @@ fn assert_accounted(run: &Run, what: &str) {
         );
         let trained = num(worker, "rows_trained") as u64;
         let replayed = num(worker, "records_replayed") as u64;
+        let from = num(worker, "started_from") as u64;
         assert_eq!(
             trained,
-            rows + replayed,
+            rows - from + replayed,
             "{what}: worker {w}: rows trained by all its processes = rows + replayed: {worker}"
         );
     }
 }
 
+/// A topic of the [`LAYOUT`], and two fresh shards: their processes and `grpc://` address.
+fn setup(broker: &Broker, topic: &str, dir: &Path) -> ([Proc; 2], String) {
+    broker.create_topic(topic, 4);
+    broker.produce(topic, &clicks(ROWS), |i| LAYOUT[i % LAYOUT.len()]);
+    let (s0, a0) = shard(0, 2, &dir.join("ps-0"));
+    let (s1, a1) = shard(1, 2, &dir.join("ps-1"));
+    ([s0, s1], format!("grpc://{a0},{a1}"))
+}
+
 #[test]
 fn a_killed_worker_comes_back_alone_from_its_offsets_and_every_row_is_accounted_for() {
     let broker = Broker::start();
+    let tmp = tempfile::tempdir().unwrap();
     let topic = "clicks";
     broker.create_topic(topic, 4);
     broker.produce(topic, &clicks(ROWS), |i| LAYOUT[i % LAYOUT.len()]);
-    let tmp = tempfile::tempdir().unwrap();
+    // fresh shards per run: each run trains its own model from zero
+    let fresh = |name: &str, fault: Fault| {
+        let dir = tmp.path().join(name);
+        let (s0, a0) = shard(0, 2, &dir.join("ps-0"));
+        let (s1, a1) = shard(1, 2, &dir.join("ps-1"));
+        let run = run(
+            &broker,
+            topic,
+            &dir,
+            &format!("grpc://{a0},{a1}"),
+            fault,
+            &[],
+        );
+        drop((s0, s1));
+        run
+    };
 
-    let clean = run(&broker, topic, &tmp.path().join("clean"), None);
+    let clean = fresh("clean", Fault::None);
     assert_accounted(&clean, "fault-free");
     assert_eq!(num(&clean.report, "restarts"), 0.0);
     assert_eq!(num(&clean.report, "records_replayed"), 0.0);
@@ -266,12 +312,7 @@ fn a_killed_worker_comes_back_alone_from_its_offsets_and_every_row_is_accounted_
 
     for seed in 0..3u64 {
         let what = format!("seed {seed}");
-        let run = run(
-            &broker,
-            topic,
-            &tmp.path().join(format!("kill-{seed}")),
-            Some(seed),
-        );
+        let run = fresh(&format!("kill-{seed}"), Fault::Kill(seed));
         assert_accounted(&run, &what);
         let r = &run.report;
         let workers = r["workers"].as_array().unwrap();
@@ -312,4 +353,52 @@ fn a_killed_worker_comes_back_alone_from_its_offsets_and_every_row_is_accounted_
             "{what}: logloss {loss} is not within 1% of the fault-free {clean_loss}"
         );
     }
+}
+
+/// SIGTERM to `eddy learn --processes` on a followed topic: every worker takes a last
+/// checkpoint and exits 0, and so does the supervisor; the same command on the bounded topic
+/// then resumes each worker from its checkpoint and trains exactly the rest of its partitions
+/// (each worker's final count is exactly its partitions' rows, the accounting identity holds).
+#[test]
+fn sigterm_stops_every_worker_at_a_checkpoint_and_a_rerun_resumes_them() {
+    let broker = Broker::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let (shards, ps) = setup(&broker, "clicks", tmp.path());
+    let first = run(
+        &broker,
+        "clicks",
+        tmp.path(),
+        &ps,
+        Fault::Stop,
+        &["--follow"],
+    );
+    let trained: Vec<u64> = (0..2)
+        .map(|w| num(&first.report["workers"][w], "rows") as u64)
+        .collect();
+    assert!(
+        trained
+            .iter()
+            .zip(WORKER_ROWS)
+            .all(|(t, all)| *t > 0 && *t < all),
+        "the stopped run trained part of each worker's rows: {trained:?}"
+    );
+    assert!(
+        first.log.iter().any(|l| l.starts_with("stopping")),
+        "{:?}",
+        first.log
+    );
+    let second = run(&broker, "clicks", tmp.path(), &ps, Fault::None, &[]);
+    assert_accounted(&second, "resumed");
+    assert_eq!(num(&second.report, "records_replayed"), 0.0);
+    for (w, first_rows) in trained.iter().enumerate() {
+        let from = num(&second.report["workers"][w], "started_from") as u64;
+        // the stop's checkpoint comes before the followed source ends: the rows read in
+        // between are trained by both runs
+        assert!(
+            from > 0 && from <= *first_rows,
+            "worker {w} resumed at row {from} of the {first_rows} the stopped run trained"
+        );
+        eprintln!("worker {w}: stopped after {first_rows} rows, resumed at {from}");
+    }
+    drop(shards);
 }

@@ -14,6 +14,7 @@
 //! | [`models`] | `eddy models`: list registry models and versions, change stages |
 //! | [`serve`] | `eddy serve`: HTTP/gRPC model serving with hot swap |
 //! | [`bench_checkpoint`] | `eddy bench checkpoint`: checkpoint duration and recovery under backpressure |
+//! | [`bench_failover`] | `eddy bench failover`: worker processes under `kill -9`: recovery time, peers' throughput |
 //! | [`bench_nexmark`] | `eddy bench nexmark`: Nexmark queries, events/s and CPU seconds |
 //! | [`bench_serve`] | `eddy bench serve`: serving latency and throughput on loopback |
 //! | [`run`] | `eddy run`: execute a workflow spec |
@@ -28,6 +29,7 @@
 pub mod agg;
 pub mod bench;
 pub mod bench_checkpoint;
+pub mod bench_failover;
 pub mod bench_nexmark;
 pub mod bench_serve;
 pub mod duration;

@@ -39,6 +39,8 @@ pub(super) struct Account {
     total: u64,
     pub restarts: u64,
     pub replayed: u64,
+    /// The rows the first process restored (a job resumed from its workers' checkpoints).
+    pub started_from: u64,
     /// Per restart, the rows the new process resumed from (0: no checkpoint yet).
     pub resumed: Vec<u64>,
     pub outages: Vec<Outage>,
@@ -82,6 +84,8 @@ impl Account {
         if let Some(previous) = self.previous.take() {
             self.replayed += previous.saturating_sub(rows);
             self.resumed.push(rows);
+        } else if self.restarts == 0 {
+            self.started_from = rows;
         }
         self.last = Some(rows);
     }
@@ -172,6 +176,9 @@ pub struct WorkerReport {
     pub records_replayed: u64,
     /// Rows lost (in-process approximate restarts; a process restart loses none).
     pub records_lost: u64,
+    /// The rows the worker's first process restored from its checkpoint (0: a fresh start;
+    /// more: this job resumed a stopped or killed one).
+    pub started_from: u64,
     /// Per restart: the rows of its checkpoint the new process resumed from (0: none).
     pub resumed_rows: Vec<u64>,
     /// Per restart: process exit → first trained row again, in milliseconds.
@@ -180,8 +187,8 @@ pub struct WorkerReport {
     pub peer_ratio: Vec<f64>,
     /// Rows in the worker's final progressive evaluation.
     pub rows: u64,
-    /// Rows trained by all incarnations together (`rows + records_replayed` when nothing is
-    /// lost).
+    /// Rows trained by all of the worker's processes together: `rows − started_from +
+    /// records_replayed` when nothing is lost (the accounting identity).
     pub rows_trained: u64,
     /// The worker's final progressive metrics.
     pub metrics: BTreeMap<String, f64>,
@@ -217,6 +224,7 @@ impl WorkerReport {
             restarts: a.restarts,
             records_replayed: a.replayed + replayed,
             records_lost: lost,
+            started_from: a.started_from,
             resumed_rows: a.resumed.clone(),
             recovery_ms,
             peer_ratio,
@@ -261,6 +269,7 @@ mod tests {
         let t = Instant::now();
         let ms = |n| t + Duration::from_millis(n);
         let mut a = Account::default();
+        a.on_line(WorkerLine::Restored { rows: 40 }, ms(0));
         rows(&mut a, 100, ms(1));
         rows(&mut a, 250, ms(2));
         a.on_restart(ms(3));
@@ -271,7 +280,8 @@ mod tests {
         rows(&mut a, 400, ms(7));
         assert_eq!(a.replayed, 50);
         assert_eq!(a.resumed, [200]);
-        assert_eq!(a.total, 250 + 100 + 100);
+        assert_eq!(a.started_from, 40);
+        assert_eq!(a.total, 210 + 100 + 100);
         assert_eq!(a.outages[0].recovered, Some(ms(5)));
         // a restart before any checkpoint replays everything the dead process trained
         a.on_restart(ms(8));
