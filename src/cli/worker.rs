@@ -150,7 +150,7 @@ pub fn run(args: WorkerArgs) -> anyhow::Result<()> {
         rows: outcome.report.rows,
         records_lost: summary.records_lost,
         records_replayed: summary.records_replayed,
-        restarts: summary.restarts as u64,
+        restarts: summary.restarts,
         metrics: outcome
             .report
             .metrics
