@@ -96,6 +96,8 @@
 //!   while its peers keep training the store, which is not rolled back; the rows routed to it
 //!   while it was down are counted in `records_lost`. A job resumed from its checkpoints
 //!   restores the store once, from the newest snapshot.
+//! - Across processes, N `eddy worker` processes each run a job at parallelism 1 on their own
+//!   partitions and one store: see [`supervise`] (approximate failover of a whole process).
 //!
 //! | module | what |
 //! |---|---|

@@ -18,6 +18,10 @@
 //! restart fails the job's calls, so the job rolls back to its last checkpoint — every shard
 //! and the source together.
 //!
+//! A job of several worker processes ([`super::supervise`]) sets
+//! [`PsConfig::tables_in_checkpoints`] false: each worker's checkpoint then holds no label and
+//! a restarted worker rolls nothing back (the tables are its peers' too).
+//!
 //! Without a store, data-parallel FTRL shares its weights in memory instead
 //! ([`SharedFtrl`], Hogwild: lock-free, asynchronous): each subtask steps the one weight array
 //! with the local learner's own code, at the local learner's speed.
