@@ -26,6 +26,9 @@ pub enum BenchCommand {
     Checkpoint(super::bench_checkpoint::CheckpointBenchArgs),
     /// Nexmark queries over the in-process generator: events/s and CPU seconds.
     Nexmark(super::bench_nexmark::NexmarkBenchArgs),
+    /// Worker processes under failover: a `kill -9`ed worker's recovery time, its peers'
+    /// throughput while it is down.
+    Failover(super::bench_failover::FailoverBenchArgs),
 }
 
 /// Arguments of `eddy bench window`.
@@ -61,10 +64,11 @@ pub fn run(cmd: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Serve(args) => super::bench_serve::run(args),
         BenchCommand::Checkpoint(args) => super::bench_checkpoint::run(args),
         BenchCommand::Nexmark(args) => super::bench_nexmark::run(args),
+        BenchCommand::Failover(args) => super::bench_failover::run(args),
     }
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
+pub(super) fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     let n = v.len();
     if n == 0 {

@@ -159,7 +159,7 @@ pub fn source_with(
     input: &InputOptions,
 ) -> anyhow::Result<(Stream, SchemaRef)> {
     if let Some(address) = kafka_address(path) {
-        return kafka_source(flow, address, input);
+        return kafka_source(flow, address, input, None);
     }
     let format = input.format.unwrap_or_else(|| format_of(path));
     let parallelism = if input.follow {
@@ -219,13 +219,29 @@ pub fn source_with(
     Ok((stream.parallelism(parallelism), schema))
 }
 
-/// Adds a source reading the Kafka topic `address` to `flow`: partitions split over
-/// `input.parallelism` subtasks (followed or not); `--follow` and `--format` override the
-/// address's `follow` and `format`.
+/// Adds a source reading member `index` of `count`'s share of the Kafka topic `path`
+/// (`eddy worker`: the partitions `p % count == index`) to `flow` as `input` says.
+pub fn member_source(
+    flow: &Dataflow,
+    path: &Path,
+    input: &InputOptions,
+    index: usize,
+    count: usize,
+) -> anyhow::Result<(Stream, SchemaRef)> {
+    match kafka_address(path) {
+        Some(address) => kafka_source(flow, address, input, Some((index, count))),
+        None => bail!("{}: not a kafka:// address", path.display()),
+    }
+}
+
+/// Adds a source reading the Kafka topic `address` to `flow` (of member `.0` of `.1`, only
+/// the partitions `p % .1 == .0`): partitions split over `input.parallelism` subtasks
+/// (followed or not); `--follow` and `--format` override the address's `follow` and `format`.
 fn kafka_source(
     flow: &Dataflow,
     address: &str,
     input: &InputOptions,
+    member: Option<(usize, usize)>,
 ) -> anyhow::Result<(Stream, SchemaRef)> {
     let mut uri = KafkaUri::parse(address)?;
     uri.follow |= input.follow;
@@ -238,6 +254,9 @@ fn kafka_source(
         None => {}
     }
     let mut options = KafkaSourceOptions::new(uri);
+    if let Some((index, count)) = member {
+        options = options.with_member(index, count);
+    }
     if let Some(s) = &input.schema {
         options = options.with_schema(s.clone());
     }

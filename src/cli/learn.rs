@@ -14,6 +14,9 @@
 //! and label; a run that read its whole input clears them. `--follow` keeps reading a growing
 //! file until Ctrl-C or SIGTERM, which take a last checkpoint, publish and exit 0.
 //!
+//! `--processes N` trains in N `eddy worker` processes under a local supervisor instead (a
+//! Kafka topic, the model in parameter-server shards; see [`super::worker`]).
+//!
 //! Savepoints as for `eddy agg`: a running job takes the ones `eddy savepoint --checkpoint-dir
 //! DIR NAME` asks for, `--savepoint-on-stop NAME` takes one when it is stopped, and
 //! `--from-savepoint DIR/savepoints/NAME` starts a new job from one (at the same parallelism:
@@ -264,7 +267,7 @@ impl LearnArgs {
     }
 
     /// The checkpoint directory: the flag, or one per (data, learner, label) under `eddy-runs/learn`.
-    fn checkpoint_dir(&self) -> PathBuf {
+    pub(super) fn checkpoint_dir(&self) -> PathBuf {
         if let Some(dir) = &self.checkpoints.checkpoint_dir {
             return dir.clone();
         }
@@ -281,12 +284,13 @@ impl LearnArgs {
             .join("checkpoints")
     }
 
-    fn train_config(&self, learner: LearnerSpec) -> anyhow::Result<TrainConfig> {
+    pub(super) fn train_config(&self, learner: LearnerSpec) -> anyhow::Result<TrainConfig> {
         let mut config = TrainConfig::new("learn", learner);
         config.dead_letter = self.dead_letter.clone();
         config.on_error = self.on_error;
         config.parallelism = self.parallel.parallelism;
         config.ps = self.parallel.ps_config()?;
+        config.batch_rows = self.parallel.batch_rows;
         config.failover.mode = self
             .checkpoints
             .failover
@@ -444,8 +448,11 @@ fn count_rows(path: &Path, format: io::DataFormat) -> anyhow::Result<u64> {
     })
 }
 
-/// Runs `eddy learn`.
+/// Runs `eddy learn` (with `--processes N`: N worker processes under a supervisor).
 pub fn run(args: LearnArgs) -> anyhow::Result<()> {
+    if args.parallel.processes > 1 {
+        return super::worker::supervise(args);
+    }
     let learner = args.learner()?;
     if args.follow && !learner.kind.is_online() {
         bail!(

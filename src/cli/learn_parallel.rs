@@ -1,7 +1,8 @@
 //! The flags of `eddy learn` for data-parallel training and parameter servers: `--parallelism
 //! N` (alias `--workers`), `--ps local|grpc://A,B`, `--consistency async|bounded:S|sync`,
 //! `--ps-batch`, `--ps-retry-for`, and the job identity at remote shards: `--ps-job ID`,
-//! `--ps-resume` / `--ps-fresh`. They only fill the training job's [`PsConfig`]; the job
+//! `--ps-resume` / `--ps-fresh`, and `--processes N` (worker processes, see
+//! [`super::worker`]). They only fill the training job's [`PsConfig`]; the job
 //! ([`eddy_workflow::train`]) does the training.
 
 use std::time::Duration;
@@ -19,6 +20,15 @@ pub struct ParallelArgs {
     /// parameter server.
     #[arg(long, visible_alias = "workers", default_value_t = 1)]
     pub parallelism: usize,
+    /// Train in N worker processes (`eddy worker`) under a local supervisor that restarts a
+    /// dead one alone: a Kafka topic's partitions split over them, the model in parameter
+    /// server shards (`--ps`, or N shards started on loopback). Default 1: this process.
+    #[arg(long, default_value_t = 1)]
+    pub processes: usize,
+    /// Rows per micro-batch the source cuts (default: the runtime's, 8192). Worker processes
+    /// report progress, and count replayed rows, per micro-batch.
+    #[arg(long)]
+    pub batch_rows: Option<usize>,
     /// Train through a parameter server: `local` (in-process) or `grpc://HOST:PORT,HOST:PORT`
     /// (shard i at the i-th address, started with `eddy ps serve --shard i/N`).
     #[arg(long)]
@@ -49,8 +59,8 @@ pub struct ParallelArgs {
 impl ParallelArgs {
     /// The job's parameter-server settings: none for one subtask without `--ps`.
     pub fn ps_config(&self) -> anyhow::Result<Option<PsConfig>> {
-        if self.parallelism == 0 || self.ps_batch == 0 {
-            bail!("--parallelism and --ps-batch must be at least 1");
+        if self.parallelism == 0 || self.ps_batch == 0 || self.processes == 0 {
+            bail!("--parallelism, --ps-batch and --processes must be at least 1");
         }
         let store = match self.ps.as_deref().map(str::trim) {
             // weights shared in memory (FTRL) or the job's choice of store

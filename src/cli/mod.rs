@@ -9,10 +9,12 @@
 //! | [`predict`] | `eddy predict`: score a file with a saved model |
 //! | [`learn_parallel`] | `eddy learn --parallelism N --ps …`: the flags of data-parallel training through a parameter server |
 //! | [`ps`] | `eddy ps serve`: one parameter-server shard over gRPC |
+//! | [`worker`] | `eddy worker`: one training process of a job; `eddy learn --processes N`: N of them supervised |
 //! | [`learn_publish`] | `eddy learn --registry/--name/--publish-every` → the job's publisher |
 //! | [`models`] | `eddy models`: list registry models and versions, change stages |
 //! | [`serve`] | `eddy serve`: HTTP/gRPC model serving with hot swap |
 //! | [`bench_checkpoint`] | `eddy bench checkpoint`: checkpoint duration and recovery under backpressure |
+//! | [`bench_failover`] | `eddy bench failover`: worker processes under `kill -9`: recovery time, peers' throughput |
 //! | [`bench_nexmark`] | `eddy bench nexmark`: Nexmark queries, events/s and CPU seconds |
 //! | [`bench_serve`] | `eddy bench serve`: serving latency and throughput on loopback |
 //! | [`run`] | `eddy run`: execute a workflow spec |
@@ -27,6 +29,7 @@
 pub mod agg;
 pub mod bench;
 pub mod bench_checkpoint;
+pub mod bench_failover;
 pub mod bench_nexmark;
 pub mod bench_serve;
 pub mod duration;
@@ -45,6 +48,7 @@ pub mod serve;
 pub mod shutdown;
 pub mod status;
 pub mod validate;
+pub mod worker;
 
 use clap::{Parser, Subcommand};
 
@@ -78,6 +82,9 @@ enum Command {
     Agg(agg::AggArgs),
     /// Train an online learner on a file with progressive validation; print one JSON line.
     Learn(Box<learn::LearnArgs>),
+    /// One training process of a job of several: its share of a Kafka topic's partitions,
+    /// the model in parameter-server shards (what `eddy learn --processes N` starts N of).
+    Worker(Box<worker::WorkerArgs>),
     /// Score a file with a model saved by `eddy learn --save`.
     Predict(predict::PredictArgs),
     /// List the models and versions of a registry; promote, archive or pin versions.
@@ -111,6 +118,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Validate(args) => validate::run(args),
         Command::Status(args) => status::run(args),
         Command::Learn(args) => learn::run(*args),
+        Command::Worker(args) => worker::run(*args),
         Command::Predict(args) => predict::run(args),
         Command::Models(args) => models::run(args),
         Command::Serve(args) => serve::run(args),

@@ -59,6 +59,14 @@ pub enum Error {
     /// An argument is out of its range.
     #[error("invalid argument: {0}")]
     InvalidArgument(String),
+    /// A worker process of a supervised job could not be started, or kept failing.
+    #[error("worker {worker}: {message}")]
+    Worker {
+        /// The worker's index in the job.
+        worker: usize,
+        /// What went wrong.
+        message: String,
+    },
     /// Serving: no served model has this name.
     #[error("unknown model `{model}`")]
     UnknownModel {

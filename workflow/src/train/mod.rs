@@ -96,16 +96,20 @@
 //!   while its peers keep training the store, which is not rolled back; the rows routed to it
 //!   while it was down are counted in `records_lost`. A job resumed from its checkpoints
 //!   restores the store once, from the newest snapshot.
+//! - Across processes, N `eddy worker` processes each run a job at parallelism 1 on their own
+//!   partitions and one store: see [`supervise`] (approximate failover of a whole process).
 //!
 //! | module | what |
 //! |---|---|
 //! | `operator` | the online learner operator and its snapshot |
 //! | `fit` | the batch-fit operator |
 //! | `ps` | [`PsConfig`], and the store, gradient model and network runtime the subtasks share |
+//! | [`supervise`] | worker processes of one job under a local supervisor: approximate failover across processes |
 
 mod fit;
 mod operator;
 mod ps;
+pub mod supervise;
 
 pub use ps::{job_id_in, JobPolicy, PsConfig, PsSpec};
 
@@ -160,6 +164,15 @@ pub struct PublishTo {
 pub enum TrainEvent {
     /// Rows predicted-then-learned so far.
     Rows(u64),
+    /// A learner subtask restored a checkpoint holding `rows` learned rows (the next `Rows`
+    /// counts on from there). A process that knows the rows it learned before it died knows
+    /// from this how many it will learn again (see [`supervise`]).
+    Restored {
+        /// The learner subtask.
+        subtask: usize,
+        /// Rows the subtask had learned at the checkpoint.
+        rows: u64,
+    },
     /// A version was published (or, on a replay, recognized as published already).
     Published {
         /// The version.

@@ -316,6 +316,10 @@ impl LearnOperator {
         let pipeline = pipeline_from(&frame.pipeline).map_err(|e| refused(&e))?;
         let ftrl = FtrlLogisticRegression::from_parts(frame.ftrl, &blob.chunks, &self.name)
             .map_err(|e| refused(&e))?;
+        self.emit(TrainEvent::Restored {
+            subtask: self.subtask,
+            rows: frame.rows,
+        });
         let s = self.state()?;
         s.learner = Learner::Own(TrainedModel {
             pipeline,
@@ -432,7 +436,7 @@ impl Operator for LearnOperator {
 
     fn snapshot(&mut self, epoch: Epoch) -> eddy_core::Result<Option<Vec<u8>>> {
         let store = match (&self.shared.backend, self.subtask) {
-            (Some(backend), 0) => Some(backend.snapshot(epoch.0).map_err(|e| self.train_error(e))?),
+            (Some(backend), 0) => backend.snapshot(epoch.0).map_err(|e| self.train_error(e))?,
             _ => None,
         };
         let s = self.state()?;
@@ -527,6 +531,10 @@ impl Operator for LearnOperator {
                 .restore(tables, self.shared.exactly_once)
                 .map_err(|e| self.train_error(e))?;
         }
+        self.emit(TrainEvent::Restored {
+            subtask: self.subtask,
+            rows: snapshot.rows,
+        });
         let s = self.state()?;
         s.eval = snapshot.eval;
         s.rows = snapshot.rows;

@@ -18,6 +18,10 @@
 //! restart fails the job's calls, so the job rolls back to its last checkpoint — every shard
 //! and the source together.
 //!
+//! A job of several worker processes ([`super::supervise`]) sets
+//! [`PsConfig::tables_in_checkpoints`] false: each worker's checkpoint then holds no label and
+//! a restarted worker rolls nothing back (the tables are its peers' too).
+//!
 //! Without a store, data-parallel FTRL shares its weights in memory instead
 //! ([`SharedFtrl`], Hogwild: lock-free, asynchronous): each subtask steps the one weight array
 //! with the local learner's own code, at the local learner's speed.
@@ -65,6 +69,12 @@ pub struct PsConfig {
     /// What remote shards holding another job's tables do: refuse (the default), resume
     /// them, or clear them first.
     pub existing: JobPolicy,
+    /// Whether the job's checkpoints hold the store's tables (default true: a restore rolls
+    /// the store back with the job). False for one worker process of a job of several
+    /// ([`supervise`](super::supervise)): the store is every worker's, so a worker's checkpoint
+    /// holds only its own state (source positions, pipeline statistics, evaluator) and a
+    /// restarted worker trains on from the store as its peers left it.
+    pub tables_in_checkpoints: bool,
 }
 
 impl PsConfig {
@@ -77,6 +87,7 @@ impl PsConfig {
             retry_for: Duration::from_secs(60),
             job: None,
             existing: JobPolicy::Refuse,
+            tables_in_checkpoints: true,
         }
     }
 }
@@ -117,6 +128,8 @@ pub(crate) struct Backend {
     /// checkpoint restores them once; a subtask restarting alone (approximate failover) does
     /// not roll back what its peers learned.
     restored: AtomicBool,
+    /// Whether checkpoints hold the weights ([`PsConfig::tables_in_checkpoints`]).
+    in_checkpoints: bool,
 }
 
 enum Kind {
@@ -173,6 +186,7 @@ impl Backend {
         Ok(Backend {
             kind,
             restored: AtomicBool::new(false),
+            in_checkpoints: config.is_none_or(|c| c.tables_in_checkpoints),
         })
     }
 
@@ -193,11 +207,15 @@ impl Backend {
     }
 
     /// A self-checking snapshot of the weights at checkpoint epoch `epoch` (remote shards:
-    /// the label of the shards' durable snapshot of that epoch).
-    pub(crate) fn snapshot(&self, epoch: u64) -> Result<Vec<u8>> {
+    /// the label of the shards' durable snapshot of that epoch); `None` when checkpoints do
+    /// not hold them ([`PsConfig::tables_in_checkpoints`]).
+    pub(crate) fn snapshot(&self, epoch: u64) -> Result<Option<Vec<u8>>> {
+        if !self.in_checkpoints {
+            return Ok(None);
+        }
         match &self.kind {
-            Kind::Store(s) => s.snapshot(epoch),
-            Kind::Shared(w) => Ok(eddy_algorithms::model::encode(SHARED_KIND, w)?),
+            Kind::Store(s) => s.snapshot(epoch).map(Some),
+            Kind::Shared(w) => Ok(Some(eddy_algorithms::model::encode(SHARED_KIND, w)?)),
         }
     }
 

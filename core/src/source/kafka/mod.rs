@@ -7,6 +7,9 @@
 //!   from the oldest messages of the topic by the file rules.
 //! - **Splits**: partition `p` is read by subtask `p % parallelism` (manual assignment, no
 //!   group rebalancing); a subtask without partitions ends at once (bounded) or idles.
+//! - **Static membership**: with [`member`](KafkaSourceOptions::member) `I/N` (one process
+//!   of a job of N, e.g. `eddy worker --worker-index I --workers N`), only partitions with
+//!   `p % N == I` are read, split over the subtasks in partition order; ownership never moves.
 //! - **Position**: the next offset per owned partition, plus (bounded) the end offset per
 //!   partition fixed at the first open; [`seek`](crate::source::Source::seek) re-assigns the
 //!   consumer there, so a restored job re-reads exactly what followed its checkpoint.
@@ -56,8 +59,8 @@ pub use admin::{ensure_topic, topic_partitions};
 pub(crate) use lag::{log_end, watermarks};
 pub(crate) use options::consumer_config;
 pub use options::{
-    KafkaSourceOptions, DEFAULT_INFER_MESSAGES, DEFAULT_LAG_INTERVAL, DEFAULT_REQUEST_TIMEOUT,
-    DEFAULT_SEEK_REWIND,
+    KafkaSourceOptions, Member, DEFAULT_INFER_MESSAGES, DEFAULT_LAG_INTERVAL,
+    DEFAULT_REQUEST_TIMEOUT, DEFAULT_SEEK_REWIND,
 };
 pub use source::KafkaSource;
 pub use uri::{KafkaDelivery, KafkaFormat, KafkaUri, StartOffset};

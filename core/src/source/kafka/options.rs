@@ -48,6 +48,27 @@ pub struct KafkaSourceOptions {
     /// thread of the source's own, one watermark request per partition, plus one fetch of the
     /// last record batch of a partition that grew). Default [`DEFAULT_LAG_INTERVAL`].
     pub lag_interval: Duration,
+    /// Static membership: this source is member `index` of `count` processes reading the
+    /// topic, and reads only the partitions `p` with `p % count == index` (split over its
+    /// subtasks in partition order). Ownership never moves, so no member waits for a
+    /// rebalance when another restarts. Default: none (every partition is this job's).
+    pub member: Option<Member>,
+}
+
+/// Member `index` of `count` (see [`KafkaSourceOptions::member`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Member {
+    /// This member's index, `0..count`.
+    pub index: usize,
+    /// How many members share the topic (at least 1).
+    pub count: usize,
+}
+
+impl Member {
+    /// Whether partition `p` belongs to this member.
+    pub fn owns(&self, p: i32) -> bool {
+        (p as usize) % self.count.max(1) == self.index
+    }
 }
 
 impl KafkaSourceOptions {
@@ -61,6 +82,7 @@ impl KafkaSourceOptions {
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
             seek_rewind: DEFAULT_SEEK_REWIND,
             lag_interval: DEFAULT_LAG_INTERVAL,
+            member: None,
         }
     }
 
@@ -73,6 +95,12 @@ impl KafkaSourceOptions {
     /// Adds the message-timestamp column `name` (see [`timestamp_column`](Self::timestamp_column)).
     pub fn with_timestamp_column(mut self, name: impl Into<String>) -> Self {
         self.timestamp_column = Some(name.into());
+        self
+    }
+
+    /// Reads only member `index` of `count`'s partitions (see [`member`](Self::member)).
+    pub fn with_member(mut self, index: usize, count: usize) -> Self {
+        self.member = Some(Member { index, count });
         self
     }
 

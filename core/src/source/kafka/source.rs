@@ -153,7 +153,9 @@ impl KafkaSource {
         Error::kafka(self.options.context(), format!("{what}: {e}"))
     }
 
-    /// The partitions of the topic this subtask owns: `p % parallelism == subtask`.
+    /// The partitions of the topic this subtask owns: `p % parallelism == subtask`; with a
+    /// [`member`](KafkaSourceOptions::member), the `i`-th of the member's partitions when
+    /// `i % parallelism == subtask`.
     fn owned(&self, consumer: &BaseConsumer, ctx: &SourceContext) -> Result<Vec<i32>> {
         let topic = &self.options.uri.topic;
         let meta = consumer
@@ -168,9 +170,19 @@ impl KafkaSource {
             return Err(self.err("metadata", format!("{e:?}")));
         }
         let p = ctx.task.parallelism.max(1);
-        Ok(t.partitions()
-            .iter()
-            .map(|m| m.id())
+        let mut ids: Vec<i32> = t.partitions().iter().map(|m| m.id()).collect();
+        ids.sort_unstable();
+        if let Some(member) = self.options.member {
+            ids.retain(|&id| member.owns(id));
+            return Ok(ids
+                .into_iter()
+                .enumerate()
+                .filter(|(i, _)| i % p == ctx.task.subtask)
+                .map(|(_, id)| id)
+                .collect());
+        }
+        Ok(ids
+            .into_iter()
             .filter(|id| (*id as usize) % p == ctx.task.subtask)
             .collect())
     }

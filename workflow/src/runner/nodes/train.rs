@@ -158,6 +158,8 @@ fn config(
                 rows: *rows,
                 metrics: metrics.clone(),
             },
+            // the rows resume from the checkpoint: the next `Rows` says so
+            TrainEvent::Restored { .. } => return,
         };
         // the scheduler outlives every node task; a send can only fail during shutdown
         let _ = progress.send(p);

@@ -1,0 +1,362 @@
+//! The supervisor's loop: start, watch, restart and stop the worker processes, reading their
+//! protocol lines on one reader thread per process.
+
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Child, ExitStatus};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use super::account::{merged_metrics, Account, WorkerReport};
+use super::protocol::WorkerLine;
+use super::{SupervisorConfig, SupervisorEvent, SupervisorReport};
+use crate::error::{Error, Result};
+
+/// How often the loop looks at its processes when no line arrives.
+const TICK: Duration = Duration::from_millis(2);
+
+/// A line from worker `.0`'s process, read at `.2`.
+type Received = (usize, WorkerLine, Instant);
+
+enum Slot {
+    Running {
+        child: Child,
+        reader: JoinHandle<()>,
+    },
+    /// Down; restarts at the instant.
+    Waiting(Instant),
+    Done,
+}
+
+/// The supervisor's state (moved onto its thread by [`Supervisor::start`](super::Supervisor::start)).
+pub(super) struct State {
+    config: SupervisorConfig,
+    slots: Vec<Slot>,
+    accounts: Vec<Account>,
+    /// Starts of each worker so far.
+    incarnations: Vec<u32>,
+    /// Restarts of each worker since it last trained (the backoff attempt).
+    failing: Vec<u32>,
+    lines: Receiver<Received>,
+    sender: Sender<Received>,
+    stop: Arc<AtomicBool>,
+    /// When the workers were told to stop.
+    stopping: Option<Instant>,
+    pids: Arc<Mutex<Vec<Option<u32>>>>,
+    started: Instant,
+}
+
+impl State {
+    /// Starts every worker.
+    pub(super) fn start(
+        config: SupervisorConfig,
+        stop: Arc<AtomicBool>,
+        pids: Arc<Mutex<Vec<Option<u32>>>>,
+    ) -> Result<State> {
+        let n = config.workers.len();
+        let (sender, lines) = mpsc::channel();
+        let mut state = State {
+            config,
+            slots: (0..n).map(|_| Slot::Done).collect(),
+            accounts: (0..n).map(|_| Account::default()).collect(),
+            incarnations: vec![0; n],
+            failing: vec![0; n],
+            lines,
+            sender,
+            stop,
+            stopping: None,
+            pids,
+            started: Instant::now(),
+        };
+        for w in 0..n {
+            if let Err(e) = state.spawn(w) {
+                state.kill_all();
+                return Err(e);
+            }
+        }
+        Ok(state)
+    }
+
+    /// Supervises until every worker is done; the report.
+    pub(super) fn run(&mut self) -> Result<SupervisorReport> {
+        loop {
+            self.receive(TICK);
+            if self.stop.load(Ordering::SeqCst) && self.stopping.is_none() {
+                self.begin_stop();
+            }
+            for w in 0..self.slots.len() {
+                if let Err(e) = self.watch(w) {
+                    self.kill_all();
+                    return Err(e);
+                }
+            }
+            if let Some(since) = self.stopping {
+                if since.elapsed() > self.config.stop_grace {
+                    self.kill_all();
+                }
+            }
+            if self.slots.iter().all(|s| matches!(s, Slot::Done)) {
+                break;
+            }
+        }
+        self.drain();
+        let workers: Vec<WorkerReport> = (0..self.slots.len())
+            .map(|w| WorkerReport::new(w, &self.accounts))
+            .collect();
+        Ok(SupervisorReport {
+            seconds: self.started.elapsed().as_secs_f64(),
+            rows: workers.iter().map(|w| w.rows).sum(),
+            metrics: merged_metrics(&workers),
+            workers,
+        })
+    }
+
+    /// Looks at worker `w`: collects an exited process, restarts a due one.
+    fn watch(&mut self, w: usize) -> Result<()> {
+        match &mut self.slots[w] {
+            Slot::Running { child, .. } => {
+                let status = child.try_wait().map_err(|e| Error::Worker {
+                    worker: w,
+                    message: format!("waiting for its process: {e}"),
+                })?;
+                if let Some(status) = status {
+                    self.exited(w, status)?;
+                }
+            }
+            Slot::Waiting(at) if *at <= Instant::now() => {
+                if self.stopping.is_some() {
+                    self.slots[w] = Slot::Done;
+                } else {
+                    self.spawn(w)?;
+                }
+            }
+            Slot::Waiting(_) | Slot::Done => {}
+        }
+        Ok(())
+    }
+
+    /// Worker `w`'s process exited with `status`: done, or down until its restart.
+    fn exited(&mut self, w: usize, status: ExitStatus) -> Result<()> {
+        let exit = Instant::now();
+        let pid = self.set_pid(w, None);
+        if let Slot::Running { reader, .. } = std::mem::replace(&mut self.slots[w], Slot::Done) {
+            // every line the process wrote before it died is in the pipe: read them all
+            let _ = reader.join();
+        }
+        self.drain();
+        if status.success() || self.stopping.is_some() {
+            self.emit(SupervisorEvent::Finished { worker: w });
+            return Ok(());
+        }
+        if self.accounts[w].restarts >= self.config.max_restarts {
+            return Err(Error::Worker {
+                worker: w,
+                message: format!(
+                    "its process exited ({status}) after {} restarts; the job stops",
+                    self.accounts[w].restarts
+                ),
+            });
+        }
+        self.accounts[w].on_restart(exit);
+        let after = self.config.backoff.delay(self.failing[w]);
+        self.failing[w] += 1;
+        self.emit(SupervisorEvent::Died {
+            worker: w,
+            pid: pid.unwrap_or_default(),
+            status: status.to_string(),
+            after,
+        });
+        self.slots[w] = Slot::Waiting(exit + after);
+        Ok(())
+    }
+
+    /// Starts worker `w`'s process and its reader thread.
+    fn spawn(&mut self, w: usize) -> Result<()> {
+        let command = &self.config.workers[w];
+        let mut child = command.command().spawn().map_err(|e| Error::Worker {
+            worker: w,
+            message: format!("starting {}: {e}", command.program.display()),
+        })?;
+        let Some(stdout) = child.stdout.take() else {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(Error::Worker {
+                worker: w,
+                message: "its stdout is not a pipe".into(),
+            });
+        };
+        let log = match &self.config.log_dir {
+            Some(dir) => {
+                let path = dir.join(format!("worker-{w}.jsonl"));
+                let file = std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(&path)
+                    .map_err(|source| Error::Io { path, source });
+                match file {
+                    Ok(f) => Some(f),
+                    Err(e) => {
+                        let _ = child.kill();
+                        let _ = child.wait();
+                        return Err(e);
+                    }
+                }
+            }
+            None => None,
+        };
+        let sender = self.sender.clone();
+        let reader = std::thread::Builder::new()
+            .name(format!("eddy-worker-{w}-out"))
+            .spawn(move || read_lines(w, stdout, log, sender));
+        let reader = match reader {
+            Ok(r) => r,
+            Err(e) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(Error::Worker {
+                    worker: w,
+                    message: format!("starting its reader thread: {e}"),
+                });
+            }
+        };
+        let pid = child.id();
+        self.set_pid(w, Some(pid));
+        self.accounts[w].pid = Some(pid);
+        self.emit(SupervisorEvent::Started {
+            worker: w,
+            pid,
+            incarnation: self.incarnations[w],
+        });
+        self.incarnations[w] += 1;
+        self.slots[w] = Slot::Running { child, reader };
+        Ok(())
+    }
+
+    /// Takes the lines that arrive within `wait`.
+    fn receive(&mut self, wait: Duration) {
+        match self.lines.recv_timeout(wait) {
+            Ok(r) => self.take(r),
+            Err(RecvTimeoutError::Timeout) | Err(RecvTimeoutError::Disconnected) => return,
+        }
+        self.drain();
+    }
+
+    /// Takes every line already received.
+    fn drain(&mut self) {
+        while let Ok(r) = self.lines.try_recv() {
+            self.take(r);
+        }
+    }
+
+    fn take(&mut self, (w, line, at): Received) {
+        let trained = matches!(line, WorkerLine::Rows { .. });
+        let first = trained && !self.accounts[w].training();
+        let down = self.accounts[w]
+            .outages
+            .last()
+            .filter(|o| o.recovered.is_none())
+            .map(|o| o.exit);
+        self.accounts[w].on_line(line, at);
+        if first {
+            self.emit(SupervisorEvent::Training {
+                worker: w,
+                incarnation: self.incarnations[w].saturating_sub(1),
+            });
+        }
+        if trained {
+            self.failing[w] = 0;
+            if let Some(exit) = down {
+                self.emit(SupervisorEvent::Recovered {
+                    worker: w,
+                    after: at.duration_since(exit),
+                });
+            }
+        }
+    }
+
+    /// SIGTERM to every running worker; no restarts from now on.
+    fn begin_stop(&mut self) {
+        self.stopping = Some(Instant::now());
+        for slot in &mut self.slots {
+            match slot {
+                Slot::Running { child, .. } => terminate(child),
+                Slot::Waiting(_) => *slot = Slot::Done,
+                Slot::Done => {}
+            }
+        }
+    }
+
+    /// SIGKILL to every running worker (a failed job, or a stop past its grace).
+    fn kill_all(&mut self) {
+        for slot in &mut self.slots {
+            if let Slot::Running { child, .. } = slot {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+            *slot = Slot::Done;
+        }
+    }
+
+    /// Records worker `w`'s pid (`None`: down); the previous one.
+    fn set_pid(&self, w: usize, pid: Option<u32>) -> Option<u32> {
+        let mut pids = self.pids.lock().unwrap_or_else(PoisonError::into_inner);
+        std::mem::replace(&mut pids[w], pid)
+    }
+
+    fn emit(&self, event: SupervisorEvent) {
+        if let Some(events) = &self.config.events {
+            events(&event);
+        }
+    }
+}
+
+impl Drop for State {
+    /// No worker outlives its supervisor.
+    fn drop(&mut self) {
+        self.kill_all();
+    }
+}
+
+/// Reads worker `w`'s stdout to its end: protocol lines to the loop (and the log), any other
+/// line to stderr.
+fn read_lines(
+    w: usize,
+    stdout: std::process::ChildStdout,
+    mut log: Option<std::fs::File>,
+    sender: Sender<Received>,
+) {
+    for line in BufReader::new(stdout).lines() {
+        let Ok(line) = line else { break };
+        let at = Instant::now();
+        match WorkerLine::parse(&line) {
+            Some(parsed) => {
+                if let Some(f) = log.as_mut() {
+                    let _ = writeln!(f, "{line}");
+                }
+                if sender.send((w, parsed, at)).is_err() {
+                    break;
+                }
+            }
+            None => eprintln!("[worker {w}] {line}"),
+        }
+    }
+}
+
+/// Asks `child` to stop: SIGTERM (it checkpoints and exits 0).
+fn terminate(child: &mut Child) {
+    #[cfg(unix)]
+    {
+        let pid = i32::try_from(child.id())
+            .ok()
+            .and_then(rustix::process::Pid::from_raw);
+        if let Some(pid) = pid {
+            let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = child.kill();
+    }
+}
