@@ -2,13 +2,16 @@
 //! columns, read from its first batch, and how its rows and keys are turned into the row format
 //! (`arrow::row`) and back; the key types both sides must share and the pair output schema.
 
-use arrow::array::ArrayRef;
+use arrow::array::{ArrayRef, UInt32Array};
+use arrow::compute::take_record_batch;
 use arrow::datatypes::{Field, SchemaRef};
 use arrow::record_batch::RecordBatch;
 use arrow::row::{RowConverter, Rows, SortField};
 
+use super::{LATE_LEFT, LATE_RIGHT};
 use crate::error::{Error, Result};
 use crate::keys::hash_rows;
+use crate::operator::Collector;
 use crate::window::timestamps::{read_event_times, time_column};
 
 /// The sides' names, by input index.
@@ -153,4 +156,33 @@ pub(crate) fn pair_fields(
         fields.push(f);
     }
     Ok(fields)
+}
+
+/// Refuses an input index other than 0 (left) and 1 (right).
+pub(crate) fn check_input(operator: &str, input: usize) -> Result<()> {
+    if input > 1 {
+        return Err(Error::Internal(format!("{operator}: input {input} of 2")));
+    }
+    Ok(())
+}
+
+/// Sends the rows `late_rows` of `batch` (from input `input`) to the side output of that
+/// side's late rows, adds them to `late`, and empties `late_rows`.
+pub(crate) fn set_late_aside(
+    input: usize,
+    batch: &RecordBatch,
+    late_rows: &mut Vec<u32>,
+    late: &mut u64,
+    out: &mut Collector,
+) -> Result<()> {
+    if late_rows.is_empty() {
+        return Ok(());
+    }
+    *late += late_rows.len() as u64;
+    let idx = UInt32Array::from(std::mem::take(late_rows));
+    out.emit_side(
+        [LATE_LEFT, LATE_RIGHT][input],
+        take_record_batch(batch, &idx)?,
+    );
+    Ok(())
 }

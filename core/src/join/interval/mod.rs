@@ -17,9 +17,9 @@ mod label;
 mod state;
 
 use super::buffer::RowBuffer;
-use super::side::{check_key_types, pair_fields, Side};
+use super::side::{check_input, check_key_types, pair_fields, set_late_aside, Side};
 use super::state::{KeyState, KeyedRows};
-use super::{IntervalJoin, JoinOutput, LATE_LEFT, LATE_RIGHT};
+use super::{IntervalJoin, JoinOutput};
 use crate::error::{Error, Result};
 use crate::keys::key_group;
 use crate::message::{Epoch, EventTime};
@@ -290,25 +290,14 @@ impl Operator for IntervalJoinOperator {
     }
 
     fn process(&mut self, input: usize, batch: RecordBatch, out: &mut Collector) -> Result<()> {
-        if input > 1 {
-            return Err(Error::Internal(format!(
-                "{}: input {input} of 2",
-                self.name
-            )));
-        }
+        check_input(&self.name, input)?;
         if batch.num_rows() == 0 {
             return Ok(());
         }
         self.bind(input, &batch.schema())?;
         self.join_batch(input, &batch)?;
         self.emit_matches(input, &batch, out)?;
-        if !self.late_rows.is_empty() {
-            self.late += self.late_rows.len() as u64;
-            let idx = UInt32Array::from(std::mem::take(&mut self.late_rows));
-            let tag = [LATE_LEFT, LATE_RIGHT][input];
-            out.emit_side(tag, take_record_batch(&batch, &idx)?);
-        }
-        Ok(())
+        set_late_aside(input, &batch, &mut self.late_rows, &mut self.late, out)
     }
 
     fn on_watermark(&mut self, watermark: EventTime, out: &mut Collector) -> Result<()> {

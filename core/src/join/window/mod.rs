@@ -9,8 +9,7 @@
 
 use std::sync::Arc;
 
-use arrow::array::{ArrayRef, Int64Array, UInt32Array};
-use arrow::compute::take_record_batch;
+use arrow::array::{ArrayRef, Int64Array};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use arrow::record_batch::RecordBatch;
 
@@ -20,9 +19,8 @@ mod state;
 pub use spec::WindowJoin;
 
 use super::buffer::RowBuffer;
-use super::side::{check_key_types, pair_fields, Side};
+use super::side::{check_input, check_key_types, pair_fields, set_late_aside, Side};
 use super::state::{KeyState, KeyedRows};
-use super::{LATE_LEFT, LATE_RIGHT};
 use crate::error::{Error, Result};
 use crate::keys::key_group;
 use crate::message::{Epoch, EventTime};
@@ -257,26 +255,13 @@ impl Operator for WindowJoinOperator {
     }
 
     fn process(&mut self, input: usize, batch: RecordBatch, out: &mut Collector) -> Result<()> {
-        if input > 1 {
-            return Err(Error::Internal(format!(
-                "{}: input {input} of 2",
-                self.name
-            )));
-        }
+        check_input(&self.name, input)?;
         if batch.num_rows() == 0 {
             return Ok(());
         }
         self.bind(input, &batch.schema())?;
         self.buffer_batch(input, &batch)?;
-        if !self.late_rows.is_empty() {
-            self.late += self.late_rows.len() as u64;
-            let idx = UInt32Array::from(std::mem::take(&mut self.late_rows));
-            out.emit_side(
-                [LATE_LEFT, LATE_RIGHT][input],
-                take_record_batch(&batch, &idx)?,
-            );
-        }
-        Ok(())
+        set_late_aside(input, &batch, &mut self.late_rows, &mut self.late, out)
     }
 
     fn on_watermark(&mut self, watermark: EventTime, out: &mut Collector) -> Result<()> {
