@@ -361,6 +361,9 @@ pub(super) trait SlotTable {
     fn bias(&self) -> [f32; 3];
     /// Sets the intercept's slot.
     fn set_bias(&mut self, slot: [f32; 3]);
+    /// A row's step is done (a table of replicas merges them now and then).
+    #[inline(always)]
+    fn row_done(&mut self) {}
 }
 
 /// One learner's own slots.
@@ -423,12 +426,14 @@ pub(super) fn run<const PREDICT: bool, T: SlotTable>(
                 let (idx, val) = m.row(r);
                 let entries = idx.iter().map(|&i| i as usize).zip(val.iter().copied());
                 step_row::<PREDICT, _, _>(rule, fit_intercept, table, entries, ex, r, out);
+                table.row_done();
             }
         }
         Features::Dense(a) => {
             for (r, row) in a.rows().into_iter().enumerate() {
                 let entries = row.iter().copied().enumerate().filter(|e| e.1 != 0.0);
                 step_row::<PREDICT, _, _>(rule, fit_intercept, table, entries, ex, r, out);
+                table.row_done();
             }
         }
     }

@@ -4,10 +4,12 @@
 //!
 //! Under Hogwild every row writes those slots, so with two threads their cache lines move
 //! between the cores on every row and most of the second core's time goes to waiting for
-//! them. A handle instead steps its own copy of each hot slot and, at the end of each batch
-//! ([`HotSlots::sync`]), adds what it changed to the shared slot: FTRL's `z` and `n` are sums
-//! of per-row terms, so the deltas of two handles add up to what one sequential learner
-//! would have accumulated (up to the one-batch staleness of each handle's view), and the
+//! them. A handle instead steps its own copy of each hot slot and, every 256 rows and at the
+//! end of each batch ([`HotSlots::sync`]), adds what it changed to the shared slot: FTRL's `z`
+//! and `n` are sums of per-row terms, so the deltas of two handles add up to what one
+//! sequential learner would have accumulated (up to the 256-row staleness of each handle's
+//! view: merged once per batch of 8192 rows, two handles' intercepts overshot early in
+//! training and the progressive logloss of a 50 k-row run moved by 1%), and the
 //! weight follows from them ([`FtrlProximal::weight`]). Unlike a Hogwild write, a merge
 //! loses no update. When nobody else changed a shared slot since the handle last read it,
 //! the merge stores the handle's own floats, so one handle alone trains bit for bit as the

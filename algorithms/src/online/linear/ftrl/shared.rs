@@ -8,6 +8,12 @@
 //! collide most), which is Hogwild's premise: the model converges as a sequential one does,
 //! but it is not reproducible run to run. A handle's step is the owned model's
 //! ([`super::run`]), so one handle alone trains exactly as [`FtrlLogisticRegression`].
+//!
+//! The slots nearly every row steps (the intercept, numeric columns, low-cardinality
+//! categories) are the exception: there every row would collide, and their cache lines would
+//! move between the cores on every row. Each handle steps its own replicas of those and merges
+//! them into the shared slots every 256 rows and after each batch ([`super::hot`]), losing no
+//! update.
 
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -18,6 +24,7 @@ use crate::error::Result;
 use crate::features::{Examples, Features};
 use crate::learner::{OnlineLearner, Predictor, Task};
 use crate::online::linear::{check_indices, for_each_entry, sigmoid};
+use crate::optim::FtrlProximal;
 
 /// A handle on FTRL weights shared between threads (see the [module docs](self)).
 pub struct SharedFtrl {
@@ -154,7 +161,14 @@ impl SlotTable for Atomics<'_> {
 struct Replicated<'a> {
     shared: Atomics<'a>,
     hot: &'a mut HotSlots,
+    rule: &'a FtrlProximal,
+    /// Rows stepped since the replicas were last merged.
+    rows: usize,
 }
+
+/// Rows a handle steps between two merges of its replicas: the staleness of the hot slots
+/// (a merge costs a few atomic adds per hot slot, a row several contended cache lines).
+const MERGE_ROWS: usize = 256;
 
 impl SlotTable for Replicated<'_> {
     #[inline(always)]
@@ -181,6 +195,15 @@ impl SlotTable for Replicated<'_> {
     #[inline(always)]
     fn set_bias(&mut self, slot: [f32; 3]) {
         self.hot.set(HotSlots::INTERCEPT, slot)
+    }
+
+    #[inline(always)]
+    fn row_done(&mut self) {
+        self.rows += 1;
+        if self.rows == MERGE_ROWS {
+            self.rows = 0;
+            self.hot.sync(self.rule, self.shared.0);
+        }
     }
 }
 
@@ -230,6 +253,8 @@ impl SharedFtrl {
         let mut table = Replicated {
             shared: Atomics(&self.slots),
             hot: &mut self.hot,
+            rule: &t.rule,
+            rows: 0,
         };
         run::<PREDICT, _>(&t.rule, t.fit_intercept, &mut table, ex, out);
         self.hot.sync(&t.rule, &self.slots);
