@@ -42,6 +42,7 @@ use eddy_ps::{PsClient, PsClientConfig};
 use super::model::LoadedModel;
 use super::state::{ServedModel, ServingState};
 use crate::error::{Error, Result};
+use crate::train::ps_error;
 
 /// What one served model's follower remembers between polls.
 struct Follower {
@@ -163,10 +164,6 @@ fn revise(serving: &LoadedModel, delta: &Delta) -> Result<LoadedModel> {
         ftrl.set_weight(feature(key), 0.0)?;
     }
     serving.revised(trained)
-}
-
-fn ps_error(e: eddy_ps::Error) -> Error {
-    Error::InvalidArgument(format!("parameter server: {e}"))
 }
 
 fn now_ms() -> u64 {

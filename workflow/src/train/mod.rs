@@ -109,6 +109,7 @@
 mod fit;
 mod operator;
 mod ps;
+pub(crate) use ps::ps_error;
 pub mod supervise;
 
 pub use ps::{job_id_in, JobPolicy, PsConfig, PsSpec};

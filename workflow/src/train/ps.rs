@@ -443,7 +443,8 @@ impl Drop for Store {
     }
 }
 
-fn ps_error(message: impl std::fmt::Display) -> Error {
+/// A parameter-server failure as this crate's error (training and serving alike).
+pub(crate) fn ps_error(message: impl std::fmt::Display) -> Error {
     Error::InvalidArgument(format!("parameter server: {message}"))
 }
 
