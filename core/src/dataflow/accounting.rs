@@ -10,8 +10,17 @@
 //!
 //! - an operator task whose chain holds state (or may: it never snapshotted) is rolled back
 //!   to `R` and its two-phase sink withdraws what it staged after `R`; the rows it took in
-//!   since `R` and did not pass on are lost — the part its sink had received as *withdrawn*,
-//!   the rest as *rolled back*;
+//!   since `R` and did not deliver for good (pass on, or sink into a sink that keeps them) are
+//!   lost — the part its sink had received as *withdrawn*, the rest as *rolled back*. When it
+//!   delivered more than it took since `R` (rows buffered at `R` that a watermark flushed
+//!   later: a join's, a session window's), the restored state emits the difference again:
+//!   that many are replayed. Either way `lost − replayed` = taken − delivered since `R`,
+//!   which is what the identity in [`failover`](super::failover) needs, exact for operators
+//!   that emit one row per row taken (maps, over-aggregates, a labelling join, a left-outer
+//!   temporal join) and for any chain whose sink withdraws;
+//! - rows on a *lookup input* (`Stream::lookup_input`: a temporal join's table, a labelling
+//!   join's clicks) and every row of a stream that reaches the sinks only through lookup
+//!   inputs are not the job's rows: nothing counts them (their channels are not counted);
 //! - a stateless operator task keeps every part its sink pre-committed: only the sink's
 //!   in-progress part (rows since its last barrier) is withdrawn and lost;
 //! - a source task seeks back to `R` (with the output it had in flight there) and sends again
@@ -78,7 +87,10 @@ pub(crate) struct Settlement {
     pub(crate) rolled_back: u64,
     /// Rows in sink output withdrawn (staged, never to be committed).
     pub(crate) withdrawn: u64,
-    /// Rows the restarted task will pass on a second time.
+    /// Rows the restored state will emit a second time: it had emitted them since `R` (state
+    /// at `R` that a watermark or a trigger flushed later) and will again (counted at once).
+    pub(crate) emitted_again: u64,
+    /// Rows the restarted source task will pass on a second time (counted as they go out).
     pub(crate) replay: u64,
 }
 
@@ -228,10 +240,14 @@ impl Ledger {
             },
             Rollback::Restored => {
                 let d = now.since(self.mark_of(restored));
-                let withdrawn = if withdraws { d.sunk } else { 0 };
+                // what left the task since `R` for good: passed on, and kept by its sink
+                let delivered = d.passed + if withdraws { 0 } else { d.sunk };
+                let lost = d.taken.saturating_sub(delivered);
+                let withdrawn = if withdraws { d.sunk.min(lost) } else { 0 };
                 Settlement {
-                    rolled_back: d.taken.saturating_sub(d.passed).saturating_sub(d.sunk),
+                    rolled_back: lost - withdrawn,
                     withdrawn,
+                    emitted_again: delivered.saturating_sub(d.taken),
                     replay: 0,
                 }
             }
@@ -245,6 +261,7 @@ impl Ledger {
             },
         };
         OperatorMetrics::add(&self.job.records_lost, s.rolled_back + s.withdrawn);
+        OperatorMetrics::add(&self.job.records_replayed, s.emitted_again);
         s
     }
 }
@@ -279,6 +296,22 @@ mod tests {
         assert_eq!((s.rolled_back, s.withdrawn), (15, 0));
         let s = l.settle(Rollback::Restored, None, true);
         assert_eq!((s.rolled_back, s.withdrawn), (15, 65));
+    }
+
+    /// A join held 30 rows at the checkpoint; after it, it took 10 and a watermark flushed 25
+    /// on: restored, it emits the 30 again (15 a second time) and never sees the 10 (of which 5
+    /// went out): lost − replayed = 10 − 25.
+    #[test]
+    fn a_restored_task_that_passed_on_more_than_it_took_emits_the_difference_again() {
+        let (l, _) = ledger();
+        l.taken(30);
+        l.snapshot(Epoch(1), &[Some(vec![1])], 0, 0);
+        l.taken(10);
+        l.passed(25);
+        let s = l.settle(Rollback::Restored, Some(Epoch(1)), true);
+        assert_eq!((s.rolled_back, s.withdrawn, s.emitted_again), (0, 0, 15));
+        assert_eq!(l.job.records_replayed.load(Ordering::SeqCst), 15);
+        assert_eq!(l.job.records_lost.load(Ordering::SeqCst), 0);
     }
 
     #[test]

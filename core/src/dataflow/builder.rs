@@ -85,6 +85,8 @@ pub(crate) struct Input {
     pub(crate) from: NodeId,
     pub(crate) port: Port,
     pub(crate) edge: Option<Edge>,
+    /// A lookup input (see [`Stream::lookup_input`]): its rows are not the job's rows.
+    pub(crate) lookup: bool,
 }
 
 #[derive(Clone)]
@@ -207,6 +209,7 @@ impl Stream {
             from: self.node,
             port: self.port.clone(),
             edge: self.next_edge.clone(),
+            lookup: false,
         }
     }
 
@@ -227,6 +230,29 @@ impl Stream {
         inputs.extend(others.iter().map(|s| s.as_input()));
         self.flow()
             .add_node(name, NodeKind::Operator(factory), inputs)
+    }
+
+    /// Declares input `input` (numbered as in [`Stream::connect`]) of the operator that produces
+    /// this stream a *lookup input*: its rows only update state that the rows of the other
+    /// inputs are looked up in — the versioned table of a temporal join, the clicks that label
+    /// impressions, broadcast rules. They are not the job's rows: approximate failover's
+    /// `records_lost` and `records_replayed` count neither them nor anything of a stream that
+    /// reaches the sinks only through lookup inputs (see `dataflow::failover`).
+    ///
+    /// # Panics
+    /// When the operator has no input `input` (a bug in the job's construction).
+    pub fn lookup_input(self, input: usize) -> Stream {
+        let mut g = self.graph.borrow_mut();
+        let node = &mut g.nodes[self.node];
+        assert!(
+            input < node.inputs.len(),
+            "`{}` has {} inputs, no input {input}",
+            node.name,
+            node.inputs.len()
+        );
+        node.inputs[input].lookup = true;
+        drop(g);
+        self
     }
 
     /// Sets the parallelism of the node that produces this stream.

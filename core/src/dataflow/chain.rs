@@ -45,6 +45,11 @@ pub(crate) struct OutputEdge {
     pub(crate) sent: Vec<u64>,
     /// The consumer of each target: (task index, input index in that task).
     pub(crate) to: Vec<(usize, usize)>,
+    /// Rows sent here are the job's rows, counted by loss accounting (not a lookup input's).
+    pub(crate) counted: bool,
+    /// The schema of the data sent here (noted in approximate failover: a restarted consumer
+    /// gets it first on its fresh channel).
+    pub(crate) schema: Option<arrow::datatypes::SchemaRef>,
 }
 
 /// A message waiting to go out on `edge` to subtask `target`.

@@ -35,7 +35,16 @@
 //! `records_replayed` counts rows a restarted **source task** sends a second time: it seeks
 //! back to its position at `R`, with the output it had in flight there, and its sink withdraws
 //! what it staged after `R`; the rows it had passed on over channels since `R` go out again
-//! and are counted as they do. The bookkeeping is in `accounting`.
+//! and are counted as they do. It also counts rows a **restored operator** emits again: rows
+//! its state held at `R` that it emitted after `R` (a join's buffered rows a watermark
+//! flushed), when it delivered more than it took since `R`. The bookkeeping is in
+//! `accounting`.
+//!
+//! Rows of a **lookup input** ([`Stream::lookup_input`](crate::dataflow::Stream::lookup_input):
+//! a temporal join's table, the clicks of a labelling join) are not the job's rows, nor is
+//! anything of a stream that reaches the sinks only through lookup inputs (the click source,
+//! operators on its path): their loss and replay change which rows match, not how many rows
+//! there are, and are not counted. The identity then holds in the rows of the other inputs.
 //!
 //! Not exact: a task whose chain turns several rows into one (an aggregate) and sends the
 //! result over a channel counts its rolled-back rows in input rows but what it passed on in

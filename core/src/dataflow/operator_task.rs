@@ -28,6 +28,13 @@ enum Wake {
     AlignmentTimeout,
 }
 
+/// The chain input a lane feeds, and whether its rows count in loss accounting.
+#[derive(Debug, Clone, Copy)]
+struct LaneInput {
+    input: usize,
+    counted: bool,
+}
+
 /// Runs an operator task; in approximate failover a failed task counts what was routed to it
 /// and never processed: the batch that failed, what it had queued, what its channels held.
 pub(crate) async fn run_operator_task(mut t: Task, env: &TaskEnv) -> Result<()> {
@@ -37,10 +44,13 @@ pub(crate) async fn run_operator_task(mut t: Task, env: &TaskEnv) -> Result<()> 
     if r.is_err() && env.rewire.is_some() {
         let mut lost = in_flight;
         for (input, lane) in t.inputs.iter_mut().zip(&lanes) {
-            lost += lane.queue.iter().map(|(_, m)| m.num_rows()).sum::<usize>();
+            let mut rows = lane.queue.iter().map(|(_, m)| m.num_rows()).sum::<usize>();
             input.rx.close();
             while let Ok(m) = input.rx.try_recv() {
-                lost += m.num_rows();
+                rows += m.num_rows();
+            }
+            if input.counted {
+                lost += rows;
             }
         }
         env.lost(lost);
@@ -155,11 +165,11 @@ impl Loop<'_> {
         Ok(())
     }
 
-    /// Handles one processed message of lane `i`.
+    /// Handles one processed message of lane `i`, which feeds `input`.
     fn handle(
         &mut self,
         chain: &mut Chain,
-        input: usize,
+        input: LaneInput,
         lanes: &mut [Lane],
         i: usize,
         message: Message,
@@ -167,9 +177,10 @@ impl Loop<'_> {
     ) -> Result<()> {
         match message {
             Message::Data(batch) => {
-                *in_flight = batch.num_rows();
+                // a lookup input's rows are not the job's: never counted as taken or lost
+                *in_flight = if input.counted { batch.num_rows() } else { 0 };
                 let pending = &mut self.pending;
-                guard(&self.name, || chain.process(0, input, batch, pending))?;
+                guard(&self.name, || chain.process(0, input.input, batch, pending))?;
                 self.env.ledger.taken(*in_flight);
                 *in_flight = 0;
             }
@@ -328,7 +339,10 @@ async fn operator_loop(
                 if let Some(p) = position {
                     lanes[i].processed = p;
                 }
-                let input = t.inputs[i].input;
+                let input = LaneInput {
+                    input: t.inputs[i].input,
+                    counted: t.inputs[i].counted,
+                };
                 st.handle(chain, input, lanes, i, message, in_flight)?;
             }
             flush(chain, &mut st.pending, env).await?;

@@ -25,6 +25,8 @@ pub(crate) struct TaskInput {
     /// The priority lane: barriers with their position on `rx`.
     pub(crate) prio: UnboundedReceiver<Positioned>,
     pub(crate) from: (usize, usize, usize),
+    /// Its rows are the job's rows, counted by loss accounting (see [`lineage`]).
+    pub(crate) counted: bool,
 }
 
 /// Where a task sits in the job, for checkpoints: its subtask and parallelism and the operator
@@ -117,6 +119,21 @@ fn resolve_edges(g: &Graph, par: &[usize]) -> Result<Vec<Vec<Edge>>> {
     Ok(edges)
 }
 
+/// Which nodes' output rows are the job's rows, for loss accounting: a node's are unless every
+/// consumer takes them on a lookup input or is itself not counted (a sink's always are, as are
+/// those of a node nothing consumes). Nodes come in topological order: consumers after their
+/// inputs.
+fn lineage(g: &Graph, consumers: &[Vec<(NodeId, usize)>]) -> Vec<bool> {
+    let mut counted = vec![true; g.nodes.len()];
+    for i in (0..g.nodes.len()).rev() {
+        counted[i] = consumers[i].is_empty()
+            || consumers[i]
+                .iter()
+                .any(|&(c, k)| counted[c] && !g.nodes[c].inputs[k].lookup);
+    }
+    counted
+}
+
 /// Refuses two sources or operators with one operator id: their state could not be told apart.
 fn check_unique_ids(g: &Graph) -> Result<()> {
     let mut seen = std::collections::HashMap::new();
@@ -177,6 +194,8 @@ pub(crate) fn build_tasks(
             ));
         }
     }
+
+    let counted = lineage(g, &consumers);
 
     // chaining: n chains onto its only input when that input is forward, main-port, of equal
     // parallelism, and n is that output's only consumer.
@@ -319,6 +338,7 @@ pub(crate) fn build_tasks(
         let head = spec.nodes[0];
         for (k, inp) in g.nodes[head].inputs.iter().enumerate() {
             let edge = &edges[head][k];
+            let edge_counted = counted[head] && !inp.lookup;
             let (pc, _) = chain_of[inp.from];
             let from_stage = stage_of(inp.from);
             let producers = chains[pc].parallelism;
@@ -343,6 +363,7 @@ pub(crate) fn build_tasks(
                         rx,
                         prio: prio_rx,
                         from: (offsets[pc] + ps, edge_index, target),
+                        counted: edge_counted,
                     });
                 }
                 let n_targets = senders.len();
@@ -354,6 +375,8 @@ pub(crate) fn build_tasks(
                     senders,
                     prio,
                     to,
+                    counted: edge_counted,
+                    schema: None,
                 });
             }
         }

@@ -6,7 +6,9 @@
 //! whose send failed looks for a new sender for that (edge, target) before it counts the
 //! records as lost; a consumer whose input closed looks for a new receiver, and is woken when
 //! one arrives. A producer that finished normally is remembered, so a task restarted after it
-//! still gets its `End`.
+//! still gets its `End` — after an empty batch of the schema the producer sent on that edge,
+//! since operators that learn their inputs' schemas from the first batch (the joins) would
+//! otherwise never learn it.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
@@ -15,6 +17,9 @@ use tokio::sync::mpsc::{
     channel, unbounded_channel, Receiver, Sender, UnboundedReceiver, UnboundedSender,
 };
 use tokio::sync::Notify;
+
+use arrow::datatypes::SchemaRef;
+use arrow::record_batch::RecordBatch;
 
 use crate::dataflow::inflight::Positioned;
 use crate::dataflow::plan::Task;
@@ -35,6 +40,8 @@ struct Slots {
     senders: HashMap<SenderKey, Outlet>,
     receivers: HashMap<ReceiverKey, Inlet>,
     finished: HashSet<usize>,
+    /// The schema each (producer task, output edge) sent.
+    schemas: HashMap<(usize, usize), SchemaRef>,
 }
 
 /// The switchboard of one job in approximate mode.
@@ -49,7 +56,8 @@ impl Rewire {
         Rewire {
             slots: Mutex::default(),
             wake: (0..tasks).map(|_| Notify::new()).collect(),
-            capacity: capacity.max(2),
+            // room for a finished producer's schema, last watermark and `End`
+            capacity: capacity.max(3),
         }
     }
 
@@ -79,6 +87,11 @@ impl Rewire {
         self.wake[task].notified()
     }
 
+    /// Task `task` sends batches of `schema` on output edge `edge`.
+    pub(crate) fn note_schema(&self, (task, edge): (usize, usize), schema: SchemaRef) {
+        self.slots().schemas.insert((task, edge), schema);
+    }
+
     /// Task `task` finished its stream: consumers restarted later get `End` from it directly.
     pub(crate) fn finished(&self, task: usize) {
         let mut slots = self.slots();
@@ -91,7 +104,7 @@ impl Rewire {
             .collect();
         for k in mine {
             if let Some((tx, _)) = slots.senders.remove(&k) {
-                end(&tx);
+                end(&tx, slots.schemas.get(&(k.0, k.1)));
             }
         }
     }
@@ -105,7 +118,7 @@ impl Rewire {
             input.rx = rx;
             input.prio = prio_rx;
             if slots.finished.contains(&input.from.0) {
-                end(&tx);
+                end(&tx, slots.schemas.get(&(input.from.0, input.from.1)));
             } else {
                 slots.senders.insert(input.from, (tx, prio_tx));
             }
@@ -132,9 +145,13 @@ impl Rewire {
     }
 }
 
-/// Ends a fresh channel: the producer finished while its consumer was down.
-fn end(tx: &Sender<Message>) {
-    // a fresh channel has room for both
+/// Ends a fresh channel: the producer finished while its consumer was down. It first sends an
+/// empty batch of the schema the producer sent, if it sent any.
+fn end(tx: &Sender<Message>, schema: Option<&SchemaRef>) {
+    // a fresh channel has room for all three
+    if let Some(schema) = schema {
+        let _ = tx.try_send(Message::Data(RecordBatch::new_empty(schema.clone())));
+    }
     let _ = tx.try_send(Message::Watermark(MAX_WATERMARK));
     let _ = tx.try_send(Message::End);
 }

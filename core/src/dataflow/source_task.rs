@@ -182,6 +182,7 @@ fn flush_source(
                 prioritize(chain, p.edge, p.target, b, env)?;
                 break;
             }
+            env.note_schema(chain, p.edge, &message);
             let rows = message.num_rows();
             let tx = chain.outputs[p.edge].senders[p.target].clone();
             let closed = match tx.try_send(message) {
@@ -218,8 +219,11 @@ fn flush_source(
             };
             match closed {
                 None => {
-                    chain.outputs[p.edge].sent[p.target] += 1;
-                    env.ledger.passed(rows);
+                    let out = &mut chain.outputs[p.edge];
+                    out.sent[p.target] += 1;
+                    if out.counted {
+                        env.ledger.passed(rows);
+                    }
                     break;
                 }
                 Some(m) => match env.on_closed(chain, p.edge, p.target, m)? {

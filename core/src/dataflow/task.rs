@@ -59,6 +59,22 @@ impl TaskEnv {
         OperatorMetrics::add(&self.job.records_lost, rows as u64);
     }
 
+    /// Notes the schema of the first batch sent on `edge` (approximate mode), and leaves it
+    /// with the rewire: a consumer restarted later gets it first on its fresh channel, from
+    /// this task or, once it finished, from the rewire — operators that learn their inputs'
+    /// schemas from the first batch (the joins) would otherwise wait for rows that may never
+    /// come again.
+    pub(crate) fn note_schema(&self, chain: &mut Chain, edge: usize, message: &Message) {
+        let out = &mut chain.outputs[edge];
+        if out.schema.is_some() {
+            return;
+        }
+        if let (Some(rewire), Message::Data(batch)) = (&self.rewire, message) {
+            rewire.note_schema((self.index, edge), batch.schema());
+            out.schema = Some(batch.schema());
+        }
+    }
+
     /// The chain snapshotted its state `states` for `epoch`; the data in `pending` (emitted
     /// before the barrier, not sent yet) counts as passed on before it.
     pub(crate) fn snapshotted(
@@ -95,7 +111,9 @@ impl TaskEnv {
         if self.take_new_channel(chain, edge, target) {
             Ok(Some(message))
         } else {
-            self.lost(message.num_rows());
+            if chain.outputs[edge].counted {
+                self.lost(message.num_rows());
+            }
             Ok(None)
         }
     }
@@ -110,9 +128,16 @@ impl TaskEnv {
             return false;
         };
         let out = &mut chain.outputs[edge];
+        out.sent[target] = 0;
+        if let Some(schema) = &out.schema {
+            // a fresh channel has room: the restarted consumer learns the schema first
+            let empty = Message::Data(arrow::record_batch::RecordBatch::new_empty(schema.clone()));
+            if tx.try_send(empty).is_ok() {
+                out.sent[target] += 1;
+            }
+        }
         out.senders[target] = tx;
         out.prio[target] = prio;
-        out.sent[target] = 0;
         true
     }
 }
@@ -171,6 +196,7 @@ pub(crate) async fn flush(
                 prioritize(chain, p.edge, p.target, b, env)?;
                 break;
             }
+            env.note_schema(chain, p.edge, &message);
             let rows = message.num_rows();
             // Only the edge is borrowed across the await: operators need not be `Sync`.
             let tx = &chain.outputs[p.edge].senders[p.target];
@@ -189,8 +215,11 @@ pub(crate) async fn flush(
             };
             match closed {
                 None => {
-                    chain.outputs[p.edge].sent[p.target] += 1;
-                    env.ledger.passed(rows);
+                    let out = &mut chain.outputs[p.edge];
+                    out.sent[p.target] += 1;
+                    if out.counted {
+                        env.ledger.passed(rows);
+                    }
                     break;
                 }
                 Some(m) => match env.on_closed(chain, p.edge, p.target, m)? {
@@ -320,6 +349,8 @@ mod tests {
                 prio: vec![old_prio],
                 sent: vec![7],
                 to: vec![(1, 0)],
+                counted: true,
+                schema: None,
             }],
             head_metrics: Arc::default(),
             deferred: Default::default(),

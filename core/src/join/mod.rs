@@ -104,6 +104,14 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
+//! **Loss accounting** (approximate failover's `records_lost` / `records_replayed`): a labelling
+//! join and a temporal join emit one row per left row (a left-outer one; an inner one drops the
+//! unmatched), so their right input is a lookup input ([`Stream::lookup_input`]): clicks and
+//! table versions are not counted, and `sink + lost − replayed = uninterrupted` holds in left
+//! rows. A pair join (interval or window) has no such row identity — a lost right row removes
+//! pairs, not rows — so its counts are of rows taken on both sides, a measure of the damage,
+//! not an identity.
+//!
 //! Every join's buffered rows are checkpointed per key group (Arrow IPC batches of each side's
 //! rows, with their schema; `state`), so a join restores exactly once and at another
 //! parallelism. `buffered_rows()` on each operator gives its state size.
@@ -235,11 +243,18 @@ impl Stream {
     pub fn interval_join(&self, right: &Stream, name: &str, spec: IntervalJoin) -> Stream {
         let left = self.clone().partition_by(spec.left_keys.clone());
         let right = right.clone().partition_by(spec.right_keys.clone());
+        let labels = spec.output == JoinOutput::Label;
         let spec = Arc::new(spec);
         let op = name.to_string();
         let factory = crate::window::keyed::keyed_factory(name, move || {
             IntervalJoinOperator::new(&op, spec.clone())
         });
-        left.connect(&[right], name, factory)
+        let joined = left.connect(&[right], name, factory);
+        // labels: every left row once, the right rows only label them
+        if labels {
+            joined.lookup_input(1)
+        } else {
+            joined
+        }
     }
 }

@@ -106,9 +106,14 @@ pub(crate) fn decode<M: DeserializeOwned>(
             }
             let reader = StreamReader::try_new(Cursor::new(ipc), None)
                 .map_err(|e| bad(*group, format!("{side} rows: {e}")))?;
+            let (schema, before) = (reader.schema(), batches.len());
             for batch in reader {
                 let batch = batch.map_err(|e| bad(*group, format!("{side} rows: {e}")))?;
                 batches.push((s, batch));
+            }
+            if batches.len() == before {
+                // a side with no rows here still gives its schema, as an empty batch
+                batches.push((s, RecordBatch::new_empty(schema)));
             }
         }
         if !rest.is_empty() {
@@ -148,21 +153,21 @@ pub(crate) fn insert_rows(
     Ok(())
 }
 
-/// The rows of `buffers` (one side) as an Arrow IPC stream with the side's schema; empty when
-/// there are none.
+/// The rows of `buffers` (one side) as an Arrow IPC stream with the side's schema (the schema
+/// alone when there are none).
 fn side_rows_ipc<'a>(side: &Side, buffers: impl Iterator<Item = &'a RowBuffer>) -> Result<Vec<u8>> {
     let parser = side.rows.parser();
     let rows: Vec<_> = buffers
         .flat_map(|b| b.iter().map(|(_, bytes)| parser.parse(bytes)))
         .collect();
-    if rows.is_empty() {
-        return Ok(Vec::new());
-    }
-    let columns = side.rows.convert_rows(rows)?;
-    let batch = RecordBatch::try_new(side.schema.clone(), columns)?;
     let mut ipc = Vec::new();
-    let mut writer = StreamWriter::try_new(&mut ipc, &batch.schema())?;
-    writer.write(&batch)?;
+    // a side without rows in this group still writes its schema: a restored operator must
+    // know both sides even when the other one sends nothing more (it ended)
+    let mut writer = StreamWriter::try_new(&mut ipc, &side.schema)?;
+    if !rows.is_empty() {
+        let columns = side.rows.convert_rows(rows)?;
+        writer.write(&RecordBatch::try_new(side.schema.clone(), columns)?)?;
+    }
     writer.finish()?;
     drop(writer);
     Ok(ipc)

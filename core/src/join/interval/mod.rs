@@ -291,10 +291,11 @@ impl Operator for IntervalJoinOperator {
 
     fn process(&mut self, input: usize, batch: RecordBatch, out: &mut Collector) -> Result<()> {
         check_input(&self.name, input)?;
+        // an empty batch still tells the schema (a restarted task's first, see `rewire`)
+        self.bind(input, &batch.schema())?;
         if batch.num_rows() == 0 {
             return Ok(());
         }
-        self.bind(input, &batch.schema())?;
         self.join_batch(input, &batch)?;
         self.emit_matches(input, &batch, out)?;
         set_late_aside(input, &batch, &mut self.late_rows, &mut self.late, out)

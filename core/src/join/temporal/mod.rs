@@ -89,7 +89,8 @@ impl TemporalJoinOperator {
         if spec.left_keys.len() != spec.right_keys.len() {
             return bad("the left and right sides need the same number of key columns");
         }
-        Ok(TemporalJoinOperator {
+        let right = spec.right_schema.clone();
+        let mut op = TemporalJoinOperator {
             name: name.to_string(),
             spec,
             task: TaskInfo::new(name, 0, 1),
@@ -106,7 +107,11 @@ impl TemporalJoinOperator {
             hashes: Vec::new(),
             due: Due::default(),
             late_rows: Vec::new(),
-        })
+        };
+        if let Some(schema) = right {
+            op.bind(1, &schema)?;
+        }
+        Ok(op)
     }
 
     /// Rows that arrived too late: left rows behind the watermark, right versions at or
@@ -238,10 +243,12 @@ impl TemporalJoinOperator {
         let (Some(left), Some(right), Some(schema)) =
             (&self.sides[0], &self.sides[1], &self.output)
         else {
-            return Err(Error::Internal(format!(
-                "{}: left rows answered before both sides were bound",
-                self.name
-            )));
+            // only a left-outer join answers rows without a version
+            return Err(Error::config(
+                self.name.as_str(),
+                "left rows are due but no right row has reached this subtask, so the right \
+                 columns are unknown: declare them with `TemporalJoin::right_schema`",
+            ));
         };
         let mut columns = left.columns(self.due.left.iter().map(|(_, b)| b))?;
         let versions = right.columns(self.due.versions.iter().map(|(_, b)| b))?;
@@ -322,10 +329,11 @@ impl Operator for TemporalJoinOperator {
 
     fn process(&mut self, input: usize, batch: RecordBatch, out: &mut Collector) -> Result<()> {
         check_input(&self.name, input)?;
+        // an empty batch still tells the schema (a restarted task's first, see `rewire`)
+        self.bind(input, &batch.schema())?;
         if batch.num_rows() == 0 {
             return Ok(());
         }
-        self.bind(input, &batch.schema())?;
         self.buffer_batch(input, &batch)?;
         set_late_aside(input, &batch, &mut self.late_rows, &mut self.late, out)
     }

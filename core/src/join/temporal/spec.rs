@@ -2,6 +2,8 @@
 
 use std::sync::Arc;
 
+use arrow::datatypes::SchemaRef;
+
 use super::TemporalJoinOperator;
 use crate::dataflow::Stream;
 
@@ -32,6 +34,8 @@ pub struct TemporalJoin {
     pub kind: TemporalKind,
     /// Prefix of right columns whose names the left side has already.
     pub right_prefix: String,
+    /// The right stream's schema, when known up front ([`TemporalJoin::right_schema`]).
+    pub right_schema: Option<SchemaRef>,
 }
 
 impl TemporalJoin {
@@ -49,7 +53,17 @@ impl TemporalJoin {
             right_time: None,
             kind: TemporalKind::Inner,
             right_prefix: "right_".into(),
+            right_schema: None,
         }
+    }
+
+    /// Declares the right stream's schema. A join otherwise learns it from the first right
+    /// batch a subtask gets, and a left-outer join whose subtask gets none (an empty table, its
+    /// keys all elsewhere, a restart after the table's stream ended) cannot build its output
+    /// and fails with an error that says so.
+    pub fn right_schema(mut self, schema: SchemaRef) -> Self {
+        self.right_schema = Some(schema);
+        self
     }
 
     /// Emits every left row, with null right columns where no version was current.
@@ -89,6 +103,7 @@ impl Stream {
         let factory = crate::window::keyed::keyed_factory(name, move || {
             TemporalJoinOperator::new(&op, spec.clone())
         });
-        left.connect(&[right], name, factory)
+        // the right stream is a table's changelog: its rows are looked up, not the job's rows
+        left.connect(&[right], name, factory).lookup_input(1)
     }
 }
