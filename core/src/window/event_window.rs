@@ -5,6 +5,10 @@
 //! (key, window) is new.
 //! Fire timers are grouped by window end (a `BTreeMap` from end to the slots ending there, in
 //! creation order), so a watermark fires windows by end, then by first appearance.
+//!
+//! Checkpoints are asynchronous: at a barrier the operator freezes its window table (its slots
+//! and accumulators are in copy-on-write pages: O(pages)) and returns a deferred state; the
+//! task's background writer encodes the frozen copy by key group while the operator goes on.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -19,12 +23,14 @@ use super::assigner::{Assigner, ValidKind, ValidWindow, WindowSpec};
 use super::binding::{BindSpec, Binding, Shape};
 use super::key_codec::{KeyCodec, SavedKeys};
 use super::timestamps::read_event_times;
-use super::window_table::WindowTable;
+use super::window_table::{FrozenWindows, WindowTable};
 use super::LATE;
 use crate::error::{Error, Result};
 use crate::keys::key_group;
 use crate::message::{Epoch, EventTime, MAX_WATERMARK};
-use crate::operator::{Collector, Operator, Redistribution, TaskInfo};
+use crate::operator::{
+    Collector, DeferredState, Operator, Redistribution, StateSnapshot, TaskInfo, WriteContext,
+};
 
 /// Keyed tumbling or sliding event-time windows (see [the module docs](crate::window)).
 #[derive(Debug)]
@@ -183,6 +189,83 @@ impl EventWindowOperator {
     }
 }
 
+impl EventWindowOperator {
+    /// The state as it is now, in O(pages) (see `window_table`): serialized later by
+    /// [`FrozenState::encode`], at the barrier ([`Operator::snapshot`]) or off the data path
+    /// ([`Operator::snapshot_async`]).
+    fn freeze(&self) -> Result<FrozenState> {
+        let keys = match &self.binding {
+            Some(b) => Some((b.codec.copy_for_saving()?, b.outputs())),
+            None => None,
+        };
+        Ok(FrozenState {
+            meta: Meta {
+                watermark: self.watermark,
+                late: self.late,
+                seq: self.seq,
+            },
+            windows: self.table.freeze(),
+            keys,
+            task: self.task.clone(),
+        })
+    }
+}
+
+/// An [`EventWindowOperator`]'s state frozen at a barrier.
+struct FrozenState {
+    meta: Meta,
+    windows: FrozenWindows,
+    /// The key codec (a copy) and the output names; `None` before the first batch.
+    keys: Option<(KeyCodec, Vec<String>)>,
+    task: TaskInfo,
+}
+
+impl FrozenState {
+    /// The snapshot's bytes: the live windows by key group, keys in a typed form.
+    fn encode(&self) -> Result<Vec<u8>> {
+        let windows = &self.windows;
+        let mut by_group: HashMap<u32, Vec<u32>> = HashMap::new();
+        for s in windows.live_slots() {
+            let group = key_group(windows.slots[s as usize].hash, self.task.key_groups);
+            by_group.entry(group).or_default().push(s);
+        }
+        let mut groups = BTreeMap::new();
+        if let Some((codec, outputs)) = &self.keys {
+            for (group, slots) in by_group {
+                let keys = codec.save(
+                    slots
+                        .iter()
+                        .map(|&s| windows.slots[s as usize].key.as_slice()),
+                )?;
+                let windows = slots
+                    .iter()
+                    .map(|&s| {
+                        let slot = &windows.slots[s as usize];
+                        let accs = windows.accs(s).to_vec();
+                        (slot.start, slot.end, slot.fired, slot.seq, accs)
+                    })
+                    .collect();
+                let outputs = outputs.clone();
+                groups.insert(
+                    group,
+                    Group {
+                        outputs,
+                        keys,
+                        windows,
+                    },
+                );
+            }
+        }
+        super::snapshot::encode_groups("event-window", self.task.subtask, &self.meta, &groups)
+    }
+}
+
+impl DeferredState for FrozenState {
+    fn write(self: Box<Self>, _ctx: &WriteContext) -> Result<Vec<u8>> {
+        self.encode()
+    }
+}
+
 impl Operator for EventWindowOperator {
     fn process(&mut self, _input: usize, batch: RecordBatch, out: &mut Collector) -> Result<()> {
         let spec = BindSpec {
@@ -280,44 +363,11 @@ impl Operator for EventWindowOperator {
     }
 
     fn snapshot(&mut self, _epoch: Epoch) -> Result<Option<Vec<u8>>> {
-        let meta = Meta {
-            watermark: self.watermark,
-            late: self.late,
-            seq: self.seq,
-        };
-        let mut by_group: HashMap<u32, Vec<u32>> = HashMap::new();
-        for s in self.table.live_slots() {
-            let group = key_group(self.table.slots[s as usize].hash, self.task.key_groups);
-            by_group.entry(group).or_default().push(s);
-        }
-        let mut groups = BTreeMap::new();
-        if let Some(b) = &self.binding {
-            for (group, slots) in by_group {
-                let keys = b.codec.save(
-                    slots
-                        .iter()
-                        .map(|&s| self.table.slots[s as usize].key.as_slice()),
-                )?;
-                let windows = slots
-                    .iter()
-                    .map(|&s| {
-                        let slot = &self.table.slots[s as usize];
-                        let accs = self.table.accs(s).to_vec();
-                        (slot.start, slot.end, slot.fired, slot.seq, accs)
-                    })
-                    .collect();
-                let outputs = b.outputs();
-                groups.insert(
-                    group,
-                    Group {
-                        outputs,
-                        keys,
-                        windows,
-                    },
-                );
-            }
-        }
-        super::snapshot::encode_groups("event-window", self.task.subtask, &meta, &groups).map(Some)
+        self.freeze()?.encode().map(Some)
+    }
+
+    fn snapshot_async(&mut self, _epoch: Epoch) -> Result<Option<StateSnapshot>> {
+        Ok(Some(StateSnapshot::Deferred(Box::new(self.freeze()?))))
     }
 
     fn restore(&mut self, bytes: &[u8]) -> Result<()> {

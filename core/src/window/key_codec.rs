@@ -147,6 +147,12 @@ impl KeyCodec {
         Ok(())
     }
 
+    /// A codec of the same key columns, with its own scratch space: a frozen snapshot decodes
+    /// its keys with it off the data path.
+    pub(crate) fn copy_for_saving(&self) -> Result<Self> {
+        KeyCodec::from_fields(self.names.clone(), self.fields.clone(), "snapshot")
+    }
+
     /// The key hash of `row` of the last encoded batch.
     #[inline]
     pub(crate) fn hash(&self, row: usize) -> u64 {

@@ -4,12 +4,19 @@
 //! slots (hash collisions chain through `Slot::next`); a hit is confirmed by comparing the key's
 //! hash, the window start and the key's bytes. Existing windows cost one map probe and no
 //! allocation; a new window reuses a freed slot (and its key buffer) when there is one.
-//! Accumulators live in one flat vector, `n_aggs` per slot.
+//! Accumulators live in one flat vector, `n_aggs` per slot. Slots and accumulators are in
+//! copy-on-write pages ([`CowPages`]): [`WindowTable::freeze`] copies them for a snapshot in
+//! O(pages), and the first write to a page after it copies that page.
 
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 
 use super::accumulator::Acc;
+use crate::state::CowPages;
+
+/// Slots per page: a page of slots and one of their accumulators are copied at once after a
+/// snapshot.
+const PAGE_SLOTS: usize = 1024;
 
 /// End of a slot chain.
 pub(crate) const NIL: u32 = u32::MAX;
@@ -66,8 +73,8 @@ pub(crate) struct Slot {
 #[derive(Debug)]
 pub(crate) struct WindowTable {
     map: HashMap<u64, u32, IdBuild>,
-    pub(crate) slots: Vec<Slot>,
-    accs: Vec<Acc>,
+    pub(crate) slots: CowPages<Slot>,
+    accs: CowPages<Acc>,
     template: Vec<Acc>,
     free: Vec<u32>,
     next_seq: u64,
@@ -79,8 +86,8 @@ impl WindowTable {
     pub(crate) fn new(template: Vec<Acc>) -> Self {
         WindowTable {
             map: HashMap::default(),
-            slots: Vec::new(),
-            accs: Vec::new(),
+            slots: CowPages::new(PAGE_SLOTS),
+            accs: CowPages::new(PAGE_SLOTS * template.len()),
             template,
             free: Vec::new(),
             next_seq: 0,
@@ -122,8 +129,7 @@ impl WindowTable {
                 slot.key.extend_from_slice(key);
                 (slot.hash, slot.start, slot.end, slot.seq) = (hash, start, end, seq);
                 (slot.fired, slot.dirty, slot.next, slot.live) = (false, false, head, true);
-                let base = id as usize * n;
-                for a in &mut self.accs[base..base + n] {
+                for a in self.accs.row_mut(id as usize * n, n) {
                     a.reset();
                 }
                 id
@@ -140,7 +146,9 @@ impl WindowTable {
                     next: head,
                     live: true,
                 });
-                self.accs.extend(self.template.iter().cloned());
+                for a in &self.template {
+                    self.accs.push(a.clone());
+                }
                 (self.slots.len() - 1) as u32
             }
         };
@@ -153,16 +161,14 @@ impl WindowTable {
     #[inline]
     pub(crate) fn accs_mut(&mut self, slot: u32) -> &mut [Acc] {
         let n = self.template.len();
-        let base = slot as usize * n;
-        &mut self.accs[base..base + n]
+        self.accs.row_mut(slot as usize * n, n)
     }
 
     /// The accumulators of `slot`.
     #[inline]
     pub(crate) fn accs(&self, slot: u32) -> &[Acc] {
         let n = self.template.len();
-        let base = slot as usize * n;
-        &self.accs[base..base + n]
+        self.accs.row(slot as usize * n, n)
     }
 
     /// Frees `slot` (no-op when it is not live).
@@ -201,12 +207,43 @@ impl WindowTable {
     }
 
     /// The live slots, in creation order.
+    #[cfg(test)]
+    pub(crate) fn live_slots(&self) -> Vec<u32> {
+        self.freeze().live_slots()
+    }
+
+    /// The slots and accumulators as they are now, in O(pages): later writes to this table
+    /// copy the pages they touch instead of changing the copy.
+    pub(crate) fn freeze(&self) -> FrozenWindows {
+        FrozenWindows {
+            slots: self.slots.clone(),
+            accs: self.accs.clone(),
+            n_aggs: self.template.len(),
+        }
+    }
+}
+
+/// A [`WindowTable`]'s slots and accumulators frozen for a snapshot.
+#[derive(Debug, Clone)]
+pub(crate) struct FrozenWindows {
+    pub(crate) slots: CowPages<Slot>,
+    accs: CowPages<Acc>,
+    n_aggs: usize,
+}
+
+impl FrozenWindows {
+    /// The live slots, in creation order.
     pub(crate) fn live_slots(&self) -> Vec<u32> {
         let mut v: Vec<u32> = (0..self.slots.len() as u32)
             .filter(|&s| self.slots[s as usize].live)
             .collect();
         v.sort_by_key(|&s| self.slots[s as usize].seq);
         v
+    }
+
+    /// The accumulators of `slot`.
+    pub(crate) fn accs(&self, slot: u32) -> &[Acc] {
+        self.accs.row(slot as usize * self.n_aggs, self.n_aggs)
     }
 }
 
