@@ -17,7 +17,7 @@
 //! |---|---|
 //! | [`table`] | [`ChunkedTable`]: copy-on-write pages of copy-on-write chunks of fixed-width slots, sealed when written |
 //! | [`blob`] | the bytes of a chunked state: head, inline chunks and runs of references |
-//! | [`pages`] | [`CowPages`]: copy-on-write pages of any cloneable element (a window's slots and accumulators), frozen by a clone |
+//! | [`pages`] | [`CowPages`]: rows of any cloneable element in copy-on-write pages (a window's slots and accumulators), frozen by a clone |
 //!
 //! State of variable-size rows (the keyed windows') lives in [`CowPages`] instead: the barrier
 //! clones the page pointers and the writer serializes the clone — asynchronous, not
@@ -28,5 +28,5 @@ pub mod pages;
 pub mod table;
 
 pub use blob::{BlobWriter, ChunkAt, ChunkEntry, ChunkedBlob};
-pub use pages::CowPages;
+pub use pages::{CowPages, PAGE_ROWS};
 pub use table::{ChunkedTable, TableSnapshot, DEFAULT_CHUNK_SLOTS, DENSE_CHUNK_SLOTS, PAGE_CHUNKS};

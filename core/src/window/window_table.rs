@@ -14,10 +14,6 @@ use std::hash::{BuildHasherDefault, Hasher};
 use super::accumulator::Acc;
 use crate::state::CowPages;
 
-/// Slots per page: a page of slots and one of their accumulators are copied at once after a
-/// snapshot.
-const PAGE_SLOTS: usize = 1024;
-
 /// End of a slot chain.
 pub(crate) const NIL: u32 = u32::MAX;
 
@@ -86,8 +82,8 @@ impl WindowTable {
     pub(crate) fn new(template: Vec<Acc>) -> Self {
         WindowTable {
             map: HashMap::default(),
-            slots: CowPages::new(PAGE_SLOTS),
-            accs: CowPages::new(PAGE_SLOTS * template.len()),
+            slots: CowPages::new(1),
+            accs: CowPages::new(template.len()),
             template,
             free: Vec::new(),
             next_seq: 0,
@@ -121,7 +117,6 @@ impl WindowTable {
         }
         let seq = self.next_seq;
         self.next_seq += 1;
-        let n = self.template.len();
         let id = match self.free.pop() {
             Some(id) => {
                 let slot = &mut self.slots[id as usize];
@@ -129,7 +124,7 @@ impl WindowTable {
                 slot.key.extend_from_slice(key);
                 (slot.hash, slot.start, slot.end, slot.seq) = (hash, start, end, seq);
                 (slot.fired, slot.dirty, slot.next, slot.live) = (false, false, head, true);
-                for a in self.accs.row_mut(id as usize * n, n) {
+                for a in self.accs.row_mut(id as usize) {
                     a.reset();
                 }
                 id
@@ -146,9 +141,7 @@ impl WindowTable {
                     next: head,
                     live: true,
                 });
-                for a in &self.template {
-                    self.accs.push(a.clone());
-                }
+                self.accs.push_row(self.template.iter().cloned());
                 (self.slots.len() - 1) as u32
             }
         };
@@ -160,15 +153,13 @@ impl WindowTable {
     /// The accumulators of `slot`.
     #[inline]
     pub(crate) fn accs_mut(&mut self, slot: u32) -> &mut [Acc] {
-        let n = self.template.len();
-        self.accs.row_mut(slot as usize * n, n)
+        self.accs.row_mut(slot as usize)
     }
 
     /// The accumulators of `slot`.
     #[inline]
     pub(crate) fn accs(&self, slot: u32) -> &[Acc] {
-        let n = self.template.len();
-        self.accs.row(slot as usize * n, n)
+        self.accs.row(slot as usize)
     }
 
     /// Frees `slot` (no-op when it is not live).
@@ -218,7 +209,6 @@ impl WindowTable {
         FrozenWindows {
             slots: self.slots.clone(),
             accs: self.accs.clone(),
-            n_aggs: self.template.len(),
         }
     }
 }
@@ -228,7 +218,6 @@ impl WindowTable {
 pub(crate) struct FrozenWindows {
     pub(crate) slots: CowPages<Slot>,
     accs: CowPages<Acc>,
-    n_aggs: usize,
 }
 
 impl FrozenWindows {
@@ -243,7 +232,7 @@ impl FrozenWindows {
 
     /// The accumulators of `slot`.
     pub(crate) fn accs(&self, slot: u32) -> &[Acc] {
-        self.accs.row(slot as usize * self.n_aggs, self.n_aggs)
+        self.accs.row(slot as usize)
     }
 }
 
