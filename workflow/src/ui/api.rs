@@ -212,13 +212,14 @@ async fn action(
         let version = match action.as_str() {
             "promote" => {
                 let v = need(body.version)?;
+                known(&registry, &name, v)?;
                 registry.promote(&name, v, Stage::Production).map_err(|e| error(&e))?;
                 Some(v)
             }
             "rollback" => Some(rollback(&registry, &name)?),
             "pin" => {
                 let v = need(body.version)?;
-                registry.get(&name, v).map_err(|e| error(&e))?;
+                known(&registry, &name, v)?;
                 registry.pin(&name, v).map_err(|e| error(&e))?;
                 Some(v)
             }
@@ -243,6 +244,18 @@ async fn action(
         Ok(Err(r)) => r,
         Err(e) => fail(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
     }
+}
+
+/// 404 unless `name` has version `v`.
+fn known(registry: &crate::registry::Registry, name: &str, v: u64) -> Result<(), Response> {
+    let versions = registry.versions(name).map_err(|e| error(&e))?;
+    if versions.iter().any(|m| m.version == v) {
+        return Ok(());
+    }
+    Err(fail(
+        StatusCode::NOT_FOUND,
+        format!("model `{name}` has no version {v}"),
+    ))
 }
 
 /// Promotes the newest archived version older than the production one; returns it.
