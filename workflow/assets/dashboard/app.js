@@ -88,8 +88,10 @@ function row(cells, attrs) {
 const COLORS = ["#0052cc", "#de350b", "#00875a", "#ff991f", "#6554c0", "#00a3bf", "#97a0af", "#bf2600"];
 
 function plot(svg, series) {
-  const W = 440, H = 190, L = 46, R = 8, T = 8, B = 34;
+  const legendRows = Math.min(3, Math.ceil(series.length / 3));
+  const W = 440, H = 190 + 12 * Math.max(0, legendRows - 1), L = 46, R = 8, T = 8, B = 22 + 12 * legendRows;
   svg.setAttribute("viewBox", `0 0 ${W} ${H}`);
+  svg.style.height = H + "px";
   svg.replaceChildren();
   const all = series.flatMap((s) => s.points);
   svg.dataset.points = String(all.length);
@@ -115,7 +117,7 @@ function plot(svg, series) {
     const line = el("svg:polyline", { points: pts, fill: "none", stroke: color, "stroke-width": 1.5, class: "line", "data-label": s.label });
     svg.append(line);
     if (s.points.length === 1) svg.append(el("svg:circle", { cx: sx(s.points[0][0]), cy: sy(s.points[0][1]), r: 3, fill: color }));
-    svg.append(el("svg:text", { x: L + 4 + (i % 3) * 130, y: H - 4 - Math.floor(i / 3) * 0, fill: color }, s.label.slice(0, 22)));
+    if (i < 9) svg.append(el("svg:text", { x: 4 + (i % 3) * 145, y: H - B + 24 + Math.floor(i / 3) * 12, fill: color }, s.label.slice(0, 26)));
   });
 }
 
