@@ -124,7 +124,7 @@ async fn overview(State(d): State<Arc<Dashboard>>) -> Response {
         },
         "sample_ms": SAMPLE_EVERY.as_millis() as u64,
         "kept_samples": history::KEEP,
-        "dropped_series": d.history.dropped_series(),
+        "dropped_samples": d.history.dropped_samples(),
     }))
     .into_response()
 }
@@ -205,29 +205,29 @@ async fn action(
         return fail(StatusCode::NOT_FOUND, "this process has no model registry");
     };
     let dash = d.clone();
-    let done = tokio::task::spawn_blocking(move || -> Result<serde_json::Value, Response> {
+    let done = tokio::task::spawn_blocking(move || -> Result<serde_json::Value, Refusal> {
         let need = |v: Option<u64>| {
-            v.ok_or_else(|| fail(StatusCode::BAD_REQUEST, format!("`{action}` needs {{\"version\": N}}")))
+            v.ok_or_else(|| Refusal::new(StatusCode::BAD_REQUEST, format!("`{action}` needs {{\"version\": N}}")))
         };
         let version = match action.as_str() {
             "promote" => {
                 let v = need(body.version)?;
                 known(&registry, &name, v)?;
-                registry.promote(&name, v, Stage::Production).map_err(|e| error(&e))?;
+                registry.promote(&name, v, Stage::Production).map_err(|e| refusal(&e))?;
                 Some(v)
             }
             "rollback" => Some(rollback(&registry, &name)?),
             "pin" => {
                 let v = need(body.version)?;
                 known(&registry, &name, v)?;
-                registry.pin(&name, v).map_err(|e| error(&e))?;
+                registry.pin(&name, v).map_err(|e| refusal(&e))?;
                 Some(v)
             }
             "unpin" => {
-                registry.unpin(&name).map_err(|e| error(&e))?;
+                registry.unpin(&name).map_err(|e| refusal(&e))?;
                 None
             }
-            other => return Err(fail(StatusCode::NOT_FOUND, format!("no action `{other}` (promote, rollback, pin, unpin)"))),
+            other => return Err(Refusal::new(StatusCode::NOT_FOUND, format!("no action `{other}` (promote, rollback, pin, unpin)"))),
         };
         // a server in this process swaps at once rather than at its next poll
         if let Some(s) = &dash.serving {
@@ -241,33 +241,33 @@ async fn action(
     .await;
     match done {
         Ok(Ok(v)) => Json(v).into_response(),
-        Ok(Err(r)) => r,
+        Ok(Err(r)) => r.into_response(),
         Err(e) => fail(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
     }
 }
 
 /// 404 unless `name` has version `v`.
-fn known(registry: &crate::registry::Registry, name: &str, v: u64) -> Result<(), Response> {
-    let versions = registry.versions(name).map_err(|e| error(&e))?;
+fn known(registry: &crate::registry::Registry, name: &str, v: u64) -> Result<(), Refusal> {
+    let versions = registry.versions(name).map_err(|e| refusal(&e))?;
     if versions.iter().any(|m| m.version == v) {
         return Ok(());
     }
-    Err(fail(
+    Err(Refusal::new(
         StatusCode::NOT_FOUND,
         format!("model `{name}` has no version {v}"),
     ))
 }
 
 /// Promotes the newest archived version older than the production one; returns it.
-fn rollback(registry: &crate::registry::Registry, name: &str) -> Result<u64, Response> {
-    let versions = registry.versions(name).map_err(|e| error(&e))?;
+fn rollback(registry: &crate::registry::Registry, name: &str) -> Result<u64, Refusal> {
+    let versions = registry.versions(name).map_err(|e| refusal(&e))?;
     let Some(prod) = versions
         .iter()
         .filter(|v| v.stage == Stage::Production)
         .map(|v| v.version)
         .max()
     else {
-        return Err(fail(
+        return Err(Refusal::new(
             StatusCode::CONFLICT,
             format!("model `{name}` has no production version to roll back"),
         ));
@@ -278,15 +278,35 @@ fn rollback(registry: &crate::registry::Registry, name: &str) -> Result<u64, Res
         .map(|v| v.version)
         .max()
     else {
-        return Err(fail(
+        return Err(Refusal::new(
             StatusCode::CONFLICT,
             format!("model `{name}` has no archived version older than production version {prod}"),
         ));
     };
     registry
         .promote(name, back, Stage::Production)
-        .map_err(|e| error(&e))?;
+        .map_err(|e| refusal(&e))?;
     Ok(back)
+}
+
+/// Why an action was refused: the status and the message answered.
+#[derive(Debug)]
+struct Refusal(StatusCode, String);
+
+impl Refusal {
+    fn new(status: StatusCode, message: impl Into<String>) -> Self {
+        Refusal(status, message.into())
+    }
+}
+
+impl IntoResponse for Refusal {
+    fn into_response(self) -> Response {
+        fail(self.0, self.1)
+    }
+}
+
+fn refusal(e: &Error) -> Refusal {
+    Refusal::new(crate::serving::http::status_of(e), e.to_string())
 }
 
 /// Whether `headers` carry `Authorization: Bearer <token>` (compared in constant time).
@@ -365,9 +385,14 @@ async fn prometheus(State(d): State<Arc<Dashboard>>) -> Response {
         metrics::render(&d, &mut out);
         out
     })
-    .await
-    .unwrap_or_default();
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
+    .await;
+    match text {
+        Ok(text) => ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response(),
+        Err(e) => fail(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("rendering the metrics failed: {e}"),
+        ),
+    }
 }
 
 #[cfg(test)]

@@ -13,7 +13,8 @@ use super::{metrics, now_ms, Dashboard, SAMPLE_EVERY};
 /// Samples kept per series (10 minutes at one a second).
 pub const KEEP: usize = 600;
 
-/// Series kept at most; samples of further series are not kept (the page says so).
+/// Series kept at most; samples of further series are not kept (counted:
+/// [`History::dropped_samples`]).
 pub const MAX_SERIES: usize = 4096;
 
 /// One sampling: when, and every series' value then.
@@ -35,7 +36,7 @@ pub struct History {
 struct Inner {
     series: BTreeMap<String, VecDeque<(u64, f64)>>,
     last: Sample,
-    dropped_series: u64,
+    dropped_samples: u64,
 }
 
 impl History {
@@ -52,7 +53,7 @@ impl History {
             }
             last.values.insert(series.to_string(), v);
             if !inner.series.contains_key(series) && inner.series.len() >= MAX_SERIES {
-                inner.dropped_series += 1;
+                inner.dropped_samples += 1;
                 continue;
             }
             let points = inner.series.entry(series.to_string()).or_default();
@@ -84,12 +85,12 @@ impl History {
             .collect()
     }
 
-    /// Series whose samples were not kept because [`MAX_SERIES`] were kept already.
-    pub fn dropped_series(&self) -> u64 {
+    /// Samples not kept because [`MAX_SERIES`] series were kept already.
+    pub fn dropped_samples(&self) -> u64 {
         self.inner
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .dropped_series
+            .dropped_samples
     }
 }
 
@@ -131,6 +132,6 @@ mod tests {
         assert_eq!(points[0], (5, 5.0));
         assert!(!a.contains_key("b"));
         assert_eq!(h.last().values["b"], 1.0);
-        assert_eq!(h.dropped_series(), 0);
+        assert_eq!(h.dropped_samples(), 0);
     }
 }
