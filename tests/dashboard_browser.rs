@@ -15,8 +15,10 @@
 //! `docs/dashboard-*.png` are made).
 //!
 //! Mutations caught (each tried): the DAG drawn without node states (`data-state` missing:
-//! the states differ); the promote action not refreshing/promoting (the served version never
-//! changes); the per-version plot drawing no points (`plot_points` 0: the wait times out).
+//! the states differ); the promote action answering 200 without promoting (the table never
+//! shows the version in production: the wait times out, a screenshot is saved); the
+//! per-version plot drawn without points (the wait for points times out). Without the
+//! selenium environment the test fails at once, naming it.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};

@@ -5,8 +5,8 @@
 //! and its actions need the printed token.
 //!
 //! Mutations these tests catch (each tried):
-//! - a family rendered without its `# TYPE` (e.g. drop `header` in `render_registry`): its
-//!   samples parse as untyped and `check_conventions` fails;
+//! - a family rendered without its `# TYPE` (`header` writing only `# HELP` for
+//!   `eddy_registry_versions`): its samples parse as untyped and `check_conventions` fails;
 //! - a counter named without `_total` (`eddy_node_runs_total` → `eddy_node_runs`): fails;
 //! - the token check removed from the actions: the unauthorized promote answers 200, fails.
 

@@ -29,6 +29,9 @@
 //! written to its data directory before it answers), so workers of several processes never
 //! collide at the clocks.
 //!
+//! [`PsServer::stats`] reads the shard's figures (tables and keys, updates, pushes, pulls, the
+//! last snapshot) while it serves, for `eddy ps serve --ui`'s `/metrics`.
+//!
 //! Stamped pushes are applied once per stamp ([`LocalPs::push_stamped`]); the shard's dedup
 //! table is part of its store snapshot, and clients idle for `dedup.client-ttl` are forgotten
 //! at every snapshot tick. [`PsServerConfig::delay_push_reply`] injects a fault for tests: the
