@@ -42,6 +42,10 @@ use super::{io, progress};
 /// Arguments of `eddy learn`.
 #[derive(Debug, Clone, Args)]
 pub struct LearnArgs {
+    /// Serve `/metrics` and the dashboard's training page over HTTP on this address while
+    /// the job runs (e.g. 127.0.0.1:0; the URL is printed).
+    #[arg(long)]
+    pub ui: Option<std::net::SocketAddr>,
     /// Training data (CSV, JSON lines or Parquet, by extension).
     #[arg(long)]
     pub data: PathBuf,
@@ -450,6 +454,9 @@ fn count_rows(path: &Path, format: io::DataFormat) -> anyhow::Result<u64> {
 
 /// Runs `eddy learn` (with `--processes N`: N worker processes under a supervisor).
 pub fn run(args: LearnArgs) -> anyhow::Result<()> {
+    if args.ui.is_some() && args.parallel.processes > 1 {
+        bail!("--ui shows the job of one process; it is not supported with --processes > 1");
+    }
     if args.parallel.processes > 1 {
         return super::worker::supervise(args);
     }
@@ -460,7 +467,13 @@ pub fn run(args: LearnArgs) -> anyhow::Result<()> {
             learner.kind
         );
     }
-    let config = args.train_config(learner)?;
+    let mut config = args.train_config(learner)?;
+    let feed = args
+        .ui
+        .map(|_| Arc::new(eddy_workflow::ui::TrainFeed::default()));
+    if let Some(f) = &feed {
+        config.events = Some(f.listener(config.events.take()));
+    }
     let checkpoint_dir = config.checkpoint.dir.clone();
     let job = TrainJob::new(config)?;
     let format = args.format.unwrap_or_else(|| io::format_of(&args.data));
@@ -476,6 +489,7 @@ pub fn run(args: LearnArgs) -> anyhow::Result<()> {
     let (source, schema) = io::source_with(job.flow(), &args.data, &input)?;
     let pipeline = args.pipeline(&schema)?;
     let handle = job.start(source, pipeline, None)?;
+    let _ui = super::ui::learn_dashboard(args.ui, feed, handle.job().metrics())?;
     if let (Some(epoch), Some(dir)) = (handle.job().restored_checkpoint(), &checkpoint_dir) {
         eprintln!("resuming from checkpoint {epoch} in {}", dir.display());
     }

@@ -20,6 +20,7 @@
 //! | [`run`] | `eddy run`: execute a workflow spec |
 //! | [`validate`] | `eddy validate`: check a workflow spec |
 //! | [`status`] | `eddy status`: what a run did |
+//! | [`ui`] | `eddy ui`: the dashboard of a run directory |
 //! | [`savepoint`] | `eddy savepoint`: ask a running job for a named savepoint |
 //! | [`io`] | sources and sinks chosen by file extension |
 //! | [`duration`] | `10s`-style durations |
@@ -47,6 +48,7 @@ pub mod savepoint;
 pub mod serve;
 pub mod shutdown;
 pub mod status;
+pub mod ui;
 pub mod validate;
 pub mod worker;
 
@@ -105,6 +107,8 @@ enum Command {
     Status(status::StatusArgs),
     /// Ask a running job (its --checkpoint-dir) to take a named savepoint.
     Savepoint(savepoint::SavepointArgs),
+    /// Serve the dashboard of a workflow run directory (finished or running).
+    Ui(ui::UiArgs),
 }
 
 /// Runs one parsed command line.
@@ -123,5 +127,6 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Models(args) => models::run(args),
         Command::Serve(args) => serve::run(args),
         Command::Savepoint(args) => savepoint::run(args),
+        Command::Ui(args) => ui::run(args),
     }
 }

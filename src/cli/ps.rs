@@ -9,6 +9,9 @@
 //! acknowledged is in `DIR`. Jobs also have it write snapshots labelled with their checkpoint
 //! epochs (`shard-I-of-N.<ms>.e<E>.snap`), and the tables carry the job's id (see
 //! `eddy_ps::grpc::server`).
+//!
+//! With `--ui ADDR` it also serves `/metrics` (keys, weight memory, pushes, pulls, snapshot
+//! age) and the dashboard's PS page over HTTP on ADDR, printing `dashboard at URL` on stderr.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -16,6 +19,7 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use clap::{Args, Subcommand};
 use eddy_ps::PsServerConfig;
+use eddy_workflow::ui::Dashboard;
 
 /// `eddy ps …` subcommands.
 #[derive(Debug, Subcommand)]
@@ -42,6 +46,9 @@ pub struct ServeArgs {
     /// Snapshot files to keep.
     #[arg(long, default_value_t = 3)]
     pub keep: usize,
+    /// Serve `/metrics` and the dashboard over HTTP on this address (e.g. 127.0.0.1:0).
+    #[arg(long)]
+    pub ui: Option<std::net::SocketAddr>,
 }
 
 /// Parses `I/N` with `I < N`.
@@ -108,6 +115,19 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         let addr = listener.local_addr().context("the bound address")?;
         // handlers before the line a supervisor waits for (see `eddy serve`)
         let shutdown = super::shutdown::signal();
+        if let Some(ui) = args.ui {
+            let listener = tokio::net::TcpListener::bind(ui)
+                .await
+                .with_context(|| format!("binding the dashboard to {ui}"))?;
+            let title = format!("ps shard {shard}/{shards}");
+            let d = std::sync::Arc::new(Dashboard::new(title).with_ps(server.stats()));
+            eprintln!("dashboard at {}", d.url(listener.local_addr()?));
+            tokio::spawn(eddy_workflow::ui::api::serve(
+                d,
+                listener,
+                std::future::pending(),
+            ));
+        }
         {
             use std::io::Write;
             let mut out = std::io::stdout().lock();

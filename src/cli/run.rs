@@ -3,6 +3,10 @@
 //! end. Ctrl-C stops cleanly; running it again on the same run directory resumes (completed
 //! nodes are not re-run). `--json` prints the final run state on stdout.
 //!
+//! While it runs, the dashboard (DAG, training, models; `/metrics` with every job's counters)
+//! is served on `--ui` (127.0.0.1, a free port by default; `--no-ui` turns it off); its URL,
+//! with the action token, is printed at start. `eddy ui RUN_DIR` shows it after the run.
+//!
 //! Exit status: 0 when every node succeeded or the run was stopped (Ctrl-C); 1 when a node
 //! failed — including a `serve` node that never had a version to serve (its gate rejected
 //! every version), so "nothing deployed" is never a success.
@@ -16,6 +20,7 @@ use anyhow::{bail, Context};
 use clap::Args;
 use eddy_workflow::runner::{self, NodeStatus, RunOptions, RunState};
 use eddy_workflow::spec::Workflow;
+use eddy_workflow::ui::{self, Dashboard};
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 
 use super::status::node_lines;
@@ -38,6 +43,12 @@ pub struct RunArgs {
     /// errors) as one JSON document on stdout.
     #[arg(long)]
     pub json: bool,
+    /// The dashboard's address (loopback unless told otherwise; port 0 picks a free one).
+    #[arg(long, default_value = "127.0.0.1:0")]
+    pub ui: std::net::SocketAddr,
+    /// Serve no dashboard.
+    #[arg(long)]
+    pub no_ui: bool,
 }
 
 /// Live status: one spinner per node on a terminal, one line per state change otherwise.
@@ -174,11 +185,22 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
     }
     let status = Arc::new(Status::new(&wf));
     let s2 = status.clone();
+    let jobs = Arc::new(eddy_core::metrics::JobBoard::default());
+    let dashboard = Arc::new(
+        Dashboard::new(format!("run {}", wf.name))
+            .with_run(run_dir.clone(), Some(&wf))
+            .with_registry(runner::registry_of(&run_dir)?)
+            .with_jobs(jobs.clone()),
+    );
+    let d2 = dashboard.clone();
     let opts = RunOptions {
         run_dir: run_dir.clone(),
         spec_path: args.workflow.clone(),
         spec_hash: runner::state::spec_hash(&text),
-        on_update: Some(Arc::new(move |state: &RunState| s2.update(state))),
+        on_update: Some(Arc::new(move |state: &RunState| {
+            d2.update_run(state);
+            s2.update(state);
+        })),
         serve_forever: args.serve_forever,
     };
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -190,7 +212,27 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         let _inside = rt.enter();
         super::shutdown::signal()
     };
-    let summary = rt.block_on(runner::run(wf, opts, signal))?;
+    let (ui_stop, ui_stopped) = tokio::sync::oneshot::channel::<()>();
+    let ui_task = match args.no_ui {
+        true => None,
+        false => {
+            let listener = rt
+                .block_on(tokio::net::TcpListener::bind(args.ui))
+                .with_context(|| format!("binding the dashboard to {}", args.ui))?;
+            eprintln!("dashboard at {}", dashboard.url(listener.local_addr()?));
+            let stopped = async {
+                let _ = ui_stopped.await;
+            };
+            Some(rt.spawn(ui::api::serve(dashboard.clone(), listener, stopped)))
+        }
+    };
+    let summary = rt.block_on(runner::run_with_jobs(wf, opts, jobs, signal))?;
+    let _ = ui_stop.send(());
+    if let Some(task) = ui_task {
+        rt.block_on(task)
+            .context("the dashboard task")?
+            .context("serving the dashboard")?;
+    }
     status.finish();
     let state = &summary.state;
     eprintln!(

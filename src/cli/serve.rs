@@ -6,15 +6,20 @@
 //!            --grpc-listen 127.0.0.1:50051
 //! curl -s localhost:8080/v1/models/ctr/predict -d '{"rows":[{"c0":"a","f0":1.5}]}'
 //! ```
+//!
+//! The dashboard (serving and models pages, promote / roll back / pin) is served on the same
+//! port (`GET /`; `--no-ui` turns it off); its URL, with the action token, is printed at start.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args;
 use eddy_workflow::registry::Registry;
 use eddy_workflow::serving::{ModelSelector, ServeConfig, Server};
+use eddy_workflow::ui::{self, Dashboard};
 
 /// Arguments of `eddy serve`.
 #[derive(Debug, Clone, Args)]
@@ -73,6 +78,9 @@ pub struct ServeArgs {
     /// How often the shards are asked for changed weights (with --follow-ps).
     #[arg(long, default_value = "200ms", value_parser = super::duration::parse)]
     pub follow_every: Duration,
+    /// Serve no dashboard on the HTTP port.
+    #[arg(long)]
+    pub no_ui: bool,
 }
 
 /// `grpc://A,B` as the shard addresses.
@@ -142,6 +150,16 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             .unwrap_or_else(|| "no version yet".into());
         eprintln!("serving {} ({}): {version}", m.name(), m.policy());
     }
+    let dashboard = (!args.no_ui).then(|| {
+        Arc::new(
+            Dashboard::new("serve")
+                .with_serving(server.state())
+                .with_registry(server.state().registry().clone()),
+        )
+    });
+    if let Some(d) = &dashboard {
+        eprintln!("dashboard at {}", d.url(http.local_addr()?));
+    }
     eprintln!("listening on http://{}", http.local_addr()?);
     if let Some(g) = &grpc {
         eprintln!("gRPC on {}", g.local_addr()?);
@@ -150,6 +168,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         signal.await;
         eprintln!("shutting down");
     };
-    server.run(http, grpc, shutdown).await?;
+    let extra = dashboard.map(|d| ui::router(d, false));
+    server.run_with(http, grpc, extra, shutdown).await?;
     Ok(())
 }

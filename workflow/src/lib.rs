@@ -14,6 +14,7 @@
 //! | [`labels`] | delayed labels: impressions ⋈ clicks in label mode, in event-time order, as a training source ([`labelled_stream`](labels::labelled_stream)) |
 //! | [`train`] | the one training engine: source → pipeline → learner → progressive evaluation → publisher as a checkpointed dataflow ([`TrainJob`](train::TrainJob)) |
 //! | [`serving`] | HTTP/JSON and gRPC predict over registry models, hot swap, version policies, per-key routing, Prometheus metrics ([`Server`](serving::Server)) |
+//! | [`ui`] | the dashboard (DAG, training, models, serving, PS pages over a JSON API and server-sent events) and the one Prometheus renderer of every long-running command ([`Dashboard`](ui::Dashboard)) |
 //! | [`error`] | the crate's [`Error`] and [`Result`] |
 //!
 //! See ARCHITECTURE §6 for how the pieces fit.
@@ -26,5 +27,6 @@ pub mod runner;
 pub mod serving;
 pub mod spec;
 pub mod train;
+pub mod ui;
 
 pub use error::{Error, Result};

@@ -37,7 +37,7 @@ pub mod files;
 pub mod server;
 
 pub use client::{JobPolicy, PsClient, PsClientConfig};
-pub use server::{PsServer, PsServerConfig, PushReplyDelay};
+pub use server::{PsServer, PsServerConfig, PsShardStats, PsStatsHandle, PushReplyDelay};
 
 use serde::{Deserialize, Serialize};
 

@@ -112,6 +112,17 @@ pub async fn run(
     opts: RunOptions,
     shutdown: impl Future<Output = ()>,
 ) -> Result<RunSummary> {
+    run_with_jobs(wf, opts, Arc::default(), shutdown).await
+}
+
+/// [`run`], showing the counters of its training jobs on `jobs` (for a dashboard's
+/// `/metrics`).
+pub async fn run_with_jobs(
+    wf: Workflow,
+    opts: RunOptions,
+    jobs: Arc<eddy_core::metrics::JobBoard>,
+    shutdown: impl Future<Output = ()>,
+) -> Result<RunSummary> {
     std::fs::create_dir_all(&opts.run_dir).map_err(|e| Error::io(&opts.run_dir, e))?;
     let registry = Registry::open(opts.run_dir.join(REGISTRY_DIR))?;
     let mut state = match RunState::load(&opts.run_dir)? {
@@ -144,7 +155,7 @@ pub async fn run(
         progress_tx,
         wind_down: tokio::sync::watch::channel(false).0,
         generators: Default::default(),
-        jobs: Arc::default(),
+        jobs,
     };
     s.init()?;
     tokio::pin!(shutdown);

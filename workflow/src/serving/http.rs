@@ -235,8 +235,15 @@ async fn health(State(state): State<Arc<ServingState>>) -> Response {
 
 async fn metrics(State(state): State<Arc<ServingState>>) -> Response {
     let mut out = String::with_capacity(4096);
-    state.metrics().render(&mut out);
-    state.render_model_metrics(&mut out);
-    state.render_job_metrics(&mut out);
+    render_metrics(&state, &mut out);
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
+}
+
+/// Appends a server's figures in the Prometheus text format: requests, latency, connections,
+/// served models and the jobs it shows (what `GET /metrics` answers; the dashboard's renderer,
+/// [`crate::ui::metrics::render`], calls it for its model server).
+pub fn render_metrics(state: &ServingState, out: &mut String) {
+    state.metrics().render(out);
+    state.render_model_metrics(out);
+    state.render_job_metrics(out);
 }

@@ -280,6 +280,18 @@ impl Server {
         grpc: Option<TcpListener>,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<()> {
+        self.run_with(http, grpc, None, shutdown).await
+    }
+
+    /// [`run`](Self::run), with `extra` routes (the dashboard, [`crate::ui::router`]) merged
+    /// into the HTTP router.
+    pub async fn run_with(
+        self,
+        http: TcpListener,
+        grpc: Option<TcpListener>,
+        extra: Option<axum::Router>,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<()> {
         let shutdown = shutdown.shared();
         let follower = tokio::spawn(follow(
             self.state.clone(),
@@ -294,7 +306,10 @@ impl Server {
                 shutdown.clone(),
             ))
         });
-        let router = http::router(self.state.clone(), self.config.max_body_bytes);
+        let mut router = http::router(self.state.clone(), self.config.max_body_bytes);
+        if let Some(extra) = extra {
+            router = router.merge(extra);
+        }
         let http_server = async {
             let limits = self.config.http_limits();
             let counters = self.state.metrics().connections().clone();

@@ -29,6 +29,9 @@
 //! written to its data directory before it answers), so workers of several processes never
 //! collide at the clocks.
 //!
+//! [`PsServer::stats`] reads the shard's figures (tables and keys, updates, pushes, pulls, the
+//! last snapshot) while it serves, for `eddy ps serve --ui`'s `/metrics`.
+//!
 //! Stamped pushes are applied once per stamp ([`LocalPs::push_stamped`]); the shard's dedup
 //! table is part of its store snapshot, and clients idle for `dedup.client-ttl` are forgotten
 //! at every snapshot tick. [`PsServerConfig::delay_push_reply`] injects a fault for tests: the
@@ -54,6 +57,8 @@ use job::Label;
 use std::collections::VecDeque;
 
 mod job;
+mod stats;
+pub use stats::{PsShardStats, PsStatsHandle, PsTableStats};
 
 /// Configuration of one shard server.
 #[derive(Debug, Clone, PartialEq)]
@@ -134,6 +139,8 @@ impl PsServerConfig {
             applied_at_start: AtomicU64::new(0),
             snapshotted: AtomicU64::new(0),
             pushes: AtomicU64::new(0),
+            pulls: AtomicU64::new(0),
+            snapshot_ms: AtomicU64::new(0),
             label: Mutex::new(Label::default()),
             job_hash: AtomicU64::new(0),
             next_worker: AtomicU64::new(0),
@@ -180,6 +187,10 @@ struct Shared {
     snapshotted: AtomicU64,
     /// Push requests received (for [`PushReplyDelay`]).
     pushes: AtomicU64,
+    /// Pull requests received (for the stats, [`PsStatsHandle`]).
+    pulls: AtomicU64,
+    /// When the last snapshot file was written (ms since the Unix epoch; 0: none yet).
+    snapshot_ms: AtomicU64,
     /// The job whose tables the shard holds and its newest epoch snapshot.
     label: Mutex<Label>,
     /// [`job_hash`] of `label.job`, read by every push without a lock.
@@ -257,6 +268,7 @@ impl Shared {
         let snap = self.shard_snapshot(store, label)?;
         files::write(dir, &snap, self.cfg.keep, false)?;
         self.snapshotted.store(snap.applied, Ordering::SeqCst);
+        self.snapshot_ms.store(stats::now_ms(), Ordering::Relaxed);
         Ok(true)
     }
 }
@@ -285,6 +297,11 @@ impl PsServer {
     pub fn job(&self) -> (String, u64) {
         let label = self.shared.label().clone();
         (label.job, label.epoch)
+    }
+
+    /// A handle that reads the shard's figures while it serves (for a `/metrics` endpoint).
+    pub fn stats(&self) -> PsStatsHandle {
+        PsStatsHandle(self.shared.clone())
     }
 
     /// Key updates applied when the shard started (from its snapshot).
@@ -435,6 +452,7 @@ impl PsShard for Service {
 
     async fn pull(&self, req: Request<PullRequest>) -> Reply<PullReply> {
         let req = req.into_inner();
+        self.shared.pulls.fetch_add(1, Ordering::Relaxed);
         let mut values = Vec::new();
         self.store()?
             .pull_now(&req.table, &req.keys, &mut values)
