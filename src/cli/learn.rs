@@ -450,7 +450,7 @@ fn count_rows(path: &Path, format: io::DataFormat) -> anyhow::Result<u64> {
 
 /// Runs `eddy learn` (with `--processes N`: N worker processes under a supervisor).
 pub fn run(args: LearnArgs) -> anyhow::Result<()> {
-    if args.parallel.processes > 1 {
+    if args.parallel.processes.is_some() {
         return super::worker::supervise(args);
     }
     let learner = args.learner()?;

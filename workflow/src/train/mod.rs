@@ -112,7 +112,7 @@ mod ps;
 pub(crate) use ps::ps_error;
 pub mod supervise;
 
-pub use ps::{job_id_in, JobPolicy, PsConfig, PsSpec};
+pub use ps::{job_id_in, EpochBarrier, JobPolicy, PsConfig, PsSpec};
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -218,6 +218,10 @@ pub struct TrainConfig {
     pub parallelism: usize,
     /// Train through a parameter server (implied, in-process, by `parallelism` > 1).
     pub ps: Option<PsConfig>,
+    /// Keep the checkpoints when the input ends (default false: they are cleared). A worker
+    /// process of a job with exactly-once failover keeps them: a peer's failure may still roll
+    /// it back to one of them ([`supervise`]).
+    pub keep_checkpoints: bool,
 }
 
 impl TrainConfig {
@@ -244,6 +248,7 @@ impl TrainConfig {
             faults: Vec::new(),
             parallelism: 1,
             ps: None,
+            keep_checkpoints: false,
         }
     }
 }
@@ -433,7 +438,7 @@ impl TrainJob {
             shared,
             started: Instant::now(),
             checkpoint: self.config.checkpoint,
-            stopped: AtomicBool::new(false),
+            stopped: AtomicBool::new(self.config.keep_checkpoints),
         })
     }
 }
@@ -475,6 +480,7 @@ pub struct TrainHandle {
     shared: Arc<Shared>,
     started: Instant,
     checkpoint: CheckpointConfig,
+    /// Stopped (or [`TrainConfig::keep_checkpoints`]): the checkpoints are kept at the end.
     stopped: AtomicBool,
 }
 

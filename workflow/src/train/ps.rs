@@ -75,6 +75,25 @@ pub struct PsConfig {
     /// holds only its own state (source positions, pipeline statistics, evaluator) and a
     /// restarted worker trains on from the store as its peers left it.
     pub tables_in_checkpoints: bool,
+    /// The job-wide epoch barrier of one worker process of a job of several with
+    /// exactly-once failover (default `None`; see [`EpochBarrier`]).
+    pub barrier: Option<EpochBarrier>,
+}
+
+/// One worker process's part in the job-wide checkpoint epochs of a job of several worker
+/// processes (exactly-once across processes, see [`supervise`](super::supervise)): at its
+/// checkpoint `e` the worker reports `e` to every shard and waits until every shard
+/// snapshotted `e` (which it does once every worker of the job reported `e` or finished);
+/// its checkpoint holds the label of those snapshots. A restore does not roll the shards
+/// back: the job's coordinator did that for every worker before it restarted them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EpochBarrier {
+    /// This worker's index.
+    pub worker: u32,
+    /// The job's worker processes.
+    pub workers: u32,
+    /// How long a worker waits at the barrier for its peers before it fails.
+    pub wait: Duration,
 }
 
 impl PsConfig {
@@ -88,6 +107,7 @@ impl PsConfig {
             job: None,
             existing: JobPolicy::Refuse,
             tables_in_checkpoints: true,
+            barrier: None,
         }
     }
 }
@@ -234,6 +254,15 @@ impl Backend {
         }
     }
 
+    /// A worker process of a job of several pushed its last rows: the shards' epoch barrier
+    /// no longer waits for it ([`PsConfig::barrier`]; nothing without one).
+    pub(crate) fn finish_barrier(&self) -> Result<()> {
+        match &self.kind {
+            Kind::Store(s) => s.finish_barrier(),
+            Kind::Shared(_) => Ok(()),
+        }
+    }
+
     /// Through a store, its client's counters (zeros for the in-process store).
     pub(crate) fn counters(&self) -> Option<StoreCounters> {
         match &self.kind {
@@ -278,6 +307,8 @@ struct Store {
     shards: Mutex<Option<Shards>>,
     /// Remote shards that outlive the job (their snapshots are checkpointed by label).
     durable: bool,
+    /// The job-wide epoch barrier, for a worker process of several.
+    barrier: Option<EpochBarrier>,
 }
 
 impl Store {
@@ -332,6 +363,7 @@ impl Store {
             worker,
             shards: Mutex::new(shards),
             durable: matches!(config.store, PsSpec::Remote(_)),
+            barrier: config.barrier,
         })
     }
 
@@ -375,7 +407,13 @@ impl Store {
     fn snapshot(&self, epoch: u64) -> Result<Vec<u8>> {
         match &*self.store {
             AnyStore::Remote(client) if self.durable => {
-                self.block(client.snapshot_epoch(epoch)).map_err(ps_error)?;
+                match self.barrier {
+                    Some(b) => {
+                        self.block(client.barrier_epoch(epoch, b.worker, b.workers, b.wait))
+                    }
+                    None => self.block(client.snapshot_epoch(epoch)),
+                }
+                .map_err(ps_error)?;
                 let label = EpochLabel {
                     job: client.job().to_owned(),
                     epoch,
@@ -413,7 +451,20 @@ impl Store {
                 client.shards()
             )));
         }
+        if self.barrier.is_some() {
+            // the coordinator rolled every shard back before it restarted the workers
+            return Ok(());
+        }
         self.block(client.restore_epoch(label.epoch))
+            .map_err(ps_error)
+    }
+
+    /// A worker process of several ends: the shards' epoch barrier no longer waits for it.
+    fn finish_barrier(&self) -> Result<()> {
+        let (Some(b), AnyStore::Remote(client)) = (self.barrier, &*self.store) else {
+            return Ok(());
+        };
+        self.block(client.finish_barrier(client.last_epoch(), b.worker, b.workers))
             .map_err(ps_error)
     }
 

@@ -121,6 +121,17 @@ pub enum SupervisorEvent {
         /// The worker's index.
         worker: usize,
     },
+    /// Exactly-once: the job rolled back to job-wide epoch `epoch` (every shard restored,
+    /// `restarting` workers started again from their checkpoint of it) after worker
+    /// `worker`'s process died.
+    RolledBack {
+        /// The worker whose failure caused it.
+        worker: usize,
+        /// The job-wide epoch restored (0: the job's start).
+        epoch: u64,
+        /// The workers started again.
+        restarting: Vec<usize>,
+    },
 }
 
 /// A listener for [`SupervisorEvent`]s (called on the supervisor's thread; keep it quick).
@@ -143,6 +154,23 @@ pub struct SupervisorConfig {
     pub log_dir: Option<PathBuf>,
     /// A listener for what the supervisor does.
     pub events: Option<SupervisorEvents>,
+    /// Exactly-once failover across the processes (default `None`: approximate, a dead
+    /// worker restarts alone). See [`EpochRecovery`].
+    pub exactly_once: Option<EpochRecovery>,
+}
+
+/// Rolls the parameter server back to a job-wide epoch: `(epoch, finished workers)`, called
+/// with every worker process stopped (epoch 0: the job's start, every row cleared).
+pub type RestoreShards = Arc<dyn Fn(u64, &[u32]) -> Result<()> + Send + Sync>;
+
+/// What the supervisor needs for exactly-once failover across processes (see the [module
+/// docs](self)): where each worker keeps its checkpoints, and how to roll the shards back.
+#[derive(Clone)]
+pub struct EpochRecovery {
+    /// Worker `i`'s checkpoint directory at index `i`.
+    pub checkpoint_dirs: Vec<PathBuf>,
+    /// Rolls every shard back to an epoch.
+    pub restore: RestoreShards,
 }
 
 impl SupervisorConfig {
@@ -155,6 +183,7 @@ impl SupervisorConfig {
             stop_grace: Duration::from_secs(60),
             log_dir: None,
             events: None,
+            exactly_once: None,
         }
     }
 }
@@ -170,6 +199,9 @@ pub struct SupervisorReport {
     pub rows: u64,
     /// Row-weighted means of the workers' mean metrics (log loss, accuracy, MAE, MSE).
     pub metrics: std::collections::BTreeMap<String, f64>,
+    /// Exactly-once: the job-wide epochs the job rolled back to, in order (the first is where
+    /// it started: 0 for a fresh job).
+    pub rollbacks: Vec<u64>,
 }
 
 /// Worker processes running under supervision (see the [module docs](self)).
@@ -186,6 +218,15 @@ impl Supervisor {
             return Err(Error::InvalidArgument(
                 "a supervised job needs a worker".into(),
             ));
+        }
+        if let Some(e) = &config.exactly_once {
+            if e.checkpoint_dirs.len() != config.workers.len() {
+                return Err(Error::InvalidArgument(format!(
+                    "exactly-once: {} checkpoint directories for {} workers",
+                    e.checkpoint_dirs.len(),
+                    config.workers.len()
+                )));
+            }
         }
         if let Some(dir) = &config.log_dir {
             std::fs::create_dir_all(dir).map_err(|source| Error::Io {

@@ -9,6 +9,8 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use eddy_core::checkpoint::CheckpointStore;
+
 use super::account::{merged_metrics, Account, WorkerReport};
 use super::protocol::WorkerLine;
 use super::{SupervisorConfig, SupervisorEvent, SupervisorReport};
@@ -46,6 +48,12 @@ pub(super) struct State {
     stopping: Option<Instant>,
     pids: Arc<Mutex<Vec<Option<u32>>>>,
     started: Instant,
+    /// Exactly-once: the job-wide epoch the workers start from (`--restore-epoch`).
+    epoch: Option<u64>,
+    /// The epochs the job rolled back to (exactly-once).
+    rollbacks: Vec<u64>,
+    /// Which workers' processes exited 0 at the end of their input.
+    finished: Vec<bool>,
 }
 
 impl State {
@@ -69,7 +77,18 @@ impl State {
             stopping: None,
             pids,
             started: Instant::now(),
+            epoch: None,
+            rollbacks: Vec::new(),
+            finished: vec![false; n],
         };
+        if let Some(recovery) = state.config.exactly_once.clone() {
+            // every worker starts from the job-wide epoch its checkpoints agree on, the
+            // shards rolled back to it (a fresh job: epoch 0)
+            let (epoch, _) = job_epoch(&recovery.checkpoint_dirs, &state.finished)?;
+            (recovery.restore)(epoch, &[])?;
+            state.epoch = Some(epoch);
+            state.rollbacks.push(epoch);
+        }
         for w in 0..n {
             if let Err(e) = state.spawn(w) {
                 state.kill_all();
@@ -110,6 +129,7 @@ impl State {
             rows: workers.iter().map(|w| w.rows).sum(),
             metrics: merged_metrics(&workers),
             workers,
+            rollbacks: self.rollbacks.clone(),
         })
     }
 
@@ -147,8 +167,12 @@ impl State {
         }
         self.drain();
         if status.success() || self.stopping.is_some() {
+            self.finished[w] = status.success() && self.stopping.is_none();
             self.emit(SupervisorEvent::Finished { worker: w });
             return Ok(());
+        }
+        if self.config.exactly_once.is_some() {
+            return self.roll_back(w, exit, pid, status);
         }
         if self.accounts[w].restarts >= self.config.max_restarts {
             return Err(Error::Worker {
@@ -172,10 +196,86 @@ impl State {
         Ok(())
     }
 
+    /// Exactly-once: worker `w`'s process died (`status`, at `exit`). Every other worker is
+    /// killed, the shards roll back to the newest epoch every worker's checkpoints hold, and
+    /// every worker whose work since that epoch was rolled back starts again from it.
+    fn roll_back(
+        &mut self,
+        w: usize,
+        exit: Instant,
+        pid: Option<u32>,
+        status: ExitStatus,
+    ) -> Result<()> {
+        if self.accounts[w].restarts >= self.config.max_restarts {
+            return Err(Error::Worker {
+                worker: w,
+                message: format!(
+                    "its process exited ({status}) after {} restarts; the job stops",
+                    self.accounts[w].restarts
+                ),
+            });
+        }
+        let Some(recovery) = self.config.exactly_once.clone() else {
+            return Ok(());
+        };
+        let mut down = vec![w];
+        for v in 0..self.slots.len() {
+            if let Slot::Running { child, .. } = &mut self.slots[v] {
+                let _ = child.kill();
+                let _ = child.wait();
+                if let Slot::Running { reader, .. } =
+                    std::mem::replace(&mut self.slots[v], Slot::Done)
+                {
+                    let _ = reader.join();
+                }
+                self.set_pid(v, None);
+                down.push(v);
+            }
+        }
+        self.drain();
+        let (epoch, latest) = job_epoch(&recovery.checkpoint_dirs, &self.finished)?;
+        // a worker that finished before the epoch has all its rows in it: it stays done
+        let mut finished = Vec::new();
+        for (v, done) in self.finished.iter_mut().enumerate() {
+            if *done && latest[v] < epoch {
+                finished.push(v as u32);
+            } else if *done {
+                *done = false;
+                down.push(v);
+            }
+        }
+        (recovery.restore)(epoch, &finished)?;
+        self.epoch = Some(epoch);
+        self.rollbacks.push(epoch);
+        let after = self.config.backoff.delay(self.failing[w]);
+        self.failing[w] += 1;
+        self.emit(SupervisorEvent::Died {
+            worker: w,
+            pid: pid.unwrap_or_default(),
+            status: status.to_string(),
+            after,
+        });
+        down.sort_unstable();
+        for &v in &down {
+            self.accounts[v].on_restart(exit);
+            self.slots[v] = Slot::Waiting(exit + after);
+        }
+        self.emit(SupervisorEvent::RolledBack {
+            worker: w,
+            epoch,
+            restarting: down,
+        });
+        Ok(())
+    }
+
     /// Starts worker `w`'s process and its reader thread.
     fn spawn(&mut self, w: usize) -> Result<()> {
         let command = &self.config.workers[w];
-        let mut child = command.command().spawn().map_err(|e| Error::Worker {
+        let mut cmd = command.command();
+        if let Some(epoch) = self.epoch {
+            cmd.args(["--restore-epoch".to_string(), epoch.to_string()]);
+        }
+        let mut child = cmd.spawn().map_err(|e| Error::Worker {
             worker: w,
             message: format!("starting {}: {e}", command.program.display()),
         })?;
@@ -342,6 +442,29 @@ fn read_lines(
             None => eprintln!("[worker {w}] {line}"),
         }
     }
+}
+
+/// The job-wide epoch every worker can restore — the oldest of the newest resumable
+/// checkpoints of the workers still running (`finished`: which exited at the end of their
+/// input), 0 when one has none — and each worker's newest.
+fn job_epoch(dirs: &[std::path::PathBuf], finished: &[bool]) -> Result<(u64, Vec<u64>)> {
+    let mut latest = Vec::with_capacity(dirs.len());
+    for dir in dirs {
+        let newest = if dir.is_dir() {
+            CheckpointStore::open(dir, 1)?
+                .latest_resumable()?
+                .map_or(0, |c| c.epoch.0)
+        } else {
+            0
+        };
+        latest.push(newest);
+    }
+    let running = latest.iter().zip(finished).filter(|(_, f)| !**f);
+    let epoch = running
+        .map(|(e, _)| *e)
+        .min()
+        .unwrap_or_else(|| latest.iter().copied().max().unwrap_or(0));
+    Ok((epoch, latest))
 }
 
 /// Asks `child` to stop: SIGTERM (it checkpoints and exits 0).
