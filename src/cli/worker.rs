@@ -35,7 +35,7 @@ use clap::Args;
 use eddy_core::dataflow::FailoverMode;
 use eddy_ps::grpc::client::restore_job_epoch;
 use eddy_workflow::train::supervise::{
-    EpochRecovery, RestoreShards, Supervisor, SupervisorConfig, SupervisorEvent, SupervisorReport, WorkerCommand, WorkerLine,
+    epochs, EpochRecovery, RestoreShards, Supervisor, SupervisorConfig, SupervisorEvent, SupervisorReport, WorkerCommand, WorkerLine,
 };
 use eddy_core::checkpoint::CheckpointStore;
 use eddy_core::message::Epoch;
@@ -51,9 +51,10 @@ pub struct WorkerArgs {
     /// processes): it reads the partitions `p` of the topic with `p % N == index`.
     #[arg(long)]
     pub worker_index: usize,
-    /// Exactly-once (set by the supervisor): start from this job-wide checkpoint epoch — this
-    /// worker's checkpoint of it, newer ones discarded (0: from the start of its partitions,
-    /// every checkpoint discarded). The shards were rolled back to it before.
+    /// Exactly-once (set by the supervisor): start from this local checkpoint (the worker's
+    /// checkpoint of the job-wide epoch the job rolls back to), newer ones discarded (0: from
+    /// the start of its partitions, every checkpoint discarded). The shards were rolled back
+    /// to the epoch before.
     #[arg(long)]
     pub restore_epoch: Option<u64>,
     /// The training flags, as for `eddy learn`.
@@ -121,6 +122,7 @@ pub fn run(args: WorkerArgs) -> anyhow::Result<()> {
             worker: u32::try_from(index)?,
             workers: u32::try_from(workers)?,
             wait: BARRIER_WAIT,
+            record: config.checkpoint.dir.clone(),
         });
         config.failover.mode = FailoverMode::ExactlyOnce;
         config.failover.restart.max_restarts = 0;
@@ -129,6 +131,7 @@ pub fn run(args: WorkerArgs) -> anyhow::Result<()> {
             let store = CheckpointStore::open(dir, config.checkpoint.retain.max(1))?;
             if epoch == 0 {
                 store.clear()?;
+                epochs::clear(dir)?;
             } else {
                 config.checkpoint.restore_from = Some(store.checkpoint_dir(Epoch(epoch)));
             }
@@ -349,6 +352,7 @@ pub fn supervise(args: LearnArgs) -> anyhow::Result<()> {
         // exactly-once workers keep their checkpoints until the whole job ended
         for dir in &dirs {
             CheckpointStore::open(dir, 1)?.clear()?;
+            epochs::clear(dir)?;
             let _ = std::fs::remove_dir(dir);
         }
         let _ = std::fs::remove_file(base.join("job-id"));

@@ -39,7 +39,7 @@ use eddy_algorithms::transform::Params;
 use eddy_ps::train::{fm_model, fm_tables, ftrl_model, ftrl_tables};
 pub use eddy_ps::JobPolicy;
 use eddy_ps::{
-    AnyStore, Consistency, LocalPsConfig, ParamStore, PsClientConfig, PsLearner, PsServerConfig,
+    AnyStore, Consistency, LocalPsConfig, ParamStore, PsClient, PsClientConfig, PsLearner, PsServerConfig,
     PsWorker, PsWorkerConfig, StoreCounters, TableConfig, WorkerId,
 };
 use tokio::runtime::Runtime;
@@ -81,12 +81,14 @@ pub struct PsConfig {
 }
 
 /// One worker process's part in the job-wide checkpoint epochs of a job of several worker
-/// processes (exactly-once across processes, see [`supervise`](super::supervise)): at its
-/// checkpoint `e` the worker reports `e` to every shard and waits until every shard
-/// snapshotted `e` (which it does once every worker of the job reported `e` or finished);
-/// its checkpoint holds the label of those snapshots. A restore does not roll the shards
-/// back: the job's coordinator did that for every worker before it restarted them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// processes (exactly-once across processes, see [`supervise`](super::supervise)): its n-th
+/// checkpoint is job epoch n (the count is restored with the checkpoint); at it the worker
+/// reports n to every shard and waits until every shard snapshotted n (which it does once
+/// every worker of the job reported n or finished); its checkpoint holds the label of those
+/// snapshots, and [`record`](EpochBarrier::record) maps n to the local checkpoint. A restore
+/// does not roll the shards back: the job's coordinator did that for every worker before it
+/// restarted them.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EpochBarrier {
     /// This worker's index.
     pub worker: u32,
@@ -94,6 +96,9 @@ pub struct EpochBarrier {
     pub workers: u32,
     /// How long a worker waits at the barrier for its peers before it fails.
     pub wait: Duration,
+    /// The checkpoint directory where `job epoch → local checkpoint` is recorded
+    /// ([`supervise::epochs`](super::supervise::epochs)); `None`: not recorded.
+    pub record: Option<std::path::PathBuf>,
 }
 
 impl PsConfig {
@@ -309,6 +314,8 @@ struct Store {
     durable: bool,
     /// The job-wide epoch barrier, for a worker process of several.
     barrier: Option<EpochBarrier>,
+    /// With a barrier: the job epoch of the worker's newest checkpoint.
+    round: std::sync::atomic::AtomicU64,
 }
 
 impl Store {
@@ -363,7 +370,8 @@ impl Store {
             worker,
             shards: Mutex::new(shards),
             durable: matches!(config.store, PsSpec::Remote(_)),
-            barrier: config.barrier,
+            barrier: config.barrier.clone(),
+            round: std::sync::atomic::AtomicU64::new(0),
         })
     }
 
@@ -407,13 +415,13 @@ impl Store {
     fn snapshot(&self, epoch: u64) -> Result<Vec<u8>> {
         match &*self.store {
             AnyStore::Remote(client) if self.durable => {
-                match self.barrier {
-                    Some(b) => {
-                        self.block(client.barrier_epoch(epoch, b.worker, b.workers, b.wait))
+                let epoch = match &self.barrier {
+                    Some(b) => self.barrier_epoch(client, b, epoch)?,
+                    None => {
+                        self.block(client.snapshot_epoch(epoch)).map_err(ps_error)?;
+                        epoch
                     }
-                    None => self.block(client.snapshot_epoch(epoch)),
-                }
-                .map_err(ps_error)?;
+                };
                 let label = EpochLabel {
                     job: client.job().to_owned(),
                     epoch,
@@ -452,19 +460,35 @@ impl Store {
             )));
         }
         if self.barrier.is_some() {
-            // the coordinator rolled every shard back before it restarted the workers
+            // the coordinator rolled every shard back before it restarted the workers; the
+            // worker's count of job epochs goes on from the checkpoint's
+            self.round.store(label.epoch, Ordering::SeqCst);
             return Ok(());
         }
         self.block(client.restore_epoch(label.epoch))
             .map_err(ps_error)
     }
 
+    /// The job-wide barrier at local checkpoint `local`: the worker's next job epoch,
+    /// reported and complete at every shard, and recorded; returns it.
+    fn barrier_epoch(&self, client: &PsClient, b: &EpochBarrier, local: u64) -> Result<u64> {
+        let epoch = self.round.load(Ordering::SeqCst) + 1;
+        self.block(client.barrier_epoch(epoch, b.worker, b.workers, b.wait))
+            .map_err(ps_error)?;
+        self.round.store(epoch, Ordering::SeqCst);
+        if let Some(dir) = &b.record {
+            super::supervise::epochs::record(dir, epoch, local)?;
+        }
+        Ok(epoch)
+    }
+
     /// A worker process of several ends: the shards' epoch barrier no longer waits for it.
     fn finish_barrier(&self) -> Result<()> {
-        let (Some(b), AnyStore::Remote(client)) = (self.barrier, &*self.store) else {
+        let (Some(b), AnyStore::Remote(client)) = (&self.barrier, &*self.store) else {
             return Ok(());
         };
-        self.block(client.finish_barrier(client.last_epoch(), b.worker, b.workers))
+        let epoch = self.round.load(Ordering::SeqCst);
+        self.block(client.finish_barrier(epoch, b.worker, b.workers))
             .map_err(ps_error)
     }
 

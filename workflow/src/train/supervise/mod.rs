@@ -39,8 +39,10 @@
 //! |---|---|
 //! | [`protocol`] | [`WorkerLine`]: what a worker prints on stdout, one JSON object a line |
 //! | [`account`] | per-worker counts: restarts, replay, recovery time, peers' throughput |
+//! | [`epochs`] | a worker's map of job-wide epochs to its local checkpoints (exactly-once) |
 
 pub mod account;
+pub mod epochs;
 pub mod protocol;
 mod run;
 

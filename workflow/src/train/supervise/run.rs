@@ -48,8 +48,9 @@ pub(super) struct State {
     stopping: Option<Instant>,
     pids: Arc<Mutex<Vec<Option<u32>>>>,
     started: Instant,
-    /// Exactly-once: the job-wide epoch the workers start from (`--restore-epoch`).
-    epoch: Option<u64>,
+    /// Exactly-once: each worker's local checkpoint of the job-wide epoch it starts from
+    /// (`--restore-epoch`; 0: the start of its input).
+    restore: Vec<Option<u64>>,
     /// The epochs the job rolled back to (exactly-once).
     rollbacks: Vec<u64>,
     /// Which workers' processes exited 0 at the end of their input.
@@ -77,17 +78,17 @@ impl State {
             stopping: None,
             pids,
             started: Instant::now(),
-            epoch: None,
+            restore: vec![None; n],
             rollbacks: Vec::new(),
             finished: vec![false; n],
         };
         if let Some(recovery) = state.config.exactly_once.clone() {
             // every worker starts from the job-wide epoch its checkpoints agree on, the
             // shards rolled back to it (a fresh job: epoch 0)
-            let (epoch, _) = job_epoch(&recovery.checkpoint_dirs, &state.finished)?;
-            (recovery.restore)(epoch, &[])?;
-            state.epoch = Some(epoch);
-            state.rollbacks.push(epoch);
+            let cut = job_epoch(&recovery.checkpoint_dirs, &state.finished)?;
+            (recovery.restore)(cut.epoch, &[])?;
+            state.restore = cut.local;
+            state.rollbacks.push(cut.epoch);
         }
         for w in 0..n {
             if let Err(e) = state.spawn(w) {
@@ -233,19 +234,30 @@ impl State {
             }
         }
         self.drain();
-        let (epoch, latest) = job_epoch(&recovery.checkpoint_dirs, &self.finished)?;
+        let cut = job_epoch(&recovery.checkpoint_dirs, &self.finished)?;
+        let epoch = cut.epoch;
         // a worker that finished before the epoch has all its rows in it: it stays done
         let mut finished = Vec::new();
         for (v, done) in self.finished.iter_mut().enumerate() {
-            if *done && latest[v] < epoch {
+            if *done && cut.newest[v] < epoch {
                 finished.push(v as u32);
             } else if *done {
                 *done = false;
                 down.push(v);
             }
         }
+        for &v in &down {
+            if cut.local[v].is_none() {
+                return Err(Error::Worker {
+                    worker: v,
+                    message: format!(
+                        "exactly-once: it has no checkpoint of job epoch {epoch} to roll back to"
+                    ),
+                });
+            }
+        }
         (recovery.restore)(epoch, &finished)?;
-        self.epoch = Some(epoch);
+        self.restore = cut.local;
         self.rollbacks.push(epoch);
         let after = self.config.backoff.delay(self.failing[w]);
         self.failing[w] += 1;
@@ -272,8 +284,8 @@ impl State {
     fn spawn(&mut self, w: usize) -> Result<()> {
         let command = &self.config.workers[w];
         let mut cmd = command.command();
-        if let Some(epoch) = self.epoch {
-            cmd.args(["--restore-epoch".to_string(), epoch.to_string()]);
+        if let Some(local) = self.restore[w] {
+            cmd.args(["--restore-epoch".to_string(), local.to_string()]);
         }
         let mut child = cmd.spawn().map_err(|e| Error::Worker {
             worker: w,
@@ -444,27 +456,69 @@ fn read_lines(
     }
 }
 
-/// The job-wide epoch every worker can restore — the oldest of the newest resumable
-/// checkpoints of the workers still running (`finished`: which exited at the end of their
-/// input), 0 when one has none — and each worker's newest.
-fn job_epoch(dirs: &[std::path::PathBuf], finished: &[bool]) -> Result<(u64, Vec<u64>)> {
-    let mut latest = Vec::with_capacity(dirs.len());
+/// Where a job rolls back to (exactly-once): the job-wide epoch, the job epoch of each
+/// worker's newest checkpoint, and each worker's local checkpoint of the epoch (0: the start
+/// of its input; `None`: it has none).
+struct Cut {
+    epoch: u64,
+    newest: Vec<u64>,
+    local: Vec<Option<u64>>,
+}
+
+/// The job-wide epoch every worker can restore: the oldest of the job epochs of the newest
+/// resumable checkpoints of the workers still running (`finished`: which exited at the end of
+/// their input); 0 when one has none (see [`epochs`](super::epochs)).
+fn job_epoch(dirs: &[std::path::PathBuf], finished: &[bool]) -> Result<Cut> {
+    let mut newest = Vec::with_capacity(dirs.len());
+    let mut maps = Vec::with_capacity(dirs.len());
+    let mut checkpoints = Vec::with_capacity(dirs.len());
     for dir in dirs {
-        let newest = if dir.is_dir() {
-            CheckpointStore::open(dir, 1)?
-                .latest_resumable()?
-                .map_or(0, |c| c.epoch.0)
+        let (store, map) = if dir.is_dir() {
+            (CheckpointStore::open(dir, 1)?, super::epochs::read(dir)?)
         } else {
-            0
+            checkpoints.push(Vec::new());
+            maps.push(Default::default());
+            newest.push(0);
+            continue;
         };
-        latest.push(newest);
+        let local = store.latest_resumable()?.map_or(0, |c| c.epoch.0);
+        let job = match local {
+            0 => 0,
+            local => map
+                .iter()
+                .rev()
+                .find(|(_, l)| **l == local)
+                .map(|(e, _)| *e)
+                .ok_or_else(|| {
+                    Error::InvalidArgument(format!(
+                        "{}: checkpoint {local} has no job epoch in {}",
+                        dir.display(),
+                        super::epochs::FILE
+                    ))
+                })?,
+        };
+        newest.push(job);
+        checkpoints.push(store.list()?.into_iter().map(|e| e.0).collect::<Vec<_>>());
+        maps.push(map);
     }
-    let running = latest.iter().zip(finished).filter(|(_, f)| !**f);
+    let running = newest.iter().zip(finished).filter(|(_, f)| !**f);
     let epoch = running
         .map(|(e, _)| *e)
         .min()
-        .unwrap_or_else(|| latest.iter().copied().max().unwrap_or(0));
-    Ok((epoch, latest))
+        .unwrap_or_else(|| newest.iter().copied().max().unwrap_or(0));
+    let local = maps
+        .iter()
+        .zip(&checkpoints)
+        .map(|(map, have)| match epoch {
+            0 => Some(0),
+            e => map.get(&e).copied().filter(|l| have.contains(l)),
+        })
+        .collect();
+    Ok(Cut {
+        epoch,
+        newest,
+        local,
+    })
 }
 
 /// Asks `child` to stop: SIGTERM (it checkpoints and exits 0).
