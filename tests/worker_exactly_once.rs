@@ -70,7 +70,14 @@ impl Shard {
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             let mut child = Command::new(EDDY)
-                .args(["ps", "serve", "--shard", &format!("{index}/2"), "--listen", listen])
+                .args([
+                    "ps",
+                    "serve",
+                    "--shard",
+                    &format!("{index}/2"),
+                    "--listen",
+                    listen,
+                ])
                 .args(["--snapshot-interval", "200ms", "--data-dir"])
                 .arg(dir)
                 .stdout(Stdio::piped())
@@ -111,8 +118,16 @@ impl Shard {
     /// the weight and the number of updates.
     fn stop_and_read(mut self) -> BTreeMap<u64, (f32, u64)> {
         let pid = self.child.id().to_string();
-        assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
-        assert!(self.child.wait().unwrap().success(), "shard {} stopped", self.index);
+        assert!(Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success());
+        assert!(
+            self.child.wait().unwrap().success(),
+            "shard {} stopped",
+            self.index
+        );
         let (found, _) = eddy_ps::grpc::files::latest(&self.dir, self.index, 2).unwrap();
         let (_, snap) = found.expect("a snapshot file");
         let store = LocalPsConfig::new(snap.tables).build().unwrap();
@@ -184,7 +199,13 @@ fn run(broker: &Broker, topic: &str, dir: &Path, workers: usize, fault: Fault) -
     let ps = format!("grpc://{},{}", shards[0].addr, shards[1].addr);
     let checkpoints = dir.join("checkpoints");
     let mut child = Command::new(EDDY)
-        .args(["learn", "--processes", &workers.to_string(), "--failover", "exactly-once"])
+        .args([
+            "learn",
+            "--processes",
+            &workers.to_string(),
+            "--failover",
+            "exactly-once",
+        ])
         .args(["--label", "label", "--data"])
         .arg(broker.uri(topic))
         .args(["--ps", &ps, "--ps-job", "once", "--ps-batch", "1"])
@@ -223,7 +244,10 @@ fn run(broker: &Broker, topic: &str, dir: &Path, workers: usize, fault: Fault) -
             let own = checkpoints.join(format!("worker-{w}"));
             let before = newest_checkpoint(&own);
             while newest_checkpoint(&own) <= before {
-                assert!(started.elapsed() < RUN_LIMIT, "worker {w} never checkpointed");
+                assert!(
+                    started.elapsed() < RUN_LIMIT,
+                    "worker {w} never checkpointed"
+                );
                 std::thread::sleep(Duration::from_millis(5));
             }
         }
@@ -237,13 +261,29 @@ fn run(broker: &Broker, topic: &str, dir: &Path, workers: usize, fault: Fault) -
             Fault::Shard(_) => shards[rng.random_range(0..2usize)].kill_and_restart(),
             _ => {
                 let pid = pids[rng.random_range(0..workers)].unwrap().to_string();
-                assert!(Command::new("kill").args(["-9", &pid]).status().unwrap().success());
+                assert!(Command::new("kill")
+                    .args(["-9", &pid])
+                    .status()
+                    .unwrap()
+                    .success());
             }
         }
     }
+    // `eddy status` on the checkpoint directory shows the rollback while the job still runs
+    let mut seen_running = matches!(fault, Fault::None);
     let status = loop {
         if let Some(status) = child.try_wait().unwrap() {
             break status;
+        }
+        if !seen_running {
+            let now = status_of(&checkpoints);
+            seen_running = now["running"] == true
+                && now["rollbacks"].as_array().is_some_and(|r| r.len() >= 2)
+                && now["workers"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|w| w["restarts"] == 1);
         }
         if started.elapsed() > RUN_LIMIT {
             let _ = child.kill();
@@ -262,10 +302,43 @@ fn run(broker: &Broker, topic: &str, dir: &Path, workers: usize, fault: Fault) -
     );
     let report: Value = serde_json::from_str(out.trim())
         .unwrap_or_else(|e| panic!("not a JSON report ({e}): {out}"));
+    assert!(
+        seen_running,
+        "{fault:?}: `eddy status` never showed the running job's rollback"
+    );
+    let after = status_of(&checkpoints);
+    assert_eq!(after["running"], false, "{after}");
+    assert_eq!(after["rollbacks"], report["rollbacks"], "{after}");
+    for (w, worker) in report["workers"].as_array().unwrap().iter().enumerate() {
+        for key in [
+            "restarts",
+            "records_replayed",
+            "records_lost",
+            "recovery_ms",
+            "rows",
+        ] {
+            assert_eq!(after["workers"][w][key], worker[key], "{key}: {after}");
+        }
+    }
     let [s0, s1] = shards;
     let mut model = s0.stop_and_read();
     model.extend(s1.stop_and_read());
     Run { report, model }
+}
+
+/// `eddy status --json` of a supervised job's checkpoint directory.
+fn status_of(checkpoints: &Path) -> Value {
+    let out = Command::new(EDDY)
+        .args(["status", "--json"])
+        .arg(checkpoints)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
 }
 
 fn num(v: &Value, key: &str) -> f64 {
@@ -292,7 +365,8 @@ fn assert_rolled_back(run: &Run, what: &str) {
 
 /// Every key's update count in `got` equals `want`'s: every row trained exactly once.
 fn assert_same_updates(got: &Run, want: &Run, what: &str) {
-    let counts = |r: &Run| -> BTreeMap<u64, u64> { r.model.iter().map(|(k, v)| (*k, v.1)).collect() };
+    let counts =
+        |r: &Run| -> BTreeMap<u64, u64> { r.model.iter().map(|(k, v)| (*k, v.1)).collect() };
     let (got_counts, want_counts) = (counts(got), counts(want));
     let differ = want_counts
         .iter()
@@ -333,7 +407,10 @@ fn one_worker_killed_or_a_shard_killed_ends_with_the_fault_free_model() {
             .iter()
             .filter(|(k, (w, _))| got.model.get(k).map(|g| g.0.to_bits()) != Some(w.to_bits()))
             .count();
-        assert_eq!(differ, 0, "{what}: weights differ from the fault-free model's");
+        assert_eq!(
+            differ, 0,
+            "{what}: weights differ from the fault-free model's"
+        );
         assert_eq!(
             num(&got.report, "logloss"),
             num(&clean.report, "logloss"),

@@ -18,8 +18,13 @@
 //! directory; it restarts a dead worker alone (with backoff), and on Ctrl-C or SIGTERM has
 //! every worker take a last checkpoint and exit. It prints one JSON line: the merged progressive
 //! metrics, and per worker its restarts, rows replayed and lost, recovery times (process exit →
-//! first trained rows again) and its peers' rows/s while it was down over before. The design
-//! (process model, identity, what is lost or replayed) is in
+//! first trained rows again) and its peers' rows/s while it was down over before, and keeps
+//! the same in `<checkpoint dir>/supervisor.json` for `eddy status` while it runs.
+//!
+//! With `--failover exactly-once` a worker meets its peers at an epoch barrier at the shards at
+//! every checkpoint and exits on any failure; the supervisor then rolls every shard and every
+//! worker back to the last job-wide epoch (`--restore-epoch`, set by it). The design (process
+//! model, identity, what is lost or replayed, the epoch protocol) is in
 //! [`eddy_workflow::train::supervise`].
 
 use std::ffi::OsString;
@@ -32,13 +37,14 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use clap::Args;
+use eddy_core::checkpoint::CheckpointStore;
 use eddy_core::dataflow::FailoverMode;
+use eddy_core::message::Epoch;
 use eddy_ps::grpc::client::restore_job_epoch;
 use eddy_workflow::train::supervise::{
-    epochs, EpochRecovery, RestoreShards, Supervisor, SupervisorConfig, SupervisorEvent, SupervisorReport, WorkerCommand, WorkerLine,
+    epochs, EpochRecovery, RestoreShards, Supervisor, SupervisorConfig, SupervisorEvent,
+    SupervisorReport, WorkerCommand, WorkerLine, STATUS_FILE,
 };
-use eddy_core::checkpoint::CheckpointStore;
-use eddy_core::message::Epoch;
 use eddy_workflow::train::{EpochBarrier, PsSpec, TrainEvent, TrainJob};
 
 use super::io;
@@ -322,6 +328,7 @@ pub fn supervise(args: LearnArgs) -> anyhow::Result<()> {
     let mut config = SupervisorConfig::new(workers);
     config.max_restarts = args.checkpoints.max_restarts as u64;
     let dirs: Vec<_> = (0..n).map(|i| base.join(format!("worker-{i}"))).collect();
+    config.status_file = Some(base.join(STATUS_FILE));
     let exactly_once = args.checkpoints.failover == Some(FailoverMode::ExactlyOnce);
     if exactly_once {
         config.exactly_once = Some(EpochRecovery {
@@ -422,7 +429,7 @@ fn describe(e: &SupervisorEvent) -> String {
             status,
             after,
         } => format!(
-            "worker {worker} (pid {pid}) died: {status}; restarting it alone in {} ms",
+            "worker {worker} (pid {pid}) died: {status}; restarting in {} ms",
             after.as_millis()
         ),
         SupervisorEvent::Training {

@@ -97,14 +97,15 @@
 //!   while it was down are counted in `records_lost`. A job resumed from its checkpoints
 //!   restores the store once, from the newest snapshot.
 //! - Across processes, N `eddy worker` processes each run a job at parallelism 1 on their own
-//!   partitions and one store: see [`supervise`] (approximate failover of a whole process).
+//!   partitions and one store: see [`supervise`] (approximate failover of a whole process, or
+//!   exactly-once through a job-wide epoch barrier at the shards).
 //!
 //! | module | what |
 //! |---|---|
 //! | `operator` | the online learner operator and its snapshot |
 //! | `fit` | the batch-fit operator |
 //! | `ps` | [`PsConfig`], and the store, gradient model and network runtime the subtasks share |
-//! | [`supervise`] | worker processes of one job under a local supervisor: approximate failover across processes |
+//! | [`supervise`] | worker processes of one job under a local supervisor: approximate or exactly-once failover across processes |
 
 mod fit;
 mod operator;

@@ -18,9 +18,12 @@
 //! restart fails the job's calls, so the job rolls back to its last checkpoint — every shard
 //! and the source together.
 //!
-//! A job of several worker processes ([`super::supervise`]) sets
+//! A job of several worker processes ([`super::supervise`]) with approximate failover sets
 //! [`PsConfig::tables_in_checkpoints`] false: each worker's checkpoint then holds no label and
-//! a restarted worker rolls nothing back (the tables are its peers' too).
+//! a restarted worker rolls nothing back (the tables are its peers' too). With exactly-once
+//! failover each worker sets [`PsConfig::barrier`] instead: its checkpoints are job-wide epochs
+//! taken at a barrier through the shards, and its restore leaves the shards to the
+//! supervisor, which rolled them back for every worker ([`EpochBarrier`]).
 //!
 //! Without a store, data-parallel FTRL shares its weights in memory instead
 //! ([`SharedFtrl`], Hogwild: lock-free, asynchronous): each subtask steps the one weight array
@@ -39,8 +42,8 @@ use eddy_algorithms::transform::Params;
 use eddy_ps::train::{fm_model, fm_tables, ftrl_model, ftrl_tables};
 pub use eddy_ps::JobPolicy;
 use eddy_ps::{
-    AnyStore, Consistency, LocalPsConfig, ParamStore, PsClient, PsClientConfig, PsLearner, PsServerConfig,
-    PsWorker, PsWorkerConfig, StoreCounters, TableConfig, WorkerId,
+    AnyStore, Consistency, LocalPsConfig, ParamStore, PsClient, PsClientConfig, PsLearner,
+    PsServerConfig, PsWorker, PsWorkerConfig, StoreCounters, TableConfig, WorkerId,
 };
 use tokio::runtime::Runtime;
 use tokio::sync::oneshot;

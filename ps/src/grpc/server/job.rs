@@ -89,8 +89,8 @@ impl Shared {
     pub(super) fn restore_epoch(&self, job: &str, epoch: u64) -> Result<()> {
         if epoch == 0 {
             // a shard that never held a job is the job's start already
-            let free = *self.label() == Label::default()
-                && self.applied.load(Ordering::SeqCst) == 0;
+            let free =
+                *self.label() == Label::default() && self.applied.load(Ordering::SeqCst) == 0;
             if !free {
                 self.check_job(job)?;
             }

@@ -22,7 +22,15 @@
 //! **Epoch snapshots.** `SnapshotEpoch{job, epoch}` writes a snapshot labelled with the job's
 //! checkpoint epoch (synced and renamed before the answer; without a data directory it is
 //! kept in memory, the newest `keep`), and `RestoreEpoch{job, epoch}` rolls the shard back to
-//! it. On open the shard restores the newest snapshot file of either kind.
+//! it. On open the shard restores the newest snapshot file of either kind. Epoch 0 is the
+//! job's start: restoring it clears every row.
+//!
+//! **Epoch barrier** (a job of several worker processes with exactly-once failover, see
+//! `barrier`): `SnapshotEpoch{job, epoch, worker, workers}` reports that a worker reached the
+//! epoch with its pushes applied; the shard writes the epoch's snapshot once every worker of
+//! the job reported it or finished (`finished`), and answers `complete` then (a call waits up
+//! to 2 s for it, then answers not yet, and the worker asks again). `RestoreEpoch` with
+//! `workers` also resets the barrier to the restored epoch.
 //!
 //! **Worker ids.** Shard 0 leases blocks of worker ids to clients (`Configure` with
 //! `lease_workers`), unique across processes and across its own restarts (the next free id is

@@ -13,11 +13,15 @@ use eddy_core::checkpoint::CheckpointStore;
 
 use super::account::{merged_metrics, Account, WorkerReport};
 use super::protocol::WorkerLine;
+use super::status::SupervisorStatus;
 use super::{SupervisorConfig, SupervisorEvent, SupervisorReport};
 use crate::error::{Error, Result};
 
 /// How often the loop looks at its processes when no line arrives.
 const TICK: Duration = Duration::from_millis(2);
+
+/// How often the status file is rewritten when nothing happens.
+const STATUS_EVERY: Duration = Duration::from_millis(500);
 
 /// A line from worker `.0`'s process, read at `.2`.
 type Received = (usize, WorkerLine, Instant);
@@ -55,6 +59,10 @@ pub(super) struct State {
     rollbacks: Vec<u64>,
     /// Which workers' processes exited 0 at the end of their input.
     finished: Vec<bool>,
+    /// Something happened since the status file was last written.
+    changed: std::cell::Cell<bool>,
+    /// When the status file is written next regardless.
+    status_due: Instant,
 }
 
 impl State {
@@ -81,6 +89,8 @@ impl State {
             restore: vec![None; n],
             rollbacks: Vec::new(),
             finished: vec![false; n],
+            changed: std::cell::Cell::new(true),
+            status_due: Instant::now(),
         };
         if let Some(recovery) = state.config.exactly_once.clone() {
             // every worker starts from the job-wide epoch its checkpoints agree on, the
@@ -99,10 +109,20 @@ impl State {
         Ok(state)
     }
 
-    /// Supervises until every worker is done; the report.
+    /// Supervises until every worker is done; the report. The status file's last version says
+    /// the job is over, whether it succeeded or failed.
     pub(super) fn run(&mut self) -> Result<SupervisorReport> {
+        let result = self.supervise();
+        self.write_status(false);
+        result
+    }
+
+    fn supervise(&mut self) -> Result<SupervisorReport> {
         loop {
             self.receive(TICK);
+            if self.changed.take() || Instant::now() >= self.status_due {
+                self.write_status(true);
+            }
             if self.stop.load(Ordering::SeqCst) && self.stopping.is_none() {
                 self.begin_stop();
             }
@@ -417,7 +437,30 @@ impl State {
         std::mem::replace(&mut pids[w], pid)
     }
 
+    /// Rewrites the status file (if one is configured); a failed write is retried at the next
+    /// one (the status is for people, the job goes on).
+    fn write_status(&mut self, running: bool) {
+        self.status_due = Instant::now() + STATUS_EVERY;
+        let Some(path) = &self.config.status_file else {
+            return;
+        };
+        let status = SupervisorStatus {
+            running,
+            pid: std::process::id(),
+            updated_unix_ms: super::status::unix_ms(),
+            seconds: self.started.elapsed().as_secs_f64(),
+            rollbacks: self.rollbacks.clone(),
+            workers: (0..self.slots.len())
+                .map(|w| WorkerReport::new(w, &self.accounts))
+                .collect(),
+        };
+        if let Err(e) = status.write(path) {
+            tracing::warn!(error = %e, "writing the supervisor's status");
+        }
+    }
+
     fn emit(&self, event: SupervisorEvent) {
+        self.changed.set(true);
         if let Some(events) = &self.config.events {
             events(&event);
         }
