@@ -145,7 +145,8 @@ fn scaling(exe: &Path, args: &FailoverBenchArgs, data: &str) -> anyhow::Result<(
     let mut rates = [Vec::new(), Vec::new()];
     for i in 0..args.repeat.max(1) {
         for (k, processes) in [1, args.processes].into_iter().enumerate() {
-            let shards = Shards::start(exe, args.shards)?;
+            let name = format!("scaling-{processes}-{i}");
+            let shards = Shards::start(exe, args.shards, &args.dir.join(format!("{name}-ps")))?;
             let extra = [
                 "--ps",
                 &shards.uri,
@@ -153,7 +154,6 @@ fn scaling(exe: &Path, args: &FailoverBenchArgs, data: &str) -> anyhow::Result<(
                 "bench-scaling",
                 "--ps-fresh",
             ];
-            let name = format!("scaling-{processes}-{i}");
             let f = once_with(exe, args, data, &name, processes, false, &extra)?;
             eprintln!(
                 "run {i}: {processes} worker process(es): {:.0} rows/s, logloss {:.5}",
@@ -177,7 +177,8 @@ fn scaling(exe: &Path, args: &FailoverBenchArgs, data: &str) -> anyhow::Result<(
     Ok(())
 }
 
-/// Shard processes on loopback port 0, without data directories (killed when dropped).
+/// Fresh shard processes on loopback port 0, their snapshots under `dir` (killed when
+/// dropped).
 struct Shards {
     children: Vec<std::process::Child>,
     /// `grpc://A,B,…`
@@ -185,7 +186,8 @@ struct Shards {
 }
 
 impl Shards {
-    fn start(exe: &Path, n: usize) -> anyhow::Result<Shards> {
+    fn start(exe: &Path, n: usize, dir: &Path) -> anyhow::Result<Shards> {
+        let _ = std::fs::remove_dir_all(dir);
         let mut shards = Shards {
             children: Vec::new(),
             uri: String::new(),
@@ -194,7 +196,8 @@ impl Shards {
         for i in 0..n {
             let mut child = Command::new(exe)
                 .args(["ps", "serve", "--shard", &format!("{i}/{n}")])
-                .args(["--listen", "127.0.0.1:0"])
+                .args(["--listen", "127.0.0.1:0", "--data-dir"])
+                .arg(dir.join(format!("shard-{i}")))
                 .stdin(Stdio::null())
                 .stdout(Stdio::piped())
                 .stderr(Stdio::inherit())
