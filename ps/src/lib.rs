@@ -58,7 +58,10 @@
 //! - **Epoch snapshots.** [`PsClient::snapshot_epoch`] makes every shard write a snapshot
 //!   labelled with the job's checkpoint epoch and answers once they are durable;
 //!   [`PsClient::restore_epoch`] rolls every shard back to it. The training engine's
-//!   checkpoints hold these labels instead of the tables' bytes.
+//!   checkpoints hold these labels instead of the tables' bytes. Worker processes of one job
+//!   meet at an epoch barrier ([`PsClient::barrier_epoch`]): a shard snapshots an epoch once
+//!   every worker reported it, and [`grpc::client::restore_job_epoch`] rolls every shard back
+//!   for the job's supervisor.
 
 pub mod any;
 pub mod clock;

@@ -6,6 +6,14 @@
 //! rows again), its peers' rows/s while it was down over before, the rows replayed, and the
 //! job's rows/s. A fault-free run gives the reference rows/s and log loss. Medians over
 //! `--repeat` runs are printed as one JSON line (the per-run figures on stderr).
+//! `--failover exactly-once` measures the global restart instead (every worker rolls back to
+//! the last job-wide epoch).
+//!
+//! `--scaling` measures throughput instead of failover: fault-free runs of 1 worker process and
+//! of N on the same topic, through the same `--shards` shard processes on loopback (started
+//! fresh for each run), `--repeat` times each; it prints the median rows/s of each and their
+//! ratio (the job's rows over its wall time, process starts included: use a topic large
+//! enough that they do not matter, and a release build on a quiet machine).
 
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
@@ -41,6 +49,16 @@ pub struct FailoverBenchArgs {
     /// Time between the workers' checkpoints.
     #[arg(long, default_value = "500ms")]
     checkpoint_every: String,
+    /// Failover mode of the workers: `approximate` (a dead worker restarts alone) or
+    /// `exactly-once` (everyone rolls back to the last job-wide epoch).
+    #[arg(long, default_value = "approximate")]
+    failover: String,
+    /// Measure rows/s of 1 worker process against N instead of a failover.
+    #[arg(long)]
+    scaling: bool,
+    /// With `--scaling`: parameter-server shard processes (the same for both runs).
+    #[arg(long, default_value_t = 2)]
+    shards: usize,
     /// Working directory (checkpoints, shard snapshots).
     #[arg(long, default_value = "target/eddy-bench/failover")]
     dir: PathBuf,
@@ -57,7 +75,7 @@ struct Figures {
 
 /// Runs `eddy bench failover`.
 pub fn run(args: FailoverBenchArgs) -> anyhow::Result<()> {
-    if args.processes < 2 {
+    if args.processes < 2 && !args.scaling {
         bail!(
             "--processes {}: a failover needs a peer (2 or more)",
             args.processes
@@ -84,6 +102,9 @@ pub fn run(args: FailoverBenchArgs) -> anyhow::Result<()> {
         rate: None,
     })?;
     let data = topic.split('?').next().unwrap_or(&topic).to_string();
+    if args.scaling {
+        return scaling(&exe, &args, &data);
+    }
     let clean = once(&exe, &args, &data, "clean", false)?;
     eprintln!(
         "fault-free: {:.0} rows/s, logloss {:.5}",
@@ -103,6 +124,7 @@ pub fn run(args: FailoverBenchArgs) -> anyhow::Result<()> {
     let line = serde_json::json!({
         "bench": "failover",
         "processes": args.processes,
+        "failover": args.failover,
         "rows": args.rows,
         "repeat": runs.len(),
         "recovery_ms": med(|f| f.recovery_ms),
@@ -117,6 +139,94 @@ pub fn run(args: FailoverBenchArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `--scaling`: fault-free runs of 1 worker process and of `--processes`, `--repeat` times
+/// each, through fresh `--shards` shard processes; one JSON line of medians.
+fn scaling(exe: &Path, args: &FailoverBenchArgs, data: &str) -> anyhow::Result<()> {
+    let mut rates = [Vec::new(), Vec::new()];
+    for i in 0..args.repeat.max(1) {
+        for (k, processes) in [1, args.processes].into_iter().enumerate() {
+            let name = format!("scaling-{processes}-{i}");
+            let shards = Shards::start(exe, args.shards, &args.dir.join(format!("{name}-ps")))?;
+            let extra = [
+                "--ps",
+                &shards.uri,
+                "--ps-job",
+                "bench-scaling",
+                "--ps-fresh",
+            ];
+            let f = once_with(exe, args, data, &name, processes, false, &extra)?;
+            eprintln!(
+                "run {i}: {processes} worker process(es): {:.0} rows/s, logloss {:.5}",
+                f.rows_per_s, f.logloss
+            );
+            rates[k].push(f.rows_per_s);
+        }
+    }
+    let [one, many] = rates.map(super::bench::median);
+    let line = serde_json::json!({
+        "bench": "workers",
+        "processes": args.processes,
+        "shards": args.shards,
+        "rows": args.rows,
+        "repeat": args.repeat.max(1),
+        "rows_per_s_1": one,
+        "rows_per_s_n": many,
+        "speedup": many / one,
+    });
+    println!("{line}");
+    Ok(())
+}
+
+/// Fresh shard processes on loopback port 0, their snapshots under `dir` (killed when
+/// dropped).
+struct Shards {
+    children: Vec<std::process::Child>,
+    /// `grpc://A,B,…`
+    uri: String,
+}
+
+impl Shards {
+    fn start(exe: &Path, n: usize, dir: &Path) -> anyhow::Result<Shards> {
+        let _ = std::fs::remove_dir_all(dir);
+        let mut shards = Shards {
+            children: Vec::new(),
+            uri: String::new(),
+        };
+        let mut addrs = Vec::new();
+        for i in 0..n {
+            let mut child = Command::new(exe)
+                .args(["ps", "serve", "--shard", &format!("{i}/{n}")])
+                .args(["--listen", "127.0.0.1:0", "--data-dir"])
+                .arg(dir.join(format!("shard-{i}")))
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::inherit())
+                .spawn()
+                .with_context(|| format!("starting shard {i}/{n}"))?;
+            let mut line = String::new();
+            if let Some(out) = child.stdout.take() {
+                BufReader::new(out).read_line(&mut line)?;
+            }
+            shards.children.push(child);
+            match line.trim().strip_prefix("listening on ") {
+                Some(addr) => addrs.push(addr.to_string()),
+                None => bail!("shard {i}/{n} did not start (it said {line:?})"),
+            }
+        }
+        shards.uri = format!("grpc://{}", addrs.join(","));
+        Ok(shards)
+    }
+}
+
+impl Drop for Shards {
+    fn drop(&mut self) {
+        for child in &mut self.children {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
 /// One `eddy learn --processes` run; with `kill`, the last worker is `kill -9`ed.
 fn once(
     exe: &Path,
@@ -125,11 +235,26 @@ fn once(
     name: &str,
     kill: bool,
 ) -> anyhow::Result<Figures> {
+    once_with(exe, args, data, name, args.processes, kill, &[])
+}
+
+/// [`once`] with `processes` workers and `extra` flags.
+fn once_with(
+    exe: &Path,
+    args: &FailoverBenchArgs,
+    data: &str,
+    name: &str,
+    processes: usize,
+    kill: bool,
+    extra: &[&str],
+) -> anyhow::Result<Figures> {
     let dir = args.dir.join(name);
     let _ = std::fs::remove_dir_all(&dir);
     let mut child = Command::new(exe)
         .args(["learn", "--label", "label", "--data", data])
-        .args(["--processes", &args.processes.to_string()])
+        .args(["--processes", &processes.to_string()])
+        .args(["--failover", &args.failover])
+        .args(extra)
         .args(["--batch-rows", &args.batch_rows.to_string()])
         .args(["--checkpoint-every", &args.checkpoint_every])
         .arg("--checkpoint-dir")
@@ -148,11 +273,11 @@ fn once(
             }
         }
     });
-    let victim = args.processes - 1;
+    let victim = processes.saturating_sub(1);
     if kill {
         let (mut pid, mut training) = (None, 0);
         let deadline = Instant::now() + Duration::from_secs(300);
-        while pid.is_none() || training < args.processes {
+        while pid.is_none() || training < processes {
             let line = rx
                 .recv_timeout(deadline.saturating_duration_since(Instant::now()))
                 .context("waiting for every worker to train")?;

@@ -454,10 +454,12 @@ fn count_rows(path: &Path, format: io::DataFormat) -> anyhow::Result<u64> {
 
 /// Runs `eddy learn` (with `--processes N`: N worker processes under a supervisor).
 pub fn run(args: LearnArgs) -> anyhow::Result<()> {
-    if args.ui.is_some() && args.parallel.processes > 1 {
-        bail!("--ui shows the job of one process; it is not supported with --processes > 1");
+    if args.parallel.processes.is_some() {
+        if args.ui.is_some() {
+            bail!("--ui shows the job of one process; it is not supported with --processes");
+        }
+        return super::worker::supervise(args);
     }
-    if args.parallel.processes > 1 {
         return super::worker::supervise(args);
     }
     let learner = args.learner()?;

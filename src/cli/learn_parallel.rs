@@ -22,9 +22,10 @@ pub struct ParallelArgs {
     pub parallelism: usize,
     /// Train in N worker processes (`eddy worker`) under a local supervisor that restarts a
     /// dead one alone: a Kafka topic's partitions split over them, the model in parameter
-    /// server shards (`--ps`, or N shards started on loopback). Default 1: this process.
-    #[arg(long, default_value_t = 1)]
-    pub processes: usize,
+    /// server shards (`--ps`, or N shards started on loopback). Default: this process trains
+    /// (`--processes 1` is one supervised worker process).
+    #[arg(long)]
+    pub processes: Option<usize>,
     /// Rows per micro-batch the source cuts (default: the runtime's, 8192). Worker processes
     /// report progress, and count replayed rows, per micro-batch.
     #[arg(long)]
@@ -59,7 +60,7 @@ pub struct ParallelArgs {
 impl ParallelArgs {
     /// The job's parameter-server settings: none for one subtask without `--ps`.
     pub fn ps_config(&self) -> anyhow::Result<Option<PsConfig>> {
-        if self.parallelism == 0 || self.ps_batch == 0 || self.processes == 0 {
+        if self.parallelism == 0 || self.ps_batch == 0 || self.processes == Some(0) {
             bail!("--parallelism, --ps-batch and --processes must be at least 1");
         }
         let store = match self.ps.as_deref().map(str::trim) {

@@ -2,17 +2,23 @@
 //! versions it published — and every model version in the run's registry with its stage. A
 //! running training node's note shows its failover counters and its source's lag (`lag N`:
 //! the messages a Kafka source has not read yet) as last reported.
+//!
+//! `eddy status CHECKPOINT_DIR` of `eddy learn --processes N` shows the supervisor's status
+//! file instead, while the job runs and after: per worker its pid, restarts, rows replayed and
+//! lost, recovery times and its peers' throughput while it was down, and (exactly-once) the
+//! job-wide epochs the job rolled back to.
 
 use std::path::PathBuf;
 
-use anyhow::Context;
 use clap::Args;
 use eddy_workflow::runner::{registry_of, RunState};
+use eddy_workflow::train::supervise::{SupervisorStatus, STATUS_FILE};
 
 /// Arguments of `eddy status`.
 #[derive(Debug, Clone, Args)]
 pub struct StatusArgs {
-    /// The run directory (`eddy run --run-dir`).
+    /// The run directory (`eddy run --run-dir`), or the checkpoint directory of `eddy learn
+    /// --processes N`.
     pub run_dir: PathBuf,
     /// Print the run state as JSON instead.
     #[arg(long)]
@@ -81,10 +87,80 @@ pub fn node_lines(state: &RunState) -> Vec<String> {
     out
 }
 
+/// The table of a supervised job's workers (`eddy learn --processes N`), one line per worker.
+pub fn worker_lines(status: &SupervisorStatus) -> Vec<String> {
+    let mut out = vec![format!(
+        "  {:<7} {:>8} {:>8} {:>9} {:>9} {:>7} {:<24} {}",
+        "worker",
+        "pid",
+        "restarts",
+        "replayed",
+        "lost",
+        "rows",
+        "recovery ms",
+        "peers' rows/s during/before"
+    )];
+    let list = |v: &[f64], digits: usize| -> String {
+        match v {
+            [] => "-".into(),
+            v => v
+                .iter()
+                .map(|x| format!("{x:.digits$}"))
+                .collect::<Vec<_>>()
+                .join(","),
+        }
+    };
+    for w in &status.workers {
+        out.push(format!(
+            "  {:<7} {:>8} {:>8} {:>9} {:>9} {:>7} {:<24} {}",
+            w.worker,
+            w.pid.map_or_else(|| "-".into(), |p| p.to_string()),
+            w.restarts,
+            w.records_replayed,
+            w.records_lost,
+            w.rows.max(w.rows_trained),
+            list(&w.recovery_ms, 0),
+            list(&w.peer_ratio, 2)
+        ));
+    }
+    out
+}
+
+/// Prints a supervised job's status (`<checkpoint dir>/supervisor.json`).
+fn print_supervised(status: &SupervisorStatus, json: bool) -> anyhow::Result<()> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(status)?);
+        return Ok(());
+    }
+    println!(
+        "job of {} worker processes (supervisor pid {}): {}, {:.1} s{}",
+        status.workers.len(),
+        status.pid,
+        if status.running { "running" } else { "ended" },
+        status.seconds,
+        match status.rollbacks.as_slice() {
+            [] => String::new(),
+            epochs => format!(", exactly-once, started from epochs {epochs:?}"),
+        }
+    );
+    for line in worker_lines(status) {
+        println!("{line}");
+    }
+    Ok(())
+}
+
 /// Runs `eddy status`.
 pub fn run(args: StatusArgs) -> anyhow::Result<()> {
-    let state = RunState::load(&args.run_dir)?
-        .with_context(|| format!("{} holds no run (no state.json)", args.run_dir.display()))?;
+    let state = RunState::load(&args.run_dir)?;
+    let supervised = SupervisorStatus::read(&args.run_dir.join(STATUS_FILE))?;
+    let state = match (state, supervised) {
+        (Some(state), _) => state,
+        (None, Some(status)) => return print_supervised(&status, args.json),
+        (None, None) => anyhow::bail!(
+            "{} holds no run (no state.json) and no supervised job (no {STATUS_FILE})",
+            args.run_dir.display()
+        ),
+    };
     if args.json {
         println!("{}", serde_json::to_string_pretty(&state)?);
         return Ok(());

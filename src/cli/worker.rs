@@ -18,8 +18,13 @@
 //! directory; it restarts a dead worker alone (with backoff), and on Ctrl-C or SIGTERM has
 //! every worker take a last checkpoint and exit. It prints one JSON line: the merged progressive
 //! metrics, and per worker its restarts, rows replayed and lost, recovery times (process exit →
-//! first trained rows again) and its peers' rows/s while it was down over before. The design
-//! (process model, identity, what is lost or replayed) is in
+//! first trained rows again) and its peers' rows/s while it was down over before, and keeps
+//! the same in `<checkpoint dir>/supervisor.json` for `eddy status` while it runs.
+//!
+//! With `--failover exactly-once` a worker meets its peers at an epoch barrier at the shards at
+//! every checkpoint and exits on any failure; the supervisor then rolls every shard and every
+//! worker back to the last job-wide epoch (`--restore-epoch`, set by it). The design (process
+//! model, identity, what is lost or replayed, the epoch protocol) is in
 //! [`eddy_workflow::train::supervise`].
 
 use std::ffi::OsString;
@@ -32,11 +37,15 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use clap::Args;
+use eddy_core::checkpoint::CheckpointStore;
 use eddy_core::dataflow::FailoverMode;
+use eddy_core::message::Epoch;
+use eddy_ps::grpc::client::restore_job_epoch;
 use eddy_workflow::train::supervise::{
-    Supervisor, SupervisorConfig, SupervisorEvent, SupervisorReport, WorkerCommand, WorkerLine,
+    epochs, EpochRecovery, RestoreShards, Supervisor, SupervisorConfig, SupervisorEvent,
+    SupervisorReport, WorkerCommand, WorkerLine, STATUS_FILE,
 };
-use eddy_workflow::train::{PsSpec, TrainEvent, TrainJob};
+use eddy_workflow::train::{EpochBarrier, PsSpec, TrainEvent, TrainJob};
 
 use super::io;
 use super::learn::LearnArgs;
@@ -48,10 +57,20 @@ pub struct WorkerArgs {
     /// processes): it reads the partitions `p` of the topic with `p % N == index`.
     #[arg(long)]
     pub worker_index: usize,
+    /// Exactly-once (set by the supervisor): start from this local checkpoint (the worker's
+    /// checkpoint of the job-wide epoch the job rolls back to), newer ones discarded (0: from
+    /// the start of its partitions, every checkpoint discarded). The shards were rolled back
+    /// to the epoch before.
+    #[arg(long)]
+    pub restore_epoch: Option<u64>,
     /// The training flags, as for `eddy learn`.
     #[command(flatten)]
     pub learn: LearnArgs,
 }
+
+/// How long an exactly-once worker waits at the epoch barrier for its peers before it fails
+/// (a peer that never reaches the epoch has died: the supervisor rolls the job back first).
+const BARRIER_WAIT: Duration = Duration::from_secs(600);
 
 /// Refuses what a worker cannot do, naming the flag.
 fn check(learn: &LearnArgs, index: usize, workers: usize) -> anyhow::Result<()> {
@@ -71,12 +90,6 @@ fn check(learn: &LearnArgs, index: usize, workers: usize) -> anyhow::Result<()> 
     if learn.parallel.ps_job.is_none() {
         bail!("every worker of a job names it at the shards: pass --ps-job ID");
     }
-    if learn.checkpoints.failover == Some(FailoverMode::ExactlyOnce) {
-        bail!(
-            "--failover exactly-once: a worker of several fails over approximately (the model \
-             in the shards is every worker's, so no worker's checkpoint can roll it back)"
-        );
-    }
     if learn.save.is_some() || learn.publish.registry.is_some() {
         bail!("--save and --registry are not supported by worker processes yet");
     }
@@ -90,6 +103,7 @@ fn check(learn: &LearnArgs, index: usize, workers: usize) -> anyhow::Result<()> 
 pub fn run(args: WorkerArgs) -> anyhow::Result<()> {
     let WorkerArgs {
         worker_index: index,
+        restore_epoch,
         mut learn,
     } = args;
     // `--workers N` (alias of `--parallelism`) is the job's worker count; this process is one
@@ -102,10 +116,38 @@ pub fn run(args: WorkerArgs) -> anyhow::Result<()> {
     }
     let mut config = learn.train_config(learn.learner()?)?;
     config.name = format!("worker-{index}");
-    config.failover.mode = FailoverMode::Approximate;
-    match config.ps.as_mut() {
-        Some(ps) if matches!(ps.store, PsSpec::Remote(_)) => ps.tables_in_checkpoints = false,
+    let exactly_once = learn.checkpoints.failover == Some(FailoverMode::ExactlyOnce);
+    let ps = match config.ps.as_mut() {
+        Some(ps) if matches!(ps.store, PsSpec::Remote(_)) => ps,
         _ => bail!("a worker trains through running shards: pass --ps grpc://HOST:PORT,…"),
+    };
+    if exactly_once {
+        // the job-wide epoch barrier at the shards; any failure ends the process and the
+        // supervisor rolls every worker and shard back together
+        ps.barrier = Some(EpochBarrier {
+            worker: u32::try_from(index)?,
+            workers: u32::try_from(workers)?,
+            wait: BARRIER_WAIT,
+            record: config.checkpoint.dir.clone(),
+        });
+        config.failover.mode = FailoverMode::ExactlyOnce;
+        config.failover.restart.max_restarts = 0;
+        config.keep_checkpoints = true;
+        if let (Some(epoch), Some(dir)) = (restore_epoch, &config.checkpoint.dir) {
+            let store = CheckpointStore::open(dir, config.checkpoint.retain.max(1))?;
+            if epoch == 0 {
+                store.clear()?;
+                epochs::clear(dir)?;
+            } else {
+                config.checkpoint.restore_from = Some(store.checkpoint_dir(Epoch(epoch)));
+            }
+        }
+    } else {
+        if restore_epoch.is_some() {
+            bail!("--restore-epoch is for workers with --failover exactly-once");
+        }
+        config.failover.mode = FailoverMode::Approximate;
+        ps.tables_in_checkpoints = false;
     }
     config.events = Some(Arc::new(|event: &TrainEvent| {
         let line = match event {
@@ -241,7 +283,7 @@ fn worker_args(argv: &[OsString]) -> Vec<OsString> {
 
 /// Runs `eddy learn --processes N`: shards if needed, N supervised workers, one JSON line.
 pub fn supervise(args: LearnArgs) -> anyhow::Result<()> {
-    let n = args.parallel.processes;
+    let n = args.parallel.processes.unwrap_or(1);
     if args.parallel.parallelism > 1 {
         bail!("--processes {n} runs one learner per process: drop --parallelism");
     }
@@ -285,6 +327,15 @@ pub fn supervise(args: LearnArgs) -> anyhow::Result<()> {
         .collect();
     let mut config = SupervisorConfig::new(workers);
     config.max_restarts = args.checkpoints.max_restarts as u64;
+    let dirs: Vec<_> = (0..n).map(|i| base.join(format!("worker-{i}"))).collect();
+    config.status_file = Some(base.join(STATUS_FILE));
+    let exactly_once = args.checkpoints.failover == Some(FailoverMode::ExactlyOnce);
+    if exactly_once {
+        config.exactly_once = Some(EpochRecovery {
+            checkpoint_dirs: dirs.clone(),
+            restore: shard_restorer(&ps, &job, n, args.parallel.ps_retry_for)?,
+        });
+    }
     config.events = Some(Arc::new(|e: &SupervisorEvent| eprintln!("{}", describe(e))));
     eprintln!("job {job}: {n} worker processes, parameter server {ps}");
     let supervisor = Supervisor::start(config)?;
@@ -305,6 +356,12 @@ pub fn supervise(args: LearnArgs) -> anyhow::Result<()> {
     if !stop.load(Ordering::SeqCst) && !stopped {
         // the input ended: nothing is left to resume (the workers cleared their checkpoints)
         let _ = std::fs::remove_dir_all(base.join("ps"));
+        // exactly-once workers keep their checkpoints until the whole job ended
+        for dir in &dirs {
+            CheckpointStore::open(dir, 1)?.clear()?;
+            epochs::clear(dir)?;
+            let _ = std::fs::remove_dir(dir);
+        }
         let _ = std::fs::remove_file(base.join("job-id"));
         let _ = std::fs::remove_dir(&base);
     }
@@ -312,12 +369,45 @@ pub fn supervise(args: LearnArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// How the supervisor rolls the shards at `ps` (`grpc://A,B`) back to a job-wide epoch of
+/// job `job` with `n` worker processes (retrying a restarting shard for `retry_for`).
+fn shard_restorer(
+    ps: &str,
+    job: &str,
+    n: usize,
+    retry_for: Duration,
+) -> anyhow::Result<RestoreShards> {
+    let addrs: Vec<String> = ps
+        .trim()
+        .strip_prefix("grpc://")
+        .context("--ps: expected grpc://HOST:PORT,…")?
+        .split(',')
+        .map(|a| a.trim().to_string())
+        .collect();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let (job, workers) = (job.to_string(), u32::try_from(n)?);
+    Ok(Arc::new(move |epoch: u64, finished: &[u32]| {
+        eprintln!("rolling every shard back to epoch {epoch}");
+        runtime
+            .block_on(restore_job_epoch(
+                &addrs, &job, epoch, workers, finished, retry_for,
+            ))
+            .map_err(|e| {
+                eddy_workflow::Error::InvalidArgument(format!(
+                    "parameter server: rolling back to epoch {epoch}: {e}"
+                ))
+            })
+    }))
+}
+
 /// Refuses, before any process starts, what every worker would refuse.
 fn check_job(args: &LearnArgs) -> anyhow::Result<()> {
     let mut probe = args.clone();
     probe.parallel.ps = Some(probe.parallel.ps.unwrap_or_else(|| "grpc://probe:0".into()));
     probe.parallel.ps_job = Some("probe".into());
-    check(&probe, 0, args.parallel.processes)?;
+    check(&probe, 0, args.parallel.processes.unwrap_or(1))?;
     probe.learner()?;
     Ok(())
 }
@@ -339,7 +429,7 @@ fn describe(e: &SupervisorEvent) -> String {
             status,
             after,
         } => format!(
-            "worker {worker} (pid {pid}) died: {status}; restarting it alone in {} ms",
+            "worker {worker} (pid {pid}) died: {status}; restarting in {} ms",
             after.as_millis()
         ),
         SupervisorEvent::Training {
@@ -351,6 +441,14 @@ fn describe(e: &SupervisorEvent) -> String {
             after.as_millis()
         ),
         SupervisorEvent::Finished { worker } => format!("worker {worker} finished"),
+        SupervisorEvent::RolledBack {
+            worker,
+            epoch,
+            restarting,
+        } => format!(
+            "worker {worker} failed: the job rolls back to epoch {epoch}; restarting workers \
+             {restarting:?}"
+        ),
     }
 }
 
@@ -375,6 +473,7 @@ fn report_json(report: &SupervisorReport) -> serde_json::Value {
         sum(|w| w.records_replayed).into(),
     );
     out.insert("records_lost".into(), sum(|w| w.records_lost).into());
+    out.insert("rollbacks".into(), report.rollbacks.clone().into());
     out.insert(
         "workers".into(),
         serde_json::to_value(&report.workers).unwrap_or_default(),

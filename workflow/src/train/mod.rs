@@ -97,14 +97,15 @@
 //!   while it was down are counted in `records_lost`. A job resumed from its checkpoints
 //!   restores the store once, from the newest snapshot.
 //! - Across processes, N `eddy worker` processes each run a job at parallelism 1 on their own
-//!   partitions and one store: see [`supervise`] (approximate failover of a whole process).
+//!   partitions and one store: see [`supervise`] (approximate failover of a whole process, or
+//!   exactly-once through a job-wide epoch barrier at the shards).
 //!
 //! | module | what |
 //! |---|---|
 //! | `operator` | the online learner operator and its snapshot |
 //! | `fit` | the batch-fit operator |
 //! | `ps` | [`PsConfig`], and the store, gradient model and network runtime the subtasks share |
-//! | [`supervise`] | worker processes of one job under a local supervisor: approximate failover across processes |
+//! | [`supervise`] | worker processes of one job under a local supervisor: approximate or exactly-once failover across processes |
 
 mod fit;
 mod operator;
@@ -112,7 +113,7 @@ mod ps;
 pub(crate) use ps::ps_error;
 pub mod supervise;
 
-pub use ps::{job_id_in, JobPolicy, PsConfig, PsSpec};
+pub use ps::{job_id_in, EpochBarrier, JobPolicy, PsConfig, PsSpec};
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -218,6 +219,10 @@ pub struct TrainConfig {
     pub parallelism: usize,
     /// Train through a parameter server (implied, in-process, by `parallelism` > 1).
     pub ps: Option<PsConfig>,
+    /// Keep the checkpoints when the input ends (default false: they are cleared). A worker
+    /// process of a job with exactly-once failover keeps them: a peer's failure may still roll
+    /// it back to one of them ([`supervise`]).
+    pub keep_checkpoints: bool,
 }
 
 impl TrainConfig {
@@ -244,6 +249,7 @@ impl TrainConfig {
             faults: Vec::new(),
             parallelism: 1,
             ps: None,
+            keep_checkpoints: false,
         }
     }
 }
@@ -433,7 +439,7 @@ impl TrainJob {
             shared,
             started: Instant::now(),
             checkpoint: self.config.checkpoint,
-            stopped: AtomicBool::new(false),
+            stopped: AtomicBool::new(self.config.keep_checkpoints),
         })
     }
 }
@@ -475,6 +481,7 @@ pub struct TrainHandle {
     shared: Arc<Shared>,
     started: Instant,
     checkpoint: CheckpointConfig,
+    /// Stopped (or [`TrainConfig::keep_checkpoints`]): the checkpoints are kept at the end.
     stopped: AtomicBool,
 }
 

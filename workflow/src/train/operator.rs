@@ -559,6 +559,9 @@ impl Operator for LearnOperator {
             Learner::Own(trained) => (trained.pipeline, Some(trained.model)),
             Learner::Parallel { pipeline, learner } => {
                 learner.finish().map_err(|e| self.train_error(e))?;
+                if let Some(backend) = &self.shared.backend {
+                    backend.finish_barrier().map_err(|e| self.train_error(e))?;
+                }
                 (pipeline, None)
             }
         };

@@ -18,9 +18,12 @@
 //! restart fails the job's calls, so the job rolls back to its last checkpoint — every shard
 //! and the source together.
 //!
-//! A job of several worker processes ([`super::supervise`]) sets
+//! A job of several worker processes ([`super::supervise`]) with approximate failover sets
 //! [`PsConfig::tables_in_checkpoints`] false: each worker's checkpoint then holds no label and
-//! a restarted worker rolls nothing back (the tables are its peers' too).
+//! a restarted worker rolls nothing back (the tables are its peers' too). With exactly-once
+//! failover each worker sets [`PsConfig::barrier`] instead: its checkpoints are job-wide epochs
+//! taken at a barrier through the shards, and its restore leaves the shards to the
+//! supervisor, which rolled them back for every worker ([`EpochBarrier`]).
 //!
 //! Without a store, data-parallel FTRL shares its weights in memory instead
 //! ([`SharedFtrl`], Hogwild: lock-free, asynchronous): each subtask steps the one weight array
@@ -39,8 +42,8 @@ use eddy_algorithms::transform::Params;
 use eddy_ps::train::{fm_model, fm_tables, ftrl_model, ftrl_tables};
 pub use eddy_ps::JobPolicy;
 use eddy_ps::{
-    AnyStore, Consistency, LocalPsConfig, ParamStore, PsClientConfig, PsLearner, PsServerConfig,
-    PsWorker, PsWorkerConfig, StoreCounters, TableConfig, WorkerId,
+    AnyStore, Consistency, LocalPsConfig, ParamStore, PsClient, PsClientConfig, PsLearner,
+    PsServerConfig, PsWorker, PsWorkerConfig, StoreCounters, TableConfig, WorkerId,
 };
 use tokio::runtime::Runtime;
 use tokio::sync::oneshot;
@@ -75,6 +78,30 @@ pub struct PsConfig {
     /// holds only its own state (source positions, pipeline statistics, evaluator) and a
     /// restarted worker trains on from the store as its peers left it.
     pub tables_in_checkpoints: bool,
+    /// The job-wide epoch barrier of one worker process of a job of several with
+    /// exactly-once failover (default `None`; see [`EpochBarrier`]).
+    pub barrier: Option<EpochBarrier>,
+}
+
+/// One worker process's part in the job-wide checkpoint epochs of a job of several worker
+/// processes (exactly-once across processes, see [`supervise`](super::supervise)): its n-th
+/// checkpoint is job epoch n (the count is restored with the checkpoint); at it the worker
+/// reports n to every shard and waits until every shard snapshotted n (which it does once
+/// every worker of the job reported n or finished); its checkpoint holds the label of those
+/// snapshots, and [`record`](EpochBarrier::record) maps n to the local checkpoint. A restore
+/// does not roll the shards back: the job's coordinator did that for every worker before it
+/// restarted them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EpochBarrier {
+    /// This worker's index.
+    pub worker: u32,
+    /// The job's worker processes.
+    pub workers: u32,
+    /// How long a worker waits at the barrier for its peers before it fails.
+    pub wait: Duration,
+    /// The checkpoint directory where `job epoch → local checkpoint` is recorded
+    /// ([`supervise::epochs`](super::supervise::epochs)); `None`: not recorded.
+    pub record: Option<std::path::PathBuf>,
 }
 
 impl PsConfig {
@@ -88,6 +115,7 @@ impl PsConfig {
             job: None,
             existing: JobPolicy::Refuse,
             tables_in_checkpoints: true,
+            barrier: None,
         }
     }
 }
@@ -234,6 +262,15 @@ impl Backend {
         }
     }
 
+    /// A worker process of a job of several pushed its last rows: the shards' epoch barrier
+    /// no longer waits for it ([`PsConfig::barrier`]; nothing without one).
+    pub(crate) fn finish_barrier(&self) -> Result<()> {
+        match &self.kind {
+            Kind::Store(s) => s.finish_barrier(),
+            Kind::Shared(_) => Ok(()),
+        }
+    }
+
     /// Through a store, its client's counters (zeros for the in-process store).
     pub(crate) fn counters(&self) -> Option<StoreCounters> {
         match &self.kind {
@@ -278,6 +315,10 @@ struct Store {
     shards: Mutex<Option<Shards>>,
     /// Remote shards that outlive the job (their snapshots are checkpointed by label).
     durable: bool,
+    /// The job-wide epoch barrier, for a worker process of several.
+    barrier: Option<EpochBarrier>,
+    /// With a barrier: the job epoch of the worker's newest checkpoint.
+    round: std::sync::atomic::AtomicU64,
 }
 
 impl Store {
@@ -332,6 +373,8 @@ impl Store {
             worker,
             shards: Mutex::new(shards),
             durable: matches!(config.store, PsSpec::Remote(_)),
+            barrier: config.barrier.clone(),
+            round: std::sync::atomic::AtomicU64::new(0),
         })
     }
 
@@ -375,7 +418,13 @@ impl Store {
     fn snapshot(&self, epoch: u64) -> Result<Vec<u8>> {
         match &*self.store {
             AnyStore::Remote(client) if self.durable => {
-                self.block(client.snapshot_epoch(epoch)).map_err(ps_error)?;
+                let epoch = match &self.barrier {
+                    Some(b) => self.barrier_epoch(client, b, epoch)?,
+                    None => {
+                        self.block(client.snapshot_epoch(epoch)).map_err(ps_error)?;
+                        epoch
+                    }
+                };
                 let label = EpochLabel {
                     job: client.job().to_owned(),
                     epoch,
@@ -413,7 +462,36 @@ impl Store {
                 client.shards()
             )));
         }
+        if self.barrier.is_some() {
+            // the coordinator rolled every shard back before it restarted the workers; the
+            // worker's count of job epochs goes on from the checkpoint's
+            self.round.store(label.epoch, Ordering::SeqCst);
+            return Ok(());
+        }
         self.block(client.restore_epoch(label.epoch))
+            .map_err(ps_error)
+    }
+
+    /// The job-wide barrier at local checkpoint `local`: the worker's next job epoch,
+    /// reported and complete at every shard, and recorded; returns it.
+    fn barrier_epoch(&self, client: &PsClient, b: &EpochBarrier, local: u64) -> Result<u64> {
+        let epoch = self.round.load(Ordering::SeqCst) + 1;
+        self.block(client.barrier_epoch(epoch, b.worker, b.workers, b.wait))
+            .map_err(ps_error)?;
+        self.round.store(epoch, Ordering::SeqCst);
+        if let Some(dir) = &b.record {
+            super::supervise::epochs::record(dir, epoch, local)?;
+        }
+        Ok(epoch)
+    }
+
+    /// A worker process of several ends: the shards' epoch barrier no longer waits for it.
+    fn finish_barrier(&self) -> Result<()> {
+        let (Some(b), AnyStore::Remote(client)) = (&self.barrier, &*self.store) else {
+            return Ok(());
+        };
+        let epoch = self.round.load(Ordering::SeqCst);
+        self.block(client.finish_barrier(epoch, b.worker, b.workers))
             .map_err(ps_error)
     }
 

@@ -47,6 +47,7 @@ use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 mod job;
+pub use job::restore_job_epoch;
 mod seq;
 mod store;
 

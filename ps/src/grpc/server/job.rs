@@ -84,8 +84,26 @@ impl Shared {
         Ok(())
     }
 
-    /// Rolls the store back to job `job`'s snapshot of checkpoint epoch `epoch`.
+    /// Rolls the store back to job `job`'s snapshot of checkpoint epoch `epoch`; epoch 0 is
+    /// the job's start: every row cleared.
     pub(super) fn restore_epoch(&self, job: &str, epoch: u64) -> Result<()> {
+        if epoch == 0 {
+            // a shard that never held a job is the job's start already
+            let free =
+                *self.label() == Label::default() && self.applied.load(Ordering::SeqCst) == 0;
+            if !free {
+                self.check_job(job)?;
+            }
+            if let Some(store) = self.store.get() {
+                store.restore_now(&empty_snapshot(store)?)?;
+            }
+            self.set_label(Label {
+                job: job.to_owned(),
+                epoch,
+            });
+            self.snapshotted.store(u64::MAX, Ordering::SeqCst);
+            return Ok(());
+        }
         let shard = self.cfg.shard as usize;
         let missing = || Error::NoEpoch {
             shard,
@@ -153,9 +171,7 @@ impl Shared {
             _ if never_updated && label.epoch == 0 => {}
             JobPolicy::Resume => {}
             JobPolicy::Fresh => {
-                let tables = store.tables().map(|t| t.config().clone()).collect();
-                let empty = LocalPsConfig::new(tables).build()?.snapshot_now()?;
-                store.restore_now(&empty)?;
+                store.restore_now(&empty_snapshot(store)?)?;
                 self.snapshotted.store(u64::MAX, Ordering::SeqCst);
             }
             JobPolicy::Refuse => {
@@ -174,4 +190,10 @@ impl Shared {
         self.job_hash.store(job_hash(job), Ordering::SeqCst);
         Ok(())
     }
+}
+
+/// A snapshot of `store`'s tables without a row.
+fn empty_snapshot(store: &LocalPs) -> Result<Vec<u8>> {
+    let tables = store.tables().map(|t| t.config().clone()).collect();
+    LocalPsConfig::new(tables).build()?.snapshot_now()
 }

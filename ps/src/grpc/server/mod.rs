@@ -22,7 +22,15 @@
 //! **Epoch snapshots.** `SnapshotEpoch{job, epoch}` writes a snapshot labelled with the job's
 //! checkpoint epoch (synced and renamed before the answer; without a data directory it is
 //! kept in memory, the newest `keep`), and `RestoreEpoch{job, epoch}` rolls the shard back to
-//! it. On open the shard restores the newest snapshot file of either kind.
+//! it. On open the shard restores the newest snapshot file of either kind. Epoch 0 is the
+//! job's start: restoring it clears every row.
+//!
+//! **Epoch barrier** (a job of several worker processes with exactly-once failover, see
+//! `barrier`): `SnapshotEpoch{job, epoch, worker, workers}` reports that a worker reached the
+//! epoch with its pushes applied; the shard writes the epoch's snapshot once every worker of
+//! the job reported it or finished (`finished`), and answers `complete` then (a call waits up
+//! to 2 s for it, then answers not yet, and the worker asks again). `RestoreEpoch` with
+//! `workers` also resets the barrier to the restored epoch.
 //!
 //! **Worker ids.** Shard 0 leases blocks of worker ids to clients (`Configure` with
 //! `lease_workers`), unique across processes and across its own restarts (the next free id is
@@ -56,6 +64,7 @@ use crate::table::TableConfig;
 use job::Label;
 use std::collections::VecDeque;
 
+mod barrier;
 mod job;
 mod stats;
 pub use stats::{PsShardStats, PsStatsHandle, PsTableStats};
@@ -145,6 +154,8 @@ impl PsServerConfig {
             job_hash: AtomicU64::new(0),
             next_worker: AtomicU64::new(0),
             in_memory: Mutex::new(VecDeque::new()),
+            barrier: Mutex::new(barrier::Barrier::default()),
+            complete: tokio::sync::watch::Sender::new(0),
         };
         let mut restored = None;
         let mut skipped = Vec::new();
@@ -200,6 +211,10 @@ struct Shared {
     /// Epoch snapshots of a shard without a data directory: `(job, epoch, store bytes)`,
     /// newest last.
     in_memory: Mutex<VecDeque<(String, u64, Vec<u8>)>>,
+    /// The epoch barrier of a job of several worker processes.
+    barrier: Mutex<barrier::Barrier>,
+    /// The newest epoch the barrier completed (its snapshot durable on every report).
+    complete: tokio::sync::watch::Sender<u64>,
 }
 
 impl Shared {
@@ -577,24 +592,39 @@ impl PsShard for Service {
     async fn snapshot_epoch(&self, req: Request<EpochRequest>) -> Reply<EpochReply> {
         let req = req.into_inner();
         let s = self.shared.clone();
-        tokio::task::spawn_blocking(move || s.snapshot_epoch(&req.job, req.epoch))
-            .await
-            .map_err(|e| Status::internal(e.to_string()))?
-            .map_err(to_status)?;
+        let (epoch, barrier) = (req.epoch, req.workers > 0);
+        let complete = tokio::task::spawn_blocking(move || {
+            if req.workers == 0 {
+                return s.snapshot_epoch(&req.job, req.epoch).map(|()| true);
+            }
+            s.report_epoch(&req.job, req.epoch, req.worker, req.workers, req.finished)
+        })
+        .await
+        .map_err(|e| Status::internal(e.to_string()))?
+        .map_err(to_status)?;
+        let complete = complete || (barrier && self.shared.wait_complete(epoch).await);
         ok(EpochReply {
             health: Some(self.shared.health()),
+            complete,
         })
     }
 
     async fn restore_epoch(&self, req: Request<EpochRequest>) -> Reply<EpochReply> {
         let req = req.into_inner();
         let s = self.shared.clone();
-        tokio::task::spawn_blocking(move || s.restore_epoch(&req.job, req.epoch))
-            .await
-            .map_err(|e| Status::internal(e.to_string()))?
-            .map_err(to_status)?;
+        tokio::task::spawn_blocking(move || {
+            s.restore_epoch(&req.job, req.epoch)?;
+            if req.workers > 0 {
+                s.reset_barrier(req.epoch, req.workers, &req.finished_workers);
+            }
+            Ok::<_, Error>(())
+        })
+        .await
+        .map_err(|e| Status::internal(e.to_string()))?
+        .map_err(to_status)?;
         ok(EpochReply {
             health: Some(self.shared.health()),
+            complete: true,
         })
     }
 

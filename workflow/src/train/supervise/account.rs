@@ -13,7 +13,7 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::protocol::WorkerLine;
 
@@ -164,7 +164,7 @@ pub(super) fn peer_ratio(accounts: &[Account], me: usize, outage: &Outage) -> Op
 }
 
 /// What a supervised worker did.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct WorkerReport {
     /// The worker's index.
     pub worker: usize,

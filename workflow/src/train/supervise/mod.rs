@@ -1,5 +1,5 @@
-//! Worker processes of one training job under a local supervisor: approximate failover
-//! across processes.
+//! Worker processes of one training job under a local supervisor: approximate or exactly-once
+//! failover across processes.
 //!
 //! ## Process model
 //! A job of N workers is N `eddy worker --worker-index I --workers N` processes (any command
@@ -35,17 +35,52 @@
 //! approximate, as Flink's region failover with a shared store: the model differs from a
 //! fault-free run's by the replayed gradients and by the order of updates.
 //!
+//! ## Exactly-once across processes
+//! With [`SupervisorConfig::exactly_once`] (`--failover exactly-once`) a job-wide checkpoint
+//! epoch is every worker's offsets plus a snapshot of every shard at the same cut, and any
+//! failure rolls all of them back to the newest complete epoch. Decision: the barrier goes
+//! through the shards (no coordinator process of its own); the supervisor only restores.
+//! - **Epochs.** A worker's n-th checkpoint is job epoch n ([`EpochBarrier`](super::EpochBarrier);
+//!   the count is restored with its checkpoint). The local checkpoint numbers are not used:
+//!   a source injects only the newest of several requested barriers, so they drift apart.
+//! - **The barrier.** At its checkpoint a worker reports epoch n to every shard with its pushes
+//!   applied (a push returns once applied) and then pushes nothing until every shard answers
+//!   that n is complete. A shard snapshots n (a synced file labelled (job, n)) once every
+//!   worker of the job reported n or finished its input. So the snapshot holds each worker's
+//!   pushes up to its own checkpoint n and nothing after it.
+//! - **What each side stores.** A worker's checkpoint holds its offsets, pipeline
+//!   statistics, evaluator and the label (job, n). [`epochs`] records n → local checkpoint
+//!   beside it. A worker keeps its checkpoints when its input ends: a peer may still roll it
+//!   back. A shard keeps its newest epoch snapshots (`--keep`).
+//! - **A failure.** A worker dies, or a shard restarts: every worker's next call fails (the
+//!   client is strict), so they exit. The supervisor kills the remaining workers and picks
+//!   epoch E: the oldest of the job epochs of the running workers' newest checkpoints (a shard
+//!   completes n+1 only after every worker committed n, so every worker holds E). Then it
+//!   rolls every shard back to E ([`EpochRecovery::restore`]: `RestoreEpoch`, which also resets
+//!   the barrier; 0 clears the tables). Last it restarts each worker from its checkpoint of E
+//!   (`--restore-epoch`). A worker that had finished before E stays finished: its rows are in
+//!   E. Workers that were running or that finished after E start again. A fresh start is the
+//!   same procedure: every worker from E (0 for a new job).
+//! - **What is reported.** [`SupervisorReport::rollbacks`] lists the epochs the job started
+//!   from. Per worker, its restarts and the rows it trains again (counted as in approximate
+//!   mode) are reported; nothing is lost.
+//!
 //! | module | what |
 //! |---|---|
 //! | [`protocol`] | [`WorkerLine`]: what a worker prints on stdout, one JSON object a line |
 //! | [`account`] | per-worker counts: restarts, replay, recovery time, peers' throughput |
+//! | [`status`] | [`SupervisorStatus`]: the status file `eddy status` reads, while the job runs and after |
+//! | [`epochs`] | a worker's map of job-wide epochs to its local checkpoints (exactly-once) |
 
 pub mod account;
+pub mod epochs;
 pub mod protocol;
 mod run;
+pub mod status;
 
 pub use account::WorkerReport;
 pub use protocol::WorkerLine;
+pub use status::{SupervisorStatus, STATUS_FILE};
 
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -121,6 +156,17 @@ pub enum SupervisorEvent {
         /// The worker's index.
         worker: usize,
     },
+    /// Exactly-once: the job rolled back to job-wide epoch `epoch` (every shard restored,
+    /// `restarting` workers started again from their checkpoint of it) after worker
+    /// `worker`'s process died.
+    RolledBack {
+        /// The worker whose failure caused it.
+        worker: usize,
+        /// The job-wide epoch restored (0: the job's start).
+        epoch: u64,
+        /// The workers started again.
+        restarting: Vec<usize>,
+    },
 }
 
 /// A listener for [`SupervisorEvent`]s (called on the supervisor's thread; keep it quick).
@@ -143,6 +189,25 @@ pub struct SupervisorConfig {
     pub log_dir: Option<PathBuf>,
     /// A listener for what the supervisor does.
     pub events: Option<SupervisorEvents>,
+    /// Exactly-once failover across the processes (default `None`: approximate, a dead
+    /// worker restarts alone). See [`EpochRecovery`].
+    pub exactly_once: Option<EpochRecovery>,
+    /// Where the supervisor keeps its [`SupervisorStatus`] (default none).
+    pub status_file: Option<PathBuf>,
+}
+
+/// Rolls the parameter server back to a job-wide epoch: `(epoch, finished workers)`, called
+/// with every worker process stopped (epoch 0: the job's start, every row cleared).
+pub type RestoreShards = Arc<dyn Fn(u64, &[u32]) -> Result<()> + Send + Sync>;
+
+/// What the supervisor needs for exactly-once failover across processes (see the [module
+/// docs](self)): where each worker keeps its checkpoints, and how to roll the shards back.
+#[derive(Clone)]
+pub struct EpochRecovery {
+    /// Worker `i`'s checkpoint directory at index `i`.
+    pub checkpoint_dirs: Vec<PathBuf>,
+    /// Rolls every shard back to an epoch.
+    pub restore: RestoreShards,
 }
 
 impl SupervisorConfig {
@@ -155,6 +220,8 @@ impl SupervisorConfig {
             stop_grace: Duration::from_secs(60),
             log_dir: None,
             events: None,
+            exactly_once: None,
+            status_file: None,
         }
     }
 }
@@ -170,6 +237,9 @@ pub struct SupervisorReport {
     pub rows: u64,
     /// Row-weighted means of the workers' mean metrics (log loss, accuracy, MAE, MSE).
     pub metrics: std::collections::BTreeMap<String, f64>,
+    /// Exactly-once: the job-wide epochs the job rolled back to, in order (the first is where
+    /// it started: 0 for a fresh job).
+    pub rollbacks: Vec<u64>,
 }
 
 /// Worker processes running under supervision (see the [module docs](self)).
@@ -186,6 +256,15 @@ impl Supervisor {
             return Err(Error::InvalidArgument(
                 "a supervised job needs a worker".into(),
             ));
+        }
+        if let Some(e) = &config.exactly_once {
+            if e.checkpoint_dirs.len() != config.workers.len() {
+                return Err(Error::InvalidArgument(format!(
+                    "exactly-once: {} checkpoint directories for {} workers",
+                    e.checkpoint_dirs.len(),
+                    config.workers.len()
+                )));
+            }
         }
         if let Some(dir) = &config.log_dir {
             std::fs::create_dir_all(dir).map_err(|source| Error::Io {

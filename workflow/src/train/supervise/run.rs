@@ -9,13 +9,19 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use eddy_core::checkpoint::CheckpointStore;
+
 use super::account::{merged_metrics, Account, WorkerReport};
 use super::protocol::WorkerLine;
+use super::status::SupervisorStatus;
 use super::{SupervisorConfig, SupervisorEvent, SupervisorReport};
 use crate::error::{Error, Result};
 
 /// How often the loop looks at its processes when no line arrives.
 const TICK: Duration = Duration::from_millis(2);
+
+/// How often the status file is rewritten when nothing happens.
+const STATUS_EVERY: Duration = Duration::from_millis(500);
 
 /// A line from worker `.0`'s process, read at `.2`.
 type Received = (usize, WorkerLine, Instant);
@@ -46,6 +52,17 @@ pub(super) struct State {
     stopping: Option<Instant>,
     pids: Arc<Mutex<Vec<Option<u32>>>>,
     started: Instant,
+    /// Exactly-once: each worker's local checkpoint of the job-wide epoch it starts from
+    /// (`--restore-epoch`; 0: the start of its input).
+    restore: Vec<Option<u64>>,
+    /// The epochs the job rolled back to (exactly-once).
+    rollbacks: Vec<u64>,
+    /// Which workers' processes exited 0 at the end of their input.
+    finished: Vec<bool>,
+    /// Something happened since the status file was last written.
+    changed: std::cell::Cell<bool>,
+    /// When the status file is written next regardless.
+    status_due: Instant,
 }
 
 impl State {
@@ -69,7 +86,20 @@ impl State {
             stopping: None,
             pids,
             started: Instant::now(),
+            restore: vec![None; n],
+            rollbacks: Vec::new(),
+            finished: vec![false; n],
+            changed: std::cell::Cell::new(true),
+            status_due: Instant::now(),
         };
+        if let Some(recovery) = state.config.exactly_once.clone() {
+            // every worker starts from the job-wide epoch its checkpoints agree on, the
+            // shards rolled back to it (a fresh job: epoch 0)
+            let cut = job_epoch(&recovery.checkpoint_dirs, &state.finished)?;
+            (recovery.restore)(cut.epoch, &[])?;
+            state.restore = cut.local;
+            state.rollbacks.push(cut.epoch);
+        }
         for w in 0..n {
             if let Err(e) = state.spawn(w) {
                 state.kill_all();
@@ -79,10 +109,20 @@ impl State {
         Ok(state)
     }
 
-    /// Supervises until every worker is done; the report.
+    /// Supervises until every worker is done; the report. The status file's last version says
+    /// the job is over, whether it succeeded or failed.
     pub(super) fn run(&mut self) -> Result<SupervisorReport> {
+        let result = self.supervise();
+        self.write_status(false);
+        result
+    }
+
+    fn supervise(&mut self) -> Result<SupervisorReport> {
         loop {
             self.receive(TICK);
+            if self.changed.take() || Instant::now() >= self.status_due {
+                self.write_status(true);
+            }
             if self.stop.load(Ordering::SeqCst) && self.stopping.is_none() {
                 self.begin_stop();
             }
@@ -110,6 +150,7 @@ impl State {
             rows: workers.iter().map(|w| w.rows).sum(),
             metrics: merged_metrics(&workers),
             workers,
+            rollbacks: self.rollbacks.clone(),
         })
     }
 
@@ -147,8 +188,12 @@ impl State {
         }
         self.drain();
         if status.success() || self.stopping.is_some() {
+            self.finished[w] = status.success() && self.stopping.is_none();
             self.emit(SupervisorEvent::Finished { worker: w });
             return Ok(());
+        }
+        if self.config.exactly_once.is_some() {
+            return self.roll_back(w, exit, pid, status);
         }
         if self.accounts[w].restarts >= self.config.max_restarts {
             return Err(Error::Worker {
@@ -172,10 +217,97 @@ impl State {
         Ok(())
     }
 
+    /// Exactly-once: worker `w`'s process died (`status`, at `exit`). Every other worker is
+    /// killed, the shards roll back to the newest epoch every worker's checkpoints hold, and
+    /// every worker whose work since that epoch was rolled back starts again from it.
+    fn roll_back(
+        &mut self,
+        w: usize,
+        exit: Instant,
+        pid: Option<u32>,
+        status: ExitStatus,
+    ) -> Result<()> {
+        if self.accounts[w].restarts >= self.config.max_restarts {
+            return Err(Error::Worker {
+                worker: w,
+                message: format!(
+                    "its process exited ({status}) after {} restarts; the job stops",
+                    self.accounts[w].restarts
+                ),
+            });
+        }
+        let Some(recovery) = self.config.exactly_once.clone() else {
+            return Ok(());
+        };
+        let mut down = vec![w];
+        for v in 0..self.slots.len() {
+            if let Slot::Running { child, .. } = &mut self.slots[v] {
+                let _ = child.kill();
+                let _ = child.wait();
+                if let Slot::Running { reader, .. } =
+                    std::mem::replace(&mut self.slots[v], Slot::Done)
+                {
+                    let _ = reader.join();
+                }
+                self.set_pid(v, None);
+                down.push(v);
+            }
+        }
+        self.drain();
+        let cut = job_epoch(&recovery.checkpoint_dirs, &self.finished)?;
+        let epoch = cut.epoch;
+        // a worker that finished before the epoch has all its rows in it: it stays done
+        let mut finished = Vec::new();
+        for (v, done) in self.finished.iter_mut().enumerate() {
+            if *done && cut.newest[v] < epoch {
+                finished.push(v as u32);
+            } else if *done {
+                *done = false;
+                down.push(v);
+            }
+        }
+        for &v in &down {
+            if cut.local[v].is_none() {
+                return Err(Error::Worker {
+                    worker: v,
+                    message: format!(
+                        "exactly-once: it has no checkpoint of job epoch {epoch} to roll back to"
+                    ),
+                });
+            }
+        }
+        (recovery.restore)(epoch, &finished)?;
+        self.restore = cut.local;
+        self.rollbacks.push(epoch);
+        let after = self.config.backoff.delay(self.failing[w]);
+        self.failing[w] += 1;
+        self.emit(SupervisorEvent::Died {
+            worker: w,
+            pid: pid.unwrap_or_default(),
+            status: status.to_string(),
+            after,
+        });
+        down.sort_unstable();
+        for &v in &down {
+            self.accounts[v].on_restart(exit);
+            self.slots[v] = Slot::Waiting(exit + after);
+        }
+        self.emit(SupervisorEvent::RolledBack {
+            worker: w,
+            epoch,
+            restarting: down,
+        });
+        Ok(())
+    }
+
     /// Starts worker `w`'s process and its reader thread.
     fn spawn(&mut self, w: usize) -> Result<()> {
         let command = &self.config.workers[w];
-        let mut child = command.command().spawn().map_err(|e| Error::Worker {
+        let mut cmd = command.command();
+        if let Some(local) = self.restore[w] {
+            cmd.args(["--restore-epoch".to_string(), local.to_string()]);
+        }
+        let mut child = cmd.spawn().map_err(|e| Error::Worker {
             worker: w,
             message: format!("starting {}: {e}", command.program.display()),
         })?;
@@ -305,7 +437,30 @@ impl State {
         std::mem::replace(&mut pids[w], pid)
     }
 
+    /// Rewrites the status file (if one is configured); a failed write is retried at the next
+    /// one (the status is for people, the job goes on).
+    fn write_status(&mut self, running: bool) {
+        self.status_due = Instant::now() + STATUS_EVERY;
+        let Some(path) = &self.config.status_file else {
+            return;
+        };
+        let status = SupervisorStatus {
+            running,
+            pid: std::process::id(),
+            updated_unix_ms: super::status::unix_ms(),
+            seconds: self.started.elapsed().as_secs_f64(),
+            rollbacks: self.rollbacks.clone(),
+            workers: (0..self.slots.len())
+                .map(|w| WorkerReport::new(w, &self.accounts))
+                .collect(),
+        };
+        if let Err(e) = status.write(path) {
+            tracing::warn!(error = %e, "writing the supervisor's status");
+        }
+    }
+
     fn emit(&self, event: SupervisorEvent) {
+        self.changed.set(true);
         if let Some(events) = &self.config.events {
             events(&event);
         }
@@ -342,6 +497,71 @@ fn read_lines(
             None => eprintln!("[worker {w}] {line}"),
         }
     }
+}
+
+/// Where a job rolls back to (exactly-once): the job-wide epoch, the job epoch of each
+/// worker's newest checkpoint, and each worker's local checkpoint of the epoch (0: the start
+/// of its input; `None`: it has none).
+struct Cut {
+    epoch: u64,
+    newest: Vec<u64>,
+    local: Vec<Option<u64>>,
+}
+
+/// The job-wide epoch every worker can restore: the oldest of the job epochs of the newest
+/// resumable checkpoints of the workers still running (`finished`: which exited at the end of
+/// their input); 0 when one has none (see [`epochs`](super::epochs)).
+fn job_epoch(dirs: &[std::path::PathBuf], finished: &[bool]) -> Result<Cut> {
+    let mut newest = Vec::with_capacity(dirs.len());
+    let mut maps = Vec::with_capacity(dirs.len());
+    let mut checkpoints = Vec::with_capacity(dirs.len());
+    for dir in dirs {
+        let (store, map) = if dir.is_dir() {
+            (CheckpointStore::open(dir, 1)?, super::epochs::read(dir)?)
+        } else {
+            checkpoints.push(Vec::new());
+            maps.push(Default::default());
+            newest.push(0);
+            continue;
+        };
+        let local = store.latest_resumable()?.map_or(0, |c| c.epoch.0);
+        let job = match local {
+            0 => 0,
+            local => map
+                .iter()
+                .rev()
+                .find(|(_, l)| **l == local)
+                .map(|(e, _)| *e)
+                .ok_or_else(|| {
+                    Error::InvalidArgument(format!(
+                        "{}: checkpoint {local} has no job epoch in {}",
+                        dir.display(),
+                        super::epochs::FILE
+                    ))
+                })?,
+        };
+        newest.push(job);
+        checkpoints.push(store.list()?.into_iter().map(|e| e.0).collect::<Vec<_>>());
+        maps.push(map);
+    }
+    let running = newest.iter().zip(finished).filter(|(_, f)| !**f);
+    let epoch = running
+        .map(|(e, _)| *e)
+        .min()
+        .unwrap_or_else(|| newest.iter().copied().max().unwrap_or(0));
+    let local = maps
+        .iter()
+        .zip(&checkpoints)
+        .map(|(map, have)| match epoch {
+            0 => Some(0),
+            e => map.get(&e).copied().filter(|l| have.contains(l)),
+        })
+        .collect();
+    Ok(Cut {
+        epoch,
+        newest,
+        local,
+    })
 }
 
 /// Asks `child` to stop: SIGTERM (it checkpoints and exits 0).
