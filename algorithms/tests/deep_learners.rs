@@ -99,12 +99,18 @@ fn deep_learners_train_on_the_click_stream_and_round_trip_their_model_file() {
         let (mut p1, mut p2) = (Vec::new(), Vec::new());
         trained.predict_batch(&probe, &mut f1, &mut p1).unwrap();
         back.predict_batch(&probe, &mut f2, &mut p2).unwrap();
-        assert_eq!(p1, p2, "{kind}: predictions after the model file round trip");
+        assert_eq!(
+            p1, p2,
+            "{kind}: predictions after the model file round trip"
+        );
 
         let mut bytes = std::fs::read(&path).unwrap();
         let at = bytes.len() / 3;
         bytes[at] ^= 0x10;
         std::fs::write(&path, &bytes).unwrap();
-        assert!(TrainedModel::load(&path).is_err(), "{kind}: corrupt file loaded");
+        assert!(
+            TrainedModel::load(&path).is_err(),
+            "{kind}: corrupt file loaded"
+        );
     }
 }

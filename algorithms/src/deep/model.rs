@@ -196,8 +196,9 @@ impl DeepModel {
         let logit = self.layout.forward(&w, &emb, &wide);
         let y = Tensor::from_slice(&rows.labels).to_device(self.device);
         let wt = Tensor::from_slice(&rows.weights).to_device(self.device);
-        let loss = logit.binary_cross_entropy_with_logits::<&Tensor>(&y, Some(&wt), None, Reduction::Sum)
-            / n as f64;
+        let loss =
+            logit.binary_cross_entropy_with_logits::<&Tensor>(&y, Some(&wt), None, Reduction::Sum)
+                / n as f64;
         loss.backward();
         if let Some(out) = out {
             let start = out.len();
@@ -340,7 +341,6 @@ impl DeepModel {
         }
         Ok(())
     }
-
 }
 
 fn wide_rows(p: &DeepParams) -> u64 {
@@ -429,7 +429,11 @@ impl DeepModel {
         let emb_len = valid.table_rows as usize * valid.embedding_dim;
         let sizes = [
             ("wide", state.wide.len(), wide_rows as usize + 1),
-            ("wide-state", state.wide_state.len(), (wide_rows as usize + 1) * sl),
+            (
+                "wide-state",
+                state.wide_state.len(),
+                (wide_rows as usize + 1) * sl,
+            ),
             ("emb", state.emb.len(), emb_len),
             ("emb-state", state.emb_state.len(), emb_len * sl),
             ("dense", state.dense.len(), layout.len),
@@ -444,7 +448,9 @@ impl DeepModel {
         }
         state.pending.validate(valid.dim)?;
         if state.pending.len() >= valid.batch_size {
-            return Err(Error::Shape("deep learner snapshot: pending batch overfull".into()));
+            return Err(Error::Shape(
+                "deep learner snapshot: pending batch overfull".into(),
+            ));
         }
         Ok(DeepModel {
             device: resolve_device(valid.device)?,

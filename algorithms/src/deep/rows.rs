@@ -90,11 +90,19 @@ impl Rows {
 pub(super) fn check_examples(ex: &Examples) -> Result<()> {
     for (i, &label) in ex.labels.iter().enumerate() {
         if !(0.0..=1.0).contains(&label) {
-            return Err(invalid("label", i, format!("must be in [0, 1], got {label}")));
+            return Err(invalid(
+                "label",
+                i,
+                format!("must be in [0, 1], got {label}"),
+            ));
         }
         let w = ex.weight(i);
         if !(w.is_finite() && w >= 0.0) {
-            return Err(invalid("weight", i, format!("must be finite and >= 0, got {w}")));
+            return Err(invalid(
+                "weight",
+                i,
+                format!("must be finite and >= 0, got {w}"),
+            ));
         }
     }
     Ok(())

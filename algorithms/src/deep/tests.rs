@@ -124,7 +124,8 @@ fn params_are_checked_by_key_name() {
     assert!(e.contains("deep.hidden"), "{e}");
 
     let mut spec = LearnerSpec::new(LearnerKind::Dcn);
-    spec.set("dense-rule.kind", serde_json::json!("adagrad")).unwrap();
+    spec.set("dense-rule.kind", serde_json::json!("adagrad"))
+        .unwrap();
     spec.set("dense-rule.eta", serde_json::json!(-1.0)).unwrap();
     let e = spec.check().unwrap_err().to_string();
     assert!(e.contains("dense-rule"), "{e}");
@@ -156,7 +157,9 @@ fn a_corrupt_snapshot_is_refused() {
     m.learn(&xor_data(10, 4)).unwrap();
     let mut v = serde_json::to_value(&m).unwrap();
     v["emb"].as_array_mut().unwrap().pop();
-    let e = serde_json::from_value::<DeepModel>(v).unwrap_err().to_string();
+    let e = serde_json::from_value::<DeepModel>(v)
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("emb"), "{e}");
 
     let mut v = serde_json::to_value(&m).unwrap();
@@ -167,7 +170,9 @@ fn a_corrupt_snapshot_is_refused() {
     let mut p: serde_json::Value = serde_json::from_str(v["params"].as_str().unwrap()).unwrap();
     p["slots"] = serde_json::json!(0);
     v["params"] = serde_json::json!(p.to_string());
-    let e = serde_json::from_value::<DeepModel>(v).unwrap_err().to_string();
+    let e = serde_json::from_value::<DeepModel>(v)
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("slots"), "{e}");
 }
 
