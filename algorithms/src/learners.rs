@@ -333,7 +333,7 @@ impl LearnerSpec {
             }
             #[cfg(feature = "torch")]
             LearnerKind::DeepFm | LearnerKind::WideDeep | LearnerKind::Dcn => {
-                OnlineModel::Deep(self.deep(dim)?)
+                OnlineModel::Deep(Box::new(self.deep(dim)?))
             }
             LearnerKind::Logistic
             | LearnerKind::Linear

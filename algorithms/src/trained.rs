@@ -55,7 +55,7 @@ pub enum OnlineModel {
     Tree(DecisionTreeModel),
     /// A deep CTR learner (cargo feature `torch`).
     #[cfg(feature = "torch")]
-    Deep(crate::deep::DeepModel),
+    Deep(Box<crate::deep::DeepModel>),
 }
 
 /// Runs `$body` with `$m` bound to the learner inside; a tree runs `$tree` instead when given

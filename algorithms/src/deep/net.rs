@@ -122,7 +122,7 @@ impl Layout {
             let sum = emb.sum_dim_intlist(1, false, Kind::Float);
             let sq = (emb * emb).sum_dim_intlist(1, false, Kind::Float);
             let fm = ((&sum * &sum) - sq).sum_dim_intlist(-1, false, Kind::Float) * 0.5;
-            logit = logit + fm;
+            logit += fm;
         }
         logit
     }
