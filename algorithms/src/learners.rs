@@ -29,6 +29,9 @@
 //! | `linear` | batch (linfa), regression, L2-regularized (ridge; `alpha = 0` is ordinary least squares) | hashed, densified | [`RidgeParams`] |
 //! | `kmeans` | batch (linfa), clustering | dense numeric | [`KMeansParams`] |
 //! | `tree` | batch (linfa), multiclass (CART; labels are class indices) | hashed, densified | [`DecisionTreeParams`] |
+//! | `deepfm` | online, binary (cargo feature `torch`) | hashed | `deep::DeepParams` |
+//! | `wide-deep` | online, binary (cargo feature `torch`) | hashed | `deep::DeepParams` |
+//! | `dcn` | online, binary (DCN-v2; cargo feature `torch`) | hashed | `deep::DeepParams` |
 //!
 //! ## Params
 //! A spec's params are one table, the learner's own params type in kebab- or snake-case as that
@@ -95,10 +98,21 @@ pub enum LearnerKind {
     Kmeans,
     /// Batch decision tree (linfa CART classifier).
     Tree,
+    /// DeepFM through tch.
+    #[cfg(feature = "torch")]
+    #[serde(rename = "deepfm")]
+    DeepFm,
+    /// Wide & deep through tch.
+    #[cfg(feature = "torch")]
+    WideDeep,
+    /// DCN-v2 through tch.
+    #[cfg(feature = "torch")]
+    Dcn,
 }
 
 impl LearnerKind {
     /// Every learner, in the order of the docs.
+    #[cfg(not(feature = "torch"))]
     pub const ALL: [LearnerKind; 12] = [
         LearnerKind::Ftrl,
         LearnerKind::Sgd,
@@ -112,6 +126,25 @@ impl LearnerKind {
         LearnerKind::Linear,
         LearnerKind::Kmeans,
         LearnerKind::Tree,
+    ];
+    /// Every learner, in the order of the docs (with the deep learners of feature `torch`).
+    #[cfg(feature = "torch")]
+    pub const ALL: [LearnerKind; 15] = [
+        LearnerKind::Ftrl,
+        LearnerKind::Sgd,
+        LearnerKind::SgdRegression,
+        LearnerKind::Fm,
+        LearnerKind::Pa,
+        LearnerKind::Nb,
+        LearnerKind::Softmax,
+        LearnerKind::StreamingKmeans,
+        LearnerKind::Logistic,
+        LearnerKind::Linear,
+        LearnerKind::Kmeans,
+        LearnerKind::Tree,
+        LearnerKind::DeepFm,
+        LearnerKind::WideDeep,
+        LearnerKind::Dcn,
     ];
 
     /// The name in CLI flags and TOML.
@@ -129,6 +162,12 @@ impl LearnerKind {
             LearnerKind::Linear => "linear",
             LearnerKind::Kmeans => "kmeans",
             LearnerKind::Tree => "tree",
+            #[cfg(feature = "torch")]
+            LearnerKind::DeepFm => "deepfm",
+            #[cfg(feature = "torch")]
+            LearnerKind::WideDeep => "wide-deep",
+            #[cfg(feature = "torch")]
+            LearnerKind::Dcn => "dcn",
         }
     }
 
@@ -292,6 +331,10 @@ impl LearnerSpec {
                 let p: StreamingKMeansParams = self.decode_with(dim, &[("k", 8)])?;
                 OnlineModel::KMeans(StreamingKMeans::new(p.check()?))
             }
+            #[cfg(feature = "torch")]
+            LearnerKind::DeepFm | LearnerKind::WideDeep | LearnerKind::Dcn => {
+                OnlineModel::Deep(Box::new(self.deep(dim)?))
+            }
             LearnerKind::Logistic
             | LearnerKind::Linear
             | LearnerKind::Kmeans
@@ -409,6 +452,31 @@ impl LearnerSpec {
             }
         }
         Ok(model)
+    }
+
+    /// A deep learner: the params with `dim` from the pipeline and `kind` from the name (a
+    /// `kind` in the params must agree with the name).
+    #[cfg(feature = "torch")]
+    fn deep(&self, dim: u64) -> Result<crate::deep::DeepModel> {
+        use crate::deep::{DeepKind, DeepModel, DeepParams};
+        let kind = match self.kind {
+            LearnerKind::DeepFm => DeepKind::DeepFm,
+            LearnerKind::WideDeep => DeepKind::WideDeep,
+            _ => DeepKind::Dcn,
+        };
+        let mut spec = self.clone();
+        let named = Value::from(kind.name());
+        match spec.params.get("kind") {
+            Some(k) if *k != named => {
+                return Err(param_error(
+                    "kind",
+                    &format!("`{k}` disagrees with the learner `{}`", self.kind),
+                ))
+            }
+            _ => spec.params.insert("kind".into(), named),
+        };
+        let p: DeepParams = spec.decode_with(dim, &[])?;
+        DeepModel::new(p.check()?)
     }
 
     /// The params as `T` (the learner's own type).

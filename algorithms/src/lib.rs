@@ -21,12 +21,15 @@
 //! | [`pipeline`] | [`Pipeline`](pipeline::Pipeline): steps + featurizer, saved as one versioned document; [`StandardPipeline`](pipeline::StandardPipeline), the scale → hash/assemble pipeline of `eddy learn` and workflows |
 //! | [`stream`] | feature steps as dataflow operators (`stream.feature_steps(..)`) |
 //! | [`trained`] | [`TrainedModel`](trained::TrainedModel): pipeline + learner in one model file |
+//! | `deep` | (cargo feature `torch`) deep CTR learners through tch: wide & deep, DeepFM, DCN-v2 |
 //! | [`hash`] | MurmurHash3 for feature hashing |
 //! | [`error`] | the crate's error type |
 
 pub mod batch;
 pub mod columns;
 pub mod conformance;
+#[cfg(feature = "torch")]
+pub mod deep;
 pub mod error;
 pub mod eval;
 pub mod feature;

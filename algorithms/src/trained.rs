@@ -53,6 +53,9 @@ pub enum OnlineModel {
     KMeans(StreamingKMeans),
     /// A fitted decision tree (batch only: [`OnlineLearner::learn`] refuses it).
     Tree(DecisionTreeModel),
+    /// A deep CTR learner (cargo feature `torch`).
+    #[cfg(feature = "torch")]
+    Deep(Box<crate::deep::DeepModel>),
 }
 
 /// Runs `$body` with `$m` bound to the learner inside; a tree runs `$tree` instead when given
@@ -72,6 +75,8 @@ macro_rules! each_model {
             OnlineModel::MultinomialNb($m) => $body,
             OnlineModel::Softmax($m) => $body,
             OnlineModel::KMeans($m) => $body,
+            #[cfg(feature = "torch")]
+            OnlineModel::Deep($m) => $body,
             OnlineModel::Tree($t) => $tree,
         }
     };
@@ -91,6 +96,8 @@ impl OnlineModel {
             OnlineModel::Softmax(_) => "softmax",
             OnlineModel::KMeans(_) => "kmeans",
             OnlineModel::Tree(_) => "tree",
+            #[cfg(feature = "torch")]
+            OnlineModel::Deep(m) => m.params().kind.name(),
         }
     }
 }
