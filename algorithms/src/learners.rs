@@ -150,6 +150,16 @@ impl LearnerKind {
         self.is_clustering()
     }
 
+    /// The dotted key a bare parameter name stands for when the learner's params nest it in
+    /// a table (`alpha` is `ftrl.alpha` for FTRL): the shorthand of Python keywords
+    /// (`eddy.learner("ftrl", alpha=0.05)`) and of the CLI's `--alpha`/`--beta`/`--l1`/`--l2`.
+    pub fn nested_key(self, key: &str) -> Option<String> {
+        match (self, key) {
+            (LearnerKind::Ftrl, "alpha" | "beta" | "l1" | "l2") => Some(format!("ftrl.{key}")),
+            _ => None,
+        }
+    }
+
     /// Whether the learner densifies hashed features to fit (so the hashed space must be at
     /// most [`MAX_DENSE_DIM`](crate::batch::MAX_DENSE_DIM) columns wide).
     pub fn densifies_hashed(self) -> bool {
