@@ -70,6 +70,8 @@ pub struct PyPipeline {
     work: Work,
     /// Whether the labels learned so far were Python bools (predict_one answers in kind).
     bool_labels: bool,
+    /// Whether the pipeline's statistics have seen rows (learned or loaded).
+    fitted: bool,
 }
 
 impl PyPipeline {
@@ -86,6 +88,7 @@ impl PyPipeline {
             rows: None,
             work: Work::default(),
             bool_labels: true,
+            fitted: true,
         }
     }
 
@@ -155,7 +158,15 @@ impl PyPipeline {
         let (Some(t), work) = (self.trained.as_ref(), &mut self.work) else {
             return Err(eddy_err("the pipeline is not built"));
         };
-        t.pipeline.features(&batch, &mut work.features).map_err(eddy_err)?;
+        if self.fitted {
+            t.pipeline.features(&batch, &mut work.features).map_err(eddy_err)?;
+        } else {
+            // before the first row is learned, the row is featurized as the engine's
+            // progressive validation featurizes a first batch: with statistics that include it
+            let mut pipeline = t.pipeline.clone();
+            pipeline.update(&batch).map_err(eddy_err)?;
+            pipeline.features(&batch, &mut work.features).map_err(eddy_err)?;
+        }
         t.model.predict_scores(&work.features, &mut work.out).map_err(eddy_err)?;
         Ok((t.model.task(), work.out.clone()))
     }
@@ -253,6 +264,7 @@ impl PyPipeline {
             rows: None,
             work: Work::default(),
             bool_labels: false,
+            fitted: false,
         })
     }
 
@@ -270,6 +282,7 @@ impl PyPipeline {
             return Err(eddy_err("the pipeline is not built"));
         };
         t.pipeline.learn_examples_into(&batch, &mut work.examples).map_err(eddy_err)?;
+        self.fitted = true;
         t.model.learn(&work.examples).map_err(eddy_err)
     }
 
@@ -349,6 +362,7 @@ impl PyPipeline {
         let (Some(t), work) = (self.trained.as_mut(), &mut self.work) else {
             return Err(eddy_err("the pipeline is not built"));
         };
+        self.fitted = true;
         py.detach(|| learn_batches(t, work, &batches, max_rows)).map_err(eddy_err)
     }
 

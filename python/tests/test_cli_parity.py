@@ -32,12 +32,12 @@ def test_learn_batch_trains_the_model_eddy_learn_trains(ctr_csv, eddy_bin, tmp_p
     """The same file through `eddy learn --save` and through learn_batch: the same model."""
     cli(eddy_bin, "learn", "--data", ctr_csv, "--label", "label", "--model", "ftrl",
          "--alpha", "0.05", "--checkpoint-every", "off", "--save", tmp_path / "cli.eddy")
-    cli = eddy.Model.load(tmp_path / "cli.eddy")
+    by_cli = eddy.Model.load(tmp_path / "cli.eddy")
     py = eddy.Pipeline(eddy.learner("ftrl", alpha=0.05))
     py.learn_batch(read_table(ctr_csv))
     table = read_table(ctr_csv)
-    assert cli.rows_learned == py.rows_learned == 20000
-    assert np.array_equal(cli.predict_batch(table), py.predict_batch(table))
+    assert by_cli.rows_learned == py.rows_learned == 20000
+    assert np.array_equal(by_cli.predict_batch(table), py.predict_batch(table))
 
 
 def test_pandas_and_arrow_inputs_learn_alike(ctr_csv):

@@ -14,9 +14,10 @@ def test_progressive_val_score_runs_river_unchanged_and_learns(ctr_csv):
     evaluate.progressive_val_score(dataset=river_rows(ctr_csv, 5000), model=model, metric=metric)
     auc, logloss, _ = (m.get() for m in metric)
     assert model.rows_learned == 5000
-    # a model that learned nothing scores 0.5 AUC and log(2) log loss
-    assert auc > 0.65, auc
-    assert logloss < 0.6, logloss
+    # a model that learned nothing scores 0.5 AUC and log(2) = 0.693 log loss (`eddy learn`
+    # scores 0.68 AUC on these rows: one micro-batch, so its scaler sees them all first)
+    assert auc > 0.6, auc
+    assert logloss < 0.5, logloss
 
 
 def test_progressive_val_score_is_predict_then_learn_with_our_methods(ctr_csv):
