@@ -609,4 +609,16 @@ mod tests {
             crate::learner::Task::Multiclass { classes: 2 }
         );
     }
+
+    #[test]
+    fn nested_keys_set_what_the_dotted_key_sets() {
+        let mut bare = LearnerSpec::new(LearnerKind::Ftrl);
+        let key = LearnerKind::Ftrl.nested_key("alpha").unwrap();
+        bare.set(&key, json!(0.05)).unwrap();
+        let mut dotted = LearnerSpec::new(LearnerKind::Ftrl);
+        dotted.set("ftrl.alpha", json!(0.05)).unwrap();
+        assert_eq!(bare, dotted);
+        assert_eq!(LearnerKind::Ftrl.nested_key("bits"), None);
+        assert_eq!(LearnerKind::Fm.nested_key("alpha"), None);
+    }
 }

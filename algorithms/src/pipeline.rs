@@ -552,4 +552,35 @@ mod tests {
         spec.dense = false;
         assert!(spec.build().is_err(), "too many bits is refused");
     }
+
+    #[test]
+    fn for_schema_splits_columns_by_type_and_refuses_what_it_cannot_use() {
+        use crate::learners::LearnerKind;
+        use arrow::datatypes::{DataType, Field, Schema};
+        let schema = Schema::new(vec![
+            Field::new("label", DataType::Int64, false),
+            Field::new("f", DataType::Float64, true),
+            Field::new("n", DataType::Int32, true),
+            Field::new("c", DataType::Utf8, true),
+            Field::new("b", DataType::Boolean, true),
+        ]);
+        let p = StandardPipeline::for_schema(&schema, "label", LearnerKind::Ftrl, 18).unwrap();
+        assert_eq!((p.numeric.clone(), p.categorical.clone()), (
+            vec!["f".to_string(), "n".to_string()],
+            vec!["c".to_string(), "b".to_string()]
+        ));
+        assert!(!p.dense && p.scale && p.hash_bits == 18);
+        let km = StandardPipeline::for_schema(&schema, "label", LearnerKind::StreamingKmeans, 18);
+        assert!(km.unwrap().dense);
+        let nb = StandardPipeline::for_schema(&schema, "label", LearnerKind::Nb, 18).unwrap();
+        assert!(nb.numeric.is_empty() && !nb.dense, "multinomial NB counts categories only");
+        let err = StandardPipeline::for_schema(&schema, "y", LearnerKind::Ftrl, 18).unwrap_err();
+        assert!(err.to_string().contains("`y` is not a column"), "{err}");
+        let dates = Schema::new(vec![
+            Field::new("label", DataType::Int64, false),
+            Field::new("d", DataType::Date32, true),
+        ]);
+        let err = StandardPipeline::for_schema(&dates, "label", LearnerKind::Ftrl, 18).unwrap_err();
+        assert!(err.to_string().contains("column `d`"), "{err}");
+    }
 }
