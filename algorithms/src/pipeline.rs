@@ -271,8 +271,8 @@ impl StandardPipeline {
         kind: crate::learners::LearnerKind,
         hash_bits: u32,
     ) -> Result<StandardPipeline> {
-        use arrow::datatypes::DataType;
         use crate::learners::LearnerKind;
+        use arrow::datatypes::DataType;
         if schema.index_of(label).is_err() {
             let names: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
             let message = format!("`{label}` is not a column (columns: {})", names.join(", "));
@@ -565,15 +565,21 @@ mod tests {
             Field::new("b", DataType::Boolean, true),
         ]);
         let p = StandardPipeline::for_schema(&schema, "label", LearnerKind::Ftrl, 18).unwrap();
-        assert_eq!((p.numeric.clone(), p.categorical.clone()), (
-            vec!["f".to_string(), "n".to_string()],
-            vec!["c".to_string(), "b".to_string()]
-        ));
+        assert_eq!(
+            (p.numeric.clone(), p.categorical.clone()),
+            (
+                vec!["f".to_string(), "n".to_string()],
+                vec!["c".to_string(), "b".to_string()]
+            )
+        );
         assert!(!p.dense && p.scale && p.hash_bits == 18);
         let km = StandardPipeline::for_schema(&schema, "label", LearnerKind::StreamingKmeans, 18);
         assert!(km.unwrap().dense);
         let nb = StandardPipeline::for_schema(&schema, "label", LearnerKind::Nb, 18).unwrap();
-        assert!(nb.numeric.is_empty() && !nb.dense, "multinomial NB counts categories only");
+        assert!(
+            nb.numeric.is_empty() && !nb.dense,
+            "multinomial NB counts categories only"
+        );
         let err = StandardPipeline::for_schema(&schema, "y", LearnerKind::Ftrl, 18).unwrap_err();
         assert!(err.to_string().contains("`y` is not a column"), "{err}");
         let dates = Schema::new(vec![

@@ -36,10 +36,11 @@ pub fn batches(data: &Bound<'_, PyAny>) -> PyResult<Vec<RecordBatch>> {
     if pandas_frame.is_some_and(|f| data.is_instance(&f).unwrap_or(false)) {
         let kwargs = pyo3::types::PyDict::new(py);
         kwargs.set_item("preserve_index", false)?;
-        let batch = py
-            .import("pyarrow")?
-            .getattr("RecordBatch")?
-            .call_method("from_pandas", (data,), Some(&kwargs))?;
+        let batch = py.import("pyarrow")?.getattr("RecordBatch")?.call_method(
+            "from_pandas",
+            (data,),
+            Some(&kwargs),
+        )?;
         return Ok(vec![RecordBatch::from_pyarrow_bound(&batch)?]);
     }
     Err(pyo3::exceptions::PyTypeError::new_err(format!(
@@ -105,11 +106,7 @@ pub fn with_labels(
 }
 
 /// `values` as a numpy `float32` array over the same buffer (`as_arrow`: the pyarrow array).
-pub fn to_python(
-    py: Python<'_>,
-    values: Vec<f32>,
-    as_arrow: bool,
-) -> PyResult<Bound<'_, PyAny>> {
+pub fn to_python(py: Python<'_>, values: Vec<f32>, as_arrow: bool) -> PyResult<Bound<'_, PyAny>> {
     let array = Float32Array::from(values);
     let arrow = array.into_data().to_pyarrow(py)?;
     if as_arrow {

@@ -13,12 +13,12 @@
 //! batch is featurized, learned or scored.
 
 use arrow::record_batch::RecordBatch;
+use eddy_algorithms::feature::categorical::Featurizer;
 use eddy_algorithms::features::{Examples, Features};
 use eddy_algorithms::learner::{OnlineLearner, Predictor, Task};
 use eddy_algorithms::learners::LearnerSpec;
 use eddy_algorithms::pipeline::StandardPipeline;
 use eddy_algorithms::trained::TrainedModel;
-use eddy_algorithms::feature::categorical::Featurizer;
 use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyDict};
 
@@ -111,7 +111,11 @@ impl PyPipeline {
         let mut fields: Vec<_> = schema.fields().iter().cloned().collect();
         if schema.index_of(&self.label).is_err() {
             // scoring before any learning: the label column is not among the features
-            let label = arrow::datatypes::Field::new(&self.label, arrow::datatypes::DataType::Float64, true);
+            let label = arrow::datatypes::Field::new(
+                &self.label,
+                arrow::datatypes::DataType::Float64,
+                true,
+            );
             fields.push(std::sync::Arc::new(label));
         }
         let schema = arrow::datatypes::Schema::new(fields);
@@ -138,7 +142,10 @@ impl PyPipeline {
         }
         let pipeline = standard.build().map_err(eddy_err)?;
         let dense = matches!(pipeline.featurizer(), Featurizer::Assembler(_));
-        let model = recipe.spec.online(pipeline.dim(), dense).map_err(eddy_err)?;
+        let model = recipe
+            .spec
+            .online(pipeline.dim(), dense)
+            .map_err(eddy_err)?;
         self.trained = Some(TrainedModel { pipeline, model });
         Ok(())
     }
@@ -159,15 +166,21 @@ impl PyPipeline {
             return Err(eddy_err("the pipeline is not built"));
         };
         if self.fitted {
-            t.pipeline.features(&batch, &mut work.features).map_err(eddy_err)?;
+            t.pipeline
+                .features(&batch, &mut work.features)
+                .map_err(eddy_err)?;
         } else {
             // before the first row is learned, the row is featurized as the engine's
             // progressive validation featurizes a first batch: with statistics that include it
             let mut pipeline = t.pipeline.clone();
             pipeline.update(&batch).map_err(eddy_err)?;
-            pipeline.features(&batch, &mut work.features).map_err(eddy_err)?;
+            pipeline
+                .features(&batch, &mut work.features)
+                .map_err(eddy_err)?;
         }
-        t.model.predict_scores(&work.features, &mut work.out).map_err(eddy_err)?;
+        t.model
+            .predict_scores(&work.features, &mut work.out)
+            .map_err(eddy_err)?;
         Ok((t.model.task(), work.out.clone()))
     }
 }
@@ -214,7 +227,10 @@ fn label_value(y: &Bound<'_, PyAny>) -> PyResult<(f64, bool)> {
     let v: f64 = y.extract().map_err(|_| {
         eddy_err(format!(
             "y is a {}: a label is a bool, int or float",
-            y.get_type().name().map(|n| n.to_string()).unwrap_or_default()
+            y.get_type()
+                .name()
+                .map(|n| n.to_string())
+                .unwrap_or_default()
         ))
     })?;
     Ok((v, false))
@@ -270,7 +286,12 @@ impl PyPipeline {
 
     /// Learns one row `x` (a dict of feature → value) with label `y` (bool, int or float).
     #[pyo3(signature = (x, y, w = None))]
-    fn learn_one(&mut self, x: &Bound<'_, PyDict>, y: &Bound<'_, PyAny>, w: Option<f64>) -> PyResult<()> {
+    fn learn_one(
+        &mut self,
+        x: &Bound<'_, PyDict>,
+        y: &Bound<'_, PyAny>,
+        w: Option<f64>,
+    ) -> PyResult<()> {
         if w.is_some_and(|w| w != 1.0) {
             return Err(eddy_err("w: per-row weights are not supported by learn_one; use a weight column with learn_batch"));
         }
@@ -281,14 +302,20 @@ impl PyPipeline {
         let (Some(t), work) = (self.trained.as_mut(), &mut self.work) else {
             return Err(eddy_err("the pipeline is not built"));
         };
-        t.pipeline.learn_examples_into(&batch, &mut work.examples).map_err(eddy_err)?;
+        t.pipeline
+            .learn_examples_into(&batch, &mut work.examples)
+            .map_err(eddy_err)?;
         self.fitted = true;
         t.model.learn(&work.examples).map_err(eddy_err)
     }
 
     /// The prediction for `x`: the class (a bool for binary models whose labels were bools,
     /// else the class index), the value (regression) or the cluster.
-    fn predict_one<'py>(&mut self, py: Python<'py>, x: &Bound<'py, PyDict>) -> PyResult<Bound<'py, PyAny>> {
+    fn predict_one<'py>(
+        &mut self,
+        py: Python<'py>,
+        x: &Bound<'py, PyDict>,
+    ) -> PyResult<Bound<'py, PyAny>> {
         let (task, scores) = self.scores_one(x)?;
         let first = scores.first().copied().unwrap_or(f32::NAN);
         Ok(match task {
@@ -304,7 +331,11 @@ impl PyPipeline {
 
     /// Class probabilities for `x`: `{False: 1 - p, True: p}` for a binary model, `{i: p_i}`
     /// for a multiclass one (River's `predict_proba_one`).
-    fn predict_proba_one<'py>(&mut self, py: Python<'py>, x: &Bound<'py, PyDict>) -> PyResult<Bound<'py, PyDict>> {
+    fn predict_proba_one<'py>(
+        &mut self,
+        py: Python<'py>,
+        x: &Bound<'py, PyDict>,
+    ) -> PyResult<Bound<'py, PyDict>> {
         let (task, scores) = self.scores_one(x)?;
         let out = PyDict::new(py);
         match task {
@@ -318,11 +349,9 @@ impl PyPipeline {
                     out.set_item(class, f64::from(*p))?;
                 }
             }
-            other => {
-                return Err(eddy_err(format!(
-                    "predict_proba_one: a {other:?} model predicts no probabilities (use predict_one)"
-                )))
-            }
+            other => return Err(eddy_err(format!(
+                "predict_proba_one: a {other:?} model predicts no probabilities (use predict_one)"
+            ))),
         }
         Ok(out)
     }
@@ -332,7 +361,12 @@ impl PyPipeline {
     /// `label`), or the labels themselves (numpy / pyarrow array, pandas Series, list).
     /// The GIL is released while the rows are featurized and learned.
     #[pyo3(signature = (data, label = None))]
-    fn learn_batch(&mut self, py: Python<'_>, data: &Bound<'_, PyAny>, label: Option<&Bound<'_, PyAny>>) -> PyResult<()> {
+    fn learn_batch(
+        &mut self,
+        py: Python<'_>,
+        data: &Bound<'_, PyAny>,
+        label: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<()> {
         let mut batches = arrow_io::batches(data)?;
         match label {
             None => {}
@@ -358,12 +392,16 @@ impl PyPipeline {
             return Ok(());
         };
         self.ensure_built(&first.schema())?;
-        let max_rows = eddy_core::dataflow::DataflowConfig::default().bounds.max_rows.max(1);
+        let max_rows = eddy_core::dataflow::DataflowConfig::default()
+            .bounds
+            .max_rows
+            .max(1);
         let (Some(t), work) = (self.trained.as_mut(), &mut self.work) else {
             return Err(eddy_err("the pipeline is not built"));
         };
         self.fitted = true;
-        py.detach(|| learn_batches(t, work, &batches, max_rows)).map_err(eddy_err)
+        py.detach(|| learn_batches(t, work, &batches, max_rows))
+            .map_err(eddy_err)
     }
 
     /// Predictions for every row of `data`, as `eddy predict` writes them in its `prediction`
@@ -371,7 +409,12 @@ impl PyPipeline {
     /// `float32` array, or a pyarrow array with `arrow=True` (zero-copy either way). The GIL
     /// is released while the rows are featurized and scored.
     #[pyo3(signature = (data, arrow = false))]
-    fn predict_batch<'py>(&mut self, py: Python<'py>, data: &Bound<'py, PyAny>, arrow: bool) -> PyResult<Bound<'py, PyAny>> {
+    fn predict_batch<'py>(
+        &mut self,
+        py: Python<'py>,
+        data: &Bound<'py, PyAny>,
+        arrow: bool,
+    ) -> PyResult<Bound<'py, PyAny>> {
         let batches = arrow_io::batches(data)?;
         if let Some(first) = batches.first() {
             self.ensure_built(&first.schema())?;
@@ -379,7 +422,9 @@ impl PyPipeline {
         let (Some(t), work) = (self.trained.as_ref(), &mut self.work) else {
             return arrow_io::to_python(py, Vec::new(), arrow);
         };
-        let values = py.detach(|| predict_batches(t, work, &batches)).map_err(eddy_err)?;
+        let values = py
+            .detach(|| predict_batches(t, work, &batches))
+            .map_err(eddy_err)?;
         arrow_io::to_python(py, values, arrow)
     }
 
@@ -393,7 +438,9 @@ impl PyPipeline {
     /// foreign file is refused.
     #[staticmethod]
     fn load(path: std::path::PathBuf) -> PyResult<PyPipeline> {
-        TrainedModel::load(&path).map(PyPipeline::of).map_err(eddy_err)
+        TrainedModel::load(&path)
+            .map(PyPipeline::of)
+            .map_err(eddy_err)
     }
 
     /// The learner's registry name (`"ftrl"`, …).
@@ -423,11 +470,19 @@ impl PyPipeline {
     fn _supervised(&self) -> bool {
         let kind = self.recipe.as_ref().map(|r| r.spec.kind);
         !kind.is_some_and(|k| k.is_clustering())
-            && !matches!(self.trained.as_ref().map(|t| t.model.task()), Some(Task::Clustering { .. }))
+            && !matches!(
+                self.trained.as_ref().map(|t| t.model.task()),
+                Some(Task::Clustering { .. })
+            )
     }
 
     fn __repr__(&self) -> String {
-        format!("eddy.Pipeline(learner={:?}, label={:?}, rows_learned={})", self.learner(), self.label, self.rows_learned())
+        format!(
+            "eddy.Pipeline(learner={:?}, label={:?}, rows_learned={})",
+            self.learner(),
+            self.label,
+            self.rows_learned()
+        )
     }
 }
 

@@ -63,7 +63,11 @@ pub fn to_json(value: &Bound<'_, PyAny>) -> PyResult<Value> {
     }
     if value.is_instance_of::<PyList>() || value.is_instance_of::<PyTuple>() {
         let items: Vec<Bound<'_, PyAny>> = value.extract()?;
-        return items.iter().map(to_json).collect::<PyResult<_>>().map(Value::Array);
+        return items
+            .iter()
+            .map(to_json)
+            .collect::<PyResult<_>>()
+            .map(Value::Array);
     }
     Err(pyo3::exceptions::PyTypeError::new_err(format!(
         "a parameter value must be None, bool, int, float, str, list or dict, not {}",
@@ -72,7 +76,10 @@ pub fn to_json(value: &Bound<'_, PyAny>) -> PyResult<Value> {
 }
 
 /// A serializable value as Python objects (through `json.loads`).
-pub fn to_python<'py>(py: Python<'py>, value: &impl serde::Serialize) -> PyResult<Bound<'py, PyAny>> {
+pub fn to_python<'py>(
+    py: Python<'py>,
+    value: &impl serde::Serialize,
+) -> PyResult<Bound<'py, PyAny>> {
     let text = serde_json::to_string(value).map_err(eddy_err)?;
     py.import("json")?.call_method1("loads", (text,))
 }

@@ -71,8 +71,17 @@ impl PyRegistry {
     /// Moves `version` of `model` to `stage` (`"candidate"`, `"validated"`, `"production"`,
     /// `"archived"`); promoting to production archives the previous production version.
     /// Returns the new metadata.
-    fn promote<'py>(&self, py: Python<'py>, model: &str, version: u64, stage: &str) -> PyResult<Bound<'py, PyAny>> {
-        let m = self.inner.promote(model, version, self::stage(stage)?).map_err(eddy_err)?;
+    fn promote<'py>(
+        &self,
+        py: Python<'py>,
+        model: &str,
+        version: u64,
+        stage: &str,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let m = self
+            .inner
+            .promote(model, version, self::stage(stage)?)
+            .map_err(eddy_err)?;
         meta(py, &m)
     }
 

@@ -50,11 +50,20 @@ impl RowLayout {
                 )));
             }
             let (column, data_type) = if value.is_instance_of::<PyBool>() {
-                (Column::Flag(BooleanBuilder::with_capacity(1)), DataType::Boolean)
+                (
+                    Column::Flag(BooleanBuilder::with_capacity(1)),
+                    DataType::Boolean,
+                )
             } else if value.is_instance_of::<PyInt>() || value.is_instance_of::<PyFloat>() {
-                (Column::Number(Float64Builder::with_capacity(1)), DataType::Float64)
+                (
+                    Column::Number(Float64Builder::with_capacity(1)),
+                    DataType::Float64,
+                )
             } else if value.is_instance_of::<PyString>() {
-                (Column::Text(StringBuilder::with_capacity(1, 16)), DataType::Utf8)
+                (
+                    Column::Text(StringBuilder::with_capacity(1, 16)),
+                    DataType::Utf8,
+                )
             } else {
                 return Err(eddy_err(format!(
                     "x[`{text}`] is a {}: a feature is an int, float, str or bool",
@@ -105,7 +114,12 @@ impl RowLayout {
 
     /// The error for a row with a key the first row did not have.
     fn unknown_key(&self, x: &Bound<'_, PyDict>) -> PyErr {
-        let known: Vec<String> = self.features.fields().iter().map(|f| f.name().clone()).collect();
+        let known: Vec<String> = self
+            .features
+            .fields()
+            .iter()
+            .map(|f| f.name().clone())
+            .collect();
         let extra = x
             .keys()
             .iter()
@@ -132,8 +146,14 @@ fn append(
 ) -> PyResult<()> {
     let value = value.filter(|v| !v.is_none());
     let mistyped = |v: &Bound<'_, PyAny>, expected: &str| {
-        let found = v.get_type().name().map(|n| n.to_string()).unwrap_or_default();
-        eddy_err(format!("x[`{name}`] is a {found}; the column holds {expected}"))
+        let found = v
+            .get_type()
+            .name()
+            .map(|n| n.to_string())
+            .unwrap_or_default();
+        eddy_err(format!(
+            "x[`{name}`] is a {found}; the column holds {expected}"
+        ))
     };
     match (column, value) {
         (Column::Number(b), None) => b.append_null(),

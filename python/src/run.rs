@@ -18,7 +18,11 @@ use crate::params::to_python;
 /// the workflow runs; serving nodes stop when the rest has finished.
 #[pyfunction]
 #[pyo3(signature = (workflow, run_dir = None))]
-pub fn run<'py>(py: Python<'py>, workflow: PathBuf, run_dir: Option<PathBuf>) -> PyResult<Bound<'py, PyDict>> {
+pub fn run<'py>(
+    py: Python<'py>,
+    workflow: PathBuf,
+    run_dir: Option<PathBuf>,
+) -> PyResult<Bound<'py, PyDict>> {
     let text = std::fs::read_to_string(&workflow)
         .map_err(|e| eddy_err(format!("reading {}: {e}", workflow.display())))?;
     let wf = Workflow::load(&workflow).map_err(eddy_err)?;
