@@ -16,8 +16,11 @@ if ! "$VENV/bin/pip" freeze --quiet 2>/dev/null | grep -qx "${PINS[0]}" \
     "$VENV/bin/pip" install --quiet "${PINS[@]}"
 fi
 export CARGO_TARGET_DIR="$ROOT/target"
-# the CLI the parity tests compare against (already built by `cargo test --workspace`)
-cargo build --bin eddy
+# the CLI the parity tests compare against: `cargo test --workspace` built it already (a
+# `cargo build` here could unify features differently and rebuild dependencies)
+if [ ! -x "$ROOT/target/debug/eddy" ]; then
+    cargo build --bin eddy
+fi
 rm -rf "$ROOT/target/wheels"
 "$VENV/bin/maturin" build --manifest-path python/Cargo.toml --profile dev --out "$ROOT/target/wheels"
 "$VENV/bin/pip" install --quiet --force-reinstall --no-deps "$ROOT"/target/wheels/eddy_ml-*.whl
