@@ -4,7 +4,7 @@
 
 Measures, on `eddy gen ctr --rows N` (the file is generated when missing):
 - River: `(Select(numeric) | StandardScaler) + (Select(categorical) | OneHotEncoder) |
-  LogisticRegression`, one `learn_one` per row — River's idiomatic equivalent of eddy's
+  LogisticRegression` (one-hot with `drop_zeros=True`: only the row's categories), one `learn_one` per row — River's idiomatic equivalent of eddy's
   pipeline (scaled numbers, one weight per category);
 - eddy `learn_one` per row (FTRL, the default pipeline: scaled numbers, hashed categories);
 - eddy `learn_batch` over the file read by pyarrow (timed alone and with the read);
@@ -64,7 +64,7 @@ def river_model():
     from river import compose, linear_model, optim, preprocessing
 
     num = compose.Select(*NUMERIC) | preprocessing.StandardScaler()
-    cat = compose.Select(*CATEGORICAL) | preprocessing.OneHotEncoder()
+    cat = compose.Select(*CATEGORICAL) | preprocessing.OneHotEncoder(drop_zeros=True)
     return (num + cat) | linear_model.LogisticRegression(optimizer=optim.SGD(0.05))
 
 
