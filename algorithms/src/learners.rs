@@ -189,6 +189,16 @@ impl LearnerKind {
         self.is_clustering()
     }
 
+    /// The dotted key a bare parameter name stands for when the learner's params nest it in
+    /// a table (`alpha` is `ftrl.alpha` for FTRL): the shorthand of Python keywords
+    /// (`eddy.learner("ftrl", alpha=0.05)`) and of the CLI's `--alpha`/`--beta`/`--l1`/`--l2`.
+    pub fn nested_key(self, key: &str) -> Option<String> {
+        match (self, key) {
+            (LearnerKind::Ftrl, "alpha" | "beta" | "l1" | "l2") => Some(format!("ftrl.{key}")),
+            _ => None,
+        }
+    }
+
     /// Whether the learner densifies hashed features to fit (so the hashed space must be at
     /// most [`MAX_DENSE_DIM`](crate::batch::MAX_DENSE_DIM) columns wide).
     pub fn densifies_hashed(self) -> bool {
@@ -666,5 +676,17 @@ mod tests {
             softmax.task(),
             crate::learner::Task::Multiclass { classes: 2 }
         );
+    }
+
+    #[test]
+    fn nested_keys_set_what_the_dotted_key_sets() {
+        let mut bare = LearnerSpec::new(LearnerKind::Ftrl);
+        let key = LearnerKind::Ftrl.nested_key("alpha").unwrap();
+        bare.set(&key, json!(0.05)).unwrap();
+        let mut dotted = LearnerSpec::new(LearnerKind::Ftrl);
+        dotted.set("ftrl.alpha", json!(0.05)).unwrap();
+        assert_eq!(bare, dotted);
+        assert_eq!(LearnerKind::Ftrl.nested_key("bits"), None);
+        assert_eq!(LearnerKind::Fm.nested_key("alpha"), None);
     }
 }

@@ -259,6 +259,58 @@ pub struct StandardPipeline {
 }
 
 impl StandardPipeline {
+    /// The pipeline for rows of `schema` training `kind` on `label`: integer and float columns
+    /// numeric (standard-scaled), string and boolean columns categorical (hashed into
+    /// `2^hash_bits` slots), the label left out; dense numeric columns for the clustering
+    /// learners and for naive Bayes without categorical columns; multinomial naive Bayes
+    /// uses the categorical columns only. No crosses (set [`crosses`](Self::crosses) after).
+    /// A missing label or a column of another type is refused, naming it.
+    pub fn for_schema(
+        schema: &arrow::datatypes::Schema,
+        label: &str,
+        kind: crate::learners::LearnerKind,
+        hash_bits: u32,
+    ) -> Result<StandardPipeline> {
+        use crate::learners::LearnerKind;
+        use arrow::datatypes::DataType;
+        if schema.index_of(label).is_err() {
+            let names: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
+            let message = format!("`{label}` is not a column (columns: {})", names.join(", "));
+            return Err(Error::param("label", message));
+        }
+        let (mut numeric, mut categorical) = (Vec::new(), Vec::new());
+        for f in schema.fields().iter().filter(|f| f.name() != label) {
+            match f.data_type() {
+                t if t.is_integer() || t.is_floating() => numeric.push(f.name().clone()),
+                DataType::Utf8 | DataType::LargeUtf8 | DataType::Boolean => {
+                    categorical.push(f.name().clone())
+                }
+                other => {
+                    return Err(Error::ColumnType {
+                        step: "pipeline".into(),
+                        column: f.name().clone(),
+                        found: other.to_string(),
+                        expected: "an integer, float, string or boolean".into(),
+                    })
+                }
+            }
+        }
+        let dense = kind.needs_dense() || (kind == LearnerKind::Nb && categorical.is_empty());
+        if kind == LearnerKind::Nb && !dense {
+            // multinomial naive Bayes counts non-negative features: the hashed categories
+            numeric.clear();
+        }
+        Ok(StandardPipeline {
+            label: label.to_string(),
+            numeric,
+            categorical,
+            crosses: Vec::new(),
+            scale: true,
+            dense,
+            hash_bits,
+        })
+    }
+
     /// Builds the pipeline; bad settings (no columns, too many bits) are refused by the steps'
     /// own checks.
     pub fn build(&self) -> Result<Pipeline> {
@@ -499,5 +551,42 @@ mod tests {
         spec.hash_bits = 40;
         spec.dense = false;
         assert!(spec.build().is_err(), "too many bits is refused");
+    }
+
+    #[test]
+    fn for_schema_splits_columns_by_type_and_refuses_what_it_cannot_use() {
+        use crate::learners::LearnerKind;
+        use arrow::datatypes::{DataType, Field, Schema};
+        let schema = Schema::new(vec![
+            Field::new("label", DataType::Int64, false),
+            Field::new("f", DataType::Float64, true),
+            Field::new("n", DataType::Int32, true),
+            Field::new("c", DataType::Utf8, true),
+            Field::new("b", DataType::Boolean, true),
+        ]);
+        let p = StandardPipeline::for_schema(&schema, "label", LearnerKind::Ftrl, 18).unwrap();
+        assert_eq!(
+            (p.numeric.clone(), p.categorical.clone()),
+            (
+                vec!["f".to_string(), "n".to_string()],
+                vec!["c".to_string(), "b".to_string()]
+            )
+        );
+        assert!(!p.dense && p.scale && p.hash_bits == 18);
+        let km = StandardPipeline::for_schema(&schema, "label", LearnerKind::StreamingKmeans, 18);
+        assert!(km.unwrap().dense);
+        let nb = StandardPipeline::for_schema(&schema, "label", LearnerKind::Nb, 18).unwrap();
+        assert!(
+            nb.numeric.is_empty() && !nb.dense,
+            "multinomial NB counts categories only"
+        );
+        let err = StandardPipeline::for_schema(&schema, "y", LearnerKind::Ftrl, 18).unwrap_err();
+        assert!(err.to_string().contains("`y` is not a column"), "{err}");
+        let dates = Schema::new(vec![
+            Field::new("label", DataType::Int64, false),
+            Field::new("d", DataType::Date32, true),
+        ]);
+        let err = StandardPipeline::for_schema(&dates, "label", LearnerKind::Ftrl, 18).unwrap_err();
+        assert!(err.to_string().contains("column `d`"), "{err}");
     }
 }

@@ -1,0 +1,42 @@
+//! `eddy._eddy`: the native module of the Python package `eddy-ml` (import name `eddy`),
+//! thin over the workspace's crates — the learner registry, the feature pipeline, the model
+//! files, the model registry and the workflow runner — with no training loop, featurizer or
+//! file format of its own.
+//!
+//! | module | Python | what |
+//! |---|---|---|
+//! | [`learner`] | `eddy.learner(name, **params)`, `eddy.Learner` | registry names and params, as the CLI and TOML spell them |
+//! | [`params`] | — | keywords ↔ JSON params tables |
+//! | [`model`] | `eddy.Pipeline` (= `eddy.Model`) | River's `learn_one`/`predict_one`/`predict_proba_one`, `learn_batch`/`predict_batch`, `save`/`load` |
+//! | [`rows`] | — | a River row (dict) as a one-row Arrow batch |
+//! | [`arrow_io`] | — | pyarrow / pandas in (zero-copy C data interface), numpy / pyarrow out |
+//! | [`registry`] | `eddy.Registry(path)` | versions, stages, promote, publish, load |
+//! | [`run`] | `eddy.run(workflow, run_dir=None)` | a TOML workflow's run summary |
+//! | [`error`] | `eddy.EddyError` | the library's messages as one exception (a `ValueError`) |
+//!
+//! The crate is its own workspace (see `Cargo.toml`) and is built by maturin as an abi3 wheel
+//! for CPython ≥ 3.9.
+
+mod arrow_io;
+mod error;
+mod learner;
+mod model;
+mod params;
+mod registry;
+mod rows;
+mod run;
+
+use pyo3::prelude::*;
+
+/// The native module.
+#[pymodule]
+fn _eddy(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add("EddyError", m.py().get_type::<error::EddyError>())?;
+    m.add_class::<learner::PyLearner>()?;
+    m.add_class::<model::PyPipeline>()?;
+    m.add_class::<registry::PyRegistry>()?;
+    m.add_function(wrap_pyfunction!(learner::learner, m)?)?;
+    m.add_function(wrap_pyfunction!(run::run, m)?)?;
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    Ok(())
+}
