@@ -460,8 +460,6 @@ pub fn run(args: LearnArgs) -> anyhow::Result<()> {
         }
         return super::worker::supervise(args);
     }
-        return super::worker::supervise(args);
-    }
     let learner = args.learner()?;
     if args.follow && !learner.kind.is_online() {
         bail!(
