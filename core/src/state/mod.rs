@@ -28,5 +28,5 @@ pub mod pages;
 pub mod table;
 
 pub use blob::{BlobWriter, ChunkAt, ChunkEntry, ChunkedBlob};
-pub use pages::{CowPages, PAGE_ROWS};
+pub use pages::{CowPages, FrozenPages, PAGE_ROWS};
 pub use table::{ChunkedTable, TableSnapshot, DEFAULT_CHUNK_SLOTS, DENSE_CHUNK_SLOTS, PAGE_CHUNKS};

@@ -193,7 +193,7 @@ impl EventWindowOperator {
     /// The state as it is now, in O(pages) (see `window_table`): serialized later by
     /// [`FrozenState::encode`], at the barrier ([`Operator::snapshot`]) or off the data path
     /// ([`Operator::snapshot_async`]).
-    fn freeze(&self) -> Result<FrozenState> {
+    fn freeze(&mut self) -> Result<FrozenState> {
         let keys = match &self.binding {
             Some(b) => Some((b.codec.copy_for_saving()?, b.outputs())),
             None => None,

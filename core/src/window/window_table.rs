@@ -12,7 +12,7 @@ use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 
 use super::accumulator::Acc;
-use crate::state::CowPages;
+use crate::state::{CowPages, FrozenPages};
 
 /// End of a slot chain.
 pub(crate) const NIL: u32 = u32::MAX;
@@ -199,16 +199,16 @@ impl WindowTable {
 
     /// The live slots, in creation order.
     #[cfg(test)]
-    pub(crate) fn live_slots(&self) -> Vec<u32> {
+    pub(crate) fn live_slots(&mut self) -> Vec<u32> {
         self.freeze().live_slots()
     }
 
     /// The slots and accumulators as they are now, in O(pages): later writes to this table
     /// copy the pages they touch instead of changing the copy.
-    pub(crate) fn freeze(&self) -> FrozenWindows {
+    pub(crate) fn freeze(&mut self) -> FrozenWindows {
         FrozenWindows {
-            slots: self.slots.clone(),
-            accs: self.accs.clone(),
+            slots: self.slots.freeze(),
+            accs: self.accs.freeze(),
         }
     }
 }
@@ -216,8 +216,8 @@ impl WindowTable {
 /// A [`WindowTable`]'s slots and accumulators frozen for a snapshot.
 #[derive(Debug, Clone)]
 pub(crate) struct FrozenWindows {
-    pub(crate) slots: CowPages<Slot>,
-    accs: CowPages<Acc>,
+    pub(crate) slots: FrozenPages<Slot>,
+    accs: FrozenPages<Acc>,
 }
 
 impl FrozenWindows {
