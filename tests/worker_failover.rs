@@ -10,6 +10,8 @@
 //! - the accounting identity: rows trained over all of a worker's processes = its rows +
 //!   the replayed rows reported (nothing is lost across a process restart);
 //! - the merged progressive log loss within 1% of a fault-free run's;
+//! - the fault-free run's `--save`d model (worker 0's pipeline, the shards' tables read back
+//!   after every worker finished) scoring rows it never saw below 0.40 log loss;
 //! - the peer's rows/s while the worker was down over before, and the recovery time, logged
 //!   (not asserted: the machine is shared).
 //!
@@ -20,7 +22,9 @@
 //!   position): worker 1 ends with its checkpoint's rows + 36,000 rows;
 //! - a restarted worker taking the other's partitions (the supervisor restarting worker `w`
 //!   with index `(w + 1) % 2`): worker 1 ends with 24,000 rows (+ its checkpoint's) instead
-//!   of 36,000.
+//!   of 36,000;
+//! - the job's model not read back from the shards (`final_model` keeping a fresh model of
+//!   the learner instead of `shard_model`'s): holdout log loss 0.693.
 
 #[path = "../core/tests/support/kafka.rs"]
 mod kafka;
@@ -271,6 +275,23 @@ fn assert_accounted(run: &Run, what: &str) {
     }
 }
 
+/// The log loss of the model saved at `path` on 4,000 rows of the topic's generator it never
+/// saw.
+fn holdout_logloss(path: &Path) -> f64 {
+    use eddy_algorithms::eval::MetricSet;
+    use eddy_algorithms::features::{Examples, Features};
+    use eddy_algorithms::learner::Predictor;
+    let trained = eddy_algorithms::trained::TrainedModel::load(path).expect("the saved model");
+    let batch = CtrGenerator::new(7, false).batch(1_000_000, 4_000).unwrap();
+    let mut ex = Examples::new(Features::Sparse(Default::default()), Vec::new(), None).unwrap();
+    let mut preds = Vec::new();
+    trained.pipeline.examples_into(&batch, &mut ex).unwrap();
+    trained.model.predict(&ex.features, &mut preds).unwrap();
+    let mut set = MetricSet::for_task(trained.model.task());
+    set.update_batch(&preds, &ex.labels, None).unwrap();
+    set.values().get("logloss").expect("a log loss")
+}
+
 /// A topic of the [`LAYOUT`], and two fresh shards: their processes and `grpc://` address.
 fn setup(broker: &Broker, topic: &str, dir: &Path) -> ([Proc; 2], String) {
     broker.create_topic(topic, 4);
@@ -288,7 +309,7 @@ fn a_killed_worker_comes_back_alone_from_its_offsets_and_every_row_is_accounted_
     broker.create_topic(topic, 4);
     broker.produce(topic, &clicks(ROWS), |i| LAYOUT[i % LAYOUT.len()]);
     // fresh shards per run: each run trains its own model from zero
-    let fresh = |name: &str, fault: Fault| {
+    let fresh_with = |name: &str, fault: Fault, extra: &[&str]| {
         let dir = tmp.path().join(name);
         let (s0, a0) = shard(0, 2, &dir.join("ps-0"));
         let (s1, a1) = shard(1, 2, &dir.join("ps-1"));
@@ -298,14 +319,24 @@ fn a_killed_worker_comes_back_alone_from_its_offsets_and_every_row_is_accounted_
             &dir,
             &format!("grpc://{a0},{a1}"),
             fault,
-            &[],
+            extra,
         );
         drop((s0, s1));
         run
     };
+    let fresh = |name: &str, fault: Fault| fresh_with(name, fault, &[]);
 
-    let clean = fresh("clean", Fault::None);
+    let saved = tmp.path().join("clean.model");
+    let clean = fresh_with("clean", Fault::None, &["--save", saved.to_str().unwrap()]);
     assert_accounted(&clean, "fault-free");
+    let holdout = holdout_logloss(&saved);
+    eprintln!(
+        "the saved model (worker 0's pipeline, the shards' tables): holdout logloss {holdout:.5}"
+    );
+    assert!(
+        holdout < 0.40,
+        "the saved model holds the trained tables (a fresh one scores 0.693): {holdout}"
+    );
     assert_eq!(num(&clean.report, "restarts"), 0.0);
     assert_eq!(num(&clean.report, "records_replayed"), 0.0);
     let clean_loss = num(&clean.report, "logloss");

@@ -23,6 +23,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use clap::Args;
+use eddy_workflow::train::supervise::ShardProcesses;
 use serde_json::Value;
 
 /// Arguments of `eddy bench failover`.
@@ -146,14 +147,11 @@ fn scaling(exe: &Path, args: &FailoverBenchArgs, data: &str) -> anyhow::Result<(
     for i in 0..args.repeat.max(1) {
         for (k, processes) in [1, args.processes].into_iter().enumerate() {
             let name = format!("scaling-{processes}-{i}");
-            let shards = Shards::start(exe, args.shards, &args.dir.join(format!("{name}-ps")))?;
-            let extra = [
-                "--ps",
-                &shards.uri,
-                "--ps-job",
-                "bench-scaling",
-                "--ps-fresh",
-            ];
+            let dir = args.dir.join(format!("{name}-ps"));
+            let _ = std::fs::remove_dir_all(&dir);
+            let shards = ShardProcesses::start(exe, args.shards, &dir)?;
+            let uri = shards.uri();
+            let extra = ["--ps", &uri, "--ps-job", "bench-scaling", "--ps-fresh"];
             let f = once_with(exe, args, data, &name, processes, false, &extra)?;
             eprintln!(
                 "run {i}: {processes} worker process(es): {:.0} rows/s, logloss {:.5}",
@@ -175,56 +173,6 @@ fn scaling(exe: &Path, args: &FailoverBenchArgs, data: &str) -> anyhow::Result<(
     });
     println!("{line}");
     Ok(())
-}
-
-/// Fresh shard processes on loopback port 0, their snapshots under `dir` (killed when
-/// dropped).
-struct Shards {
-    children: Vec<std::process::Child>,
-    /// `grpc://A,B,…`
-    uri: String,
-}
-
-impl Shards {
-    fn start(exe: &Path, n: usize, dir: &Path) -> anyhow::Result<Shards> {
-        let _ = std::fs::remove_dir_all(dir);
-        let mut shards = Shards {
-            children: Vec::new(),
-            uri: String::new(),
-        };
-        let mut addrs = Vec::new();
-        for i in 0..n {
-            let mut child = Command::new(exe)
-                .args(["ps", "serve", "--shard", &format!("{i}/{n}")])
-                .args(["--listen", "127.0.0.1:0", "--data-dir"])
-                .arg(dir.join(format!("shard-{i}")))
-                .stdin(Stdio::null())
-                .stdout(Stdio::piped())
-                .stderr(Stdio::inherit())
-                .spawn()
-                .with_context(|| format!("starting shard {i}/{n}"))?;
-            let mut line = String::new();
-            if let Some(out) = child.stdout.take() {
-                BufReader::new(out).read_line(&mut line)?;
-            }
-            shards.children.push(child);
-            match line.trim().strip_prefix("listening on ") {
-                Some(addr) => addrs.push(addr.to_string()),
-                None => bail!("shard {i}/{n} did not start (it said {line:?})"),
-            }
-        }
-        shards.uri = format!("grpc://{}", addrs.join(","));
-        Ok(shards)
-    }
-}
-
-impl Drop for Shards {
-    fn drop(&mut self) {
-        for child in &mut self.children {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
 }
 
 /// One `eddy learn --processes` run; with `kill`, the last worker is `kill -9`ed.

@@ -184,7 +184,7 @@ fn parse_mode(s: &str) -> Result<CheckpointMode, String> {
         .map_err(|_| format!("`{s}`: expected aligned or unaligned"))
 }
 
-fn parse_failover(s: &str) -> Result<FailoverMode, String> {
+pub(super) fn parse_failover(s: &str) -> Result<FailoverMode, String> {
     serde_json::from_value(serde_json::Value::String(s.into()))
         .map_err(|_| format!("`{s}`: expected exactly-once or approximate"))
 }

@@ -68,10 +68,8 @@ impl ParallelArgs {
             None if self.consistency == Consistency::Async => return Ok(None),
             // a bound is the store's clocks
             None | Some("local") => PsSpec::Local,
-            Some(spec) => match spec.strip_prefix("grpc://") {
-                Some(list) => PsSpec::Remote(list.split(',').map(|a| a.trim().into()).collect()),
-                None => bail!("--ps `{spec}`: expected `local` or `grpc://HOST:PORT,HOST:PORT`"),
-            },
+            Some(spec) if spec.starts_with("grpc://") => PsSpec::Remote(shard_list(spec)?),
+            Some(spec) => bail!("--ps `{spec}`: expected `local` or `grpc://HOST:PORT,HOST:PORT`"),
         };
         if self.ps_job.as_deref().is_some_and(|j| j.trim().is_empty()) {
             bail!("--ps-job must not be empty");
@@ -89,6 +87,16 @@ impl ParallelArgs {
             existing,
             ..PsConfig::new(store)
         }))
+    }
+}
+
+/// The shard addresses of `--ps grpc://HOST:PORT,HOST:PORT`, shard `i` at index `i`.
+pub fn shard_list(spec: &str) -> anyhow::Result<Vec<String>> {
+    match spec.trim().strip_prefix("grpc://") {
+        Some(list) if !list.trim().is_empty() => {
+            Ok(list.split(',').map(|a| a.trim().to_string()).collect())
+        }
+        _ => bail!("--ps `{spec}`: expected `grpc://HOST:PORT,HOST:PORT`"),
     }
 }
 

@@ -19,7 +19,11 @@
 //! every worker take a last checkpoint and exit. It prints one JSON line: the merged progressive
 //! metrics, and per worker its restarts, rows replayed and lost, recovery times (process exit →
 //! first trained rows again) and its peers' rows/s while it was down over before, and keeps
-//! the same in `<checkpoint dir>/supervisor.json` for `eddy status` while it runs.
+//! the same in `<checkpoint dir>/supervisor.json` for `eddy status` while it runs. With
+//! `--save FILE` it saves the job's model: worker 0's pipeline with the shards' tables once
+//! every worker finished. The job itself (shards, worker command lines, supervision, the
+//! model, clean-up) is [`eddy_workflow::train::supervise::ProcessJob`]; this file parses
+//! flags, and runs a worker through [`eddy_workflow::train::supervise::worker`].
 //!
 //! With `--failover exactly-once` a worker meets its peers at an epoch barrier at the shards at
 //! every checkpoint and exits on any failure; the supervisor then rolls every shard and every
@@ -28,27 +32,21 @@
 //! [`eddy_workflow::train::supervise`].
 
 use std::ffi::OsString;
-use std::io::{BufRead, BufReader};
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
 use clap::Args;
-use eddy_core::checkpoint::CheckpointStore;
 use eddy_core::dataflow::FailoverMode;
-use eddy_core::message::Epoch;
-use eddy_ps::grpc::client::restore_job_epoch;
 use eddy_workflow::train::supervise::{
-    epochs, EpochRecovery, RestoreShards, Supervisor, SupervisorConfig, SupervisorEvent,
-    SupervisorReport, WorkerCommand, WorkerLine, STATUS_FILE,
+    self, ProcessJob, ProcessJobConfig, SupervisorEvent, SupervisorReport, WorkerRole,
 };
-use eddy_workflow::train::{EpochBarrier, PsSpec, TrainEvent, TrainJob};
+use eddy_workflow::train::TrainJob;
 
 use super::io;
 use super::learn::LearnArgs;
+use super::learn_parallel::shard_list;
 
 /// Arguments of `eddy worker`: `eddy learn`'s, plus the worker's index.
 #[derive(Debug, Clone, Args)]
@@ -68,10 +66,6 @@ pub struct WorkerArgs {
     pub learn: LearnArgs,
 }
 
-/// How long an exactly-once worker waits at the epoch barrier for its peers before it fails
-/// (a peer that never reaches the epoch has died: the supervisor rolls the job back first).
-const BARRIER_WAIT: Duration = Duration::from_secs(600);
-
 /// Refuses what a worker cannot do, naming the flag.
 fn check(learn: &LearnArgs, index: usize, workers: usize) -> anyhow::Result<()> {
     if io::kafka_address(&learn.data).is_none() {
@@ -90,8 +84,11 @@ fn check(learn: &LearnArgs, index: usize, workers: usize) -> anyhow::Result<()> 
     if learn.parallel.ps_job.is_none() {
         bail!("every worker of a job names it at the shards: pass --ps-job ID");
     }
-    if learn.save.is_some() || learn.publish.registry.is_some() {
-        bail!("--save and --registry are not supported by worker processes yet");
+    if learn.publish.registry.is_some() {
+        bail!(
+            "--registry is not supported by worker processes: the job's model is worker 0's \
+             pipeline with the shards' tables (`eddy learn --processes N --save FILE`)"
+        );
     }
     if learn.tail90 {
         bail!("--tail90 needs a bounded file, not a topic");
@@ -107,62 +104,22 @@ pub fn run(args: WorkerArgs) -> anyhow::Result<()> {
         mut learn,
     } = args;
     // `--workers N` (alias of `--parallelism`) is the job's worker count; this process is one
-    let workers = learn.parallel.parallelism;
-    check(&learn, index, workers)?;
+    let role = WorkerRole {
+        index,
+        workers: learn.parallel.parallelism,
+        exactly_once: learn.checkpoints.failover == Some(FailoverMode::ExactlyOnce),
+        restore_epoch,
+    };
+    check(&learn, index, role.workers)?;
+    role.check()?;
+    role.announce()?;
     learn.parallel.parallelism = 1;
     if learn.checkpoints.checkpoint_dir.is_none() {
         let dir = learn.checkpoint_dir().join(format!("worker-{index}"));
         learn.checkpoints.checkpoint_dir = Some(dir);
     }
     let mut config = learn.train_config(learn.learner()?)?;
-    config.name = format!("worker-{index}");
-    let exactly_once = learn.checkpoints.failover == Some(FailoverMode::ExactlyOnce);
-    let ps = match config.ps.as_mut() {
-        Some(ps) if matches!(ps.store, PsSpec::Remote(_)) => ps,
-        _ => bail!("a worker trains through running shards: pass --ps grpc://HOST:PORT,…"),
-    };
-    if exactly_once {
-        // the job-wide epoch barrier at the shards; any failure ends the process and the
-        // supervisor rolls every worker and shard back together
-        ps.barrier = Some(EpochBarrier {
-            worker: u32::try_from(index)?,
-            workers: u32::try_from(workers)?,
-            wait: BARRIER_WAIT,
-            record: config.checkpoint.dir.clone(),
-        });
-        config.failover.mode = FailoverMode::ExactlyOnce;
-        config.failover.restart.max_restarts = 0;
-        config.keep_checkpoints = true;
-        if let (Some(epoch), Some(dir)) = (restore_epoch, &config.checkpoint.dir) {
-            let store = CheckpointStore::open(dir, config.checkpoint.retain.max(1))?;
-            if epoch == 0 {
-                store.clear()?;
-                epochs::clear(dir)?;
-            } else {
-                config.checkpoint.restore_from = Some(store.checkpoint_dir(Epoch(epoch)));
-            }
-        }
-    } else {
-        if restore_epoch.is_some() {
-            bail!("--restore-epoch is for workers with --failover exactly-once");
-        }
-        config.failover.mode = FailoverMode::Approximate;
-        ps.tables_in_checkpoints = false;
-    }
-    config.events = Some(Arc::new(|event: &TrainEvent| {
-        let line = match event {
-            TrainEvent::Rows(rows) => WorkerLine::Rows { rows: *rows },
-            TrainEvent::Restored { rows, .. } => WorkerLine::Restored { rows: *rows },
-            TrainEvent::Published { .. } => return,
-        };
-        // a closed stdout means the supervisor is gone; training goes on to its checkpoint
-        let _ = line.write_to(&mut std::io::stdout().lock());
-    }));
-    let started = WorkerLine::Started {
-        worker: index,
-        pid: std::process::id(),
-    };
-    started.write_to(&mut std::io::stdout().lock())?;
+    role.configure(&mut config)?;
     let job = TrainJob::new(config)?;
     let input = io::InputOptions {
         format: learn.format,
@@ -172,82 +129,20 @@ pub fn run(args: WorkerArgs) -> anyhow::Result<()> {
         max_record_bytes: learn.max_record_bytes,
         ..io::InputOptions::default()
     };
-    let (source, schema) = io::member_source(job.flow(), &learn.data, &input, index, workers)?;
+    let (source, schema) = io::member_source(job.flow(), &learn.data, &input, index, role.workers)?;
     let pipeline = learn.pipeline(&schema)?;
-    let handle = job.start(source, pipeline, None)?;
     let stop = Arc::new(AtomicBool::new(false));
     let flag = stop.clone();
     super::shutdown::on_signal(move || flag.store(true, Ordering::SeqCst), false)?;
-    let mut stopping = false;
-    while !handle.is_finished() {
-        std::thread::sleep(Duration::from_millis(10));
-        if stop.load(Ordering::SeqCst) && !stopping {
-            stopping = true;
-            handle.stop(Duration::from_secs(30));
-        }
-    }
-    let outcome = handle.join()?;
-    let summary = &outcome.summary;
-    let finished = WorkerLine::Finished {
-        rows: outcome.report.rows,
-        records_lost: summary.records_lost,
-        records_replayed: summary.records_replayed,
-        restarts: summary.restarts,
-        metrics: outcome
-            .report
-            .metrics
-            .iter()
-            .map(|(k, v)| (k.to_string(), v))
-            .collect(),
-    };
-    finished.write_to(&mut std::io::stdout().lock())?;
+    supervise::worker::run(job, source, pipeline, &stop, learn.save.as_deref())?;
     Ok(())
-}
-
-/// Parameter-server shards `eddy learn --processes` started (killed when dropped).
-struct Shards(Vec<Child>);
-
-impl Drop for Shards {
-    fn drop(&mut self) {
-        for child in &mut self.0 {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-/// Starts `n` shards on loopback port 0 with their snapshots in `dir/shard-I`; their
-/// addresses.
-fn start_shards(exe: &Path, n: usize, dir: &Path) -> anyhow::Result<(Shards, Vec<String>)> {
-    let mut shards = Shards(Vec::new());
-    let mut addrs = Vec::new();
-    for i in 0..n {
-        let mut child = Command::new(exe)
-            .args(["ps", "serve", "--shard", &format!("{i}/{n}")])
-            .args(["--listen", "127.0.0.1:0", "--data-dir"])
-            .arg(dir.join(format!("shard-{i}")))
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .with_context(|| format!("starting parameter-server shard {i}/{n}"))?;
-        let mut line = String::new();
-        if let Some(out) = child.stdout.take() {
-            BufReader::new(out).read_line(&mut line)?;
-        }
-        shards.0.push(child);
-        match line.trim().strip_prefix("listening on ") {
-            Some(addr) => addrs.push(addr.to_string()),
-            None => bail!("parameter-server shard {i}/{n} did not start (it said {line:?})"),
-        }
-    }
-    Ok((shards, addrs))
 }
 
 /// Flags `eddy learn --processes` sets itself in each worker's command line: dropped (with
 /// their value) from the arguments passed through.
-const OWN_FLAGS: [&str; 6] = [
+const OWN_FLAGS: [&str; 7] = [
     "--processes",
+    "--save",
     "--parallelism",
     "--workers",
     "--ps",
@@ -281,7 +176,8 @@ fn worker_args(argv: &[OsString]) -> Vec<OsString> {
     out
 }
 
-/// Runs `eddy learn --processes N`: shards if needed, N supervised workers, one JSON line.
+/// Runs `eddy learn --processes N`: shards if needed, N supervised workers, one JSON line
+/// (and the job's model with `--save`).
 pub fn supervise(args: LearnArgs) -> anyhow::Result<()> {
     let n = args.parallel.processes.unwrap_or(1);
     if args.parallel.parallelism > 1 {
@@ -289,117 +185,48 @@ pub fn supervise(args: LearnArgs) -> anyhow::Result<()> {
     }
     check_job(&args)?;
     let exe = std::env::current_exe().context("finding the eddy binary")?;
-    let base = args.checkpoint_dir();
-    // the job id is kept beside the workers' checkpoints, so a rerun that resumes from them
-    // is the same job at the shards
-    let job = match &args.parallel.ps_job {
-        Some(job) => job.clone(),
-        None => eddy_workflow::train::job_id_in(&base.join("job-id"))?,
-    };
-    let (shards, ps) = match &args.parallel.ps {
-        Some(ps) => (Shards(Vec::new()), ps.clone()),
-        None => {
-            let (shards, addrs) = start_shards(&exe, n, &base.join("ps"))?;
-            (shards, format!("grpc://{}", addrs.join(",")))
-        }
-    };
     let argv: Vec<OsString> = std::env::args_os().skip(1).collect();
-    let passed = worker_args(&argv);
-    let workers = (0..n)
-        .map(|i| {
-            let mut args = passed.clone();
-            for (flag, value) in [
-                ("--worker-index", i.to_string()),
-                ("--workers", n.to_string()),
-                ("--ps", ps.clone()),
-                ("--ps-job", job.clone()),
-            ] {
-                args.push(flag.into());
-                args.push(value.into());
-            }
-            args.push("--checkpoint-dir".into());
-            args.push(base.join(format!("worker-{i}")).into_os_string());
-            WorkerCommand {
-                program: exe.clone(),
-                args,
-            }
-        })
-        .collect();
-    let mut config = SupervisorConfig::new(workers);
+    let mut config = ProcessJobConfig::new(exe, n, worker_args(&argv), args.checkpoint_dir());
+    config.shards = args.parallel.ps.as_deref().map(shard_list).transpose()?;
+    config.job = args.parallel.ps_job.clone();
+    config.exactly_once = args.checkpoints.failover == Some(FailoverMode::ExactlyOnce);
     config.max_restarts = args.checkpoints.max_restarts as u64;
-    let dirs: Vec<_> = (0..n).map(|i| base.join(format!("worker-{i}"))).collect();
-    config.status_file = Some(base.join(STATUS_FILE));
-    let exactly_once = args.checkpoints.failover == Some(FailoverMode::ExactlyOnce);
-    if exactly_once {
-        config.exactly_once = Some(EpochRecovery {
-            checkpoint_dirs: dirs.clone(),
-            restore: shard_restorer(&ps, &job, n, args.parallel.ps_retry_for)?,
-        });
+    config.retry_for = args.parallel.ps_retry_for;
+    if args.save.is_some() {
+        config.model = Some(args.learner()?);
     }
     config.events = Some(Arc::new(|e: &SupervisorEvent| eprintln!("{}", describe(e))));
-    eprintln!("job {job}: {n} worker processes, parameter server {ps}");
-    let supervisor = Supervisor::start(config)?;
+    let job = ProcessJob::start(config)?;
+    eprintln!(
+        "job {}: {n} worker processes, parameter server grpc://{}",
+        job.job_id(),
+        job.shard_addrs().join(",")
+    );
     let stop = Arc::new(AtomicBool::new(false));
     let flag = stop.clone();
     super::shutdown::on_signal(move || flag.store(true, Ordering::SeqCst), false)?;
     let mut stopped = false;
-    while !supervisor.is_finished() {
+    while !job.is_finished() {
         std::thread::sleep(Duration::from_millis(10));
         if stop.load(Ordering::SeqCst) && !stopped {
             stopped = true;
             eprintln!("stopping: every worker takes a last checkpoint and exits");
-            supervisor.stop();
+            job.stop();
         }
     }
-    let report = supervisor.join()?;
-    drop(shards);
-    if !stop.load(Ordering::SeqCst) && !stopped {
-        // the input ended: nothing is left to resume (the workers cleared their checkpoints)
-        let _ = std::fs::remove_dir_all(base.join("ps"));
-        // exactly-once workers keep their checkpoints until the whole job ended
-        for dir in &dirs {
-            CheckpointStore::open(dir, 1)?.clear()?;
-            epochs::clear(dir)?;
-            let _ = std::fs::remove_dir(dir);
-        }
-        let _ = std::fs::remove_file(base.join("job-id"));
-        let _ = std::fs::remove_dir(&base);
+    let outcome = job.join()?;
+    if let (Some(path), Some(model)) = (&args.save, &outcome.model) {
+        model
+            .save(path)
+            .with_context(|| format!("saving the model to {}", path.display()))?;
+        eprintln!(
+            "saved the {} model (worker 0's pipeline, the shards' tables) to {}",
+            model.model.name(),
+            path.display()
+        );
     }
-    println!("{}", report_json(&report));
+    println!("{}", report_json(&outcome.report));
     Ok(())
-}
-
-/// How the supervisor rolls the shards at `ps` (`grpc://A,B`) back to a job-wide epoch of
-/// job `job` with `n` worker processes (retrying a restarting shard for `retry_for`).
-fn shard_restorer(
-    ps: &str,
-    job: &str,
-    n: usize,
-    retry_for: Duration,
-) -> anyhow::Result<RestoreShards> {
-    let addrs: Vec<String> = ps
-        .trim()
-        .strip_prefix("grpc://")
-        .context("--ps: expected grpc://HOST:PORT,…")?
-        .split(',')
-        .map(|a| a.trim().to_string())
-        .collect();
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    let (job, workers) = (job.to_string(), u32::try_from(n)?);
-    Ok(Arc::new(move |epoch: u64, finished: &[u32]| {
-        eprintln!("rolling every shard back to epoch {epoch}");
-        runtime
-            .block_on(restore_job_epoch(
-                &addrs, &job, epoch, workers, finished, retry_for,
-            ))
-            .map_err(|e| {
-                eddy_workflow::Error::InvalidArgument(format!(
-                    "parameter server: rolling back to epoch {epoch}: {e}"
-                ))
-            })
-    }))
 }
 
 /// Refuses, before any process starts, what every worker would refuse.
@@ -502,6 +329,8 @@ mod tests {
             "d",
             "--workers",
             "3",
+            "--save",
+            "m.model",
         ]
         .iter()
         .map(OsString::from)

@@ -113,7 +113,7 @@ mod ps;
 pub(crate) use ps::ps_error;
 pub mod supervise;
 
-pub use ps::{job_id_in, EpochBarrier, JobPolicy, PsConfig, PsSpec};
+pub use ps::{job_id_in, shard_model, EpochBarrier, JobPolicy, PsConfig, PsSpec};
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

@@ -288,6 +288,14 @@ impl Backend {
     }
 }
 
+/// The model the tables of `config`'s running shards hold for `learner` over `dim` features,
+/// read back into a local model (FTRL or FM): the final model of a job of worker processes
+/// ([`supervise::ProcessJob`](super::supervise::ProcessJob)), whose workers are done with
+/// the tables. `config` names the job (its [`PsConfig::existing`] should be `Resume`).
+pub fn shard_model(config: &PsConfig, learner: &LearnerSpec, dim: u64) -> Result<OnlineModel> {
+    Store::open(config, learner, dim, false)?.model()
+}
+
 /// Worker ids a job leases from running shards: its subtasks' ids, unique across processes.
 const WORKER_LEASE: u32 = 1024;
 

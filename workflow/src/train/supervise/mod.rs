@@ -71,16 +71,25 @@
 //! | [`account`] | per-worker counts: restarts, replay, recovery time, peers' throughput |
 //! | [`status`] | [`SupervisorStatus`]: the status file `eddy status` reads, while the job runs and after |
 //! | [`epochs`] | a worker's map of job-wide epochs to its local checkpoints (exactly-once) |
+//! | [`job`] | [`ProcessJob`]: shards, supervised workers and the job's final model, start to end |
+//! | [`shards`] | [`ShardProcesses`]: `eddy ps serve` shard processes on loopback |
+//! | [`worker`] | a worker process's side: [`WorkerRole`] and its run to the final report |
 
 pub mod account;
 pub mod epochs;
+pub mod job;
 pub mod protocol;
 mod run;
+pub mod shards;
 pub mod status;
+pub mod worker;
 
 pub use account::WorkerReport;
+pub use job::{ProcessJob, ProcessJobConfig, ProcessOutcome};
 pub use protocol::WorkerLine;
+pub use shards::ShardProcesses;
 pub use status::{SupervisorStatus, STATUS_FILE};
+pub use worker::WorkerRole;
 
 use std::ffi::OsString;
 use std::path::PathBuf;

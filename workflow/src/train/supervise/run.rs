@@ -192,9 +192,6 @@ impl State {
             self.emit(SupervisorEvent::Finished { worker: w });
             return Ok(());
         }
-        if self.config.exactly_once.is_some() {
-            return self.roll_back(w, exit, pid, status);
-        }
         if self.accounts[w].restarts >= self.config.max_restarts {
             return Err(Error::Worker {
                 worker: w,
@@ -204,7 +201,6 @@ impl State {
                 ),
             });
         }
-        self.accounts[w].on_restart(exit);
         let after = self.config.backoff.delay(self.failing[w]);
         self.failing[w] += 1;
         self.emit(SupervisorEvent::Died {
@@ -213,29 +209,19 @@ impl State {
             status: status.to_string(),
             after,
         });
+        if self.config.exactly_once.is_some() {
+            return self.roll_back(w, exit, after);
+        }
+        self.accounts[w].on_restart(exit);
         self.slots[w] = Slot::Waiting(exit + after);
         Ok(())
     }
 
-    /// Exactly-once: worker `w`'s process died (`status`, at `exit`). Every other worker is
-    /// killed, the shards roll back to the newest epoch every worker's checkpoints hold, and
-    /// every worker whose work since that epoch was rolled back starts again from it.
-    fn roll_back(
-        &mut self,
-        w: usize,
-        exit: Instant,
-        pid: Option<u32>,
-        status: ExitStatus,
-    ) -> Result<()> {
-        if self.accounts[w].restarts >= self.config.max_restarts {
-            return Err(Error::Worker {
-                worker: w,
-                message: format!(
-                    "its process exited ({status}) after {} restarts; the job stops",
-                    self.accounts[w].restarts
-                ),
-            });
-        }
+    /// Exactly-once: worker `w`'s process died. Every other worker is killed, the shards
+    /// roll back to the newest epoch every worker's checkpoints hold, and every worker whose
+    /// work since that epoch was rolled back starts again from it, `after` the death at
+    /// `exit`.
+    fn roll_back(&mut self, w: usize, exit: Instant, after: Duration) -> Result<()> {
         let Some(recovery) = self.config.exactly_once.clone() else {
             return Ok(());
         };
@@ -279,14 +265,6 @@ impl State {
         (recovery.restore)(epoch, &finished)?;
         self.restore = cut.local;
         self.rollbacks.push(epoch);
-        let after = self.config.backoff.delay(self.failing[w]);
-        self.failing[w] += 1;
-        self.emit(SupervisorEvent::Died {
-            worker: w,
-            pid: pid.unwrap_or_default(),
-            status: status.to_string(),
-            after,
-        });
         down.sort_unstable();
         for &v in &down {
             self.accounts[v].on_restart(exit);
