@@ -33,6 +33,7 @@ pub fn run<'py>(
         spec_hash: runner::state::spec_hash(&text),
         on_update: None,
         serve_forever: false,
+        program: None,
     };
     let summary = py.detach(|| {
         let rt = tokio::runtime::Builder::new_multi_thread()

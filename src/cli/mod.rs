@@ -10,6 +10,7 @@
 //! | [`learn_parallel`] | `eddy learn --parallelism N --ps …`: the flags of data-parallel training through a parameter server |
 //! | [`ps`] | `eddy ps serve`: one parameter-server shard over gRPC |
 //! | [`worker`] | `eddy worker`: one training process of a job; `eddy learn --processes N`: N of them supervised |
+//! | [`node_worker`] | `eddy node-worker`: one worker process of a workflow's `stream-train` node with `processes` |
 //! | [`learn_publish`] | `eddy learn --registry/--name/--publish-every` → the job's publisher |
 //! | [`models`] | `eddy models`: list registry models and versions, change stages |
 //! | [`serve`] | `eddy serve`: HTTP/gRPC model serving with hot swap |
@@ -40,6 +41,7 @@ pub mod learn;
 pub mod learn_parallel;
 pub mod learn_publish;
 pub mod models;
+pub mod node_worker;
 pub mod predict;
 pub mod progress;
 pub mod ps;
@@ -87,6 +89,9 @@ enum Command {
     /// One training process of a job of several: its share of a Kafka topic's partitions,
     /// the model in parameter-server shards (what `eddy learn --processes N` starts N of).
     Worker(Box<worker::WorkerArgs>),
+    /// One worker process of a workflow's `stream-train` node with `processes = N` (what the
+    /// node, or a Kubernetes StatefulSet, starts N of).
+    NodeWorker(node_worker::NodeWorkerArgs),
     /// Score a file with a model saved by `eddy learn --save`.
     Predict(predict::PredictArgs),
     /// List the models and versions of a registry; promote, archive or pin versions.
@@ -123,6 +128,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Status(args) => status::run(args),
         Command::Learn(args) => learn::run(*args),
         Command::Worker(args) => worker::run(*args),
+        Command::NodeWorker(args) => node_worker::run(args),
         Command::Predict(args) => predict::run(args),
         Command::Models(args) => models::run(args),
         Command::Serve(args) => serve::run(args),

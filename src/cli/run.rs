@@ -202,6 +202,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
             s2.update(state);
         })),
         serve_forever: args.serve_forever,
+        program: std::env::current_exe().ok(),
     };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -382,6 +382,7 @@ learner = "ftrl"
         spec_hash: runner::state::spec_hash(text),
         on_update: None,
         serve_forever: false,
+        program: None,
     };
     let s = runner::run(wf, opts, std::future::pending()).await.unwrap();
     let n = &s.state.nodes["train"];

@@ -25,6 +25,7 @@ async fn run_spec(dir: &Path, text: &str) -> RunSummary {
         spec_hash: runner::state::spec_hash(text),
         on_update: None,
         serve_forever: false,
+        program: None,
     };
     runner::run(wf, options, std::future::pending())
         .await

@@ -23,6 +23,7 @@ fn options(dir: &Path, spec: &Path) -> RunOptions {
         spec_hash: runner::state::spec_hash(&text),
         on_update: None,
         serve_forever: false,
+        program: None,
     }
 }
 

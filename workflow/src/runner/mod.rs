@@ -44,6 +44,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
+pub use nodes::processes::{node_worker, NodeWorker};
 pub use state::{NodeState, NodeStatus, RunState, STATE_FILE};
 
 use crate::error::{Error, Result};
@@ -71,6 +72,9 @@ pub struct RunOptions {
     /// Keep serving nodes up after the rest of the workflow finished (until the shutdown
     /// future completes).
     pub serve_forever: bool,
+    /// The `eddy` binary a `stream-train` node with `processes` starts its worker and shard
+    /// processes from (`eddy run` passes itself; `None`: `eddy` on `PATH`).
+    pub program: Option<PathBuf>,
 }
 
 impl std::fmt::Debug for RunOptions {

@@ -218,6 +218,8 @@ impl Scheduler {
                 jobs: self.jobs.clone(),
                 input_version: input,
                 resumed,
+                spec_path: self.opts.spec_path.clone(),
+                program: self.opts.program.clone(),
             };
             let n = self.node(&name);
             n.status = NodeStatus::Running;

@@ -198,16 +198,7 @@ fn single(name: &str, spec: &SourceSpec, generators: &Generators) -> Result<Flow
                 batch_rows: *batch_rows,
             })
         }
-        SourceSpec::Kafka { uri, batch_rows } => {
-            let options = eddy_core::source::kafka::KafkaSourceOptions::new(uri.clone());
-            let (factory, schema) = eddy_core::source::kafka::KafkaSource::factory(options)
-                .map_err(|e| Error::InvalidArgument(format!("source `{name}`: {e}")))?;
-            Ok(FlowSource {
-                factory,
-                schema,
-                batch_rows: *batch_rows,
-            })
-        }
+        SourceSpec::Kafka { .. } => kafka_source(name, spec, None),
         SourceSpec::Hybrid { .. } => Err(Error::InvalidArgument(format!(
             "source `{name}`: a hybrid inside a hybrid"
         ))),
@@ -216,6 +207,32 @@ fn single(name: &str, spec: &SourceSpec, generators: &Generators) -> Result<Flow
              training node reads it"
         ))),
     }
+}
+
+/// A Kafka source (of member `.0` of `.1`: only the partitions `p % .1 == .0`, the share of
+/// one worker process of several); connects once now, so a bad address or topic is reported
+/// before the job starts.
+pub(crate) fn kafka_source(
+    name: &str,
+    spec: &SourceSpec,
+    member: Option<(usize, usize)>,
+) -> Result<FlowSource> {
+    let SourceSpec::Kafka { uri, batch_rows } = spec else {
+        return Err(Error::InvalidArgument(format!(
+            "source `{name}` is not a Kafka topic"
+        )));
+    };
+    let mut options = eddy_core::source::kafka::KafkaSourceOptions::new(uri.clone());
+    if let Some((index, count)) = member {
+        options = options.with_member(index, count);
+    }
+    let (factory, schema) = eddy_core::source::kafka::KafkaSource::factory(options)
+        .map_err(|e| Error::InvalidArgument(format!("source `{name}`: {e}")))?;
+    Ok(FlowSource {
+        factory,
+        schema,
+        batch_rows: *batch_rows,
+    })
 }
 
 /// Opens the file once (a bad path or header is reported before the job starts, and every

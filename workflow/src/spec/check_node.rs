@@ -29,7 +29,7 @@ impl Checker<'_> {
               epochs => "epochs", warm_start => "warm-start", publish_every => "publish-every",
               publish_rows => "publish-rows", failover => "failover",
               checkpoint_every => "checkpoint-every", parallelism => "parallelism",
-              ps => "ps", consistency => "consistency", ps_existing => "ps-existing", model => "model",
+              ps => "ps", consistency => "consistency", ps_existing => "ps-existing", processes => "processes", supervision => "supervision", model => "model",
               min_auc => "min-auc", max_logloss => "max-logloss", min_accuracy => "min-accuracy",
               stage => "stage", address => "address", program => "program", args => "args", timeout => "timeout");
         let k = kind.get_ref().as_str();
@@ -56,6 +56,8 @@ impl Checker<'_> {
                 "ps",
                 "consistency",
                 "ps-existing",
+                "processes",
+                "supervision",
             ],
             "evaluate" => &["model", "source", "min-auc", "max-logloss", "min-accuracy"],
             "deploy" => &["model", "stage"],
@@ -251,12 +253,24 @@ impl Checker<'_> {
         }
         let (parallelism, ps, consistency) = self.ps(name, n, learner)?;
         let ps_existing = self.ps_existing(name, n, ps.as_ref())?;
-        let failover = self.failover(name, n, parallelism)?;
+        let processes = self.processes(name, n, learner, parallelism, ps.as_ref())?;
+        let external_workers = self.supervision(name, n, processes, ps.as_ref())?;
+        let failover = self.failover(name, n, parallelism, processes)?;
         let checkpoint_every = match &n.checkpoint_every {
             Some(v) if v.get_ref() == "off" => None,
             Some(v) => Some(self.duration(v, name, "checkpoint-every")?).filter(|d| !d.is_zero()),
             None => Some(crate::train::DEFAULT_CHECKPOINT_INTERVAL),
         };
+        if let (Some(_), None, Some(c)) = (processes, checkpoint_every, &n.checkpoint_every) {
+            return Err(self.hinted(
+                span(c),
+                key("nodes", name, "checkpoint-every"),
+                "worker processes need checkpoints",
+                "a restarted worker resumes from its last checkpointed offsets; without \
+                 checkpoints it would train its partitions again from the start"
+                    .into(),
+            ));
+        }
         if let Some(p) = &n.params {
             if let Err(message) = learner_spec(learner, p.get_ref())
                 .and_then(|s| s.check().map_err(|e| e.to_string()))
@@ -286,14 +300,23 @@ impl Checker<'_> {
             ps,
             consistency,
             ps_existing,
+            processes,
+            external_workers,
         })
     }
 
-    /// `failover = "exactly-once" | "approximate"` (default exactly-once, approximate with
-    /// `parallelism` > 1, which cannot be exactly-once).
-    fn failover(&self, name: &S, n: &RawNode, parallelism: u32) -> Result<FailoverMode> {
+    /// `failover = "exactly-once" | "approximate"` (default exactly-once; approximate with
+    /// `parallelism` > 1, which cannot be exactly-once, and with `processes`, whose point is
+    /// that a dead worker restarts alone).
+    fn failover(
+        &self,
+        name: &S,
+        n: &RawNode,
+        parallelism: u32,
+        processes: Option<u32>,
+    ) -> Result<FailoverMode> {
         let Some(f) = &n.failover else {
-            return Ok(if parallelism > 1 {
+            return Ok(if parallelism > 1 || processes.is_some() {
                 FailoverMode::Approximate
             } else {
                 FailoverMode::ExactlyOnce

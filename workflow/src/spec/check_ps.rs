@@ -1,6 +1,6 @@
 //! Checking a `stream-train` node's parameter-server keys: `parallelism`, `ps`,
-//! `consistency` (see [`PsSpec`]) and `ps-existing`, and what they rule out (`warm-start`,
-//! learners without a gradient form).
+//! `consistency` (see [`PsSpec`]), `ps-existing` and `processes`, and what they rule out
+//! (`warm-start`, learners without a gradient form).
 
 use super::check::{key, span, Checker};
 use super::raw::{RawNode, S};
@@ -92,6 +92,122 @@ impl Checker<'_> {
             ));
         }
         Ok((parallelism, ps, consistency))
+    }
+
+    /// `processes = N`: worker processes training through shard processes (`ps` absent:
+    /// the node starts them) or running shards (`ps = [...]`), one learner each (no
+    /// `parallelism`), `ftrl` or `fm`, starting from the shards' tables (no `warm-start`).
+    /// That the source is a Kafka topic is checked with the references.
+    pub(super) fn processes(
+        &self,
+        name: &S,
+        n: &RawNode,
+        learner: LearnerKind,
+        parallelism: u32,
+        ps: Option<&PsSpec>,
+    ) -> Result<Option<u32>> {
+        let Some(p) = &n.processes else {
+            return Ok(None);
+        };
+        let at = key("nodes", name, "processes");
+        let count = *p.get_ref();
+        if count == 0 {
+            return Err(self.err(span(p), at, "must be at least 1"));
+        }
+        let refuse = |k: &str, msg: &str, hint: &str| {
+            Err(self.hinted(
+                span(p),
+                at.clone(),
+                format!("`processes` {msg} `{k}`"),
+                hint.into(),
+            ))
+        };
+        if !matches!(learner, LearnerKind::Ftrl | LearnerKind::Fm) {
+            return refuse(
+                "learner",
+                &format!(
+                    "trains `ftrl` or `fm` through shards, not `{}` with",
+                    learner.name()
+                ),
+                "set `learner = \"ftrl\"` or `\"fm\"`, or drop `processes`",
+            );
+        }
+        if parallelism > 1 {
+            return refuse(
+                "parallelism",
+                "runs one learner per process: drop",
+                "more workers are more processes: raise `processes`",
+            );
+        }
+        if matches!(ps, Some(PsSpec::Local | PsSpec::Spawn(_))) {
+            return refuse(
+                "ps",
+                "share the model through shard processes, not an in-process",
+                "set `ps = [\"HOST:PORT\", ...]` (running shards), or drop `ps`: the node \
+                 starts one shard process per worker",
+            );
+        }
+        if n.warm_start.is_some() {
+            return refuse(
+                "warm-start",
+                "start from the shards' tables: drop",
+                "the store applies the learner's updates to its rows and cannot be seeded \
+                 with weights",
+            );
+        }
+        Ok(Some(count))
+    }
+
+    /// `supervision = "node" | "external"` (whether the node's worker processes are someone
+    /// else's): only with `processes`, running shards and approximate failover.
+    pub(super) fn supervision(
+        &self,
+        name: &S,
+        n: &RawNode,
+        processes: Option<u32>,
+        ps: Option<&PsSpec>,
+    ) -> Result<bool> {
+        let Some(v) = &n.supervision else {
+            return Ok(false);
+        };
+        let at = key("nodes", name, "supervision");
+        let external = match v.get_ref().as_str() {
+            "node" => false,
+            "external" => true,
+            other => {
+                return Err(self.hinted(
+                    span(v),
+                    at,
+                    format!("unknown supervision `{other}`"),
+                    "\"node\" (the node starts and restarts its worker processes) or \
+                     \"external\" (e.g. a Kubernetes StatefulSet of `eddy node-worker`)"
+                        .into(),
+                ))
+            }
+        };
+        let refuse =
+            |msg: &str, hint: &str| Err(self.hinted(span(v), at.clone(), msg, hint.into()));
+        if processes.is_none() {
+            return refuse("`supervision` needs `processes`", "set `processes = N`");
+        }
+        if external && !matches!(ps, Some(PsSpec::Remote(_))) {
+            return refuse(
+                "external workers need running shards",
+                "set `ps = [\"HOST:PORT\", ...]`: nobody starts shards for them",
+            );
+        }
+        let exactly_once = n
+            .failover
+            .as_ref()
+            .is_some_and(|f| f.get_ref() == "exactly-once");
+        if external && exactly_once {
+            return refuse(
+                "external workers fail over approximately",
+                "rolling every worker back to a job-wide epoch needs the node's supervisor: \
+                 drop `failover`, or `supervision`",
+            );
+        }
+        Ok(external)
     }
 
     /// `ps-existing = "refuse" | "resume" | "fresh"`: only with running shards.

@@ -167,6 +167,20 @@ pub(super) fn check_graph(
                         &feature_names,
                     ));
                 };
+                if t.processes.is_some()
+                    && !matches!(wf.sources.get(&t.source), Some(SourceSpec::Kafka { .. }))
+                {
+                    return Err(g.loc.error(
+                        rn.processes.as_ref().map_or(name.span(), Spanned::span),
+                        key("processes"),
+                        format!(
+                            "worker processes split a Kafka topic's partitions; source `{}` is \
+                             not a topic",
+                            t.source
+                        ),
+                        Some("read a `kind = \"kafka\"` source, or drop `processes`".into()),
+                    ));
+                }
                 if let Some(SourceSpec::DelayedLabels(_)) = wf.sources.get(&t.source) {
                     if f.label != eddy_core::join::LABEL {
                         return Err(g.loc.error(at(&rn.features), key("features"),

@@ -330,6 +330,22 @@ pub struct TrainSpec {
     /// tables do: `"refuse"` (the default: the node fails, naming the job they hold),
     /// `"resume"` (train on top of them) or `"fresh"` (clear them first).
     pub ps_existing: JobPolicy,
+    /// `processes`: train in this many worker processes (`eddy worker`) under the node's
+    /// supervisor instead of in the run's process (stream-train on a Kafka topic, `ftrl` or
+    /// `fm`; default `None`). The topic's partitions split over the workers, the model lives
+    /// in parameter-server shards (`ps = ["HOST:PORT", ...]`, or as many shard processes as
+    /// workers started by the node), a dead worker restarts alone (`failover =
+    /// "approximate"`, the default here) or the job rolls back to its last job-wide epoch
+    /// (`"exactly-once"`). The node publishes one version when every worker finished: worker
+    /// 0's pipeline with the shards' tables. See
+    /// [`supervise`](crate::train::supervise).
+    pub processes: Option<u32>,
+    /// `supervision = "external"`: the node's worker processes are started and restarted by
+    /// someone else — a Kubernetes StatefulSet running `eddy node-worker` — and the node only
+    /// passes worker 0's versions on to the run until it is stopped (default `"node"`: the
+    /// node starts and supervises them). Needs `processes`, running shards and approximate
+    /// failover.
+    pub external_workers: bool,
 }
 
 /// The parameter server a `stream-train` node trains through (`ps = ...`): the training job's

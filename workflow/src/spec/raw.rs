@@ -112,6 +112,8 @@ pub(crate) struct RawNode {
     pub ps: Option<Spanned<toml::Value>>,
     pub consistency: Option<S>,
     pub ps_existing: Option<S>,
+    pub processes: Option<Spanned<u32>>,
+    pub supervision: Option<S>,
     // evaluate / deploy / serve
     pub model: Option<S>,
     pub min_auc: Option<Spanned<f64>>,
@@ -149,6 +151,8 @@ pub(crate) const NODE_KEYS: &[&str] = &[
     "ps",
     "consistency",
     "ps-existing",
+    "processes",
+    "supervision",
     "model",
     "min-auc",
     "max-logloss",

@@ -12,6 +12,7 @@
 pub(crate) mod command;
 pub(crate) mod deploy;
 pub(crate) mod evaluate;
+pub(crate) mod processes;
 pub(crate) mod serve;
 pub(crate) mod train;
 
@@ -97,6 +98,10 @@ pub(crate) struct NodeCtx {
     pub input_version: Option<u64>,
     /// Whether this is a retry or a restart of an interrupted run.
     pub resumed: bool,
+    /// The workflow's spec file (what worker processes load).
+    pub spec_path: PathBuf,
+    /// The `eddy` binary worker processes run ([`RunOptions::program`](super::RunOptions)).
+    pub program: Option<PathBuf>,
 }
 
 impl NodeCtx {

@@ -15,7 +15,8 @@
 //! also as the job's gauges on the serve nodes' `/metrics`), and the final tally is in the
 //! node's metrics.
 //! A stream node with `parallelism` > 1 or a `ps` trains through a parameter server (the
-//! job's [`PsConfig`]).
+//! job's [`PsConfig`]); one with `processes` trains in worker processes
+//! ([`processes`](super::processes)).
 
 use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
@@ -34,7 +35,7 @@ use crate::registry::{Lineage, NewVersion};
 use crate::runner::data::describe;
 use crate::runner::learners;
 use crate::runner::sources::TrainInput;
-use crate::spec::{NodeKind, TrainSpec};
+use crate::spec::{NodeKind, TrainSpec, Workflow};
 use crate::train::{
     job_id_in, PsConfig, PsSpec, PublishTo, TrainConfig, TrainEvent, TrainJob, TrainOutcome,
 };
@@ -56,10 +57,20 @@ pub(super) fn node_err(ctx: &NodeCtx, message: impl Into<String>) -> Error {
 
 /// The registry metadata every version of the node starts from.
 pub(super) fn template(ctx: &NodeCtx, t: &TrainSpec, parent: Option<u64>) -> NewVersion {
+    template_of(&ctx.wf, &ctx.spec.name, t, parent)
+}
+
+/// [`template`] of node `node` of `wf`.
+pub(super) fn template_of(
+    wf: &Workflow,
+    node: &str,
+    t: &TrainSpec,
+    parent: Option<u64>,
+) -> NewVersion {
     NewVersion {
-        producer: format!("{}/{}", ctx.wf.name, ctx.spec.name),
+        producer: format!("{}/{node}", wf.name),
         lineage: Lineage {
-            data: Some(describe(&ctx.wf, &t.source)),
+            data: Some(describe(wf, &t.source)),
             parent,
         },
         ..Default::default()
@@ -272,6 +283,9 @@ impl LiveCounters {
 }
 
 fn train(ctx: &NodeCtx, t: &TrainSpec, stream: bool) -> Result<Outcome> {
+    if stream && t.processes.is_some() {
+        return super::processes::train(ctx, t);
+    }
     let (mut pipeline, mut model, parent) = start(ctx, t)?;
     let epochs = if stream || !t.learner.is_online() {
         1
