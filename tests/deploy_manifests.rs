@@ -240,3 +240,59 @@ fn the_dockerfile_builds_the_binary_the_readme_builds() {
         }
     }
 }
+
+/// The value after `flag` in a container's arguments.
+fn flag_value<'a>(args: &'a [Value], flag: &str) -> &'a str {
+    let at = args
+        .iter()
+        .position(|a| a == flag)
+        .unwrap_or_else(|| panic!("no {flag} in {args:?}"));
+    args[at + 1].as_str().expect("a string argument")
+}
+
+#[test]
+fn the_worker_statefulset_runs_the_external_workers_of_the_workflow_node_it_names() {
+    let docs = documents();
+    let toml = docs
+        .iter()
+        .find(|(_, d)| d["kind"] == "ConfigMap")
+        .and_then(|(_, d)| d["data"]["workflow.toml"].as_str())
+        .expect("the workflow ConfigMap");
+    let wf = eddy_workflow::spec::Workflow::parse(toml).expect("the workflow parses");
+    let (_, set) = docs
+        .iter()
+        .find(|(_, d)| d["kind"] == "StatefulSet" && d["metadata"]["name"] == "eddy-worker")
+        .expect("the eddy-worker StatefulSet");
+    let args = set["spec"]["template"]["spec"]["containers"][0]["args"]
+        .as_array()
+        .expect("args");
+    assert_eq!(args[0], "node-worker");
+    let node = flag_value(args, "--node");
+    let spec = wf
+        .nodes
+        .iter()
+        .find(|n| n.name == node)
+        .unwrap_or_else(|| panic!("the workflow has no node `{node}`"));
+    let eddy_workflow::spec::NodeKind::StreamTrain(t) = &spec.kind else {
+        panic!("`{node}` is not a stream-train node");
+    };
+    assert!(
+        t.external_workers,
+        "`{node}` must have supervision = \"external\""
+    );
+    let replicas = set["spec"]["replicas"].as_u64().expect("replicas");
+    assert_eq!(
+        Some(replicas as u32),
+        t.processes,
+        "replicas = the node's processes"
+    );
+    assert_eq!(flag_value(args, "--workers"), replicas.to_string());
+    let eddy_workflow::spec::PsSpec::Remote(shards) = t.ps.as_ref().expect("ps") else {
+        panic!("`{node}` trains through running shards");
+    };
+    assert_eq!(
+        flag_value(args, "--ps"),
+        format!("grpc://{}", shards.join(",")),
+        "the workers train through the node's shards"
+    );
+}
