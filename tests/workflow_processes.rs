@@ -31,7 +31,7 @@ use std::time::{Duration, Instant};
 use eddy_core::datagen::ctr::CtrGenerator;
 use eddy_workflow::registry::Registry;
 use eddy_workflow::runner::{NodeStatus, RunState};
-use eddy_workflow::train::supervise::SupervisorStatus;
+use eddy_workflow::train::supervise::{ShardProcesses, SupervisorStatus};
 use kafka::Broker;
 use rand::{Rng, SeedableRng};
 
@@ -45,6 +45,8 @@ const LAYOUT: [i32; 5] = [0, 1, 2, 3, 3];
 const WORKER_ROWS: [u64; 2] = [ROWS / 5 * 2, ROWS / 5 * 3];
 /// How long one run may take before the test fails.
 const RUN_LIMIT: Duration = Duration::from_secs(600);
+/// How long the gate may take to score the versions external workers published.
+const GATE_LIMIT: Duration = Duration::from_secs(120);
 
 /// Generated CTR rows (seed 7), one JSON object each.
 fn clicks(rows: u64) -> Vec<Vec<u8>> {
@@ -105,49 +107,81 @@ min-auc = 0.7
     )
 }
 
+/// A running `eddy run`, killed (with what it started) if the test fails before it exits.
+struct Guard(std::process::Child);
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        if matches!(self.0.try_wait(), Ok(None)) {
+            // SIGTERM first: the run stops its workers and shards before it exits
+            let _ = Command::new("kill")
+                .args(["-TERM", &self.0.id().to_string()])
+                .status();
+            std::thread::sleep(Duration::from_secs(2));
+            let _ = self.0.kill();
+        }
+        let _ = self.0.wait();
+    }
+}
+
 /// The supervisor's status the node keeps in its checkpoint directory.
 fn status(run_dir: &Path) -> Option<SupervisorStatus> {
     let path = run_dir.join("checkpoints/train/supervisor.json");
     SupervisorStatus::read(&path).ok().flatten()
 }
 
-/// Whether worker `w` of the node has a completed checkpoint.
-fn checkpointed(run_dir: &Path, w: usize) -> bool {
+/// Worker `w`'s newest completed checkpoint (`chk-N`), if any.
+fn newest_checkpoint(run_dir: &Path, w: usize) -> Option<u64> {
     let dir = run_dir.join(format!("checkpoints/train/worker-{w}"));
     std::fs::read_dir(dir)
-        .map(|d| {
-            d.flatten()
-                .any(|e| e.file_name().to_string_lossy().starts_with("chk-"))
+        .ok()?
+        .flatten()
+        .filter_map(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            name.strip_prefix("chk-")?.parse().ok()
         })
-        .unwrap_or(false)
+        .max()
 }
 
 /// Runs the workflow in `run_dir`; with `kill`, worker 1 is `kill -9`ed at a random moment
 /// (from the seed) once both workers checkpointed. Returns the final supervisor status.
 fn run(spec: &Path, run_dir: &Path, kill: Option<u64>) -> SupervisorStatus {
-    let mut child = Command::new(EDDY)
-        .arg("run")
-        .arg(spec)
-        .arg("--run-dir")
-        .arg(run_dir)
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
+    let mut guard = Guard(
+        Command::new(EDDY)
+            .arg("run")
+            .arg(spec)
+            .arg("--run-dir")
+            .arg(run_dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap(),
+    );
+    let child = &mut guard.0;
     let started = Instant::now();
     if let Some(seed) = kill {
+        // both workers trained rows, then each took a checkpoint since: it holds rows
         let pid = loop {
-            assert!(
-                started.elapsed() < RUN_LIMIT,
-                "the workers never checkpointed"
-            );
-            let both = checkpointed(run_dir, 0) && checkpointed(run_dir, 1);
-            let pid = status(run_dir).and_then(|s| s.workers.get(1).and_then(|w| w.pid));
-            match pid {
-                Some(pid) if both => break pid,
+            assert!(started.elapsed() < RUN_LIMIT, "the workers never trained");
+            let s = status(run_dir);
+            let training = s
+                .as_ref()
+                .is_some_and(|s| s.workers.iter().all(|w| w.rows_trained > 0));
+            match s.and_then(|s| s.workers.get(1).and_then(|w| w.pid)) {
+                Some(pid) if training => break pid,
                 _ => std::thread::sleep(Duration::from_millis(5)),
             }
         };
+        for w in 0..2 {
+            let before = newest_checkpoint(run_dir, w);
+            while newest_checkpoint(run_dir, w) <= before {
+                assert!(
+                    started.elapsed() < RUN_LIMIT,
+                    "worker {w} never checkpointed"
+                );
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        }
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
         std::thread::sleep(Duration::from_millis(rng.random_range(0..500)));
         let s = status(run_dir).expect("the status is there");
@@ -279,6 +313,109 @@ fn a_stream_train_node_in_worker_processes_survives_a_killed_worker_and_publishe
         assert!(
             (loss - clean_loss).abs() <= 0.01 * clean_loss,
             "{what}: logloss {loss} is not within 1% of the fault-free {clean_loss}"
+        );
+    }
+}
+
+/// `supervision = "external"`: someone else — here the test, as a Kubernetes StatefulSet would
+/// — runs the node's workers (`eddy node-worker`) against running shards. Worker 0 publishes to
+/// the run's registry while it trains, and the node, which starts nothing, passes each version
+/// on to the run: the gate scores every one. SIGTERM then stops the run (exit 0), the node
+/// interrupted. Mutation tried: the node not relaying (`Relay::poll_now` reporting nothing):
+/// caught, the gate never runs ("the gate never scored version 3" after [`GATE_LIMIT`]).
+#[test]
+fn external_workers_publish_through_worker_0_and_the_node_passes_their_versions_on() {
+    let broker = Broker::start();
+    let tmp = tempfile::tempdir().unwrap();
+    broker.create_topic("clicks", 4);
+    broker.produce("clicks", &clicks(ROWS), |i| LAYOUT[i % LAYOUT.len()]);
+    let shards = ShardProcesses::start(Path::new(EDDY), 2, &tmp.path().join("ps")).expect("shards");
+    let addrs: Vec<String> = shards.addrs().iter().map(|a| format!("\"{a}\"")).collect();
+    let spec = tmp.path().join("external.toml");
+    let text = workflow(&broker.uri("clicks")).replace(
+        "processes = 2\n",
+        &format!(
+            "processes = 2\nsupervision = \"external\"\nps = [{}]\n",
+            addrs.join(", ")
+        ),
+    );
+    std::fs::write(&spec, text).unwrap();
+    let run_dir = tmp.path().join("run");
+    let mut guard = Guard(
+        Command::new(EDDY)
+            .arg("run")
+            .arg(&spec)
+            .arg("--run-dir")
+            .arg(&run_dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap(),
+    );
+    let run = &mut guard.0;
+    let workers: Vec<_> = (0..2)
+        .map(|i| {
+            Command::new(EDDY)
+                .args(["node-worker", "--workflow"])
+                .arg(&spec)
+                .args(["--node", "train", "--worker-index", &i.to_string()])
+                .args([
+                    "--workers",
+                    "2",
+                    "--ps",
+                    &shards.uri(),
+                    "--ps-job",
+                    "external",
+                ])
+                .arg("--checkpoint-dir")
+                .arg(tmp.path().join(format!("worker-{i}")))
+                .arg("--registry")
+                .arg(run_dir.join("registry"))
+                .stdout(Stdio::null())
+                .stderr(Stdio::inherit())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for (i, mut w) in workers.into_iter().enumerate() {
+        let exit = w.wait().unwrap();
+        assert!(exit.success(), "node-worker {i}: {exit}");
+    }
+    // worker 0's versions: every 10,000 of its rows and once at its end
+    let registry = Registry::open(run_dir.join("registry")).unwrap();
+    let versions = registry.versions("train").unwrap();
+    assert_eq!(versions.len(), 3, "worker 0's versions: {versions:?}");
+    let last = versions.last().unwrap().version;
+    let started = Instant::now();
+    loop {
+        let state = RunState::load(&run_dir).unwrap();
+        let gate = state.as_ref().map(|s| &s.nodes["gate"]);
+        if gate
+            .is_some_and(|g| g.handled_versions.contains(&last) && g.status != NodeStatus::Running)
+        {
+            break;
+        }
+        assert!(
+            started.elapsed() < GATE_LIMIT,
+            "the gate never scored version {last}: {gate:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let killed = Command::new("kill")
+        .args(["-TERM", &run.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let exit = run.wait().unwrap();
+    assert!(exit.success(), "eddy run stopped by SIGTERM: {exit}");
+    let state = RunState::load(&run_dir).unwrap().unwrap();
+    assert_eq!(state.nodes["train"].status, NodeStatus::Interrupted);
+    let gate = &state.nodes["gate"];
+    for v in &versions {
+        assert!(
+            gate.handled_versions.contains(&v.version),
+            "the gate scored version {}: {gate:?}",
+            v.version
         );
     }
 }
