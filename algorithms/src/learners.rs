@@ -111,41 +111,39 @@ pub enum LearnerKind {
 }
 
 impl LearnerKind {
+    /// The learners every build has, in the order of the docs.
+    const CLASSIC: [LearnerKind; 12] = [
+        LearnerKind::Ftrl,
+        LearnerKind::Sgd,
+        LearnerKind::SgdRegression,
+        LearnerKind::Fm,
+        LearnerKind::Pa,
+        LearnerKind::Nb,
+        LearnerKind::Softmax,
+        LearnerKind::StreamingKmeans,
+        LearnerKind::Logistic,
+        LearnerKind::Linear,
+        LearnerKind::Kmeans,
+        LearnerKind::Tree,
+    ];
     /// Every learner, in the order of the docs.
     #[cfg(not(feature = "torch"))]
-    pub const ALL: [LearnerKind; 12] = [
-        LearnerKind::Ftrl,
-        LearnerKind::Sgd,
-        LearnerKind::SgdRegression,
-        LearnerKind::Fm,
-        LearnerKind::Pa,
-        LearnerKind::Nb,
-        LearnerKind::Softmax,
-        LearnerKind::StreamingKmeans,
-        LearnerKind::Logistic,
-        LearnerKind::Linear,
-        LearnerKind::Kmeans,
-        LearnerKind::Tree,
-    ];
+    pub const ALL: [LearnerKind; 12] = Self::CLASSIC;
     /// Every learner, in the order of the docs (with the deep learners of feature `torch`).
     #[cfg(feature = "torch")]
-    pub const ALL: [LearnerKind; 15] = [
-        LearnerKind::Ftrl,
-        LearnerKind::Sgd,
-        LearnerKind::SgdRegression,
-        LearnerKind::Fm,
-        LearnerKind::Pa,
-        LearnerKind::Nb,
-        LearnerKind::Softmax,
-        LearnerKind::StreamingKmeans,
-        LearnerKind::Logistic,
-        LearnerKind::Linear,
-        LearnerKind::Kmeans,
-        LearnerKind::Tree,
-        LearnerKind::DeepFm,
-        LearnerKind::WideDeep,
-        LearnerKind::Dcn,
-    ];
+    pub const ALL: [LearnerKind; 15] = {
+        let deep = [LearnerKind::DeepFm, LearnerKind::WideDeep, LearnerKind::Dcn];
+        let mut all = [LearnerKind::Ftrl; 15];
+        let mut i = 0;
+        while i < all.len() {
+            all[i] = match i < Self::CLASSIC.len() {
+                true => Self::CLASSIC[i],
+                false => deep[i - Self::CLASSIC.len()],
+            };
+            i += 1;
+        }
+        all
+    };
 
     /// The name in CLI flags and TOML.
     pub fn name(self) -> &'static str {
