@@ -416,6 +416,7 @@ impl Scheduler {
     }
 
     pub(super) fn save(&mut self) -> Result<()> {
+        self.state.stamp_times(super::state::now_ms());
         self.state.save(&self.opts.run_dir)?;
         self.notify();
         Ok(())
