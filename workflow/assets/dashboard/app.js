@@ -194,9 +194,10 @@ async function showDag() {
 const NOT_PROGRESSIVE = /^(restarts|records_lost|records_replayed|source_lag|labels?_|rows)/;
 
 async function showTraining() {
-  const [nodeRows, trainRows, nodeMetrics, trainMetrics, bp, lags] = await Promise.all([
+  const [nodeRows, trainRows, nodeMetrics, trainMetrics, bp, lags, checkpoints] = await Promise.all([
     series("eddy_node_rows"), series("eddy_train_rows_total"), series("eddy_node_metric"),
     series("eddy_train_metric"), series("eddy_operator_backpressure_seconds_total"), series("eddy_job_source_lag"),
+    series("eddy_job_last_checkpoint_"),
   ]);
   const rows = [];
   for (const [k, pts] of Object.entries({ ...nodeRows, ...trainRows })) {
@@ -221,6 +222,8 @@ async function showTraining() {
     const { labels } = parseKey(k);
     return { label: `${labels.job} ${labels.source}`, points: pts };
   }));
+  plot($("#plot-checkpoints"), Object.entries(checkpoints).filter(([k]) => parseKey(k).name === "eddy_job_last_checkpoint_seconds")
+    .map(([k, pts]) => ({ label: parseKey(k).labels.job, points: pts })));
   if (state.pages.models) {
     const models = (await getJson("/api/models")).models;
     const perVersion = {};
