@@ -20,7 +20,9 @@
 //! Mutations caught (each tried): the DAG drawn without node states (`data-state` missing:
 //! the states differ); the promote action answering 200 without promoting (the table never
 //! shows the version in production: the wait times out, a screenshot is saved); the
-//! per-version plot drawn without points (the wait for points times out). Without the
+//! per-version plot drawn without points (the wait for points times out); the serve node not
+//! putting its server on the run's board (the run's serving page never shows the promoted
+//! version: the wait times out, a screenshot is saved). Without the
 //! selenium environment the test fails at once, naming it.
 
 use std::io::{BufRead, BufReader, Read, Write};
