@@ -3,10 +3,11 @@ nothing is downloaded). Called by tests/dashboard_browser.rs:
 
     python dashboard_browser.py URL OUT_DIR [--shots DIR] [--serve URL] [--ps URL]
 
-Checks, in the browser, that the DAG shows every node with a state and that the training page's
-plot of metrics per published version has points; reads the models page's version table; clicks
-"promote" on the oldest version that is not in production and waits for the table to show it in
-production. Prints one JSON line (dag states, table rows, promoted version) for the Rust side to
+Checks, in the browser, that the DAG shows every node with a state and a duration and that the
+training page's plots of metrics per published version and of backpressure per operator have
+points; reads the models page's version table; clicks "promote" on the oldest version that is not
+in production and waits for the table to show it in production, then for the run's own serving
+page to show the run's serve node serving it. Prints one JSON line (dag states, table rows, promoted version) for the Rust side to
 compare with `eddy status`/`eddy models --json` and the served version. On any failure it saves a
 screenshot and the page source under OUT_DIR and exits 1. With --serve it opens an `eddy serve`
 dashboard and waits for its serving page to show the promoted version; with --ps it opens an
@@ -75,6 +76,8 @@ def main(driver):
     # read at once in the page: the page redraws every second, so element handles go stale
     dag = driver.execute_script(
         "const o = {}; document.querySelectorAll('#dag g.node').forEach(g => o[g.dataset.node] = g.dataset.state); return o;")
+    durations = driver.execute_script(
+        "const o = {}; document.querySelectorAll('#dag g.node').forEach(g => o[g.dataset.node] = g.dataset.durationMs === '' ? null : Number(g.dataset.durationMs)); return o;")
     edges = driver.execute_script("return document.querySelectorAll('#dag path.edge').length;")
     shot(driver, "dag")
 
@@ -83,6 +86,11 @@ def main(driver):
          lambda d: int(d.find_element(By.ID, "plot-versions").get_attribute("data-points") or 0) > 0)
     points, polylines = driver.execute_script(
         "const s = document.getElementById('plot-versions'); return [Number(s.dataset.points), s.querySelectorAll('polyline.line').length];")
+    # the run's training node shows its operators' backpressure (rates need two samples)
+    wait(driver, "points in the backpressure plot",
+         lambda d: int(d.find_element(By.ID, "plot-backpressure").get_attribute("data-points") or 0) > 0)
+    operators = driver.execute_script(
+        "return [...document.querySelectorAll('#plot-backpressure polyline.line')].map(l => l.dataset.label);")
     shot(driver, "training")
 
     page(driver, "models")
@@ -105,6 +113,15 @@ def main(driver):
     wait(driver, f"{model} v{target} shown in production",
          lambda d: d.find_elements(By.CSS_SELECTOR, f'#versions tr[data-model="{model}"][data-version="{target}"][data-stage="production"]'))
     result = driver.find_element(By.ID, "action-result").text
+    # the run's own serving page: its serve node swaps to the promoted version
+    page(driver, "serving")
+    wait(driver, f"the run's serve node serving {model} v{target}",
+         lambda d: d.find_elements(By.CSS_SELECTOR, f'#served tr[data-model="{model}"][data-version="{target}"]'))
+    wait(driver, "points in the run's requests plot",
+         lambda d: int(d.find_element(By.ID, "plot-requests").get_attribute("data-points") or 0) > 0)
+    run_served = driver.execute_script(
+        "return [...document.querySelectorAll('#served tbody tr')].map(tr => [tr.dataset.server, tr.dataset.model, Number(tr.dataset.version)]);")
+    shot(driver, "run-serving")
     served = None
     if OPTS.serve:
         # the model server's own dashboard: the served version follows the promotion
@@ -123,7 +140,8 @@ def main(driver):
         wait(driver, "the shard table", lambda d: d.find_elements(By.CSS_SELECTOR, "#shard tbody tr"))
         ps_tables = driver.execute_script("return document.querySelectorAll('#tables tbody tr').length;")
         shot(driver, "ps")
-    print(json.dumps({"dag": dag, "edges": edges, "plot_points": points, "plot_lines": polylines,
+    print(json.dumps({"dag": dag, "durations": durations, "edges": edges, "plot_points": points,
+                      "plot_lines": polylines, "operators": operators, "run_served": run_served,
                       "rows": rows, "model": model, "promoted": target, "result": result,
                       "served": served, "ps_tables": ps_tables}))
 

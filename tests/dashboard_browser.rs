@@ -2,11 +2,14 @@
 //! through Debian's `chromedriver` (both installed by `.ci/dashboard.sh`; nothing is
 //! downloaded by a tool). The test runs the ctr workflow with `eddy run --serve-forever`, opens
 //! the run's dashboard and checks, in the browser (`tests/dashboard_browser.py`):
-//! - the DAG shows every node of the spec, each with its final state from `state.json`, and
-//!   the trigger edges;
-//! - the training page's plot of metrics per published version has points;
+//! - the DAG shows every node of the spec, each with its final state from `state.json` and a
+//!   duration, and the trigger edges;
+//! - the training page's plots of metrics per published version and of the training node's
+//!   backpressure per operator have points;
 //! - the models page's version table matches `eddy models --registry … ctr --json`;
-//! - a click on "promote" changes the version the run's serve node serves.
+//! - a click on "promote" changes the version the run's serve node serves, and the run's own
+//!   serving page shows it (with its requests plotted);
+//! - `eddy ui RUN_DIR` on the run after it ended shows every finished node's start and end.
 //!
 //! On failure the script saves a screenshot and the page under
 //! `$CARGO_TARGET_TMPDIR/dashboard_browser/`. Without chromium, chromedriver or the selenium
@@ -17,7 +20,9 @@
 //! Mutations caught (each tried): the DAG drawn without node states (`data-state` missing:
 //! the states differ); the promote action answering 200 without promoting (the table never
 //! shows the version in production: the wait times out, a screenshot is saved); the
-//! per-version plot drawn without points (the wait for points times out). Without the
+//! per-version plot drawn without points (the wait for points times out); the serve node not
+//! putting its server on the run's board (the run's serving page never shows the promoted
+//! version: the wait times out, a screenshot is saved). Without the
 //! selenium environment the test fails at once, naming it.
 
 use std::io::{BufRead, BufReader, Read, Write};
@@ -96,7 +101,7 @@ fn dashboard_in_chromium_shows_the_run_and_promotes() {
     let run_dir = dir.path().join("run");
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let spec = root.join("examples/ctr/workflow.toml");
-    let (_run, url) = start(&[
+    let (run, url) = start(&[
         "run",
         spec.to_str().unwrap(),
         "--serve-forever",
@@ -127,6 +132,12 @@ fn dashboard_in_chromium_shows_the_run_and_promotes() {
         .next()
         .unwrap()
         .to_string();
+
+    // requests to the run's serve node, for its serving page
+    let row = r#"{"rows":[{"c0":"a","c1":"b","f0":1.5}]}"#;
+    for _ in 0..20 {
+        post(&serve_addr, "/v1/models/ctr/predict", row);
+    }
 
     // a model server on the run's registry (production policy) and a PS shard, each with
     // its dashboard
@@ -189,7 +200,19 @@ fn dashboard_in_chromium_shows_the_run_and_promotes() {
     assert_eq!(dag.len(), nodes.len(), "{seen}");
     for (name, node) in nodes {
         assert_eq!(dag[name], node["status"], "node {name}: {seen}");
+        assert!(
+            seen["durations"][name].is_u64(),
+            "node {name} has no duration: {seen}"
+        );
     }
+    let operators = seen["operators"].as_array().unwrap();
+    assert!(
+        !operators.is_empty()
+            && operators
+                .iter()
+                .all(|o| o.as_str().is_some_and(|o| !o.is_empty())),
+        "the backpressure plot names no operator: {seen}"
+    );
     assert_eq!(
         seen["edges"], 3,
         "warm start, on-new-version, after: {seen}"
@@ -253,8 +276,36 @@ fn dashboard_in_chromium_shows_the_run_and_promotes() {
         std::thread::sleep(Duration::from_millis(200));
     }
     assert_eq!(seen["served"].as_u64(), Some(promoted), "{seen}");
+    assert!(
+        seen["run_served"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r[0] == "serve" && r[1] == "ctr" && r[2].as_u64() == Some(promoted)),
+        "the run's serving page: {seen}"
+    );
     assert_eq!(seen["ps_tables"], 0, "a shard no client configured: {seen}");
-    drop((serve, ps));
+    drop((serve, ps, run));
+
+    // the run has ended: `eddy ui` shows each finished node's start and end from its state
+    let (_ui, ui_url) = start(&["ui", run_dir.to_str().unwrap(), "--listen", "127.0.0.1:0"]);
+    let ui_addr = ui_url
+        .trim_start_matches("http://")
+        .split('/')
+        .next()
+        .unwrap()
+        .to_string();
+    let ended = json_of(&get(&ui_addr, "/api/run"));
+    for (name, node) in ended["state"]["nodes"].as_object().unwrap() {
+        if node["status"] != "succeeded" {
+            continue;
+        }
+        let t = &ended["timings"][name];
+        let (Some(a), Some(b)) = (t["started_ms"].as_u64(), t["finished_ms"].as_u64()) else {
+            panic!("node {name} has no start and end: {ended}");
+        };
+        assert!(a <= b, "node {name}: {t}");
+    }
 }
 
 /// Starts `eddy ARGS` and returns it with the dashboard URL it printed (60 s at most).

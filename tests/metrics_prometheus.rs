@@ -1,5 +1,5 @@
-//! `/metrics` of every long-running command — `eddy run`, `eddy serve`, `eddy learn --ui`,
-//! `eddy ps serve --ui` — parses with a Prometheus text parser (`prometheus-parse`) and follows
+//! `/metrics` of every long-running command — `eddy run`, `eddy ui`, `eddy serve`,
+//! `eddy learn --ui`, `eddy ps serve --ui` — parses with a Prometheus text parser (`prometheus-parse`) and follows
 //! the conventions: every family has one `# HELP` and one `# TYPE`, counters (and only they)
 //! end in `_total`, every sample line is a sample. The dashboard answers on the same port,
 //! and its actions need the printed token.
@@ -227,10 +227,48 @@ fn run_and_serve_metrics_parse_and_actions_need_the_token() {
     ] {
         assert!(samples.contains_key(key), "no {key} in\n{text}");
     }
+    assert!(
+        samples
+            .keys()
+            .any(|k| k.starts_with("eddy_operator_backpressure_seconds_total{job=\"ctr\",")),
+        "the training node's operators:\n{text}"
+    );
     let (status, page) = get(&addr, "/");
     assert_eq!(status, 200);
     assert!(page.contains("eddy dashboard"), "{page}");
+
+    // the serve node's figures, labelled with the node
+    let (_, run_json) = get(&addr, "/api/run");
+    let run_json: serde_json::Value = serde_json::from_str(&run_json).unwrap();
+    let predict = run_json["state"]["serving"].as_str().unwrap().to_string();
+    let (serve_addr, path) = predict
+        .trim_start_matches("http://")
+        .split_once('/')
+        .unwrap();
+    let row = r#"{"rows":[{"c0":"a","c1":"b","f0":1.5}]}"#;
+    let (status, answer) = http(serve_addr, "POST", &format!("/{path}"), "", row);
+    assert!(status == 200 || status == 422, "{status} {answer}");
+    let text = metrics_when(&addr, |t| {
+        t.contains("eddy_serving_requests_total{node=\"serve\",protocol=\"http\"} 1\n")
+    });
+    let samples = check_conventions(&text);
+    assert!(
+        samples.contains_key("eddy_serving_model_version{model=\"ctr\",node=\"serve\"}"),
+        "{text}"
+    );
     drop(run);
+
+    // `eddy ui` on the ended run
+    let (ui, addr, _) = start(&["ui", run_dir.to_str().unwrap(), "--listen", "127.0.0.1:0"]);
+    let text = metrics_when(&addr, |t| {
+        t.contains("eddy_registry_versions{model=\"ctr\"}")
+    });
+    let samples = check_conventions(&text);
+    assert_eq!(
+        samples["eddy_node_state{node=\"deploy\",state=\"succeeded\"}"],
+        1.0
+    );
+    drop(ui);
 
     let registry = run_dir.join("registry");
     let (_serve, addr, token) = start(&[

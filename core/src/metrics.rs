@@ -213,25 +213,28 @@ pub struct JobBoard {
     jobs: Mutex<Vec<Watched>>,
 }
 
-/// One job on a [`JobBoard`]: its name, counters and source progress gauges.
-type Watched = (String, Arc<JobMetrics>, Vec<Arc<Progress>>);
+/// One job on a [`JobBoard`]: its name and metrics (operators, job counters, source progress).
+type Watched = (String, MetricsRegistry);
 
 impl JobBoard {
     /// Shows the counters and source lags of the job with `metrics` under `name` from now on.
     pub fn watch(&self, name: &str, metrics: &MetricsRegistry) {
         let mut jobs = self.jobs.lock().unwrap_or_else(|p| p.into_inner());
-        jobs.retain(|(n, _, _)| n != name);
-        jobs.push((
-            name.to_string(),
-            metrics.job.clone(),
-            metrics.progress.clone(),
-        ));
+        jobs.retain(|(n, _)| n != name);
+        jobs.push((name.to_string(), metrics.clone()));
+    }
+
+    /// The jobs shown with their whole metrics (operators included), in the order they were
+    /// first watched: what a dashboard renders its per-operator figures from.
+    pub fn registries(&self) -> Vec<(String, MetricsRegistry)> {
+        let jobs = self.jobs.lock().unwrap_or_else(|p| p.into_inner());
+        jobs.iter().map(|(n, m)| (n.clone(), m.clone())).collect()
     }
 
     /// The names of the jobs shown, in the order they were first watched.
     pub fn names(&self) -> Vec<String> {
         let jobs = self.jobs.lock().unwrap_or_else(|p| p.into_inner());
-        jobs.iter().map(|(n, _, _)| n.clone()).collect()
+        jobs.iter().map(|(n, _)| n.clone()).collect()
     }
 
     /// Appends every job's counters to `out` in the Prometheus text format (version 0.0.4):
@@ -242,7 +245,7 @@ impl JobBoard {
         let jobs = self.jobs.lock().unwrap_or_else(|p| p.into_inner());
         let jobs: Vec<(&str, &JobMetrics, &[Arc<Progress>])> = jobs
             .iter()
-            .map(|(n, m, p)| (n.as_str(), &**m, p.as_slice()))
+            .map(|(n, m)| (n.as_str(), &*m.job, m.progress.as_slice()))
             .collect();
         Self::render(&jobs, out);
     }

@@ -3,8 +3,9 @@
 //! end. Ctrl-C stops cleanly; running it again on the same run directory resumes (completed
 //! nodes are not re-run). `--json` prints the final run state on stdout.
 //!
-//! While it runs, the dashboard (DAG, training, models; `/metrics` with every job's counters)
-//! is served on `--ui` (127.0.0.1, a free port by default; `--no-ui` turns it off); its URL,
+//! While it runs, the dashboard (DAG, training with per-operator backpressure and source lag,
+//! models, and the serve nodes' serving figures; `/metrics` with all of them) is served on
+//! `--ui` (127.0.0.1, a free port by default; `--no-ui` turns it off); its URL,
 //! with the action token, is printed at start. `eddy ui RUN_DIR` shows it after the run.
 //!
 //! Exit status: 0 when every node succeeded or the run was stopped (Ctrl-C); 1 when a node
@@ -185,13 +186,19 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
     }
     let status = Arc::new(Status::new(&wf));
     let s2 = status.clone();
-    let jobs = Arc::new(eddy_core::metrics::JobBoard::default());
-    let dashboard = Arc::new(
-        Dashboard::new(format!("run {}", wf.name))
-            .with_run(run_dir.clone(), Some(&wf))
-            .with_registry(runner::registry_of(&run_dir)?)
-            .with_jobs(jobs.clone()),
-    );
+    let board = runner::RunBoard::default();
+    let mut dashboard = Dashboard::new(format!("run {}", wf.name))
+        .with_run(run_dir.clone(), Some(&wf))
+        .with_registry(runner::registry_of(&run_dir)?)
+        .with_jobs(board.jobs.clone());
+    if wf
+        .nodes
+        .iter()
+        .any(|n| matches!(n.kind, eddy_workflow::spec::NodeKind::Serve(_)))
+    {
+        dashboard = dashboard.with_servers(board.servers.clone());
+    }
+    let dashboard = Arc::new(dashboard);
     let d2 = dashboard.clone();
     let opts = RunOptions {
         run_dir: run_dir.clone(),
@@ -227,7 +234,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
             Some(rt.spawn(ui::api::serve(dashboard.clone(), listener, stopped)))
         }
     };
-    let summary = rt.block_on(runner::run_with_jobs(wf, opts, jobs, signal))?;
+    let summary = rt.block_on(runner::run_showing(wf, opts, board, signal))?;
     let _ = ui_stop.send(());
     if let Some(task) = ui_task {
         rt.block_on(task)

@@ -37,7 +37,9 @@ pub mod files;
 pub mod server;
 
 pub use client::{JobPolicy, PsClient, PsClientConfig};
-pub use server::{PsServer, PsServerConfig, PsShardStats, PsStatsHandle, PushReplyDelay};
+pub use server::{
+    PsServer, PsServerConfig, PsShardStats, PsStatsHandle, PsTableStats, PushReplyDelay,
+};
 
 use serde::{Deserialize, Serialize};
 

@@ -35,6 +35,18 @@ function parseKey(key) {
   return { name: key.slice(0, i), labels };
 }
 
+// the newest value of every series named `name` whose labels include `want`, summed
+// (undefined when there is none)
+function pick(name, want) {
+  let sum;
+  for (const [k, v] of Object.entries(state.last.values)) {
+    if (!k.startsWith(name) || (k.length > name.length && k[name.length] !== "{")) continue;
+    const { labels } = parseKey(k);
+    if (Object.entries(want || {}).every(([l, x]) => x === undefined || labels[l] === x)) sum = (sum || 0) + v;
+  }
+  return sum;
+}
+
 function rate(points) {
   const out = [];
   for (let i = 1; i < points.length; i++) {
@@ -167,7 +179,7 @@ async function showDag() {
     const s = st[n.name] || { status: "pending", attempts: 0, runs: 0, rows: 0, versions: [] };
     const t = run.timings[n.name] || {};
     const ms = t.started_ms ? (t.finished_ms || now) - t.started_ms : null;
-    const g = el("svg:g", { class: "node", "data-node": n.name, "data-state": s.status, transform: `translate(${pos[n.name].x},${pos[n.name].y})` });
+    const g = el("svg:g", { class: "node", "data-node": n.name, "data-state": s.status, "data-duration-ms": ms === null ? "" : ms, transform: `translate(${pos[n.name].x},${pos[n.name].y})` });
     g.append(el("svg:rect", { width: 150, height: 52, class: "state-" + s.status }));
     g.append(el("svg:text", { x: 8, y: 16, "font-weight": "bold" }, n.name));
     g.append(el("svg:text", { x: 8, y: 31 }, `${n.kind} · ${s.status}`));
@@ -182,9 +194,10 @@ async function showDag() {
 const NOT_PROGRESSIVE = /^(restarts|records_lost|records_replayed|source_lag|labels?_|rows)/;
 
 async function showTraining() {
-  const [nodeRows, trainRows, nodeMetrics, trainMetrics, bp] = await Promise.all([
+  const [nodeRows, trainRows, nodeMetrics, trainMetrics, bp, lags, checkpoints] = await Promise.all([
     series("eddy_node_rows"), series("eddy_train_rows_total"), series("eddy_node_metric"),
-    series("eddy_train_metric"), series("eddy_operator_backpressure_seconds_total"),
+    series("eddy_train_metric"), series("eddy_operator_backpressure_seconds_total"), series("eddy_job_source_lag"),
+    series("eddy_job_last_checkpoint_"),
   ]);
   const rows = [];
   for (const [k, pts] of Object.entries({ ...nodeRows, ...trainRows })) {
@@ -200,7 +213,17 @@ async function showTraining() {
     metrics.push({ label: `${labels.node || labels.job} ${labels.metric}`, points: pts });
   }
   plot($("#plot-metrics"), metrics);
-  plot($("#plot-backpressure"), Object.entries(bp).map(([k, pts]) => ({ label: parseKey(k).labels.operator, points: rate(pts) })));
+  const bpJobs = new Set(Object.keys(bp).map((k) => parseKey(k).labels.job));
+  plot($("#plot-backpressure"), Object.entries(bp).map(([k, pts]) => {
+    const { labels } = parseKey(k);
+    return { label: bpJobs.size > 1 ? `${labels.job} ${labels.operator}` : labels.operator, points: rate(pts) };
+  }));
+  plot($("#plot-lag"), Object.entries(lags).map(([k, pts]) => {
+    const { labels } = parseKey(k);
+    return { label: `${labels.job} ${labels.source}`, points: pts };
+  }));
+  plot($("#plot-checkpoints"), Object.entries(checkpoints).filter(([k]) => parseKey(k).name === "eddy_job_last_checkpoint_seconds")
+    .map(([k, pts]) => ({ label: parseKey(k).labels.job, points: pts })));
   if (state.pages.models) {
     const models = (await getJson("/api/models")).models;
     const perVersion = {};
@@ -286,28 +309,49 @@ async function showServing() {
   const [served, requests, buckets] = await Promise.all([
     getJson("/api/serving"), series("eddy_serving_requests_total"), series("eddy_serving_request_seconds_bucket"),
   ]);
-  plot($("#plot-requests"), Object.entries(requests).map(([k, pts]) => ({ label: parseKey(k).labels.protocol, points: rate(pts) })));
-  // latency percentiles per sampling period, from the HTTP histogram's deltas
-  const http = Object.entries(buckets).filter(([k]) => parseKey(k).labels.protocol === "http")
-    .map(([k, pts]) => [parseKey(k).labels.le === "+Inf" ? Infinity : parseFloat(parseKey(k).labels.le), pts]).sort((a, b) => a[0] - b[0]);
-  const lines = [[], [], []];
-  if (http.length) {
-    const n = Math.min(...http.map(([, p]) => p.length));
-    for (let i = 1; i < n; i++) {
-      const deltas = http.map(([le, p]) => [le, p[p.length - n + i][1] - p[p.length - n + i - 1][1]]);
-      const t = http[0][1][http[0][1].length - n + i][0];
-      quantiles(deltas, [0.5, 0.95, 0.99]).forEach((q, j) => { if (q !== null) lines[j].push([t, q]); });
-    }
-  }
-  plot($("#plot-latency"), ["p50", "p95", "p99"].map((label, j) => ({ label, points: lines[j] })));
-  const v = state.last.values;
-  fillTable("#served", served.models.map((m) => {
-    const g = (name) => v[`${name}{model="${m.name}"}`];
-    return row([m.name, m.version === null ? "none" : "v" + m.version, m.policy, m.stage || "–", fmt(g("eddy_serving_model_requests_total")),
-      fmt(g("eddy_serving_model_errors_total")), fmt(g("eddy_serving_model_swaps_total")), g("eddy_serving_model_age_seconds") === undefined ? "–" : dur(Math.round(g("eddy_serving_model_age_seconds") * 1000))],
-      { "data-model": m.name, "data-version": m.version === null ? "" : m.version });
+  // a run's serve nodes label their figures `node`; `eddy serve` has none
+  const nodes = [...new Set(served.models.map((m) => m.server === null ? undefined : m.server))];
+  const named = (labels, what) => (labels.node ? `${labels.node} ${what}` : what);
+  plot($("#plot-requests"), Object.entries(requests).map(([k, pts]) => {
+    const { labels } = parseKey(k);
+    return { label: named(labels, labels.protocol), points: rate(pts) };
   }));
-  fillTable("#errors", ["http", "grpc"].map((p) => row([p, fmt(v[`eddy_serving_errors_total{protocol="${p}",class="client"}`]), fmt(v[`eddy_serving_errors_total{protocol="${p}",class="server"}`])])));
+  // latency percentiles per sampling period and server, from the HTTP histogram's deltas
+  const lines = [];
+  for (const node of nodes) {
+    const http = Object.entries(buckets).map(([k, pts]) => [parseKey(k).labels, pts])
+      .filter(([l]) => l.protocol === "http" && l.node === node)
+      .map(([l, pts]) => [l.le === "+Inf" ? Infinity : parseFloat(l.le), pts]).sort((a, b) => a[0] - b[0]);
+    const qs = [[], [], []];
+    if (http.length) {
+      const n = Math.min(...http.map(([, p]) => p.length));
+      for (let i = 1; i < n; i++) {
+        const deltas = http.map(([le, p]) => [le, p[p.length - n + i][1] - p[p.length - n + i - 1][1]]);
+        const t = http[0][1][http[0][1].length - n + i][0];
+        quantiles(deltas, [0.5, 0.95, 0.99]).forEach((q, j) => { if (q !== null) qs[j].push([t, q]); });
+      }
+    }
+    ["p50", "p95", "p99"].forEach((p, j) => lines.push({ label: named({ node }, p), points: qs[j] }));
+  }
+  plot($("#plot-latency"), lines);
+  fillTable("#served", served.models.map((m) => {
+    const want = { model: m.name, node: m.server === null ? undefined : m.server };
+    const g = (name) => pick(name, want);
+    const age = g("eddy_serving_model_age_seconds");
+    return row([m.server || "–", m.name, m.version === null ? "none" : "v" + m.version, m.policy, m.stage || "–", fmt(g("eddy_serving_model_requests_total")),
+      fmt(g("eddy_serving_model_errors_total")), fmt(g("eddy_serving_model_swaps_total")), age === undefined ? "–" : dur(Math.round(age * 1000))],
+      { "data-model": m.name, "data-version": m.version === null ? "" : m.version, "data-server": m.server || "" });
+  }));
+  const errors = [];
+  for (const node of nodes)
+    for (const p of ["http", "grpc"]) {
+      const codes = Object.entries(state.last.values).map(([k, x]) => [parseKey(k), x])
+        .filter(([{ name, labels }, x]) => name === "eddy_serving_error_responses_total" && labels.protocol === p && labels.node === node && x > 0)
+        .map(([{ labels }, x]) => `${labels.code} ×${fmt(x)}`);
+      errors.push(row([node || "–", p, fmt(pick("eddy_serving_errors_total", { protocol: p, class: "client", node })),
+        fmt(pick("eddy_serving_errors_total", { protocol: p, class: "server", node })), codes.join(", ") || "none"], { "data-protocol": p }));
+    }
+  fillTable("#errors", errors);
 }
 
 async function showPs() {
@@ -318,7 +362,7 @@ async function showPs() {
   ]);
   const age = shard.last_snapshot_ms ? dur(Date.now() - shard.last_snapshot_ms) : "none yet";
   fillTable("#shard", [row([`${shard.shard}/${shard.shards}`, shard.job || "–", fmt(shard.applied), age])]);
-  fillTable("#tables", shard.tables.map((t) => row([t.name, fmt(t.rows), t.dim, fmt(t.rows * t.dim * 4) + "B"], { "data-table": t.name })));
+  fillTable("#tables", shard.tables.map((t) => row([t.name, fmt(t.rows), t.dim, t.state_len, fmt(t.rows * t.dim * (1 + t.state_len) * 4) + "B"], { "data-table": t.name })));
 }
 
 const SHOW = { dag: showDag, training: showTraining, models: showModels, serving: showServing, ps: showPs };

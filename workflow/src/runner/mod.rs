@@ -17,7 +17,7 @@
 //! ## Modules
 //! | module | what |
 //! |---|---|
-//! | this one | [`run`], [`RunOptions`], [`RunSummary`]: the run loop |
+//! | this one | [`run`], [`run_showing`], [`RunOptions`], [`RunBoard`], [`RunSummary`]: the run loop |
 //! | [`state`] | [`RunState`]: `state.json` in the run directory |
 //! | `scheduler` | the scheduler: node bookkeeping, triggers, completions, progress |
 //! | `finish` | schedules firing, failure propagation, when a node is finished |
@@ -116,15 +116,24 @@ pub async fn run(
     opts: RunOptions,
     shutdown: impl Future<Output = ()>,
 ) -> Result<RunSummary> {
-    run_with_jobs(wf, opts, Arc::default(), shutdown).await
+    run_showing(wf, opts, RunBoard::default(), shutdown).await
 }
 
-/// [`run`], showing the counters of its training jobs on `jobs` (for a dashboard's
-/// `/metrics`).
-pub async fn run_with_jobs(
+/// What a run shows while it runs, for a dashboard in the same process: its training jobs
+/// (counters, operators, source lags) and its `serve` nodes' model servers.
+#[derive(Debug, Clone, Default)]
+pub struct RunBoard {
+    /// The training nodes' jobs, by node name.
+    pub jobs: Arc<eddy_core::metrics::JobBoard>,
+    /// The serve nodes' servers, by node name.
+    pub servers: Arc<crate::serving::ServerBoard>,
+}
+
+/// [`run`], showing its training jobs and model servers on `board` (for a dashboard).
+pub async fn run_showing(
     wf: Workflow,
     opts: RunOptions,
-    jobs: Arc<eddy_core::metrics::JobBoard>,
+    board: RunBoard,
     shutdown: impl Future<Output = ()>,
 ) -> Result<RunSummary> {
     std::fs::create_dir_all(&opts.run_dir).map_err(|e| Error::io(&opts.run_dir, e))?;
@@ -159,7 +168,8 @@ pub async fn run_with_jobs(
         progress_tx,
         wind_down: tokio::sync::watch::channel(false).0,
         generators: Default::default(),
-        jobs,
+        jobs: board.jobs,
+        servers: board.servers,
     };
     s.init()?;
     tokio::pin!(shutdown);

@@ -54,6 +54,8 @@ pub(super) struct Scheduler {
     pub(super) generators: data::Generators,
     /// The run's training jobs, for the serve nodes' `/metrics`.
     pub(super) jobs: Arc<eddy_core::metrics::JobBoard>,
+    /// The run's model servers, for a dashboard.
+    pub(super) servers: Arc<crate::serving::ServerBoard>,
 }
 
 /// The node metrics a training job's failover counters, source lag and label tally (a
@@ -216,6 +218,7 @@ impl Scheduler {
                 wind_down: self.wind_down.subscribe(),
                 generators: self.generators.clone(),
                 jobs: self.jobs.clone(),
+                servers: self.servers.clone(),
                 input_version: input,
                 resumed,
                 spec_path: self.opts.spec_path.clone(),
@@ -418,6 +421,7 @@ impl Scheduler {
     }
 
     pub(super) fn save(&mut self) -> Result<()> {
+        self.state.stamp_times(super::state::now_ms());
         self.state.save(&self.opts.run_dir)?;
         self.notify();
         Ok(())

@@ -77,6 +77,23 @@ pub struct NodeState {
     pub message: Option<String>,
     /// The error that failed it.
     pub error: Option<String>,
+    /// When its current or last run started (ms since the Unix epoch; retries included).
+    pub started_ms: Option<u64>,
+    /// When that run finished (ms since the Unix epoch); `None` while it runs.
+    pub finished_ms: Option<u64>,
+}
+
+impl NodeState {
+    /// Whether a run of it is under way (running, or waiting out a retry backoff).
+    pub fn active(&self) -> bool {
+        matches!(self.status, NodeStatus::Running | NodeStatus::Retrying)
+    }
+
+    /// How long its current or last run took (until `now_ms` while it runs).
+    pub fn duration_ms(&self, now_ms: u64) -> Option<u64> {
+        let start = self.started_ms?;
+        Some(self.finished_ms.unwrap_or(now_ms).saturating_sub(start))
+    }
 }
 
 /// The whole run.
@@ -120,6 +137,22 @@ impl RunState {
             })
     }
 
+    /// Notes the time `now_ms` as the start of each node that became active (running or
+    /// retrying) and the end of each that stopped being so; the scheduler calls it before
+    /// every save, so durations survive the run (`eddy ui` on a finished run shows them).
+    pub fn stamp_times(&mut self, now_ms: u64) {
+        for n in self.nodes.values_mut() {
+            if n.active() {
+                if n.started_ms.is_none() || n.finished_ms.is_some() {
+                    n.started_ms = Some(now_ms);
+                    n.finished_ms = None;
+                }
+            } else if n.started_ms.is_some() && n.finished_ms.is_none() {
+                n.finished_ms = Some(now_ms);
+            }
+        }
+    }
+
     /// Writes `<dir>/state.json` through a temporary file, fsync and rename, so a reader (or a
     /// crash) sees the old state or the new one, never half of one.
     pub fn save(&self, dir: &Path) -> Result<()> {
@@ -137,6 +170,13 @@ impl RunState {
         };
         write().map_err(|e| Error::io(&path, e))
     }
+}
+
+/// Milliseconds since the Unix epoch (what [`RunState::stamp_times`] is given).
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 /// A stable hash of the spec text (FNV-1a, hex), to recognise the run directory's spec.
@@ -177,5 +217,34 @@ mod tests {
             .collect();
         assert_eq!(names, vec![std::ffi::OsString::from(STATE_FILE)]);
         assert_ne!(spec_hash("a"), spec_hash("b"));
+    }
+
+    #[test]
+    fn stamps_a_start_when_a_node_becomes_active_and_an_end_when_it_stops() {
+        let mut s = RunState::default();
+        let status = |s: &mut RunState, st| s.nodes.entry("a".into()).or_default().status = st;
+        status(&mut s, NodeStatus::Pending);
+        s.stamp_times(5);
+        assert_eq!(s.nodes["a"].duration_ms(6), None, "never started");
+        status(&mut s, NodeStatus::Running);
+        s.stamp_times(10);
+        status(&mut s, NodeStatus::Retrying);
+        s.stamp_times(20);
+        assert_eq!(
+            s.nodes["a"].duration_ms(25),
+            Some(15),
+            "a retry is the same run"
+        );
+        status(&mut s, NodeStatus::Succeeded);
+        s.stamp_times(40);
+        s.stamp_times(50);
+        assert_eq!(s.nodes["a"].duration_ms(99), Some(30));
+        status(&mut s, NodeStatus::Running);
+        s.stamp_times(60);
+        assert_eq!(
+            (s.nodes["a"].started_ms, s.nodes["a"].finished_ms),
+            (Some(60), None),
+            "a new run starts over"
+        );
     }
 }

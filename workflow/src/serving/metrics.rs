@@ -16,6 +16,11 @@ const BUCKETS: [f64; 14] = [
     1.0,
 ];
 
+/// The failure statuses counted one by one (`eddy_serving_error_responses_total{code}`): every
+/// status a predict request fails with ([`status_of`](super::http::status_of); a gRPC code is
+/// counted as the HTTP status it maps to); any other is counted as `code="other"`.
+const CODES: [u16; 7] = [400, 404, 413, 422, 429, 500, 503];
+
 /// The wire protocol of a request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Protocol {
@@ -82,6 +87,8 @@ pub struct Metrics {
     requests: [AtomicU64; 2],
     /// Failed requests by protocol and class: 0 = client error (4xx), 1 = server error (5xx).
     errors: [[AtomicU64; 2]; 2],
+    /// Failed requests by protocol and status: [`CODES`], then every other status.
+    codes: [[AtomicU64; CODES.len() + 1]; 2],
     /// A request log line every this many requests (0: none).
     log_every: AtomicU64,
     /// Requests of both protocols, numbering the request log lines.
@@ -100,6 +107,11 @@ impl Metrics {
         if let Some(status) = failed_status {
             let class = usize::from(status >= 500);
             self.errors[p][class].fetch_add(1, Ordering::Relaxed);
+            let code = CODES
+                .iter()
+                .position(|&c| c == status)
+                .unwrap_or(CODES.len());
+            self.codes[p][code].fetch_add(1, Ordering::Relaxed);
         }
         let every = self.log_every.load(Ordering::Relaxed);
         let total = self.all_requests.fetch_add(1, Ordering::Relaxed) + 1;
@@ -164,6 +176,25 @@ impl Metrics {
                 let _ = writeln!(
                     out,
                     "eddy_serving_errors_total{{protocol=\"{}\",class=\"{label}\"}} {n}",
+                    p.name()
+                );
+            }
+        }
+        out.push_str(
+            "# HELP eddy_serving_error_responses_total Predict requests that failed, by status \
+             code (a gRPC code counts as the HTTP status it maps to; written once seen).\n",
+        );
+        out.push_str("# TYPE eddy_serving_error_responses_total counter\n");
+        for p in protocols {
+            for (i, counter) in self.codes[p.index()].iter().enumerate() {
+                let n = counter.load(Ordering::Relaxed);
+                if n == 0 {
+                    continue;
+                }
+                let code = CODES.get(i).map_or("other".to_string(), u16::to_string);
+                let _ = writeln!(
+                    out,
+                    "eddy_serving_error_responses_total{{protocol=\"{}\",code=\"{code}\"}} {n}",
                     p.name()
                 );
             }
@@ -306,6 +337,18 @@ mod tests {
         assert!(out.contains("eddy_serving_request_seconds_count{protocol=\"grpc\"} 1"));
         assert!(out.contains("eddy_serving_errors_total{protocol=\"http\",class=\"client\"} 1"));
         assert!(out.contains("eddy_serving_errors_total{protocol=\"grpc\",class=\"server\"} 1"));
+        assert!(
+            out.contains("eddy_serving_error_responses_total{protocol=\"http\",code=\"422\"} 1\n")
+        );
+        assert!(
+            out.contains("eddy_serving_error_responses_total{protocol=\"grpc\",code=\"500\"} 1\n")
+        );
+        m.record(Protocol::Http, Duration::from_millis(1), Some(418));
+        let mut out = String::new();
+        m.render(&mut out);
+        assert!(out
+            .contains("eddy_serving_error_responses_total{protocol=\"http\",code=\"other\"} 1\n"));
+        assert!(!out.contains("code=\"404\""), "{out}");
     }
 
     #[test]

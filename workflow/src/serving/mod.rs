@@ -29,6 +29,7 @@
 //! ## Modules
 //! | module | what |
 //! |---|---|
+//! | [`board`] | [`ServerBoard`]: the servers of a process, for its dashboard |
 //! | [`follow_ps`] | revisions of a served version from a parameter server's delta feed |
 //! | [`input`] | the pipeline's raw input columns (probed) and JSON rows → Arrow batch |
 //! | [`model`] | [`LoadedModel`]: one decoded, warmed version; predict |
@@ -39,6 +40,7 @@
 //! | [`listen`] | the HTTP accept loop: connection limit with eviction of never-sent connections, header-read and idle timeouts |
 //! | [`grpc`] | the tonic service (`proto/serving.proto`) and the `grpc.health.v1` service |
 
+pub mod board;
 pub mod follow_ps;
 pub mod grpc;
 pub mod http;
@@ -61,6 +63,7 @@ use tokio::sync::broadcast::error::RecvError;
 
 use crate::error::{Error, Result};
 use crate::registry::{Registry, Watcher, DEFAULT_POLL};
+pub use board::ServerBoard;
 pub use model::{LoadedModel, Prediction};
 pub use policy::{ModelSelector, VersionPolicy};
 pub use state::{ServedModel, ServingState};

@@ -5,12 +5,12 @@
 //! |---|---|
 //! | `GET /` `GET /app.js` `GET /app.css` | the page (embedded static files) |
 //! | `GET /api/overview` | title, which pages have data, sampling period |
-//! | `GET /api/run` | run state, DAG nodes and trigger edges, node timings |
+//! | `GET /api/run` | run state, DAG nodes and trigger edges, node timings (from the state) |
 //! | `GET /api/models` | registry models: versions (stage, metrics, lineage), pin |
 //! | `POST /api/models/{name}/promote` `{"version": N}` | version N → production (previous archived) |
 //! | `POST /api/models/{name}/rollback` | the newest archived version older than production → production |
 //! | `POST /api/models/{name}/pin` `{"version": N}` / `POST /api/models/{name}/unpin` | pin for `@pinned` servers |
-//! | `GET /api/serving` | served models: version, policy, stage, metrics |
+//! | `GET /api/serving` | served models: server, version, policy, stage, metrics |
 //! | `GET /api/ps` | the PS shard: tables, rows, pushes, pulls, snapshot |
 //! | `GET /api/series?prefix=P` | kept samples of the series starting with P |
 //! | `GET /api/events` | server-sent events: one `sample` (the newest sampling) per period |
@@ -119,7 +119,7 @@ async fn overview(State(d): State<Arc<Dashboard>>) -> Response {
             "dag": d.run.is_some(),
             "training": d.run.is_some() || d.jobs.is_some() || !d.trainings.is_empty(),
             "models": d.registry.is_some(),
-            "serving": d.serving.is_some(),
+            "serving": d.servers.is_some(),
             "ps": d.ps.is_some(),
         },
         "sample_ms": SAMPLE_EVERY.as_millis() as u64,
@@ -133,14 +133,18 @@ async fn run(State(d): State<Arc<Dashboard>>) -> Response {
     let Some(src) = &d.run else {
         return fail(StatusCode::NOT_FOUND, "this process runs no workflow");
     };
-    let timings = src
-        .timings
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .clone();
+    let state = d.run_state();
+    let timings: serde_json::Map<String, serde_json::Value> = state
+        .iter()
+        .flat_map(|s| &s.nodes)
+        .map(|(name, n)| {
+            let t = serde_json::json!({ "started_ms": n.started_ms, "finished_ms": n.finished_ms });
+            (name.clone(), t)
+        })
+        .collect();
     Json(serde_json::json!({
         "dir": src.dir,
-        "state": d.run_state(),
+        "state": state,
         "nodes": src.nodes,
         "edges": src.edges,
         "timings": timings,
@@ -230,7 +234,10 @@ async fn action(
             other => return Err(Refusal::new(StatusCode::NOT_FOUND, format!("no action `{other}` (promote, rollback, pin, unpin)"))),
         };
         // a server in this process swaps at once rather than at its next poll
-        if let Some(s) = &dash.serving {
+        for (_, s) in dash.servers.iter().flat_map(|s| s.list()) {
+            if s.models().iter().all(|m| m.name() != name) {
+                continue;
+            }
             if let Err(e) = s.refresh_model(&name) {
                 tracing::warn!(model = %name, error = %e, "refreshing the served model after `{action}` failed");
             }
@@ -327,14 +334,20 @@ fn authorized(headers: &HeaderMap, token: &str) -> bool {
 }
 
 async fn serving(State(d): State<Arc<Dashboard>>) -> Response {
-    let Some(s) = &d.serving else {
+    let Some(servers) = &d.servers else {
         return fail(StatusCode::NOT_FOUND, "this process serves no model");
     };
-    let models: Vec<_> = s
-        .models()
-        .iter()
-        .map(|m| crate::serving::model_info(m))
-        .collect();
+    let mut models = Vec::new();
+    for (server, s) in servers.list() {
+        for m in s.models() {
+            let mut info = serde_json::to_value(crate::serving::model_info(&m))
+                .unwrap_or(serde_json::Value::Null);
+            if let Some(o) = info.as_object_mut() {
+                o.insert("server".into(), serde_json::json!(server));
+            }
+            models.push(info);
+        }
+    }
     Json(serde_json::json!({ "models": models })).into_response()
 }
 

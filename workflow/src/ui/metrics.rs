@@ -4,18 +4,18 @@
 //!
 //! | source | families |
 //! |---|---|
-//! | model server | `eddy_serving_*`, `eddy_http_connections_*` ([`crate::serving::http::render_metrics`]) |
-//! | training jobs | `eddy_job_*_total{job}` (restarts, records lost/replayed, checkpoints), `eddy_job_source_lag`, `eddy_job_last_checkpoint_{seconds,bytes}`, `eddy_operator_{records_in,records_out}_total{job,operator}`, `eddy_operator_{busy,backpressure}_seconds_total{job,operator}`, `eddy_train_rows_total{job}`, `eddy_train_versions_total{job}`, `eddy_train_metric{job,metric}` |
+//! | model server | `eddy_serving_*`, `eddy_http_connections_*` (the server's own `/metrics` without its jobs; a run's serve nodes labelled `node`) |
+//! | training jobs | `eddy_job_*_total{job}` (restarts, records lost/replayed, checkpoints), `eddy_job_source_lag`, `eddy_job_last_checkpoint_{seconds,bytes}`, `eddy_operator_{records_in,records_out}_total{job,operator}`, `eddy_operator_{busy,backpressure}_seconds_total{job,operator}`; with a feed (`eddy learn`) `eddy_train_rows_total{job}`, `eddy_train_versions_total{job}`, `eddy_train_metric{job,metric}` |
 //! | workflow run | `eddy_node_rows{node}`, `eddy_node_attempts{node}`, `eddy_node_runs_total{node}`, `eddy_node_state{node,state}`, `eddy_node_metric{node,metric}` |
 //! | registry | `eddy_registry_versions{model}`, `eddy_registry_production_version{model}` |
-//! | PS shard | `eddy_ps_updates_applied_total`, `eddy_ps_{push,pull}_requests_total`, `eddy_ps_table_rows{table}`, `eddy_ps_table_weight_bytes{table}`, `eddy_ps_snapshot_age_seconds` |
+//! | PS shard | `eddy_ps_updates_applied_total`, `eddy_ps_{push,pull}_requests_total`, `eddy_ps_table_rows{table}`, `eddy_ps_table_bytes{table}`, `eddy_ps_snapshot_age_seconds` |
 //!
 //! Names follow the Prometheus conventions: `_total` for counters, base units (`_seconds`,
 //! `_bytes`) in the name, one `# HELP`/`# TYPE` header per family.
 
 use std::fmt::Write;
 
-use eddy_core::metrics::JobBoard;
+use eddy_core::metrics::{JobBoard, MetricsRegistry};
 
 use super::{now_ms, Dashboard};
 use crate::runner::NodeStatus;
@@ -33,13 +33,9 @@ const STATES: [NodeStatus; 7] = [
 
 /// Appends every figure of `d`'s sources to `out` in the Prometheus text format (0.0.4).
 pub fn render(d: &Dashboard, out: &mut String) {
-    if let Some(serving) = &d.serving {
-        crate::serving::http::render_metrics(serving, out);
-    }
-    if let Some(jobs) = &d.jobs {
-        jobs.render_prometheus(out);
-    }
-    render_trainings(d, out);
+    render_servers(d, out);
+    render_jobs(d, out);
+    render_feeds(d, out);
     render_run(d, out);
     render_registry(d, out);
     render_ps(d, out);
@@ -58,19 +54,103 @@ fn esc(value: &str) -> String {
         .replace('\n', "\\n")
 }
 
-fn render_trainings(d: &Dashboard, out: &mut String) {
-    if d.trainings.is_empty() {
+/// The model servers' figures: one server as its own `/metrics` renders them (its jobs are
+/// rendered with the others'), several (a run's serve nodes) merged per family with a
+/// `node` label.
+fn render_servers(d: &Dashboard, out: &mut String) {
+    let Some(servers) = &d.servers else {
+        return;
+    };
+    let mut labelled = Vec::new();
+    for (node, s) in servers.list() {
+        let mut text = String::with_capacity(4096);
+        s.metrics().render(&mut text);
+        s.render_model_metrics(&mut text);
+        match node {
+            None => out.push_str(&text),
+            Some(n) => labelled.push((format!("node=\"{}\"", esc(&n)), text)),
+        }
+    }
+    merge_labelled(&labelled, out);
+}
+
+/// Appends the families of several Prometheus texts, each family once (its `# HELP` and
+/// `# TYPE` from the first text that has it), every sample of a text with that text's label
+/// (`name="value"`) added first.
+fn merge_labelled(texts: &[(String, String)], out: &mut String) {
+    // family name, header lines, sample lines
+    let mut families: Vec<(&str, String, String)> = Vec::new();
+    for (label, text) in texts {
+        let mut at: Option<(usize, bool)> = None;
+        for line in text.lines() {
+            if let Some(rest) = line.strip_prefix("# HELP ") {
+                let name = rest.split(' ').next().unwrap_or(rest);
+                at = Some(match families.iter().position(|f| f.0 == name) {
+                    Some(i) => (i, false),
+                    None => {
+                        families.push((name, String::new(), String::new()));
+                        (families.len() - 1, true)
+                    }
+                });
+            }
+            let Some((i, fresh)) = at else {
+                continue;
+            };
+            if line.starts_with('#') {
+                if fresh {
+                    families[i].1.push_str(line);
+                    families[i].1.push('\n');
+                }
+                continue;
+            }
+            let samples = &mut families[i].2;
+            match line.find(['{', ' ']) {
+                Some(cut) if line[cut..].starts_with("{}") => {
+                    let _ = writeln!(samples, "{}{{{label}}}{}", &line[..cut], &line[cut + 2..]);
+                }
+                Some(cut) if line[cut..].starts_with('{') => {
+                    let _ = writeln!(samples, "{}{{{label},{}", &line[..cut], &line[cut + 1..]);
+                }
+                Some(cut) => {
+                    let _ = writeln!(samples, "{}{{{label}}}{}", &line[..cut], &line[cut..]);
+                }
+                None => {}
+            }
+        }
+    }
+    for (_, header, samples) in families {
+        out.push_str(&header);
+        out.push_str(&samples);
+    }
+}
+
+/// Every job shown: the jobs board's (a run's training nodes) and the trainings' (`eddy
+/// learn`), by name.
+fn jobs(d: &Dashboard) -> Vec<(String, MetricsRegistry)> {
+    let mut jobs = d.jobs.as_ref().map(|b| b.registries()).unwrap_or_default();
+    jobs.extend(
+        d.trainings
+            .iter()
+            .map(|t| (t.name.clone(), t.metrics.clone())),
+    );
+    jobs
+}
+
+/// The jobs' counters, source lags and gauges, their operators' records, busy and
+/// backpressure time, and their last checkpoint.
+fn render_jobs(d: &Dashboard, out: &mut String) {
+    let jobs = jobs(d);
+    if jobs.is_empty() {
         return;
     }
     let board = JobBoard::default();
-    for t in &d.trainings {
-        board.watch(&t.name, &t.metrics);
+    for (name, metrics) in &jobs {
+        board.watch(name, metrics);
     }
     board.render_prometheus(out);
-    let ops: Vec<_> = d
-        .trainings
+    let ops: Vec<_> = jobs
         .iter()
-        .map(|t| (esc(&t.name), t.metrics.snapshot()))
+        .map(|(name, m)| (esc(name), m.snapshot()))
         .collect();
     type Pick = fn(&eddy_core::metrics::OperatorSummary) -> f64;
     let families: [(&str, &str, Pick); 4] = [
@@ -110,10 +190,9 @@ fn render_trainings(d: &Dashboard, out: &mut String) {
         "gauge",
         "How long the last completed checkpoint took.",
     );
-    let lasts: Vec<_> = d
-        .trainings
+    let lasts: Vec<_> = jobs
         .iter()
-        .filter_map(|t| Some((esc(&t.name), t.metrics.job().checkpoints().pop()?)))
+        .filter_map(|(name, m)| Some((esc(name), m.job().checkpoints().pop()?)))
         .collect();
     for (job, c) in &lasts {
         let _ = writeln!(
@@ -134,6 +213,14 @@ fn render_trainings(d: &Dashboard, out: &mut String) {
             "eddy_job_last_checkpoint_bytes{{job=\"{job}\"}} {}",
             c.bytes
         );
+    }
+}
+
+/// The rows, versions and progressive metrics of the trainings with a feed (`eddy learn`; a
+/// run's nodes show theirs as `eddy_node_*`).
+fn render_feeds(d: &Dashboard, out: &mut String) {
+    if d.trainings.is_empty() {
+        return;
     }
     header(
         out,
@@ -327,16 +414,17 @@ fn render_ps(d: &Dashboard, out: &mut String) {
     }
     header(
         out,
-        "eddy_ps_table_weight_bytes",
+        "eddy_ps_table_bytes",
         "gauge",
-        "Bytes of a table's weights on the shard (rows x dim x 4; optimizer state not counted).",
+        "Bytes of a table's rows on the shard: weights and update-rule state, rows x dim x \
+         (1 + state floats) x 4 (the hash map's own overhead not counted).",
     );
     for t in &s.tables {
         let _ = writeln!(
             out,
-            "eddy_ps_table_weight_bytes{{{shard},table=\"{}\"}} {}",
+            "eddy_ps_table_bytes{{{shard},table=\"{}\"}} {}",
             esc(&t.name),
-            t.rows * t.dim * 4
+            table_bytes(t)
         );
     }
     if let Some(at) = s.last_snapshot_ms {
@@ -349,6 +437,11 @@ fn render_ps(d: &Dashboard, out: &mut String) {
         let age = now_ms().saturating_sub(at) as f64 / 1000.0;
         let _ = writeln!(out, "eddy_ps_snapshot_age_seconds{{{shard}}} {age}");
     }
+}
+
+/// Bytes of a PS table's rows: weights and update-rule state (`f32` each).
+pub fn table_bytes(t: &eddy_ps::grpc::PsTableStats) -> u64 {
+    t.rows * t.dim * (1 + t.state_len) * 4
 }
 
 /// The samples of a Prometheus text: `(series, value)`, the series as written
@@ -376,6 +469,27 @@ mod tests {
         assert_eq!(s[1], ("b", 0.5));
         assert_eq!(s.len(), 3);
         assert!(s[2].1.is_nan());
+    }
+
+    #[test]
+    fn merging_labels_every_sample_and_writes_each_family_once() {
+        let a = "# HELP x_total X.\n# TYPE x_total counter\nx_total{p=\"h\"} 1\n\
+                 # HELP g G.\n# TYPE g gauge\ng 2\n";
+        let b = "# HELP x_total X.\n# TYPE x_total counter\nx_total{p=\"h\"} 3\n";
+        let mut out = String::new();
+        merge_labelled(
+            &[
+                ("node=\"a\"".into(), a.into()),
+                ("node=\"b\"".into(), b.into()),
+            ],
+            &mut out,
+        );
+        assert_eq!(
+            out,
+            "# HELP x_total X.\n# TYPE x_total counter\n\
+             x_total{node=\"a\",p=\"h\"} 1\nx_total{node=\"b\",p=\"h\"} 3\n\
+             # HELP g G.\n# TYPE g gauge\ng{node=\"a\"} 2\n"
+        );
     }
 
     #[test]

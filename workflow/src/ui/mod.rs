@@ -5,9 +5,9 @@
 //! parameter-server shards — plus the one Prometheus renderer of all those figures.
 //!
 //! A [`Dashboard`] is built from the sources a command has ([`Dashboard::with_run`],
-//! [`with_registry`](Dashboard::with_registry), [`with_serving`](Dashboard::with_serving),
-//! [`with_jobs`](Dashboard::with_jobs), [`with_training`](Dashboard::with_training),
-//! [`with_ps`](Dashboard::with_ps)); [`router`] mounts the pages, the API and (for commands
+//! [`with_registry`](Dashboard::with_registry), [`with_serving`](Dashboard::with_serving) or
+//! [`with_servers`](Dashboard::with_servers), [`with_jobs`](Dashboard::with_jobs),
+//! [`with_training`](Dashboard::with_training), [`with_ps`](Dashboard::with_ps)); [`router`] mounts the pages, the API and (for commands
 //! without a model server) `/metrics` on the command's port. The pages are static files
 //! embedded in the binary (`workflow/assets/dashboard/`, vanilla JS drawing its own SVG, no
 //! build step) and stay live through server-sent events. Every plotted figure is a sample of
@@ -23,7 +23,7 @@
 //! ## Modules
 //! | module | what |
 //! |---|---|
-//! | this one | [`Dashboard`]: the sources, the token, the node timeline |
+//! | this one | [`Dashboard`]: the sources and the token |
 //! | [`metrics`] | the Prometheus text of every source ([`metrics::render`]) and its parser |
 //! | [`history`] | time series sampled from that text, for the plots |
 //! | [`api`] | the router: pages, JSON API, server-sent events, actions |
@@ -34,7 +34,6 @@ pub mod feed;
 pub mod history;
 pub mod metrics;
 
-use std::collections::BTreeMap;
 use std::hash::{BuildHasher, Hasher};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -47,9 +46,11 @@ use serde::Serialize;
 pub use api::router;
 pub use feed::TrainFeed;
 
+pub(crate) use crate::runner::state::now_ms;
+
 use crate::registry::Registry;
-use crate::runner::{NodeStatus, RunState};
-use crate::serving::ServingState;
+use crate::runner::RunState;
+use crate::serving::{ServerBoard, ServingState};
 use crate::spec::{NodeKind, Schedule, Workflow};
 
 /// How often the sampler renders the metrics for the plots and the live pages.
@@ -88,15 +89,6 @@ pub struct DagNode {
     pub schedule: Option<String>,
 }
 
-/// When a node was seen starting and finishing by this process (ms since the Unix epoch).
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
-pub struct NodeTiming {
-    /// When its current or last run was seen starting.
-    pub started_ms: Option<u64>,
-    /// When that run was seen finishing.
-    pub finished_ms: Option<u64>,
-}
-
 /// A workflow run: its directory, spec graph, and the newest state this process saw.
 #[derive(Debug, Default)]
 struct RunSource {
@@ -104,7 +96,25 @@ struct RunSource {
     nodes: Vec<DagNode>,
     edges: Vec<Edge>,
     live: Mutex<Option<RunState>>,
-    timings: Mutex<BTreeMap<String, NodeTiming>>,
+}
+
+/// The model servers a dashboard shows.
+#[derive(Debug)]
+enum Servers {
+    /// The process's one server (`eddy serve`): its figures unlabelled.
+    One(Arc<ServingState>),
+    /// A run's serve nodes: each server's figures labelled `node="…"`.
+    Board(Arc<ServerBoard>),
+}
+
+impl Servers {
+    /// The servers now, with their label value (`None`: unlabelled).
+    fn list(&self) -> Vec<(Option<String>, Arc<ServingState>)> {
+        match self {
+            Servers::One(s) => vec![(None, s.clone())],
+            Servers::Board(b) => b.servers().into_iter().map(|(n, s)| (Some(n), s)).collect(),
+        }
+    }
 }
 
 /// The dashboard of one process: its sources and its action token.
@@ -114,7 +124,7 @@ pub struct Dashboard {
     token: String,
     run: Option<RunSource>,
     registry: Option<Registry>,
-    serving: Option<Arc<ServingState>>,
+    servers: Option<Servers>,
     jobs: Option<Arc<JobBoard>>,
     trainings: Vec<Training>,
     ps: Option<PsStatsHandle>,
@@ -130,7 +140,7 @@ impl Dashboard {
             token: random_token(),
             run: None,
             registry: None,
-            serving: None,
+            servers: None,
             jobs: None,
             trainings: Vec::new(),
             ps: None,
@@ -170,11 +180,19 @@ impl Dashboard {
 
     /// Shows a model server's models, versions and request figures.
     pub fn with_serving(mut self, state: Arc<ServingState>) -> Self {
-        self.serving = Some(state);
+        self.servers = Some(Servers::One(state));
         self
     }
 
-    /// Shows the failover and checkpoint counters of the jobs on `board`.
+    /// Shows the model servers on `board` (a run's serve nodes, labelled `node="…"` on
+    /// `/metrics`), those that start later included.
+    pub fn with_servers(mut self, board: Arc<ServerBoard>) -> Self {
+        self.servers = Some(Servers::Board(board));
+        self
+    }
+
+    /// Shows the jobs on `board`: failover and checkpoint counters, source lags and
+    /// per-operator figures (backpressure, busy time, records).
     pub fn with_jobs(mut self, board: Arc<JobBoard>) -> Self {
         self.jobs = Some(board);
         self
@@ -203,29 +221,12 @@ impl Dashboard {
         format!("http://{addr}/#token={}", self.token)
     }
 
-    /// Takes the run state a runner reports (`RunOptions::on_update`), and notes when each
-    /// node was seen starting and finishing.
+    /// Takes the run state a runner reports (`RunOptions::on_update`); node start and end
+    /// times come with it ([`RunState::stamp_times`]).
     pub fn update_run(&self, state: &RunState) {
-        let Some(run) = &self.run else {
-            return;
-        };
-        let now = now_ms();
-        {
-            let mut timings = run.timings.lock().unwrap_or_else(|p| p.into_inner());
-            for (name, n) in &state.nodes {
-                let t = timings.entry(name.clone()).or_default();
-                let active = matches!(n.status, NodeStatus::Running | NodeStatus::Retrying);
-                if active && (t.started_ms.is_none() || t.finished_ms.is_some()) {
-                    *t = NodeTiming {
-                        started_ms: Some(now),
-                        finished_ms: None,
-                    };
-                } else if !active && t.started_ms.is_some() && t.finished_ms.is_none() {
-                    t.finished_ms = Some(now);
-                }
-            }
+        if let Some(run) = &self.run {
+            *run.live.lock().unwrap_or_else(|p| p.into_inner()) = Some(state.clone());
         }
-        *run.live.lock().unwrap_or_else(|p| p.into_inner()) = Some(state.clone());
     }
 
     /// The run state: the newest one reported, else `state.json` of the run directory.
@@ -290,11 +291,4 @@ fn random_token() -> String {
         out.push_str(&format!("{:016x}", h.finish()));
     }
     out
-}
-
-/// Milliseconds since the Unix epoch.
-pub(crate) fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
 }

@@ -5,6 +5,8 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use eddy_algorithms::learner::UpdateRule;
+
 use super::Shared;
 
 /// Milliseconds since the Unix epoch.
@@ -28,6 +30,8 @@ pub struct PsTableStats {
     pub rows: u64,
     /// Values per row.
     pub dim: u64,
+    /// Floats of update-rule state per value (FTRL: 2, SGD: 0), stored beside each weight.
+    pub state_len: u64,
 }
 
 /// A shard's figures at one moment.
@@ -65,6 +69,7 @@ impl PsStatsHandle {
                         name: t.name().to_string(),
                         rows: store.row_count(t.name()).unwrap_or(0) as u64,
                         dim: t.dim() as u64,
+                        state_len: t.rule().state_len() as u64,
                     })
                     .collect()
             })

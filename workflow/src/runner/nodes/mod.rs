@@ -94,6 +94,8 @@ pub(crate) struct NodeCtx {
     /// The run's training jobs: train nodes put theirs here, serve nodes show them on
     /// `/metrics`.
     pub jobs: Arc<eddy_core::metrics::JobBoard>,
+    /// The run's model servers: serve nodes put theirs here, for a dashboard.
+    pub servers: Arc<crate::serving::ServerBoard>,
     /// The model version that triggered this run (a gate's or deploy's input), if any.
     pub input_version: Option<u64>,
     /// Whether this is a retry or a restart of an interrupted run.

@@ -1,7 +1,8 @@
 //! `serve`: the model server ([`crate::serving::Server`]) on the node's address, serving the
 //! newest version of the model in the node's stage and swapping in new ones as they are
 //! promoted, until the rest of the workflow has finished (or Ctrl-C; with `--serve-forever`
-//! only Ctrl-C). It reports where it listens and a ready-to-paste `curl` with a real row. A
+//! only Ctrl-C). Its server's state goes on the run's server board, so a dashboard of the run
+//! shows its requests, latency, errors, versions and swaps. It reports where it listens and a ready-to-paste `curl` with a real row. A
 //! serve node that never had a version to serve (every version rejected by its gate, say)
 //! fails, so `eddy run` says so and exits non-zero.
 
@@ -34,6 +35,7 @@ pub(crate) async fn run(ctx: &NodeCtx) -> Result<Outcome> {
     };
     let server = Server::new(ctx.registry.clone(), config).await?;
     server.state().show_jobs(ctx.jobs.clone());
+    ctx.servers.show(&ctx.spec.name, server.state());
     let listener = tokio::net::TcpListener::bind(s.address)
         .await
         .map_err(|e| Error::Node {
