@@ -9,6 +9,7 @@
 //! | [`params`] | — | keywords ↔ JSON params tables |
 //! | [`model`] | `eddy.Pipeline` (= `eddy.Model`) | River's `learn_one`/`predict_one`/`predict_proba_one`, `learn_batch`/`predict_batch`, `save`/`load` |
 //! | [`rows`] | — | a River row (dict) read into reused buffers: the pipeline's per-row path, or a one-row Arrow batch |
+//! | [`batches`] | — | `learn_batch`'s loop: micro-batches featurized on one thread while the previous one is learned |
 //! | [`arrow_io`] | — | pyarrow / pandas in (zero-copy C data interface), numpy / pyarrow out |
 //! | [`registry`] | `eddy.Registry(path)` | versions, stages, promote, publish, load |
 //! | [`run`] | `eddy.run(workflow, run_dir=None)` | a TOML workflow's run summary |
@@ -19,6 +20,7 @@
 //! for CPython ≥ 3.9.
 
 mod arrow_io;
+mod batches;
 mod error;
 mod learner;
 mod model;

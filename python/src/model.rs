@@ -42,20 +42,25 @@ pub struct Recipe {
 }
 
 /// Buffers reused call after call (no allocation per row once warm).
-struct Work {
-    examples: Examples,
+pub(crate) struct Work {
+    pub(crate) examples: Examples,
+    /// The buffers the learner reads while the next micro-batch is featurized
+    /// ([`crate::batches`]).
+    pub(crate) spare: [Examples; 2],
     features: Features,
     out: Vec<f32>,
 }
 
 impl Default for Work {
     fn default() -> Self {
+        let examples = || Examples {
+            features: Features::Sparse(Default::default()),
+            labels: Vec::new(),
+            weights: None,
+        };
         Work {
-            examples: Examples {
-                features: Features::Sparse(Default::default()),
-                labels: Vec::new(),
-                weights: None,
-            },
+            examples: examples(),
+            spare: [examples(), examples()],
             features: Features::Sparse(Default::default()),
             out: Vec::new(),
         }
@@ -217,26 +222,6 @@ impl PyPipeline {
             .map_err(eddy_err)?;
         Ok((t.model.task(), &work.out))
     }
-}
-
-/// Learns `batch` (cut into micro-batches of `max_rows`): the engine's step per batch.
-fn learn_batches(
-    t: &mut TrainedModel,
-    work: &mut Work,
-    batches: &[RecordBatch],
-    max_rows: usize,
-) -> eddy_algorithms::Result<()> {
-    for batch in batches {
-        let mut start = 0;
-        while start < batch.num_rows() {
-            let len = max_rows.min(batch.num_rows() - start);
-            let part = batch.slice(start, len);
-            t.pipeline.learn_examples_into(&part, &mut work.examples)?;
-            t.model.learn(&work.examples)?;
-            start += len;
-        }
-    }
-    Ok(())
 }
 
 /// Predictions of every row of `batches`, as `eddy predict`'s `prediction` column.
@@ -448,7 +433,7 @@ impl PyPipeline {
             return Err(eddy_err("the pipeline is not built"));
         };
         self.fitted = true;
-        py.detach(|| learn_batches(t, work, &batches, max_rows))
+        py.detach(|| crate::batches::learn(t, work, &batches, max_rows))
             .map_err(eddy_err)
     }
 
