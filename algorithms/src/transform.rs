@@ -92,6 +92,16 @@ pub trait FeatureStep: Transformer + std::fmt::Debug {
     }
     /// A boxed copy.
     fn clone_box(&self) -> Box<dyn FeatureStep>;
+    /// The step as [`Any`](std::any::Any), so a pipeline's per-row path
+    /// ([`crate::pipeline::RowPlan`]) can find the steps it runs per row. Default `None`
+    /// (the online numeric steps answer).
+    fn as_any(&self) -> Option<&dyn std::any::Any> {
+        None
+    }
+    /// [`as_any`](Self::as_any), mutable.
+    fn as_any_mut(&mut self) -> Option<&mut dyn std::any::Any> {
+        None
+    }
 }
 
 impl Clone for Box<dyn FeatureStep> {

@@ -11,7 +11,9 @@ Measures, on `eddy gen ctr --rows N` (the file is generated when missing):
 - `eddy learn` on the CLI over the same file (checkpoints off), wall time of the process.
 
 Rows are parsed into dicts before the clock starts (in chunks, the same dicts for River and
-eddy), so the learn_one figures time learning only. Prints one JSON line.
+eddy), so the learn_one figures time learning only. Every measurement is repeated
+`--repeat` times (default 3), interleaved, and the median is reported (with every run's
+seconds). Prints one JSON line.
 """
 
 import argparse
@@ -21,6 +23,7 @@ import os
 import pathlib
 import subprocess
 import sys
+import statistics
 import time
 
 import pyarrow.csv as pacsv
@@ -73,6 +76,7 @@ def main():
     ap.add_argument("--rows", type=int, default=1_000_000)
     ap.add_argument("--data", type=pathlib.Path, default=None)
     ap.add_argument("--eddy-bin", type=pathlib.Path, default=pathlib.Path("target/release/eddy"))
+    ap.add_argument("--repeat", type=int, default=3, help="runs of each measurement (median reported)")
     ap.add_argument("--river-rows", type=int, default=None,
                     help="rows River learns (default all; its rate is per row either way)")
     args = ap.parse_args()
@@ -80,40 +84,55 @@ def main():
     if not data.exists():
         subprocess.run([str(args.eddy_bin), "gen", "ctr", "--rows", str(args.rows), "--out", str(data)],
                        check=True, capture_output=True)
-    result = {"rows": args.rows, "python": sys.version.split()[0], "load1": os.getloadavg()[0]}
+    result = {"rows": args.rows, "python": sys.version.split()[0], "load1": os.getloadavg()[0],
+              "repeat": args.repeat}
+    runs = {"river_learn_one": [], "eddy_learn_one": [], "eddy_learn_batch": [],
+            "csv_read": [], "eddy_cli_learn": []}
+    counts = {}
+    for _ in range(args.repeat):
+        n, s = time_learn_one(river_model(), data, args.river_rows or args.rows)
+        counts["river_learn_one"] = n
+        runs["river_learn_one"].append(s)
 
-    n, s = time_learn_one(river_model(), data, args.river_rows or args.rows)
-    result["river_learn_one"] = {"rows": n, "seconds": round(s, 3), "rows_per_s": round(n / s)}
+        model = eddy.Pipeline(eddy.learner("ftrl", alpha=0.05))
+        n, s = time_learn_one(model, data, args.rows)
+        counts["eddy_learn_one"] = n
+        runs["eddy_learn_one"].append(s)
 
-    model = eddy.Pipeline(eddy.learner("ftrl", alpha=0.05))
-    n, s = time_learn_one(model, data, args.rows)
-    result["eddy_learn_one"] = {"rows": n, "seconds": round(s, 3), "rows_per_s": round(n / s)}
+        start = time.perf_counter()
+        table = pacsv.read_csv(data)
+        runs["csv_read"].append(time.perf_counter() - start)
+        model = eddy.Pipeline(eddy.learner("ftrl", alpha=0.05))
+        start = time.perf_counter()
+        model.learn_batch(table)
+        runs["eddy_learn_batch"].append(time.perf_counter() - start)
+        counts["eddy_learn_batch"] = table.num_rows
+        del table
 
-    start = time.perf_counter()
-    table = pacsv.read_csv(data)
-    read = time.perf_counter() - start
-    model = eddy.Pipeline(eddy.learner("ftrl", alpha=0.05))
-    start = time.perf_counter()
-    model.learn_batch(table)
-    s = time.perf_counter() - start
-    result["eddy_learn_batch"] = {"rows": table.num_rows, "seconds": round(s, 3),
-                                  "rows_per_s": round(table.num_rows / s),
-                                  "seconds_with_csv_read": round(s + read, 3)}
+        start = time.perf_counter()
+        done = subprocess.run([str(args.eddy_bin), "learn", "--data", str(data), "--label", "label",
+                               "--model", "ftrl", "--alpha", "0.05", "--checkpoint-every", "off"],
+                              check=True, capture_output=True, text=True)
+        runs["eddy_cli_learn"].append(time.perf_counter() - start)
+        line = json.loads(done.stdout.strip().splitlines()[-1])
+        counts["eddy_cli_learn"] = line.get("rows")
 
-    start = time.perf_counter()
-    done = subprocess.run([str(args.eddy_bin), "learn", "--data", str(data), "--label", "label",
-                           "--model", "ftrl", "--alpha", "0.05", "--checkpoint-every", "off"],
-                          check=True, capture_output=True, text=True)
-    wall = time.perf_counter() - start
-    line = json.loads(done.stdout.strip().splitlines()[-1])
-    result["eddy_cli_learn"] = {"rows": line.get("rows"), "seconds_wall": round(wall, 3),
-                                "seconds_job": line.get("seconds"), "rows_per_s": line.get("rows_per_s")}
+    med = {k: statistics.median(v) for k, v in runs.items()}
+    for k in ("river_learn_one", "eddy_learn_one", "eddy_learn_batch"):
+        result[k] = {"rows": counts[k], "seconds": round(med[k], 3),
+                     "rows_per_s": round(counts[k] / med[k]), "runs": [round(x, 3) for x in runs[k]]}
+    result["eddy_learn_batch"]["seconds_with_csv_read"] = round(med["eddy_learn_batch"] + med["csv_read"], 3)
+    result["eddy_cli_learn"] = {"rows": counts["eddy_cli_learn"], "seconds_wall": round(med["eddy_cli_learn"], 3),
+                                "rows_per_s_wall": round(counts["eddy_cli_learn"] / med["eddy_cli_learn"]),
+                                "runs": [round(x, 3) for x in runs["eddy_cli_learn"]]}
+    wall = med["eddy_cli_learn"]
 
     river = result["river_learn_one"]["rows_per_s"]
     result["speedup_learn_one_vs_river"] = round(result["eddy_learn_one"]["rows_per_s"] / river, 1)
     result["speedup_learn_batch_vs_river"] = round(result["eddy_learn_batch"]["rows_per_s"] / river, 1)
     result["learn_batch_with_read_over_cli_wall"] = round(
         result["eddy_learn_batch"]["seconds_with_csv_read"] / wall, 2)
+    result["learn_batch_over_cli_wall"] = round(med["eddy_learn_batch"] / wall, 2)
     print(json.dumps(result))
 
 

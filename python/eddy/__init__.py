@@ -15,18 +15,32 @@ The distribution is ``eddy-ml`` on PyPI (``eddy`` is taken); the import name is 
   --save`` writes and ``eddy predict`` reads.
 - :class:`Registry` — a model registry: versions, stages, promote, publish, load.
 - :func:`run` — run a TOML workflow, get its summary.
+- :func:`serve` — serve a pipeline, a model file or a registry over HTTP with ``eddy serve``'s
+  server; returns a :class:`Server` (``url``, ``predict_url(name)``, ``stop()``; a context
+  manager).
 - :class:`EddyError` — every engine error (a ``ValueError``), with the engine's message.
 
 When River is installed, :class:`Pipeline` is registered as a ``river.base.Classifier`` so
 ``river.evaluate.progressive_val_score`` and River's classification metrics accept it.
 """
 
-from ._eddy import EddyError, Learner, Pipeline, Registry, __version__, learner, run
+from ._eddy import EddyError, Learner, Pipeline, Registry, Server, __version__, learner, run, serve
 
 Model = Pipeline
 """A trained :class:`Pipeline` is what a model file holds: ``eddy.Model.load(path)``."""
 
-__all__ = ["EddyError", "Learner", "Model", "Pipeline", "Registry", "learner", "run", "__version__"]
+__all__ = [
+    "EddyError",
+    "Learner",
+    "Model",
+    "Pipeline",
+    "Registry",
+    "Server",
+    "learner",
+    "run",
+    "serve",
+    "__version__",
+]
 
 
 def _register_with_river() -> None:

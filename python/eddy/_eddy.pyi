@@ -50,7 +50,9 @@ class Pipeline:
     ) -> None: ...
     def learn_one(self, x: Mapping[str, Value], y: Union[bool, int, float], w: Optional[float] = None) -> None:
         """Learns one row. The first row fixes the columns; later rows may omit keys (nulls)
-        but not add keys or change a value's type."""
+        but not add keys or change a value's type. The row is featurized by the pipeline's
+        per-row path (no Arrow batch, no allocation in Rust), the batch path's own code: a row
+        learned here trains exactly as ``learn_batch`` of that row alone."""
     def predict_one(self, x: Mapping[str, Value]) -> Union[bool, int, float]:
         """The class (bool for binary models trained on bools), the value or the cluster."""
     def predict_proba_one(self, x: Mapping[str, Value]) -> Dict[Any, float]:
@@ -98,3 +100,43 @@ class Registry:
 def run(workflow: Union[str, PathLike], run_dir: Optional[Union[str, PathLike]] = None) -> Dict[str, Any]:
     """Runs a TOML workflow as ``eddy run`` does; returns ``workflow``, ``run_dir``,
     ``registry``, ``interrupted``, ``failed`` and ``state``."""
+
+class Server:
+    """A model server started by :func:`serve`; a context manager that stops it on exit."""
+
+    @property
+    def url(self) -> str:
+        """``http://HOST:PORT``."""
+    @property
+    def host(self) -> str: ...
+    @property
+    def port(self) -> int: ...
+    @property
+    def models(self) -> List[str]:
+        """The served model names (empty: every model of the registry)."""
+    @property
+    def running(self) -> bool: ...
+    def predict_url(self, model: str) -> str:
+        """``{url}/v1/models/{model}/predict``: POST ``{"rows": [{...}, ...]}``, get
+        ``{"model", "version", "predictions", "probabilities"}``."""
+    def stop(self) -> None:
+        """Stops the server (in-flight requests finish); idempotent. A temporary registry made
+        for a served pipeline or model file is removed."""
+    def __enter__(self) -> "Server": ...
+    def __exit__(self, *exc: Any) -> bool: ...
+
+def serve(
+    source: Union[Pipeline, Registry, str, PathLike],
+    *,
+    name: str = "model",
+    models: Sequence[str] = (),
+    host: str = "127.0.0.1",
+    port: int = 0,
+    poll_ms: int = 1000,
+) -> Server:
+    """Serves ``source`` over HTTP with ``eddy serve``'s server, in this process, until
+    ``stop()``: a trained :class:`Pipeline` or a model file as the model ``name`` (published as
+    the production version of a temporary registry), or a :class:`Registry` / registry
+    directory with its ``models`` selectors (``"ctr@production"``, ``"ctr@3"``; default every
+    model at its latest version, following new versions every ``poll_ms``). ``port=0`` picks a
+    free port (see :attr:`Server.url`)."""

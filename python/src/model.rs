@@ -5,9 +5,11 @@
 //!
 //! It is the engine's own pieces, not a copy: the pipeline is the library's
 //! [`StandardPipeline`] for the rows' schema (what `eddy learn` builds for a file), a row is
-//! featurized by [`Pipeline::learn_examples_into`] and learned by the registry's
-//! [`OnlineModel`] exactly as the training engine's learner operator does per micro-batch,
-//! and a model is a [`TrainedModel`]. Large batches are cut into the engine's micro-batches
+//! featurized by the pipeline's per-row path ([`RowPlan`]: no record batch, no allocation,
+//! the batch path's own per-value code; pipelines without a per-row form featurize a one-row
+//! batch with [`Pipeline::learn_examples_into`]) and learned by the registry's
+//! [`OnlineModel`] exactly as the training engine's learner operator learns a one-row
+//! micro-batch, and a model is a [`TrainedModel`]. Large batches are cut into the engine's micro-batches
 //! (the dataflow's default `max_rows`), so learning a file's rows in one `learn_batch` call
 //! folds the pipeline's running statistics as `eddy learn` does. The GIL is released while a
 //! batch is featurized, learned or scored.
@@ -17,7 +19,7 @@ use eddy_algorithms::feature::categorical::Featurizer;
 use eddy_algorithms::features::{Examples, Features};
 use eddy_algorithms::learner::{OnlineLearner, Predictor, Task};
 use eddy_algorithms::learners::LearnerSpec;
-use eddy_algorithms::pipeline::StandardPipeline;
+use eddy_algorithms::pipeline::{RowPlan, StandardPipeline};
 use eddy_algorithms::trained::TrainedModel;
 use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyDict};
@@ -40,20 +42,25 @@ pub struct Recipe {
 }
 
 /// Buffers reused call after call (no allocation per row once warm).
-struct Work {
-    examples: Examples,
+pub(crate) struct Work {
+    pub(crate) examples: Examples,
+    /// The buffers the learner reads while the next micro-batch is featurized
+    /// ([`crate::batches`]).
+    pub(crate) spare: [Examples; 2],
     features: Features,
     out: Vec<f32>,
 }
 
 impl Default for Work {
     fn default() -> Self {
+        let examples = || Examples {
+            features: Features::Sparse(Default::default()),
+            labels: Vec::new(),
+            weights: None,
+        };
         Work {
-            examples: Examples {
-                features: Features::Sparse(Default::default()),
-                labels: Vec::new(),
-                weights: None,
-            },
+            examples: examples(),
+            spare: [examples(), examples()],
             features: Features::Sparse(Default::default()),
             out: Vec::new(),
         }
@@ -67,6 +74,9 @@ pub struct PyPipeline {
     label: String,
     trained: Option<TrainedModel>,
     rows: Option<RowLayout>,
+    /// The pipeline's per-row plan for `rows` (made with the first row; `Some(None)`: the
+    /// pipeline has no per-row form, rows go as one-row batches).
+    plan: Option<Option<RowPlan>>,
     work: Work,
     /// Whether the labels learned so far were Python bools (predict_one answers in kind).
     bool_labels: bool,
@@ -86,6 +96,7 @@ impl PyPipeline {
             label,
             trained: Some(trained),
             rows: None,
+            plan: None,
             work: Work::default(),
             bool_labels: true,
             fitted: true,
@@ -150,59 +161,67 @@ impl PyPipeline {
         Ok(())
     }
 
-    /// The row layout for `x` (fixed by the first row).
-    fn layout(&mut self, x: &Bound<'_, PyDict>) -> PyResult<&mut RowLayout> {
+    /// Reads `x` into the row layout (fixed by the first row), builds the pipeline for it
+    /// (once) and makes the pipeline's per-row plan (once).
+    fn read_row(&mut self, x: &Bound<'_, PyDict>, labelled: bool) -> PyResult<()> {
         if self.rows.is_none() {
             self.rows = Some(RowLayout::of(x, &self.label)?);
         }
-        self.rows.as_mut().ok_or_else(|| eddy_err("no row layout"))
+        let rows = self
+            .rows
+            .as_mut()
+            .ok_or_else(|| eddy_err("no row layout"))?;
+        rows.read(x)?;
+        let schema = rows.schema(labelled).clone();
+        self.ensure_built(&schema)?;
+        if self.plan.is_none() {
+            let (Some(t), Some(rows)) = (&self.trained, &self.rows) else {
+                return Err(eddy_err("the pipeline is not built"));
+            };
+            self.plan = Some(t.pipeline.row_plan(&rows.columns()));
+        }
+        Ok(())
     }
 
     /// Scores of one row: the prediction, or one probability per class (multiclass).
-    fn scores_one(&mut self, x: &Bound<'_, PyDict>) -> PyResult<(Task, Vec<f32>)> {
-        let batch = self.layout(x)?.batch(x, None)?;
-        self.ensure_built(&batch.schema())?;
-        let (Some(t), work) = (self.trained.as_ref(), &mut self.work) else {
+    fn scores_one(&mut self, x: &Bound<'_, PyDict>) -> PyResult<(Task, &[f32])> {
+        self.read_row(x, false)?;
+        let py = x.py();
+        let (Some(t), Some(rows), Some(plan), work) = (
+            self.trained.as_ref(),
+            self.rows.as_ref(),
+            self.plan.as_mut(),
+            &mut self.work,
+        ) else {
             return Err(eddy_err("the pipeline is not built"));
         };
-        if self.fitted {
-            t.pipeline
-                .features(&batch, &mut work.features)
-                .map_err(eddy_err)?;
-        } else {
-            // before the first row is learned, the row is featurized as the engine's
-            // progressive validation featurizes a first batch: with statistics that include it
-            let mut pipeline = t.pipeline.clone();
-            pipeline.update(&batch).map_err(eddy_err)?;
-            pipeline
-                .features(&batch, &mut work.features)
-                .map_err(eddy_err)?;
-        }
+        let features = &mut work.features;
+        let done = match (plan, self.fitted) {
+            (Some(plan), true) => t.pipeline.row_features(plan, &rows.values(py), features),
+            (Some(plan), false) => {
+                // before the first row is learned, the row is featurized as the engine's
+                // progressive validation featurizes a first batch: with statistics that
+                // include it
+                let mut pipeline = t.pipeline.clone();
+                pipeline
+                    .update_row(plan, &rows.values(py))
+                    .and_then(|()| pipeline.row_features(plan, &rows.values(py), features))
+            }
+            (None, true) => t.pipeline.features(&rows.batch(py, None)?, features),
+            (None, false) => {
+                let batch = rows.batch(py, None)?;
+                let mut pipeline = t.pipeline.clone();
+                pipeline
+                    .update(&batch)
+                    .and_then(|()| pipeline.features(&batch, features))
+            }
+        };
+        done.map_err(eddy_err)?;
         t.model
             .predict_scores(&work.features, &mut work.out)
             .map_err(eddy_err)?;
-        Ok((t.model.task(), work.out.clone()))
+        Ok((t.model.task(), &work.out))
     }
-}
-
-/// Learns `batch` (cut into micro-batches of `max_rows`): the engine's step per batch.
-fn learn_batches(
-    t: &mut TrainedModel,
-    work: &mut Work,
-    batches: &[RecordBatch],
-    max_rows: usize,
-) -> eddy_algorithms::Result<()> {
-    for batch in batches {
-        let mut start = 0;
-        while start < batch.num_rows() {
-            let len = max_rows.min(batch.num_rows() - start);
-            let part = batch.slice(start, len);
-            t.pipeline.learn_examples_into(&part, &mut work.examples)?;
-            t.model.learn(&work.examples)?;
-            start += len;
-        }
-    }
-    Ok(())
 }
 
 /// Predictions of every row of `batches`, as `eddy predict`'s `prediction` column.
@@ -278,6 +297,7 @@ impl PyPipeline {
             label: label.to_string(),
             trained: None,
             rows: None,
+            plan: None,
             work: Work::default(),
             bool_labels: false,
             fitted: false,
@@ -297,14 +317,24 @@ impl PyPipeline {
         }
         let (y, is_bool) = label_value(y)?;
         self.bool_labels = is_bool;
-        let batch = self.layout(x)?.batch(x, Some(y))?;
-        self.ensure_built(&batch.schema())?;
-        let (Some(t), work) = (self.trained.as_mut(), &mut self.work) else {
+        self.read_row(x, true)?;
+        let py = x.py();
+        let (Some(t), Some(rows), Some(plan), work) = (
+            self.trained.as_mut(),
+            self.rows.as_ref(),
+            self.plan.as_mut(),
+            &mut self.work,
+        ) else {
             return Err(eddy_err("the pipeline is not built"));
         };
-        t.pipeline
-            .learn_examples_into(&batch, &mut work.examples)
-            .map_err(eddy_err)?;
+        let examples = &mut work.examples;
+        match plan {
+            Some(plan) => t.pipeline.learn_row(plan, &rows.values(py), y, examples),
+            None => t
+                .pipeline
+                .learn_examples_into(&rows.batch(py, Some(y))?, examples),
+        }
+        .map_err(eddy_err)?;
         self.fitted = true;
         t.model.learn(&work.examples).map_err(eddy_err)
     }
@@ -316,15 +346,16 @@ impl PyPipeline {
         py: Python<'py>,
         x: &Bound<'py, PyDict>,
     ) -> PyResult<Bound<'py, PyAny>> {
+        let bools = self.bool_labels || self.recipe.is_none();
         let (task, scores) = self.scores_one(x)?;
         let first = scores.first().copied().unwrap_or(f32::NAN);
         Ok(match task {
-            Task::BinaryClassification if self.bool_labels || self.recipe.is_none() => {
+            Task::BinaryClassification if bools => {
                 PyBool::new(py, first >= 0.5).to_owned().into_any()
             }
             Task::BinaryClassification => i64::from(first >= 0.5).into_pyobject(py)?.into_any(),
             Task::Regression => f64::from(first).into_pyobject(py)?.into_any(),
-            Task::Multiclass { .. } => argmax(&scores).into_pyobject(py)?.into_any(),
+            Task::Multiclass { .. } => argmax(scores).into_pyobject(py)?.into_any(),
             Task::Clustering { .. } => (first as i64).into_pyobject(py)?.into_any(),
         })
     }
@@ -349,9 +380,11 @@ impl PyPipeline {
                     out.set_item(class, f64::from(*p))?;
                 }
             }
-            other => return Err(eddy_err(format!(
+            other => {
+                return Err(eddy_err(format!(
                 "predict_proba_one: a {other:?} model predicts no probabilities (use predict_one)"
-            ))),
+            )))
+            }
         }
         Ok(out)
     }
@@ -400,7 +433,7 @@ impl PyPipeline {
             return Err(eddy_err("the pipeline is not built"));
         };
         self.fitted = true;
-        py.detach(|| learn_batches(t, work, &batches, max_rows))
+        py.detach(|| crate::batches::learn(t, work, &batches, max_rows))
             .map_err(eddy_err)
     }
 

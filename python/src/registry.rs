@@ -18,6 +18,13 @@ pub struct PyRegistry {
     inner: Registry,
 }
 
+impl PyRegistry {
+    /// The registry.
+    pub fn inner(&self) -> &Registry {
+        &self.inner
+    }
+}
+
 fn stage(name: &str) -> PyResult<Stage> {
     serde_json::from_value(serde_json::Value::String(name.into())).map_err(|_| {
         eddy_err(format!(

@@ -109,32 +109,31 @@ impl LabelSpec {
         out.clear();
         out.reserve(values.len());
         for row in 0..values.len() {
-            let x = if values.is_null(row) {
-                f64::NAN
-            } else {
-                values.value(row)
-            };
-            let problem = if values.is_null(row) {
-                Some("missing")
-            } else if !x.is_finite() {
-                Some("not a finite number")
-            } else if weights && x < 0.0 {
-                Some("negative")
-            } else {
-                None
-            };
-            if let Some(p) = problem {
-                let what = if weights { "weight" } else { "label" };
-                return Err(Error::InvalidValue {
-                    step: LABELS.into(),
-                    column: name.into(),
-                    row,
-                    message: format!("{what} is {p}"),
-                });
-            }
-            out.push(x as f32);
+            let x = (!values.is_null(row)).then(|| values.value(row));
+            out.push(Self::checked(name, weights, row, x)?);
         }
         Ok(())
+    }
+
+    /// A label (or with `weights`, a weight) of column `name` at `row` (`None`: null),
+    /// checked: the one check of the batch path and a pipeline's per-row path.
+    pub(crate) fn checked(name: &str, weights: bool, row: usize, x: Option<f64>) -> Result<f32> {
+        let problem = match x {
+            None => Some("missing"),
+            Some(x) if !x.is_finite() => Some("not a finite number"),
+            Some(x) if weights && x < 0.0 => Some("negative"),
+            Some(_) => None,
+        };
+        if let Some(p) = problem {
+            let what = if weights { "weight" } else { "label" };
+            return Err(Error::InvalidValue {
+                step: LABELS.into(),
+                column: name.into(),
+                row,
+                message: format!("{what} is {p}"),
+            });
+        }
+        Ok(x.unwrap_or(f64::NAN) as f32)
     }
 
     /// The rows of `batch` a learner of `task` cannot learn from, with why: a missing or

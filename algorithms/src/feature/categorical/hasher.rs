@@ -216,45 +216,69 @@ impl FeatureHasher {
             .iter()
             .map(|c| str_column(batch, KIND, c))
             .collect::<Result<_>>()?;
-        let emitted = self.params.categorical.len();
         // Per-batch scratch: the row's value hash per text column, or `None` for null.
         let mut hashes: Vec<Option<u32>> = vec![None; text.len()];
         for row in 0..batch.num_rows() {
-            for (col, &h) in numeric.iter().zip(&self.numeric_hashes) {
-                if col.is_valid(row) {
-                    let x = col.value(row);
-                    if x.is_finite() && x != 0.0 {
-                        self.emit(m, h, x as f32);
-                    }
-                }
-            }
-            for (s, (col, &seed)) in text.iter().zip(&self.slot_seeds).enumerate() {
-                hashes[s] = if col.is_valid(row) {
-                    let h = murmur3_32(col.value(row).as_bytes(), seed);
-                    if s < emitted {
-                        self.emit(m, h, 1.0);
-                    }
-                    Some(h)
-                } else {
-                    None
-                };
-            }
-            'cross: for cross in &self.crosses {
-                let mut g = cross.seed;
-                for &s in &cross.slots {
-                    match hashes[s] {
-                        Some(v) => g = murmur3_u32(v, g),
-                        None => continue 'cross,
-                    }
-                }
-                self.emit(m, g, 1.0);
-            }
-            if let Some(b) = self.bias_index() {
-                m.push(b, 1.0);
-            }
-            m.finish_row();
+            self.push_row(
+                |i| numeric[i].is_valid(row).then(|| numeric[i].value(row)),
+                |s| text[s].is_valid(row).then(|| text[s].value(row).as_bytes()),
+                &mut hashes,
+                m,
+            );
         }
         Ok(())
+    }
+
+    /// The text columns a row provides to [`push_row`](Self::push_row), by slot: the
+    /// categorical columns first, then those only in crosses.
+    pub(crate) fn slot_columns(&self) -> &[String] {
+        &self.slot_columns
+    }
+
+    /// Appends one row's features to `m` and finishes the row — the one hashing loop of both
+    /// the batch path ([`push_rows`](Self::push_rows)) and a pipeline's per-row path.
+    /// `number(i)`: the value of numeric column `i` (`None`: null); `text(s)`: the UTF-8
+    /// bytes of text slot `s` ([`slot_columns`](Self::slot_columns)); `hashes`: scratch of one
+    /// entry per slot.
+    #[inline]
+    pub(crate) fn push_row<'a>(
+        &self,
+        number: impl Fn(usize) -> Option<f64>,
+        text: impl Fn(usize) -> Option<&'a [u8]>,
+        hashes: &mut [Option<u32>],
+        m: &mut CsrMatrix,
+    ) {
+        let emitted = self.params.categorical.len();
+        for (i, &h) in self.numeric_hashes.iter().enumerate() {
+            if let Some(x) = number(i) {
+                if x.is_finite() && x != 0.0 {
+                    self.emit(m, h, x as f32);
+                }
+            }
+        }
+        for (s, &seed) in self.slot_seeds.iter().enumerate() {
+            hashes[s] = text(s).map(|bytes| {
+                let h = murmur3_32(bytes, seed);
+                if s < emitted {
+                    self.emit(m, h, 1.0);
+                }
+                h
+            });
+        }
+        'cross: for cross in &self.crosses {
+            let mut g = cross.seed;
+            for &s in &cross.slots {
+                match hashes[s] {
+                    Some(v) => g = murmur3_u32(v, g),
+                    None => continue 'cross,
+                }
+            }
+            self.emit(m, g, 1.0);
+        }
+        if let Some(b) = self.bias_index() {
+            m.push(b, 1.0);
+        }
+        m.finish_row();
     }
 }
 

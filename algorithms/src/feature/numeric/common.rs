@@ -56,6 +56,12 @@ macro_rules! feature_step {
             ) -> $crate::error::Result<()> {
                 $crate::transform::OnlineEstimator::update(self, batch)
             }
+            fn as_any(&self) -> Option<&dyn std::any::Any> {
+                Some(self)
+            }
+            fn as_any_mut(&mut self) -> Option<&mut dyn std::any::Any> {
+                Some(self)
+            }
             fn clone_box(&self) -> Box<dyn $crate::transform::FeatureStep> {
                 Box::new(self.clone())
             }

@@ -66,4 +66,5 @@ pub use polynomial::{
 };
 pub use robust::{RobustScaler, RobustScalerParams, RobustScalerValidParams};
 pub use sketch::QuantileSketch;
+pub(crate) use standard::scaled;
 pub use standard::{StandardScaler, StandardScalerParams, StandardScalerValidParams};

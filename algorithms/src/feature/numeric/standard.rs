@@ -127,20 +127,43 @@ impl StandardScaler {
     }
 }
 
+impl StandardScaler {
+    /// The shift and divisor of input column `col`: `x` scales to `(x - shift) / sd`. The one
+    /// formula of the batch transform and a pipeline's per-row path.
+    pub(crate) fn affine(&self, col: usize) -> Result<(f64, f64)> {
+        let p = &self.params;
+        let m = &self.stats[col];
+        if m.count == 0 {
+            return Err(not_fitted(Self::KIND, &p.input_cols[col]));
+        }
+        let shift = if p.with_mean { m.mean } else { 0.0 };
+        let sd = m.variance().sqrt();
+        let sd = if p.with_std && sd > 0.0 { sd } else { 1.0 };
+        Ok((shift, sd))
+    }
+
+    /// Folds one value of input column `col` into its statistics: a one-row batch's update
+    /// ([`Moments::of_value`]).
+    pub(crate) fn fold_value(&mut self, col: usize, x: f64) {
+        self.stats[col].merge(&Moments::of_value(x));
+    }
+}
+
+/// `x` standard-scaled by [`StandardScaler::affine`]'s `shift` and `sd`.
+#[inline]
+pub(crate) fn scaled(x: f64, shift: f64, sd: f64) -> f64 {
+    (x - shift) / sd
+}
+
 impl Transformer for StandardScaler {
     fn transform(&self, batch: &RecordBatch) -> Result<RecordBatch> {
         let p = &self.params;
         let outs = outputs(&p.input_cols, &p.output_cols);
         let mut cols = Vec::with_capacity(outs.len());
-        for ((name, out), m) in p.input_cols.iter().zip(outs).zip(&self.stats) {
-            if m.count == 0 {
-                return Err(not_fitted(Self::KIND, name));
-            }
+        for (col, (name, out)) in p.input_cols.iter().zip(outs).enumerate() {
+            let (shift, sd) = self.affine(col)?;
             let arr = f64_column(batch, Self::KIND, name)?;
-            let shift = if p.with_mean { m.mean } else { 0.0 };
-            let sd = m.variance().sqrt();
-            let sd = if p.with_std && sd > 0.0 { sd } else { 1.0 };
-            cols.push((out.clone(), map_values(&arr, |x| (x - shift) / sd)));
+            cols.push((out.clone(), map_values(&arr, |x| scaled(x, shift, sd))));
         }
         with_columns(batch, cols)
     }

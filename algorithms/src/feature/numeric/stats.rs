@@ -1,7 +1,7 @@
 //! Mergeable per-column statistics over finite values: [`Moments`] (count, mean, variance;
 //! Welford/Chan) and [`Extent`] (min, max).
 
-use arrow::array::Float64Array;
+use arrow::array::{Array, Float64Array};
 use serde::{Deserialize, Serialize};
 
 use super::common::for_each_finite;
@@ -25,17 +25,41 @@ pub struct Moments {
 impl Moments {
     /// The moments of the non-null finite values of `arr` (NaN and ±inf are skipped).
     pub fn of(arr: &Float64Array) -> Moments {
+        match arr.nulls() {
+            None => Self::summarize(arr.values().iter().copied().filter(|v| v.is_finite())),
+            Some(nulls) => Self::summarize(
+                arr.values()
+                    .iter()
+                    .enumerate()
+                    .filter(|&(i, v)| nulls.is_valid(i) && v.is_finite())
+                    .map(|(_, &v)| v),
+            ),
+        }
+    }
+
+    /// The moments of one value (none when it is not finite): what [`of`](Self::of) gives
+    /// for a one-row column holding it, by the same arithmetic — a pipeline's per-row path
+    /// folds rows with it.
+    pub fn of_value(v: f64) -> Moments {
+        Self::summarize(std::iter::once(v).filter(|v| v.is_finite()))
+    }
+
+    /// Two-pass count, mean and squared deviations of `values` (already filtered).
+    #[inline]
+    fn summarize(values: impl Iterator<Item = f64> + Clone) -> Moments {
         let (mut count, mut sum) = (0u64, 0.0);
-        for_each_finite(arr, |v| {
+        for v in values.clone() {
             count += 1;
             sum += v;
-        });
+        }
         if count == 0 {
             return Moments::default();
         }
         let mean = sum / count as f64;
         let mut m2 = 0.0;
-        for_each_finite(arr, |v| m2 += (v - mean) * (v - mean));
+        for v in values {
+            m2 += (v - mean) * (v - mean);
+        }
         Moments { count, mean, m2 }
     }
 
