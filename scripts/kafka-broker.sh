@@ -9,7 +9,7 @@
 # SIGINT stops the broker. A broker that does not come up in 30 s, or exits, is an error (exit 1).
 #
 # tansu is looked up as $TANSU, then on PATH, then in ~/.cargo/bin. Install it with
-#   cargo install tansu --version 0.6.0 --locked --no-default-features --features dynostore
+#   cargo install tansu --version 0.6.0 --locked --no-default-features --features dynostore,libsql
 # (.ci/run does that when it is missing).
 set -euo pipefail
 
@@ -30,7 +30,7 @@ if [ -z "$tansu" ] && [ -x "$HOME/.cargo/bin/tansu" ]; then
     tansu="$HOME/.cargo/bin/tansu"
 fi
 if [ -z "$tansu" ]; then
-    echo "kafka-broker.sh: tansu not found (set TANSU, or: cargo install tansu --version 0.6.0 --locked --no-default-features --features dynostore)" >&2
+    echo "kafka-broker.sh: tansu not found (set TANSU, or: cargo install tansu --version 0.6.0 --locked --no-default-features --features dynostore,libsql)" >&2
     exit 1
 fi
 

@@ -48,7 +48,8 @@ pub fn tansu() -> PathBuf {
     assert!(
         cargo_bin.is_file(),
         "the Kafka tests need the tansu broker and it is not installed: run .ci/run, or \
-         `cargo install tansu --version 0.6.0 --locked --no-default-features --features dynostore`"
+         `cargo install tansu --version 0.6.0 --locked --no-default-features \
+         --features dynostore,libsql`"
     );
     cargo_bin
 }
