@@ -26,6 +26,8 @@
 //! - the job's model not read back from the shards (`final_model` keeping a fresh model of
 //!   the learner instead of `shard_model`'s): holdout log loss 0.693.
 
+#[path = "support/clicks.rs"]
+mod clicks;
 #[path = "../core/tests/support/kafka.rs"]
 mod kafka;
 
@@ -35,40 +37,15 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use clicks::{clicks, LAYOUT, ROWS, WORKER_ROWS};
 use eddy_core::datagen::ctr::CtrGenerator;
 use kafka::Broker;
 use rand::{Rng, SeedableRng};
 use serde_json::Value;
 
 const EDDY: &str = env!("CARGO_BIN_EXE_eddy");
-/// Rows in the topic.
-const ROWS: u64 = 60_000;
-/// Row `i` goes to partition `LAYOUT[i % 5]`: partitions 0 and 2 (worker 0) hold 2/5 of the
-/// rows, 1 and 3 (worker 1) 3/5.
-const LAYOUT: [i32; 5] = [0, 1, 2, 3, 3];
-/// The rows of each worker's partitions.
-const WORKER_ROWS: [u64; 2] = [ROWS / 5 * 2, ROWS / 5 * 3];
 /// How long one training run may take before the test fails.
 const RUN_LIMIT: Duration = Duration::from_secs(600);
-
-/// Generated CTR rows (seed 7), one JSON object each: the rows `eddy gen ctr` makes.
-fn clicks(rows: u64) -> Vec<Vec<u8>> {
-    let g = CtrGenerator::new(7, false);
-    let mut buf = Vec::new();
-    let mut writer = arrow::json::LineDelimitedWriter::new(&mut buf);
-    for start in (0..rows).step_by(10_000) {
-        let len = (rows - start).min(10_000) as usize;
-        writer.write(&g.batch(start, len).unwrap()).unwrap();
-    }
-    writer.finish().unwrap();
-    let lines: Vec<Vec<u8>> = buf
-        .split(|&b| b == b'\n')
-        .filter(|l| !l.is_empty())
-        .map(<[u8]>::to_vec)
-        .collect();
-    assert_eq!(lines.len() as u64, rows);
-    lines
-}
 
 /// A running process, killed when dropped.
 struct Proc(Child);

@@ -21,6 +21,8 @@
 //!   finished last, which a test cannot force); `tests/worker_failover.rs` catches a model that
 //!   is not read back from the shards at all.
 
+#[path = "support/clicks.rs"]
+mod clicks;
 #[path = "../core/tests/support/kafka.rs"]
 mod kafka;
 
@@ -28,7 +30,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use eddy_core::datagen::ctr::CtrGenerator;
+use clicks::{clicks, LAYOUT, ROWS, WORKER_ROWS};
 use eddy_workflow::registry::Registry;
 use eddy_workflow::runner::{NodeStatus, RunState};
 use eddy_workflow::train::supervise::{ShardProcesses, SupervisorStatus};
@@ -36,33 +38,10 @@ use kafka::Broker;
 use rand::{Rng, SeedableRng};
 
 const EDDY: &str = env!("CARGO_BIN_EXE_eddy");
-/// Rows in the topic.
-const ROWS: u64 = 60_000;
-/// Row `i` goes to partition `LAYOUT[i % 5]`: partitions 0 and 2 (worker 0) hold 2/5 of the
-/// rows, 1 and 3 (worker 1) 3/5.
-const LAYOUT: [i32; 5] = [0, 1, 2, 3, 3];
-/// The rows of each worker's partitions.
-const WORKER_ROWS: [u64; 2] = [ROWS / 5 * 2, ROWS / 5 * 3];
 /// How long one run may take before the test fails.
 const RUN_LIMIT: Duration = Duration::from_secs(600);
 /// How long the gate may take to score the versions external workers published.
 const GATE_LIMIT: Duration = Duration::from_secs(120);
-
-/// Generated CTR rows (seed 7), one JSON object each.
-fn clicks(rows: u64) -> Vec<Vec<u8>> {
-    let g = CtrGenerator::new(7, false);
-    let mut buf = Vec::new();
-    let mut writer = arrow::json::LineDelimitedWriter::new(&mut buf);
-    for start in (0..rows).step_by(10_000) {
-        let len = (rows - start).min(10_000) as usize;
-        writer.write(&g.batch(start, len).unwrap()).unwrap();
-    }
-    writer.finish().unwrap();
-    buf.split(|&b| b == b'\n')
-        .filter(|l| !l.is_empty())
-        .map(<[u8]>::to_vec)
-        .collect()
-}
 
 /// The workflow: the topic in two worker processes, a gate on a holdout of the same
 /// generator (rows past the topic's).
