@@ -44,6 +44,12 @@ fn params(kind: DeepKind, seed: u64, batch: usize) -> DeepValidParams {
     p.check().unwrap()
 }
 
+/// Seeded runs and snapshot → restore are held to exact equality by the suite itself; the
+/// batch-shape comparisons (a mini-batch of 4 against single rows) get a relative 1e-5, because
+/// libtorch's matmul kernels sum in a shape- and CPU-dependent order (seen: 0.51227653 vs
+/// 0.5122766 on one CI machine and exact on another).
+const BATCH_SHAPE_TOLERANCE: f32 = 1e-5;
+
 #[test]
 fn every_network_passes_the_conformance_suite() {
     let data = xor_data(40, 1);
@@ -51,7 +57,7 @@ fn every_network_passes_the_conformance_suite() {
         check_online_learner(
             |seed| DeepModel::new(params(kind, seed, 4)).unwrap(),
             &data,
-            0.0,
+            BATCH_SHAPE_TOLERANCE,
         );
     }
 }
