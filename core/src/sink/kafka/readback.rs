@@ -13,7 +13,7 @@ use rdkafka::{Offset, TopicPartitionList};
 
 use crate::error::{Error, Result};
 use crate::sink::file_target::sync_dir;
-use crate::source::kafka::{consumer_config, log_end, watermarks, KafkaSourceOptions};
+use crate::source::kafka::{consumer_config, log_ends, watermarks, KafkaSourceOptions};
 
 /// Header naming the sink (its operator name).
 pub const HEADER_SINK: &str = "eddy-sink";
@@ -149,11 +149,16 @@ pub(super) fn read_back(
     timeout: Duration,
 ) -> Result<()> {
     let err = |m: String| Error::kafka(options.context(), m);
-    // the ends first (log_end assigns the probe), then the read from the recorded starts
+    // the watermarks, then the ends (log_ends assigns the probe), then the read from the
+    // recorded starts
+    let marks = start
+        .iter()
+        .map(|&(p, _)| watermarks(options, probe, p).map(|(low, high)| (p, low, high)))
+        .collect::<Result<Vec<_>>>()?;
+    let log = log_ends(options, probe, &marks)?;
     let mut ends = Vec::with_capacity(start.len());
-    for &(p, from) in start {
-        let (low, high) = watermarks(options, probe, p)?;
-        let end = log_end(options, probe, p, low, high)?;
+    for (&(p, from), &(_, low, _)) in start.iter().zip(&marks) {
+        let end = log.get(&p).copied().unwrap_or(low);
         if end > from {
             ends.push((p, from.max(low), end));
         }

@@ -4,7 +4,7 @@
 //! The log ends are read by a thread of the watch's own, with a consumer of its own, every
 //! [`lag_interval`](super::KafkaSourceOptions::lag_interval): one watermark request per
 //! partition, and for a partition whose high watermark moved, one fetch of its last record
-//! batch ([`log_end`]; tansu's high watermark is not the log end). The read path only stores
+//! batch ([`log_ends`]; tansu's high watermark is not the log end). The read path only stores
 //! its next offsets ([`LagWatch::advance`]: atomics, no allocation, no broker call).
 
 use std::collections::BTreeMap;
@@ -22,7 +22,7 @@ use super::options::{consumer_config, KafkaSourceOptions};
 use crate::error::{Error, Result};
 use crate::metrics::Progress;
 
-/// How long the first poll of [`log_end`] waits for a message.
+/// How long a poll of [`log_ends`] waits for a partition's last batch.
 const POLL_WAIT: Duration = Duration::from_millis(20);
 
 /// An offset not known yet.
@@ -128,11 +128,9 @@ fn follow(
     // the high watermark each known end was read at: an unmoved one needs no fetch
     let mut seen: BTreeMap<i32, i64> = BTreeMap::new();
     loop {
-        for p in &shared.partitions {
-            if let Err(e) = refresh(options, consumer, p, &mut seen) {
-                // the gauge keeps its last value; the reading consumer reports broker trouble
-                tracing::debug!("kafka lag of partition {}: {e}", p.id);
-            }
+        if let Err(e) = refresh(options, consumer, shared, &mut seen) {
+            // the gauge keeps its last values; the reading consumer reports broker trouble
+            tracing::debug!("kafka lag: {e}");
         }
         shared.publish();
         match stopped.recv_timeout(options.lag_interval) {
@@ -142,20 +140,28 @@ fn follow(
     }
 }
 
-/// Reads partition `p`'s log end when its high watermark moved since the last read.
+/// Reads the log ends of the partitions whose high watermark moved since the last read.
 fn refresh(
     options: &KafkaSourceOptions,
     consumer: &BaseConsumer,
-    p: &Partition,
+    shared: &Shared,
     seen: &mut BTreeMap<i32, i64>,
 ) -> Result<()> {
-    let (low, high) = watermarks(options, consumer, p.id)?;
-    if seen.get(&p.id) == Some(&high) && p.end.load(Ordering::Relaxed) != UNKNOWN {
-        return Ok(());
+    let mut moved = Vec::new();
+    for p in &shared.partitions {
+        let (low, high) = watermarks(options, consumer, p.id)?;
+        if seen.get(&p.id) != Some(&high) || p.end.load(Ordering::Relaxed) == UNKNOWN {
+            moved.push((p.id, low, high));
+        }
     }
-    let end = log_end(options, consumer, p.id, low, high)?;
-    p.end.store(end, Ordering::Relaxed);
-    seen.insert(p.id, high);
+    for (id, end) in log_ends(options, consumer, &moved)? {
+        if let Some(p) = shared.partitions.iter().find(|p| p.id == id) {
+            p.end.store(end, Ordering::Relaxed);
+        }
+    }
+    for (id, _, high) in moved {
+        seen.insert(id, high);
+    }
     Ok(())
 }
 
@@ -175,49 +181,76 @@ pub(crate) fn watermarks(
         })
 }
 
-/// The offset after the last message of partition `p` now, given its watermarks. tansu 0.6.0
-/// reports as high watermark the base offset of the partition's last record batch plus one, so
-/// the end is read off that batch: fetched from `high - 1`, every message it holds arrives
-/// together. On a broker with true high watermarks this is `high` itself. Assigns `consumer`
-/// (a probe, never the reading consumer).
-pub(crate) fn log_end(
+/// Watermarks of one partition: `(partition, low, high)`.
+pub(crate) type Marks = (i32, i64, i64);
+
+/// The offset after the last message of each partition of `marks` now, given its watermarks.
+/// tansu 0.6.0 reports as high watermark the base offset of the partition's last record batch
+/// plus one, so the end is read off that batch: fetched from `high - 1`, every message it holds
+/// arrives together. On a broker with true high watermarks this is `high` itself.
+///
+/// Every partition is read in one assignment of `consumer` (a probe, never the reading
+/// consumer), which is unassigned again at the end: read one after another, each partition's
+/// watermark request queued behind the previous one's long-polling fetch on the broker's
+/// connection, and opening a source of two partitions took 1.5 s instead of a round trip.
+/// Read the watermarks of all partitions before this call, not between such calls.
+pub(crate) fn log_ends(
     options: &KafkaSourceOptions,
     consumer: &BaseConsumer,
-    p: i32,
-    low: i64,
-    high: i64,
-) -> Result<i64> {
-    if high <= low {
-        return Ok(high);
-    }
-    let err = |e: &dyn std::fmt::Display| {
+    marks: &[Marks],
+) -> Result<BTreeMap<i32, i64>> {
+    let err = |p: i32, e: &dyn std::fmt::Display| {
         Error::kafka(options.context(), format!("end of partition {p}: {e}"))
     };
+    let mut ends: BTreeMap<i32, i64> = marks.iter().map(|&(p, _, high)| (p, high)).collect();
+    let mut pending: Vec<i32> = marks
+        .iter()
+        .filter(|&&(_, low, high)| high > low)
+        .map(|&(p, _, _)| p)
+        .collect();
+    if pending.is_empty() {
+        return Ok(ends);
+    }
     let mut tpl = TopicPartitionList::new();
-    tpl.add_partition_offset(&options.uri.topic, p, Offset::Offset(high - 1))
-        .map_err(|e| err(&e))?;
-    consumer.assign(&tpl).map_err(|e| err(&e))?;
+    for &(p, _, high) in marks.iter().filter(|&&(_, low, high)| high > low) {
+        tpl.add_partition_offset(&options.uri.topic, p, Offset::Offset(high - 1))
+            .map_err(|e| err(p, &e))?;
+    }
+    consumer.assign(&tpl).map_err(|e| err(pending[0], &e))?;
     let started = Instant::now();
-    let mut end = high;
-    let mut first = true;
     loop {
-        let wait = if first { POLL_WAIT } else { Duration::ZERO };
+        // wait while a partition's last batch is missing, then take what already arrived
+        let wait = if pending.is_empty() {
+            Duration::ZERO
+        } else {
+            POLL_WAIT
+        };
         match consumer.poll(wait) {
-            Some(Ok(m)) if m.partition() == p => {
-                end = end.max(m.offset() + 1);
-                first = false;
+            Some(Ok(m)) => {
+                if let Some(end) = ends.get_mut(&m.partition()) {
+                    *end = (*end).max(m.offset() + 1);
+                    pending.retain(|&p| p != m.partition());
+                }
             }
-            Some(Ok(_)) | Some(Err(KafkaError::PartitionEOF(_))) => {}
-            Some(Err(e)) => return Err(err(&e)),
-            None if first && started.elapsed() < options.request_timeout => {}
-            None if first => {
-                return Err(err(&format!(
-                    "no message at offset {} in {:?}",
-                    high - 1,
-                    started.elapsed()
-                )))
+            Some(Err(KafkaError::PartitionEOF(_))) => {}
+            Some(Err(e)) => return Err(err(pending.first().copied().unwrap_or(marks[0].0), &e)),
+            None if pending.is_empty() => break,
+            None if started.elapsed() < options.request_timeout => {}
+            None => {
+                let p = pending[0];
+                let high = marks.iter().find(|m| m.0 == p).map_or(0, |m| m.2);
+                return Err(err(
+                    p,
+                    &format!(
+                        "no message at offset {} in {:?}",
+                        high - 1,
+                        started.elapsed()
+                    ),
+                ));
             }
-            None => return Ok(end),
         }
     }
+    // an assignment left behind keeps a fetch long-polling ahead of the next request
+    consumer.unassign().map_err(|e| err(marks[0].0, &e))?;
+    Ok(ends)
 }

@@ -56,7 +56,7 @@ mod source;
 pub mod uri;
 
 pub use admin::{ensure_topic, topic_partitions};
-pub(crate) use lag::{log_end, watermarks};
+pub(crate) use lag::{log_ends, watermarks};
 pub(crate) use options::consumer_config;
 pub use options::{
     KafkaSourceOptions, Member, DEFAULT_INFER_MESSAGES, DEFAULT_LAG_INTERVAL,

@@ -12,7 +12,7 @@ use rdkafka::error::KafkaError;
 use rdkafka::message::Message as _;
 use rdkafka::{Offset, TopicPartitionList};
 
-use super::lag::{log_end, watermarks, LagWatch};
+use super::lag::{log_ends, watermarks, LagWatch, Marks};
 use super::options::{consumer_config, KafkaSourceOptions};
 use super::uri::{KafkaFormat, StartOffset};
 use crate::error::{Error, Result};
@@ -296,9 +296,8 @@ impl Source for KafkaSource {
             .create()
             .map_err(|e| self.err("consumer", e))?;
         let owned = self.owned(&probe, ctx)?;
-        let bounded = self.options.bounded();
         let mut next = BTreeMap::new();
-        let mut end = BTreeMap::new();
+        let mut marks = Vec::with_capacity(owned.len());
         for &p in &owned {
             let (low, high) = watermarks(&self.options, &probe, p)?;
             self.low.insert(p, low);
@@ -309,18 +308,17 @@ impl Source for KafkaSource {
                     StartOffset::Latest => high,
                 },
             );
-            if bounded {
-                end.insert(p, log_end(&self.options, &probe, p, low, high)?);
-            }
+            marks.push((p, low, high));
         }
+        let end = match self.options.bounded() {
+            true => Some(self.bounded_end(&probe, &marks)?),
+            false => None,
+        };
         drop(probe);
         let consumer: BaseConsumer = consumer_config(&self.options.uri)
             .create()
             .map_err(|e| self.err("consumer", e))?;
-        self.pos = KafkaPosition {
-            next,
-            end: bounded.then_some(end),
-        };
+        self.pos = KafkaPosition { next, end };
         self.decoder = Some(match self.options.format() {
             KafkaFormat::Json => Decoder::Json(JsonDecoder::new(&self.payload)),
             KafkaFormat::Csv => Decoder::Csv(Box::new(CsvDecoder::new(b',', b'"'))),
@@ -476,6 +474,26 @@ impl KafkaSource {
         if let Some(lag) = &self.lag {
             lag.advance(&self.pos.next);
         }
+    }
+
+    /// The end of a bounded read of the partitions `marks`: their log ends now, except where a
+    /// restored checkpoint holds the end the first open found (which [`apply`](Self::apply)
+    /// keeps: a restarted read ends where the original would have), so a restart reads no
+    /// log end again.
+    fn bounded_end(&self, probe: &BaseConsumer, marks: &[Marks]) -> Result<BTreeMap<i32, i64>> {
+        let known = self.restored.as_ref().and_then(|r| r.end.as_ref());
+        let unknown: Vec<Marks> = marks
+            .iter()
+            .filter(|m| !known.is_some_and(|k| k.contains_key(&m.0)))
+            .copied()
+            .collect();
+        let mut end = log_ends(&self.options, probe, &unknown)?;
+        for &(p, ..) in marks {
+            if let Some(&e) = known.and_then(|k| k.get(&p)) {
+                end.insert(p, e);
+            }
+        }
+        Ok(end)
     }
 
     /// Takes the restored offsets of the owned partitions (a partition missing from the
