@@ -8,7 +8,9 @@
 //! - a family rendered without its `# TYPE` (`header` writing only `# HELP` for
 //!   `eddy_registry_versions`): its samples parse as untyped and `check_conventions` fails;
 //! - a counter named without `_total` (`eddy_node_runs_total` → `eddy_node_runs`): fails;
-//! - the token check removed from the actions: the unauthorized promote answers 200, fails.
+//! - the token check removed from the actions: the unauthorized promote answers 200, fails;
+//! - the label tally's delays exported in ms (`label_delay_mean_ms`) or its counts as gauges:
+//!   `check_conventions` fails on the unit or on the missing `_total`.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader, Read, Write};
@@ -138,6 +140,13 @@ fn check_conventions(text: &str) -> BTreeMap<String, f64> {
             name.ends_with("_total"),
             *kind == "counter",
             "{name} is a {kind}"
+        );
+        let unit = name.trim_end_matches("_total");
+        assert!(
+            !["_ms", "_millis", "_milliseconds"]
+                .iter()
+                .any(|u| unit.ends_with(u)),
+            "{name} is not in base units (seconds)"
         );
     }
     // the parser folds a histogram's buckets into one sample per label set (`_sum` and
@@ -317,6 +326,37 @@ fn run_and_serve_metrics_parse_and_actions_need_the_token() {
         r#"{"version":99}"#,
     );
     assert_eq!(status, 404, "an unknown version");
+}
+
+#[test]
+fn a_delayed_label_jobs_tally_is_counters_and_seconds() {
+    let dir = tmp();
+    let run_dir = dir.path().join("run");
+    let spec = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/delayed-labels/workflow.toml");
+    let (_run, addr, _) = start(&[
+        "run",
+        spec.to_str().unwrap(),
+        "--run-dir",
+        run_dir.to_str().unwrap(),
+        "--serve-forever",
+    ]);
+    let text = metrics_when(&addr, |t| {
+        t.contains("eddy_node_state{node=\"deploy\",state=\"succeeded\"} 1")
+    });
+    let samples = check_conventions(&text);
+    let sample = |name: &str| samples[&format!("{name}{{job=\"ctr\"}}")];
+    let labelled =
+        sample("eddy_job_labels_positive_total") + sample("eddy_job_labels_negative_total");
+    assert!(labelled > 0.0, "{text}");
+    let (mean, max) = (
+        sample("eddy_job_label_delay_mean_seconds"),
+        sample("eddy_job_label_delay_max_seconds"),
+    );
+    assert!(
+        0.0 < mean && mean <= max && max <= 60.0,
+        "the wait is 60 s: {text}"
+    );
+    assert_eq!(sample("eddy_job_late_impressions_total"), 0.0);
 }
 
 #[test]

@@ -8,9 +8,11 @@
 //! [`MetricsRegistry::source_lags`] sums the gauges per source operator over its subtasks, and
 //! a [`JobBoard`] shows them as `eddy_job_source_lag{job="…",source="…"}`.
 //!
-//! **Job gauges.** What a job's owner measures beyond the runtime (a training job's label
-//! counts and delays) it sets with [`JobMetrics::set_gauge`]; a [`JobBoard`] shows each as
-//! `eddy_job_<name>{job="…"}`.
+//! **Job-owned metrics.** What a job's owner measures beyond the runtime (a training job's
+//! label counts and delays) it reports with [`JobMetrics::report`], saying whether the figure
+//! is a cumulative count or a gauge; a [`JobBoard`] shows a count as the counter
+//! `eddy_job_<name>_total{job="…"}` and a gauge as `eddy_job_<name>{job="…"}`, following the
+//! Prometheus naming conventions (base units in the name: `_seconds`, not ms).
 
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -111,6 +113,29 @@ pub struct CheckpointStats {
 /// One job counter as `/metrics` shows it: name, help text, value.
 type Counter = (&'static str, &'static str, u64);
 
+/// How a job owner's own figure is exposed on `/metrics`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MetricKind {
+    /// A cumulative count that only grows: the counter `eddy_job_<name>_total`.
+    Counter,
+    /// A value that may go up and down: the gauge `eddy_job_<name>`.
+    Gauge,
+}
+
+/// One figure a job's owner reports ([`JobMetrics::report`]).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct OwnedMetric {
+    /// The name without the `eddy_job_` prefix or the `_total` suffix, in base units
+    /// (`label_delay_mean_seconds`).
+    pub name: &'static str,
+    /// The `# HELP` text.
+    pub help: &'static str,
+    /// Counter or gauge.
+    pub kind: MetricKind,
+    /// The current value.
+    pub value: f64,
+}
+
 /// Job-wide failover and checkpoint counters.
 #[derive(Debug, Default)]
 pub struct JobMetrics {
@@ -128,9 +153,9 @@ pub struct JobMetrics {
     pub checkpoints_failed: AtomicU64,
     /// Of those, the ones that timed out.
     pub checkpoints_timed_out: AtomicU64,
-    /// Gauges the job's owner reports beyond the runtime's counters (a training job's label
-    /// counts), in order of first report: see [`set_gauge`](Self::set_gauge).
-    gauges: Mutex<Vec<Counter>>,
+    /// Figures the job's owner reports beyond the runtime's counters (a training job's label
+    /// counts), in order of first report: see [`report`](Self::report).
+    owned: Mutex<Vec<OwnedMetric>>,
 }
 
 impl JobMetrics {
@@ -142,21 +167,20 @@ impl JobMetrics {
             .clone()
     }
 
-    /// Sets the gauge `name` (`/metrics` shows it as `eddy_job_<name>{job="…"}`, with `help`).
-    pub fn set_gauge(&self, name: &'static str, help: &'static str, value: u64) {
-        let mut gauges = self.gauges.lock().unwrap_or_else(|p| p.into_inner());
-        match gauges.iter_mut().find(|(n, _, _)| *n == name) {
-            Some(g) => g.2 = value,
-            None => gauges.push((name, help, value)),
+    /// Sets the owner's figure `metric.name` to `metric.value` (`/metrics` shows a
+    /// [`MetricKind::Counter`] as `eddy_job_<name>_total{job="…"}`, a gauge as
+    /// `eddy_job_<name>{job="…"}`, with `metric.help`).
+    pub fn report(&self, metric: OwnedMetric) {
+        let mut owned = self.owned.lock().unwrap_or_else(|p| p.into_inner());
+        match owned.iter_mut().find(|m| m.name == metric.name) {
+            Some(m) => m.value = metric.value,
+            None => owned.push(metric),
         }
     }
 
-    /// The gauges set so far: (name, help, value).
-    pub fn gauges(&self) -> Vec<(&'static str, &'static str, u64)> {
-        self.gauges
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+    /// The owner's figures reported so far, in order of first report.
+    pub fn owned(&self) -> Vec<OwnedMetric> {
+        self.owned.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     /// The job's counters: (name, help, value), as `/metrics` shows them.
@@ -273,7 +297,7 @@ impl JobBoard {
                 );
             }
         }
-        Self::render_gauges(jobs, out);
+        Self::render_owned(jobs, out);
         let lags: Vec<(String, Vec<(String, u64)>)> = jobs
             .iter()
             .map(|(name, _, progress)| (escape_label(name), sum_lags(progress)))
@@ -301,28 +325,29 @@ impl JobBoard {
 }
 
 impl JobBoard {
-    /// The jobs' own gauges ([`JobMetrics::set_gauge`]): one family per name, one sample per
-    /// job that set it.
-    fn render_gauges(jobs: &[(&str, &JobMetrics, &[Arc<Progress>])], out: &mut String) {
+    /// The figures the jobs' owners reported ([`JobMetrics::report`]): one family per name,
+    /// one sample per job that reported it.
+    fn render_owned(jobs: &[(&str, &JobMetrics, &[Arc<Progress>])], out: &mut String) {
         use std::fmt::Write;
-        let gauges: Vec<(String, Vec<Counter>)> = jobs
+        let owned: Vec<(String, Vec<OwnedMetric>)> = jobs
             .iter()
-            .map(|(name, m, _)| (escape_label(name), m.gauges()))
+            .map(|(name, m, _)| (escape_label(name), m.owned()))
             .collect();
-        let mut families: Vec<(&str, &str)> = Vec::new();
-        for &(name, help, _) in gauges.iter().flat_map(|(_, g)| g) {
-            if !families.iter().any(|&(n, _)| n == name) {
-                families.push((name, help));
+        let mut families: Vec<OwnedMetric> = Vec::new();
+        for m in owned.iter().flat_map(|(_, o)| o) {
+            if !families.iter().any(|f| f.name == m.name) {
+                families.push(*m);
             }
         }
-        for (family, help) in families {
-            let _ = writeln!(
-                out,
-                "# HELP eddy_job_{family} {help}\n# TYPE eddy_job_{family} gauge"
-            );
-            for (job, g) in &gauges {
-                if let Some((_, _, v)) = g.iter().find(|(n, _, _)| *n == family) {
-                    let _ = writeln!(out, "eddy_job_{family}{{job=\"{job}\"}} {v}");
+        for f in families {
+            let (family, kind) = match f.kind {
+                MetricKind::Counter => (format!("eddy_job_{}_total", f.name), "counter"),
+                MetricKind::Gauge => (format!("eddy_job_{}", f.name), "gauge"),
+            };
+            let _ = writeln!(out, "# HELP {family} {}\n# TYPE {family} {kind}", f.help);
+            for (job, o) in &owned {
+                if let Some(m) = o.iter().find(|m| m.name == f.name) {
+                    let _ = writeln!(out, "{family}{{job=\"{job}\"}} {}", m.value);
                 }
             }
         }
@@ -556,29 +581,46 @@ mod tests {
     use super::*;
 
     #[test]
-    fn job_gauges_render_once_per_family_for_the_jobs_that_set_them() {
+    fn owned_metrics_render_once_per_family_as_counters_or_gauges() {
         let (a, b) = (MetricsRegistry::default(), MetricsRegistry::default());
-        a.job().set_gauge("labels_positive", "Positives.", 3);
-        a.job().set_gauge("labels_positive", "Positives.", 4);
-        b.job().set_gauge("late_clicks", "Late clicks.", 2);
+        let positives = |value| OwnedMetric {
+            name: "labels_positive",
+            help: "Positives.",
+            kind: MetricKind::Counter,
+            value,
+        };
+        a.job().report(positives(3.0));
+        a.job().report(positives(4.0));
+        b.job().report(OwnedMetric {
+            name: "label_delay_mean_seconds",
+            help: "Mean delay.",
+            kind: MetricKind::Gauge,
+            value: 0.25,
+        });
         let board = JobBoard::default();
         board.watch("a", &a);
         board.watch("b", &b);
         let mut out = String::new();
         board.render_prometheus(&mut out);
         assert_eq!(
-            out.matches("# TYPE eddy_job_labels_positive gauge").count(),
-            1
-        );
-        assert!(
-            out.contains("eddy_job_labels_positive{job=\"a\"} 4\n"),
+            out.matches("# TYPE eddy_job_labels_positive_total counter\n")
+                .count(),
+            1,
             "{out}"
         );
         assert!(
-            !out.contains("eddy_job_labels_positive{job=\"b\"}"),
+            out.contains("eddy_job_labels_positive_total{job=\"a\"} 4\n"),
             "{out}"
         );
-        assert!(out.contains("eddy_job_late_clicks{job=\"b\"} 2\n"), "{out}");
+        assert!(!out.contains("labels_positive_total{job=\"b\"}"), "{out}");
+        assert!(
+            out.contains("# TYPE eddy_job_label_delay_mean_seconds gauge\n"),
+            "{out}"
+        );
+        assert!(
+            out.contains("eddy_job_label_delay_mean_seconds{job=\"b\"} 0.25\n"),
+            "{out}"
+        );
     }
 
     #[test]

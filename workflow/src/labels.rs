@@ -48,6 +48,7 @@ use arrow::record_batch::RecordBatch;
 use eddy_core::dataflow::Stream;
 use eddy_core::join::{IntervalJoin, LABEL, LABEL_DELAY, LATE_LEFT, LATE_RIGHT};
 use eddy_core::message::{Epoch, EventTime, MAX_WATERMARK};
+use eddy_core::metrics::{MetricKind, OwnedMetric};
 use eddy_core::operator::{Collector, Operator, OperatorFactory};
 use serde::{Deserialize, Serialize};
 
@@ -115,12 +116,12 @@ impl LabelTally {
             ),
             (
                 "label_delay_mean_ms",
-                "Mean event time from an impression to its click, over the positives (ms).",
+                "Mean event time from an impression to its click, over the positives.",
                 self.delay_mean_ms(),
             ),
             (
                 "label_delay_max_ms",
-                "Longest event time from an impression to its click (ms).",
+                "Longest event time from an impression to its click.",
                 self.delay_max_ms,
             ),
             (
@@ -133,6 +134,33 @@ impl LabelTally {
                 "Clicks behind the watermark: not counted.",
                 self.late_clicks,
             ),
+        ]
+    }
+
+    /// The tally as `/metrics` shows it, by the Prometheus conventions: the cumulative counts
+    /// as counters (`eddy_job_labels_positive_total`, …), the delays as gauges in seconds
+    /// (`eddy_job_label_delay_mean_seconds`, `eddy_job_label_delay_max_seconds`).
+    pub fn exported(&self) -> [OwnedMetric; 6] {
+        let metric = |name, help, kind, value| OwnedMetric {
+            name,
+            help,
+            kind,
+            value,
+        };
+        let [positive, negative, mean, max, late_impressions, late_clicks] = self.named();
+        let count = |(name, help, v): (&'static str, &'static str, u64)| {
+            metric(name, help, MetricKind::Counter, v as f64)
+        };
+        let seconds = |name, (_, help, ms): (&str, &'static str, u64)| {
+            metric(name, help, MetricKind::Gauge, ms as f64 / 1000.0)
+        };
+        [
+            count(positive),
+            count(negative),
+            seconds("label_delay_mean_seconds", mean),
+            seconds("label_delay_max_seconds", max),
+            count(late_impressions),
+            count(late_clicks),
         ]
     }
 }

@@ -252,8 +252,8 @@ impl LiveCounters {
             });
         if let Some(t) = &tally {
             self.tally = Some((*t, Instant::now()));
-            for (name, help, value) in t.named() {
-                job.set_gauge(name, help, value);
+            for metric in t.exported() {
+                job.report(metric);
             }
         }
         let failed_over = failover != self.failover;
