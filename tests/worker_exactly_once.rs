@@ -17,6 +17,8 @@
 //! Mutations tried (each by hand, then restored), and what catches them — see the report of
 //! the session that wrote this file (#16).
 
+#[path = "support/checkpoints.rs"]
+mod checkpoints;
 #[path = "../core/tests/support/kafka.rs"]
 mod kafka;
 
@@ -27,6 +29,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use checkpoints::checkpoint_holds_rows;
 use eddy_core::datagen::ctr::CtrGenerator;
 use eddy_ps::{Delta, LocalPsConfig};
 use kafka::Broker;
@@ -172,18 +175,6 @@ fn started_pid(line: &str, worker: usize) -> Option<u32> {
         .ok()
 }
 
-/// The newest completed checkpoint in `dir` (`chk-N`), if any.
-fn newest_checkpoint(dir: &Path) -> Option<u64> {
-    std::fs::read_dir(dir)
-        .ok()?
-        .flatten()
-        .filter_map(|e| {
-            let name = e.file_name().to_string_lossy().into_owned();
-            name.strip_prefix("chk-")?.parse().ok()
-        })
-        .max()
-}
-
 /// What a run left: the supervisor's report and the final model of both shards.
 struct Run {
     report: Value,
@@ -242,8 +233,7 @@ fn run(broker: &Broker, topic: &str, dir: &Path, workers: usize, fault: Fault) -
         }
         for w in 0..workers {
             let own = checkpoints.join(format!("worker-{w}"));
-            let before = newest_checkpoint(&own);
-            while newest_checkpoint(&own) <= before {
+            while !checkpoint_holds_rows(&own) {
                 assert!(
                     started.elapsed() < RUN_LIMIT,
                     "worker {w} never checkpointed"

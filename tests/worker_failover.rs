@@ -26,6 +26,8 @@
 //! - the job's model not read back from the shards (`final_model` keeping a fresh model of
 //!   the learner instead of `shard_model`'s): holdout log loss 0.693.
 
+#[path = "support/checkpoints.rs"]
+mod checkpoints;
 #[path = "support/clicks.rs"]
 mod clicks;
 #[path = "../core/tests/support/kafka.rs"]
@@ -37,6 +39,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use checkpoints::checkpoint_holds_rows;
 use clicks::{clicks, LAYOUT, ROWS, WORKER_ROWS};
 use eddy_core::datagen::ctr::CtrGenerator;
 use kafka::Broker;
@@ -99,18 +102,6 @@ fn started_pid(line: &str, worker: usize) -> Option<u32> {
         .ok()
 }
 
-/// The newest completed checkpoint in `dir` (`chk-N`), if any.
-fn newest_checkpoint(dir: &Path) -> Option<u64> {
-    std::fs::read_dir(dir)
-        .ok()?
-        .flatten()
-        .filter_map(|e| {
-            let name = e.file_name().to_string_lossy().into_owned();
-            name.strip_prefix("chk-")?.parse().ok()
-        })
-        .max()
-}
-
 /// What a run does to the job.
 #[derive(Clone, Copy)]
 enum Fault {
@@ -166,8 +157,7 @@ fn run(broker: &Broker, topic: &str, dir: &Path, ps: &str, fault: Fault, extra: 
         }
         for w in 0..2 {
             let own = checkpoints.join(format!("worker-{w}"));
-            let before = newest_checkpoint(&own);
-            while newest_checkpoint(&own) <= before {
+            while !checkpoint_holds_rows(&own) {
                 assert!(
                     started.elapsed() < RUN_LIMIT,
                     "worker {w} never checkpointed"

@@ -21,6 +21,8 @@
 //!   finished last, which a test cannot force); `tests/worker_failover.rs` catches a model that
 //!   is not read back from the shards at all.
 
+#[path = "support/checkpoints.rs"]
+mod checkpoints;
 #[path = "support/clicks.rs"]
 mod clicks;
 #[path = "../core/tests/support/kafka.rs"]
@@ -30,6 +32,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use checkpoints::checkpoint_holds_rows;
 use clicks::{clicks, LAYOUT, ROWS, WORKER_ROWS};
 use eddy_workflow::registry::Registry;
 use eddy_workflow::runner::{NodeStatus, RunState};
@@ -109,19 +112,6 @@ fn status(run_dir: &Path) -> Option<SupervisorStatus> {
     SupervisorStatus::read(&path).ok().flatten()
 }
 
-/// Worker `w`'s newest completed checkpoint (`chk-N`), if any.
-fn newest_checkpoint(run_dir: &Path, w: usize) -> Option<u64> {
-    let dir = run_dir.join(format!("checkpoints/train/worker-{w}"));
-    std::fs::read_dir(dir)
-        .ok()?
-        .flatten()
-        .filter_map(|e| {
-            let name = e.file_name().to_string_lossy().into_owned();
-            name.strip_prefix("chk-")?.parse().ok()
-        })
-        .max()
-}
-
 /// Runs the workflow in `run_dir`; with `kill`, worker 1 is `kill -9`ed at a random moment
 /// (from the seed) once both workers checkpointed. Returns the final supervisor status.
 fn run(spec: &Path, run_dir: &Path, kill: Option<u64>) -> SupervisorStatus {
@@ -152,8 +142,8 @@ fn run(spec: &Path, run_dir: &Path, kill: Option<u64>) -> SupervisorStatus {
             }
         };
         for w in 0..2 {
-            let before = newest_checkpoint(run_dir, w);
-            while newest_checkpoint(run_dir, w) <= before {
+            let own = run_dir.join(format!("checkpoints/train/worker-{w}"));
+            while !checkpoint_holds_rows(&own) {
                 assert!(
                     started.elapsed() < RUN_LIMIT,
                     "worker {w} never checkpointed"
