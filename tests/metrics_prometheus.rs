@@ -210,11 +210,14 @@ fn tmp() -> tempfile::TempDir {
     tempfile::tempdir().unwrap()
 }
 
-#[test]
-fn run_and_serve_metrics_parse_and_actions_need_the_token() {
-    let dir = tmp();
-    let run_dir = dir.path().join("run");
-    let spec = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/ctr/workflow.toml");
+/// Starts `eddy run examples/EXAMPLE/workflow.toml --serve-forever` with its run dir in `dir`;
+/// returns the process, the dashboard's address and the run dir.
+fn run_example(dir: &Path, example: &str) -> (Proc, String, std::path::PathBuf) {
+    let run_dir = dir.join("run");
+    let spec = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("examples")
+        .join(example)
+        .join("workflow.toml");
     let (run, addr, _) = start(&[
         "run",
         spec.to_str().unwrap(),
@@ -222,6 +225,13 @@ fn run_and_serve_metrics_parse_and_actions_need_the_token() {
         run_dir.to_str().unwrap(),
         "--serve-forever",
     ]);
+    (run, addr, run_dir)
+}
+
+#[test]
+fn run_and_serve_metrics_parse_and_actions_need_the_token() {
+    let dir = tmp();
+    let (run, addr, run_dir) = run_example(dir.path(), "ctr");
     let text = metrics_when(&addr, |t| {
         t.contains("eddy_node_state{node=\"deploy\",state=\"succeeded\"} 1")
             && t.contains("eddy_node_state{node=\"ctr\",state=\"succeeded\"} 1")
@@ -331,15 +341,7 @@ fn run_and_serve_metrics_parse_and_actions_need_the_token() {
 #[test]
 fn a_delayed_label_jobs_tally_is_counters_and_seconds() {
     let dir = tmp();
-    let run_dir = dir.path().join("run");
-    let spec = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/delayed-labels/workflow.toml");
-    let (_run, addr, _) = start(&[
-        "run",
-        spec.to_str().unwrap(),
-        "--run-dir",
-        run_dir.to_str().unwrap(),
-        "--serve-forever",
-    ]);
+    let (_run, addr, _) = run_example(dir.path(), "delayed-labels");
     let text = metrics_when(&addr, |t| {
         t.contains("eddy_node_state{node=\"deploy\",state=\"succeeded\"} 1")
     });
