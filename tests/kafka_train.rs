@@ -41,6 +41,8 @@
 
 #[path = "../core/tests/support/kafka.rs"]
 mod kafka;
+#[path = "support/clicks.rs"]
+mod support_clicks;
 #[path = "../workflow/tests/support/train.rs"]
 mod train;
 
@@ -53,7 +55,6 @@ use arrow::array::Int64Array;
 use arrow::datatypes::Schema;
 use arrow::record_batch::RecordBatch;
 use eddy_core::dataflow::{FaultInjection, FaultPoint, RestartPolicy};
-use eddy_core::datagen::ctr::CtrGenerator;
 use eddy_core::prelude::{Collector, Operator, TaskInfo};
 use eddy_core::source::kafka::{KafkaSource, KafkaSourceOptions, KafkaUri};
 use eddy_workflow::train::{
@@ -74,26 +75,15 @@ const ROW: &str = "row";
 const ROWS: u64 = 20_000;
 const BATCHES: u64 = ROWS / BATCH as u64;
 
-/// Generated CTR rows `0..rows` (seed 7), one JSON object each: the rows `eddy gen ctr` makes,
-/// plus their number in the column [`ROW`].
+/// Generated CTR rows `0..rows` (seed 7), one JSON object each: the rows `eddy gen ctr` makes
+/// ([`support_clicks::clicks`]), plus their number in the column [`ROW`].
 fn clicks(rows: u64) -> Vec<Vec<u8>> {
-    let g = CtrGenerator::new(7, false);
-    let mut buf = Vec::new();
-    let mut writer = arrow::json::LineDelimitedWriter::new(&mut buf);
-    for start in (0..rows).step_by(10_000) {
-        let len = (rows - start).min(10_000) as usize;
-        writer.write(&g.batch(start, len).unwrap()).unwrap();
-    }
-    writer.finish().unwrap();
     // each object gets the row's number first, `{"row":i,…}`: not a feature (see `features`)
-    let lines: Vec<Vec<u8>> = buf
-        .split(|&b| b == b'\n')
-        .filter(|l| !l.is_empty())
+    support_clicks::clicks(rows)
+        .into_iter()
         .enumerate()
         .map(|(i, l)| [format!("{{\"{ROW}\":{i},").as_bytes(), &l[1..]].concat())
-        .collect();
-    assert_eq!(lines.len() as u64, rows);
-    lines
+        .collect()
 }
 
 /// A topic of `partitions` partitions holding `clicks(rows)`, row `i` in partition
